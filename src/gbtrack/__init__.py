@@ -1,0 +1,71 @@
+"""gbtrack: declarative customer-event tracking for Gameball.
+
+Decorate a business function with :func:`track`, and every successful call sends a
+validated event to Gameball, with the customer's identity and metadata resolved from
+the call's arguments and result::
+
+    from gbtrack import track
+
+    @track("purchase_completed", customer_id="customer.id",
+           metadata={"order_id": "result.id", "amount": "result.total"})
+    def checkout(customer, cart): ...
+
+This module is the whole public API; everything in ``gbtrack._*`` is private.
+"""
+
+from importlib.metadata import PackageNotFoundError, version
+
+from gbtrack._context import current_identity, identify
+from gbtrack._errors import (
+    AuthenticationError,
+    ConfigurationError,
+    ConflictError,
+    DeliveryError,
+    ExpressionError,
+    GbtrackError,
+    InvalidEventError,
+    PayloadError,
+    RateLimitError,
+    ServerError,
+    TrackingError,
+    TransportError,
+)
+from gbtrack._event import Event, Identity
+from gbtrack._report import Stats
+from gbtrack._tracker import Tracker, configure, get_tracker, set_tracker
+from gbtrack._types import UNSET
+from gbtrack.senders import InMemorySender, LoggingSender, Sender
+
+try:
+    __version__ = version("gbtrack")
+except PackageNotFoundError:  # pragma: no cover - running from a source tree
+    __version__ = "0.0.0"
+
+__all__ = [
+    "UNSET",
+    "AuthenticationError",
+    "ConfigurationError",
+    "ConflictError",
+    "DeliveryError",
+    "Event",
+    "ExpressionError",
+    "GbtrackError",
+    "Identity",
+    "InMemorySender",
+    "InvalidEventError",
+    "LoggingSender",
+    "PayloadError",
+    "RateLimitError",
+    "Sender",
+    "ServerError",
+    "Stats",
+    "Tracker",
+    "TrackingError",
+    "TransportError",
+    "__version__",
+    "configure",
+    "current_identity",
+    "get_tracker",
+    "identify",
+    "set_tracker",
+]

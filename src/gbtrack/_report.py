@@ -1,0 +1,163 @@
+"""Counting and reporting: every dropped event is counted, logged and handed to ``on_error``.
+
+One :class:`Reporter` per tracker and one per sender. A sender built by
+:func:`gbtrack.configure` shares the tracker's ``on_error`` hook.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+from types import MappingProxyType
+from typing import TYPE_CHECKING
+
+from gbtrack._errors import TrackingError
+
+if TYPE_CHECKING:
+    from gbtrack._event import Event
+
+__all__ = ["ErrorHandler", "Reporter", "Stats", "logger"]
+
+logger = logging.getLogger("gbtrack")
+"""The ``gbtrack`` logger: drops and delivery failures are logged here, keys never."""
+
+ErrorHandler = Callable[[TrackingError], None]
+"""The ``on_error`` hook: receives a :class:`~gbtrack.TrackingError` for every dropped event."""
+
+
+@dataclass(frozen=True)
+class Stats:
+    """A snapshot of what happened to events, by a tracker and its sender.
+
+    Attributes:
+        sent: Events handed to the sender (accepted by ``send()``).
+        delivered: Events Gameball acknowledged (delivery senders only).
+        retried: Delivery attempts repeated after a retryable or ambiguous outcome.
+        dropped: Events lost, by reason (``no_customer_id``, ``queue_overflow``, ...).
+        in_queue: Events waiting in the sender's queue.
+        in_flight: Events in requests under way.
+        persisted: Events written to a durable outbox and not yet delivered.
+        last_error: A short description of the most recent failure, without keys or PII.
+    """
+
+    sent: int = 0
+    delivered: int = 0
+    retried: int = 0
+    dropped: Mapping[str, int] = field(default_factory=lambda: MappingProxyType({}))
+    in_queue: int = 0
+    in_flight: int = 0
+    persisted: int = 0
+    last_error: str | None = None
+
+    @property
+    def total_dropped(self) -> int:
+        """All dropped events, whatever the reason."""
+        return sum(self.dropped.values())
+
+    def merge(self, other: Stats) -> Stats:
+        """Return the sum of two snapshots (counters added, the other's last error wins)."""
+        dropped = dict(self.dropped)
+        for reason, count in other.dropped.items():
+            dropped[reason] = dropped.get(reason, 0) + count
+        return Stats(
+            sent=self.sent + other.sent,
+            delivered=self.delivered + other.delivered,
+            retried=self.retried + other.retried,
+            dropped=MappingProxyType(dropped),
+            in_queue=self.in_queue + other.in_queue,
+            in_flight=self.in_flight + other.in_flight,
+            persisted=self.persisted + other.persisted,
+            last_error=other.last_error or self.last_error,
+        )
+
+
+class Reporter:
+    """Thread-safe counters plus the drop path: count, log, call ``on_error``.
+
+    Args:
+        on_error: Called with a :class:`~gbtrack.TrackingError` for each drop; its own
+            exceptions are logged and swallowed.
+        log: The logger to use (the ``gbtrack`` logger by default).
+    """
+
+    def __init__(self, on_error: ErrorHandler | None = None, log: logging.Logger = logger) -> None:
+        self.on_error = on_error
+        self.log = log
+        self._lock = threading.Lock()
+        self._counts: dict[str, int] = {}
+        self._dropped: dict[str, int] = {}
+        self.last_error: str | None = None
+
+    def count(self, key: str, n: int = 1) -> None:
+        """Add ``n`` to counter ``key`` (``sent``, ``delivered``, ``retried``, ...)."""
+        with self._lock:
+            self._counts[key] = self._counts.get(key, 0) + n
+
+    def get(self, key: str) -> int:
+        """Return counter ``key``."""
+        return self._counts.get(key, 0)
+
+    def dropped(self, reason: str) -> int:
+        """Return how many events were dropped for ``reason``."""
+        return self._dropped.get(reason, 0)
+
+    def drop(
+        self,
+        reason: str,
+        message: str,
+        *,
+        event: Event | None = None,
+        function: str | None = None,
+        n: int = 1,
+        exc_info: BaseException | None = None,
+    ) -> TrackingError:
+        """Count, log and report ``n`` dropped events; return the error (for strict mode).
+
+        Args:
+            reason: The stable reason code the drop is counted under.
+            message: A human-readable explanation, without keys or unmasked PII.
+            event: The event concerned, when one exists.
+            function: The tracked function's qualified name, when there is one.
+            n: How many events this drop stands for (a failed batch counts each).
+            exc_info: The underlying exception, chained as ``__cause__``.
+        """
+        error = TrackingError(message, reason=reason, event=event, function=function)
+        error.__cause__ = exc_info
+        with self._lock:
+            self._dropped[reason] = self._dropped.get(reason, 0) + n
+            self.last_error = f"{reason}: {message}"
+        self.log.warning(
+            "gbtrack dropped %d event(s) [%s]: %s", n, reason, message, exc_info=exc_info
+        )
+        self.report(error)
+        return error
+
+    def note_error(self, message: str) -> None:
+        """Remember ``message`` as the last error without counting a drop."""
+        self.last_error = message
+
+    def report(self, error: TrackingError) -> None:
+        """Pass ``error`` to ``on_error``; the hook's own failures are logged, not raised."""
+        hook = self.on_error
+        if hook is None:
+            return
+        try:
+            hook(error)
+        except Exception:
+            self.log.exception("gbtrack on_error hook raised; ignored")
+
+    def snapshot(self, **gauges: int) -> Stats:
+        """Return a :class:`Stats` of the counters plus the given gauges."""
+        with self._lock:
+            counts = dict(self._counts)
+            dropped = MappingProxyType(dict(self._dropped))
+        return Stats(
+            sent=counts.get("sent", 0),
+            delivered=counts.get("delivered", 0),
+            retried=counts.get("retried", 0),
+            dropped=dropped,
+            last_error=self.last_error,
+            **gauges,
+        )

@@ -1,0 +1,387 @@
+"""Tracker: policy between the decorators and the sender, and the default tracker.
+
+A tracker decides whether to track (``enabled``), turns resolved values into a
+validated :class:`~gbtrack.Event`, hands it to its sender, and makes sure no failure
+reaches business code unless ``strict=True``.
+"""
+
+from __future__ import annotations
+
+import os
+import threading
+import warnings
+from collections.abc import Callable, Mapping
+from typing import TYPE_CHECKING, Any, TypeVar
+
+from pydantic import SecretStr
+
+from gbtrack._context import _identity
+from gbtrack._errors import GbtrackError, InvalidEventError, TrackingError
+from gbtrack._event import (
+    Event,
+    MetadataValue,
+    normalize_customer_id,
+    normalize_metadata,
+)
+from gbtrack._report import ErrorHandler, Reporter, Stats
+from gbtrack._types import UNSET, Unset
+from gbtrack.senders._base import LoggingSender, Sender
+
+if TYPE_CHECKING:
+    from gbtrack._span import SpanContext
+
+__all__ = ["Tracker", "configure", "get_tracker", "set_tracker"]
+
+F = TypeVar("F", bound=Callable[..., Any])
+
+_NO_DELIVERY_WARNING = (
+    "gbtrack: no Gameball delivery is configured, so events are only logged on the "
+    "'gbtrack.events' logger. Call gbtrack.configure(api_key=...) or set "
+    "GAMEBALL_API_KEY to deliver them."
+)
+
+
+def _env_disabled() -> bool:
+    return os.environ.get("GBTRACK_DISABLED", "").strip().lower() in {"1", "true", "yes", "on"}
+
+
+class Tracker:
+    """Turns tracked calls into events and hands them to a sender.
+
+    Args:
+        sender: Where events go. ``None`` means: a delivery sender when
+            ``GAMEBALL_API_KEY`` is set in the environment, otherwise a
+            :class:`~gbtrack.LoggingSender` with a one-time warning.
+        enabled: When ``False``, decorators call straight through and nothing is sent.
+        strict: When ``True``, a tracking failure raises :class:`~gbtrack.TrackingError`
+            into the caller (for tests and development). Never use it in production.
+        on_error: Called with a :class:`~gbtrack.TrackingError` for every dropped
+            event, here and in a sender that has no hook of its own.
+
+    Example:
+        >>> from gbtrack import Tracker, InMemorySender
+        >>> tracker = Tracker(InMemorySender())
+        >>> @tracker.track("signed_up", customer_id="user_id")
+        ... def sign_up(user_id: str) -> None: ...
+        >>> sign_up("u-1")
+        >>> [e.name for e in tracker.sender.events]
+        ['signed_up']
+    """
+
+    def __init__(
+        self,
+        sender: Sender | None = None,
+        *,
+        enabled: bool = True,
+        strict: bool = False,
+        on_error: ErrorHandler | None = None,
+    ) -> None:
+        self.enabled = enabled
+        self.strict = strict
+        self._reporter = Reporter(on_error)
+        self._sender: Sender | None = None
+        self._lock = threading.Lock()
+        if sender is not None:
+            self._set_sender(sender)
+
+    # --- configuration ---------------------------------------------------------------
+    @property
+    def on_error(self) -> ErrorHandler | None:
+        """The hook that receives every dropped event's :class:`~gbtrack.TrackingError`."""
+        return self._reporter.on_error
+
+    @on_error.setter
+    def on_error(self, hook: ErrorHandler | None) -> None:
+        self._reporter.on_error = hook
+
+    @property
+    def sender(self) -> Any:
+        """The sender in use (created on first use when none was given)."""
+        sender = self._sender
+        if sender is None:
+            with self._lock:
+                if self._sender is None:
+                    self._set_sender(self._default_sender())
+                sender = self._sender
+        return sender
+
+    @sender.setter
+    def sender(self, sender: Sender) -> None:
+        self._set_sender(sender)
+
+    def _set_sender(self, sender: Sender) -> None:
+        if not isinstance(sender, Sender):
+            raise TypeError(f"sender must implement send/flush/close, got {type(sender).__name__}")
+        # A sender without its own hook reports its drops to the tracker's.
+        reporter = getattr(sender, "reporter", None)
+        if isinstance(reporter, Reporter) and reporter.on_error is None:
+            reporter.on_error = self._forward_error
+        self._sender = sender
+
+    def _forward_error(self, error: TrackingError) -> None:
+        self._reporter.report(error)
+
+    def _default_sender(self) -> Sender:
+        if os.environ.get("GAMEBALL_API_KEY"):
+            from gbtrack.senders import sender_from_config
+
+            return sender_from_config()
+        warnings.warn(_NO_DELIVERY_WARNING, RuntimeWarning, stacklevel=4)
+        return LoggingSender()
+
+    def configure(
+        self,
+        *,
+        sender: Sender | None = None,
+        enabled: bool | None = None,
+        strict: bool | None = None,
+        on_error: ErrorHandler | None | Unset = UNSET,
+        **delivery: Any,
+    ) -> Tracker:
+        """Update this tracker in place; arguments left out keep their value.
+
+        Args:
+            sender: A new sender. The old one is flushed and closed (bounded by 5 s).
+            enabled: Turn tracking on or off.
+            strict: Raise tracking failures into callers (tests) or not.
+            on_error: A new drop hook; ``None`` removes it.
+            **delivery: Options for a Gameball delivery sender (``api_key``,
+                ``secret_key``, ``base_url``, ...), see :func:`gbtrack.configure`.
+
+        Returns:
+            This tracker.
+        """
+        if delivery:
+            if sender is not None:
+                raise GbtrackError("pass either sender= or delivery options, not both")
+            from gbtrack.senders import sender_from_config
+
+            sender = sender_from_config(**delivery)
+        if enabled is not None:
+            self.enabled = enabled
+        if strict is not None:
+            self.strict = strict
+        if not isinstance(on_error, Unset):
+            self.on_error = on_error
+        if sender is not None:
+            old, self._sender = self._sender, None
+            self._set_sender(sender)
+            if old is not None and old is not sender:
+                old.close(timeout=5.0)
+        return self
+
+    # --- the API ---------------------------------------------------------------------
+    def track(self, name: str, **options: Any) -> Callable[[F], F]:
+        """Decorate a function so that calling it sends an event; see :func:`gbtrack.track`."""
+        from gbtrack._decorator import track
+
+        return track(name, tracker=self, **options)
+
+    def span(self, name: str, **options: Any) -> SpanContext:
+        """Open a manual event as a context manager; see :func:`gbtrack.span`."""
+        from gbtrack._span import span
+
+        return span(name, tracker=self, **options)
+
+    def emit(
+        self,
+        name: str,
+        *,
+        customer_id: str | int | None = None,
+        email: str | None = None,
+        mobile: str | None = None,
+        session_token: str | SecretStr | None | Unset = UNSET,
+        metadata: Mapping[str, object] | None = None,
+    ) -> Event | None:
+        """Send an event directly; missing identity comes from :func:`gbtrack.identify`.
+
+        Returns:
+            The event handed to the sender, or ``None`` when it was dropped (or the
+            tracker is disabled). Drops raise :class:`~gbtrack.TrackingError` only when
+            ``strict``.
+        """
+        if not self.enabled:
+            return None
+        try:
+            meta = normalize_metadata(metadata)
+        except InvalidEventError as exc:
+            self._drop("invalid_event", f"event {name!r}: {exc}", exc=exc)
+            return None
+        return self._submit(name, customer_id, email, mobile, session_token, meta)
+
+    def flush(self, timeout: float | None = None) -> bool:
+        """Wait until the sender has settled everything sent so far.
+
+        Returns:
+            ``True`` if everything was settled within ``timeout`` seconds.
+        """
+        sender = self._sender
+        return True if sender is None else bool(sender.flush(timeout))
+
+    def close(self, timeout: float | None = None) -> bool:
+        """Flush and close the sender; later events are dropped with reason ``closed``.
+
+        Returns:
+            ``True`` if everything was settled within ``timeout`` seconds.
+        """
+        sender = self._sender
+        return True if sender is None else bool(sender.close(timeout))
+
+    @property
+    def stats(self) -> Stats:
+        """Counts of events sent and dropped (by reason), with the sender's delivery counts."""
+        mine = self._reporter.snapshot()
+        sender = self._sender
+        stats_of = getattr(sender, "stats", None)
+        if callable(stats_of):
+            theirs = stats_of()
+            if isinstance(theirs, Stats):
+                # The sender's "sent" would double count: ours is what it accepted.
+                return mine.merge(
+                    Stats(
+                        delivered=theirs.delivered,
+                        retried=theirs.retried,
+                        dropped=theirs.dropped,
+                        in_queue=theirs.in_queue,
+                        in_flight=theirs.in_flight,
+                        persisted=theirs.persisted,
+                        last_error=theirs.last_error,
+                    )
+                )
+        return mine
+
+    def __repr__(self) -> str:
+        state = "enabled" if self.enabled else "disabled"
+        return f"<Tracker {state}{' strict' if self.strict else ''} sender={self._sender!r}>"
+
+    # --- the call path (used by track, span and emit) --------------------------------
+    def _drop(
+        self,
+        reason: str,
+        message: str,
+        *,
+        event: Event | None = None,
+        function: str | None = None,
+        exc: BaseException | None = None,
+    ) -> None:
+        """Count, log and report a drop; raise it when strict."""
+        error = self._reporter.drop(reason, message, event=event, function=function, exc_info=exc)
+        if self.strict:
+            raise error
+
+    def _submit(
+        self,
+        name: str,
+        customer_id: object,
+        email: object,
+        mobile: object,
+        session_token: object,
+        metadata: dict[str, MetadataValue],
+        function: str | None = None,
+    ) -> Event | None:
+        """Complete identity from the ambient one, validate, and hand to the sender.
+
+        ``metadata`` must already be normalised (see :func:`normalize_metadata`).
+        Never raises unless strict.
+        """
+        where = f" from {function}" if function else ""
+        try:
+            cid = normalize_customer_id(customer_id)
+            ambient = _identity.get()
+            if cid is None:
+                cid = ambient.customer_id
+                if cid is None:
+                    self._drop(
+                        "no_customer_id",
+                        f"event {name!r}{where} has no customer_id and no identify() is active",
+                        function=function,
+                    )
+                    return None
+            same = cid == ambient.customer_id
+            if email is None and same:
+                email = ambient.email
+            if mobile is None and same:
+                mobile = ambient.mobile
+            if session_token is UNSET:
+                token = ambient.session_token if same else None
+            elif session_token is None or type(session_token) is SecretStr:
+                token = session_token
+            elif isinstance(session_token, str):
+                token = SecretStr(session_token)
+            else:
+                raise InvalidEventError(
+                    f"session_token must be a str, got {type(session_token).__name__}",
+                    field="session_token",
+                )
+            if type(name) is not str or not name:
+                raise InvalidEventError("event name must be a non-empty string", field="name")
+            if email is not None and type(email) is not str:
+                raise InvalidEventError(f"email must be a str, got {type(email).__name__}")
+            if mobile is not None and type(mobile) is not str:
+                raise InvalidEventError(f"mobile must be a str, got {type(mobile).__name__}")
+            event = Event._trusted(name, cid, email or None, mobile or None, metadata, token)
+        except InvalidEventError as exc:
+            self._drop("invalid_event", f"event {name!r}{where}: {exc}", function=function, exc=exc)
+            return None
+        sender = self._sender or self.sender
+        try:
+            sender.send(event)
+        except Exception as exc:
+            self._drop(
+                "sender_error",
+                f"event {name!r}{where}: {type(sender).__name__}.send raised {type(exc).__name__}",
+                event=event,
+                function=function,
+                exc=exc,
+            )
+            return None
+        self._reporter.count("sent")
+        return event
+
+
+# --- the default tracker ------------------------------------------------------------
+_default = Tracker(enabled=not _env_disabled())
+
+
+def get_tracker() -> Tracker:
+    """Return the default tracker used by the module-level ``track``, ``span`` and ``emit``."""
+    return _default
+
+
+def set_tracker(tracker: Tracker) -> Tracker:
+    """Make ``tracker`` the default; decorated functions use it from their next call.
+
+    Returns:
+        The previous default tracker (to restore it later).
+    """
+    global _default
+    if not isinstance(tracker, Tracker):
+        raise TypeError(f"expected a Tracker, got {type(tracker).__name__}")
+    previous, _default = _default, tracker
+    return previous
+
+
+def configure(
+    *,
+    sender: Sender | None = None,
+    enabled: bool | None = None,
+    strict: bool | None = None,
+    on_error: ErrorHandler | None | Unset = UNSET,
+    **delivery: Any,
+) -> Tracker:
+    """Configure the default tracker in place (never replaced, so nothing goes stale).
+
+    Args:
+        sender: The sender to use.
+        enabled: Turn tracking on or off (``GBTRACK_DISABLED=1`` starts it off).
+        strict: Raise tracking failures into callers (tests, development).
+        on_error: The drop hook.
+        **delivery: Gameball delivery options, e.g. ``api_key=...``, ``secret_key=...``,
+            ``base_url=...``: a delivery sender is built from them.
+
+    Returns:
+        The default tracker.
+    """
+    return _default.configure(
+        sender=sender, enabled=enabled, strict=strict, on_error=on_error, **delivery
+    )

@@ -1,0 +1,155 @@
+"""The Sender protocol and the simple senders: in-memory and logging."""
+
+from __future__ import annotations
+
+import json
+import logging
+import threading
+from typing import Protocol, runtime_checkable
+
+from gbtrack._event import Event, mask_email, mask_mobile
+from gbtrack._report import ErrorHandler, Reporter, Stats
+
+__all__ = ["BaseSender", "InMemorySender", "LoggingSender", "Sender"]
+
+
+@runtime_checkable
+class Sender(Protocol):
+    """Where a tracker hands its events.
+
+    ``send()`` runs on the caller's thread: it must neither block nor raise. Where
+    delivery happens (a thread, disk, the network) is the sender's business.
+    """
+
+    def send(self, event: Event) -> None:
+        """Accept ``event`` for delivery without blocking; never raise."""
+
+    def flush(self, timeout: float | None = None) -> bool:
+        """Wait until everything accepted so far is delivered or finally failed.
+
+        Returns:
+            ``True`` if everything was settled within ``timeout`` seconds.
+        """
+
+    def close(self, timeout: float | None = None) -> bool:
+        """Flush, then release resources; idempotent. Later sends are dropped.
+
+        Returns:
+            ``True`` if everything was settled within ``timeout`` seconds.
+        """
+
+
+class BaseSender:
+    """A convenient base for senders: a :class:`~gbtrack._report.Reporter` and ``stats()``.
+
+    Args:
+        on_error: Called with a :class:`~gbtrack.TrackingError` for each event the
+            sender drops. :func:`gbtrack.configure` wires the tracker's hook here
+            when the sender has none.
+    """
+
+    def __init__(self, *, on_error: ErrorHandler | None = None) -> None:
+        self.reporter = Reporter(on_error)
+        self._closed = False
+
+    @property
+    def closed(self) -> bool:
+        """Whether :meth:`close` was called."""
+        return self._closed
+
+    def stats(self) -> Stats:
+        """Return a snapshot of this sender's counters."""
+        return self.reporter.snapshot()
+
+    def _drop_closed(self, event: Event) -> None:
+        self.reporter.drop(
+            "closed", f"{type(self).__name__} is closed; event {event.name!r} dropped", event=event
+        )
+
+    def flush(self, timeout: float | None = None) -> bool:
+        """Nothing is buffered: always settled."""
+        return True
+
+    def close(self, timeout: float | None = None) -> bool:
+        """Mark the sender closed; later sends are dropped with reason ``closed``."""
+        self._closed = True
+        return True
+
+
+class InMemorySender(BaseSender):
+    """Keep events in a list: for tests, examples and the benchmarks.
+
+    Thread-safe; :attr:`events` returns a copy in send order.
+    """
+
+    def __init__(self, *, on_error: ErrorHandler | None = None) -> None:
+        super().__init__(on_error=on_error)
+        self._events: list[Event] = []
+        self._lock = threading.Lock()
+
+    def send(self, event: Event) -> None:
+        """Append ``event`` (dropped with reason ``closed`` after :meth:`close`)."""
+        if self._closed:
+            self._drop_closed(event)
+            return
+        with self._lock:
+            self._events.append(event)
+        self.reporter.count("delivered")
+
+    @property
+    def events(self) -> list[Event]:
+        """A copy of the events received so far, oldest first."""
+        with self._lock:
+            return list(self._events)
+
+    def clear(self) -> None:
+        """Forget the events received so far."""
+        with self._lock:
+            self._events.clear()
+
+    def __len__(self) -> int:
+        return len(self._events)
+
+    def __repr__(self) -> str:
+        return f"<InMemorySender events={len(self._events)}>"
+
+
+class LoggingSender(BaseSender):
+    """Log each event as one JSON line on a logger; nothing reaches Gameball.
+
+    The default when no delivery is configured. Email and mobile are masked and the
+    session token is never written.
+
+    Args:
+        logger: The logger (default ``gbtrack.events``).
+        level: The log level (default ``INFO``).
+        on_error: See :class:`BaseSender`.
+    """
+
+    def __init__(
+        self,
+        logger: logging.Logger | None = None,
+        *,
+        level: int = logging.INFO,
+        on_error: ErrorHandler | None = None,
+    ) -> None:
+        super().__init__(on_error=on_error)
+        self.logger = logger or logging.getLogger("gbtrack.events")
+        self.level = level
+
+    def send(self, event: Event) -> None:
+        """Log ``event`` (dropped with reason ``closed`` after :meth:`close`)."""
+        if self._closed:
+            self._drop_closed(event)
+            return
+        if self.logger.isEnabledFor(self.level):
+            body = event.to_payload()
+            if "email" in body:
+                body["email"] = mask_email(body["email"])
+            if "mobile" in body:
+                body["mobile"] = mask_mobile(body["mobile"])
+            self.logger.log(self.level, "gbtrack event %s", json.dumps(body, sort_keys=True))
+        self.reporter.count("delivered")
+
+    def __repr__(self) -> str:
+        return f"<LoggingSender logger={self.logger.name!r}>"
