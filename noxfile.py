@@ -23,9 +23,7 @@ def lint(session: nox.Session) -> None:
     """Ruff: lint and formatting check."""
     session.install("ruff>=0.6")
     session.run("ruff", "check", "src", "tests", "examples", "benchmarks", "noxfile.py")
-    session.run(
-        "ruff", "format", "--check", "src", "tests", "examples", "benchmarks", "noxfile.py"
-    )
+    session.run("ruff", "format", "--check", "src", "tests", "examples", "benchmarks", "noxfile.py")
 
 
 @nox.session(python=PYTHON)

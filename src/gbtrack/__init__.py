@@ -15,7 +15,9 @@ This module is the whole public API; everything in ``gbtrack._*`` is private.
 
 from importlib.metadata import PackageNotFoundError, version
 
+from gbtrack._call import Call
 from gbtrack._context import current_identity, identify
+from gbtrack._decorator import track
 from gbtrack._errors import (
     AuthenticationError,
     ConfigurationError,
@@ -31,7 +33,10 @@ from gbtrack._errors import (
     TransportError,
 )
 from gbtrack._event import Event, Identity
+from gbtrack._expr import literal
 from gbtrack._report import Stats
+from gbtrack._resolvers import register_resolver, unregister_resolver
+from gbtrack._span import Span, SpanContext, span
 from gbtrack._tracker import Tracker, configure, get_tracker, set_tracker
 from gbtrack._types import UNSET
 from gbtrack.senders import InMemorySender, LoggingSender, Sender
@@ -44,6 +49,7 @@ except PackageNotFoundError:  # pragma: no cover - running from a source tree
 __all__ = [
     "UNSET",
     "AuthenticationError",
+    "Call",
     "ConfigurationError",
     "ConflictError",
     "DeliveryError",
@@ -58,6 +64,8 @@ __all__ = [
     "RateLimitError",
     "Sender",
     "ServerError",
+    "Span",
+    "SpanContext",
     "Stats",
     "Tracker",
     "TrackingError",
@@ -67,5 +75,10 @@ __all__ = [
     "current_identity",
     "get_tracker",
     "identify",
+    "literal",
+    "register_resolver",
     "set_tracker",
+    "span",
+    "track",
+    "unregister_resolver",
 ]

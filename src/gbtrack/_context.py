@@ -31,7 +31,7 @@ def _secret(token: str | SecretStr | None) -> SecretStr | None:
     return SecretStr(token)
 
 
-class identify:  # noqa: N801 - used like a function, as contextlib's helpers are
+class identify:
     """Set the ambient customer identity for a block (``with`` or ``async with``).
 
     Decorators, spans and ``emit`` calls without an explicit ``customer_id`` use it.
@@ -62,10 +62,11 @@ class identify:  # noqa: N801 - used like a function, as contextlib's helpers ar
         *,
         email: str | None = None,
         mobile: str | None = None,
-        session_token: str | SecretStr | None | Unset = UNSET,
+        session_token: str | SecretStr | Unset | None = UNSET,
     ) -> None:
-        requested = Identity(customer_id=customer_id)  # validates and normalises the id
-        self._identity: tuple[str | None, str | None, str | None, SecretStr | None | Unset] = (
+        # The validator normalises the id (ints are stringified).
+        requested = Identity(customer_id=customer_id)  # type: ignore[arg-type]
+        self._identity: tuple[str | None, str | None, str | None, SecretStr | Unset | None] = (
             requested.customer_id,
             email,
             mobile,

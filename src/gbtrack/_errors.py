@@ -5,7 +5,7 @@ Every exception gbtrack raises derives from :class:`GbtrackError`::
     GbtrackError
     ├── ExpressionError        decoration time: a path expression, root or option is invalid
     ├── InvalidEventError      an event does not satisfy the Gameball contract (also ValueError)
-    ├── TrackingError          call time, raised only with ``strict=True``; also what ``on_error`` receives
+    ├── TrackingError          call time, raised only when strict; also what on_error receives
     ├── ConfigurationError     a setting is invalid or missing (e.g. an unwritable outbox path)
     └── DeliveryError          a request to Gameball failed (carries status, code, type, requestId)
         ├── AuthenticationError    401 / 403 (codes 1000, 1001, 1002)
@@ -129,7 +129,7 @@ class DeliveryError(GbtrackError):
         *,
         status: int | None = None,
         code: int | None = None,
-        type: str | None = None,  # noqa: A002 - mirrors Gameball's field name
+        type: str | None = None,
         request_id: str | None = None,
     ) -> None:
         super().__init__(message)

@@ -156,7 +156,8 @@ def normalize_customer_id(value: object) -> str | None:
         return None
     cls = type(value)
     if cls is str:
-        return value if value.strip() else None  # type: ignore[union-attr,return-value]
+        text: str = value  # type: ignore[assignment]
+        return text if text.strip() else None
     if cls is int or (isinstance(value, int) and cls is not bool):
         return str(value)
     if isinstance(value, str):
@@ -263,14 +264,25 @@ class Event(BaseModel):
     timestamp: _dt.datetime = Field(default_factory=_utcnow)
 
     _fields_all: ClassVar[frozenset[str]] = frozenset(
-        {"name", "customer_id", "email", "mobile", "metadata", "session_token", "event_id", "timestamp"}
+        {
+            "name",
+            "customer_id",
+            "email",
+            "mobile",
+            "metadata",
+            "session_token",
+            "event_id",
+            "timestamp",
+        }
     )
 
     @field_validator("name", mode="before")
     @classmethod
     def _check_name(cls, value: object) -> str:
         if not isinstance(value, str) or not value.strip():
-            raise InvalidEventError(f"event name must be a non-empty string, got {value!r}", field="name")
+            raise InvalidEventError(
+                f"event name must be a non-empty string, got {value!r}", field="name"
+            )
         return value
 
     @field_validator("customer_id", mode="before")
@@ -349,7 +361,10 @@ class Event(BaseModel):
             ``{"customerId": ..., "events": {name: metadata}}`` plus ``email`` and
             ``mobile`` when set. The session token is a header, never in the body.
         """
-        body: dict[str, Any] = {"customerId": self.customer_id, "events": {self.name: dict(self.metadata)}}
+        body: dict[str, Any] = {
+            "customerId": self.customer_id,
+            "events": {self.name: dict(self.metadata)},
+        }
         if self.email is not None:
             body["email"] = self.email
         if self.mobile is not None:

@@ -28,7 +28,10 @@ from gbtrack._types import UNSET, Unset
 from gbtrack.senders._base import LoggingSender, Sender
 
 if TYPE_CHECKING:
+    from gbtrack._decorator import _Decorator
     from gbtrack._span import SpanContext
+    from gbtrack.senders._background import Overflow
+    from gbtrack.senders._policy import RateLimiter, RetryPolicy, Spill
 
 __all__ = ["Tracker", "configure", "get_tracker", "set_tracker"]
 
@@ -135,22 +138,66 @@ class Tracker:
         sender: Sender | None = None,
         enabled: bool | None = None,
         strict: bool | None = None,
-        on_error: ErrorHandler | None | Unset = UNSET,
-        **delivery: Any,
+        on_error: ErrorHandler | Unset | None = UNSET,
+        api_key: str | SecretStr | None = None,
+        secret_key: str | SecretStr | None = None,
+        base_url: str | None = None,
+        secure: bool | None = None,
+        max_queue_size: int | None = None,
+        overflow: Overflow | None = None,
+        flush_interval: float | None = None,
+        concurrency: int | None = None,
+        retry: RetryPolicy | None = None,
+        rate_limiter: RateLimiter | None = None,
+        spill: Spill | None = None,
     ) -> Tracker:
         """Update this tracker in place; arguments left out keep their value.
+
+        Any delivery option (``api_key`` and below) builds a new
+        :class:`~gbtrack.senders.BackgroundSender` with
+        :func:`~gbtrack.senders.sender_from_config`; options left out take their
+        default, or for ``api_key``, ``secret_key`` and ``base_url`` the environment
+        (``GAMEBALL_API_KEY``, ``GAMEBALL_SECRET_KEY``, ``GAMEBALL_BASE_URL``).
 
         Args:
             sender: A new sender. The old one is flushed and closed (bounded by 5 s).
             enabled: Turn tracking on or off.
             strict: Raise tracking failures into callers (tests) or not.
             on_error: A new drop hook; ``None`` removes it.
-            **delivery: Options for a Gameball delivery sender (``api_key``,
-                ``secret_key``, ``base_url``, ...), see :func:`gbtrack.configure`.
+            api_key: The Gameball API key.
+            secret_key: The Gameball secret key (bulk mode, v4.1).
+            base_url: Gameball's base URL (e.g. a local emulator).
+            secure: Use v4.1 "Secure Integration Mode" (requires ``secret_key``).
+            max_queue_size: The most events the sender holds.
+            overflow: ``"drop_newest"`` (default) or ``"block"`` when the queue is full.
+            flush_interval: The most seconds an event waits before it is sent.
+            concurrency: The most requests in flight.
+            retry: The :class:`~gbtrack.senders.RetryPolicy`.
+            rate_limiter: The :class:`~gbtrack.senders.RateLimiter` (share it between
+                senders of one Gameball account).
+            spill: Where events go instead of being dropped (the durable outbox).
 
         Returns:
             This tracker.
+
+        Raises:
+            ConfigurationError: If delivery options are given without an API key
+                (neither passed nor in the environment), or are invalid.
         """
+        options: dict[str, Any] = {
+            "api_key": api_key,
+            "secret_key": secret_key,
+            "base_url": base_url,
+            "secure": secure,
+            "max_queue_size": max_queue_size,
+            "overflow": overflow,
+            "flush_interval": flush_interval,
+            "concurrency": concurrency,
+            "retry": retry,
+            "rate_limiter": rate_limiter,
+            "spill": spill,
+        }
+        delivery = {key: value for key, value in options.items() if value is not None}
         if delivery:
             if sender is not None:
                 raise GbtrackError("pass either sender= or delivery options, not both")
@@ -171,7 +218,7 @@ class Tracker:
         return self
 
     # --- the API ---------------------------------------------------------------------
-    def track(self, name: str, **options: Any) -> Callable[[F], F]:
+    def track(self, name: str, **options: Any) -> _Decorator:
         """Decorate a function so that calling it sends an event; see :func:`gbtrack.track`."""
         from gbtrack._decorator import track
 
@@ -190,7 +237,7 @@ class Tracker:
         customer_id: str | int | None = None,
         email: str | None = None,
         mobile: str | None = None,
-        session_token: str | SecretStr | None | Unset = UNSET,
+        session_token: str | SecretStr | Unset | None = UNSET,
         metadata: Mapping[str, object] | None = None,
     ) -> Event | None:
         """Send an event directly; missing identity comes from :func:`gbtrack.identify`.
@@ -366,8 +413,18 @@ def configure(
     sender: Sender | None = None,
     enabled: bool | None = None,
     strict: bool | None = None,
-    on_error: ErrorHandler | None | Unset = UNSET,
-    **delivery: Any,
+    on_error: ErrorHandler | Unset | None = UNSET,
+    api_key: str | SecretStr | None = None,
+    secret_key: str | SecretStr | None = None,
+    base_url: str | None = None,
+    secure: bool | None = None,
+    max_queue_size: int | None = None,
+    overflow: Overflow | None = None,
+    flush_interval: float | None = None,
+    concurrency: int | None = None,
+    retry: RetryPolicy | None = None,
+    rate_limiter: RateLimiter | None = None,
+    spill: Spill | None = None,
 ) -> Tracker:
     """Configure the default tracker in place (never replaced, so nothing goes stale).
 
@@ -376,12 +433,36 @@ def configure(
         enabled: Turn tracking on or off (``GBTRACK_DISABLED=1`` starts it off).
         strict: Raise tracking failures into callers (tests, development).
         on_error: The drop hook.
-        **delivery: Gameball delivery options, e.g. ``api_key=...``, ``secret_key=...``,
-            ``base_url=...``: a delivery sender is built from them.
+        api_key: The Gameball API key; any delivery option builds a
+            :class:`~gbtrack.senders.BackgroundSender` (see :meth:`Tracker.configure`).
+        secret_key: The Gameball secret key (bulk mode, v4.1).
+        base_url: Gameball's base URL.
+        secure: Use v4.1 "Secure Integration Mode".
+        max_queue_size: The most events the sender holds.
+        overflow: ``"drop_newest"`` (default) or ``"block"``.
+        flush_interval: The most seconds an event waits before it is sent.
+        concurrency: The most requests in flight.
+        retry: The retry policy.
+        rate_limiter: The client-side rate limiter.
+        spill: Where events go instead of being dropped.
 
     Returns:
         The default tracker.
     """
     return _default.configure(
-        sender=sender, enabled=enabled, strict=strict, on_error=on_error, **delivery
+        sender=sender,
+        enabled=enabled,
+        strict=strict,
+        on_error=on_error,
+        api_key=api_key,
+        secret_key=secret_key,
+        base_url=base_url,
+        secure=secure,
+        max_queue_size=max_queue_size,
+        overflow=overflow,
+        flush_interval=flush_interval,
+        concurrency=concurrency,
+        retry=retry,
+        rate_limiter=rate_limiter,
+        spill=spill,
     )

@@ -1,20 +1,31 @@
 """Senders: where a tracker hands its events.
 
 - :class:`Sender`: the protocol (non-blocking ``send``, ``flush``, ``close``).
+- :class:`BackgroundSender`: delivers to Gameball from a daemon worker (production).
+- :class:`DirectSender`: delivers inline, blocking (scripts, CLIs, jobs).
 - :class:`InMemorySender`: keeps events in a list (tests, examples).
 - :class:`LoggingSender`: logs events; the fallback when no delivery is configured.
+- :class:`RetryPolicy`, :class:`RateLimiter`: the delivery policy pieces.
+- :class:`DeliveryClient`, :class:`Spill`: the seams to the client and the outbox.
+- :func:`sender_from_config`: a :class:`BackgroundSender` from options and environment.
 """
 
+from gbtrack.senders._background import BackgroundSender
 from gbtrack.senders._base import BaseSender, InMemorySender, LoggingSender, Sender
+from gbtrack.senders._config import sender_from_config
+from gbtrack.senders._direct import DirectSender
+from gbtrack.senders._policy import DeliveryClient, RateLimiter, RetryPolicy, Spill
 
-__all__ = ["BaseSender", "InMemorySender", "LoggingSender", "Sender", "sender_from_config"]
-
-
-def sender_from_config(**options: object) -> Sender:
-    """Build a Gameball delivery sender from options and the environment.
-
-    Filled in by the delivery layer (BackgroundSender); see gbtrack.configure.
-    """
-    from gbtrack._errors import ConfigurationError
-
-    raise ConfigurationError("Gameball delivery is not available in this build")
+__all__ = [
+    "BackgroundSender",
+    "BaseSender",
+    "DeliveryClient",
+    "DirectSender",
+    "InMemorySender",
+    "LoggingSender",
+    "RateLimiter",
+    "RetryPolicy",
+    "Sender",
+    "Spill",
+    "sender_from_config",
+]

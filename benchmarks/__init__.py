@@ -1,0 +1,1 @@
+"""gbtrack's benchmarks: run with ``python -m nox -s bench`` (or ``python -m benchmarks``)."""

@@ -1,0 +1,132 @@
+"""A local Gameball: a real HTTP/1.1 server that speaks the events API, for tests and demos.
+
+:class:`GameballEmulator` serves Gameball's event endpoints on loopback (stdlib
+``http.server``, keep-alive, one thread per connection), checks keys and bodies with
+the documented codes, enforces the rate limits, runs batch jobs, records every accepted
+event, and injects faults on demand::
+
+    from gbtrack.emulator import GameballEmulator
+
+    with GameballEmulator() as emulator:          # 127.0.0.1, ephemeral port
+        client = GameballClient(emulator.api_key, secret_key=emulator.secret_key,
+                                base_url=emulator.url)
+        ...
+        assert emulator.wait_for_events(3, timeout=5)
+        print(emulator.events)
+
+Without sockets, ``emulator.transport()`` / ``emulator.async_transport()`` give httpx
+transports that run the same request path in-process (faults raise the httpx
+exceptions a real connection would); the emulator need not be started for them.
+
+It also runs as ``gbtrack emulator --port 8080`` (or ``python -m gbtrack.emulator``),
+and the pytest fixture ``gameball_emulator`` (from the ``gbtrack_emulator`` plugin, see
+:mod:`gbtrack.emulator.pytest_plugin`) yields a running emulator on an ephemeral port.
+
+Endpoints
+---------
+==============================================  ==========================================
+``POST /api/v4.0/integrations/events``          ``APIKey``; also ``SecretKey`` when
+                                                ``high_security=True``
+``POST /api/v4.1/integrations/events``          ``APIKey`` and ``SecretKey``; ``X-GB-TOKEN``
+                                                is accepted (its presence is recorded, its
+                                                value never kept)
+``POST /api/v4.0/integrations/batch/events``    both keys; ``{"body": [...]}`` -> ``{"jobId"}``
+``GET  /api/v4.0/integrations/batches/{id}/status``  both keys
+``POST /api/v4.0/integrations/batches/{id}/stop``    both keys
+==============================================  ==========================================
+
+Header names are case-insensitive. A success answers ``200 {"success": true, "message":
+"Events processed"}``. Errors answer Gameball's v4 envelope ``{"code", "type",
+"message", "documentationUrl", "requestId"}``; every answer carries ``X-Request-Id``.
+
+Checks, in order (a request stops at the first that fails):
+
+1. An armed one-shot fault (see below).
+2. ``APIKey`` missing or wrong: 401/1000. Where the secret key is needed: missing
+   ``SecretKey`` 401/1001, wrong ``SecretKey`` 401/1000. v4.0 ignores ``SecretKey``
+   unless ``high_security``.
+3. The rate limit (v4.0, v4.1 and batch create together; default 100 per second and
+   1,200 per 30 seconds, exact sliding windows over admitted requests): 429 with code
+   429 (Gameball documents no code), ``Retry-After`` only with
+   ``rate_limit_retry_after=True``.
+4. ``Content-Type`` not ``application/json``: 415/3013.
+5. Malformed JSON (NaN and Infinity included), or a body that is not an object:
+   400/3016.
+6. ``customerId`` or ``events`` absent: 400/3000; either ``null``: 422/3001.
+7. Invalid values, 422/3003: ``customerId`` not a non-blank string; ``events`` not an
+   object or empty; a blank event name; metadata not an object; a metadata value that
+   is not a string, number or boolean; ``email``/``mobile`` present but not a string.
+   Anything else (extra fields, metadata keys, sizes) is accepted, as the OpenAPI
+   ``EventRequest`` schema accepts it.
+
+Batch jobs: ``body`` absent 400/3000, ``null`` 422/3001, not a non-empty array
+422/3003, more than 1,000 items 422/3011. A job is processed at once (``batch_delay=0``,
+so it is ``completed`` before ``jobId`` is answered) or after ``batch_delay`` seconds on
+a worker thread (``pending`` until then). Each item is validated like a single request;
+an invalid item becomes an ``errors`` entry ``{"index", "customerId", "code",
+"message"}`` and records nothing, valid items are recorded. The status answers
+``{batchId, status, progress (percent), totalItems, processedItems (items done with,
+failed ones included), failedItems, results: [{"index", "customerId", "status":
+"processed"}], errors}``; ``status`` is ``failed`` when every item failed, else
+``completed``. Stopping a pending (or running) job answers ``{"batchId", "status":
+"stopped", "message"}``; the items not yet processed become errors with code 5003
+("stopped before this item was processed": safe to resend) and the job ends ``failed``.
+Stopping a finished job changes nothing. An unknown job answers 404/3017, an unknown
+path 404/3017, a wrong method 405/3013.
+
+Faults (:class:`FaultPlan`, ``emulator.faults``; they apply to POSTs to the three event
+endpoints, one armed one-shot fault per request in arming order):
+
+- ``fail_next(n, status=503, code=None, message=None, retry_after=None)``: answer the
+  envelope instead of processing (code defaults per status: 503->5003, 500->5000,
+  422->2001, 429->429, ...).
+- ``drop_next(n, when=...)``: close the connection without answering; nothing is
+  processed. ``"after_body"`` (the default): the request is read, then a clean close
+  (httpx ``RemoteProtocolError``). ``"before_body"``: a TCP reset right after the
+  headers, the body unread (httpx: ``RemoteProtocolError`` or ``ReadError``, by
+  timing). ``"reset"``: the request is read, then a TCP reset (httpx ``ReadError``).
+  Dropped requests count as status 0.
+- ``set_latency(seconds, count=None)``: process, record, then wait before answering.
+- ``fail_batch_items(customer_ids=..., next_items=n, code=5003)``: per-item failures.
+- ``clear()``; ``emulator.set_rate_limits(...)``; ``emulator.reset()``.
+
+HTTP control and inspection (no auth; answered only to loopback peers, 403/1002
+otherwise): ``GET /_emulator/events``, ``/_emulator/stats``, ``/_emulator/requests``,
+``/_emulator/health``, ``/_emulator/batches/{id}``; ``POST /_emulator/reset``,
+``/_emulator/faults/fail`` ``{"count", "status", "code", "message", "retryAfter"}``,
+``/_emulator/faults/drop`` ``{"count", "when"}``, ``/_emulator/faults/latency``
+``{"seconds", "count"}``, ``/_emulator/faults/batch-items`` ``{"customerIds",
+"nextItems", "code", "message"}``, ``/_emulator/faults/clear``,
+``/_emulator/rate-limits`` ``{"limits": [[100, 1], [1200, 30]] | null}``,
+``/_emulator/config`` ``{"highSecurity", "batchDelay"}``, ``/_emulator/batches/run``
+(process pending batch jobs now, like ``emulator.run_pending_batches()``).
+"""
+
+from gbtrack.emulator._faults import DropFault, DropWhen, FailFault, Fault, FaultPlan
+from gbtrack.emulator._server import GameballEmulator
+from gbtrack.emulator._state import (
+    DEFAULT_RATE_LIMITS,
+    MAX_BATCH_ITEMS,
+    RateLimits,
+    ReceivedEvent,
+    RequestRecord,
+    parse_rate_limits,
+)
+from gbtrack.emulator._transport import AsyncEmulatorTransport, EmulatorTransport
+
+__all__ = [
+    "AsyncEmulatorTransport",
+    "DEFAULT_RATE_LIMITS",
+    "DropFault",
+    "DropWhen",
+    "EmulatorTransport",
+    "FailFault",
+    "Fault",
+    "FaultPlan",
+    "GameballEmulator",
+    "MAX_BATCH_ITEMS",
+    "RateLimits",
+    "ReceivedEvent",
+    "RequestRecord",
+    "parse_rate_limits",
+]

@@ -1,0 +1,636 @@
+"""The emulator's HTTP/1.1 server (stdlib ``http.server``) and :class:`GameballEmulator`."""
+
+from __future__ import annotations
+
+import contextlib
+import io
+import ipaddress
+import json
+import socket
+import struct
+import threading
+import time
+from collections.abc import Callable
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from types import TracebackType
+from typing import TYPE_CHECKING, Any
+
+from pydantic import SecretStr
+
+from gbtrack.emulator._faults import FaultPlan
+from gbtrack.emulator._state import (
+    CONTROL,
+    DEFAULT_RATE_LIMITS,
+    EmulatorState,
+    Incoming,
+    RateLimits,
+    ReceivedEvent,
+    RequestRecord,
+    Response,
+    as_iterable_of_str,
+    error_response,
+    literal_when,
+)
+
+if TYPE_CHECKING:
+    from gbtrack.emulator._transport import AsyncEmulatorTransport, EmulatorTransport
+
+__all__ = ["GameballEmulator", "serve_control"]
+
+_MAX_BODY = 32 * 1024 * 1024  # far above 1,000 batch items; refuses runaway bodies
+_LINGER_RESET = struct.pack("ii", 1, 0)  # SO_LINGER on, 0 s: close() sends a TCP reset
+
+
+class _Handler(BaseHTTPRequestHandler):
+    protocol_version = "HTTP/1.1"
+    server_version = "GameballEmulator"
+    sys_version = ""
+    disable_nagle_algorithm = True  # answers are written in one send; never wait for ACKs
+    server: _Server
+
+    def log_message(self, format: str, *args: Any) -> None:
+        """Stay quiet: no per-request logging (throughput, and no PII in logs)."""
+
+    def do_GET(self) -> None:
+        """Dispatch a GET request."""
+        self._dispatch()
+
+    def do_POST(self) -> None:
+        """Dispatch a POST request."""
+        self._dispatch()
+
+    def do_PUT(self) -> None:
+        """Dispatch a PUT request (answered 405)."""
+        self._dispatch()
+
+    def do_DELETE(self) -> None:
+        """Dispatch a DELETE request."""
+        self._dispatch()
+
+    def _dispatch(self) -> None:
+        state = self.server.state
+        headers = {name.lower(): value for name, value in self.headers.items()}
+        incoming = state.begin(self.command, self.path, headers)
+        try:
+            if incoming.drop == "before_body":
+                state.complete(incoming, 0, None)
+                self._reset_connection()
+                return
+            body = self._read_body(incoming)
+            if body is None:
+                return
+            if incoming.drop == "after_body":
+                state.complete(incoming, 0, None)
+                self._close_without_answer()
+                return
+            if incoming.drop == "reset":
+                state.complete(incoming, 0, None)
+                self._reset_connection()
+                return
+            if incoming.endpoint == CONTROL:
+                response = self._control(incoming, body)
+            else:
+                response = state.handle(incoming, body)
+            if incoming.latency and self.server.stopping.wait(incoming.latency):
+                self.close_connection = True  # the emulator stops: answer now and close
+            self._send(response, incoming.request_id)
+        except OSError:  # the client went away mid-request; nothing to answer
+            self.close_connection = True
+
+    def _read_body(self, incoming: Incoming) -> bytes | None:
+        """Read the body (Content-Length or chunked); answer and return ``None`` if bad."""
+        if self.headers.get("Transfer-Encoding", "").lower() == "chunked":
+            return self._read_chunked(incoming)
+        raw_length = self.headers.get("Content-Length")
+        if raw_length is None:
+            return b""
+        try:
+            length = int(raw_length)
+        except ValueError:
+            length = -1
+        if length < 0 or length > _MAX_BODY:
+            self._refuse_body(incoming, 400 if length < 0 else 413, "bad Content-Length")
+            return None
+        return self.rfile.read(length) if length else b""
+
+    def _read_chunked(self, incoming: Incoming) -> bytes | None:
+        parts: list[bytes] = []
+        total = 0
+        while True:
+            line = self.rfile.readline(1024)
+            try:
+                size = int(line.split(b";", 1)[0].strip(), 16)
+            except ValueError:
+                self._refuse_body(incoming, 400, "malformed chunked body")
+                return None
+            if size == 0:
+                while self.rfile.readline(1024) not in (b"\r\n", b"\n", b""):
+                    pass  # trailers
+                return b"".join(parts)
+            total += size
+            if total > _MAX_BODY:
+                self._refuse_body(incoming, 413, "body too large")
+                return None
+            parts.append(self.rfile.read(size))
+            self.rfile.readline(8)  # the CRLF after each chunk
+
+    def _refuse_body(self, incoming: Incoming, status: int, message: str) -> None:
+        self.close_connection = True  # the unread body would desynchronise the connection
+        response = error_response(status, 3016, incoming.request_id, message)
+        self.server.state.complete(incoming, status, 3016)
+        self._send(response, incoming.request_id)
+
+    def _send(self, response: Response, request_id: str) -> None:
+        reason = self.responses.get(response.status, ("",))[0]
+        lines = [
+            f"{self.protocol_version} {response.status} {reason}",
+            "Content-Type: application/json",
+            f"Content-Length: {len(response.body)}",
+            f"X-Request-Id: {request_id}",
+            f"Server: {self.server_version}",
+            f"Date: {self.date_time_string()}",
+        ]
+        lines.extend(f"{name}: {value}" for name, value in response.headers)
+        if self.close_connection:
+            lines.append("Connection: close")
+        head = ("\r\n".join(lines) + "\r\n\r\n").encode("latin-1")
+        self.wfile.write(head + response.body)  # one write: no Nagle/delayed-ACK stalls
+
+    def _reset_connection(self) -> None:
+        """Close with a TCP reset (SO_LINGER 0), whatever was read or not."""
+        self.close_connection = True
+        self.connection.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, _LINGER_RESET)
+        self.rfile.close()  # drops the makefile reference, so close() below is the real one
+        self.connection.close()
+        self.wfile = io.BytesIO()  # the stdlib flushes wfile after every request
+
+    def _close_without_answer(self) -> None:
+        """Close cleanly (FIN) after the whole request was read, answering nothing."""
+        self.close_connection = True
+        self.connection.shutdown(socket.SHUT_RDWR)
+
+    def finish(self) -> None:
+        """Flush and close the stream unless the connection was already closed."""
+        if not self.wfile.closed:
+            with contextlib.suppress(OSError):
+                super().finish()
+
+    # --- control endpoints -----------------------------------------------------------------
+    def _control(self, incoming: Incoming, body: bytes) -> Response:
+        loopback = _is_loopback(self.client_address[0])
+        return serve_control(self.server.emulator, incoming, body, trusted=loopback)
+
+
+def serve_control(
+    emulator: GameballEmulator, incoming: Incoming, body: bytes, *, trusted: bool
+) -> Response:
+    """Answer a ``/_emulator/...`` request and count it.
+
+    Args:
+        emulator: The emulator the request inspects or controls.
+        incoming: The request.
+        body: Its body (JSON arguments for POSTs).
+        trusted: Whether the peer may use control endpoints (a loopback peer, or an
+            in-process transport).
+    """
+    state = emulator._state
+    rid = incoming.request_id
+    if not trusted:
+        response = error_response(403, 1002, rid, "control endpoints answer loopback only")
+    else:
+        try:
+            response = _control(emulator, incoming, body)
+        except (ValueError, TypeError, KeyError) as exc:
+            response = error_response(400, 3003, rid, f"invalid control request: {exc}")
+    state.complete(incoming, response.status, response.code)
+    return response
+
+
+def _ok(payload: Any = None) -> Response:
+    data = {"ok": True} if payload is None else payload
+    return Response(200, json.dumps(data, separators=(",", ":")).encode())
+
+
+def _control(emulator: GameballEmulator, incoming: Incoming, body: bytes) -> Response:
+    """Serve ``/_emulator/...``: inspection (GET) and control (POST, JSON arguments)."""
+    route = incoming.path.removeprefix("/_emulator").strip("/")
+    method = incoming.method
+    if method == "GET":
+        if route == "events":
+            return _ok([event.to_dict() for event in emulator.events])
+        if route == "stats":
+            return _ok(emulator.stats())
+        if route == "requests":
+            return _ok([record.to_dict() for record in emulator.request_log])
+        if route == "health":
+            return _ok({"status": "ok"})
+        if route.startswith("batches/"):
+            raw_id = route.removeprefix("batches/")
+            status = emulator.batch_status(int(raw_id)) if raw_id.isdigit() else None
+            if status is None:
+                return error_response(404, 3017, incoming.request_id, "batch job not found")
+            return _ok(status)
+    elif method == "POST":
+        args: dict[str, Any] = json.loads(body) if body.strip() else {}
+        if not isinstance(args, dict):
+            raise ValueError("arguments must be a JSON object")
+        faults = emulator.faults
+        if route == "reset":
+            emulator.reset()
+            return _ok()
+        if route == "faults/fail":
+            faults.fail_next(
+                int(args.get("count", 1)),
+                status=int(args.get("status", 503)),
+                code=None if args.get("code") is None else int(args["code"]),
+                message=args.get("message"),
+                retry_after=None if args.get("retryAfter") is None else float(args["retryAfter"]),
+            )
+            return _ok()
+        if route == "faults/drop":
+            faults.drop_next(
+                int(args.get("count", 1)), when=literal_when(args.get("when", "after_body"))
+            )
+            return _ok()
+        if route == "faults/latency":
+            count = args.get("count")
+            faults.set_latency(
+                float(args.get("seconds", 0.0)), count=None if count is None else int(count)
+            )
+            return _ok()
+        if route == "faults/batch-items":
+            faults.fail_batch_items(
+                customer_ids=as_iterable_of_str(args.get("customerIds", [])),
+                next_items=int(args.get("nextItems", 0)),
+                code=int(args.get("code", 5003)),
+                message=args.get("message"),
+            )
+            return _ok()
+        if route == "batches/run":
+            return _ok({"processed": emulator.run_pending_batches()})
+        if route == "faults/clear":
+            faults.clear()
+            return _ok()
+        if route == "rate-limits":
+            limits = args.get("limits", _MISSING_LIMITS)
+            if limits is _MISSING_LIMITS:
+                raise ValueError("expected {'limits': [[count, seconds], ...] or null}")
+            emulator.set_rate_limits(
+                None if limits is None else [(int(n), float(s)) for n, s in limits]
+            )
+            return _ok()
+        if route == "config":
+            if "highSecurity" in args:
+                emulator.high_security = bool(args["highSecurity"])
+            if "batchDelay" in args:
+                emulator.batch_delay = float(args["batchDelay"])
+            return _ok()
+    return error_response(
+        404, 3017, incoming.request_id, f"no control route {method} {incoming.path}"
+    )
+
+
+_MISSING_LIMITS: Any = object()
+
+
+def _is_loopback(host: str) -> bool:
+    try:
+        address = ipaddress.ip_address(host.split("%", 1)[0])
+    except ValueError:
+        return False
+    mapped = getattr(address, "ipv4_mapped", None)
+    return bool(address.is_loopback or (mapped is not None and mapped.is_loopback))
+
+
+class _Server(ThreadingHTTPServer):
+    """A threading server that knows its connections, so stopping closes them all."""
+
+    daemon_threads = True
+    request_queue_size = 128
+
+    def __init__(
+        self, address: tuple[str, int], emulator: GameballEmulator, family: socket.AddressFamily
+    ) -> None:
+        self.address_family = family
+        self.emulator = emulator
+        self.state = emulator._state
+        self.stopping = threading.Event()
+        self._connections: set[socket.socket] = set()
+        self._connections_lock = threading.Lock()
+        super().__init__(address, _Handler)
+
+    def process_request(self, request: Any, client_address: Any) -> None:
+        """Track the connection, then serve it on its own thread."""
+        with self._connections_lock:
+            self._connections.add(request)
+        super().process_request(request, client_address)
+
+    def shutdown_request(self, request: Any) -> None:
+        """Forget and close a finished connection."""
+        with self._connections_lock:
+            self._connections.discard(request)
+        super().shutdown_request(request)
+
+    def close_connections(self) -> None:
+        """Shut every open connection down so that its handler thread ends."""
+        with self._connections_lock:
+            connections = list(self._connections)
+        for connection in connections:
+            with contextlib.suppress(OSError):
+                connection.shutdown(socket.SHUT_RDWR)
+
+    def handle_error(self, request: Any, client_address: Any) -> None:
+        """Keep errors out of stderr; clients going away is normal, anything else is kept."""
+        import sys
+
+        exc = sys.exc_info()[1]
+        if isinstance(exc, OSError):
+            return
+        self.state.note_internal_error(f"{type(exc).__name__}: {exc}")
+
+
+class GameballEmulator:
+    """A local Gameball: a real HTTP/1.1 server on loopback that records what it accepts.
+
+    Args:
+        host: The interface to bind; loopback by default.
+        port: The port; 0 picks a free ephemeral port.
+        api_key: The ``APIKey`` every request must carry.
+        secret_key: The ``SecretKey`` that v4.1, batch and high-security v4.0 need.
+        high_security: Whether v4.0 events also need the ``SecretKey`` (401/1001).
+        rate_limits: ``(max requests, window seconds)`` sliding windows counted over
+            event and batch-create requests together; ``None`` turns limiting off.
+        rate_limit_retry_after: Whether a 429 carries a ``Retry-After`` header.
+        batch_delay: Seconds a batch job stays ``pending`` before it is processed;
+            0 processes it before ``jobId`` is answered.
+        max_events: Keep only the newest this many events and request records (for long
+            benchmarks); counts stay exact.
+        clock: The monotonic clock of the rate windows and :meth:`max_requests_in_window`.
+
+    Example::
+
+        with GameballEmulator() as emulator:
+            httpx.post(f"{emulator.url}/api/v4.0/integrations/events", ...)
+            assert emulator.wait_for_events(1, timeout=5)
+    """
+
+    def __init__(
+        self,
+        host: str = "127.0.0.1",
+        port: int = 0,
+        *,
+        api_key: str | SecretStr = "test-api-key",
+        secret_key: str | SecretStr | None = "test-secret-key",  # noqa: S107 - test keys
+        high_security: bool = False,
+        rate_limits: RateLimits | None = DEFAULT_RATE_LIMITS,
+        rate_limit_retry_after: bool = False,
+        batch_delay: float = 0.0,
+        max_events: int | None = None,
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
+        self._host = host
+        self._port = port
+        self._api_key = api_key if isinstance(api_key, SecretStr) else SecretStr(api_key)
+        self._secret_key = (
+            secret_key
+            if secret_key is None or isinstance(secret_key, SecretStr)
+            else SecretStr(secret_key)
+        )
+        self._state = EmulatorState(
+            api_key=self._api_key,
+            secret_key=self._secret_key,
+            high_security=high_security,
+            rate_limits=rate_limits,
+            rate_limit_retry_after=rate_limit_retry_after,
+            batch_delay=batch_delay,
+            max_events=max_events,
+            clock=clock,
+        )
+        self._server: _Server | None = None
+        self._bound_port = 0
+        self._thread: threading.Thread | None = None
+        self._lifecycle = threading.Lock()
+
+    def __repr__(self) -> str:
+        where = self.url if self._server is not None else "stopped"
+        return f"<GameballEmulator {where}>"
+
+    # --- lifecycle -----------------------------------------------------------------------
+    def start(self) -> GameballEmulator:
+        """Bind and serve on a background thread; return ``self``.
+
+        Raises:
+            RuntimeError: If the emulator is already running.
+            OSError: If the address cannot be bound.
+        """
+        with self._lifecycle:
+            if self._server is not None:
+                raise RuntimeError("the emulator is already running")
+            family = socket.AF_INET6 if ":" in self._host else socket.AF_INET
+            server = _Server((self._host, self._port), self, family)
+            self._server = server
+            self._bound_port = int(server.server_address[1])
+            self._thread = threading.Thread(
+                target=server.serve_forever,
+                kwargs={"poll_interval": 0.02},  # how long stop() waits for the loop
+                name="gbtrack-emulator",
+                daemon=True,
+            )
+            self._thread.start()
+        return self
+
+    def stop(self, timeout: float = 5.0) -> None:
+        """Stop serving, close every connection and join the threads; idempotent."""
+        with self._lifecycle:
+            server, self._server = self._server, None
+            thread, self._thread = self._thread, None
+            if server is not None:
+                server.stopping.set()
+                server.shutdown()
+                server.close_connections()
+                server.server_close()  # joins the connection threads
+            if thread is not None:
+                thread.join(timeout)
+            self._state.stop_worker(timeout)  # also started by in-process transports
+
+    def __enter__(self) -> GameballEmulator:
+        return self.start()
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        self.stop()
+
+    @property
+    def running(self) -> bool:
+        """Whether the server is serving."""
+        return self._server is not None
+
+    @property
+    def host(self) -> str:
+        """The bound host."""
+        return self._host
+
+    @property
+    def port(self) -> int:
+        """The bound port (with ``port=0``, the ephemeral one of the last start).
+
+        Raises:
+            RuntimeError: If ``port=0`` and the emulator was never started.
+        """
+        if self._bound_port:
+            return self._bound_port
+        if self._port:
+            return self._port
+        raise RuntimeError("the emulator was never started")
+
+    @property
+    def url(self) -> str:
+        """The base URL to give a Gameball client, e.g. ``http://127.0.0.1:54321``."""
+        host = f"[{self._host}]" if ":" in self._host else self._host
+        return f"http://{host}:{self.port}"
+
+    @property
+    def api_key(self) -> SecretStr:
+        """The API key clients must send."""
+        return self._api_key
+
+    @property
+    def secret_key(self) -> SecretStr | None:
+        """The secret key clients must send for v4.1, batch and high security."""
+        return self._secret_key
+
+    # --- in-process use --------------------------------------------------------------------
+    def transport(self) -> EmulatorTransport:
+        """An httpx transport that answers from this emulator without sockets.
+
+        The emulator need not be started; give the client any base URL::
+
+            httpx.Client(transport=emulator.transport(), base_url="http://gameball")
+        """
+        from gbtrack.emulator._transport import EmulatorTransport
+
+        return EmulatorTransport(self)
+
+    def async_transport(self) -> AsyncEmulatorTransport:
+        """An async httpx transport that answers from this emulator without sockets."""
+        from gbtrack.emulator._transport import AsyncEmulatorTransport
+
+        return AsyncEmulatorTransport(self)
+
+    # --- behaviour at run time -------------------------------------------------------------
+    @property
+    def faults(self) -> FaultPlan:
+        """The fault plan: arm failed answers, drops, latency and batch item failures."""
+        return self._state.faults
+
+    @property
+    def high_security(self) -> bool:
+        """Whether v4.0 events require the secret key too."""
+        return self._state.high_security
+
+    @high_security.setter
+    def high_security(self, value: bool) -> None:
+        self._state.high_security = bool(value)
+
+    @property
+    def batch_delay(self) -> float:
+        """Seconds new batch jobs stay pending before processing."""
+        return self._state.batch_delay
+
+    @batch_delay.setter
+    def batch_delay(self, value: float) -> None:
+        if value < 0:
+            raise ValueError("batch_delay must be >= 0")
+        self._state.batch_delay = float(value)
+
+    @property
+    def rate_limits(self) -> tuple[tuple[int, float], ...] | None:
+        """The active rate-limit windows, or ``None`` when off."""
+        return self._state.rate_limits
+
+    def set_rate_limits(self, limits: RateLimits | None) -> None:
+        """Replace the rate limits with fresh windows, or turn limiting off with ``None``.
+
+        Raises:
+            ValueError: If a window has a limit below 1 or a non-positive period.
+        """
+        self._state.set_rate_limits(limits)
+
+    def reset(self) -> None:
+        """Forget events, requests, counters, rate windows, batch jobs and faults."""
+        self._state.reset()
+
+    # --- inspection --------------------------------------------------------------------------
+    @property
+    def events(self) -> list[ReceivedEvent]:
+        """A copy of the accepted events, oldest first."""
+        return self._state.events
+
+    @property
+    def event_count(self) -> int:
+        """How many events were accepted since the start or the last :meth:`reset`."""
+        return self._state.event_count
+
+    @property
+    def requests(self) -> dict[tuple[str, int], int]:
+        """Requests counted by ``(endpoint, status)``; status 0 counts dropped connections.
+
+        Endpoints: ``"v4.0/events"``, ``"v4.1/events"``, ``"batch/events"``,
+        ``"batch/status"``, ``"batch/stop"``, ``"_emulator"`` and ``"unknown"``.
+        """
+        return self._state.requests
+
+    @property
+    def request_log(self) -> list[RequestRecord]:
+        """A copy of the request records (no secrets), oldest first."""
+        return self._state.request_log
+
+    @property
+    def rate_limited(self) -> int:
+        """How many requests the rate limit answered with 429."""
+        return self._state.rate_limited
+
+    @property
+    def internal_errors(self) -> list[str]:
+        """Unexpected emulator errors; an empty list unless the emulator has a bug."""
+        return self._state.internal_errors
+
+    def wait_for_events(self, count: int, timeout: float | None = 5.0) -> bool:
+        """Block until at least ``count`` events were accepted, or the timeout passes.
+
+        Returns:
+            Whether ``count`` events were reached.
+        """
+        return self._state.wait_for_events(count, timeout)
+
+    def max_requests_in_window(self, window_seconds: float, *, admitted_only: bool = False) -> int:
+        """The most event-endpoint requests that arrived within any ``window_seconds``.
+
+        Counts POSTs to v4.0, v4.1 and batch create, including those answered 429 or
+        failed by a fault, so a test can prove a client never exceeded a limit.
+
+        Args:
+            window_seconds: The window length.
+            admitted_only: Count only the requests the rate limit admitted.
+        """
+        return self._state.max_requests_in_window(window_seconds, admitted_only=admitted_only)
+
+    def batch_status(self, job_id: int) -> dict[str, Any] | None:
+        """A batch job's status body (as the status endpoint answers), or ``None``."""
+        return self._state.batch_status(job_id)
+
+    def stats(self) -> dict[str, Any]:
+        """Counters as a JSON-ready mapping (``GET /_emulator/stats``)."""
+        return self._state.stats()
+
+    def run_pending_batches(self) -> int:
+        """Process every pending batch job now, whatever ``batch_delay``; return how many.
+
+        With a long ``batch_delay``, a test can see jobs ``pending``, then finish them
+        deterministically instead of waiting.
+        """
+        return self._state.run_pending_jobs()

@@ -1,0 +1,317 @@
+"""Outcomes: what became of one request, and the mapping from answers to outcomes.
+
+The mapping is shared by the sync and async clients and is the single place where
+HTTP statuses, Gameball codes and transport exceptions acquire a meaning:
+
+==========================================  ==========  ========================
+answer                                      kind        error
+==========================================  ==========  ========================
+any 2xx (empty or non-JSON body accepted)   delivered   ``None``
+connection refused, DNS, connect timeout    retryable   TransportError
+429                                         retryable   RateLimitError
+503, or code 5003                           retryable   ServerError
+code 2001 (422): concurrent request         retryable   ConflictError
+read/write timeout, reset after sending     ambiguous   TransportError
+500, 502, 504 and other 5xx                 ambiguous   ServerError
+401, 403 (codes 1000, 1001, 1002)           permanent   AuthenticationError
+400, 404, 415, 422 and any other 4xx        permanent   PayloadError
+1xx, 3xx (unexpected)                       permanent   DeliveryError
+==========================================  ==========  ========================
+
+"Retryable" means the request surely was not processed; "ambiguous" means it may have
+been, and since Gameball has no idempotency key for events a retry may count twice.
+"""
+
+from __future__ import annotations
+
+import datetime
+import email.utils
+import enum
+import json
+import math
+import time
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
+from typing import Any
+
+import httpx
+
+from gbtrack._errors import (
+    AuthenticationError,
+    ConflictError,
+    DeliveryError,
+    PayloadError,
+    RateLimitError,
+    ServerError,
+    TransportError,
+)
+from gbtrack.gameball._batch import BatchStatus, as_int
+
+__all__ = [
+    "Outcome",
+    "OutcomeKind",
+    "outcome_from_exception",
+    "outcome_from_response",
+    "parse_retry_after",
+]
+
+_MAX_MESSAGE = 300  # characters of Gameball's message kept in an error
+
+
+class OutcomeKind(str, enum.Enum):
+    """The four kinds of outcome a request can have."""
+
+    DELIVERED = "delivered"
+    """Gameball accepted the request (any 2xx)."""
+    RETRYABLE = "retryable"
+    """The request surely was not processed; sending it again is safe."""
+    AMBIGUOUS = "ambiguous"
+    """The request may have been processed; sending it again may count it twice."""
+    PERMANENT = "permanent"
+    """Gameball refused the request; sending it again cannot help."""
+
+
+@dataclass(frozen=True)
+class Outcome:
+    """What became of one request. Clients return outcomes and never raise for answers.
+
+    Attributes:
+        kind: Delivered, retryable, ambiguous or permanent.
+        status: The HTTP status; ``None`` when there was no HTTP answer.
+        error: The failure, a :class:`~gbtrack.DeliveryError` subclass; ``None`` when
+            delivered.
+        retry_after: Seconds to wait, from a ``Retry-After`` header when present.
+        body: The parsed JSON body, when there was one.
+    """
+
+    kind: OutcomeKind
+    status: int | None = None
+    error: DeliveryError | None = None
+    retry_after: float | None = None
+    body: Any = None
+
+    @property
+    def delivered(self) -> bool:
+        """Whether Gameball accepted the request."""
+        return self.kind is OutcomeKind.DELIVERED
+
+    @property
+    def retryable(self) -> bool:
+        """Whether the request surely was not processed and may be sent again."""
+        return self.kind is OutcomeKind.RETRYABLE
+
+    @property
+    def ambiguous(self) -> bool:
+        """Whether the request may or may not have been processed."""
+        return self.kind is OutcomeKind.AMBIGUOUS
+
+    @property
+    def permanent(self) -> bool:
+        """Whether Gameball refused the request for good."""
+        return self.kind is OutcomeKind.PERMANENT
+
+    @property
+    def job_id(self) -> str | None:
+        """The job id of a delivered batch-create answer (``jobId``, as a string)."""
+        if not self.delivered or not isinstance(self.body, Mapping):
+            return None
+        fields = {str(key).lower(): value for key, value in self.body.items()}
+        raw = fields.get("jobid")
+        number = as_int(raw)
+        if number is not None:
+            return str(number)
+        return raw if isinstance(raw, str) and raw.strip() else None
+
+    @property
+    def batch_status(self) -> BatchStatus | None:
+        """The parsed batch status of a delivered batch-status answer, else ``None``."""
+        return BatchStatus.parse(self.body) if self.delivered else None
+
+    def __repr__(self) -> str:
+        shown = [f"kind={self.kind.value!r}"]
+        if self.status is not None:
+            shown.append(f"status={self.status}")
+        if self.error is not None:
+            shown.append(f"error={self.error!r}")
+        if self.retry_after is not None:
+            shown.append(f"retry_after={self.retry_after}")
+        return f"Outcome({', '.join(shown)})"
+
+
+# --- parsing helpers ---------------------------------------------------------------------------
+def parse_retry_after(value: str | None, *, now: Callable[[], float] = time.time) -> float | None:
+    """Parse a ``Retry-After`` header: delay seconds or an HTTP-date.
+
+    Args:
+        value: The header value, or ``None``.
+        now: The wall clock (seconds since the epoch), for HTTP-dates.
+
+    Returns:
+        Seconds to wait (never negative), or ``None`` when absent or unreadable.
+    """
+    if value is None:
+        return None
+    text = value.strip()
+    if not text:
+        return None
+    try:
+        seconds = float(text)
+    except ValueError:
+        pass
+    else:
+        return max(0.0, seconds) if math.isfinite(seconds) else None
+    try:
+        when = email.utils.parsedate_to_datetime(text)
+        if when.tzinfo is None:  # "-0000" parses as naive; an HTTP-date is GMT by definition
+            when = when.replace(tzinfo=datetime.timezone.utc)
+        return max(0.0, when.timestamp() - now())
+    except (TypeError, ValueError, IndexError, OverflowError):
+        return None
+
+
+def _parse_json(content: bytes) -> Any:
+    if not content or not content.strip():
+        return None
+    try:
+        return json.loads(content)
+    except (ValueError, RecursionError):  # not JSON, not UTF-8, or absurdly nested: no body
+        return None
+
+
+def _error_fields(body: Any) -> dict[str, Any]:
+    """Return the lower-cased fields of an error envelope (v4, old ``{code,message}``, nested)."""
+    if not isinstance(body, Mapping):
+        return {}
+    fields = {str(key).lower(): value for key, value in body.items()}
+    nested = fields.get("error")
+    if isinstance(nested, Mapping):
+        inner = {str(key).lower(): value for key, value in nested.items()}
+        return {**fields, **inner}
+    return fields
+
+
+class _Redactor:
+    """Replace secret values in text built from a server's answer, so none can leak."""
+
+    def __init__(self, secrets: tuple[str, ...]) -> None:
+        self.secrets = tuple(s for s in secrets if s)
+
+    def __call__(self, text: str) -> str:
+        for secret in self.secrets:
+            if secret in text:
+                text = text.replace(secret, "***")
+        return text
+
+
+def _clean(value: object, redact: _Redactor, limit: int) -> str | None:
+    """Return a non-blank string field, secrets redacted, then shortened to ``limit``."""
+    if not isinstance(value, str) or not value.strip():
+        return None
+    text = redact(value)
+    return text if len(text) <= limit else text[:limit] + "..."
+
+
+def _error_class(status: int, code: int | None) -> tuple[OutcomeKind, type[DeliveryError]]:
+    if status == 429:
+        return OutcomeKind.RETRYABLE, RateLimitError
+    if status == 503 or code == 5003:
+        return OutcomeKind.RETRYABLE, ServerError
+    if code == 2001 and 400 <= status < 500:
+        return OutcomeKind.RETRYABLE, ConflictError
+    if status >= 500:
+        return OutcomeKind.AMBIGUOUS, ServerError
+    if status in (401, 403) or (400 <= status < 500 and code in (1000, 1001, 1002)):
+        return OutcomeKind.PERMANENT, AuthenticationError
+    if 400 <= status < 500:
+        return OutcomeKind.PERMANENT, PayloadError
+    # 1xx/3xx: we do not follow redirects, and repeating the request would repeat the answer.
+    return OutcomeKind.PERMANENT, DeliveryError
+
+
+def outcome_from_response(
+    what: str,
+    status: int,
+    headers: httpx.Headers,
+    content: bytes,
+    *,
+    secrets: tuple[str, ...] = (),
+    now: Callable[[], float] = time.time,
+) -> Outcome:
+    """Map an HTTP answer to an :class:`Outcome`; never raises.
+
+    Args:
+        what: The request, for messages (``"POST /api/v4.0/integrations/events"``).
+        status: The HTTP status.
+        headers: The answer's headers.
+        content: The answer's body bytes.
+        secrets: Values that must never appear in an error message.
+        now: The wall clock, for ``Retry-After`` dates.
+    """
+    body = _parse_json(content)
+    retry_after = parse_retry_after(headers.get("retry-after"), now=now)
+    if 200 <= status < 300:
+        return Outcome(OutcomeKind.DELIVERED, status=status, retry_after=retry_after, body=body)
+    fields = _error_fields(body)
+    code = as_int(fields.get("code"))
+    kind, cls = _error_class(status, code)
+    # Redact first, then shorten: a cut must never leave part of a secret behind.
+    redact = _Redactor(secrets)
+    error_type = _clean(fields.get("type"), redact, 100)
+    request_id = _clean(fields.get("requestid"), redact, 100) or _clean(
+        headers.get("x-request-id"), redact, 100
+    )
+    message = None
+    for key in ("message", "detail", "title", "error"):
+        message = _clean(fields.get(key), redact, _MAX_MESSAGE)
+        if message is not None:
+            break
+    reason = httpx.codes.get_reason_phrase(status)  # "" for an unknown status
+    parts = [f"{what} answered {status}{' ' + reason if reason else ''}"]
+    if code is not None or error_type is not None:
+        parts.append(" (" + " ".join(str(x) for x in (code, error_type) if x is not None) + ")")
+    if message is not None:
+        parts.append(f": {message}")
+    error = cls(
+        redact("".join(parts)), status=status, code=code, type=error_type, request_id=request_id
+    )
+    return Outcome(kind, status=status, error=error, retry_after=retry_after, body=body)
+
+
+# Exceptions raised before anything reached the server: the request surely was not processed.
+_NOT_SENT: tuple[type[Exception], ...] = (
+    httpx.ConnectError,
+    httpx.ConnectTimeout,
+    httpx.PoolTimeout,
+    httpx.ProxyError,
+)
+# Our own side refused to build the request (bad header value, unsupported URL): permanent.
+_REFUSED_LOCALLY: tuple[type[Exception], ...] = (
+    httpx.LocalProtocolError,
+    httpx.UnsupportedProtocol,
+    httpx.InvalidURL,
+)
+
+
+def outcome_from_exception(what: str, exc: Exception, *, secrets: tuple[str, ...] = ()) -> Outcome:
+    """Map a transport exception (no HTTP answer) to an :class:`Outcome`; never raises.
+
+    Connect failures (refused, DNS, connect or pool timeout, proxy) are retryable;
+    anything after the request may have left (read/write timeouts and errors, a
+    server that disconnected, an undecodable answer, other ``OSError``) is ambiguous;
+    a request our side could not even build is permanent.
+
+    Args:
+        what: The request, for messages.
+        exc: The exception raised by the transport.
+        secrets: Values that must never appear in an error message.
+    """
+    if isinstance(exc, _NOT_SENT):
+        kind, where = OutcomeKind.RETRYABLE, "could not connect"
+    elif isinstance(exc, _REFUSED_LOCALLY):
+        kind, where = OutcomeKind.PERMANENT, "could not be sent"
+    else:
+        kind, where = OutcomeKind.AMBIGUOUS, "got no complete answer"
+    detail = str(exc) or type(exc).__name__
+    message = _Redactor(secrets)(f"{what} {where}: {type(exc).__name__}: {detail}")
+    # Not chained to ``exc``: its request object holds the key headers.
+    return Outcome(kind, error=TransportError(message))

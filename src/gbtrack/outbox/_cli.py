@@ -1,0 +1,366 @@
+"""``gbtrack outbox ...``: inspect and operate the durable outbox.
+
+Registered by :mod:`gbtrack.cli` through :func:`register`. Every subcommand returns an
+exit code a script can rely on (see ``EXIT_CODES``). Email and mobile are masked in
+``list`` and ``show``; keys are never printed (they are not stored at all).
+"""
+
+from __future__ import annotations
+
+import argparse
+import datetime as _dt
+import json
+import os
+import re
+import sys
+import time
+from pathlib import Path
+from typing import Any, TextIO
+
+from gbtrack._errors import GbtrackError
+from gbtrack.outbox._paths import ENV_VAR, default_outbox_path
+from gbtrack.outbox._store import OutboxRow, OutboxStore, Table
+
+__all__ = ["EXIT_ABORTED", "EXIT_FAILURE", "EXIT_OK", "EXIT_USAGE", "register"]
+
+EXIT_OK = 0
+"""Done."""
+EXIT_FAILURE = 1
+"""Something failed: an error, events left undelivered or moved to the dead letter."""
+EXIT_USAGE = 2
+"""Bad arguments (argparse's own code), or a missing API key."""
+EXIT_ABORTED = 3
+"""Nothing to do (no outbox, nothing matched, nothing pending) or aborted at the prompt."""
+
+EXIT_CODES = """\
+exit codes:
+  0  done
+  1  failure (an error; drain: events left pending or moved to the dead letter)
+  2  usage error (bad arguments, no API key for drain)
+  3  nothing to do (no outbox file, nothing matched, nothing pending) or aborted
+"""
+
+_ENV_API_KEY = "GAMEBALL_API_KEY"
+_ENV_SECRET_KEY = "GAMEBALL_SECRET_KEY"  # noqa: S105 - a variable name, not a key
+_ENV_BASE_URL = "GAMEBALL_BASE_URL"
+
+
+def _fmt(description: str) -> dict[str, Any]:
+    return {
+        "description": description,
+        "epilog": EXIT_CODES,
+        "formatter_class": argparse.RawDescriptionHelpFormatter,
+    }
+
+
+def register(subparsers: Any) -> None:
+    """Add the ``outbox`` command and its subcommands to ``gbtrack``'s parser."""
+    outbox = subparsers.add_parser(
+        "outbox",
+        help="inspect and operate the durable outbox",
+        **_fmt(
+            "Inspect and operate the durable outbox (a SQLite file).\n\n"
+            f"The file: --path, else ${ENV_VAR}, else $XDG_STATE_HOME/gbtrack/outbox.sqlite3\n"
+            "(default ~/.local/state/gbtrack/outbox.sqlite3)."
+        ),
+    )
+    outbox.add_argument("--path", type=Path, default=None, help="the outbox file")
+    outbox.set_defaults(func=lambda args: _help(outbox))
+    sub = outbox.add_subparsers(dest="outbox_command", metavar="SUBCOMMAND")
+
+    stats = sub.add_parser(
+        "stats", help="pending, dead, oldest age, size", **_fmt("Show what the outbox holds.")
+    )
+    stats.add_argument("--json", action="store_true", help="print one JSON object")
+    stats.set_defaults(func=_stats)
+
+    listing = sub.add_parser(
+        "list", help="list rows (PII masked)", **_fmt("List rows, oldest first; PII masked.")
+    )
+    listing.add_argument("--dead", action="store_true", help="list dead letters, not pending")
+    listing.add_argument("--limit", type=int, default=50, help="at most this many (default 50)")
+    listing.add_argument("--json", action="store_true", help="one JSON object per line")
+    listing.set_defaults(func=_list)
+
+    show = sub.add_parser("show", help="show one row (PII masked)", **_fmt("Show one row."))
+    show.add_argument("id", type=int, help="the row id (see list)")
+    show.add_argument("--dead", action="store_true", help="the id is a dead letter's")
+    show.set_defaults(func=_show)
+
+    retry = sub.add_parser(
+        "retry",
+        help="move dead letters back to pending",
+        **_fmt("Move dead letters back to pending (all, or those matching every filter)."),
+    )
+    retry.add_argument("--code", type=int, help="only this Gameball error code")
+    retry.add_argument("--name", help="only this event name")
+    retry.add_argument(
+        "--since",
+        type=_parse_since,
+        help="only those that failed since: an ISO time or an age like 30m, 2h, 1d",
+    )
+    retry.set_defaults(func=_retry)
+
+    purge = sub.add_parser(
+        "purge",
+        help="delete rows (asks first)",
+        **_fmt("Delete every dead letter (--dead) or pending row (--pending). Asks first."),
+    )
+    which = purge.add_mutually_exclusive_group(required=True)
+    which.add_argument("--dead", action="store_true", help="delete the dead letters")
+    which.add_argument("--pending", action="store_true", help="delete the pending rows")
+    purge.add_argument("--yes", action="store_true", help="do not ask for confirmation")
+    purge.set_defaults(func=_purge)
+
+    drain = sub.add_parser(
+        "drain",
+        help="deliver pending rows now",
+        **_fmt(
+            "Deliver pending rows now, with progress on stderr and a summary on stdout.\n"
+            f"Keys come from --api-key/--secret-key or ${_ENV_API_KEY}/${_ENV_SECRET_KEY};\n"
+            "with a secret key a large backlog goes through the batch endpoint."
+        ),
+    )
+    drain.add_argument("--api-key", help=f"Gameball API key (default ${_ENV_API_KEY})")
+    drain.add_argument("--secret-key", help=f"Gameball secret key (default ${_ENV_SECRET_KEY})")
+    drain.add_argument("--base-url", help=f"Gameball base URL (default ${_ENV_BASE_URL})")
+    drain.add_argument(
+        "--timeout", type=float, default=300.0, help="give up after this many seconds (300)"
+    )
+    drain.add_argument(
+        "--bulk-threshold", type=int, default=2_000, help="backlog that uses the batch endpoint"
+    )
+    drain.set_defaults(func=_drain)
+
+    export = sub.add_parser(
+        "export",
+        help="print rows as JSON lines",
+        **_fmt("Print rows as JSON lines (unmasked unless --mask: this is your data)."),
+    )
+    export.add_argument("--dead", action="store_true", help="export dead letters, not pending")
+    export.add_argument("--mask", action="store_true", help="mask email and mobile")
+    export.set_defaults(func=_export)
+
+
+def _help(parser: argparse.ArgumentParser) -> int:
+    parser.print_help(sys.stderr)
+    return EXIT_USAGE
+
+
+_AGE = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*([smhd])\s*$")
+_UNITS = {"s": 1, "m": 60, "h": 3600, "d": 86400}
+
+
+def _parse_since(text: str) -> float:
+    """An ISO time (naive means UTC) or an age like ``30m``; returns epoch seconds."""
+    match = _AGE.match(text)
+    if match:
+        return time.time() - float(match.group(1)) * _UNITS[match.group(2)]
+    try:
+        when = _dt.datetime.fromisoformat(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(
+            f"{text!r} is neither an ISO time nor an age like 30m, 2h, 1d"
+        ) from None
+    if when.tzinfo is None:
+        when = when.replace(tzinfo=_dt.timezone.utc)
+    return when.timestamp()
+
+
+def _err(message: str) -> None:
+    print(f"gbtrack outbox: {message}", file=sys.stderr)
+
+
+def _open(args: argparse.Namespace) -> OutboxStore | None:
+    path = args.path if args.path is not None else default_outbox_path()
+    if not Path(path).exists():
+        _err(f"no outbox at {str(path)!r}")
+        return None
+    return OutboxStore(path)
+
+
+def _guard(func: Any) -> Any:
+    """Run a subcommand with its store; map errors to exit codes."""
+
+    def run(args: argparse.Namespace) -> int:
+        try:
+            store = _open(args)
+            if store is None:
+                return EXIT_ABORTED
+            with store:
+                return int(func(args, store))
+        except GbtrackError as exc:
+            _err(str(exc))
+            return EXIT_FAILURE
+
+    run.__doc__ = func.__doc__
+    return run
+
+
+def _age(seconds: float | None) -> str:
+    if seconds is None:
+        return "-"
+    for unit, size in (("d", 86400), ("h", 3600), ("m", 60)):
+        if seconds >= size:
+            return f"{seconds / size:.1f}{unit}"
+    return f"{seconds:.1f}s"
+
+
+def _when(stamp: float | None) -> str:
+    if stamp is None:
+        return "-"
+    return _dt.datetime.fromtimestamp(stamp, _dt.timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ")
+
+
+@_guard
+def _stats(args: argparse.Namespace, store: OutboxStore) -> int:
+    stats = store.stats()
+    data = {
+        "path": str(store.path),
+        "pending": stats.pending,
+        "claimed": stats.claimed,
+        "dead": stats.dead,
+        "oldest_age_seconds": stats.oldest_age(),
+        "rows": stats.rows,
+        "max_rows": store.max_rows,
+        "bytes": stats.bytes,
+        "file_bytes": stats.file_bytes,
+    }
+    if args.json:
+        print(json.dumps(data))
+    else:
+        print(f"outbox      {data['path']}")
+        print(f"pending     {stats.pending} ({stats.claimed} claimed)")
+        print(f"dead        {stats.dead}")
+        print(f"oldest age  {_age(stats.oldest_age())}")
+        print(f"size        {stats.rows} rows, {stats.bytes} bytes; file {stats.file_bytes} bytes")
+    return EXIT_OK
+
+
+def _line(row: OutboxRow) -> str:
+    event = row.to_dict()["event"]
+    who = " ".join(x for x in (event.get("email"), event.get("mobile")) if x)
+    base = f"{row.id:>8}  {_when(row.created_at)}  {row.name}  customer={row.customer_id}"
+    if who:
+        base += f"  {who}"
+    base += f"  attempts={row.attempts}"
+    if row.table == "dead":
+        return f"{base}  status={row.status} code={row.code}  {row.message or ''}".rstrip()
+    if row.last_error:
+        return f"{base}  last_error={row.last_error}"
+    return base
+
+
+@_guard
+def _list(args: argparse.Namespace, store: OutboxStore) -> int:
+    table: Table = "dead" if args.dead else "pending"
+    for row in store.rows(table, limit=max(0, args.limit)):
+        print(json.dumps(row.to_dict()) if args.json else _line(row))
+    return EXIT_OK
+
+
+@_guard
+def _show(args: argparse.Namespace, store: OutboxStore) -> int:
+    table: Table = "dead" if args.dead else "pending"
+    row = store.get(table, args.id)
+    if row is None:
+        _err(f"no {table} row with id {args.id}")
+        return EXIT_FAILURE
+    print(json.dumps(row.to_dict(), indent=2))
+    return EXIT_OK
+
+
+@_guard
+def _retry(args: argparse.Namespace, store: OutboxStore) -> int:
+    moved = store.retry_dead(code=args.code, name=args.name, since=args.since)
+    print(f"moved {moved} dead letter(s) back to pending")
+    return EXIT_OK if moved else EXIT_ABORTED
+
+
+def _confirm(question: str, stdin: TextIO) -> bool:
+    if not stdin.isatty():
+        return False  # a script must say --yes
+    print(f"{question} [y/N] ", end="", file=sys.stderr, flush=True)
+    return stdin.readline().strip().lower() in ("y", "yes")
+
+
+@_guard
+def _purge(args: argparse.Namespace, store: OutboxStore) -> int:
+    table: Table = "dead" if args.dead else "pending"
+    count = store.count(table)
+    if count == 0:
+        print(f"no {table} rows")
+        return EXIT_ABORTED
+    if not args.yes and not _confirm(f"delete {count} {table} row(s)?", sys.stdin):
+        _err("aborted (pass --yes to purge without asking)")
+        return EXIT_ABORTED
+    print(f"deleted {store.purge(table)} {table} row(s)")
+    return EXIT_OK
+
+
+@_guard
+def _export(args: argparse.Namespace, store: OutboxStore) -> int:
+    table: Table = "dead" if args.dead else "pending"
+    n = 0
+    for row in store.iter_rows(table):
+        print(json.dumps(row.to_dict(mask=args.mask)))
+        n += 1
+    return EXIT_OK if n else EXIT_ABORTED
+
+
+def _setting(value: str | None, env: str) -> str | None:
+    if value:
+        return value
+    return os.environ.get(env, "").strip() or None
+
+
+@_guard
+def _drain(args: argparse.Namespace, store: OutboxStore) -> int:
+    from gbtrack.gameball import DEFAULT_BASE_URL, GameballClient
+    from gbtrack.outbox._sender import DrainResult, OutboxDrainer
+
+    api_key = _setting(args.api_key, _ENV_API_KEY)
+    if api_key is None:
+        _err(f"drain needs an API key: --api-key or ${_ENV_API_KEY}")
+        return EXIT_USAGE
+    secret_key = _setting(args.secret_key, _ENV_SECRET_KEY)
+    base_url = _setting(args.base_url, _ENV_BASE_URL) or DEFAULT_BASE_URL
+    mark = store.max_id("pending")
+    total = store.count("pending")
+    if total == 0:
+        print("nothing to drain")
+        return EXIT_ABORTED
+    store.make_ready()  # "now": skip backoff waits left by a worker
+    summary = DrainResult()
+    deadline = time.monotonic() + args.timeout
+    tty = sys.stderr.isatty()
+    with GameballClient(api_key, secret_key=secret_key, base_url=base_url) as client:
+        drainer = OutboxDrainer(store, client, bulk_threshold=args.bulk_threshold)
+        try:
+            while time.monotonic() < deadline:
+                left = store.count("pending", up_to_id=mark)
+                if left == 0:
+                    break
+                result = drainer.run_once()
+                summary.add(result)
+                done = summary.delivered + summary.dead
+                line = (
+                    f"drain: {done}/{total} settled, {summary.delivered} delivered, "
+                    f"{summary.dead} dead, {summary.retried} retried"
+                )
+                print(f"\r{line}" if tty else line, end="" if tty else "\n", file=sys.stderr)
+                if not result.claimed:
+                    wait = store.next_ready_in()
+                    if wait is None:
+                        break
+                    time.sleep(min(max(wait, 0.01), 1.0, max(0.0, deadline - time.monotonic())))
+        finally:
+            drainer.close()
+    if tty:
+        print(file=sys.stderr)
+    left = store.count("pending", up_to_id=mark)
+    print(
+        f"delivered {summary.delivered}, dead {summary.dead}, retried {summary.retried}, "
+        f"left pending {left}"
+    )
+    return EXIT_OK if left == 0 and summary.dead == 0 else EXIT_FAILURE

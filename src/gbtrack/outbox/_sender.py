@@ -1,0 +1,778 @@
+"""OutboxSender: every accepted event is on disk before delivery; a worker drains the file.
+
+Two threads per process: a *writer* (``sync="batch"``) that commits the in-memory
+buffer every ``commit_interval`` seconds or ``commit_events`` events, and a *delivery
+worker* that claims rows with a lease, sends them through the Gameball client under the
+retry policy and the rate limiter, deletes them only after a delivered outcome and
+moves final failures to the dead letter. :class:`OutboxDrainer` is that worker's logic,
+also used by ``gbtrack outbox drain``.
+"""
+
+from __future__ import annotations
+
+import os
+import secrets
+import socket
+import threading
+import time
+import weakref
+from collections import deque
+from collections.abc import Callable, Sequence
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
+from typing import Literal
+
+from gbtrack._errors import (
+    ConfigurationError,
+    ConflictError,
+    DeliveryError,
+    PayloadError,
+    ServerError,
+    TrackingError,
+)
+from gbtrack._event import Event
+from gbtrack._report import ErrorHandler, Stats, logger
+from gbtrack.gameball import (
+    MAX_BATCH_ITEMS,
+    BatchStatus,
+    EventBatch,
+    Outcome,
+    OutcomeKind,
+    coalesce,
+)
+from gbtrack.outbox._store import OutboxRow, OutboxStore
+from gbtrack.senders._base import BaseSender
+from gbtrack.senders._policy import DeliveryClient, RateLimiter, RetryPolicy
+
+__all__ = ["DrainResult", "OutboxDrainer", "OutboxSender"]
+
+SyncMode = Literal["batch", "every_event"]
+OverflowPolicy = Literal["drop_newest", "block"]
+
+# Batch-item error codes that mean "not processed, safe to send again" (see the contract).
+_RETRYABLE_ITEM_CODES = frozenset({2001, 5003, 429})
+
+
+def _new_owner() -> str:
+    return f"{socket.gethostname()}:{os.getpid()}:{secrets.token_hex(4)}"
+
+
+@dataclass
+class DrainResult:
+    """What a drain did.
+
+    Attributes:
+        claimed: Rows leased for delivery.
+        delivered: Events Gameball acknowledged (their rows deleted).
+        retried: Events put back for a later attempt.
+        dead: Events moved to the dead letter.
+        requests: Requests sent (per-request sends and batch jobs).
+    """
+
+    claimed: int = 0
+    delivered: int = 0
+    retried: int = 0
+    dead: int = 0
+    requests: int = 0
+
+    def add(self, other: DrainResult) -> None:
+        """Add ``other``'s counts to these."""
+        self.claimed += other.claimed
+        self.delivered += other.delivered
+        self.retried += other.retried
+        self.dead += other.dead
+        self.requests += other.requests
+
+
+class OutboxDrainer:
+    """Claim rows from an outbox and deliver them; one round at a time.
+
+    Args:
+        store: The outbox.
+        client: The Gameball client (:class:`~gbtrack.gameball.GameballClient`).
+        retry: The retry policy (what is retried, backoff, limits).
+        limiter: The client-side rate limiter, shared by every send.
+        lease: Seconds a claim is held; must exceed a request's timeout (a worker that
+            dies holding rows delays them by at most this long).
+        claim_size: Rows claimed per round on the per-request path.
+        concurrency: Requests in flight at once on the per-request path.
+        bulk_threshold: Pending rows from which the batch endpoint is used, when the
+            client has a secret key.
+        poll_interval: Seconds between batch-job status polls.
+        job_timeout: Seconds to wait for a batch job before its outcome is ambiguous.
+        on_dead: Called with (rows, reason, outcome) when rows move to the dead letter.
+        stop: An event that interrupts waits (set when the owner shuts down).
+    """
+
+    def __init__(
+        self,
+        store: OutboxStore,
+        client: DeliveryClient,
+        *,
+        retry: RetryPolicy | None = None,
+        limiter: RateLimiter | None = None,
+        lease: float = 60.0,
+        claim_size: int = 100,
+        concurrency: int = 4,
+        bulk_threshold: int = 2_000,
+        poll_interval: float = 1.0,
+        job_timeout: float = 600.0,
+        on_dead: Callable[[Sequence[OutboxRow], str, Outcome], None] | None = None,
+        stop: threading.Event | None = None,
+    ) -> None:
+        if lease <= 0 or claim_size < 1 or concurrency < 1 or bulk_threshold < 1:
+            raise ConfigurationError("lease, claim_size, concurrency, bulk_threshold must be > 0")
+        self.store = store
+        self.client = client
+        self.retry = retry or RetryPolicy()
+        self.limiter = limiter or RateLimiter()
+        self.lease = lease
+        self.claim_size = claim_size
+        self.concurrency = concurrency
+        self.bulk_threshold = bulk_threshold
+        self.poll_interval = poll_interval
+        self.job_timeout = job_timeout
+        self.on_dead = on_dead
+        self.stop = stop or threading.Event()
+        self.owner = _new_owner()
+        self._bulk_off_until = 0.0
+        self._pool: ThreadPoolExecutor | None = None
+
+    def close(self) -> None:
+        """Stop the request threads and give back rows this drainer still holds."""
+        if self._pool is not None:
+            self._pool.shutdown(wait=True)
+            self._pool = None
+        self.store.release_owner(self.owner)
+
+    # --- rounds ---------------------------------------------------------------------------
+    def use_bulk(self) -> bool:
+        """Whether the next round goes through the batch endpoint."""
+        return (
+            bool(getattr(self.client, "has_secret_key", False))
+            and time.monotonic() >= self._bulk_off_until
+            and self.store.count("pending") >= self.bulk_threshold
+        )
+
+    def run_once(self, *, bulk: bool | None = None) -> DrainResult:
+        """Claim ready rows and deliver them; return what happened (``claimed == 0``: idle).
+
+        Args:
+            bulk: Force (``True``) or forbid (``False``) the batch endpoint; ``None``
+                decides by :meth:`use_bulk`.
+        """
+        if bulk is None:
+            bulk = self.use_bulk()
+        if bulk:
+            rows = self.store.claim(self.owner, MAX_BATCH_ITEMS, lease=self.lease)
+            return self._bulk(rows) if rows else DrainResult()
+        rows = self.store.claim(self.owner, self.claim_size, lease=self.lease)
+        return self._per_request(rows) if rows else DrainResult()
+
+    # --- the per-request path ---------------------------------------------------------------
+    def _per_request(self, rows: list[OutboxRow]) -> DrainResult:
+        result = DrainResult(claimed=len(rows))
+        pairs = self._decode(rows, result)
+        if not pairs:
+            return result
+        batches = coalesce(event for _, event in pairs)
+        owners = _row_map(pairs)
+        # One customer's batches go in order on one thread: parallel requests for the same
+        # customer would earn 2001 conflicts.
+        by_customer: dict[str, list[tuple[EventBatch, list[OutboxRow]]]] = {}
+        for batch in batches:
+            by_customer.setdefault(batch.customer_id, []).append((batch, _take(owners, batch)))
+        groups = list(by_customer.values())
+        if self.concurrency == 1 or len(groups) == 1:
+            for group in groups:
+                result.add(self._send_group(group))
+            return result
+        if self._pool is None:
+            self._pool = ThreadPoolExecutor(self.concurrency, thread_name_prefix="gbtrack-outbox")
+        for part in self._pool.map(self._send_group, groups):
+            result.add(part)
+        return result
+
+    def _send_group(self, group: list[tuple[EventBatch, list[OutboxRow]]]) -> DrainResult:
+        result = DrainResult()
+        for batch, batch_rows in group:
+            if not self._acquire():
+                # Shutting down: give the rows back untouched.
+                self.store.release(self.owner, [r.id for r in batch_rows], count_attempt=False)
+                continue
+            outcome = self.client.send(batch)
+            result.requests += 1
+            self._note_rate(outcome)
+            result.add(self._settle(batch_rows, outcome))
+        return result
+
+    def _acquire(self) -> bool:
+        while not self.stop.is_set():
+            wait = self.limiter.try_acquire()
+            if wait <= 0:
+                return True
+            self.stop.wait(min(wait, 1.0))
+        return False
+
+    def _note_rate(self, outcome: Outcome) -> None:
+        if outcome.status == 429:
+            self.limiter.defer(outcome.retry_after if outcome.retry_after is not None else 1.0)
+
+    def _settle(self, rows: Sequence[OutboxRow], outcome: Outcome) -> DrainResult:
+        """Apply one outcome to the rows it covers: delete, put back, or bury."""
+        ids = [r.id for r in rows]
+        if outcome.delivered:
+            self.store.complete(ids)
+            return DrainResult(delivered=len(ids))
+        attempts = max(r.attempts for r in rows) + 1
+        age = time.time() - min(r.created_at for r in rows)
+        reason = self.retry.give_up_reason(outcome, attempts, age)
+        error = outcome.error
+        if reason is None:
+            self.store.release(
+                self.owner,
+                ids,
+                delay=self.retry.delay(attempts, outcome),
+                error=str(error) if error is not None else outcome.kind.value,
+            )
+            return DrainResult(retried=len(ids))
+        message = f"{reason}: {error}" if error is not None else reason
+        self.store.bury(
+            ids,
+            status=outcome.status if outcome.status is not None else getattr(error, "status", None),
+            code=getattr(error, "code", None),
+            message=message,
+        )
+        if self.on_dead is not None:
+            self.on_dead(rows, reason, outcome)
+        return DrainResult(dead=len(ids))
+
+    def _decode(self, rows: list[OutboxRow], result: DrainResult) -> list[tuple[OutboxRow, Event]]:
+        pairs: list[tuple[OutboxRow, Event]] = []
+        for row in rows:
+            try:
+                pairs.append((row, row.event()))
+            except Exception as exc:  # a row written by a newer or broken writer
+                unreadable = Outcome(
+                    OutcomeKind.PERMANENT, error=PayloadError(f"unreadable outbox row: {exc}")
+                )
+                result.add(self._settle([row], unreadable))
+        return pairs
+
+    # --- the batch path -------------------------------------------------------------------------
+    def _bulk(self, rows: list[OutboxRow]) -> DrainResult:
+        result = DrainResult(claimed=len(rows))
+        pairs = self._decode(rows, result)
+        if not pairs:
+            return result
+        owners = _row_map(pairs)
+        batches = coalesce(event for _, event in pairs)
+        items = [(batch, _take(owners, batch)) for batch in batches]
+        all_rows = [r for _, item_rows in items for r in item_rows]
+        if not self._acquire():
+            self.store.release(self.owner, [r.id for r in all_rows], count_attempt=False)
+            return result
+        created = self.client.create_batch(batches)
+        result.requests += 1
+        self._note_rate(created)
+        if not created.delivered:
+            if created.permanent:
+                # The job was refused as a whole (e.g. one bad item, or no batch access):
+                # deliver these rows one request each, where each gets its own answer.
+                self._bulk_off_until = time.monotonic() + 300.0
+                self.store.release(self.owner, [r.id for r in all_rows], count_attempt=False)
+                logger.warning("gbtrack outbox: batch create refused (%s); per-request", created)
+                result.retried += len(all_rows)
+                return result
+            result.add(self._settle(all_rows, created))
+            return result
+        job = created.job_id
+        status = self._wait_job(job, [r.id for r in all_rows]) if job is not None else None
+        errors = status.item_errors(batches) if status is not None else None
+        if errors is None:
+            why = "no job id" if job is None else "job status unknown or failures unattributed"
+            ambiguous = Outcome(OutcomeKind.AMBIGUOUS, error=ServerError(f"batch job {job}: {why}"))
+            result.add(self._settle(all_rows, ambiguous))
+            return result
+        done: list[OutboxRow] = []
+        for index, (_, item_rows) in enumerate(items):
+            item_error = errors.get(index)
+            if item_error is None:
+                done.extend(item_rows)
+                continue
+            text = f"batch job {job} item {index}: {item_error.code} {item_error.message or ''}"
+            if item_error.code in _RETRYABLE_ITEM_CODES:
+                outcome = Outcome(
+                    OutcomeKind.RETRYABLE, error=ConflictError(text.strip(), code=item_error.code)
+                )
+            else:
+                outcome = Outcome(
+                    OutcomeKind.PERMANENT, error=PayloadError(text.strip(), code=item_error.code)
+                )
+            result.add(self._settle(item_rows, outcome))
+        if done:
+            result.add(self._settle(done, Outcome(OutcomeKind.DELIVERED)))
+        return result
+
+    def _wait_job(self, job: str, ids: list[int]) -> BatchStatus | None:
+        deadline = time.monotonic() + self.job_timeout
+        renew = time.monotonic() + self.lease / 3
+        while time.monotonic() < deadline:
+            if time.monotonic() >= renew:
+                self.store.extend(self.owner, ids, lease=self.lease)
+                renew = time.monotonic() + self.lease / 3
+            answer = self.client.batch_status(job)
+            status = answer.batch_status
+            if status is not None and status.done:
+                return status
+            if self.stop.wait(self.poll_interval):
+                return None
+        return None
+
+
+def _row_map(pairs: list[tuple[OutboxRow, Event]]) -> dict[str, deque[OutboxRow]]:
+    owners: dict[str, deque[OutboxRow]] = {}
+    for row, event in pairs:
+        owners.setdefault(event.event_id, deque()).append(row)
+    return owners
+
+
+def _take(owners: dict[str, deque[OutboxRow]], batch: EventBatch) -> list[OutboxRow]:
+    return [owners[event.event_id].popleft() for event in batch.events]
+
+
+# --- the sender ------------------------------------------------------------------------------
+_live: weakref.WeakSet[OutboxSender] = weakref.WeakSet()
+
+
+def _after_fork_in_child() -> None:
+    for sender in list(_live):
+        sender._after_fork()
+
+
+if hasattr(os, "register_at_fork"):  # pragma: no branch - absent only on Windows
+    os.register_at_fork(after_in_child=_after_fork_in_child)
+
+
+class OutboxSender(BaseSender):
+    """A durable sender: events go to a SQLite outbox first, then to Gameball.
+
+    Also a :class:`~gbtrack.senders.Spill`: a ``BackgroundSender`` can hand it events it
+    would otherwise drop; they are written at once and delivered by this worker.
+
+    Args:
+        client: The Gameball client; ``None`` keeps events on disk only (deliver later
+            with ``gbtrack outbox drain``).
+        path: The outbox file (default: ``$GBTRACK_OUTBOX`` or the user's state dir).
+        store: An open :class:`OutboxStore` to use instead of ``path`` and the caps.
+        sync: ``"batch"`` (default): ``send()`` appends to memory and the writer thread
+            commits every ``commit_interval`` seconds or ``commit_events`` events; an
+            event accepted less than that long before a crash can be lost.
+            ``"every_event"``: ``send()`` commits before returning (it blocks on disk,
+            roughly a millisecond or more); nothing accepted is ever lost.
+        commit_interval: Seconds between writer commits (``sync="batch"``).
+        commit_events: Events that trigger a commit before the interval (``"batch"``).
+        max_buffer: Events held in memory awaiting commit (``"batch"``); beyond it,
+            ``send()`` applies ``overflow``.
+        max_rows: Cap on stored rows (pending and dead).
+        max_bytes: Cap on stored bytes.
+        overflow: What happens when the cap is reached: ``"drop_newest"`` (default;
+            counted as ``outbox_full`` and reported) or ``"block"`` (wait up to
+            ``block_timeout`` for room, then drop as ``outbox_full``).
+        block_timeout: Seconds ``"block"`` waits.
+        retry: The retry policy.
+        rate_limiter: The client-side rate limiter.
+        lease: Seconds a worker holds claimed rows (must exceed the client timeout).
+        claim_size: Rows per delivery round.
+        concurrency: Requests in flight at once.
+        bulk_threshold: Backlog (rows) from which the batch endpoint is used when the
+            client has a secret key.
+        poll_interval: Seconds between batch-job status polls.
+        idle_interval: Seconds the worker sleeps when nothing is ready (it also wakes
+            on new events).
+        deliver: Run the delivery worker in this process (``False``: store only).
+        close_client: Close ``client`` in :meth:`close`.
+        close_store: Close the store in :meth:`close` (default: when this sender opened it).
+        close_timeout: Seconds :meth:`close` tries to deliver when given no timeout;
+            what is left stays on disk for the next start.
+        on_error: Called with a :class:`~gbtrack.TrackingError` for each dropped event
+            and each event moved to the dead letter.
+    """
+
+    def __init__(
+        self,
+        client: DeliveryClient | None = None,
+        *,
+        path: str | os.PathLike[str] | None = None,
+        store: OutboxStore | None = None,
+        sync: SyncMode = "batch",
+        commit_interval: float = 0.005,
+        commit_events: int = 500,
+        max_buffer: int = 10_000,
+        max_rows: int | None = 1_000_000,
+        max_bytes: int | None = None,
+        overflow: OverflowPolicy = "drop_newest",
+        block_timeout: float = 5.0,
+        retry: RetryPolicy | None = None,
+        rate_limiter: RateLimiter | None = None,
+        lease: float = 60.0,
+        claim_size: int = 100,
+        concurrency: int = 4,
+        bulk_threshold: int = 2_000,
+        poll_interval: float = 1.0,
+        idle_interval: float = 1.0,
+        deliver: bool = True,
+        close_client: bool = False,
+        close_store: bool | None = None,
+        close_timeout: float = 5.0,
+        on_error: ErrorHandler | None = None,
+    ) -> None:
+        super().__init__(on_error=on_error)
+        if sync not in ("batch", "every_event"):
+            raise ConfigurationError(f"sync must be 'batch' or 'every_event', not {sync!r}")
+        if overflow not in ("drop_newest", "block"):
+            raise ConfigurationError(f"overflow must be 'drop_newest' or 'block', not {overflow!r}")
+        if commit_interval <= 0 or commit_events < 1 or max_buffer < 1:
+            raise ConfigurationError("commit_interval, commit_events, max_buffer must be > 0")
+        self.store = (
+            store
+            if store is not None
+            else OutboxStore(path, max_rows=max_rows, max_bytes=max_bytes)
+        )
+        self._close_store = close_store if close_store is not None else store is None
+        self.client = client
+        self.sync: SyncMode = sync
+        self.commit_interval = commit_interval
+        self.commit_events = commit_events
+        self.max_buffer = max_buffer
+        self.overflow: OverflowPolicy = overflow
+        self.block_timeout = block_timeout
+        self.idle_interval = idle_interval
+        self.deliver = deliver and client is not None
+        self._close_client = close_client
+        self.close_timeout = close_timeout
+        self._stop = threading.Event()
+        self.drainer: OutboxDrainer | None = None
+        if client is not None:
+            self.drainer = OutboxDrainer(
+                self.store,
+                client,
+                retry=retry,
+                limiter=rate_limiter,
+                lease=lease,
+                claim_size=claim_size,
+                concurrency=concurrency,
+                bulk_threshold=bulk_threshold,
+                poll_interval=poll_interval,
+                on_dead=self._report_dead,
+                stop=self._stop,
+            )
+        self._init_runtime()
+        _live.add(self)
+        if self.deliver:
+            # Start now: a backlog left by an earlier run is delivered without a new send.
+            self._start_worker()
+
+    def _init_runtime(self) -> None:
+        self._lock = threading.Lock()
+        self._buffer: deque[Event] = deque()
+        self._buffer_space = threading.Condition(self._lock)
+        self._committing = 0  # events taken from the buffer, not yet committed
+        self._committed = threading.Condition(threading.Lock())
+        self._wake_writer = threading.Event()
+        self._wake_worker = threading.Event()
+        self._progress = threading.Condition(threading.Lock())
+        self._writer: threading.Thread | None = None
+        self._worker: threading.Thread | None = None
+        self._pid = os.getpid()
+
+    def _after_fork(self) -> None:
+        # The child must not commit or deliver the parent's buffer: the parent does.
+        self._init_runtime()
+        self._stop = threading.Event()
+        if self.drainer is not None:
+            self.drainer.stop = self._stop
+            self.drainer.owner = _new_owner()
+            self.drainer._pool = None
+            self.drainer.limiter._after_fork()
+        if self.deliver and not self._closed:
+            self._start_worker()
+
+    # --- accepting events ------------------------------------------------------------------
+    def send(self, event: Event) -> None:
+        """Accept ``event``: durable at once (``every_event``) or within the commit window."""
+        if self._closed:
+            self._drop_closed(event)
+            return
+        try:
+            if event.session_token is not None:
+                # Tokens are never written to disk; the event is stored and sent without it.
+                self.reporter.count("session_token_stripped")
+            if self.sync == "every_event":
+                self._persist([event])
+                return
+            with self._lock:
+                if len(self._buffer) >= self.max_buffer and not self._wait_buffer():
+                    self.reporter.drop(
+                        "outbox_full",
+                        f"outbox write buffer full ({self.max_buffer}); {event.name!r} dropped",
+                        event=event,
+                    )
+                    return
+                self._buffer.append(event)
+                full = len(self._buffer) >= self.commit_events
+            if self._writer is None:
+                self._start_writer()
+            if full:
+                self._wake_writer.set()
+        except Exception as exc:  # never into business code
+            self.reporter.drop(
+                "outbox_error",
+                f"event {event.name!r}: {type(exc).__name__}: {exc}",
+                event=event,
+                exc_info=exc,
+            )
+
+    def _wait_buffer(self) -> bool:
+        """Under ``self._lock``: wait for buffer space when the policy blocks."""
+        if self.overflow != "block":
+            return False
+        self._wake_writer.set()
+        return self._buffer_space.wait_for(
+            lambda: len(self._buffer) < self.max_buffer, timeout=self.block_timeout
+        )
+
+    def spill(self, events: Sequence[Event], reason: str) -> int:
+        """Write ``events`` durably now (the :class:`~gbtrack.senders.Spill` protocol).
+
+        Args:
+            events: Events another sender could not deliver or queue.
+            reason: Why they spilled (``queue_overflow``, ``retries_exhausted``, ...).
+
+        Returns:
+            How many were stored; the caller counts the rest as dropped. Never raises.
+        """
+        if not events or self._closed:
+            return 0
+        try:
+            stored = self.store.append(events)
+        except Exception as exc:
+            logger.warning("gbtrack outbox: spill of %d event(s) failed: %s", len(events), exc)
+            return 0
+        self.reporter.count("spilled", stored)
+        self.reporter.count(f"spilled:{reason}", stored)
+        self._wake_worker.set()
+        return stored
+
+    def _persist(self, events: list[Event]) -> None:
+        """Append to the store, applying the cap policy; report what did not fit."""
+        stored = self.store.append(events)
+        if stored < len(events) and self.overflow == "block":
+            deadline = time.monotonic() + self.block_timeout
+            while stored < len(events) and time.monotonic() < deadline:
+                # Room appears when a worker (maybe in another process) delivers rows.
+                self._wake_worker.set()
+                with self._progress:
+                    self._progress.wait(0.05)
+                stored += self.store.append(events[stored:])
+        self.reporter.count("persisted", stored)
+        rest = len(events) - stored
+        if rest:
+            caps = f"max_rows={self.store.max_rows}, max_bytes={self.store.max_bytes}"
+            self.reporter.drop(
+                "outbox_full",
+                f"outbox {str(self.store.path)!r} is full ({caps}); {rest} event(s) dropped",
+                event=events[stored],
+                n=rest,
+            )
+        if stored:
+            self._wake_worker.set()
+
+    # --- threads ----------------------------------------------------------------------------
+    def _start_writer(self) -> None:
+        with self._lock:
+            if self._writer is not None:
+                return
+            self._writer = threading.Thread(
+                target=self._write_loop, name="gbtrack-outbox-writer", daemon=True
+            )
+        self._writer.start()
+
+    def _start_worker(self) -> None:
+        self._worker = threading.Thread(
+            target=self._deliver_loop, name="gbtrack-outbox-worker", daemon=True
+        )
+        self._worker.start()
+
+    def _write_loop(self) -> None:
+        while True:
+            self._wake_writer.wait(self.commit_interval)
+            self._wake_writer.clear()
+            stopping = self._stop.is_set()
+            self._commit_buffer()
+            if stopping:
+                return
+
+    def _commit_buffer(self) -> None:
+        with self._lock:
+            if not self._buffer:
+                return
+            events = list(self._buffer)
+            self._buffer.clear()
+            self._committing += len(events)
+            self._buffer_space.notify_all()
+        try:
+            self._persist(events)
+        except Exception as exc:
+            self.reporter.drop(
+                "outbox_error",
+                f"commit of {len(events)} event(s) failed: {type(exc).__name__}: {exc}",
+                n=len(events),
+                exc_info=exc,
+            )
+        finally:
+            with self._committed:
+                self._committing -= len(events)
+                self._committed.notify_all()
+
+    def _deliver_loop(self) -> None:
+        drainer = self.drainer
+        assert drainer is not None
+        while not self._stop.is_set():
+            try:
+                result = drainer.run_once()
+            except Exception as exc:  # a locked or broken file: log, back off, go on
+                logger.warning("gbtrack outbox worker: %s: %s", type(exc).__name__, exc)
+                self.reporter.note_error(f"outbox worker: {type(exc).__name__}")
+                result = DrainResult()
+                self._stop.wait(self.idle_interval)
+            self.reporter.count("delivered", result.delivered)
+            self.reporter.count("retried", result.retried)
+            self.reporter.count("dead", result.dead)
+            with self._progress:
+                self._progress.notify_all()
+            if result.claimed:
+                continue
+            wait = self.idle_interval
+            try:
+                ready = self.store.next_ready_in()
+            except Exception:
+                ready = None
+            if ready is not None:
+                wait = min(wait, max(ready, 0.001))
+            self._wake_worker.wait(wait)
+            self._wake_worker.clear()
+
+    def _report_dead(self, rows: Sequence[OutboxRow], reason: str, outcome: Outcome) -> None:
+        error = outcome.error
+        message = (
+            f"{len(rows)} event(s) moved to the outbox dead letter [{reason}]: "
+            f"{error if error is not None else outcome.kind.value}"
+        )
+        self.reporter.note_error(message)
+        logger.warning("gbtrack %s", message)
+        failure = TrackingError(message, reason=reason)
+        if isinstance(error, DeliveryError):
+            failure.__cause__ = error
+        self.reporter.report(failure)
+
+    # --- flush, close, stats ------------------------------------------------------------------
+    def commit(self, timeout: float | None = None) -> bool:
+        """Make every event accepted so far durable; return ``True`` when done in time."""
+        if self._pid != os.getpid():
+            return True
+        deadline = None if timeout is None else time.monotonic() + timeout
+        if self._writer is None or not self._writer.is_alive():
+            self._commit_buffer()  # no writer thread (yet, or any more): commit here
+        else:
+            self._wake_writer.set()
+        with self._committed:
+            return self._committed.wait_for(
+                lambda: not self._buffer and self._committing == 0,
+                timeout=None if deadline is None else max(0.0, deadline - time.monotonic()),
+            )
+
+    def flush(self, timeout: float | None = None) -> bool:
+        """Commit the buffer, then wait until the rows committed so far are delivered or dead.
+
+        Without a delivery worker, returns once the events are durable.
+
+        Returns:
+            ``True`` if that happened within ``timeout`` seconds.
+        """
+        deadline = None if timeout is None else time.monotonic() + timeout
+        if not self.commit(timeout):
+            return False
+        if not self.deliver or self._worker is None:
+            return True
+        mark = self.store.max_id("pending")
+        self._wake_worker.set()
+
+        def settled() -> bool:
+            return self.store.count("pending", up_to_id=mark) == 0
+
+        with self._progress:
+            while not settled():
+                if not (self._worker and self._worker.is_alive()):
+                    return False
+                left = None if deadline is None else deadline - time.monotonic()
+                if left is not None and left <= 0:
+                    return False
+                self._progress.wait(0.1 if left is None else min(0.1, left))
+        return True
+
+    def close(self, timeout: float | None = None) -> bool:
+        """Commit everything, try to deliver it within ``timeout``, stop; idempotent.
+
+        ``timeout=None`` means ``close_timeout`` (5 s by default), not forever: what is
+        not delivered by then is already durable and waits for the next start.
+
+        Undelivered rows stay in the outbox for the next start (or ``gbtrack outbox
+        drain``); rows this process held are released at once.
+
+        Returns:
+            ``True`` if everything accepted was delivered (or made dead) in time.
+        """
+        if self._closed:
+            return True
+        self._closed = True
+        # Never wait forever here: undelivered rows are safe on disk.
+        deadline = time.monotonic() + (self.close_timeout if timeout is None else timeout)
+        settled = self.commit(None)  # durability first, whatever the timeout
+        if settled and self.deliver:
+            settled = self.flush(max(0.0, deadline - time.monotonic()))
+        self._stop.set()
+        self._wake_writer.set()
+        self._wake_worker.set()
+        for thread in (self._writer, self._worker):
+            if thread is not None and thread is not threading.current_thread():
+                thread.join(max(1.0, deadline - time.monotonic()))
+        self._commit_buffer()
+        if self.drainer is not None:
+            try:
+                self.drainer.close()
+            except Exception as exc:  # e.g. the store was closed under us; rows stay leased
+                logger.warning("gbtrack outbox: release on close failed: %s", exc)
+        if self._close_client and self.client is not None:
+            self.client.close()
+        if self._close_store:
+            self.store.close()
+        _live.discard(self)
+        return settled
+
+    def stats(self) -> Stats:
+        """Counters plus gauges: ``in_queue`` (buffer) and ``persisted`` (pending rows)."""
+        try:
+            persisted = self.store.count("pending") if not self.store.closed else 0
+        except Exception:
+            persisted = 0
+        return self.reporter.snapshot(in_queue=len(self._buffer), persisted=persisted)
+
+    def __enter__(self) -> OutboxSender:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    def __repr__(self) -> str:
+        return f"<OutboxSender path={str(self.store.path)!r} sync={self.sync!r}>"

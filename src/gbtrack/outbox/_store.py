@@ -1,0 +1,757 @@
+"""The outbox file: SQLite in WAL mode, a ``pending`` and a ``dead`` table, leases, a cap.
+
+Schema (``PRAGMA user_version`` = 1)::
+
+    pending(id, event_id, name, customer_id, payload, size, created_at, enqueued_at,
+            attempts, next_attempt_at, claimed_by, lease_until, last_error)
+    dead(id, event_id, name, customer_id, payload, size, created_at, enqueued_at,
+         attempts, status, code, message, failed_at)
+    totals(rows, bytes)        kept by triggers: both tables together, for the size cap
+
+``payload`` is the event as JSON (name, customer id, email, mobile, metadata, event id,
+timestamp). Session tokens are never written: an event is stored without its token.
+
+Several processes may open one file: a worker claims rows inside ``BEGIN IMMEDIATE``
+(SQLite's single writer lock), so two workers never hold the same row at once; a row
+whose lease expired (its worker died) is claimed again.
+"""
+
+# SQL text below is built only from constant names and "?" placeholders, never from input.
+# ruff: noqa: S608
+
+from __future__ import annotations
+
+import contextlib
+import datetime as _dt
+import json
+import os
+import sqlite3
+import threading
+import time
+import weakref
+from collections.abc import Iterable, Iterator, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Literal
+
+from gbtrack._errors import ConfigurationError
+from gbtrack._event import Event, mask_email, mask_mobile
+from gbtrack.outbox._paths import resolve_outbox_path
+
+__all__ = [
+    "ROW_OVERHEAD",
+    "OutboxRow",
+    "OutboxStats",
+    "OutboxStore",
+    "Table",
+    "decode_event",
+    "encode_event",
+]
+
+Table = Literal["pending", "dead"]
+"""The two tables: events waiting for delivery, and dead letters."""
+
+ROW_OVERHEAD = 96
+"""Bytes counted per row on top of its JSON payload (columns, index entries)."""
+
+_SCHEMA_VERSION = 1
+_SCHEMA = """
+CREATE TABLE IF NOT EXISTS pending (
+    id              INTEGER PRIMARY KEY AUTOINCREMENT,
+    event_id        TEXT    NOT NULL,
+    name            TEXT    NOT NULL,
+    customer_id     TEXT    NOT NULL,
+    payload         TEXT    NOT NULL,
+    size            INTEGER NOT NULL,
+    created_at      REAL    NOT NULL,
+    enqueued_at     REAL    NOT NULL,
+    attempts        INTEGER NOT NULL DEFAULT 0,
+    next_attempt_at REAL    NOT NULL DEFAULT 0,
+    claimed_by      TEXT,
+    lease_until     REAL,
+    last_error      TEXT
+);
+CREATE INDEX IF NOT EXISTS pending_ready ON pending (next_attempt_at);
+CREATE TABLE IF NOT EXISTS dead (
+    id          INTEGER PRIMARY KEY AUTOINCREMENT,
+    event_id    TEXT    NOT NULL,
+    name        TEXT    NOT NULL,
+    customer_id TEXT    NOT NULL,
+    payload     TEXT    NOT NULL,
+    size        INTEGER NOT NULL,
+    created_at  REAL    NOT NULL,
+    enqueued_at REAL    NOT NULL,
+    attempts    INTEGER NOT NULL,
+    status      INTEGER,
+    code        INTEGER,
+    message     TEXT,
+    failed_at   REAL    NOT NULL
+);
+CREATE TABLE IF NOT EXISTS totals (
+    one   INTEGER PRIMARY KEY CHECK (one = 1),
+    rows  INTEGER NOT NULL,
+    bytes INTEGER NOT NULL
+);
+INSERT OR IGNORE INTO totals (one, rows, bytes) VALUES (1, 0, 0);
+CREATE TRIGGER IF NOT EXISTS pending_ins AFTER INSERT ON pending BEGIN
+    UPDATE totals SET rows = rows + 1, bytes = bytes + NEW.size WHERE one = 1; END;
+CREATE TRIGGER IF NOT EXISTS pending_del AFTER DELETE ON pending BEGIN
+    UPDATE totals SET rows = rows - 1, bytes = bytes - OLD.size WHERE one = 1; END;
+CREATE TRIGGER IF NOT EXISTS dead_ins AFTER INSERT ON dead BEGIN
+    UPDATE totals SET rows = rows + 1, bytes = bytes + NEW.size WHERE one = 1; END;
+CREATE TRIGGER IF NOT EXISTS dead_del AFTER DELETE ON dead BEGIN
+    UPDATE totals SET rows = rows - 1, bytes = bytes - OLD.size WHERE one = 1; END;
+"""
+
+_COMMON = "id, event_id, name, customer_id, payload, size, created_at, enqueued_at, attempts"
+_PENDING_COLS = f"{_COMMON}, next_attempt_at, claimed_by, lease_until, last_error"
+_DEAD_COLS = f"{_COMMON}, status, code, message, failed_at"
+_MAX_PARAMS = 500  # ids per IN (...) clause, well under SQLite's variable limit
+
+
+# --- the stored form of an event -----------------------------------------------------
+def encode_event(event: Event) -> str:
+    """Return the JSON stored for ``event``; the session token is left out on purpose."""
+    return json.dumps(
+        {
+            "name": event.name,
+            "customerId": event.customer_id,
+            "email": event.email,
+            "mobile": event.mobile,
+            "metadata": event.metadata,
+            "eventId": event.event_id,
+            "timestamp": event.timestamp.isoformat(),
+        },
+        separators=(",", ":"),
+        ensure_ascii=False,
+    )
+
+
+def decode_event(payload: str | dict[str, Any]) -> Event:
+    """Rebuild an :class:`~gbtrack.Event` (without session token) from its stored JSON."""
+    data = json.loads(payload) if isinstance(payload, str) else payload
+    return Event(
+        name=data["name"],
+        customer_id=data["customerId"],
+        email=data.get("email"),
+        mobile=data.get("mobile"),
+        metadata=data.get("metadata") or {},
+        event_id=data["eventId"],
+        timestamp=_dt.datetime.fromisoformat(data["timestamp"]),
+    )
+
+
+@dataclass(frozen=True)
+class OutboxRow:
+    """One stored event, pending or dead.
+
+    Attributes:
+        table: ``"pending"`` or ``"dead"``.
+        id: The row id (unique within its table).
+        event_id: The event's id.
+        name: The event name.
+        customer_id: The customer id.
+        payload: The stored JSON text (see :func:`encode_event`).
+        size: Bytes counted against ``max_bytes``.
+        created_at: The event's timestamp (epoch seconds).
+        enqueued_at: When the row was written (epoch seconds).
+        attempts: Delivery attempts so far.
+        next_attempt_at: Pending rows: not claimed before this time (epoch seconds).
+        claimed_by: Pending rows: the worker holding the lease, if any.
+        lease_until: Pending rows: when that lease expires.
+        last_error: Pending rows: the last retryable failure.
+        status: Dead rows: the HTTP status of the final failure, if there was one.
+        code: Dead rows: Gameball's error code, if there was one.
+        message: Dead rows: why the event is dead.
+        failed_at: Dead rows: when it was moved to the dead letter (epoch seconds).
+    """
+
+    table: Table
+    id: int
+    event_id: str
+    name: str
+    customer_id: str
+    payload: str
+    size: int
+    created_at: float
+    enqueued_at: float
+    attempts: int
+    next_attempt_at: float | None = None
+    claimed_by: str | None = None
+    lease_until: float | None = None
+    last_error: str | None = None
+    status: int | None = None
+    code: int | None = None
+    message: str | None = None
+    failed_at: float | None = None
+
+    def event(self) -> Event:
+        """Return the stored event."""
+        return decode_event(self.payload)
+
+    def to_dict(self, *, mask: bool = True) -> dict[str, Any]:
+        """Return the row as a JSON-ready dict; email and mobile masked unless ``mask=False``."""
+        data = json.loads(self.payload)
+        if mask:
+            data["email"] = mask_email(data.get("email"))
+            data["mobile"] = mask_mobile(data.get("mobile"))
+        out: dict[str, Any] = {"table": self.table, "id": self.id, "event": data}
+        out["attempts"] = self.attempts
+        out["enqueued_at"] = self.enqueued_at
+        if self.table == "pending":
+            out.update(
+                next_attempt_at=self.next_attempt_at,
+                claimed_by=self.claimed_by,
+                lease_until=self.lease_until,
+                last_error=self.last_error,
+            )
+        else:
+            out.update(
+                status=self.status, code=self.code, message=self.message, failed_at=self.failed_at
+            )
+        return out
+
+
+@dataclass(frozen=True)
+class OutboxStats:
+    """What the outbox holds.
+
+    Attributes:
+        pending: Rows waiting for delivery (claimed ones included).
+        claimed: Pending rows currently leased by a worker.
+        dead: Dead letters.
+        oldest_created_at: Timestamp (epoch seconds) of the oldest pending event.
+        rows: ``pending + dead``, the number the ``max_rows`` cap counts.
+        bytes: The bytes the ``max_bytes`` cap counts.
+        file_bytes: The size on disk of the database and its WAL.
+    """
+
+    pending: int
+    claimed: int
+    dead: int
+    oldest_created_at: float | None
+    rows: int
+    bytes: int
+    file_bytes: int
+
+    def oldest_age(self, now: float | None = None) -> float | None:
+        """Seconds since the oldest pending event was created, or ``None`` when empty."""
+        if self.oldest_created_at is None:
+            return None
+        return max(0.0, (time.time() if now is None else now) - self.oldest_created_at)
+
+
+def _chunks(ids: Sequence[int]) -> Iterator[Sequence[int]]:
+    for start in range(0, len(ids), _MAX_PARAMS):
+        yield ids[start : start + _MAX_PARAMS]
+
+
+def _marks(n: int) -> str:
+    return ",".join("?" * n)
+
+
+_live: weakref.WeakSet[OutboxStore] = weakref.WeakSet()
+
+
+def _after_fork_in_child() -> None:
+    # A lock held by a parent thread at fork time would never be released in the child.
+    for store in list(_live):
+        store._lock = threading.RLock()
+
+
+if hasattr(os, "register_at_fork"):  # pragma: no branch - absent only on Windows
+    os.register_at_fork(after_in_child=_after_fork_in_child)
+
+
+class OutboxStore:
+    """Thread-safe access to one outbox file; several processes may open the same file.
+
+    Args:
+        path: The SQLite file; ``None`` uses ``$GBTRACK_OUTBOX`` or the user's state
+            directory (see :func:`~gbtrack.outbox.default_outbox_path`).
+        max_rows: Cap on stored rows (pending and dead together); ``None`` for none.
+        max_bytes: Cap on stored bytes (JSON payloads plus :data:`ROW_OVERHEAD` per
+            row, pending and dead together); ``None`` for none. At least one cap must
+            be set: an outbox is never unbounded.
+        synchronous: SQLite's ``synchronous`` pragma. ``"NORMAL"`` (default) survives a
+            process crash (SIGKILL); ``"FULL"`` also survives power loss, slower.
+        busy_timeout: Seconds to wait for another process's write lock.
+
+    Raises:
+        ConfigurationError: If the path is not writable or no cap is set.
+    """
+
+    def __init__(
+        self,
+        path: str | os.PathLike[str] | None = None,
+        *,
+        max_rows: int | None = 1_000_000,
+        max_bytes: int | None = None,
+        synchronous: Literal["NORMAL", "FULL"] = "NORMAL",
+        busy_timeout: float = 30.0,
+    ) -> None:
+        if max_rows is None and max_bytes is None:
+            raise ConfigurationError("an outbox needs max_rows or max_bytes: never unbounded")
+        if (max_rows is not None and max_rows < 1) or (max_bytes is not None and max_bytes < 1):
+            raise ConfigurationError("max_rows and max_bytes must be positive")
+        if synchronous not in ("NORMAL", "FULL"):
+            raise ConfigurationError(f"synchronous must be 'NORMAL' or 'FULL', not {synchronous!r}")
+        self.path: Path = resolve_outbox_path(path)
+        self.max_rows = max_rows
+        self.max_bytes = max_bytes
+        self.synchronous = synchronous
+        self.busy_timeout = busy_timeout
+        self._lock = threading.RLock()
+        self._conn: sqlite3.Connection | None = None
+        self._pid = os.getpid()
+        self._closed = False
+        self._orphans: list[sqlite3.Connection] = []
+        with self._lock:
+            self._connect()
+        _live.add(self)
+
+    # --- connection -------------------------------------------------------------------
+    def _connect(self) -> sqlite3.Connection:
+        try:
+            conn = sqlite3.connect(
+                self.path,
+                timeout=self.busy_timeout,
+                isolation_level=None,  # autocommit; transactions are explicit below
+                check_same_thread=False,  # guarded by self._lock
+            )
+        except sqlite3.Error as exc:
+            raise ConfigurationError(f"cannot open the outbox {str(self.path)!r}: {exc}") from exc
+        try:
+            conn.execute("PRAGMA journal_mode=WAL")
+            conn.execute(f"PRAGMA synchronous={self.synchronous}")
+            version = conn.execute("PRAGMA user_version").fetchone()[0]
+            if version > _SCHEMA_VERSION:
+                raise ConfigurationError(
+                    f"outbox {str(self.path)!r} has schema {version}, newer than this gbtrack"
+                )
+            # One transaction, so concurrent first opens of a new file do not interleave.
+            conn.executescript(
+                f"BEGIN IMMEDIATE;{_SCHEMA}PRAGMA user_version={_SCHEMA_VERSION};COMMIT;"
+            )
+        except sqlite3.Error as exc:
+            conn.close()
+            raise ConfigurationError(f"cannot use the outbox {str(self.path)!r}: {exc}") from exc
+        except BaseException:
+            conn.close()
+            raise
+        self._conn = conn
+        return conn
+
+    def _db(self) -> sqlite3.Connection:
+        """The connection for this process (a forked child opens its own; call under lock)."""
+        if self._closed:
+            raise ConfigurationError("the outbox store is closed")
+        if self._pid != os.getpid():
+            # A connection must not cross fork; keep the parent's object alive unused.
+            if self._conn is not None:
+                self._orphans.append(self._conn)
+            self._pid = os.getpid()
+            return self._connect()
+        assert self._conn is not None
+        return self._conn
+
+    @property
+    def closed(self) -> bool:
+        """Whether :meth:`close` was called."""
+        return self._closed
+
+    def close(self) -> None:
+        """Close the connection; idempotent."""
+        with self._lock:
+            if self._conn is not None and self._pid == os.getpid():
+                self._conn.close()
+            self._conn = None
+            self._closed = True
+
+    def __enter__(self) -> OutboxStore:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    def __repr__(self) -> str:
+        return f"<OutboxStore path={str(self.path)!r}>"
+
+    def _write(self) -> _Txn:
+        return _Txn(self)
+
+    # --- writing ------------------------------------------------------------------------
+    def room(self) -> int:
+        """Return how many more rows fit under the caps (an upper bound for ``max_bytes``)."""
+        with self._lock:
+            rows, size = self._db().execute("SELECT rows, bytes FROM totals").fetchone()
+        return self._fit(rows, size, None)
+
+    def _fit(self, rows: int, size: int, sizes: Sequence[int] | None) -> int:
+        if sizes is None:
+            free = self.max_rows - rows if self.max_rows is not None else 1 << 62
+            if self.max_bytes is not None:
+                free = min(free, (self.max_bytes - size) // (ROW_OVERHEAD + 1))
+            return max(0, free)
+        n = 0
+        for item in sizes:
+            if self.max_rows is not None and rows + n + 1 > self.max_rows:
+                break
+            if self.max_bytes is not None and size + item > self.max_bytes:
+                break
+            size += item
+            n += 1
+        return n
+
+    def append(self, events: Iterable[Event], *, now: float | None = None) -> int:
+        """Write events durably in one transaction, in order, as many as the caps allow.
+
+        Returns:
+            How many events were stored: the first ``n``; the rest did not fit.
+        """
+        stamp = time.time() if now is None else now
+        rows = []
+        for event in events:
+            payload = encode_event(event)
+            rows.append(
+                (
+                    event.event_id,
+                    event.name,
+                    event.customer_id,
+                    payload,
+                    len(payload.encode()) + ROW_OVERHEAD,
+                    event.timestamp.timestamp(),
+                    stamp,
+                )
+            )
+        if not rows:
+            return 0
+        with self._write() as db:
+            total_rows, total_bytes = db.execute("SELECT rows, bytes FROM totals").fetchone()
+            n = self._fit(total_rows, total_bytes, [r[4] for r in rows])
+            if n:
+                db.executemany(
+                    "INSERT INTO pending (event_id, name, customer_id, payload, size, created_at,"
+                    " enqueued_at) VALUES (?, ?, ?, ?, ?, ?, ?)",
+                    rows[:n],
+                )
+        return n
+
+    # --- leases -------------------------------------------------------------------------
+    def claim(
+        self, owner: str, limit: int, *, lease: float, now: float | None = None
+    ) -> list[OutboxRow]:
+        """Lease up to ``limit`` ready rows to ``owner``, oldest first.
+
+        A row is ready when its retry time has come and nobody holds a live lease on
+        it; a lease left by a dead worker expires and the row becomes ready again.
+        """
+        stamp = time.time() if now is None else now
+        with self._write() as db:
+            found = db.execute(
+                f"SELECT {_PENDING_COLS} FROM pending WHERE next_attempt_at <= ?"
+                " AND (lease_until IS NULL OR lease_until <= ?) ORDER BY id LIMIT ?",
+                (stamp, stamp, limit),
+            ).fetchall()
+            ids = [r[0] for r in found]
+            for part in _chunks(ids):
+                db.execute(
+                    "UPDATE pending SET claimed_by = ?, lease_until = ?"
+                    f" WHERE id IN ({_marks(len(part))})",
+                    (owner, stamp + lease, *part),
+                )
+        return [_pending_row((*r[:10], owner, stamp + lease, r[12])) for r in found]
+
+    def extend(self, owner: str, ids: Sequence[int], *, lease: float) -> None:
+        """Push the lease of ``owner``'s rows ``ids`` to ``lease`` seconds from now."""
+        until = time.time() + lease
+        with self._write() as db:
+            for part in _chunks(ids):
+                db.execute(
+                    "UPDATE pending SET lease_until = ?"
+                    f" WHERE claimed_by = ? AND id IN ({_marks(len(part))})",
+                    (until, owner, *part),
+                )
+
+    def release_owner(self, owner: str) -> int:
+        """Give back every row ``owner`` holds, attempts unchanged (a clean shutdown)."""
+        with self._write() as db:
+            cur = db.execute(
+                "UPDATE pending SET claimed_by = NULL, lease_until = NULL WHERE claimed_by = ?",
+                (owner,),
+            )
+            return int(cur.rowcount)
+
+    def complete(self, ids: Sequence[int]) -> int:
+        """Delete delivered rows; return how many were deleted."""
+        deleted = 0
+        with self._write() as db:
+            for part in _chunks(ids):
+                cur = db.execute(
+                    f"DELETE FROM pending WHERE id IN ({_marks(len(part))})", tuple(part)
+                )
+                deleted += cur.rowcount
+        return deleted
+
+    def release(
+        self,
+        owner: str,
+        ids: Sequence[int],
+        *,
+        delay: float = 0.0,
+        error: str | None = None,
+        count_attempt: bool = True,
+    ) -> None:
+        """Give ``owner``'s rows back: ready again after ``delay`` seconds."""
+        ready = time.time() + delay
+        bump = 1 if count_attempt else 0
+        with self._write() as db:
+            for part in _chunks(ids):
+                db.execute(
+                    "UPDATE pending SET claimed_by = NULL, lease_until = NULL,"
+                    " attempts = attempts + ?, next_attempt_at = ?,"
+                    " last_error = COALESCE(?, last_error)"
+                    f" WHERE claimed_by = ? AND id IN ({_marks(len(part))})",
+                    (bump, ready, error, owner, *part),
+                )
+
+    def bury(
+        self,
+        ids: Sequence[int],
+        *,
+        status: int | None,
+        code: int | None,
+        message: str,
+        count_attempt: bool = True,
+    ) -> int:
+        """Move pending rows to the dead letter with the final failure; return how many."""
+        moved = 0
+        stamp = time.time()
+        bump = 1 if count_attempt else 0
+        with self._write() as db:
+            for part in _chunks(ids):
+                marks = _marks(len(part))
+                cur = db.execute(
+                    "INSERT INTO dead (event_id, name, customer_id, payload, size, created_at,"
+                    " enqueued_at, attempts, status, code, message, failed_at)"
+                    " SELECT event_id, name, customer_id, payload, size, created_at, enqueued_at,"
+                    f" attempts + ?, ?, ?, ?, ? FROM pending WHERE id IN ({marks}) ORDER BY id",
+                    (bump, status, code, message, stamp, *part),
+                )
+                moved += cur.rowcount
+                db.execute(f"DELETE FROM pending WHERE id IN ({marks})", tuple(part))
+        return moved
+
+    # --- operations (the CLI) --------------------------------------------------------------
+    def retry_dead(
+        self,
+        *,
+        code: int | None = None,
+        name: str | None = None,
+        since: float | None = None,
+        ids: Sequence[int] | None = None,
+    ) -> int:
+        """Move dead letters back to pending (attempts reset); return how many.
+
+        Args:
+            code: Only those whose Gameball code is ``code``.
+            name: Only events with this name.
+            since: Only those that failed at or after this time (epoch seconds).
+            ids: Only these dead-letter ids.
+        """
+        where: list[str] = ["1 = 1"]
+        params: list[object] = []
+        if code is not None:
+            where.append("code = ?")
+            params.append(code)
+        if name is not None:
+            where.append("name = ?")
+            params.append(name)
+        if since is not None:
+            where.append("failed_at >= ?")
+            params.append(since)
+        if ids is not None:
+            if not ids:
+                return 0
+            where.append(f"id IN ({_marks(len(ids))})")
+            params.extend(ids)
+        cond = " AND ".join(where)
+        with self._write() as db:
+            cur = db.execute(
+                "INSERT INTO pending (event_id, name, customer_id, payload, size, created_at,"
+                " enqueued_at) SELECT event_id, name, customer_id, payload, size, created_at,"
+                f" ? FROM dead WHERE {cond} ORDER BY id",
+                (time.time(), *params),
+            )
+            moved = cur.rowcount
+            db.execute(f"DELETE FROM dead WHERE {cond}", tuple(params))
+        return moved
+
+    def make_ready(self) -> int:
+        """Clear the backoff of every unclaimed pending row (deliver now); return how many."""
+        with self._write() as db:
+            cur = db.execute(
+                "UPDATE pending SET next_attempt_at = 0 WHERE claimed_by IS NULL"
+                " OR lease_until <= ?",
+                (time.time(),),
+            )
+            return int(cur.rowcount)
+
+    def purge(self, table: Table) -> int:
+        """Delete every row of ``table``; return how many."""
+        if table not in ("pending", "dead"):
+            raise ValueError(f"unknown table {table!r}")
+        with self._write() as db:
+            return int(db.execute(f"DELETE FROM {table}").rowcount)
+
+    # --- reading --------------------------------------------------------------------------
+    def stats(self) -> OutboxStats:
+        """Return counts, the oldest pending event and the sizes."""
+        now = time.time()
+        with self._lock:
+            db = self._db()
+            pending, claimed, oldest = db.execute(
+                "SELECT COUNT(*), COALESCE(SUM(lease_until > ?), 0), MIN(created_at) FROM pending",
+                (now,),
+            ).fetchone()
+            dead = db.execute("SELECT COUNT(*) FROM dead").fetchone()[0]
+            rows, size = db.execute("SELECT rows, bytes FROM totals").fetchone()
+        file_bytes = 0
+        for suffix in ("", "-wal"):
+            with contextlib.suppress(OSError):
+                file_bytes += os.path.getsize(f"{self.path}{suffix}")
+        return OutboxStats(
+            pending=pending,
+            claimed=claimed,
+            dead=dead,
+            oldest_created_at=oldest,
+            rows=rows,
+            bytes=size,
+            file_bytes=file_bytes,
+        )
+
+    def count(self, table: Table = "pending", *, up_to_id: int | None = None) -> int:
+        """Count rows of ``table`` (pending rows with ``id <= up_to_id`` when given)."""
+        sql = f"SELECT COUNT(*) FROM {_table(table)}"
+        params: tuple[int, ...] = ()
+        if up_to_id is not None:
+            sql += " WHERE id <= ?"
+            params = (up_to_id,)
+        with self._lock:
+            return int(self._db().execute(sql, params).fetchone()[0])
+
+    def max_id(self, table: Table = "pending") -> int:
+        """The highest row id ever used in ``table`` (0 when none)."""
+        with self._lock:
+            row = (
+                self._db()
+                .execute("SELECT seq FROM sqlite_sequence WHERE name = ?", (_table(table),))
+                .fetchone()
+            )
+        return int(row[0]) if row else 0
+
+    def next_ready_in(self, now: float | None = None) -> float | None:
+        """Seconds until some pending row becomes claimable; ``None`` when none is pending."""
+        stamp = time.time() if now is None else now
+        with self._lock:
+            row = (
+                self._db()
+                .execute("SELECT MIN(MAX(next_attempt_at, COALESCE(lease_until, 0))) FROM pending")
+                .fetchone()
+            )
+        return None if row[0] is None else max(0.0, row[0] - stamp)
+
+    def get(self, table: Table, row_id: int) -> OutboxRow | None:
+        """Return row ``row_id`` of ``table``, or ``None``."""
+        cols = _PENDING_COLS if table == "pending" else _DEAD_COLS
+        with self._lock:
+            row = (
+                self._db()
+                .execute(f"SELECT {cols} FROM {_table(table)} WHERE id = ?", (row_id,))
+                .fetchone()
+            )
+        if row is None:
+            return None
+        return _pending_row(row) if table == "pending" else _dead_row(row)
+
+    def rows(
+        self, table: Table = "pending", *, limit: int | None = None, offset: int = 0
+    ) -> list[OutboxRow]:
+        """Return rows of ``table`` oldest first."""
+        cols = _PENDING_COLS if table == "pending" else _DEAD_COLS
+        with self._lock:
+            found = (
+                self._db()
+                .execute(
+                    f"SELECT {cols} FROM {_table(table)} ORDER BY id LIMIT ? OFFSET ?",
+                    (-1 if limit is None else limit, offset),
+                )
+                .fetchall()
+            )
+        make = _pending_row if table == "pending" else _dead_row
+        return [make(r) for r in found]
+
+    def iter_rows(self, table: Table = "pending", *, page: int = 500) -> Iterator[OutboxRow]:
+        """Iterate over every row of ``table`` by pages, oldest first (for export)."""
+        last = 0
+        cols = _PENDING_COLS if table == "pending" else _DEAD_COLS
+        make = _pending_row if table == "pending" else _dead_row
+        while True:
+            with self._lock:
+                found = (
+                    self._db()
+                    .execute(
+                        f"SELECT {cols} FROM {_table(table)} WHERE id > ? ORDER BY id LIMIT ?",
+                        (last, page),
+                    )
+                    .fetchall()
+                )
+            if not found:
+                return
+            for r in found:
+                yield make(r)
+            last = found[-1][0]
+
+
+class _Txn:
+    """``with store._write() as db``: the lock plus one ``BEGIN IMMEDIATE`` transaction."""
+
+    def __init__(self, store: OutboxStore) -> None:
+        self.store = store
+
+    def __enter__(self) -> sqlite3.Connection:
+        self.store._lock.acquire()
+        try:
+            db = self.store._db()
+            db.execute("BEGIN IMMEDIATE")
+        except BaseException:
+            self.store._lock.release()
+            raise
+        self.db = db
+        return db
+
+    def __exit__(self, exc_type: object, exc: object, tb: object) -> None:
+        try:
+            self.db.execute("COMMIT" if exc_type is None else "ROLLBACK")
+        finally:
+            self.store._lock.release()
+
+
+def _table(table: str) -> str:
+    if table not in ("pending", "dead"):
+        raise ValueError(f"unknown table {table!r}")
+    return table
+
+
+def _pending_row(r: Sequence[Any]) -> OutboxRow:
+    return OutboxRow(
+        "pending", r[0], r[1], r[2], r[3], r[4], r[5], r[6], r[7], r[8],
+        next_attempt_at=r[9], claimed_by=r[10], lease_until=r[11], last_error=r[12],
+    )  # fmt: skip
+
+
+def _dead_row(r: Sequence[Any]) -> OutboxRow:
+    return OutboxRow(
+        "dead", r[0], r[1], r[2], r[3], r[4], r[5], r[6], r[7], r[8],
+        status=r[9], code=r[10], message=r[11], failed_at=r[12],
+    )  # fmt: skip

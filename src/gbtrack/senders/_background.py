@@ -1,0 +1,925 @@
+"""BackgroundSender: non-blocking delivery to Gameball from a daemon worker thread.
+
+The shape follows OpenTelemetry's ``BatchSpanProcessor`` and sentry's
+``BackgroundWorker``: ``send()`` appends to a bounded ``deque``; one lazily started,
+named daemon thread (the *worker*) drains it by size or time, coalesces each
+customer's events into one request, and keeps up to ``concurrency`` requests in
+flight on a few daemon I/O threads. The worker never sleeps while holding a lock:
+backoffs and rate-limit waits are "not before" times it waits on with its wake event.
+
+Why I/O threads rather than an ``AsyncGameballClient`` on a private event loop: the
+sync client is thread-safe and shares one connection pool, socket I/O releases the
+GIL, the :class:`~gbtrack.senders.DeliveryClient` seam stays a plain synchronous
+protocol for this sender and :class:`~gbtrack.senders.DirectSender` alike, and the
+threads are daemons, so an ``atexit`` flush still works (``concurrent.futures`` pools
+refuse work once interpreter shutdown has begun). At 100 requests/s the per-request
+thread hand-off costs microseconds; bulk jobs carry 1,000 customer objects each.
+"""
+
+from __future__ import annotations
+
+import atexit
+import functools
+import heapq
+import itertools
+import logging
+import os
+import queue
+import threading
+import time
+import weakref
+from collections import deque
+from collections.abc import Callable, Sequence
+from typing import TYPE_CHECKING, Any, Literal
+
+from pydantic import SecretStr
+
+from gbtrack._errors import (
+    AuthenticationError,
+    ConflictError,
+    DeliveryError,
+    PayloadError,
+    ServerError,
+)
+from gbtrack._event import Event
+from gbtrack._report import ErrorHandler, Reporter, Stats
+from gbtrack.senders._base import BaseSender
+from gbtrack.senders._policy import DeliveryClient, RateLimiter, RetryPolicy, Spill
+
+if TYPE_CHECKING:
+    from gbtrack.gameball import EventBatch, Outcome
+
+__all__ = ["BackgroundSender", "describe_outcome", "safe_error"]
+
+_log = logging.getLogger("gbtrack")
+
+Overflow = Literal["drop_newest", "block"]
+
+# Copies of gbtrack.gameball's constants (a test keeps them equal): importing the client
+# here would pull httpx into ``import gbtrack``; it is imported when first needed.
+DEFAULT_BASE_URL = "https://api.gameball.co"
+MAX_BATCH_ITEMS = 1000  # Gameball's limit of customer objects per batch job
+_READY_CAP = 2 * MAX_BATCH_ITEMS  # coalesced requests held ready before draining more
+_OVERFLOW_LOG_INTERVAL = 5.0  # seconds between two overflow log lines during an outage
+_POLL_DELAYS = (0.05, 0.1, 0.2, 0.4, 0.8, 1.0)  # batch-status polling backoff
+_MAX_POLL_FAILURES = 8  # failed status polls before a job's fate counts as ambiguous
+_SPILLABLE = frozenset({"queue_overflow", "retries_exhausted", "expired", "closed"})
+
+
+def describe_outcome(outcome: Outcome) -> str:
+    """Describe a failed outcome for logs: status, Gameball code and type, error class.
+
+    Never includes keys, tokens, or Gameball's free-text message (which may echo input).
+    """
+    error = outcome.error
+    parts: list[str] = []
+    status = outcome.status if outcome.status is not None else getattr(error, "status", None)
+    parts.append(f"HTTP {status}" if status is not None else "no HTTP answer")
+    if error is not None:
+        if error.code is not None:
+            parts.append(f"code {error.code}")
+        if error.type:
+            parts.append(f"type {error.type}")
+        parts.append(type(error).__name__)
+    return ", ".join(parts) + f" ({outcome.kind.value})"
+
+
+def safe_error(outcome: Outcome) -> DeliveryError | None:
+    """A copy of the outcome's error without Gameball's free text (which may echo PII).
+
+    Same class, status, code, type and request id; the message is
+    :func:`describe_outcome`. This is what drops chain and log.
+    """
+    error = outcome.error
+    if error is None:
+        return None
+    return type(error)(
+        describe_outcome(outcome),
+        status=error.status,
+        code=error.code,
+        type=error.type,
+        request_id=error.request_id,
+    )
+
+
+class _Job:
+    """One coalesced request (one customer's events) on its way."""
+
+    __slots__ = ("attempts", "batch", "key", "n")
+
+    def __init__(self, batch: EventBatch) -> None:
+        self.batch = batch
+        self.key = batch.customer_id  # one request per customer at a time
+        self.n = len(batch.events)
+        self.attempts = 0
+
+    def age(self, now_wall: float) -> float:
+        return now_wall - min(e.timestamp.timestamp() for e in self.batch.events)
+
+
+class _Bulk:
+    """One batch job: the requests it carries and its polling state."""
+
+    __slots__ = ("job_id", "jobs", "poll_failures", "polls")
+
+    def __init__(self, jobs: list[_Job]) -> None:
+        self.jobs = jobs
+        self.job_id: str | None = None
+        self.polls = 0
+        self.poll_failures = 0
+
+
+class _IOPool:
+    """A few daemon threads running request callables; results go to ``done``."""
+
+    def __init__(self, size: int, name: str, done: queue.SimpleQueue[Any], wake: threading.Event):
+        self.size = size
+        self.name = name
+        self.tasks: queue.SimpleQueue[Any] = queue.SimpleQueue()
+        self.done = done
+        self.wake = wake
+        self.threads: list[threading.Thread] = []
+
+    def submit(self, tag: str, obj: Any, fn: Callable[[], Any], in_flight: int) -> None:
+        """Queue ``fn``; start another thread while fewer exist than requests in flight."""
+        self.tasks.put((tag, obj, fn))
+        if len(self.threads) < min(self.size, in_flight):
+            thread = threading.Thread(
+                target=self._run, name=f"{self.name}-io-{len(self.threads) + 1}", daemon=True
+            )
+            self.threads.append(thread)
+            thread.start()
+
+    def _run(self) -> None:
+        tasks, done, wake = self.tasks, self.done, self.wake
+        while True:
+            item = tasks.get()
+            if item is None:
+                return
+            tag, obj, fn = item
+            try:
+                result = fn()
+            except BaseException as exc:  # a client must not raise; if it does, record it
+                result = exc
+            done.put((tag, obj, result))
+            wake.set()
+
+    def shutdown(self, timeout: float) -> None:
+        for _ in self.threads:
+            self.tasks.put(None)
+        deadline = time.monotonic() + timeout
+        for thread in self.threads:
+            thread.join(max(0.0, deadline - time.monotonic()))
+
+
+_live: weakref.WeakSet[BackgroundSender] = weakref.WeakSet()
+
+
+def _after_fork_in_child() -> None:
+    for sender in list(_live):
+        sender._after_fork()
+
+
+if hasattr(os, "register_at_fork"):  # pragma: no branch - absent only on Windows
+    os.register_at_fork(after_in_child=_after_fork_in_child)
+
+
+def _flush_at_exit(ref: weakref.ReferenceType[BackgroundSender], timeout: float) -> None:
+    sender = ref()
+    if sender is not None and not sender.closed:
+        try:
+            sender.flush(timeout)
+        except Exception:  # pragma: no cover - never fail interpreter exit
+            _log.exception("gbtrack: flush at exit failed")
+
+
+def _item_outcome(code: int | None, message: str) -> Outcome:
+    """The outcome of one failed item of a batch job, from its Gameball code."""
+    from gbtrack.gameball import Outcome, OutcomeKind
+
+    error: DeliveryError
+    if code in (2001,):
+        kind, error = OutcomeKind.RETRYABLE, ConflictError(message, code=code)
+    elif code in (5003, 429):
+        kind, error = OutcomeKind.RETRYABLE, ServerError(message, code=code)
+    elif code is None or code >= 5000:
+        kind, error = OutcomeKind.AMBIGUOUS, ServerError(message, code=code)
+    elif 1000 <= code < 2000:
+        kind, error = OutcomeKind.PERMANENT, AuthenticationError(message, code=code)
+    else:
+        kind, error = OutcomeKind.PERMANENT, PayloadError(message, code=code)
+    return Outcome(kind, error=error)
+
+
+class BackgroundSender(BaseSender):
+    """Deliver events to Gameball from a background worker; the production default.
+
+    ``send()`` never blocks (unless ``overflow="block"``) and never raises. Every
+    event ends delivered, spilled, or counted as dropped with a reason
+    (``queue_overflow``, ``rejected``, ``retries_exhausted``, ``expired``,
+    ``ambiguous``, ``closed``) and reported to ``on_error``.
+
+    Args:
+        client: The Gameball client. ``None`` builds a
+            :class:`~gbtrack.gameball.GameballClient` from ``api_key`` and friends;
+            only a client built here is closed by :meth:`close`.
+        api_key: The Gameball API key (when ``client`` is ``None``).
+        secret_key: The secret key; enables bulk mode and v4.1 with ``secure=True``.
+        base_url: Gameball's base URL (e.g. a local emulator).
+        secure: Use v4.1 "Secure Integration Mode" (requires ``secret_key``).
+        lang: A language code sent as the ``lang`` header.
+        timeout: The client's request timeout in seconds.
+        max_queue_size: The most events held (queued, waiting to retry, in flight).
+        max_batch_size: The most events the worker takes from the queue at once; a
+            full batch wakes the worker before ``flush_interval``.
+        flush_interval: The most seconds an event waits in the queue.
+        concurrency: The most requests in flight. The default, 16, keeps 100
+            requests/s flowing with round trips up to ~150 ms.
+        rate_limiter: The client-side limiter every request goes through. Share one
+            between senders of the same Gameball account.
+        retry: The retry policy.
+        overflow: ``"drop_newest"`` drops (and counts) events when the queue is full;
+            ``"block"`` makes ``send()`` wait up to ``block_timeout`` first.
+        block_timeout: Seconds ``send()`` may wait for room with ``overflow="block"``.
+        bulk: Use the batch endpoint when a secret key is configured and the backlog
+            exceeds ``bulk_threshold`` customer requests.
+        bulk_threshold: The backlog, in coalesced requests, that switches to bulk.
+        spill: Where events go instead of being dropped for overflow, exhausted
+            retries, age, or shutdown (the durable outbox).
+        exit_timeout: Seconds the ``atexit`` hook may spend flushing.
+        on_error: Called with a :class:`~gbtrack.TrackingError` for each drop.
+    """
+
+    def __init__(
+        self,
+        client: DeliveryClient | None = None,
+        *,
+        api_key: str | SecretStr | None = None,
+        secret_key: str | SecretStr | None = None,
+        base_url: str = DEFAULT_BASE_URL,
+        secure: bool = False,
+        lang: str | None = None,
+        timeout: float = 10.0,
+        max_queue_size: int = 100_000,
+        max_batch_size: int = 1_000,
+        flush_interval: float = 0.5,
+        concurrency: int = 16,
+        rate_limiter: RateLimiter | None = None,
+        retry: RetryPolicy | None = None,
+        overflow: Overflow = "drop_newest",
+        block_timeout: float = 1.0,
+        bulk: bool = True,
+        bulk_threshold: int = 200,
+        spill: Spill | None = None,
+        exit_timeout: float = 5.0,
+        on_error: ErrorHandler | None = None,
+    ) -> None:
+        super().__init__(on_error=on_error)
+        if overflow not in ("drop_newest", "block"):
+            raise ValueError(f"overflow must be 'drop_newest' or 'block', got {overflow!r}")
+        if max_queue_size < 1 or max_batch_size < 1 or concurrency < 1:
+            raise ValueError("max_queue_size, max_batch_size and concurrency must be >= 1")
+        if flush_interval <= 0:
+            raise ValueError("flush_interval must be positive")
+        if client is None:
+            if api_key is None:
+                raise ValueError("BackgroundSender needs a client or an api_key")
+            self._client_options: dict[str, Any] | None = {
+                "api_key": api_key,
+                "secret_key": secret_key,
+                "base_url": base_url,
+                "secure": secure,
+                "lang": lang,
+                "timeout": timeout,
+                # One keep-alive connection per request in flight.
+                "max_connections": concurrency,
+            }
+            client = self._new_client()
+        else:
+            self._client_options = None
+        self.client: DeliveryClient = client
+        self.max_queue_size = max_queue_size
+        self.max_batch_size = max_batch_size
+        self.flush_interval = flush_interval
+        self.concurrency = concurrency
+        self.rate_limiter = rate_limiter if rate_limiter is not None else RateLimiter()
+        self.retry = retry if retry is not None else RetryPolicy()
+        self.overflow: Overflow = overflow
+        self.block_timeout = block_timeout
+        self.bulk = bulk
+        self.bulk_threshold = bulk_threshold
+        self.spill = spill
+        self.exit_timeout = exit_timeout
+        self._init_state()
+        _live.add(self)
+        self._atexit_hook = functools.partial(_flush_at_exit, weakref.ref(self), exit_timeout)
+        atexit.register(self._atexit_hook)
+
+    # --- construction and fork -----------------------------------------------------------
+    def _new_client(self) -> DeliveryClient:
+        from gbtrack.gameball import GameballClient
+
+        assert self._client_options is not None
+        client: DeliveryClient = GameballClient(**self._client_options)
+        return client
+
+    def _init_state(self) -> None:
+        """(Re)create the queue, locks and worker state: at start and in a forked child."""
+        self._pid = os.getpid()
+        self._queue: deque[Event] = deque()
+        self._lock = threading.Lock()  # guards _taken/_settled and the flush condition
+        self._settled_cond = threading.Condition(self._lock)
+        self._space = threading.Condition(threading.Lock())  # overflow="block" waiters
+        self._blocked = 0
+        self._wake = threading.Event()
+        self._worker: threading.Thread | None = None
+        self._start_lock = threading.Lock()
+        self._stopping = False
+        self._flush_waiters = 0
+        self._taken = 0  # events moved from the queue to the worker
+        self._settled = 0  # events finally handled: delivered, dropped or spilled
+        self._held = 0  # events taken and not yet settled (ready, retrying, in flight)
+        self._in_flight = 0  # events in requests under way
+        self._overflow_lock = threading.Lock()
+        self._overflow_pending = 0  # overflow drops counted but not yet reported
+        self._overflow_reported_at = -_OVERFLOW_LOG_INTERVAL
+        self._overflow_event: Event | None = None
+        self._spilled = 0
+        # Worker-only state below.
+        self._done: queue.SimpleQueue[Any] = queue.SimpleQueue()
+        self._pool = _IOPool(self.concurrency, "gbtrack-sender", self._done, self._wake)
+        self._ready: deque[_Job] = deque()
+        self._retry_heap: list[tuple[float, int, _Job]] = []
+        self._poll_heap: list[tuple[float, int, _Bulk]] = []
+        self._seq = itertools.count()
+        self._busy: set[str] = set()  # customers with a request in flight
+        self._requests = 0  # requests (sends, batch creates, polls) in flight
+        self._in_flight_jobs: set[_Job] = set()
+        self._in_flight_bulks: set[_Bulk] = set()
+        self._next_drain: float | None = None  # when the oldest queued event is due
+
+    def _after_fork(self) -> None:
+        """In a forked child: forget the parent's queue and threads, start afresh."""
+        if self._pid == os.getpid():
+            return
+        # The parent's events stay the parent's: the child must never send them again.
+        self.reporter = Reporter(self.reporter.on_error, self.reporter.log)
+        self._init_state()
+        after = getattr(self.rate_limiter, "_after_fork", None)
+        if callable(after):
+            after()
+        if self._client_options is not None:
+            # The parent's connections are shared sockets: abandon them, do not close them.
+            self.client = self._new_client()
+
+    # --- the hot path --------------------------------------------------------------------
+    def send(self, event: Event) -> None:
+        """Queue ``event``; never blocks (unless ``overflow="block"``), never raises."""
+        if self._closed:
+            self._drop_closed(event)
+            return
+        q = self._queue
+        if len(q) + self._held >= self.max_queue_size and not self._make_room(event):
+            return
+        q.append(event)
+        if self._worker is None:
+            self._start_worker()
+        # Wake the worker when the queue starts (to arm its timer) and when a full
+        # batch is waiting; a missed wake (a racing append) only waits one idle tick.
+        n = len(q)
+        if n == 1 or n == self.max_batch_size:
+            self._wake.set()
+
+    def _make_room(self, event: Event) -> bool:
+        """The queue is full: wait (``block``) or drop/spill; True when there is room now."""
+        try:
+            if self.overflow == "block" and self.block_timeout > 0:
+                deadline = time.monotonic() + self.block_timeout
+                if self._worker is None:
+                    self._start_worker()
+                with self._space:
+                    self._blocked += 1
+                    try:
+                        while len(self._queue) + self._held >= self.max_queue_size:
+                            left = deadline - time.monotonic()
+                            if left <= 0 or self._closed:
+                                break
+                            self._wake.set()
+                            self._space.wait(left)
+                        else:
+                            return True
+                    finally:
+                        self._blocked -= 1
+            self._overflowed(event)
+        except Exception:  # pragma: no cover - send must never raise
+            _log.exception("gbtrack: overflow handling failed")
+        return False
+
+    def _overflowed(self, event: Event) -> None:
+        if self.spill is not None and self._spill([event], "queue_overflow") == 1:
+            return
+        with self._overflow_lock:
+            self._overflow_pending += 1
+            self._overflow_event = event
+        self._report_overflow(force=False)
+
+    def _report_overflow(self, *, force: bool) -> None:
+        """Report counted overflow drops, at most one log line per interval (all counted)."""
+        now = time.monotonic()
+        with self._overflow_lock:
+            n = self._overflow_pending
+            if n == 0 or (not force and now - self._overflow_reported_at < _OVERFLOW_LOG_INTERVAL):
+                return
+            event = self._overflow_event
+            self._overflow_pending = 0
+            self._overflow_event = None
+            self._overflow_reported_at = now
+        self.reporter.drop(
+            "queue_overflow",
+            f"queue full ({self.max_queue_size} events held); {n} event(s) dropped"
+            + (f", the latest {event.name!r}" if event is not None else ""),
+            event=event,
+            n=n,
+        )
+
+    def _start_worker(self) -> None:
+        with self._start_lock:
+            if self._pid != os.getpid():
+                self._after_fork()
+            if self._worker is not None or self._stopping:
+                return
+            self._worker = threading.Thread(target=self._run, name="gbtrack-sender", daemon=True)
+            self._worker.start()
+
+    # --- flush and close -----------------------------------------------------------------
+    def flush(self, timeout: float | None = None) -> bool:
+        """Wait until every event queued before the call is delivered or finally failed.
+
+        Args:
+            timeout: The most seconds to wait; ``None`` waits as long as it takes.
+
+        Returns:
+            ``True`` if all of them were settled in time, ``False`` otherwise.
+        """
+        if self._pid != os.getpid():
+            self._after_fork()
+        if threading.current_thread() is self._worker:
+            # Called from an on_error hook on the worker: waiting would deadlock.
+            return False
+        with self._lock:
+            target = self._taken + len(self._queue)
+            settled = self._settled >= target
+            if not settled:
+                self._flush_waiters += 1
+        if settled:
+            self._report_overflow(force=True)
+            return True
+        try:
+            if self._worker is None:
+                self._start_worker()
+            self._wake.set()
+            with self._settled_cond:
+                done = self._settled_cond.wait_for(lambda: self._settled >= target, timeout)
+        finally:
+            with self._lock:
+                self._flush_waiters -= 1
+        self._report_overflow(force=True)
+        return bool(done)
+
+    async def aflush(self, timeout: float | None = None) -> bool:
+        """:meth:`flush` for asyncio code: waits in a thread, never blocking the loop."""
+        import asyncio
+
+        return await asyncio.to_thread(self.flush, timeout)
+
+    def close(self, timeout: float | None = None) -> bool:
+        """Flush, stop the worker and close a client built here; idempotent.
+
+        Events still unsettled after ``timeout`` are spilled or dropped with reason
+        ``closed``; later sends are dropped with reason ``closed``.
+
+        Returns:
+            ``True`` if everything was delivered or finally failed in time.
+        """
+        with self._start_lock:
+            if self._closed:
+                return True
+            self._closed = True
+        deadline = None if timeout is None else time.monotonic() + timeout
+        ok = self.flush(timeout)
+        worker = self._worker
+        with self._start_lock:
+            self._stopping = True
+        self._wake.set()
+        with self._space:
+            self._space.notify_all()
+        if worker is not None and worker is not threading.current_thread():
+            left = None if deadline is None else max(0.1, deadline - time.monotonic())
+            worker.join(left)
+            if worker.is_alive():  # pragma: no cover - a hung client; the thread is a daemon
+                _log.warning("gbtrack: sender worker did not stop in time")
+        # Sends that raced with close() after the worker's last sweep.
+        self._abandon_queue()
+        self._pool.shutdown(0.5)
+        self._report_overflow(force=True)
+        if self._client_options is not None:
+            try:
+                self.client.close()
+            except Exception:  # pragma: no cover - closing must not raise
+                _log.exception("gbtrack: closing the Gameball client failed")
+        atexit.unregister(self._atexit_hook)
+        return ok
+
+    # --- stats ---------------------------------------------------------------------------
+    def stats(self) -> Stats:
+        """Return delivered, retried, dropped (by reason), in queue, in flight, last error."""
+        in_flight = self._in_flight
+        snap = self.reporter.snapshot(
+            in_queue=len(self._queue) + max(0, self._held - in_flight), in_flight=in_flight
+        )
+        pending = self._overflow_pending
+        if pending:
+            snap = snap.merge(Stats(dropped={"queue_overflow": pending}))
+        return snap
+
+    @property
+    def spilled(self) -> int:
+        """How many events were handed to ``spill`` instead of being dropped."""
+        return self._spilled
+
+    def __repr__(self) -> str:
+        state = "closed" if self._closed else "open"
+        return (
+            f"<BackgroundSender {state} queued={len(self._queue)} held={self._held} "
+            f"client={type(self.client).__name__}>"
+        )
+
+    # --- the worker ----------------------------------------------------------------------
+    def _run(self) -> None:
+        try:
+            self._loop()
+        except BaseException:  # pragma: no cover - a bug; keep the process alive
+            _log.exception("gbtrack: sender worker crashed")
+            self.reporter.note_error("sender worker crashed")
+        finally:
+            self._abandon_all()
+
+    def _loop(self) -> None:
+        wake = self._wake
+        while True:
+            now = time.monotonic()
+            self._collect()
+            stopping = self._stopping
+            if stopping and not self._flush_waiters:
+                return
+            self._drain(now)
+            heap = self._retry_heap
+            while heap and heap[0][0] <= now:
+                self._ready.append(heapq.heappop(heap)[2])
+            limit_wait = self._dispatch(now)
+            if self._blocked:
+                with self._space:
+                    self._space.notify_all()
+            if self._overflow_pending:
+                self._report_overflow(force=False)
+            # Sleep until the next thing that can happen: a full batch or flush (woken),
+            # a completion (woken), the drain timer, a retry or poll due, a free slot.
+            # Timers that cannot act now (no room, no request slot) wait for a wake-up.
+            timeout = self.flush_interval
+            if self._queue and self._next_drain is not None and len(self._ready) < _READY_CAP:
+                timeout = min(timeout, self._next_drain - now)
+            if heap:
+                timeout = min(timeout, heap[0][0] - now)
+            if self._poll_heap and self._requests < self.concurrency:
+                timeout = min(timeout, self._poll_heap[0][0] - now)
+            if limit_wait is not None and self._ready:
+                timeout = min(timeout, limit_wait)
+            # A floor, so that no timer arithmetic can ever make the worker spin.
+            wake.wait(max(timeout, 0.0005))
+            wake.clear()
+
+    def _drain(self, now: float) -> None:
+        """Move queued events into coalesced requests when a batch is due."""
+        q = self._queue
+        if not q:
+            self._next_drain = None
+            return
+        if self._next_drain is None:
+            # The first event since the last drain: it may wait one interval for company.
+            self._next_drain = now + self.flush_interval
+        if len(self._ready) >= _READY_CAP:
+            return
+        if not (
+            len(q) >= self.max_batch_size
+            or now >= self._next_drain
+            or self._flush_waiters
+            or self._stopping
+        ):
+            return
+        from gbtrack.gameball import coalesce
+
+        self._next_drain = None
+        while q and len(self._ready) < _READY_CAP:
+            with self._lock:
+                k = min(len(q), self.max_batch_size)
+                popleft = q.popleft
+                events = [popleft() for _ in range(k)]
+                self._taken += k
+                self._held += k
+            self._ready.extend(_Job(batch) for batch in coalesce(events))
+
+    def _dispatch(self, now: float) -> float | None:
+        """Start requests while slots are free; return the rate limiter's wait, if any."""
+        limiter = self.rate_limiter
+        polls = self._poll_heap
+        # Status polls are not event requests: Gameball's event rate limit does not
+        # count them, so they take no limiter slot (only a request slot).
+        while polls and polls[0][0] <= now and self._requests < self.concurrency:
+            self._submit_poll(heapq.heappop(polls)[2])
+        ready = self._ready
+        if (
+            self.bulk
+            and len(ready) + len(self._queue) > self.bulk_threshold
+            and getattr(self.client, "has_secret_key", False)
+        ):
+            while ready and self._requests < self.concurrency:
+                bulk_wait = self._dispatch_bulk()
+                if bulk_wait is None:
+                    break
+                if bulk_wait > 0:
+                    return bulk_wait
+        skipped: list[_Job] = []
+        try:
+            while ready and self._requests < self.concurrency:
+                job = ready.popleft()
+                if job.key in self._busy:  # one request per customer at a time (code 2001)
+                    skipped.append(job)
+                    continue
+                wait, stamp = limiter.reserve()
+                if stamp is None:
+                    ready.appendleft(job)
+                    return wait
+                self._submit_send(job, stamp)
+        finally:
+            ready.extendleft(reversed(skipped))
+        return None
+
+    def _dispatch_bulk(self) -> float | None:
+        """Start one batch job from ready requests; None when none is eligible."""
+        ready = self._ready
+        chosen: list[_Job] = []
+        kept: list[_Job] = []
+        seen: set[str] = set()
+        while ready and len(chosen) < MAX_BATCH_ITEMS:
+            job = ready.popleft()
+            # A session token is a per-request header the batch endpoint cannot carry;
+            # one customer once per job keeps item errors attributable.
+            if job.batch.session_token is not None or job.key in self._busy or job.key in seen:
+                kept.append(job)
+                continue
+            seen.add(job.key)
+            chosen.append(job)
+        ready.extendleft(reversed(kept))
+        if not chosen:
+            return None
+        limiter = self.rate_limiter
+        wait, stamp = limiter.reserve()
+        if stamp is None:
+            ready.extendleft(reversed(chosen))
+            return wait
+        bulk = _Bulk(chosen)
+        for job in chosen:
+            self._busy.add(job.key)
+            self._in_flight += job.n
+        self._requests += 1
+        self._in_flight_bulks.add(bulk)
+        batches = [job.batch for job in chosen]
+        client = self.client
+
+        def create() -> Outcome:
+            try:
+                return client.create_batch(batches)
+            finally:
+                limiter.restamp(stamp)
+
+        self._pool.submit("create", bulk, create, self._requests)
+        return 0.0
+
+    def _submit_send(self, job: _Job, stamp: float) -> None:
+        self._busy.add(job.key)
+        self._in_flight += job.n
+        self._requests += 1
+        self._in_flight_jobs.add(job)
+        client, batch, limiter = self.client, job.batch, self.rate_limiter
+
+        def send() -> Outcome:
+            # The slot counts from the answer, by when the request surely arrived:
+            # thread hand-offs and connection set-up cannot bunch arrivals at Gameball.
+            try:
+                return client.send(batch)
+            finally:
+                limiter.restamp(stamp)
+
+        self._pool.submit("send", job, send, self._requests)
+
+    def _submit_poll(self, bulk: _Bulk) -> None:
+        self._requests += 1
+        client, job_id = self.client, bulk.job_id
+        assert job_id is not None
+        self._pool.submit("poll", bulk, lambda: client.batch_status(job_id), self._requests)
+
+    def _schedule_poll(self, bulk: _Bulk) -> None:
+        delay = _POLL_DELAYS[min(bulk.polls, len(_POLL_DELAYS) - 1)]
+        bulk.polls += 1
+        heapq.heappush(self._poll_heap, (time.monotonic() + delay, next(self._seq), bulk))
+
+    # --- outcomes --------------------------------------------------------------------------
+    def _collect(self) -> None:
+        done = self._done
+        while True:
+            try:
+                tag, obj, result = done.get_nowait()
+            except queue.Empty:
+                return
+            self._requests -= 1
+            outcome = self._as_outcome(result)
+            if tag == "send":
+                self._in_flight_jobs.discard(obj)
+                self._release(obj)
+                self._on_outcome(obj, outcome)
+            elif tag == "create":
+                self._on_created(obj, outcome)
+            else:
+                self._on_polled(obj, outcome)
+
+    @staticmethod
+    def _as_outcome(result: Any) -> Outcome:
+        from gbtrack.gameball import Outcome, OutcomeKind
+
+        if isinstance(result, Outcome):
+            return result
+        # The client raised (a bug): the request may have left, so the fate is unknown.
+        name = type(result).__name__
+        _log.error("gbtrack: the Gameball client raised %s instead of returning an outcome", name)
+        return Outcome(OutcomeKind.AMBIGUOUS, error=DeliveryError(f"client raised {name}"))
+
+    def _release(self, job: _Job) -> None:
+        self._busy.discard(job.key)
+        self._in_flight -= job.n
+
+    def _on_outcome(self, job: _Job, outcome: Outcome) -> None:
+        """Settle, retry or drop one request's events after ``outcome``."""
+        if outcome.delivered:
+            self.reporter.count("delivered", job.n)
+            self._settle(job.n)
+            return
+        if outcome.status == 429 or outcome.retry_after is not None:
+            self.rate_limiter.defer(outcome.retry_after if outcome.retry_after else 1.0)
+        job.attempts += 1
+        reason = self.retry.give_up_reason(outcome, job.attempts, job.age(time.time()))
+        if reason is None:
+            self.reporter.count("retried", job.n)
+            self.reporter.note_error(describe_outcome(outcome))
+            not_before = time.monotonic() + self.retry.delay(job.attempts, outcome)
+            heapq.heappush(self._retry_heap, (not_before, next(self._seq), job))
+            return
+        what = describe_outcome(outcome)
+        if reason == "rejected":
+            message = f"Gameball rejected the request: {what}"
+        elif reason == "ambiguous":
+            message = f"delivery uncertain and retry_ambiguous is off: {what}"
+        elif reason == "expired":
+            message = f"older than max_age={self.retry.max_age:g}s, still failing: {what}"
+        else:
+            message = f"{job.attempts} attempt(s) failed, the last: {what}"
+        self._give_up(list(job.batch.events), reason, message, safe_error(outcome))
+
+    def _on_created(self, bulk: _Bulk, outcome: Outcome) -> None:
+        job_id = outcome.job_id if outcome.delivered else None
+        if outcome.delivered and job_id is None:
+            # Accepted without a job id: nothing to poll, so take the 2xx at its word.
+            self._finish_bulk(bulk, outcome)
+            return
+        if not outcome.delivered:
+            self._finish_bulk(bulk, outcome)
+            return
+        bulk.job_id = job_id
+        self._schedule_poll(bulk)
+
+    def _on_polled(self, bulk: _Bulk, outcome: Outcome) -> None:
+        from gbtrack.gameball import Outcome, OutcomeKind
+
+        status = outcome.batch_status
+        if status is None:
+            bulk.poll_failures += 1
+            if outcome.permanent or bulk.poll_failures >= _MAX_POLL_FAILURES:
+                # The job was accepted but its fate cannot be learnt: ambiguous.
+                self._finish_bulk(bulk, Outcome(OutcomeKind.AMBIGUOUS, error=outcome.error))
+            else:
+                self._schedule_poll(bulk)
+            return
+        if not status.done:
+            self._schedule_poll(bulk)
+            return
+        failures = status.item_errors([job.batch for job in bulk.jobs])
+        if failures is None:
+            message = (
+                f"batch job {status.batch_id} {status.status} with "
+                f"{status.failed_items} failed item(s) that its errors do not identify"
+            )
+            self._finish_bulk(bulk, Outcome(OutcomeKind.AMBIGUOUS, error=ServerError(message)))
+            return
+        self._in_flight_bulks.discard(bulk)
+        # The common case, every item delivered, is counted and settled once per job.
+        delivered = 0
+        busy = self._busy
+        for i, job in enumerate(bulk.jobs):
+            busy.discard(job.key)
+            error = failures.get(i) if failures else None
+            if error is None:
+                delivered += job.n
+                continue
+            self._in_flight -= job.n
+            outcome = _item_outcome(error.code, f"batch job {status.batch_id} item {i} failed")
+            self._on_outcome(job, outcome)
+        self._in_flight -= delivered
+        if delivered:
+            self.reporter.count("delivered", delivered)
+            self._settle(delivered)
+
+    def _finish_bulk(self, bulk: _Bulk, outcome: Outcome) -> None:
+        """Apply one outcome to every request of a batch job."""
+        self._in_flight_bulks.discard(bulk)
+        for job in bulk.jobs:
+            self._release(job)
+            self._on_outcome(job, outcome)
+
+    def _settle(self, n: int) -> None:
+        with self._lock:
+            self._settled += n
+            self._held -= n
+            self._settled_cond.notify_all()
+
+    def _spill(self, events: Sequence[Event], reason: str) -> int:
+        spill = self.spill
+        if spill is None:
+            return 0
+        try:
+            stored = int(spill.spill(events, reason))
+        except Exception as exc:
+            _log.warning("gbtrack: spill failed (%s); dropping instead", type(exc).__name__)
+            return 0
+        stored = max(0, min(stored, len(events)))
+        self._spilled += stored
+        return stored
+
+    def _give_up(
+        self,
+        events: list[Event],
+        reason: str,
+        message: str,
+        exc: BaseException | None = None,
+        *,
+        settle: bool = True,
+    ) -> None:
+        """Spill (when the reason allows it) or drop ``events``, each reported."""
+        stored = self._spill(events, reason) if reason in _SPILLABLE else 0
+        for event in events[stored:]:
+            self.reporter.drop(
+                reason,
+                f"event {event.name!r} for customer {event.customer_id!r}: {message}",
+                event=event,
+                exc_info=exc,
+            )
+        if settle:
+            self._settle(len(events))
+
+    def _abandon_all(self) -> None:
+        """The worker stops: whatever is left is spilled or dropped with reason ``closed``."""
+        left: list[Event] = []
+        jobs = (
+            list(self._ready) + [item[2] for item in self._retry_heap] + list(self._in_flight_jobs)
+        )
+        for bulk in self._in_flight_bulks:
+            jobs.extend(bulk.jobs)
+        for job in jobs:
+            left.extend(job.batch.events)
+        self._ready.clear()
+        self._retry_heap.clear()
+        self._poll_heap.clear()
+        self._in_flight_jobs.clear()
+        self._in_flight_bulks.clear()
+        self._in_flight = 0
+        if left:
+            self._give_up(left, "closed", "the sender closed before delivery finished")
+        self._abandon_queue()
+
+    def _abandon_queue(self) -> None:
+        q = self._queue
+        with self._lock:
+            events = list(q)
+            q.clear()
+            self._taken += len(events)
+            self._held += len(events)
+        if events:
+            self._give_up(events, "closed", "the sender closed before delivery")

@@ -1,0 +1,134 @@
+"""DirectSender: deliver each event inline, with the same retry policy (blocking)."""
+
+from __future__ import annotations
+
+import threading
+import time
+from typing import TYPE_CHECKING, Any
+
+from pydantic import SecretStr
+
+from gbtrack._event import Event
+from gbtrack._report import ErrorHandler
+from gbtrack.senders._background import DEFAULT_BASE_URL, describe_outcome, safe_error
+from gbtrack.senders._base import BaseSender
+from gbtrack.senders._policy import DeliveryClient, RateLimiter, RetryPolicy
+
+if TYPE_CHECKING:
+    from gbtrack.gameball import Outcome
+
+__all__ = ["DirectSender"]
+
+
+class DirectSender(BaseSender):
+    """Send each event to Gameball inside ``send()``, retrying per the policy.
+
+    **Blocking**: ``send()`` returns once the event is delivered or finally failed,
+    which may take as long as the retry policy allows (use a small
+    :class:`RetryPolicy` for interactive tools). Meant for scripts, CLIs and batch
+    jobs, where a background thread would be lost at exit; services should use
+    :class:`BackgroundSender`. ``send()`` still never raises: failures are counted,
+    logged and handed to ``on_error`` like the background sender's.
+
+    Args:
+        client: The Gameball client; ``None`` builds one from ``api_key`` and friends
+            (closed by :meth:`close`; a client passed in is not).
+        api_key: The Gameball API key (when ``client`` is ``None``).
+        secret_key: The secret key (when ``client`` is ``None``).
+        base_url: Gameball's base URL.
+        secure: Use v4.1 "Secure Integration Mode".
+        timeout: The client's request timeout in seconds.
+        retry: The retry policy.
+        rate_limiter: The client-side rate limiter (waited on, blocking).
+        on_error: Called with a :class:`~gbtrack.TrackingError` for each drop.
+    """
+
+    def __init__(
+        self,
+        client: DeliveryClient | None = None,
+        *,
+        api_key: str | SecretStr | None = None,
+        secret_key: str | SecretStr | None = None,
+        base_url: str = DEFAULT_BASE_URL,
+        secure: bool = False,
+        timeout: float = 10.0,
+        retry: RetryPolicy | None = None,
+        rate_limiter: RateLimiter | None = None,
+        on_error: ErrorHandler | None = None,
+    ) -> None:
+        super().__init__(on_error=on_error)
+        self._owns_client = client is None
+        if client is None:
+            if api_key is None:
+                raise ValueError("DirectSender needs a client or an api_key")
+            from gbtrack.gameball import GameballClient
+
+            options: dict[str, Any] = {
+                "secret_key": secret_key,
+                "base_url": base_url,
+                "secure": secure,
+                "timeout": timeout,
+            }
+            client = GameballClient(api_key, **options)
+        self.client: DeliveryClient = client
+        self.retry = retry if retry is not None else RetryPolicy()
+        self.rate_limiter = rate_limiter if rate_limiter is not None else RateLimiter()
+        self._close_lock = threading.Lock()
+
+    def send(self, event: Event) -> None:
+        """Deliver ``event`` now, retrying per the policy; blocks, never raises."""
+        if self._closed:
+            self._drop_closed(event)
+            return
+        try:
+            self._deliver(event)
+        except Exception as exc:  # never into business code
+            self.reporter.drop(
+                "sender_error",
+                f"event {event.name!r}: delivery failed with {type(exc).__name__}",
+                event=event,
+                exc_info=exc,
+            )
+
+    def _deliver(self, event: Event) -> None:
+        from gbtrack.gameball import EventBatch
+
+        batch = EventBatch.from_event(event)
+        attempts = 0
+        while True:
+            self.rate_limiter.acquire()
+            outcome: Outcome = self.client.send(batch)
+            attempts += 1
+            if outcome.delivered:
+                self.reporter.count("delivered")
+                return
+            if outcome.status == 429 or outcome.retry_after is not None:
+                self.rate_limiter.defer(outcome.retry_after if outcome.retry_after else 1.0)
+            age = time.time() - event.timestamp.timestamp()
+            reason = self.retry.give_up_reason(outcome, attempts, age)
+            what = describe_outcome(outcome)
+            if reason is not None:
+                self.reporter.drop(
+                    reason,
+                    f"event {event.name!r} for customer {event.customer_id!r}: "
+                    f"{attempts} attempt(s), the last: {what}",
+                    event=event,
+                    exc_info=safe_error(outcome),
+                )
+                return
+            self.reporter.count("retried")
+            self.reporter.note_error(what)
+            time.sleep(self.retry.delay(attempts, outcome))
+
+    def close(self, timeout: float | None = None) -> bool:
+        """Close a client built here; idempotent. Later sends are dropped (``closed``)."""
+        with self._close_lock:
+            if self._closed:
+                return True
+            self._closed = True
+        if self._owns_client:
+            self.client.close()
+        return True
+
+    def __repr__(self) -> str:
+        return f"<DirectSender client={type(self.client).__name__}>"

@@ -1,0 +1,270 @@
+"""Delivery policy: retries, the client-side rate limiter, and the seams senders use.
+
+- :class:`RetryPolicy`: which outcomes are retried, how often, and how long to wait.
+- :class:`RateLimiter`: sliding windows matching Gameball's per-account limits.
+- :class:`DeliveryClient`: what a sender needs from a Gameball client
+  (:class:`gbtrack.gameball.GameballClient` implements it).
+- :class:`Spill`: where events go instead of being dropped (the durable outbox).
+"""
+
+from __future__ import annotations
+
+import random
+import threading
+import time
+from collections import deque
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Protocol, runtime_checkable
+
+if TYPE_CHECKING:
+    from gbtrack._event import Event
+    from gbtrack.gameball import EventBatch, Outcome
+
+__all__ = ["DeliveryClient", "RateLimiter", "RetryPolicy", "Spill"]
+
+
+@dataclass(frozen=True)
+class RetryPolicy:
+    """When and how a failed delivery is tried again.
+
+    Retryable outcomes (the request surely did not take effect: refused connection,
+    429, 503, 2001) are always retried within the limits. Ambiguous outcomes (a read
+    timeout or a 5xx after the body was sent) are retried only when
+    ``retry_ambiguous`` is true: Gameball has no idempotency key, so such a retry may
+    count an event twice; set it to ``False`` to prefer losing over double counting.
+    Permanent outcomes are never retried.
+
+    Attributes:
+        max_attempts: Attempts in all, the first included.
+        max_age: Seconds since the event's timestamp after which it is no longer tried.
+        base_delay: The backoff before the second attempt (doubled each time).
+        max_delay: The cap on one backoff.
+        retry_ambiguous: Retry ambiguous outcomes (may double count).
+    """
+
+    max_attempts: int = 8
+    max_age: float = 3600.0
+    base_delay: float = 0.5
+    max_delay: float = 60.0
+    retry_ambiguous: bool = True
+
+    def __post_init__(self) -> None:
+        if self.max_attempts < 1:
+            raise ValueError("max_attempts must be at least 1")
+        if self.max_age <= 0 or self.base_delay < 0 or self.max_delay < 0:
+            raise ValueError("max_age must be positive and delays non-negative")
+
+    def should_retry(self, outcome: Outcome, attempts: int, age: float) -> bool:
+        """Whether to try again after ``outcome``.
+
+        Args:
+            outcome: The outcome of the latest attempt.
+            attempts: Attempts made so far (``1`` after the first).
+            age: Seconds since the oldest event of the request was created.
+        """
+        return self.give_up_reason(outcome, attempts, age) is None
+
+    def give_up_reason(self, outcome: Outcome, attempts: int, age: float) -> str | None:
+        """Return why ``outcome`` ends delivery, or ``None`` when it should be retried.
+
+        Returns:
+            ``None`` to retry; otherwise the drop reason: ``"delivered"`` (nothing to
+            do), ``"rejected"`` (permanent), ``"ambiguous"`` (ambiguous and
+            ``retry_ambiguous`` is off), ``"expired"`` (older than ``max_age``) or
+            ``"retries_exhausted"`` (``max_attempts`` reached).
+        """
+        if outcome.delivered:
+            return "delivered"
+        if outcome.permanent or not (outcome.retryable or outcome.ambiguous):
+            return "rejected"
+        if outcome.ambiguous and not self.retry_ambiguous:
+            return "ambiguous"
+        if age >= self.max_age:
+            return "expired"
+        if attempts >= self.max_attempts:
+            return "retries_exhausted"
+        return None
+
+    def delay(self, attempts: int, outcome: Outcome | None = None) -> float:
+        """Seconds to wait before the next attempt: exponential backoff, full jitter.
+
+        The wait is uniform in ``[0, min(max_delay, base_delay * 2 ** (attempts - 1))]``
+        and never shorter than the outcome's ``Retry-After``.
+
+        Args:
+            attempts: Attempts made so far (``1`` after the first).
+            outcome: The latest outcome, for its ``retry_after``.
+        """
+        cap = min(self.max_delay, self.base_delay * (2.0 ** max(0, min(attempts - 1, 62))))
+        wait = random.uniform(0.0, cap)
+        retry_after = outcome.retry_after if outcome is not None else None
+        if retry_after is not None and retry_after > wait:
+            wait = float(retry_after)
+        return wait
+
+
+class RateLimiter:
+    """Thread-safe sliding-window rate limiter; the defaults are Gameball's limits.
+
+    Each window ``(limit, period)`` allows at most ``limit`` acquisitions in any
+    ``period`` seconds. Gameball allows 100 requests per second and 1,200 per 30
+    seconds per account; an account shared by several processes should divide them.
+
+    Gameball counts arrivals, which come some time after a slot is taken (thread
+    hand-off, connection set-up, the network). A sender therefore takes a slot with
+    :meth:`reserve` when it dispatches a request and moves it with :meth:`restamp`
+    when the answer comes, by when the request surely arrived; ``margin`` seconds
+    are added to every window for the server's own timing. Together they keep ``limit + 1`` arrivals
+    out of any server-side window, at the cost of a round trip per slot in a burst.
+
+    Args:
+        limits: The windows, as ``(limit, period_seconds)`` pairs.
+        clock: A monotonic clock (injectable for tests).
+        margin: Seconds added to each window's period (``0`` for an exact limiter).
+    """
+
+    def __init__(
+        self,
+        limits: Sequence[tuple[int, float]] = ((100, 1.0), (1200, 30.0)),
+        *,
+        clock: Callable[[], float] = time.monotonic,
+        margin: float = 0.05,
+    ) -> None:
+        for limit, period in limits:
+            if limit < 1 or period <= 0:
+                raise ValueError(f"invalid rate limit window ({limit}, {period})")
+        if margin < 0:
+            raise ValueError("margin must not be negative")
+        self.limits = tuple((int(limit), float(period)) for limit, period in limits)
+        self.clock = clock
+        self.margin = float(margin)
+        self._lock = threading.Lock()
+        self._windows: list[deque[float]] = [deque() for _ in self.limits]
+        self._gate = 0.0
+
+    def try_acquire(self) -> float:
+        """Take a slot now if one is free.
+
+        Returns:
+            ``0.0`` when a slot was taken; otherwise the seconds to wait before
+            trying again (nothing was taken).
+        """
+        return self.reserve()[0]
+
+    def reserve(self) -> tuple[float, float | None]:
+        """Take a slot now if one is free, and say when it was taken.
+
+        Returns:
+            ``(0.0, stamp)`` when a slot was taken (``stamp`` is the clock's time,
+            for :meth:`restamp`); otherwise ``(wait, None)`` with the seconds to
+            wait before trying again.
+        """
+        with self._lock:
+            now = self.clock()
+            wait = self._gate - now
+            margin = self.margin
+            for (limit, period), window in zip(self.limits, self._windows, strict=True):
+                period += margin
+                horizon = now - period
+                while window and window[0] <= horizon:
+                    window.popleft()
+                if len(window) >= limit:
+                    wait = max(wait, window[0] + period - now)
+            if wait > 0:
+                return wait, None
+            for window in self._windows:
+                window.append(now)
+            return 0.0, now
+
+    def restamp(self, stamp: float) -> None:
+        """Move a slot taken at ``stamp`` to now, e.g. when the request's answer came.
+
+        The slot then counts from a time by which the request surely reached the
+        server, so delays between reserving and arriving (a busy machine, a thread
+        hand-off, a new connection) cannot bunch arrivals. Unknown or expired stamps
+        are ignored.
+        """
+        with self._lock:
+            now = self.clock()
+            for window in self._windows:
+                try:
+                    window.remove(stamp)
+                except ValueError:
+                    continue
+                # ``now`` is no earlier than any slot, so the window stays sorted.
+                window.append(now)
+
+    def acquire(self, timeout: float | None = None) -> bool:
+        """Take a slot, sleeping until one is free (blocking: not for the hot path).
+
+        Args:
+            timeout: The most seconds to wait; ``None`` waits as long as needed.
+
+        Returns:
+            ``True`` if a slot was taken, ``False`` on timeout.
+        """
+        deadline = None if timeout is None else time.monotonic() + timeout
+        while True:
+            wait = self.try_acquire()
+            if wait <= 0:
+                return True
+            if deadline is not None:
+                left = deadline - time.monotonic()
+                if left <= 0:
+                    return False
+                wait = min(wait, left)
+            time.sleep(wait)
+
+    def defer(self, seconds: float) -> None:
+        """Let nothing through before ``seconds`` from now (a 429 or ``Retry-After``)."""
+        with self._lock:
+            self._gate = max(self._gate, self.clock() + seconds)
+
+    def _after_fork(self) -> None:
+        # The lock may have been held by a thread that does not exist in the child.
+        self._lock = threading.Lock()
+
+    def __repr__(self) -> str:
+        windows = ", ".join(f"{limit}/{period:g}s" for limit, period in self.limits)
+        return f"<RateLimiter {windows}>"
+
+
+@runtime_checkable
+class DeliveryClient(Protocol):
+    """What a sender needs from a Gameball client; every call returns an outcome.
+
+    :class:`gbtrack.gameball.GameballClient` implements it. Methods never raise for
+    delivery failures: they return an :class:`~gbtrack.gameball.Outcome`.
+    """
+
+    @property
+    def has_secret_key(self) -> bool:
+        """Whether a secret key is configured (required by the batch endpoints)."""
+
+    def send(self, batch: EventBatch) -> Outcome:
+        """Send one customer's events in one request."""
+
+    def create_batch(self, batches: Sequence[EventBatch]) -> Outcome:
+        """Create a bulk job of at most 1,000 customer objects."""
+
+    def batch_status(self, job_id: str) -> Outcome:
+        """Ask for a bulk job's status."""
+
+    def stop_batch(self, job_id: str) -> Outcome:
+        """Stop a bulk job."""
+
+    def close(self) -> None:
+        """Release the client's connections."""
+
+
+@runtime_checkable
+class Spill(Protocol):
+    """Somewhere durable for events that would otherwise be dropped (the outbox)."""
+
+    def spill(self, events: Sequence[Event], reason: str) -> int:
+        """Store ``events`` (dropped or still failing for ``reason``).
+
+        Returns:
+            How many of them were stored.
+        """

@@ -1,0 +1,139 @@
+"""``gbtrack emulator`` and ``python -m gbtrack.emulator``: help, options, start and stop."""
+
+from __future__ import annotations
+
+import os
+import re
+import signal
+import socket
+import subprocess
+import sys
+from collections.abc import Iterator
+from contextlib import contextmanager
+
+import httpx
+import pytest
+
+from gbtrack.cli import main as gbtrack_main
+from gbtrack.emulator import parse_rate_limits
+
+from .conftest import KEYS, V40
+
+EVENT = {"customerId": "c", "events": {"e": {}}}
+URL = re.compile(r"listening on (http://\S+)")
+
+
+def test_gbtrack_emulator_help(capsys: pytest.CaptureFixture[str]) -> None:
+    with pytest.raises(SystemExit) as exit_info:
+        gbtrack_main(["emulator", "--help"])
+    assert exit_info.value.code == 0
+    out = capsys.readouterr().out
+    for option in ("--port", "--host", "--api-key", "--secret-key", "--no-rate-limit"):
+        assert option in out
+    assert "--rate-limit N/S[,N/S...]" in out
+    assert "100/1,1200/30" in out
+
+
+def test_the_subcommand_is_listed(capsys: pytest.CaptureFixture[str]) -> None:
+    with pytest.raises(SystemExit):
+        gbtrack_main(["--help"])
+    assert "emulator" in capsys.readouterr().out
+
+
+def test_a_bad_rate_limit_is_a_usage_error(capsys: pytest.CaptureFixture[str]) -> None:
+    with pytest.raises(SystemExit) as exit_info:
+        gbtrack_main(["emulator", "--rate-limit", "lots"])
+    assert exit_info.value.code == 2
+    assert "COUNT/SECONDS" in capsys.readouterr().err
+    with pytest.raises(SystemExit):
+        gbtrack_main(["emulator", "--rate-limit", "5/1", "--no-rate-limit"])
+
+
+def test_parse_rate_limits() -> None:
+    assert parse_rate_limits("100/1,1200/30") == ((100, 1.0), (1200, 30.0))
+    assert parse_rate_limits(" 5/0.5 ") == ((5, 0.5),)
+    for bad in ("", "5", "a/1", "0/1", "5/0"):
+        with pytest.raises(ValueError):
+            parse_rate_limits(bad)
+
+
+def test_a_busy_port_exits_1(capsys: pytest.CaptureFixture[str]) -> None:
+    with socket.socket() as busy:
+        busy.bind(("127.0.0.1", 0))
+        busy.listen()
+        port = busy.getsockname()[1]
+        assert gbtrack_main(["emulator", "--port", str(port)]) == 1
+    assert "cannot listen" in capsys.readouterr().err
+
+
+@contextmanager
+def running(*args: str) -> Iterator[tuple[subprocess.Popen[str], str, str]]:
+    env = {**os.environ, "PYTHONUNBUFFERED": "1"}
+    with subprocess.Popen(
+        [sys.executable, *args],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        env=env,
+    ) as proc:
+        try:
+            assert proc.stdout is not None
+            lines = [proc.stdout.readline()]
+            while lines[-1] and "Ctrl-C" not in lines[-1]:
+                lines.append(proc.stdout.readline())
+            match = URL.search(lines[0])
+            assert match, lines
+            yield proc, match.group(1), "".join(lines)
+        finally:
+            if proc.poll() is None:
+                proc.kill()
+            proc.communicate(timeout=30)
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("sig", [signal.SIGTERM, signal.SIGINT])
+def test_python_m_runs_until_signalled(sig: signal.Signals) -> None:
+    args = ("-m", "gbtrack.emulator", "--port", "0", "--api-key", "k1", "--rate-limit", "2/60")
+    with running(*args) as (proc, url, banner):
+        assert url.startswith("http://127.0.0.1:")
+        assert "k1" in banner
+        assert "test-secret-key" in banner
+        with httpx.Client(base_url=url, headers={"APIKey": "k1"}) as http:
+            statuses = [http.post(V40, json=EVENT).status_code for _ in range(3)]
+            assert statuses == [200, 200, 429]
+            assert len(http.get("/_emulator/events").json()) == 2
+        proc.send_signal(sig)
+        out, err = proc.communicate(timeout=30)
+        assert proc.returncode == 0, err
+        assert "stopped" in out
+        assert err == ""
+
+
+@pytest.mark.slow
+def test_gbtrack_emulator_subprocess_without_rate_limit() -> None:
+    args = ("-m", "gbtrack.cli", "emulator", "--port", "0", "--no-rate-limit", "--high-security")
+    with running(*args) as (proc, url, banner):
+        assert "rate limit: off" in banner
+        assert "high security: on" in banner
+        with httpx.Client(base_url=url) as http:
+            assert http.post(V40, json=EVENT, headers={"APIKey": KEYS["APIKey"]}).status_code == 401
+            assert all(
+                http.post(V40, json=EVENT, headers=KEYS).status_code == 200 for _ in range(5)
+            )
+        proc.terminate()
+        proc.communicate(timeout=30)
+        assert proc.returncode == 0
+
+
+@pytest.mark.slow
+def test_python_m_help() -> None:
+    result = subprocess.run(
+        [sys.executable, "-m", "gbtrack.emulator", "--help"],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
+    assert result.returncode == 0
+    assert result.stdout.startswith("usage: python -m gbtrack.emulator")
+    assert "--batch-delay" in result.stdout

@@ -1,0 +1,239 @@
+"""The SQLite store: schema, round trip, leases, dead letters, operations, paths."""
+
+from __future__ import annotations
+
+import os
+import sqlite3
+import time
+from pathlib import Path
+
+import pytest
+from pydantic import SecretStr
+
+from gbtrack import ConfigurationError, Event
+from gbtrack.outbox import OutboxStore, default_outbox_path, resolve_outbox_path
+from gbtrack.outbox._store import decode_event, encode_event
+
+from .conftest import make_events
+
+
+def test_file_is_wal_with_both_tables(store: OutboxStore) -> None:
+    conn = sqlite3.connect(store.path)
+    try:
+        assert conn.execute("PRAGMA journal_mode").fetchone()[0] == "wal"
+        tables = {r[0] for r in conn.execute("SELECT name FROM sqlite_master WHERE type='table'")}
+        assert {"pending", "dead"} <= tables
+        assert conn.execute("PRAGMA user_version").fetchone()[0] == 1
+    finally:
+        conn.close()
+
+
+def test_event_round_trip_keeps_everything_but_the_token() -> None:
+    event = Event(
+        name="purchase",
+        customer_id="c-1",
+        email="john@example.com",
+        mobile="+1234567890",
+        metadata={"amount": 149.99, "vip": True, "n": 3, "order": "ORD-1"},
+        session_token=SecretStr("tok-very-secret"),
+    )
+    text = encode_event(event)
+    assert "tok-very-secret" not in text
+    back = decode_event(text)
+    assert back.session_token is None
+    assert back.model_dump(exclude={"session_token"}) == event.model_dump(exclude={"session_token"})
+
+
+def test_session_token_never_reaches_the_file(store: OutboxStore) -> None:
+    event = Event(name="e", customer_id="c", session_token=SecretStr("tok-XYZZY-123"))
+    assert store.append([event]) == 1
+    store.close()
+    for suffix in ("", "-wal"):
+        file = Path(f"{store.path}{suffix}")
+        if file.exists():
+            assert b"tok-XYZZY-123" not in file.read_bytes()
+
+
+def test_append_claim_complete(store: OutboxStore) -> None:
+    events = make_events(10)
+    assert store.append(events) == 10
+    rows = store.claim("w1", 4, lease=30)
+    assert [r.event().event_id for r in rows] == [e.event_id for e in events[:4]]
+    assert all(r.claimed_by == "w1" for r in rows)
+    # Claimed rows are invisible to another worker while the lease lives.
+    other = store.claim("w2", 100, lease=30)
+    assert {r.id for r in other}.isdisjoint({r.id for r in rows})
+    assert len(other) == 6
+    assert store.complete([r.id for r in rows]) == 4
+    assert store.count("pending") == 6
+    assert store.stats().claimed == 6
+
+
+def test_expired_lease_is_reclaimed(store: OutboxStore) -> None:
+    store.append(make_events(3))
+    now = time.time()
+    first = store.claim("dead-worker", 10, lease=5, now=now)
+    assert len(first) == 3
+    assert store.claim("w2", 10, lease=5, now=now + 1) == []
+    again = store.claim("w2", 10, lease=5, now=now + 6)
+    assert [r.id for r in again] == [r.id for r in first]
+    assert all(r.claimed_by == "w2" for r in again)
+
+
+def test_release_delays_and_counts_attempts(store: OutboxStore) -> None:
+    store.append(make_events(2))
+    rows = store.claim("w", 10, lease=30)
+    store.release("w", [rows[0].id], delay=3600, error="503 boom")
+    store.release("w", [rows[1].id], count_attempt=False)
+    ready = store.claim("w", 10, lease=30)
+    assert [r.id for r in ready] == [rows[1].id]
+    assert ready[0].attempts == 0
+    later = store.get("pending", rows[0].id)
+    assert later is not None
+    assert later.attempts == 1
+    assert later.last_error == "503 boom"
+    assert later.claimed_by is None
+    store.complete([ready[0].id])
+    in_ = store.next_ready_in()
+    assert in_ is not None
+    assert in_ > 3000
+
+
+def test_release_ignores_rows_of_another_owner(store: OutboxStore) -> None:
+    store.append(make_events(1))
+    (row,) = store.claim("w1", 1, lease=30)
+    store.release("w2", [row.id], delay=0)
+    assert store.get("pending", row.id).claimed_by == "w1"  # type: ignore[union-attr]
+    assert store.release_owner("w1") == 1
+    assert store.get("pending", row.id).claimed_by is None  # type: ignore[union-attr]
+
+
+def test_bury_and_retry_dead_with_filters(store: OutboxStore) -> None:
+    store.append(make_events(3, name="a") + make_events(2, name="b", start=3))
+    rows = store.claim("w", 10, lease=30)
+    store.bury([rows[0].id, rows[1].id], status=422, code=3003, message="rejected: invalid")
+    store.bury([rows[3].id], status=401, code=1000, message="rejected: unauthorized")
+    assert store.count("dead") == 3
+    dead = store.rows("dead")
+    assert [(d.status, d.code) for d in dead] == [(422, 3003), (422, 3003), (401, 1000)]
+    assert dead[0].attempts == 1
+    assert dead[0].failed_at is not None
+    assert store.retry_dead(code=1000) == 1
+    assert store.retry_dead(name="nope") == 0
+    assert store.retry_dead(since=time.time() + 60) == 0
+    assert store.retry_dead() == 2
+    assert store.count("dead") == 0
+    pending = store.rows("pending")
+    assert len(pending) == 5
+    assert all(r.attempts == 0 for r in pending if r.id > rows[-1].id)
+
+
+def test_purge_and_stats(store: OutboxStore) -> None:
+    store.append(make_events(4))
+    rows = store.claim("w", 1, lease=30)
+    store.bury([rows[0].id], status=400, code=3000, message="x")
+    stats = store.stats()
+    assert (stats.pending, stats.dead, stats.rows) == (3, 1, 4)
+    assert stats.bytes > 0
+    assert stats.file_bytes > 0
+    age = stats.oldest_age()
+    assert age is not None
+    assert age >= 0
+    assert store.purge("dead") == 1
+    assert store.purge("pending") == 3
+    stats = store.stats()
+    assert (stats.pending, stats.dead, stats.rows, stats.bytes) == (0, 0, 0, 0)
+    assert stats.oldest_age() is None
+
+
+def test_export_iterates_every_row_in_order(store: OutboxStore) -> None:
+    store.append(make_events(23))
+    seqs = [r.event().metadata["seq"] for r in store.iter_rows("pending", page=5)]
+    assert seqs == list(range(23))
+
+
+def test_masked_row_dict(store: OutboxStore) -> None:
+    store.append([Event(name="e", customer_id="c", email="john@example.com", mobile="+1234567890")])
+    (row,) = store.rows()
+    shown = row.to_dict()
+    assert shown["event"]["email"] == "j***@example.com"
+    assert shown["event"]["mobile"] == "***7890"
+    assert row.to_dict(mask=False)["event"]["email"] == "john@example.com"
+
+
+def test_reopen_keeps_rows(outbox_path: Path) -> None:
+    with OutboxStore(outbox_path) as first:
+        first.append(make_events(3))
+    with OutboxStore(outbox_path) as second:
+        assert second.count() == 3
+
+
+def test_closed_store_refuses(store: OutboxStore) -> None:
+    store.close()
+    store.close()
+    with pytest.raises(ConfigurationError):
+        store.count()
+
+
+def test_needs_a_cap(tmp_path: Path) -> None:
+    with pytest.raises(ConfigurationError, match="never unbounded"):
+        OutboxStore(tmp_path / "x.db", max_rows=None, max_bytes=None)
+
+
+def test_default_path_order(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+    monkeypatch.setenv("GBTRACK_OUTBOX", str(tmp_path / "explicit.db"))
+    assert default_outbox_path() == tmp_path / "explicit.db"
+    monkeypatch.delenv("GBTRACK_OUTBOX")
+    monkeypatch.setenv("XDG_STATE_HOME", str(tmp_path / "xdg"))
+    assert default_outbox_path() == tmp_path / "xdg" / "gbtrack" / "outbox.sqlite3"
+    monkeypatch.delenv("XDG_STATE_HOME")
+    monkeypatch.setenv("HOME", str(tmp_path / "home"))
+    assert default_outbox_path() == tmp_path / "home" / ".local/state/gbtrack/outbox.sqlite3"
+    # resolve creates the directory
+    assert resolve_outbox_path().parent.is_dir()
+
+
+@pytest.mark.skipif(os.geteuid() == 0, reason="root ignores directory permissions")
+def test_unwritable_directory_is_a_clear_error(tmp_path: Path) -> None:
+    locked = tmp_path / "locked"
+    locked.mkdir()
+    locked.chmod(0o500)
+    try:
+        with pytest.raises(ConfigurationError, match=r"not writable.*GBTRACK_OUTBOX"):
+            OutboxStore(locked / "outbox.sqlite3")
+    finally:
+        locked.chmod(0o700)
+
+
+def test_path_that_is_a_directory_or_under_a_file(tmp_path: Path) -> None:
+    with pytest.raises(ConfigurationError, match="is a directory"):
+        OutboxStore(tmp_path)
+    blocker = tmp_path / "file"
+    blocker.write_text("x")
+    with pytest.raises(ConfigurationError, match="cannot create the outbox directory"):
+        OutboxStore(blocker / "sub" / "outbox.sqlite3")
+
+
+def test_extend_keeps_the_lease_alive(store: OutboxStore) -> None:
+    store.append(make_events(2))
+    rows = store.claim("w1", 2, lease=0.001)
+    store.extend("w1", [rows[0].id], lease=3600)
+    store.extend("w2", [rows[1].id], lease=3600)  # not w2's row: unchanged
+    stolen = store.claim("w2", 10, lease=30, now=time.time() + 1)
+    assert [r.id for r in stolen] == [rows[1].id]
+
+
+def test_make_ready_clears_backoff(store: OutboxStore) -> None:
+    store.append(make_events(2))
+    rows = store.claim("w", 2, lease=30)
+    store.release("w", [r.id for r in rows], delay=3600)
+    assert store.claim("w", 10, lease=30) == []
+    assert store.make_ready() == 2
+    assert len(store.claim("w", 10, lease=30)) == 2
+
+
+@pytest.mark.skipif(not Path("/proc/self").is_dir(), reason="needs /proc")
+def test_uncreatable_directory_is_a_clear_error() -> None:
+    # /proc refuses new directories even to root.
+    with pytest.raises(ConfigurationError, match=r"cannot create the outbox directory.*GBTRACK"):
+        OutboxStore("/proc/gbtrack-outbox-test/outbox.sqlite3")

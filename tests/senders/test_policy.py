@@ -1,0 +1,196 @@
+from __future__ import annotations
+
+import threading
+
+import pytest
+from tests.senders import (
+    RecordingSpill,
+    ScriptedClient,
+    delivered,
+    rate_limited,
+    rejected,
+    timed_out,
+    unavailable,
+)
+
+from gbtrack.senders import DeliveryClient, RateLimiter, RetryPolicy, Spill
+
+
+class FakeClock:
+    def __init__(self) -> None:
+        self.now = 1000.0
+
+    def __call__(self) -> float:
+        return self.now
+
+
+# --- RetryPolicy ---------------------------------------------------------------------------
+def test_retry_policy_defaults() -> None:
+    policy = RetryPolicy()
+    assert (policy.max_attempts, policy.max_age, policy.base_delay, policy.max_delay) == (
+        8,
+        3600.0,
+        0.5,
+        60.0,
+    )
+    assert policy.retry_ambiguous is True
+
+
+@pytest.mark.parametrize(
+    ("outcome", "expected"),
+    [
+        (delivered(), "delivered"),
+        (rejected(), "rejected"),
+        (unavailable(), None),
+        (rate_limited(), None),
+        (timed_out(), None),
+    ],
+)
+def test_give_up_reason_by_kind(outcome, expected) -> None:
+    assert RetryPolicy().give_up_reason(outcome, 1, 0.0) == expected
+    assert RetryPolicy().should_retry(outcome, 1, 0.0) is (expected is None)
+
+
+def test_ambiguous_not_retried_when_disabled() -> None:
+    policy = RetryPolicy(retry_ambiguous=False)
+    assert policy.give_up_reason(timed_out(), 1, 0.0) == "ambiguous"
+    # Retryable outcomes are still retried: the request surely did not take effect.
+    assert policy.should_retry(unavailable(), 1, 0.0)
+
+
+def test_limits_attempts_and_age() -> None:
+    policy = RetryPolicy(max_attempts=3, max_age=10.0)
+    assert policy.should_retry(unavailable(), 2, 9.9)
+    assert policy.give_up_reason(unavailable(), 3, 0.0) == "retries_exhausted"
+    assert policy.give_up_reason(unavailable(), 1, 10.0) == "expired"
+
+
+def test_delay_full_jitter_within_exponential_cap() -> None:
+    policy = RetryPolicy(base_delay=1.0, max_delay=5.0)
+    for attempts, cap in [(1, 1.0), (2, 2.0), (3, 4.0), (4, 5.0), (40, 5.0), (10_000, 5.0)]:
+        delays = [policy.delay(attempts) for _ in range(300)]
+        assert all(0.0 <= d <= cap for d in delays)
+        # Full jitter: spread over the whole range, not a fixed backoff.
+        assert min(delays) < cap * 0.25
+        assert max(delays) > cap * 0.75
+
+
+def test_delay_honours_retry_after() -> None:
+    policy = RetryPolicy(base_delay=0.01, max_delay=0.02)
+    assert all(policy.delay(1, rate_limited(7.5)) == 7.5 for _ in range(50))
+    assert policy.delay(1, rate_limited(None)) <= 0.02
+
+
+def test_retry_policy_validates() -> None:
+    with pytest.raises(ValueError):
+        RetryPolicy(max_attempts=0)
+    with pytest.raises(ValueError):
+        RetryPolicy(max_age=0)
+
+
+# --- RateLimiter ---------------------------------------------------------------------------
+def test_rate_limiter_defaults_are_gameballs() -> None:
+    assert RateLimiter().limits == ((100, 1.0), (1200, 30.0))
+
+
+def test_sliding_window() -> None:
+    clock = FakeClock()
+    limiter = RateLimiter([(3, 1.0)], clock=clock, margin=0)
+    assert [limiter.try_acquire() for _ in range(3)] == [0.0, 0.0, 0.0]
+    assert limiter.try_acquire() == pytest.approx(1.0)
+    clock.now += 0.4
+    assert limiter.try_acquire() == pytest.approx(0.6)
+    clock.now += 0.6
+    assert limiter.try_acquire() == 0.0
+
+
+def test_all_windows_apply() -> None:
+    clock = FakeClock()
+    limiter = RateLimiter([(2, 1.0), (3, 10.0)], clock=clock, margin=0)
+    assert limiter.try_acquire() == 0.0
+    assert limiter.try_acquire() == 0.0
+    clock.now += 1.0
+    assert limiter.try_acquire() == 0.0
+    # The second window is full until the first acquisition is 10 s old.
+    assert limiter.try_acquire() == pytest.approx(9.0)
+
+
+def test_never_exceeds_limit_under_threads() -> None:
+    clock = FakeClock()
+    limiter = RateLimiter([(50, 1.0)], clock=clock)
+    taken = []
+    lock = threading.Lock()
+
+    def worker() -> None:
+        for _ in range(100):
+            if limiter.try_acquire() == 0.0:
+                with lock:
+                    taken.append(1)
+
+    threads = [threading.Thread(target=worker) for _ in range(8)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert len(taken) == 50
+
+
+def test_defer_gates_everything() -> None:
+    clock = FakeClock()
+    limiter = RateLimiter([(100, 1.0)], clock=clock)
+    limiter.defer(5.0)
+    assert limiter.try_acquire() == pytest.approx(5.0)
+    limiter.defer(1.0)  # a shorter gate never shortens a longer one
+    clock.now += 5.0
+    assert limiter.try_acquire() == 0.0
+
+
+def test_acquire_times_out() -> None:
+    limiter = RateLimiter([(1, 60.0)])
+    assert limiter.acquire(timeout=0.5)
+    assert not limiter.acquire(timeout=0.01)
+
+
+def test_rate_limiter_validates() -> None:
+    with pytest.raises(ValueError):
+        RateLimiter([(0, 1.0)])
+    assert "100/1s" in repr(RateLimiter())
+
+
+# --- protocols -----------------------------------------------------------------------------
+def test_protocols_are_implemented_by_the_doubles_and_the_client() -> None:
+    from gbtrack.gameball import GameballClient
+
+    assert isinstance(ScriptedClient(), DeliveryClient)
+    assert isinstance(RecordingSpill(), Spill)
+    with GameballClient("k" * 8) as client:
+        assert isinstance(client, DeliveryClient)
+
+
+def test_margin_widens_every_window() -> None:
+    clock = FakeClock()
+    limiter = RateLimiter([(1, 1.0)], clock=clock, margin=0.25)
+    assert limiter.try_acquire() == 0.0
+    clock.now += 1.0
+    assert limiter.try_acquire() == pytest.approx(0.25)
+    clock.now += 0.25
+    assert limiter.try_acquire() == 0.0
+    with pytest.raises(ValueError):
+        RateLimiter(margin=-1)
+
+
+def test_reserve_and_restamp_count_from_the_real_start() -> None:
+    clock = FakeClock()
+    limiter = RateLimiter([(1, 1.0)], clock=clock, margin=0)
+    wait, stamp = limiter.reserve()
+    assert wait == 0.0
+    assert stamp == clock.now
+    assert limiter.reserve() == (pytest.approx(1.0), None)
+    # The request only left 0.5 s later: its slot now expires 0.5 s later too.
+    clock.now += 0.5
+    limiter.restamp(stamp)
+    clock.now += 0.5
+    assert limiter.reserve() == (pytest.approx(0.5), None)
+    clock.now += 0.5
+    assert limiter.reserve()[0] == 0.0
+    limiter.restamp(12345.0)  # unknown stamps are ignored
