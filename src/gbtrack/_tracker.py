@@ -150,6 +150,7 @@ class Tracker:
         retry: RetryPolicy | None = None,
         rate_limiter: RateLimiter | None = None,
         spill: Spill | None = None,
+        outbox: str | os.PathLike[str] | None = None,
     ) -> Tracker:
         """Update this tracker in place; arguments left out keep their value.
 
@@ -176,6 +177,8 @@ class Tracker:
             rate_limiter: The :class:`~gbtrack.senders.RateLimiter` (share it between
                 senders of one Gameball account).
             spill: Where events go instead of being dropped (the durable outbox).
+            outbox: A path for a durable :class:`~gbtrack.outbox.OutboxSender` used as
+                the spill (also ``GBTRACK_OUTBOX``): overflow and outages go to disk.
 
         Returns:
             This tracker.
@@ -196,6 +199,7 @@ class Tracker:
             "retry": retry,
             "rate_limiter": rate_limiter,
             "spill": spill,
+            "outbox": outbox,
         }
         delivery = {key: value for key, value in options.items() if value is not None}
         if delivery:
@@ -425,6 +429,7 @@ def configure(
     retry: RetryPolicy | None = None,
     rate_limiter: RateLimiter | None = None,
     spill: Spill | None = None,
+    outbox: str | os.PathLike[str] | None = None,
 ) -> Tracker:
     """Configure the default tracker in place (never replaced, so nothing goes stale).
 
@@ -445,6 +450,7 @@ def configure(
         retry: The retry policy.
         rate_limiter: The client-side rate limiter.
         spill: Where events go instead of being dropped.
+        outbox: A path for a durable outbox used as the spill (``GBTRACK_OUTBOX``).
 
     Returns:
         The default tracker.
@@ -465,4 +471,5 @@ def configure(
         retry=retry,
         rate_limiter=rate_limiter,
         spill=spill,
+        outbox=outbox,
     )

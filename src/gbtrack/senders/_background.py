@@ -246,6 +246,8 @@ class BackgroundSender(BaseSender):
         bulk_threshold: The backlog, in coalesced requests, that switches to bulk.
         spill: Where events go instead of being dropped for overflow, exhausted
             retries, age, or shutdown (the durable outbox).
+        close_spill: Close ``spill`` when this sender closes (set when the spill was
+            built for this sender, as ``configure(outbox=...)`` does).
         exit_timeout: Seconds the ``atexit`` hook may spend flushing.
         on_error: Called with a :class:`~gbtrack.TrackingError` for each drop.
     """
@@ -271,6 +273,7 @@ class BackgroundSender(BaseSender):
         bulk: bool = True,
         bulk_threshold: int = 200,
         spill: Spill | None = None,
+        close_spill: bool = False,
         exit_timeout: float = 5.0,
         on_error: ErrorHandler | None = None,
     ) -> None:
@@ -309,6 +312,7 @@ class BackgroundSender(BaseSender):
         self.bulk = bulk
         self.bulk_threshold = bulk_threshold
         self.spill = spill
+        self._close_spill = close_spill
         self.exit_timeout = exit_timeout
         self._init_state()
         _live.add(self)
@@ -522,6 +526,16 @@ class BackgroundSender(BaseSender):
         self._abandon_queue()
         self._pool.shutdown(0.5)
         self._report_overflow(force=True)
+        if self._close_spill and self.spill is not None:
+            # A spill built for this sender (configure(outbox=...)) closes with it,
+            # before the client it delivers through.
+            close_spill = getattr(self.spill, "close", None)
+            if callable(close_spill):
+                left = None if deadline is None else max(0.1, deadline - time.monotonic())
+                try:
+                    close_spill(left)
+                except Exception:  # pragma: no cover - closing must not raise
+                    _log.exception("gbtrack: closing the spill failed")
         if self._client_options is not None:
             try:
                 self.client.close()
@@ -540,6 +554,19 @@ class BackgroundSender(BaseSender):
         pending = self._overflow_pending
         if pending:
             snap = snap.merge(Stats(dropped={"queue_overflow": pending}))
+        spill_stats = getattr(self.spill, "stats", None)
+        if callable(spill_stats):
+            theirs = spill_stats()
+            if isinstance(theirs, Stats):
+                # What the spill delivered later and still holds on disk count here too.
+                snap = snap.merge(
+                    Stats(
+                        delivered=theirs.delivered,
+                        retried=theirs.retried,
+                        dropped=theirs.dropped,
+                        persisted=theirs.persisted,
+                    )
+                )
         return snap
 
     @property

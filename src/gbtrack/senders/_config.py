@@ -16,6 +16,7 @@ _ENV = {
     "secret_key": "GAMEBALL_SECRET_KEY",
     "base_url": "GAMEBALL_BASE_URL",
 }
+_OUTBOX_ENV = "GBTRACK_OUTBOX"
 
 
 def sender_from_config(**options: Any) -> BackgroundSender:
@@ -23,11 +24,15 @@ def sender_from_config(**options: Any) -> BackgroundSender:
 
     ``api_key``, ``secret_key`` and ``base_url`` fall back to ``GAMEBALL_API_KEY``,
     ``GAMEBALL_SECRET_KEY`` and ``GAMEBALL_BASE_URL``; an option given as ``None``
-    also falls back. Every other option is passed to :class:`BackgroundSender`.
+    also falls back. ``outbox`` (a path; falls back to ``GBTRACK_OUTBOX``) makes a
+    durable :class:`~gbtrack.outbox.OutboxSender` the sender's ``spill``: events that
+    would be dropped for overflow or an outage go to disk and are delivered from
+    there, through the same client and rate limiter. Every other option is passed to
+    :class:`BackgroundSender`.
 
     Raises:
         ConfigurationError: If no API key is given or set, or an option is unknown
-            or invalid.
+            or invalid (including an outbox path that is not writable).
     """
     for name, variable in _ENV.items():
         if options.get(name) is None:
@@ -35,6 +40,7 @@ def sender_from_config(**options: Any) -> BackgroundSender:
             options[name] = value or None
         if options[name] is None:
             del options[name]
+    outbox_path = options.pop("outbox", None) or os.environ.get(_OUTBOX_ENV, "").strip() or None
     if "api_key" not in options and options.get("client") is None:
         raise ConfigurationError(
             "Gameball delivery needs an API key: pass configure(api_key=...) or set "
@@ -47,9 +53,23 @@ def sender_from_config(**options: Any) -> BackgroundSender:
             f"unknown delivery option(s) {', '.join(map(repr, unknown))}; "
             f"expected some of {', '.join(sorted(known))}"
         )
+    if outbox_path is not None and options.get("spill") is not None:
+        raise ConfigurationError("pass either outbox= or spill=, not both")
     try:
-        return BackgroundSender(**options)
+        sender = BackgroundSender(**options)
     except (TypeError, ValueError) as exc:
         if isinstance(exc, ConfigurationError):
             raise
         raise ConfigurationError(f"invalid delivery option: {exc}") from None
+    if outbox_path is not None:
+        from gbtrack.outbox import OutboxSender
+
+        try:
+            sender.spill = OutboxSender(
+                sender.client, path=outbox_path, rate_limiter=sender.rate_limiter
+            )
+        except BaseException:
+            sender.close(timeout=0)
+            raise
+        sender._close_spill = True
+    return sender
