@@ -11,7 +11,7 @@ from types import TracebackType
 
 from pydantic import SecretStr
 
-from gbtrack._event import Identity
+from gbtrack._event import Identity, _new_identity, normalize_customer_id
 from gbtrack._types import UNSET, Unset
 
 __all__ = ["current_identity", "identify"]
@@ -64,10 +64,14 @@ class identify:
         mobile: str | None = None,
         session_token: str | SecretStr | Unset | None = UNSET,
     ) -> None:
-        # The validator normalises the id (ints are stringified).
-        requested = Identity(customer_id=customer_id)  # type: ignore[arg-type]
+        # Plain str/int/None ids take the validator's own function without the model; anything
+        # else goes through the model so that errors stay pydantic ValidationErrors.
+        if customer_id is None or type(customer_id) is str or type(customer_id) is int:
+            cid = normalize_customer_id(customer_id)
+        else:
+            cid = Identity(customer_id=customer_id).customer_id  # type: ignore[arg-type]
         self._identity: tuple[str | None, str | None, str | None, SecretStr | Unset | None] = (
-            requested.customer_id,
+            cid,
             email,
             mobile,
             session_token if isinstance(session_token, Unset) else _secret(session_token),
@@ -81,11 +85,21 @@ class identify:
         outer = _identity.get()
         if customer_id is not None and customer_id != outer.customer_id:
             outer = _EMPTY
+        email = email if email is not None else outer.email
+        mobile = mobile if mobile is not None else outer.mobile
+        fields = (
+            customer_id if customer_id is not None else outer.customer_id,
+            email,
+            mobile,
+            outer.session_token if isinstance(token, Unset) else token,
+        )
+        if (email is None or (type(email) is str and email.strip())) and (
+            mobile is None or (type(mobile) is str and mobile.strip())
+        ):
+            # Every field is already what the model's validators would return.
+            return _new_identity(*fields)
         return Identity(
-            customer_id=customer_id if customer_id is not None else outer.customer_id,
-            email=email if email is not None else outer.email,
-            mobile=mobile if mobile is not None else outer.mobile,
-            session_token=outer.session_token if isinstance(token, Unset) else token,
+            customer_id=fields[0], email=fields[1], mobile=fields[2], session_token=fields[3]
         )
 
     def __enter__(self) -> Identity:

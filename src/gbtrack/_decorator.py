@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import difflib
 import inspect
+import math
 from collections.abc import Callable, Mapping
 from typing import TYPE_CHECKING, Any, Final, Literal, ParamSpec, Protocol, TypeVar, overload
 
@@ -32,7 +33,19 @@ from gbtrack._call import Binder, Call, read_param
 from gbtrack._context import _identity
 from gbtrack._errors import ExpressionError, InvalidEventError
 from gbtrack._event import MetadataValue, normalize_value
-from gbtrack._expr import MISSING, Path, Step, evaluate, literal, parse
+from gbtrack._expr import (
+    _KIND_CACHE,
+    _MAPPING,
+    MISSING,
+    NAME,
+    Path,
+    Step,
+    _kind_of,
+    _read_name,
+    evaluate,
+    literal,
+    parse,
+)
 from gbtrack._resolvers import RESERVED_ROOTS, registered
 from gbtrack._types import UNSET, Unset
 
@@ -72,6 +85,8 @@ _RESERVED_KIND: Final = {
 
 Slot = tuple[int, Any, tuple[Step, ...]]
 
+_finite = math.isfinite  # a non-finite float goes to normalize_value, which refuses it
+
 # Where a resolved value goes.
 _WHEN: Final = 0
 _CID: Final = 1
@@ -105,11 +120,14 @@ class _Plan:
         "email",
         "fast",
         "function",
+        "head",
         "meta_const",
+        "meta_readers",
         "mobile",
         "name",
         "needs_call",
         "qualname",
+        "result_names",
         "session_token",
         "slots",
         "when",
@@ -180,6 +198,22 @@ class _Plan:
                 ordered.append((role, target, slot_))
         ordered += [(key, _META, slot_) for key, slot_ in slots]
         self.slots = tuple(ordered)
+        # Per slot, a reader specialised at decoration time (see _reader): ``when`` and
+        # identity first, then metadata. Trailing "result.name" metadata slots (the
+        # commonest shape) are read inline from one type check of the result; keeping
+        # them last keeps the documented evaluation order.
+        self.head = tuple(
+            (role, target, _reader(slot_), slot_)
+            for role, target, slot_ in ordered
+            if target != _META
+        )
+        meta = [(key, slot_) for key, slot_ in slots]
+        tail: list[tuple[str, str, Slot]] = []
+        while meta and _is_result_name(meta[-1][1]):
+            key, slot_ = meta.pop()
+            tail.insert(0, (key, str(slot_[2][0][1]), slot_))
+        self.meta_readers = tuple((key, _reader(slot_), slot_) for key, slot_ in meta)
+        self.result_names = tuple(tail)
         everything = [self.customer_id, self.email, self.mobile, self.session_token, self.when]
         everything += [slot for _, slot in slots]
         self.needs_call = any(s is not None and s[0] in (_CALLABLE, _RESOLVER) for s in everything)
@@ -311,36 +345,15 @@ class _Plan:
         email: object = None
         mobile: object = None
         token: object = UNSET
-        metadata = dict(self.meta_const)
+        metadata: dict[str, MetadataValue] = dict(self.meta_const) if self.meta_const else {}
         invalid: InvalidEventError | None = None
         role = ""
         slot: Slot | None = None
+        value: object
         try:
-            # One flat loop over (role, target, slot); the two commonest roots inline.
-            for role, target, slot in self.slots:
-                kind, arg, steps = slot
-                if kind == _PARAM:
-                    value = read_param(arg, instance, args, kwargs)
-                elif kind == _RESULT:
-                    value = result
-                elif kind == _CONST:
-                    value = arg
-                else:
-                    value = _resolve(kind, arg, instance, args, kwargs, error, call)
-                if steps:
-                    value = evaluate(value, steps)
-                elif value is None and kind != _CONST:  # a None constant is explicit
-                    value = MISSING
-                if target == _META:
-                    if value is not MISSING:
-                        try:
-                            value = normalize_value(role, value)
-                        except InvalidEventError as exc:
-                            invalid = exc
-                            break
-                        if value is not None:
-                            metadata[role] = value
-                elif target == _CID:
+            for role, target, read, slot in self.head:  # noqa: B007 - slot: for the message
+                value = read(instance, args, kwargs, result, error, call)
+                if target == _CID:
                     customer_id = value
                 elif target == _WHEN:
                     if not value:
@@ -352,6 +365,54 @@ class _Plan:
                     mobile = value
                 else:
                     token = value
+            for role, read, slot in self.meta_readers:  # noqa: B007 - slot: for the message
+                value = read(instance, args, kwargs, result, error, call)
+                if value is MISSING:
+                    continue
+                cls = type(value)
+                if (
+                    cls is str or cls is int or cls is bool or (cls is float and _finite(value))  # type: ignore[arg-type]
+                ):
+                    metadata[role] = value  # type: ignore[assignment]
+                    continue
+                try:
+                    value = normalize_value(role, value)
+                except InvalidEventError as exc:
+                    invalid = exc
+                    break
+                if value is not None:
+                    metadata[role] = value
+            if invalid is None and self.result_names and result is not None:
+                # evaluate()'s single ".name" step, with the result's type checked once.
+                cls = type(result)
+                kind = _MAPPING if cls is dict else _KIND_CACHE.get(cls)
+                if kind is None:
+                    kind = _kind_of(cls, result)
+                for role, name, slot in self.result_names:  # noqa: B007 - for the message
+                    if kind != _MAPPING:
+                        value = getattr(result, name, None)
+                    elif cls is dict:
+                        value = result.get(name)  # type: ignore[attr-defined]
+                    else:
+                        try:
+                            value = result[name]  # type: ignore[index]
+                        except KeyError:
+                            continue
+                    if value is None:
+                        continue
+                    cls = type(value)
+                    if (
+                        cls is str or cls is int or cls is bool or (cls is float and _finite(value))  # type: ignore[arg-type]
+                    ):
+                        metadata[role] = value  # type: ignore[assignment]
+                        continue
+                    try:
+                        value = normalize_value(role, value)
+                    except InvalidEventError as exc:
+                        invalid = exc
+                        break
+                    if value is not None:
+                        metadata[role] = value
         except Exception as exc:
             tracker._drop(
                 "resolver_error",
@@ -388,6 +449,99 @@ class _Plan:
         if kind == _RESOLVER:
             return f"registered resolver {arg!r}"
         return "a path expression"
+
+
+Reader = Callable[
+    [object, tuple[Any, ...], dict[str, Any], object, "BaseException | None", "Call | None"],
+    object,
+]
+"""Reads one slot's value from a call: ``(instance, args, kwargs, result, error, call)``."""
+
+
+def _reader(slot: Slot) -> Reader:
+    """Specialise one slot into a reader; the two commonest shapes are fully inlined.
+
+    The readers return exactly what the generic path did: :data:`MISSING` for a missing
+    value (``None`` included), except a constant, which is returned as it is.
+    """
+    kind, arg, steps = slot
+    if kind == _CONST:
+        return lambda i, a, k, r, e, c: arg
+    if kind == _PARAM and arg[3] == 0:
+        return _param_reader(arg, steps)
+    if kind == _RESULT and len(steps) == 1 and steps[0][0] == NAME:
+        name: str = steps[0][1]  # type: ignore[assignment]
+
+        def read_result_name(
+            i: object,
+            a: tuple[Any, ...],
+            k: dict[str, Any],
+            result: object,
+            e: BaseException | None,
+            c: Call | None,
+        ) -> object:
+            return _read_name(result, name)
+
+        return read_result_name
+
+    def read(
+        instance: object,
+        args: tuple[Any, ...],
+        kwargs: dict[str, Any],
+        result: object,
+        error: BaseException | None,
+        call: Call | None,
+    ) -> object:
+        if kind == _PARAM:
+            value = read_param(arg, instance, args, kwargs)
+        elif kind == _RESULT:
+            value = result
+        else:
+            value = _resolve(kind, arg, instance, args, kwargs, error, call)
+        if steps:
+            return evaluate(value, steps)
+        return MISSING if value is None else value
+
+    return read
+
+
+def _is_result_name(slot: Slot) -> bool:
+    kind, _, steps = slot
+    return kind == _RESULT and len(steps) == 1 and steps[0][0] == NAME and type(steps[0][1]) is str
+
+
+def _param_reader(getter: tuple[int, str, object, int], steps: tuple[Step, ...]) -> Reader:
+    """A reader for a named parameter (``read_param`` inlined; one ``.name`` step too)."""
+    position, param, default, _ = getter
+    first = steps[0][1] if len(steps) == 1 and steps[0][0] == NAME else None
+    name = first if isinstance(first, str) else None
+    shifted = position - 1  # where the parameter is when wrapt has bound self/cls
+
+    def read_param_inline(
+        instance: object,
+        args: tuple[Any, ...],
+        kwargs: dict[str, Any],
+        r: object,
+        e: BaseException | None,
+        c: Call | None,
+    ) -> object:
+        if instance is not None and position == 0:
+            value: object = instance
+        else:
+            p = position if instance is None else shifted
+            if 0 <= p < len(args):
+                value = args[p]
+            elif param:
+                value = kwargs.get(param, default)
+            else:
+                value = default
+        if name is not None:
+            return _read_name(value, name)
+        if steps:
+            return evaluate(value, steps)
+        return MISSING if value is None else value
+
+    return read_param_inline
 
 
 def _resolve(

@@ -324,25 +324,7 @@ class Event(BaseModel):
         Equivalent to the constructor for valid input, without pydantic's validation
         pass: the tracker normalises each value with the same functions first.
         """
-        event = object.__new__(cls)
-        object.__setattr__(
-            event,
-            "__dict__",
-            {
-                "name": name,
-                "customer_id": customer_id,
-                "email": email,
-                "mobile": mobile,
-                "metadata": metadata,
-                "session_token": session_token,
-                "event_id": f"{_ids.prefix}-{next(_ids.counter):x}",
-                "timestamp": _dt.datetime.now(_UTC),
-            },
-        )
-        object.__setattr__(event, "__pydantic_fields_set__", cls._fields_all)
-        object.__setattr__(event, "__pydantic_extra__", None)
-        object.__setattr__(event, "__pydantic_private__", None)
-        return event
+        return _new_event(name, customer_id, email, mobile, metadata, session_token)
 
     @property
     def identity(self) -> Identity:
@@ -378,3 +360,72 @@ class Event(BaseModel):
             elif key == "mobile":
                 value = mask_mobile(value)
             yield key, value
+
+
+# --- trusted constructors (the hot path) --------------------------------------------------
+# BaseModel keeps its state in four slots; their descriptors' __set__ is cheaper than four
+# object.__setattr__ lookups, and it is exactly what pydantic's own model_construct sets.
+_set_dict = BaseModel.__dict__["__dict__"].__set__
+_set_fields_set = BaseModel.__dict__["__pydantic_fields_set__"].__set__
+_set_extra = BaseModel.__dict__["__pydantic_extra__"].__set__
+_set_private = BaseModel.__dict__["__pydantic_private__"].__set__
+_new = object.__new__
+_now = _dt.datetime.now
+_EVENT_FIELDS = Event._fields_all
+_IDENTITY_FIELDS: frozenset[str] = frozenset(Identity.model_fields)
+
+
+def _new_event(
+    name: str,
+    customer_id: str,
+    email: str | None,
+    mobile: str | None,
+    metadata: dict[str, MetadataValue],
+    session_token: SecretStr | None,
+) -> Event:
+    """Build an :class:`Event` from values already checked (see ``Event._trusted``)."""
+    event: Event = _new(Event)
+    ids = _ids
+    _set_dict(
+        event,
+        {
+            "name": name,
+            "customer_id": customer_id,
+            "email": email,
+            "mobile": mobile,
+            "metadata": metadata,
+            "session_token": session_token,
+            "event_id": f"{ids.prefix}-{next(ids.counter):x}",
+            "timestamp": _now(_UTC),
+        },
+    )
+    _set_fields_set(event, _EVENT_FIELDS)
+    _set_extra(event, None)
+    _set_private(event, None)
+    return event
+
+
+def _new_identity(
+    customer_id: str | None,
+    email: str | None,
+    mobile: str | None,
+    session_token: SecretStr | None,
+) -> Identity:
+    """Build an :class:`Identity` from values already valid for it (``identify`` blocks).
+
+    ``customer_id`` must be normalised, ``email``/``mobile`` non-blank strings or ``None``.
+    """
+    identity: Identity = _new(Identity)
+    _set_dict(
+        identity,
+        {
+            "customer_id": customer_id,
+            "email": email,
+            "mobile": mobile,
+            "session_token": session_token,
+        },
+    )
+    _set_fields_set(identity, _IDENTITY_FIELDS)
+    _set_extra(identity, None)
+    _set_private(identity, None)
+    return identity

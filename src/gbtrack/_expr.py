@@ -202,6 +202,27 @@ def _kind_of(cls: type, value: object) -> int:
     return kind
 
 
+def _read_name(value: object, name: str) -> object:
+    """One ``.name`` step, as :func:`evaluate` does it: the hot path's commonest shape."""
+    if value is None or value is MISSING:
+        return MISSING
+    cls = type(value)
+    if cls is dict:
+        value = value.get(name)  # type: ignore[attr-defined]
+    else:
+        kind = _KIND_CACHE.get(cls)
+        if kind is None:
+            kind = _kind_of(cls, value)
+        if kind == _MAPPING:
+            try:
+                value = value[name]  # type: ignore[index]
+            except KeyError:
+                return MISSING
+        else:
+            value = getattr(value, name, MISSING)
+    return MISSING if value is None else value
+
+
 def evaluate(value: object, steps: tuple[Step, ...]) -> object:
     """Walk ``steps`` from ``value``; :data:`MISSING` when anything is absent or ``None``.
 

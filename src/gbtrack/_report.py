@@ -89,6 +89,41 @@ class Reporter:
         self._counts: dict[str, int] = {}
         self._dropped: dict[str, int] = {}
         self.last_error: str | None = None
+        # "sent" is counted on every tracked call: one cell per thread, written only by
+        # its thread (no lock on the hot path), summed when read.
+        self._local = threading.local()
+        self._cells: list[tuple[threading.Thread, list[int]]] = []
+        self._folded = 0
+
+    def count_sent(self) -> None:
+        """Add one to the ``sent`` counter without taking a lock."""
+        try:
+            self._local.cell[0] += 1
+        except AttributeError:
+            self._new_cell()
+
+    def _new_cell(self) -> None:
+        cell = [1]
+        with self._lock:
+            self._fold_dead()
+            self._cells.append((threading.current_thread(), cell))
+        self._local.cell = cell
+
+    def _fold_dead(self) -> None:
+        # A finished thread's cell can no longer change: add it to the base and forget it,
+        # so that short-lived threads do not pile up cells. Called under the lock.
+        alive = []
+        for thread, cell in self._cells:
+            if thread.is_alive():
+                alive.append((thread, cell))
+            else:
+                self._folded += cell[0]
+        self._cells = alive
+
+    def _sent(self) -> int:
+        with self._lock:
+            self._fold_dead()
+            return self._folded + sum(cell[0] for _, cell in self._cells)
 
     def count(self, key: str, n: int = 1) -> None:
         """Add ``n`` to counter ``key`` (``sent``, ``delivered``, ``retried``, ...)."""
@@ -97,6 +132,8 @@ class Reporter:
 
     def get(self, key: str) -> int:
         """Return counter ``key``."""
+        if key == "sent":
+            return self._counts.get(key, 0) + self._sent()
         return self._counts.get(key, 0)
 
     def dropped(self, reason: str) -> int:
@@ -154,7 +191,7 @@ class Reporter:
             counts = dict(self._counts)
             dropped = MappingProxyType(dict(self._dropped))
         return Stats(
-            sent=counts.get("sent", 0),
+            sent=counts.get("sent", 0) + self._sent(),
             delivered=counts.get("delivered", 0),
             retried=counts.get("retried", 0),
             dropped=dropped,

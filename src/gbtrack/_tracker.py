@@ -20,6 +20,7 @@ from gbtrack._errors import GbtrackError, InvalidEventError, TrackingError
 from gbtrack._event import (
     Event,
     MetadataValue,
+    _new_event,
     normalize_customer_id,
     normalize_metadata,
 )
@@ -335,16 +336,20 @@ class Tracker:
         ``metadata`` must already be normalised (see :func:`normalize_metadata`).
         Never raises unless strict.
         """
-        where = f" from {function}" if function else ""
         try:
-            cid = normalize_customer_id(customer_id)
+            # A non-blank str is the common case; anything else takes the full check.
+            if type(customer_id) is str and customer_id.strip():
+                cid: str | None = customer_id
+            else:
+                cid = normalize_customer_id(customer_id)
             ambient = _identity.get()
             if cid is None:
                 cid = ambient.customer_id
                 if cid is None:
                     self._drop(
                         "no_customer_id",
-                        f"event {name!r}{where} has no customer_id and no identify() is active",
+                        f"event {name!r}{_where(function)} has no customer_id and no "
+                        "identify() is active",
                         function=function,
                     )
                     return None
@@ -370,9 +375,14 @@ class Tracker:
                 raise InvalidEventError(f"email must be a str, got {type(email).__name__}")
             if mobile is not None and type(mobile) is not str:
                 raise InvalidEventError(f"mobile must be a str, got {type(mobile).__name__}")
-            event = Event._trusted(name, cid, email or None, mobile or None, metadata, token)
+            event = _new_event(name, cid, email or None, mobile or None, metadata, token)
         except InvalidEventError as exc:
-            self._drop("invalid_event", f"event {name!r}{where}: {exc}", function=function, exc=exc)
+            self._drop(
+                "invalid_event",
+                f"event {name!r}{_where(function)}: {exc}",
+                function=function,
+                exc=exc,
+            )
             return None
         sender = self._sender or self.sender
         try:
@@ -380,14 +390,19 @@ class Tracker:
         except Exception as exc:
             self._drop(
                 "sender_error",
-                f"event {name!r}{where}: {type(sender).__name__}.send raised {type(exc).__name__}",
+                f"event {name!r}{_where(function)}: {type(sender).__name__}.send raised "
+                f"{type(exc).__name__}",
                 event=event,
                 function=function,
                 exc=exc,
             )
             return None
-        self._reporter.count("sent")
+        self._reporter.count_sent()
         return event
+
+
+def _where(function: str | None) -> str:
+    return f" from {function}" if function else ""
 
 
 # --- the default tracker ------------------------------------------------------------

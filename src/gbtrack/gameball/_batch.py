@@ -93,6 +93,18 @@ class EventBatch:
             body["mobile"] = self.mobile
         return body
 
+    def _wire(self) -> dict[str, Any]:
+        # body() without the defensive copies, for a body that is serialised at once.
+        body: dict[str, Any] = {
+            "customerId": self.customer_id,
+            "events": {event.name: event.metadata for event in self.events},
+        }
+        if self.email is not None:
+            body["email"] = self.email
+        if self.mobile is not None:
+            body["mobile"] = self.mobile
+        return body
+
     def __len__(self) -> int:
         return len(self.events)
 
@@ -130,7 +142,13 @@ def coalesce(events: Iterable[Event], *, max_events: int | None = None) -> list[
     names: list[set[str]] = []
     newest: dict[tuple[str, str | None, str | None, str | None], int] = {}
     for event in events:
-        key = (event.customer_id, event.email, event.mobile, _token_value(event.session_token))
+        token = event.session_token
+        key = (
+            event.customer_id,
+            event.email,
+            event.mobile,
+            None if token is None else token.get_secret_value(),
+        )
         at = newest.get(key)
         if (
             at is None
@@ -142,10 +160,24 @@ def coalesce(events: Iterable[Event], *, max_events: int | None = None) -> list[
             names.append(set())
         groups[at].append(event)
         names[at].add(event.name)
-    return [
-        EventBatch(g[0].customer_id, g[0].email, g[0].mobile, g[0].session_token, tuple(g))
-        for g in groups
-    ]
+    # Every group meets EventBatch's invariants by construction (one identity key, each
+    # name once, events that passed Event's checks), so the checks are not run again.
+    return [_trusted_batch(g) for g in groups]
+
+
+def _trusted_batch(group: list[Event]) -> EventBatch:
+    """An :class:`EventBatch` of events known to share one identity and distinct names."""
+    first = group[0]
+    batch: EventBatch = object.__new__(EventBatch)
+    # A frozen dataclass refuses setattr, not its instance dict.
+    batch.__dict__.update(
+        customer_id=first.customer_id,
+        email=first.email,
+        mobile=first.mobile,
+        session_token=first.session_token,
+        events=tuple(group),
+    )
+    return batch
 
 
 # --- batch jobs ------------------------------------------------------------------------------

@@ -12,6 +12,7 @@ import json
 import logging
 import os
 import re
+import ssl
 import threading
 import time
 import weakref
@@ -228,7 +229,7 @@ class _ClientCore:
             headers = {**_JSON, "X-GB-TOKEN": token}
             path = SECURE_EVENTS_PATH
             secrets = (*secrets, token)
-        return _Request("POST", path, _dumps(batch.body()), headers, secrets)
+        return _Request("POST", path, _dumps(batch._wire()), headers, secrets)
 
     def _create_batch_request(self, batches: Sequence[EventBatch]) -> _Request:
         self._require_secret_key("create_batch()")
@@ -244,7 +245,7 @@ class _ClientCore:
                     f"create_batch() takes EventBatch items, got {type(batch).__name__}"
                 )
         # Session tokens are per-request headers; the batch endpoint uses APIKey + SecretKey.
-        body = {"body": [batch.body() for batch in batches]}
+        body = {"body": [batch._wire() for batch in batches]}
         return _Request("POST", BATCH_EVENTS_PATH, _dumps(body), _JSON, self._secrets)
 
     def _job_request(self, method: str, template: str, job_id: str, what: str) -> _Request:
@@ -350,13 +351,21 @@ class _ThreadConfinedTransport(httpx.BaseTransport):
         self._pid = os.getpid()
         self._slots = threading.BoundedSemaphore(self._max_connections)
         self._local = threading.local()
+        self._ssl_context: ssl.SSLContext | None = None
 
     def _pool(self) -> httpx.HTTPTransport:
         pool: _Pool | None = getattr(self._local, "pool", None)
         if pool is not None:
             return pool.transport
+        with self._lock:
+            # Loading the CA bundle costs milliseconds of CPU: one context serves every
+            # thread's pool (the same context each HTTPTransport would build for itself).
+            if self._ssl_context is None:
+                self._ssl_context = httpx.create_ssl_context()
+            context = self._ssl_context
         # A thread does one request at a time: one keep-alive connection is all it needs.
         transport = httpx.HTTPTransport(
+            verify=context,
             limits=httpx.Limits(max_connections=1, max_keepalive_connections=1),
             http1=True,
             http2=False,
