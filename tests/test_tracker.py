@@ -215,6 +215,30 @@ def test_one_time_logging_sender_warning(monkeypatch: pytest.MonkeyPatch) -> Non
     assert tracker.stats.sent == 2
 
 
+def test_warning_as_error_never_reaches_business_code(
+    monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
+    monkeypatch.delenv("GAMEBALL_API_KEY", raising=False)
+    tracker = Tracker()
+    with warnings.catch_warnings(), caplog.at_level("WARNING", logger="gbtrack"):
+        warnings.simplefilter("error")  # e.g. pytest's filterwarnings = error
+        assert tracker.emit("e", customer_id="c") is not None
+    assert "no Gameball delivery is configured" in caplog.text
+    assert isinstance(tracker.sender, LoggingSender)
+    assert tracker.stats.sent == 1
+
+
+def test_default_sender_failure_is_a_counted_drop(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("GAMEBALL_API_KEY", "secret-api-key")
+    monkeypatch.setenv("GAMEBALL_BASE_URL", "not a url")
+    errors: list[TrackingError] = []
+    tracker = Tracker(on_error=errors.append)
+    assert tracker.emit("e", customer_id="c") is None  # never raises into the caller
+    assert tracker.stats.dropped == {"sender_error": 1}
+    assert "creating the default sender raised ConfigurationError" in str(errors[0])
+    assert "secret-api-key" not in str(errors[0])
+
+
 def test_logging_sender_masks(caplog: pytest.LogCaptureFixture) -> None:
     tracker = Tracker(LoggingSender())
     with caplog.at_level("INFO", logger="gbtrack.events"):

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import logging
 import threading
+import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from types import MappingProxyType
@@ -80,11 +81,28 @@ class Reporter:
         on_error: Called with a :class:`~gbtrack.TrackingError` for each drop; its own
             exceptions are logged and swallowed.
         log: The logger to use (the ``gbtrack`` logger by default).
+        log_interval: Seconds between two log lines of one drop reason; drops in
+            between are summed into the next line ("and N more"). Every drop is still
+            counted and passed to ``on_error``.
+        clock: The monotonic clock for ``log_interval`` (injectable for tests).
     """
 
-    def __init__(self, on_error: ErrorHandler | None = None, log: logging.Logger = logger) -> None:
+    def __init__(
+        self,
+        on_error: ErrorHandler | None = None,
+        log: logging.Logger = logger,
+        *,
+        log_interval: float = 5.0,
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
         self.on_error = on_error
         self.log = log
+        # An outage can drop events by the million: one log line per reason per
+        # interval (with how many it stands for); counting and on_error see every drop.
+        self.log_interval = log_interval
+        self._clock = clock
+        self._log_after: dict[str, float] = {}
+        self._unlogged: dict[str, int] = {}
         self._lock = threading.Lock()
         self._counts: dict[str, int] = {}
         self._dropped: dict[str, int] = {}
@@ -162,12 +180,26 @@ class Reporter:
         """
         error = TrackingError(message, reason=reason, event=event, function=function)
         error.__cause__ = exc_info
+        now = self._clock()
         with self._lock:
             self._dropped[reason] = self._dropped.get(reason, 0) + n
             self.last_error = f"{reason}: {message}"
-        self.log.warning(
-            "gbtrack dropped %d event(s) [%s]: %s", n, reason, message, exc_info=exc_info
-        )
+            log_now = now >= self._log_after.get(reason, 0.0)
+            if log_now:
+                earlier = self._unlogged.pop(reason, 0)
+                self._log_after[reason] = now + self.log_interval
+            else:
+                self._unlogged[reason] = self._unlogged.get(reason, 0) + n
+        if log_now:
+            more = f" (and {earlier} more since the last line)" if earlier else ""
+            self.log.warning(
+                "gbtrack dropped %d event(s) [%s]: %s%s",
+                n,
+                reason,
+                message,
+                more,
+                exc_info=exc_info,
+            )
         self.report(error)
         return error
 

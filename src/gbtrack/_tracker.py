@@ -10,8 +10,8 @@ from __future__ import annotations
 import os
 import threading
 import warnings
-from collections.abc import Callable, Mapping
-from typing import TYPE_CHECKING, Any, TypeVar
+from collections.abc import Mapping
+from typing import TYPE_CHECKING, Any
 
 from pydantic import SecretStr
 
@@ -24,7 +24,7 @@ from gbtrack._event import (
     normalize_customer_id,
     normalize_metadata,
 )
-from gbtrack._report import ErrorHandler, Reporter, Stats
+from gbtrack._report import ErrorHandler, Reporter, Stats, logger
 from gbtrack._types import UNSET, Unset
 from gbtrack.senders._base import LoggingSender, Sender
 
@@ -36,7 +36,6 @@ if TYPE_CHECKING:
 
 __all__ = ["Tracker", "configure", "get_tracker", "set_tracker"]
 
-F = TypeVar("F", bound=Callable[..., Any])
 
 _NO_DELIVERY_WARNING = (
     "gbtrack: no Gameball delivery is configured, so events are only logged on the "
@@ -130,7 +129,10 @@ class Tracker:
             from gbtrack.senders import sender_from_config
 
             return sender_from_config()
-        warnings.warn(_NO_DELIVERY_WARNING, RuntimeWarning, stacklevel=4)
+        try:
+            warnings.warn(_NO_DELIVERY_WARNING, RuntimeWarning, stacklevel=4)
+        except RuntimeWarning:  # warnings turned into errors: say it, never raise it
+            logger.warning(_NO_DELIVERY_WARNING)
         return LoggingSender()
 
     def configure(
@@ -384,14 +386,20 @@ class Tracker:
                 exc=exc,
             )
             return None
-        sender = self._sender or self.sender
+        sender: Any = None
         try:
+            # First use creates the default sender; its failure must not break the call.
+            sender = self._sender or self.sender
             sender.send(event)
         except Exception as exc:
             self._drop(
                 "sender_error",
-                f"event {name!r}{_where(function)}: {type(sender).__name__}.send raised "
-                f"{type(exc).__name__}",
+                f"event {name!r}{_where(function)}: "
+                + (
+                    f"{type(sender).__name__}.send raised {type(exc).__name__}"
+                    if sender is not None
+                    else f"creating the default sender raised {type(exc).__name__}: {exc}"
+                ),
                 event=event,
                 function=function,
                 exc=exc,
