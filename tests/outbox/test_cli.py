@@ -135,7 +135,7 @@ def test_drain_delivers_and_reports(
     code, out, err = run(capsys, *base)
     assert code == 0, err
     assert out.strip() == "delivered 4, dead 0, retried 0, left pending 0"
-    assert "drain: 4/4 settled" in err
+    assert "[########################] 100% drain: 4/4 settled" in err
     assert "test-api-key" not in out + err
     assert sorted(e.metadata["seq"] for e in gameball_emulator.events) == [1, 2, 3, 4]
     code, out, _ = run(capsys, *base)
@@ -208,3 +208,12 @@ def test_drain_through_the_batch_endpoint(
     assert "test-secret-key" not in out + err
     assert {e.version for e in gameball_emulator.events} == {"batch"}
     assert len(gameball_emulator.events) == 4
+
+
+def test_progress_bar() -> None:
+    from gbtrack.outbox._cli import _bar
+
+    assert _bar(0, 4) == "[........................]   0%"
+    assert _bar(1, 4) == "[######..................]  25%"
+    assert _bar(5, 4) == "[########################] 100%"
+    assert _bar(0, 0) == "[########################] 100%"

@@ -314,6 +314,13 @@ def _setting(value: str | None, env: str) -> str | None:
     return os.environ.get(env, "").strip() or None
 
 
+def _bar(done: int, total: int, width: int = 24) -> str:
+    """A text progress bar, ``[#########...............]  37%``."""
+    share = min(done, total) / total if total else 1.0
+    filled = int(width * share)
+    return f"[{'#' * filled}{'.' * (width - filled)}] {int(100 * share):3d}%"
+
+
 @_guard
 def _drain(args: argparse.Namespace, store: OutboxStore) -> int:
     from gbtrack.gameball import DEFAULT_BASE_URL, GameballClient
@@ -345,8 +352,9 @@ def _drain(args: argparse.Namespace, store: OutboxStore) -> int:
                 summary.add(result)
                 done = summary.delivered + summary.dead
                 line = (
-                    f"drain: {done}/{total} settled, {summary.delivered} delivered, "
-                    f"{summary.dead} dead, {summary.retried} retried"
+                    f"{_bar(done, total)} drain: {done}/{total} settled, "
+                    f"{summary.delivered} delivered, {summary.dead} dead, "
+                    f"{summary.retried} retried"
                 )
                 print(f"\r{line}" if tty else line, end="" if tty else "\n", file=sys.stderr)
                 if not result.claimed:
