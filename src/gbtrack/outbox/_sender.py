@@ -15,7 +15,6 @@ import secrets
 import socket
 import threading
 import time
-import weakref
 from collections import deque
 from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
@@ -31,6 +30,7 @@ from gbtrack._errors import (
     TrackingError,
 )
 from gbtrack._event import Event
+from gbtrack._fork import forget, reset_after_fork
 from gbtrack._report import ErrorHandler, Stats, logger
 from gbtrack.gameball import (
     MAX_BATCH_ITEMS,
@@ -349,16 +349,6 @@ def _take(owners: dict[str, deque[OutboxRow]], batch: EventBatch) -> list[Outbox
 
 
 # --- the sender ------------------------------------------------------------------------------
-_live: weakref.WeakSet[OutboxSender] = weakref.WeakSet()
-
-
-def _after_fork_in_child() -> None:
-    for sender in list(_live):
-        sender._after_fork()
-
-
-if hasattr(os, "register_at_fork"):  # pragma: no branch - absent only on Windows
-    os.register_at_fork(after_in_child=_after_fork_in_child)
 
 
 class OutboxSender(BaseSender):
@@ -476,7 +466,7 @@ class OutboxSender(BaseSender):
                 stop=self._stop,
             )
         self._init_runtime()
-        _live.add(self)
+        reset_after_fork(self)
         if self.deliver:
             # Start now: a backlog left by an earlier run is delivered without a new send.
             self._start_worker()
@@ -765,7 +755,7 @@ class OutboxSender(BaseSender):
             self.client.close()
         if self._close_store:
             self.store.close()
-        _live.discard(self)
+        forget(self)
         return settled
 
     def stats(self) -> Stats:

@@ -28,7 +28,6 @@ import os
 import sqlite3
 import threading
 import time
-import weakref
 from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -36,6 +35,7 @@ from typing import Any, Literal
 
 from gbtrack._errors import ConfigurationError
 from gbtrack._event import Event, mask_email, mask_mobile
+from gbtrack._fork import reset_after_fork
 from gbtrack.outbox._paths import resolve_outbox_path
 
 __all__ = [
@@ -250,19 +250,6 @@ def _marks(n: int) -> str:
     return ",".join("?" * n)
 
 
-_live: weakref.WeakSet[OutboxStore] = weakref.WeakSet()
-
-
-def _after_fork_in_child() -> None:
-    # A lock held by a parent thread at fork time would never be released in the child.
-    for store in list(_live):
-        store._lock = threading.RLock()
-
-
-if hasattr(os, "register_at_fork"):  # pragma: no branch - absent only on Windows
-    os.register_at_fork(after_in_child=_after_fork_in_child)
-
-
 class OutboxStore:
     """Thread-safe access to one outbox file; several processes may open the same file.
 
@@ -308,7 +295,11 @@ class OutboxStore:
         self._orphans: list[sqlite3.Connection] = []
         with self._lock:
             self._connect()
-        _live.add(self)
+        reset_after_fork(self)
+
+    def _after_fork(self) -> None:
+        # A lock held by a parent thread at fork time would never be released in the child.
+        self._lock = threading.RLock()
 
     # --- connection -------------------------------------------------------------------
     def _connect(self) -> sqlite3.Connection:

@@ -42,6 +42,7 @@ from gbtrack._errors import (
     ServerError,
 )
 from gbtrack._event import Event
+from gbtrack._fork import reset_after_fork
 from gbtrack._report import ErrorHandler, Reporter, Stats
 from gbtrack.senders._base import BaseSender
 from gbtrack.senders._policy import DeliveryClient, RateLimiter, RetryPolicy, Spill
@@ -170,18 +171,6 @@ class _IOPool:
         deadline = time.monotonic() + timeout
         for thread in self.threads:
             thread.join(max(0.0, deadline - time.monotonic()))
-
-
-_live: weakref.WeakSet[BackgroundSender] = weakref.WeakSet()
-
-
-def _after_fork_in_child() -> None:
-    for sender in list(_live):
-        sender._after_fork()
-
-
-if hasattr(os, "register_at_fork"):  # pragma: no branch - absent only on Windows
-    os.register_at_fork(after_in_child=_after_fork_in_child)
 
 
 def _flush_at_exit(ref: weakref.ReferenceType[BackgroundSender], timeout: float) -> None:
@@ -315,7 +304,7 @@ class BackgroundSender(BaseSender):
         self._close_spill = close_spill
         self.exit_timeout = exit_timeout
         self._init_state()
-        _live.add(self)
+        reset_after_fork(self)
         self._atexit_hook = functools.partial(_flush_at_exit, weakref.ref(self), exit_timeout)
         atexit.register(self._atexit_hook)
 
