@@ -62,7 +62,8 @@ def test_list_and_show_mask_pii(seeded: Path, capsys: pytest.CaptureFixture[str]
     code, out, _ = run(capsys, "outbox", "--path", str(seeded), "list", "--json")
     assert code == 0
     assert len(out.splitlines()) == 4
-    dead_id = OutboxStore(seeded).rows("dead")[0].id
+    with OutboxStore(seeded) as store:
+        dead_id = store.rows("dead")[0].id
     code, out, _ = run(capsys, "outbox", "--path", str(seeded), "show", str(dead_id), "--dead")
     assert code == 0
     shown = json.loads(out)
