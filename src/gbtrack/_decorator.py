@@ -365,24 +365,14 @@ class _Plan:
                     mobile = value
                 else:
                     token = value
+            # Raw metadata values first (reads can raise: resolver_error), then one
+            # conversion loop (a bad value is invalid_event).
+            raw: list[tuple[str, object]] = []
             for role, read, slot in self.meta_readers:  # noqa: B007 - slot: for the message
                 value = read(instance, args, kwargs, result, error, call)
-                if value is MISSING:
-                    continue
-                cls = type(value)
-                if (
-                    cls is str or cls is int or cls is bool or (cls is float and _finite(value))  # type: ignore[arg-type]
-                ):
-                    metadata[role] = value  # type: ignore[assignment]
-                    continue
-                try:
-                    value = normalize_value(role, value)
-                except InvalidEventError as exc:
-                    invalid = exc
-                    break
-                if value is not None:
-                    metadata[role] = value
-            if invalid is None and self.result_names and result is not None:
+                if value is not MISSING:
+                    raw.append((role, value))
+            if self.result_names and result is not None:
                 # evaluate()'s single ".name" step, with the result's type checked once.
                 cls = type(result)
                 kind = _MAPPING if cls is dict else _KIND_CACHE.get(cls)
@@ -398,21 +388,22 @@ class _Plan:
                             value = result[name]  # type: ignore[index]
                         except KeyError:
                             continue
-                    if value is None:
-                        continue
-                    cls = type(value)
-                    if (
-                        cls is str or cls is int or cls is bool or (cls is float and _finite(value))  # type: ignore[arg-type]
-                    ):
-                        metadata[role] = value  # type: ignore[assignment]
-                        continue
-                    try:
-                        value = normalize_value(role, value)
-                    except InvalidEventError as exc:
-                        invalid = exc
-                        break
                     if value is not None:
-                        metadata[role] = value
+                        raw.append((role, value))
+            for key, value in raw:
+                cls = type(value)
+                if (
+                    cls is str or cls is int or cls is bool or (cls is float and _finite(value))  # type: ignore[arg-type]
+                ):
+                    metadata[key] = value  # type: ignore[assignment]
+                    continue
+                try:
+                    converted = normalize_value(key, value)
+                except InvalidEventError as exc:
+                    invalid = exc
+                    break
+                if converted is not None:
+                    metadata[key] = converted
         except Exception as exc:
             tracker._drop(
                 "resolver_error",
