@@ -6,6 +6,7 @@ import datetime as dt
 import gc
 import logging
 import threading
+import time
 import weakref
 
 import pytest
@@ -634,3 +635,45 @@ async def test_aflush_does_not_block_the_event_loop(make) -> None:
         with contextlib.suppress(asyncio.CancelledError):
             await task
     assert ticks >= 5
+
+
+class _SlowRetry(RetryPolicy):
+    """Every retry waits 30 s: an event that failed once stays in backoff for the test."""
+
+    def delay(self, attempts: int, outcome: Outcome | None = None) -> float:
+        return 30.0
+
+
+def test_flush_waits_for_an_older_event_in_backoff_despite_newer_deliveries() -> None:
+    # flush() promises every event queued before the call; newer events delivered
+    # meanwhile must not stand in for an older one that is still being retried.
+    def script(batch: EventBatch, attempt: int) -> Outcome:
+        return unavailable() if batch.customer_id == "old" and attempt == 1 else delivered()
+
+    client = ScriptedClient(script)
+    sender = BackgroundSender(client, retry=_SlowRetry(), flush_interval=0.01)
+    try:
+        sender.send(event(customer="old"))
+        assert not sender.flush(timeout=0.2)  # the old event is in its 30 s backoff
+        deadline = time.monotonic() + 30
+        while not client.outcomes and time.monotonic() < deadline:  # tried once, failed
+            time.sleep(0.01)
+        assert client.outcomes
+
+        def newer() -> None:
+            time.sleep(0.2)  # after flush() below has taken its mark
+            for i in range(3):
+                sender.send(event(customer=f"new-{i}"))
+
+        producer = threading.Thread(target=newer)
+        producer.start()
+        assert not sender.flush(timeout=1.5)
+        producer.join()
+        assert sender.flush(timeout=0.01) is False
+        assert sorted(e.customer_id for e in client.delivered_events) == [
+            "new-0",
+            "new-1",
+            "new-2",
+        ]
+    finally:
+        sender.close(timeout=0)

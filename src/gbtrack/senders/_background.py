@@ -29,7 +29,7 @@ import threading
 import time
 import weakref
 from collections import deque
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from typing import TYPE_CHECKING, Any, Literal
 
 from pydantic import SecretStr
@@ -106,13 +106,16 @@ def safe_error(outcome: Outcome) -> DeliveryError | None:
 class _Job:
     """One coalesced request (one customer's events) on its way."""
 
-    __slots__ = ("attempts", "batch", "key", "n")
+    __slots__ = ("attempts", "batch", "key", "mark", "n")
 
-    def __init__(self, batch: EventBatch) -> None:
+    def __init__(self, batch: EventBatch, mark: int) -> None:
         self.batch = batch
         self.key = batch.customer_id  # one request per customer at a time
         self.n = len(batch.events)
         self.attempts = 0
+        # The send ordinal of the first event of the drain that made this job: flush()
+        # waits for every job whose events may have been queued before its call.
+        self.mark = mark
 
     def age(self, now_wall: float) -> float:
         return now_wall - min(e.timestamp.timestamp() for e in self.batch.events)
@@ -331,6 +334,7 @@ class BackgroundSender(BaseSender):
         self._flush_waiters = 0
         self._taken = 0  # events moved from the queue to the worker
         self._settled = 0  # events finally handled: delivered, dropped or spilled
+        self._live: dict[int, int] = {}  # unfinished jobs by their drain's mark
         self._held = 0  # events taken and not yet settled (ready, retrying, in flight)
         self._in_flight = 0  # events in requests under way
         self._overflow_lock = threading.Lock()
@@ -461,7 +465,7 @@ class BackgroundSender(BaseSender):
             return False
         with self._lock:
             target = self._taken + len(self._queue)
-            settled = self._settled >= target
+            settled = self._flushed(target)
             if not settled:
                 self._flush_waiters += 1
         if settled:
@@ -472,7 +476,7 @@ class BackgroundSender(BaseSender):
                 self._start_worker()
             self._wake.set()
             with self._settled_cond:
-                done = self._settled_cond.wait_for(lambda: self._settled >= target, timeout)
+                done = self._settled_cond.wait_for(lambda: self._flushed(target), timeout)
         finally:
             with self._lock:
                 self._flush_waiters -= 1
@@ -640,9 +644,13 @@ class BackgroundSender(BaseSender):
                 k = min(len(q), self.max_batch_size)
                 popleft = q.popleft
                 events = [popleft() for _ in range(k)]
+                mark = self._taken
                 self._taken += k
                 self._held += k
-            self._ready.extend(_Job(batch) for batch in coalesce(events))
+                # Under the lock: flush() never sees these events taken but in no job.
+                jobs = [_Job(batch, mark) for batch in coalesce(events)]
+                self._live[mark] = self._live.get(mark, 0) + len(jobs)
+            self._ready.extend(jobs)
 
     def _dispatch(self, now: float) -> float | None:
         """Start requests while slots are free; return the rate limiter's wait, if any."""
@@ -787,7 +795,7 @@ class BackgroundSender(BaseSender):
         """Settle, retry or drop one request's events after ``outcome``."""
         if outcome.delivered:
             self.reporter.count("delivered", job.n)
-            self._settle(job.n)
+            self._settle(job.n, (job,))
             return
         if outcome.status == 429 or outcome.retry_after is not None:
             self.rate_limiter.defer(outcome.retry_after if outcome.retry_after else 1.0)
@@ -808,7 +816,7 @@ class BackgroundSender(BaseSender):
             message = f"older than max_age={self.retry.max_age:g}s, still failing: {what}"
         else:
             message = f"{job.attempts} attempt(s) failed, the last: {what}"
-        self._give_up(list(job.batch.events), reason, message, safe_error(outcome))
+        self._give_up(list(job.batch.events), reason, message, safe_error(outcome), jobs=(job,))
 
     def _on_created(self, bulk: _Bulk, outcome: Outcome) -> None:
         job_id = outcome.job_id if outcome.delivered else None
@@ -848,12 +856,14 @@ class BackgroundSender(BaseSender):
         self._in_flight_bulks.discard(bulk)
         # The common case, every item delivered, is counted and settled once per job.
         delivered = 0
+        finished: list[_Job] = []
         busy = self._busy
         for i, job in enumerate(bulk.jobs):
             busy.discard(job.key)
             error = failures.get(i) if failures else None
             if error is None:
                 delivered += job.n
+                finished.append(job)
                 continue
             self._in_flight -= job.n
             outcome = _item_outcome(error.code, f"batch job {status.batch_id} item {i} failed")
@@ -861,7 +871,7 @@ class BackgroundSender(BaseSender):
         self._in_flight -= delivered
         if delivered:
             self.reporter.count("delivered", delivered)
-            self._settle(delivered)
+            self._settle(delivered, finished)
 
     def _finish_bulk(self, bulk: _Bulk, outcome: Outcome) -> None:
         """Apply one outcome to every request of a batch job."""
@@ -870,11 +880,23 @@ class BackgroundSender(BaseSender):
             self._release(job)
             self._on_outcome(job, outcome)
 
-    def _settle(self, n: int) -> None:
+    def _settle(self, n: int, jobs: Iterable[_Job] = ()) -> None:
+        """Count ``n`` events as finally handled; ``jobs`` are now finished."""
         with self._lock:
             self._settled += n
             self._held -= n
+            live = self._live
+            for job in jobs:
+                left = live[job.mark] - 1
+                if left:
+                    live[job.mark] = left
+                else:
+                    del live[job.mark]
             self._settled_cond.notify_all()
+
+    def _flushed(self, target: int) -> bool:
+        """Whether every event sent before ordinal ``target`` is settled (under lock)."""
+        return self._taken >= target and all(mark >= target for mark in self._live)
 
     def _spill(self, events: Sequence[Event], reason: str) -> int:
         spill = self.spill
@@ -897,6 +919,7 @@ class BackgroundSender(BaseSender):
         exc: BaseException | None = None,
         *,
         settle: bool = True,
+        jobs: Iterable[_Job] = (),
     ) -> None:
         """Spill (when the reason allows it) or drop ``events``, each reported."""
         stored = self._spill(events, reason) if reason in _SPILLABLE else 0
@@ -908,7 +931,7 @@ class BackgroundSender(BaseSender):
                 exc_info=exc,
             )
         if settle:
-            self._settle(len(events))
+            self._settle(len(events), jobs)
 
     def _abandon_all(self) -> None:
         """The worker stops: whatever is left is spilled or dropped with reason ``closed``."""
@@ -927,7 +950,7 @@ class BackgroundSender(BaseSender):
         self._in_flight_bulks.clear()
         self._in_flight = 0
         if left:
-            self._give_up(left, "closed", "the sender closed before delivery finished")
+            self._give_up(left, "closed", "the sender closed before delivery finished", jobs=jobs)
         self._abandon_queue()
 
     def _abandon_queue(self) -> None:
