@@ -480,6 +480,7 @@ class OutboxSender(BaseSender):
         self._wake_writer = threading.Event()
         self._wake_worker = threading.Event()
         self._progress = threading.Condition(threading.Lock())
+        self._round = threading.Lock()  # held by the worker while a round is counted
         self._writer: threading.Thread | None = None
         self._worker: threading.Thread | None = None
         self._pid = os.getpid()
@@ -637,16 +638,22 @@ class OutboxSender(BaseSender):
         drainer = self.drainer
         assert drainer is not None
         while not self._stop.is_set():
-            try:
-                result = drainer.run_once()
-            except Exception as exc:  # a locked or broken file: log, back off, go on
-                logger.warning("gbtrack outbox worker: %s: %s", type(exc).__name__, exc)
-                self.reporter.note_error(f"outbox worker: {type(exc).__name__}")
-                result = DrainResult()
+            failed = False
+            # A round deletes rows before it is counted: flush() waits for the round,
+            # so that stats agree with the outbox when flush() returns.
+            with self._round:
+                try:
+                    result = drainer.run_once()
+                except Exception as exc:  # a locked or broken file: log, back off, go on
+                    logger.warning("gbtrack outbox worker: %s: %s", type(exc).__name__, exc)
+                    self.reporter.note_error(f"outbox worker: {type(exc).__name__}")
+                    result = DrainResult()
+                    failed = True
+                self.reporter.count("delivered", result.delivered)
+                self.reporter.count("retried", result.retried)
+                self.reporter.count("dead", result.dead)
+            if failed:
                 self._stop.wait(self.idle_interval)
-            self.reporter.count("delivered", result.delivered)
-            self.reporter.count("retried", result.retried)
-            self.reporter.count("dead", result.dead)
             with self._progress:
                 self._progress.notify_all()
             if result.claimed:
@@ -717,6 +724,11 @@ class OutboxSender(BaseSender):
                 if left is not None and left <= 0:
                     return False
                 self._progress.wait(0.1 if left is None else min(0.1, left))
+        # The round that settled the last rows may still be counting them.
+        left = -1.0 if deadline is None else max(0.0, deadline - time.monotonic())
+        if not self._round.acquire(timeout=left):
+            return False
+        self._round.release()
         return True
 
     def close(self, timeout: float | None = None) -> bool:
