@@ -30,7 +30,7 @@ import secrets
 import uuid
 from collections.abc import Mapping
 from decimal import Decimal
-from typing import Any, ClassVar
+from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field, SecretStr, field_validator
 
@@ -263,19 +263,6 @@ class Event(BaseModel):
     event_id: str = Field(default_factory=new_event_id)
     timestamp: _dt.datetime = Field(default_factory=_utcnow)
 
-    _fields_all: ClassVar[frozenset[str]] = frozenset(
-        {
-            "name",
-            "customer_id",
-            "email",
-            "mobile",
-            "metadata",
-            "session_token",
-            "event_id",
-            "timestamp",
-        }
-    )
-
     @field_validator("name", mode="before")
     @classmethod
     def _check_name(cls, value: object) -> str:
@@ -308,23 +295,6 @@ class Event(BaseModel):
                 f"metadata must be a mapping, got {type(value).__name__}", field="metadata"
             )
         return normalize_metadata(value)
-
-    @classmethod
-    def _trusted(
-        cls,
-        name: str,
-        customer_id: str,
-        email: str | None,
-        mobile: str | None,
-        metadata: dict[str, MetadataValue],
-        session_token: SecretStr | None,
-    ) -> Event:
-        """Build an event from values already checked by the caller (the hot path).
-
-        Equivalent to the constructor for valid input, without pydantic's validation
-        pass: the tracker normalises each value with the same functions first.
-        """
-        return _new_event(name, customer_id, email, mobile, metadata, session_token)
 
     @property
     def identity(self) -> Identity:
@@ -371,7 +341,7 @@ _set_extra = BaseModel.__dict__["__pydantic_extra__"].__set__
 _set_private = BaseModel.__dict__["__pydantic_private__"].__set__
 _new = object.__new__
 _now = _dt.datetime.now
-_EVENT_FIELDS = Event._fields_all
+_EVENT_FIELDS: frozenset[str] = frozenset(Event.model_fields)
 _IDENTITY_FIELDS: frozenset[str] = frozenset(Identity.model_fields)
 
 
@@ -383,7 +353,11 @@ def _new_event(
     metadata: dict[str, MetadataValue],
     session_token: SecretStr | None,
 ) -> Event:
-    """Build an :class:`Event` from values already checked (see ``Event._trusted``)."""
+    """Build an :class:`Event` from values already checked by the caller (the hot path).
+
+    Equivalent to the constructor for valid input, without pydantic's validation
+    pass: the tracker normalises each value with the same functions first.
+    """
     event: Event = _new(Event)
     ids = _ids
     _set_dict(
