@@ -267,3 +267,15 @@ def test_tracker_track_and_span_delegate(tracker: Tracker, sender: InMemorySende
 
 def test_public_module_functions_exist() -> None:
     assert gbtrack.get_tracker is get_tracker
+
+
+def test_emit_validates_like_the_model(tracker: Tracker, sender: InMemorySender) -> None:
+    # Blank email/mobile are missing, as Event(...) treats them; a blank name is refused.
+    event = tracker.emit("e", customer_id="c", email="  ", mobile="")
+    assert event is not None
+    assert (event.email, event.mobile) == (None, None)
+    assert event == Event(name="e", customer_id="c", email="  ", mobile="").model_copy(
+        update={"event_id": event.event_id, "timestamp": event.timestamp}
+    )
+    assert tracker.emit("   ", customer_id="c") is None
+    assert tracker.stats.dropped == {"invalid_event": 1}

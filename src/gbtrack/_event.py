@@ -40,12 +40,14 @@ __all__ = [
     "Event",
     "Identity",
     "MetadataValue",
+    "check_event_name",
     "mask_email",
     "mask_mobile",
     "new_event_id",
     "normalize_customer_id",
     "normalize_metadata",
     "normalize_value",
+    "optional_text",
 ]
 
 MetadataValue = str | int | float | bool
@@ -169,7 +171,25 @@ def normalize_customer_id(value: object) -> str | None:
     )
 
 
-def _optional_text(value: object, field: str) -> str | None:
+def check_event_name(value: object) -> str:
+    """Return ``value`` if it is a non-blank string.
+
+    Raises:
+        InvalidEventError: Otherwise.
+    """
+    if not isinstance(value, str) or not value.strip():
+        raise InvalidEventError(
+            f"event name must be a non-empty string, got {value!r}", field="name"
+        )
+    return value
+
+
+def optional_text(value: object, field: str) -> str | None:
+    """Return an optional text field (email, mobile): ``None`` when missing or blank.
+
+    Raises:
+        InvalidEventError: If the value is not a string.
+    """
     if value is None:
         return None
     if isinstance(value, str):
@@ -222,7 +242,7 @@ class Identity(BaseModel):
     @field_validator("email", "mobile", mode="before")
     @classmethod
     def _check_text(cls, value: object) -> str | None:
-        return _optional_text(value, "email/mobile")
+        return optional_text(value, "email/mobile")
 
     def __repr_args__(self) -> Any:
         for key, value in super().__repr_args__():
@@ -266,11 +286,7 @@ class Event(BaseModel):
     @field_validator("name", mode="before")
     @classmethod
     def _check_name(cls, value: object) -> str:
-        if not isinstance(value, str) or not value.strip():
-            raise InvalidEventError(
-                f"event name must be a non-empty string, got {value!r}", field="name"
-            )
-        return value
+        return check_event_name(value)
 
     @field_validator("customer_id", mode="before")
     @classmethod
@@ -283,7 +299,7 @@ class Event(BaseModel):
     @field_validator("email", "mobile", mode="before")
     @classmethod
     def _check_text(cls, value: object) -> str | None:
-        return _optional_text(value, "email/mobile")
+        return optional_text(value, "email/mobile")
 
     @field_validator("metadata", mode="before")
     @classmethod

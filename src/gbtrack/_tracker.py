@@ -21,8 +21,10 @@ from gbtrack._event import (
     Event,
     MetadataValue,
     _new_event,
+    check_event_name,
     normalize_customer_id,
     normalize_metadata,
+    optional_text,
 )
 from gbtrack._report import ErrorHandler, Reporter, Stats, logger
 from gbtrack._types import UNSET, Unset
@@ -371,13 +373,15 @@ class Tracker:
                     f"session_token must be a str, got {type(session_token).__name__}",
                     field="session_token",
                 )
-            if type(name) is not str or not name:
-                raise InvalidEventError("event name must be a non-empty string", field="name")
-            if email is not None and type(email) is not str:
-                raise InvalidEventError(f"email must be a str, got {type(email).__name__}")
-            if mobile is not None and type(mobile) is not str:
-                raise InvalidEventError(f"mobile must be a str, got {type(mobile).__name__}")
-            event = _new_event(name, cid, email or None, mobile or None, metadata, token)
+            # The model's own checks, so a tracked event is exactly as valid as Event(...).
+            event = _new_event(
+                check_event_name(name),
+                cid,
+                optional_text(email, "email"),
+                optional_text(mobile, "mobile"),
+                metadata,
+                token,
+            )
         except InvalidEventError as exc:
             self._drop(
                 "invalid_event",
