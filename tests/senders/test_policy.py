@@ -194,3 +194,17 @@ def test_reserve_and_restamp_count_from_the_real_start() -> None:
     clock.now += 0.5
     assert limiter.reserve()[0] == 0.0
     limiter.restamp(12345.0)  # unknown stamps are ignored
+
+
+def test_note_gates_on_429_and_retry_after_only() -> None:
+    from gbtrack.gameball import Outcome, OutcomeKind
+
+    clock = [0.0]
+    limiter = RateLimiter(((1000, 1.0),), clock=lambda: clock[0])
+    limiter.note(Outcome(OutcomeKind.RETRYABLE, status=503))  # no back-pressure asked
+    assert limiter.try_acquire() == 0.0
+    limiter.note(Outcome(OutcomeKind.RETRYABLE, status=429))  # 429 without Retry-After: 1 s
+    assert limiter.try_acquire() == pytest.approx(1.0)
+    clock[0] = 1.0
+    limiter.note(Outcome(OutcomeKind.RETRYABLE, status=503, retry_after=7.0))
+    assert limiter.try_acquire() == pytest.approx(7.0)

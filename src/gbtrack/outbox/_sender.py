@@ -204,7 +204,7 @@ class OutboxDrainer:
                 continue
             outcome = self.client.send(batch)
             result.requests += 1
-            self._note_rate(outcome)
+            self.limiter.note(outcome)
             result.add(self._settle(batch_rows, outcome))
         return result
 
@@ -215,10 +215,6 @@ class OutboxDrainer:
                 return True
             self.stop.wait(min(wait, 1.0))
         return False
-
-    def _note_rate(self, outcome: Outcome) -> None:
-        if outcome.status == 429:
-            self.limiter.defer(outcome.retry_after if outcome.retry_after is not None else 1.0)
 
     def _settle(self, rows: Sequence[OutboxRow], outcome: Outcome) -> DrainResult:
         """Apply one outcome to the rows it covers: delete, put back, or bury."""
@@ -276,7 +272,7 @@ class OutboxDrainer:
             return result
         created = self.client.create_batch(batches)
         result.requests += 1
-        self._note_rate(created)
+        self.limiter.note(created)
         if not created.delivered:
             if created.permanent:
                 # The job was refused as a whole (e.g. one bad item, or no batch access):

@@ -797,8 +797,7 @@ class BackgroundSender(BaseSender):
             self.reporter.count("delivered", job.n)
             self._settle(job.n, (job,))
             return
-        if outcome.status == 429 or outcome.retry_after is not None:
-            self.rate_limiter.defer(outcome.retry_after if outcome.retry_after else 1.0)
+        self.rate_limiter.note(outcome)
         job.attempts += 1
         reason = self.retry.give_up_reason(outcome, job.attempts, job.age(time.time()))
         if reason is None:

@@ -102,8 +102,7 @@ class DirectSender(BaseSender):
             if outcome.delivered:
                 self.reporter.count("delivered")
                 return
-            if outcome.status == 429 or outcome.retry_after is not None:
-                self.rate_limiter.defer(outcome.retry_after if outcome.retry_after else 1.0)
+            self.rate_limiter.note(outcome)
             age = time.time() - event.timestamp.timestamp()
             reason = self.retry.give_up_reason(outcome, attempts, age)
             what = describe_outcome(outcome)

@@ -221,6 +221,14 @@ class RateLimiter:
         with self._lock:
             self._gate = max(self._gate, self.clock() + seconds)
 
+    def note(self, outcome: Outcome) -> None:
+        """Apply an answer's back-pressure: a 429 or a ``Retry-After`` gates every request.
+
+        The gate lasts ``Retry-After`` seconds when given, else one second.
+        """
+        if outcome.status == 429 or outcome.retry_after is not None:
+            self.defer(outcome.retry_after if outcome.retry_after is not None else 1.0)
+
     def _after_fork(self) -> None:
         # The lock may have been held by a thread that does not exist in the child.
         self._lock = threading.Lock()
