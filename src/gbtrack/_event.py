@@ -30,7 +30,7 @@ import secrets
 import uuid
 from collections.abc import Mapping
 from decimal import Decimal
-from typing import Any
+from typing import Any, NamedTuple
 
 from pydantic import BaseModel, ConfigDict, Field, SecretStr, field_validator
 
@@ -38,6 +38,7 @@ from gbtrack._errors import InvalidEventError
 
 __all__ = [
     "Event",
+    "EventDraft",
     "Identity",
     "MetadataValue",
     "check_event_name",
@@ -214,6 +215,58 @@ def mask_mobile(mobile: str | None) -> str | None:
 
 def _utcnow() -> _dt.datetime:
     return _dt.datetime.now(_UTC)
+
+
+# --- the draft: what the caller's thread hands the tracker ---------------------------------
+class EventDraft(NamedTuple):
+    """An event as read on the caller's thread, before validation.
+
+    The decorator, :func:`gbtrack.span` and :meth:`gbtrack.Tracker.emit` build one per
+    tracked call and hand it to :meth:`gbtrack.Tracker.submit`. It holds plain values
+    only (read at call time, so later changes to business objects do not leak in),
+    with the cheap conversions done: ints and UUIDs are strings, metadata values are
+    exact ``str``, ``int``, ``float`` or ``bool`` (Decimal, Enum, UUID, date and
+    datetime already converted). Everything else (blank names, sizes, lone surrogates,
+    number ranges) is checked where events are serialised, by :meth:`to_event`.
+
+    Metadata is two parallel tuples so that the record holds no dict: the cyclic GC
+    does not have to scan queued drafts. A ``None`` value means "left out".
+
+    Attributes:
+        name: The event name.
+        customer_id: The customer id (the ambient one already applied).
+        email: Optional email for channel merging.
+        mobile: Optional mobile for channel merging.
+        session_token: Optional session token, sent as ``X-GB-TOKEN``.
+        keys: Metadata keys.
+        values: Metadata values, one per key; ``None`` leaves the key out.
+        function: The tracked function's qualified name, for messages; ``None`` for
+            spans and ``emit``.
+        timestamp: When the call happened (``time.time()``).
+    """
+
+    name: str
+    customer_id: str
+    email: str | None
+    mobile: str | None
+    session_token: SecretStr | None
+    keys: tuple[str, ...]
+    values: tuple[MetadataValue | None, ...]
+    function: str | None
+    timestamp: float
+
+    @property
+    def metadata(self) -> dict[str, MetadataValue]:
+        """The metadata as a dict, without the keys whose value is ``None``."""
+        return {k: v for k, v in zip(self.keys, self.values) if v is not None}
+
+    def __repr__(self) -> str:
+        return (
+            f"EventDraft(name={self.name!r}, customer_id={self.customer_id!r}, "
+            f"email={mask_email(self.email)!r}, mobile={mask_mobile(self.mobile)!r}, "
+            f"session_token={'None' if self.session_token is None else '**********'}, "
+            f"metadata={self.metadata!r}, function={self.function!r})"
+        )
 
 
 # --- models ------------------------------------------------------------------------------
