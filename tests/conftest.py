@@ -6,22 +6,35 @@ from collections.abc import Iterator
 
 import pytest
 
-from gbtrack import InMemorySender, Tracker, _resolvers, _tracker
+from gbtrack import (
+    InMemorySender,
+    Tracker,
+    get_tracker,
+    register_resolver,
+    set_tracker,
+    unregister_resolver,
+)
+from gbtrack._resolvers import registered
 
 
 @pytest.fixture(autouse=True)
 def _restore_globals() -> Iterator[None]:
     """Put the default tracker and the resolver registry back as they were."""
-    default = _tracker._default
-    state = (default._sender, default.enabled, default.strict, default.on_error)
-    registry = dict(_resolvers._registry)
+    default = get_tracker()
+    state = (default.enabled, default.strict, default.on_error, default.limits)
+    sender = default.use_sender(InMemorySender())  # swap and put back: never closed here
+    default.restore_sender(sender)
+    registry = dict(registered())
     try:
         yield
     finally:
-        _tracker._default = default
-        default._sender, default.enabled, default.strict, default.on_error = state
-        _resolvers._registry.clear()
-        _resolvers._registry.update(registry)
+        set_tracker(default)
+        default.restore_sender(sender)
+        default.enabled, default.strict, default.on_error, default.limits = state
+        for name in set(registered()) - set(registry):
+            unregister_resolver(name)
+        for name, func in registry.items():
+            register_resolver(name, func)
 
 
 @pytest.fixture

@@ -15,9 +15,10 @@ def test_outside_identify_is_empty() -> None:
 
 
 def test_sets_and_restores() -> None:
-    with identify("c-1", email="a@example.com", mobile="+20100") as identity:
-        assert identity.customer_id == "c-1"
-        assert current_identity() is identity
+    with identify("c-1", email="a@example.com", mobile="+20100") as block:
+        assert block.customer_id == "c-1"
+        assert current_identity() == block.identity
+        assert current_identity() is current_identity()  # built once per block
     assert current_identity() == Identity()
 
 

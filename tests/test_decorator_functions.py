@@ -436,10 +436,11 @@ def test_metadata_none_spec_and_none_constant_skipped(
 
 
 def test_tracker_track_and_emit(tracker: Tracker, sender: InMemorySender) -> None:
-    event = tracker.emit("direct", customer_id=3, metadata={"k": "v"})
-    assert event is not None
-    assert event.customer_id == "3"
-    assert sender.events == [event]
+    draft = tracker.emit("direct", customer_id=3, metadata={"k": "v"})
+    assert draft is not None
+    assert draft.customer_id == "3"
+    (event,) = sender.events
+    assert (event.name, event.customer_id, event.metadata) == ("direct", "3", {"k": "v"})
 
 
 def test_ambient_customer_with_resolved_metadata(tracker: Tracker, sender: InMemorySender) -> None:

@@ -9,6 +9,7 @@ import re
 import gbtrack
 
 EXPECTED = [
+    "DEFAULT_LIMITS",
     "UNSET",
     "AuthenticationError",
     "Call",
@@ -16,11 +17,13 @@ EXPECTED = [
     "ConflictError",
     "DeliveryError",
     "Event",
+    "EventDraft",
     "ExpressionError",
     "GbtrackError",
     "Identity",
     "InMemorySender",
     "InvalidEventError",
+    "Limits",
     "LoggingSender",
     "PayloadError",
     "RateLimitError",

@@ -8,7 +8,7 @@ from types import MappingProxyType, SimpleNamespace
 import pytest
 
 from gbtrack import ExpressionError, literal
-from gbtrack._expr import INDEX, KEY, MISSING, NAME, evaluate, parse
+from gbtrack._expr import ABSENT, INDEX, KEY, MISSING, NAME, compile_steps, evaluate, parse
 
 
 @pytest.mark.parametrize(
@@ -85,23 +85,29 @@ def test_evaluate_attributes_keys_indexes() -> None:
     assert evaluate("abc", parse("r[0]").steps) == "a"
 
 
+@pytest.mark.parametrize("text", ["r.none.x", "r.none", "r.none[0]", "r.none['k']"])
+def test_evaluate_none_on_the_way_is_missing(text: str) -> None:
+    data = Obj(items=[{"sku": "A"}], none=None, num=3)
+    assert evaluate(data, parse(text).steps) is MISSING
+
+
 @pytest.mark.parametrize(
     "text",
     [
         "r.missing",
         "r.items[5]",
         "r.items[0].nope",
-        "r.none.x",
-        "r.none",
         "r['x']",
         "r.items['k']",
         "r.num[0]",
         "r.num.real.x",
     ],
 )
-def test_evaluate_missing(text: str) -> None:
+def test_evaluate_nothing_found_on_a_value_is_absent(text: str) -> None:
+    # Not None on the way, yet nothing there: a typo the caller counts (stats.missing).
     data = Obj(items=[{"sku": "A"}], none=None, num=3)
-    assert evaluate(data, parse(text).steps) is MISSING
+    assert evaluate(data, parse(text).steps) is ABSENT
+    assert compile_steps(parse(text).steps)(data) is ABSENT
 
 
 def test_evaluate_none_root_and_no_steps() -> None:
@@ -136,5 +142,5 @@ def test_literal() -> None:
 def test_path_evaluate_and_quoted_key_on_mapping() -> None:
     path = parse("r['k'].v")
     assert path.evaluate({"k": {"v": 1}}) == 1
-    assert path.evaluate({"other": 1}) is MISSING
-    assert path.evaluate(SimpleNamespace(k=1)) is MISSING  # quoted keys never read attributes
+    assert path.evaluate({"other": 1}) is ABSENT
+    assert path.evaluate(SimpleNamespace(k=1)) is ABSENT  # quoted keys never read attributes

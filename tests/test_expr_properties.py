@@ -8,7 +8,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from gbtrack import ExpressionError
-from gbtrack._expr import INDEX, KEY, MISSING, NAME, evaluate, parse
+from gbtrack._expr import ABSENT, INDEX, KEY, MISSING, NAME, compile_steps, evaluate, parse
 
 FRAGMENTS = st.sampled_from(
     [
@@ -138,5 +138,6 @@ def test_evaluation_on_data_never_raises(data: object, text: str) -> None:
         return
     value = evaluate(data, path.steps)
     assert value is not None
-    if value is not MISSING:
+    assert compile_steps(path.steps)(data) is value
+    if value is not MISSING and value is not ABSENT:
         assert isinstance(value, (int, str, bool, list, dict))

@@ -12,6 +12,7 @@ import pytest
 import gbtrack
 from gbtrack import (
     Event,
+    EventDraft,
     GbtrackError,
     InMemorySender,
     LoggingSender,
@@ -27,7 +28,7 @@ from gbtrack import _tracker as tracker_module
 
 
 def test_emit_builds_and_sends(tracker: Tracker, sender: InMemorySender) -> None:
-    event = tracker.emit(
+    draft = tracker.emit(
         "visited",
         customer_id="c",
         email="a@example.com",
@@ -35,9 +36,11 @@ def test_emit_builds_and_sends(tracker: Tracker, sender: InMemorySender) -> None
         session_token="tok",
         metadata={"page": "home", "n": 1, "skip": None},
     )
+    assert isinstance(draft, EventDraft)
+    (event,) = sender.events
     assert isinstance(event, Event)
-    assert sender.events == [event]
-    assert event.metadata == {"page": "home", "n": 1}
+    assert (event.name, event.customer_id) == (draft.name, draft.customer_id)
+    assert event.metadata == draft.metadata == {"page": "home", "n": 1}
     assert event.session_token is not None
     assert event.to_payload() == {
         "customerId": "c",
@@ -271,8 +274,8 @@ def test_public_module_functions_exist() -> None:
 
 def test_emit_validates_like_the_model(tracker: Tracker, sender: InMemorySender) -> None:
     # Blank email/mobile are missing, as Event(...) treats them; a blank name is refused.
-    event = tracker.emit("e", customer_id="c", email="  ", mobile="")
-    assert event is not None
+    assert tracker.emit("e", customer_id="c", email="  ", mobile="") is not None
+    (event,) = sender.events
     assert (event.email, event.mobile) == (None, None)
     assert event == Event(name="e", customer_id="c", email="  ", mobile="").model_copy(
         update={"event_id": event.event_id, "timestamp": event.timestamp}

@@ -32,7 +32,7 @@ from gbtrack._errors import (
     TrackingError,
     TransportError,
 )
-from gbtrack._event import Event, Identity
+from gbtrack._event import DEFAULT_LIMITS, Event, EventDraft, Identity, Limits
 from gbtrack._expr import literal
 from gbtrack._report import Stats
 from gbtrack._resolvers import register_resolver, unregister_resolver
@@ -47,6 +47,7 @@ except PackageNotFoundError:  # pragma: no cover - running from a source tree
     __version__ = "0.0.0"
 
 __all__ = [
+    "DEFAULT_LIMITS",
     "UNSET",
     "AuthenticationError",
     "Call",
@@ -54,11 +55,13 @@ __all__ = [
     "ConflictError",
     "DeliveryError",
     "Event",
+    "EventDraft",
     "ExpressionError",
     "GbtrackError",
     "Identity",
     "InMemorySender",
     "InvalidEventError",
+    "Limits",
     "LoggingSender",
     "PayloadError",
     "RateLimitError",

@@ -11,11 +11,11 @@ import inspect
 from collections.abc import Callable, Mapping
 from typing import Any, Final
 
-from gbtrack._context import _identity
+from gbtrack._context import current_identity
 from gbtrack._event import Identity
 from gbtrack._expr import MISSING
 
-__all__ = ["Binder", "Call"]
+__all__ = ["Binder", "Call", "ParamReader"]
 
 _POSITIONAL: Final = (inspect.Parameter.POSITIONAL_ONLY, inspect.Parameter.POSITIONAL_OR_KEYWORD)
 
@@ -61,19 +61,58 @@ class Binder:
         self._n_positional = position
         self.names = tuple(self.params)
 
-    def getter(self, name: str) -> tuple[int, str, object, int]:
-        """Return the precomputed ``(position, name, default, mode)`` to read ``name``.
+    def reader(self, name: str) -> ParamReader:
+        """Return the reader of parameter ``name``: ``(instance, args, kwargs) -> value``.
 
-        ``mode`` is 0 for a named parameter, 1 for ``*args``, 2 for ``**kwargs``.
+        Positions are precomputed; ``instance`` (wrapt's bound ``self``/``cls``) takes
+        the first parameter's place. A parameter not passed and without a default
+        reads as :data:`~gbtrack._expr.MISSING`.
         """
         position, kind, default = self.params[name]
         if kind is inspect.Parameter.VAR_POSITIONAL:
-            return (self._n_positional, name, (), 1)
+            start = self._n_positional
+
+            def read_var_positional(
+                instance: object, args: tuple[Any, ...], kwargs: Mapping[str, Any]
+            ) -> object:
+                return args[start - 1 :] if instance is not None and start else args[start:]
+
+            return read_var_positional
         if kind is inspect.Parameter.VAR_KEYWORD:
-            return (-1, name, tuple(n for n in self.names if n != name), 2)
-        if kind is inspect.Parameter.POSITIONAL_ONLY:
-            return (position, "", default, 0)  # never read from kwargs
-        return (position, name, default, 0)
+            named = frozenset(n for n in self.names if n != name)
+
+            def read_var_keyword(
+                instance: object, args: tuple[Any, ...], kwargs: Mapping[str, Any]
+            ) -> object:
+                return {k: v for k, v in kwargs.items() if k not in named}
+
+            return read_var_keyword
+        key = "" if kind is inspect.Parameter.POSITIONAL_ONLY else name  # never from kwargs
+        if position < 0:  # keyword-only: never from args
+
+            def read_keyword_only(
+                instance: object, args: tuple[Any, ...], kwargs: Mapping[str, Any]
+            ) -> object:
+                return kwargs.get(name, default)
+
+            return read_keyword_only
+        shifted = position - 1  # where the parameter is when wrapt has bound self/cls
+
+        def read_param(
+            instance: object, args: tuple[Any, ...], kwargs: Mapping[str, Any]
+        ) -> object:
+            if instance is None:
+                if position < len(args):
+                    return args[position]
+            elif shifted < 0:
+                return instance
+            elif shifted < len(args):
+                return args[shifted]
+            if key and key in kwargs:
+                return kwargs[key]
+            return default
+
+        return read_param
 
     def bind(
         self, instance: object, args: tuple[Any, ...], kwargs: Mapping[str, Any]
@@ -84,34 +123,14 @@ class Binder:
         """
         out: dict[str, object] = {}
         for name in self.names:
-            value = read_param(self.getter(name), instance, args, kwargs)
+            value = self.reader(name)(instance, args, kwargs)
             if value is not MISSING:
                 out[name] = value
         return out
 
 
-def read_param(
-    getter: tuple[int, str, object, int],
-    instance: object,
-    args: tuple[Any, ...],
-    kwargs: Mapping[str, Any],
-) -> object:
-    """Read one parameter's value from a call, by a precomputed :meth:`Binder.getter`."""
-    position, name, default, mode = getter
-    if instance is not None:
-        if position == 0 and mode == 0:
-            return instance
-        position -= 1
-    if mode == 0:
-        if 0 <= position < len(args):
-            return args[position]
-        if name and name in kwargs:
-            return kwargs[name]
-        return default
-    if mode == 1:
-        return args[position:] if position >= 0 else args
-    named: tuple[str, ...] = default  # type: ignore[assignment]
-    return {k: v for k, v in kwargs.items() if k not in named}
+ParamReader = Callable[[object, tuple[Any, ...], Mapping[str, Any]], object]
+"""Reads one parameter from a call: ``(instance, args, kwargs) -> value``."""
 
 
 class Call:
@@ -127,7 +146,6 @@ class Call:
 
     __slots__ = (
         "_binder",
-        "_identity",
         "_instance",
         "args",
         "error",
@@ -154,7 +172,6 @@ class Call:
         self.error = error
         self._instance = instance
         self._binder = binder
-        self._identity: Identity | None = None
 
     @property
     def arguments(self) -> dict[str, object]:
@@ -167,9 +184,7 @@ class Call:
     @property
     def identity(self) -> Identity:
         """The ambient identity (see :func:`gbtrack.identify`) when the event is built."""
-        if self._identity is None:
-            self._identity = _identity.get()
-        return self._identity
+        return current_identity()
 
     def __repr__(self) -> str:
         name = getattr(self.function, "__qualname__", repr(self.function))

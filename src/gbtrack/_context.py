@@ -1,7 +1,12 @@
-"""identify(): the ambient identity, kept in ``contextvars``.
+"""identify(): the ambient identity, kept in ``contextvars``, and how an event completes it.
 
 Isolated between threads and asyncio tasks (each task copies the context it was
 created in); nested ``identify`` blocks override and restore.
+
+The context variable holds a plain tuple ``(customer_id, email, mobile, session_token)``
+of values already checked: entering a block costs one tuple and one ``ContextVar.set``;
+the pydantic :class:`~gbtrack.Identity` is built only when someone asks for it
+(:func:`current_identity`, ``Call.identity``, the ``identity`` root).
 """
 
 from __future__ import annotations
@@ -11,24 +16,84 @@ from types import TracebackType
 
 from pydantic import SecretStr
 
-from gbtrack._event import Identity, _new_identity, normalize_customer_id
+from gbtrack._event import Identity
+from gbtrack._expr import MISSING
+from gbtrack._plain import plain_customer_id, plain_text, plain_token
 from gbtrack._types import UNSET, Unset
 
-__all__ = ["current_identity", "identify"]
+__all__ = ["Ambient", "ambient", "complete_identity", "current_identity", "identify"]
 
-_EMPTY = Identity()
-_identity: ContextVar[Identity] = ContextVar("gbtrack_identity", default=_EMPTY)
+Ambient = tuple[str | None, str | None, str | None, SecretStr | None]
+"""The ambient identity as stored: ``(customer_id, email, mobile, session_token)``."""
+
+Resolved = tuple[str, str | None, str | None, SecretStr | None]
+"""An event's identity, completed: ``(customer_id, email, mobile, session_token)``."""
+
+_NOBODY: Ambient = (None, None, None, None)
+_ambient: ContextVar[Ambient] = ContextVar("gbtrack_identity", default=_NOBODY)
+
+ambient = _ambient.get
+"""Return the ambient identity tuple (the hot path's accessor)."""
+
+
+_last: tuple[Ambient, Identity] = (_NOBODY, Identity())
 
 
 def current_identity() -> Identity:
     """Return the ambient identity (an empty :class:`Identity` outside ``identify``)."""
-    return _identity.get()
+    global _last
+    fields = _ambient.get()
+    last = _last
+    if last[0] is fields:
+        return last[1]
+    customer_id, email, mobile, token = fields
+    identity = Identity(customer_id=customer_id, email=email, mobile=mobile, session_token=token)
+    _last = (fields, identity)
+    return identity
 
 
-def _secret(token: str | SecretStr | None) -> SecretStr | None:
-    if token is None or isinstance(token, SecretStr):
-        return token
-    return SecretStr(token)
+def complete_identity(
+    customer_id: object, email: object, mobile: object, session_token: object
+) -> Resolved | None:
+    """Resolve an event's identity: plain values, completed from the ambient one.
+
+    Missing fields (``None`` or :data:`~gbtrack._expr.MISSING`) come from
+    :func:`identify` when the event is about the ambient customer (or names none); a
+    blank customer id counts as missing. ``session_token`` follows the UNSET rule (left
+    out: the ambient token for the ambient customer; ``None``: no token).
+
+    Returns:
+        ``(customer_id, email, mobile, session_token)``, or ``None`` when there is no
+        customer id at all.
+
+    Raises:
+        InvalidEventError: For a value of the wrong type.
+    """
+    outer = _ambient.get()
+    if type(customer_id) is str and customer_id.strip():
+        cid: str | None = customer_id
+    elif customer_id is None or customer_id is MISSING:
+        cid = None
+    else:
+        cid = plain_customer_id(customer_id)
+    if cid is None:
+        cid = outer[0]
+        if cid is None:
+            return None
+    same = cid == outer[0]
+    if email is None or email is MISSING:
+        email = outer[1] if same else None
+    elif type(email) is not str or not email.strip():
+        email = plain_text(email, "email")
+    if mobile is None or mobile is MISSING:
+        mobile = outer[2] if same else None
+    elif type(mobile) is not str or not mobile.strip():
+        mobile = plain_text(mobile, "mobile")
+    if session_token is UNSET:
+        token = outer[3] if same else None
+    else:
+        token = None if session_token is MISSING else plain_token(session_token)
+    return (cid, email, mobile, token)
 
 
 class identify:
@@ -41,20 +106,29 @@ class identify:
     overrides only the fields it is given. ``session_token`` follows the UNSET rule:
     omitted keeps the current token, ``None`` clears it.
 
+    ``with identify(...) as block`` gives the block itself: ``block.customer_id``,
+    ``block.email``, ``block.mobile`` and ``block.identity`` (the :class:`Identity`
+    model) describe what it set. Entering costs one tuple and one ``ContextVar.set``;
+    the model is built only when asked for.
+
     Args:
-        customer_id: The customer's Gameball id (ints are stringified).
+        customer_id: The customer's Gameball id (ints and UUIDs are stringified).
         email: Optional email for channel merging.
         mobile: Optional mobile for channel merging.
         session_token: Optional Gameball session token, forwarded as ``X-GB-TOKEN``.
 
+    Raises:
+        InvalidEventError: For a customer id, email, mobile or token of the wrong type
+            (a ``ValueError``), when the block is created.
+
     Example:
         >>> from gbtrack import identify, current_identity
-        >>> with identify("cust-1", email="a@example.com"):
-        ...     current_identity().customer_id
-        'cust-1'
+        >>> with identify("cust-1", email="a@example.com") as block:
+        ...     block.customer_id, current_identity().email
+        ('cust-1', 'a@example.com')
     """
 
-    __slots__ = ("_identity", "_tokens")
+    __slots__ = ("_customer_id", "_email", "_entered", "_mobile", "_token")
 
     def __init__(
         self,
@@ -64,48 +138,64 @@ class identify:
         mobile: str | None = None,
         session_token: str | SecretStr | Unset | None = UNSET,
     ) -> None:
-        # Plain str/int/None ids take the validator's own function without the model; anything
-        # else goes through the model so that errors stay pydantic ValidationErrors.
-        if customer_id is None or type(customer_id) is str or type(customer_id) is int:
-            cid = normalize_customer_id(customer_id)
-        else:
-            cid = Identity(customer_id=customer_id).customer_id  # type: ignore[arg-type]
-        self._identity: tuple[str | None, str | None, str | None, SecretStr | Unset | None] = (
-            cid,
-            email,
-            mobile,
-            session_token if isinstance(session_token, Unset) else _secret(session_token),
+        # A non-blank str id and nothing else is the common case: no conversion needed.
+        if type(customer_id) is not str or not customer_id.strip():
+            customer_id = plain_customer_id(customer_id)
+        self._customer_id: str | None = customer_id
+        self._email = None if email is None else plain_text(email, "email")
+        self._mobile = None if mobile is None else plain_text(mobile, "mobile")
+        self._token: SecretStr | Unset | None = (
+            session_token if session_token is UNSET else plain_token(session_token)
         )
-        self._tokens: list[Token[Identity]] = []
+        self._entered: list[tuple[Token[Ambient], Ambient]] = []
+
+    def _merged(self) -> Ambient:
+        customer_id = self._customer_id
+        outer = _ambient.get()
+        if customer_id is None:
+            customer_id = outer[0]
+        elif customer_id != outer[0]:
+            outer = _NOBODY
+        email = self._email
+        mobile = self._mobile
+        token = self._token
+        return (
+            customer_id,
+            outer[1] if email is None else email,
+            outer[2] if mobile is None else mobile,
+            outer[3] if token is UNSET else token,
+        )
+
+    @property
+    def _fields(self) -> Ambient:
+        entered = self._entered
+        return entered[-1][1] if entered else self._merged()
+
+    @property
+    def customer_id(self) -> str | None:
+        """The customer id this block sets (or keeps from the outer block)."""
+        return self._fields[0]
+
+    @property
+    def email(self) -> str | None:
+        """The email this block sets (or keeps)."""
+        return self._fields[1]
+
+    @property
+    def mobile(self) -> str | None:
+        """The mobile this block sets (or keeps)."""
+        return self._fields[2]
 
     @property
     def identity(self) -> Identity:
-        """The identity this block sets, computed against the current one."""
-        customer_id, email, mobile, token = self._identity
-        outer = _identity.get()
-        if customer_id is not None and customer_id != outer.customer_id:
-            outer = _EMPTY
-        email = email if email is not None else outer.email
-        mobile = mobile if mobile is not None else outer.mobile
-        fields = (
-            customer_id if customer_id is not None else outer.customer_id,
-            email,
-            mobile,
-            outer.session_token if isinstance(token, Unset) else token,
-        )
-        if (email is None or (type(email) is str and email.strip())) and (
-            mobile is None or (type(mobile) is str and mobile.strip())
-        ):
-            # Every field is already what the model's validators would return.
-            return _new_identity(*fields)
-        return Identity(
-            customer_id=fields[0], email=fields[1], mobile=fields[2], session_token=fields[3]
-        )
+        """The identity this block sets, as an :class:`Identity` model."""
+        customer_id, email, mobile, token = self._fields
+        return Identity(customer_id=customer_id, email=email, mobile=mobile, session_token=token)
 
-    def __enter__(self) -> Identity:
-        identity = self.identity
-        self._tokens.append(_identity.set(identity))
-        return identity
+    def __enter__(self) -> identify:
+        fields = self._merged()
+        self._entered.append((_ambient.set(fields), fields))
+        return self
 
     def __exit__(
         self,
@@ -113,9 +203,9 @@ class identify:
         exc: BaseException | None,
         tb: TracebackType | None,
     ) -> None:
-        _identity.reset(self._tokens.pop())
+        _ambient.reset(self._entered.pop()[0])
 
-    async def __aenter__(self) -> Identity:
+    async def __aenter__(self) -> identify:
         return self.__enter__()
 
     async def __aexit__(
@@ -125,3 +215,12 @@ class identify:
         tb: TracebackType | None,
     ) -> None:
         self.__exit__(exc_type, exc, tb)
+
+    def __repr__(self) -> str:
+        from gbtrack._event import mask_email, mask_mobile
+
+        customer_id, email, mobile, token = self._fields
+        return (
+            f"identify(customer_id={customer_id!r}, email={mask_email(email)!r}, "
+            f"mobile={mask_mobile(mobile)!r}, session_token={'None' if token is None else '***'})"
+        )

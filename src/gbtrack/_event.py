@@ -29,10 +29,11 @@ import os
 import secrets
 import uuid
 from collections.abc import Mapping
+from dataclasses import dataclass
 from decimal import Decimal
 from typing import Any, NamedTuple
 
-from pydantic import BaseModel, ConfigDict, Field, SecretStr, field_validator
+from pydantic import BaseModel, ConfigDict, Field, SecretStr, ValidationError, field_validator
 
 from gbtrack._errors import InvalidEventError
 
@@ -217,6 +218,16 @@ def _utcnow() -> _dt.datetime:
     return _dt.datetime.now(_UTC)
 
 
+@dataclass(frozen=True)
+class Limits:
+    """Interim limits (replaced by the full set)."""
+
+    max_string_length: int = 2_000
+
+
+DEFAULT_LIMITS = Limits()
+
+
 # --- the draft: what the caller's thread hands the tracker ---------------------------------
 class EventDraft(NamedTuple):
     """An event as read on the caller's thread, before validation.
@@ -258,7 +269,29 @@ class EventDraft(NamedTuple):
     @property
     def metadata(self) -> dict[str, MetadataValue]:
         """The metadata as a dict, without the keys whose value is ``None``."""
-        return {k: v for k, v in zip(self.keys, self.values) if v is not None}
+        return {k: v for k, v in zip(self.keys, self.values, strict=True) if v is not None}
+
+    def to_event(self, limits: Limits | None = None) -> Event:
+        """Validate this draft into an :class:`Event` (interim: the model's own checks).
+
+        Raises:
+            InvalidEventError: Naming the field that is wrong.
+        """
+        try:
+            return Event(
+                name=self.name,
+                customer_id=self.customer_id,
+                email=self.email,
+                mobile=self.mobile,
+                session_token=self.session_token,
+                metadata=self.metadata,
+                timestamp=_dt.datetime.fromtimestamp(self.timestamp, _UTC),
+            )
+        except ValidationError as exc:
+            cause = exc.errors()[0].get("ctx", {}).get("error")
+            if isinstance(cause, InvalidEventError):
+                raise cause from None
+            raise InvalidEventError(str(exc)) from None
 
     def __repr__(self) -> str:
         return (

@@ -11,24 +11,43 @@ Grammar::
 - ``[int]`` indexes a sequence (negative indexes count from the end).
 - ``["key"]`` / ``['key']`` reads a mapping key. Quoted keys may start with ``_``
   (``["_id"]``): they are only ever looked up in mappings, never as attributes.
-- A missing attribute, key or index, or ``None`` anywhere on the way, yields
-  :data:`MISSING`.
+- ``None`` anywhere on the way yields :data:`MISSING` (a value legitimately absent);
+  a step that finds nothing on a value that is not ``None`` (an absent attribute, key
+  or index, or a step of the wrong kind) yields :data:`ABSENT`, which the caller counts
+  (usually a typo the type checks could not see).
 
-There is no ``eval`` and no call: evaluation is ``getattr(obj, name, MISSING)`` on
-public names and ``obj[key]`` on mappings and sequences, nothing else. Names with a
+There is no ``eval`` and no call: evaluation is ``getattr(obj, name)`` on public names
+and item reads on mappings and sequences, nothing else. Reading never mutates: a mapping
+key is looked up with ``in`` first, so a ``defaultdict`` gains no key. Names with a
 leading underscore are refused when the expression is compiled, so no dunder walk
-(``__class__.__mro__`` ...) can be written.
+(``__class__.__mro__`` ...) can be written; so are the public names that lead to
+interpreter internals (``gi_frame``, ``f_globals``, ``tb_frame``, ``co_*`` ...). At
+call time, a step *from* a module, frame, code object, traceback, function, method,
+generator or coroutine is refused by the value's type, whatever the name: those hold
+namespaces and frames, never business data.
 """
 
 from __future__ import annotations
 
 import re
-from collections.abc import Mapping, Sequence
+import types
+from collections.abc import Callable, Mapping, Sequence
 from typing import Final, Literal
 
 from gbtrack._errors import ExpressionError
 
-__all__ = ["MISSING", "Path", "Step", "evaluate", "literal", "parse"]
+__all__ = [
+    "ABSENT",
+    "MISSING",
+    "Path",
+    "Reader",
+    "Step",
+    "compile_steps",
+    "evaluate",
+    "literal",
+    "parse",
+    "read_name",
+]
 
 
 class _Missing:
@@ -49,7 +68,28 @@ class _Missing:
 
 
 MISSING: Final = _Missing()
-"""What a path yields when it hits a missing attribute, key, index or ``None``."""
+"""What a path yields when it meets ``None`` on the way (a legitimately absent value)."""
+
+
+class _Absent:
+    """The type of :data:`ABSENT`."""
+
+    _instance: _Absent | None = None
+
+    def __new__(cls) -> _Absent:
+        if cls._instance is None:
+            cls._instance = super().__new__(cls)
+        return cls._instance
+
+    def __repr__(self) -> str:
+        return "ABSENT"
+
+    def __bool__(self) -> Literal[False]:
+        return False
+
+
+ABSENT: Final = _Absent()
+"""What a path yields when a step finds nothing on a value that is not ``None``."""
 
 # Step kinds: small ints compared with ``is`` on the hot path.
 NAME: Final = 0  # .name: mapping key on mappings, public attribute otherwise
@@ -61,6 +101,22 @@ Step = tuple[int, "str | int"]
 
 _NAME_RE = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
 _INT_RE = re.compile(r"-?[0-9]+")
+_MAX_INDEX_DIGITS: Final = 18  # any real index fits; int() of thousands of digits raises
+
+# Public names that lead to frames, code and namespaces (generators, coroutines, frames,
+# tracebacks, Python 2 style function attributes): refused wherever they appear.
+_INTERNAL_NAMES: Final = frozenset(
+    {
+        "gi_frame", "gi_code", "gi_yieldfrom", "gi_suspended", "gi_running",
+        "cr_frame", "cr_code", "cr_await", "cr_origin", "cr_running", "cr_suspended",
+        "ag_frame", "ag_code", "ag_await", "ag_running",
+        "f_globals", "f_locals", "f_builtins", "f_back", "f_code", "f_trace", "f_lasti",
+        "f_lineno",
+        "tb_frame", "tb_next", "tb_lasti", "tb_lineno",
+        "func_globals", "func_code", "func_closure", "func_dict", "func_defaults",
+        "im_func", "im_self", "im_class",
+    }
+)  # fmt: skip
 
 
 class literal(str):
@@ -120,6 +176,13 @@ def _check_name(text: str, name: str, position: int, function: str | None) -> No
             f"name {name!r} starts with an underscore; private and dunder names are refused",
             function,
         )
+    if name in _INTERNAL_NAMES or name.startswith("co_"):
+        raise _fail(
+            text,
+            position,
+            f"name {name!r} leads to interpreter internals (frames, code, namespaces); refused",
+            function,
+        )
 
 
 def parse(text: str, *, function: str | None = None) -> Path:
@@ -171,6 +234,14 @@ def parse(text: str, *, function: str | None = None) -> Path:
                 match = _INT_RE.match(text, pos)
                 if match is None:
                     raise _fail(text, pos, "expected an integer or a quoted key", function)
+                digits = match.group().lstrip("-")
+                if len(digits) > _MAX_INDEX_DIGITS:
+                    raise _fail(
+                        text,
+                        pos,
+                        f"index has {len(digits)} digits; at most 18 are allowed",
+                        function,
+                    )
                 steps.append((INDEX, int(match.group())))
                 pos = match.end()
             if pos >= end or text[pos] != "]":
@@ -185,15 +256,34 @@ _KIND_CACHE: dict[type, int] = {}
 _OTHER: Final = 0
 _MAPPING: Final = 1
 _SEQUENCE: Final = 2
+_REFUSED: Final = 3
+
+# Values whose attributes are namespaces, frames or code: never stepped into.
+_REFUSED_TYPES: Final = (
+    types.ModuleType,
+    types.FrameType,
+    types.CodeType,
+    types.TracebackType,
+    types.FunctionType,
+    types.MethodType,
+    types.BuiltinFunctionType,
+    types.BuiltinMethodType,
+    types.GeneratorType,
+    types.CoroutineType,
+    types.AsyncGeneratorType,
+    types.CellType,
+)
 
 
-def _kind_of(cls: type, value: object) -> int:
+def _kind_of(cls: type) -> int:
     # isinstance() against the ABCs is slow; a type's answer does not change, so cache it.
     kind = _KIND_CACHE.get(cls)
     if kind is None:
-        if isinstance(value, Mapping):
+        if issubclass(cls, _REFUSED_TYPES):
+            kind = _REFUSED
+        elif issubclass(cls, Mapping):
             kind = _MAPPING
-        elif isinstance(value, Sequence):
+        elif issubclass(cls, Sequence):
             kind = _SEQUENCE
         else:
             kind = _OTHER
@@ -202,61 +292,109 @@ def _kind_of(cls: type, value: object) -> int:
     return kind
 
 
-def _read_name(value: object, name: str) -> object:
-    """One ``.name`` step, as :func:`evaluate` does it: the hot path's commonest shape."""
-    if value is None or value is MISSING:
-        return MISSING
+class RefusedError(ExpressionError):
+    """A step from a module, frame, code object, function or generator (call time)."""
+
+
+def _refuse(value: object, step: object) -> RefusedError:
+    return RefusedError(
+        f"refusing to read {step} from a {type(value).__name__}: modules, frames, code, "
+        "functions and generators are never read by the path language"
+    )
+
+
+def read_name(value: object, name: str) -> object:
+    """One ``.name`` step: a mapping key on a mapping, a public attribute otherwise.
+
+    Returns:
+        The value read; :data:`MISSING` when ``value`` or the value read is ``None``;
+        :data:`ABSENT` when nothing is there.
+
+    Raises:
+        RefusedError: When ``value`` is a module, frame, code object, function,
+            generator or coroutine.
+    """
     cls = type(value)
     if cls is dict:
-        value = value.get(name)  # type: ignore[attr-defined]
+        found = value.get(name, ABSENT)  # type: ignore[attr-defined]
+    elif value is None or value is MISSING:
+        return MISSING
     else:
         kind = _KIND_CACHE.get(cls)
         if kind is None:
-            kind = _kind_of(cls, value)
+            kind = _kind_of(cls)
         if kind == _MAPPING:
-            try:
-                value = value[name]  # type: ignore[index]
-            except KeyError:
-                return MISSING
+            # `in` first: value[name] would insert the key into a defaultdict.
+            found = value[name] if name in value else ABSENT  # type: ignore[operator,index]  # noqa: SIM401 - .get() of a Mapping subclass may call __missing__
+        elif kind == _REFUSED:
+            raise _refuse(value, f".{name}")
         else:
-            value = getattr(value, name, MISSING)
-    return MISSING if value is None else value
+            found = getattr(value, name, ABSENT)
+    return MISSING if found is None else found
+
+
+def _read_item(value: object, kind: int, arg: str | int) -> object:
+    """One ``[int]`` or ``["key"]`` step (``kind`` is the step kind)."""
+    cls = type(value)
+    vkind = _MAPPING if cls is dict else _KIND_CACHE.get(cls)
+    if vkind is None:
+        vkind = _kind_of(cls)
+    if vkind == _REFUSED:
+        raise _refuse(value, f"[{arg!r}]")
+    if kind == INDEX:
+        if vkind != _SEQUENCE:
+            return ABSENT
+        try:
+            return value[arg]  # type: ignore[index]
+        except IndexError:
+            return ABSENT
+    if vkind != _MAPPING:
+        return ABSENT
+    return value[arg] if arg in value else ABSENT  # type: ignore[operator,index]  # noqa: SIM401 - see read_name
 
 
 def evaluate(value: object, steps: tuple[Step, ...]) -> object:
-    """Walk ``steps`` from ``value``; :data:`MISSING` when anything is absent or ``None``.
+    """Walk ``steps`` from ``value``; see :func:`read_name` for the results.
 
     Only attribute reads of public names (checked at parse time) and item reads on
     mappings and sequences happen here; exceptions other than "not there" (a property
-    that raises, say) propagate to the caller, which drops the event.
+    that raises, say) propagate to the caller, which counts the event as dropped.
     """
-    for step, arg in steps:
+    for kind, arg in steps:
         if value is None or value is MISSING:
             return MISSING
-        cls = type(value)
-        kind = _MAPPING if cls is dict else _KIND_CACHE.get(cls)
-        if kind is None:
-            kind = _kind_of(cls, value)
-        if step == NAME:
-            if kind == _MAPPING:
-                try:
-                    value = value[arg]  # type: ignore[index]
-                except KeyError:
-                    return MISSING
-            else:
-                value = getattr(value, arg, MISSING)  # type: ignore[arg-type]
-        elif step == INDEX:
-            if kind != _SEQUENCE:
-                return MISSING
-            try:
-                value = value[arg]  # type: ignore[index]
-            except IndexError:
-                return MISSING
-        elif kind == _MAPPING:
-            try:
-                value = value[arg]  # type: ignore[index]
-            except KeyError:
-                return MISSING
-        else:
-            return MISSING
+        value = read_name(value, arg) if kind == NAME else _read_item(value, kind, arg)  # type: ignore[arg-type]
+        if value is ABSENT:
+            return ABSENT
     return MISSING if value is None else value
+
+
+Reader = Callable[[object], object]
+"""A compiled path: root value -> value, :data:`MISSING` or :data:`ABSENT`."""
+
+
+def _read_root(value: object) -> object:
+    return MISSING if value is None else value
+
+
+def compile_steps(steps: tuple[Step, ...]) -> Reader:
+    """Compile ``steps`` into a reader of the root's value (the fast paths live here).
+
+    No step: the value itself; one ``.name`` step (the commonest shape): one call of
+    :func:`read_name`; anything else: :func:`evaluate`.
+    """
+    if not steps:
+        return _read_root
+    if len(steps) == 1 and steps[0][0] == NAME:
+        name = steps[0][1]
+        assert isinstance(name, str)
+
+        def read_one(value: object) -> object:
+            return read_name(value, name)
+
+        return read_one
+
+    def read_path(value: object) -> object:
+        return evaluate(value, steps)
+
+    return read_path

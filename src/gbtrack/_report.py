@@ -41,6 +41,9 @@ class Stats:
         in_flight: Events in requests under way.
         persisted: Events written to a durable outbox and not yet delivered.
         last_error: A short description of the most recent failure, without keys or PII.
+        missing: Paths that found nothing on a value that was not ``None`` (an absent
+            key or attribute: usually a typo), by ``(event name, field)``, e.g.
+            ``("purchase", "amount")``. The event is sent without that field.
     """
 
     sent: int = 0
@@ -51,6 +54,7 @@ class Stats:
     in_flight: int = 0
     persisted: int = 0
     last_error: str | None = None
+    missing: Mapping[tuple[str, str], int] = field(default_factory=lambda: MappingProxyType({}))
 
     @property
     def total_dropped(self) -> int:
@@ -62,6 +66,9 @@ class Stats:
         dropped = dict(self.dropped)
         for reason, count in other.dropped.items():
             dropped[reason] = dropped.get(reason, 0) + count
+        missing = dict(self.missing)
+        for where, count in other.missing.items():
+            missing[where] = missing.get(where, 0) + count
         return Stats(
             sent=self.sent + other.sent,
             delivered=self.delivered + other.delivered,
@@ -71,6 +78,7 @@ class Stats:
             in_flight=self.in_flight + other.in_flight,
             persisted=self.persisted + other.persisted,
             last_error=other.last_error or self.last_error,
+            missing=MappingProxyType(missing),
         )
 
 
@@ -106,6 +114,7 @@ class Reporter:
         self._lock = threading.Lock()
         self._counts: dict[str, int] = {}
         self._dropped: dict[str, int] = {}
+        self._missing: dict[tuple[str, str], int] = {}
         self.last_error: str | None = None
         # "sent" is counted on every tracked call: one cell per thread, written only by
         # its thread (no lock on the hot path), summed when read.
@@ -203,6 +212,20 @@ class Reporter:
         self.report(error)
         return error
 
+    def missing(self, event: str, field: str, message: str) -> bool:
+        """Count a path that found nothing; log the first time per ``(event, field)``.
+
+        Returns:
+            ``True`` the first time this ``(event, field)`` is counted.
+        """
+        where = (event, field)
+        with self._lock:
+            count = self._missing.get(where, 0)
+            self._missing[where] = count + 1
+        if count == 0:
+            self.log.warning("gbtrack: %s (logged once; counted in stats.missing)", message)
+        return count == 0
+
     def note_error(self, message: str) -> None:
         """Remember ``message`` as the last error without counting a drop."""
         self.last_error = message
@@ -222,7 +245,9 @@ class Reporter:
         with self._lock:
             counts = dict(self._counts)
             dropped = MappingProxyType(dict(self._dropped))
+            missing = MappingProxyType(dict(self._missing))
         return Stats(
+            missing=missing,
             sent=counts.get("sent", 0) + self._sent(),
             delivered=counts.get("delivered", 0),
             retried=counts.get("retried", 0),

@@ -12,28 +12,40 @@ from typing import TYPE_CHECKING, Literal
 
 from pydantic import SecretStr
 
-from gbtrack import _tracker
-from gbtrack._errors import GbtrackError, InvalidEventError
+from gbtrack._errors import GbtrackError
+from gbtrack._tracker import active
 from gbtrack._types import UNSET, Unset
 
 if TYPE_CHECKING:
-    from gbtrack._event import Event
+    from gbtrack._event import EventDraft
     from gbtrack._tracker import Tracker
 
 __all__ = ["Span", "SpanContext", "span"]
 
 
 class Span:
-    """The handle a :func:`span` block receives: collect metadata and identity.
+    """A manual event: the context manager :func:`span` returns, and its own handle.
+
+    ``with span(...) as s`` gives the same object: collect metadata and identity on it
+    as the block learns them; the event is sent when the block ends. Usable once.
 
     Attributes:
         name: The event name.
         metadata: The metadata collected so far (raw; converted when sent).
-        event: The event handed to the sender once the span ended and sent one.
+        customer_id: The customer id given so far (``None``: the ambient one).
+        email: The email given so far.
+        mobile: The mobile given so far.
+        session_token: The session token given so far (``UNSET``: the ambient one).
+        cancelled: Whether :meth:`cancel` was called.
+        event: After the block, the :class:`~gbtrack.EventDraft` handed to the tracker
+            (``None`` when nothing was sent).
     """
 
     __slots__ = (
         "_finished",
+        "_on",
+        "_tracker",
+        "_used",
         "cancelled",
         "customer_id",
         "email",
@@ -48,37 +60,47 @@ class Span:
         self,
         name: str,
         *,
-        customer_id: str | int | None,
-        email: str | None,
-        mobile: str | None,
-        session_token: str | SecretStr | Unset | None,
-        metadata: Mapping[str, object] | None,
+        customer_id: str | int | None = None,
+        email: str | None = None,
+        mobile: str | None = None,
+        session_token: str | SecretStr | Unset | None = UNSET,
+        metadata: Mapping[str, object] | None = None,
+        on: Literal["success", "error", "always"] = "success",
+        tracker: Tracker | None = None,
     ) -> None:
+        if on != "success" and on != "error" and on != "always":
+            raise GbtrackError(f"span({name!r}): on must be 'success', 'error' or 'always'")
         self.name = name
         self.customer_id = customer_id
         self.email = email
         self.mobile = mobile
         self.session_token = session_token
-        self.metadata: dict[str, object] = dict(metadata or {})
+        self.metadata: dict[str, object] = {} if metadata is None else dict(metadata)
         self.cancelled = False
-        self.event: Event | None = None
+        self.event: EventDraft | None = None
+        self._on = on
+        self._tracker = tracker
         self._finished = False
+        self._used = False
 
-    def _check_open(self) -> None:
-        if self._finished:
-            raise GbtrackError(f"span {self.name!r} has already ended; it cannot be changed")
+    def _closed(self) -> GbtrackError:
+        return GbtrackError(f"span {self.name!r} has already ended; it cannot be changed")
 
     def set(self, key: str, value: object) -> None:
         """Set metadata ``key`` to ``value`` (``None`` leaves the key out)."""
-        self._check_open()
+        if self._finished:
+            raise self._closed()
         self.metadata[key] = value
 
     def __setitem__(self, key: str, value: object) -> None:
-        self.set(key, value)
+        if self._finished:
+            raise self._closed()
+        self.metadata[key] = value
 
     def update(self, values: Mapping[str, object] | None = None, /, **kw: object) -> None:
         """Set several metadata keys, from a mapping and/or keyword arguments."""
-        self._check_open()
+        if self._finished:
+            raise self._closed()
         if values:
             self.metadata.update(values)
         self.metadata.update(kw)
@@ -92,7 +114,8 @@ class Span:
         session_token: str | SecretStr | Unset | None = UNSET,
     ) -> None:
         """Set the event's identity; arguments left out keep their current value."""
-        self._check_open()
+        if self._finished:
+            raise self._closed()
         if customer_id is not None:
             self.customer_id = customer_id
         if email is not None:
@@ -106,53 +129,13 @@ class Span:
         """Do not send this event when the block ends."""
         self.cancelled = True
 
-    def __repr__(self) -> str:
-        state = "ended" if self._finished else "open"
-        return f"<Span {self.name!r} {state}{' cancelled' if self.cancelled else ''}>"
-
-
-class SpanContext:
-    """The context manager :func:`span` returns; usable once, with ``with`` or ``async with``."""
-
-    __slots__ = ("_handle", "_initial", "_on", "_tracker", "_used", "name")
-
-    def __init__(
-        self,
-        name: str,
-        *,
-        customer_id: str | int | None = None,
-        email: str | None = None,
-        mobile: str | None = None,
-        session_token: str | SecretStr | Unset | None = UNSET,
-        metadata: Mapping[str, object] | None = None,
-        on: Literal["success", "error", "always"] = "success",
-        tracker: Tracker | None = None,
-    ) -> None:
-        if on not in ("success", "error", "always"):
-            raise GbtrackError(f"span({name!r}): on must be 'success', 'error' or 'always'")
-        self.name = name
-        self._on = on
-        self._tracker = tracker
-        self._initial = (customer_id, email, mobile, session_token, metadata)
-        self._handle: Span | None = None
-        self._used = False
-
     def __enter__(self) -> Span:
         if self._used:
             raise GbtrackError(
                 f"span {self.name!r} was already used; create a new span() for each block"
             )
         self._used = True
-        customer_id, email, mobile, token, metadata = self._initial
-        self._handle = Span(
-            self.name,
-            customer_id=customer_id,
-            email=email,
-            mobile=mobile,
-            session_token=token,
-            metadata=metadata,
-        )
-        return self._handle
+        return self
 
     def __exit__(
         self,
@@ -160,35 +143,25 @@ class SpanContext:
         exc: BaseException | None,
         tb: TracebackType | None,
     ) -> None:
-        handle = self._handle
-        assert handle is not None, "span exited without being entered"
-        handle._finished = True
-        failed = exc is not None
-        if failed and not isinstance(exc, Exception):
+        self._finished = True
+        if exc is None:
+            if self._on == "error":
+                return
+        elif not isinstance(exc, Exception) or self._on == "success":
             return  # KeyboardInterrupt, cancellation: neither success nor error
-        if handle.cancelled:
+        if self.cancelled:
             return
-        if (self._on == "success" and failed) or (self._on == "error" and not failed):
-            return
-        tracker = self._tracker or _tracker._default
-        if not tracker.enabled:
-            return
-        from gbtrack._event import normalize_metadata
-
-        try:
-            metadata = normalize_metadata(handle.metadata)
-        except InvalidEventError as exc_:
-            tracker._drop("invalid_event", f"span {self.name!r}: {exc_}", exc=exc_)
-            return
-        handle.event = tracker._submit(
-            self.name,
-            handle.customer_id,
-            handle.email,
-            handle.mobile,
-            handle.session_token,
-            metadata,
-            function=None,
-        )
+        tracker = self._tracker or active.tracker
+        if tracker.enabled:
+            self.event = tracker.record(
+                self.name,
+                self.customer_id,
+                self.email,
+                self.mobile,
+                self.session_token,
+                self.metadata,
+                None,
+            )
 
     async def __aenter__(self) -> Span:
         return self.__enter__()
@@ -202,7 +175,12 @@ class SpanContext:
         self.__exit__(exc_type, exc, tb)
 
     def __repr__(self) -> str:
-        return f"<SpanContext {self.name!r} on={self._on!r}{' used' if self._used else ''}>"
+        state = "ended" if self._finished else "open"
+        return f"<Span {self.name!r} {state}{' cancelled' if self.cancelled else ''}>"
+
+
+SpanContext = Span
+"""The type :func:`span` returns: since 0.2.0 the same object as its :class:`Span` handle."""
 
 
 def span(
@@ -215,7 +193,7 @@ def span(
     metadata: Mapping[str, object] | None = None,
     on: Literal["success", "error", "always"] = "success",
     tracker: Tracker | None = None,
-) -> SpanContext:
+) -> Span:
     """Open a manual event: a context manager yielding a :class:`Span` handle.
 
     The event is sent when the block ends: after a normal exit with ``on="success"``
@@ -234,14 +212,15 @@ def span(
         tracker: The tracker; ``None`` uses the default tracker at exit.
 
     Returns:
-        A :class:`SpanContext`, usable once with ``with`` or ``async with``.
+        A :class:`Span`, usable once with ``with`` or ``async with``; entering it
+        returns the same object.
 
     Example:
         >>> from gbtrack import span
         >>> with span("cart_checked", customer_id="c-1") as s:
         ...     s["items"] = 3
     """
-    return SpanContext(
+    return Span(
         name,
         customer_id=customer_id,
         email=email,

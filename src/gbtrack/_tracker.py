@@ -1,31 +1,26 @@
 """Tracker: policy between the decorators and the sender, and the default tracker.
 
-A tracker decides whether to track (``enabled``), turns resolved values into a
-validated :class:`~gbtrack.Event`, hands it to its sender, and makes sure no failure
-reaches business code unless ``strict=True``.
+A tracker decides whether to track (``enabled``), takes the caller's
+:class:`~gbtrack.EventDraft` through its one public method :meth:`Tracker.submit`,
+hands it to its sender (validated first unless the sender validates where it
+serialises), and makes sure no failure reaches business code unless ``strict=True``.
 """
 
 from __future__ import annotations
 
 import os
 import threading
+import time
 import warnings
 from collections.abc import Mapping
 from typing import TYPE_CHECKING, Any
 
 from pydantic import SecretStr
 
-from gbtrack._context import _identity
+from gbtrack._context import complete_identity
 from gbtrack._errors import GbtrackError, InvalidEventError, TrackingError
-from gbtrack._event import (
-    Event,
-    MetadataValue,
-    _new_event,
-    check_event_name,
-    normalize_customer_id,
-    normalize_metadata,
-    optional_text,
-)
+from gbtrack._event import DEFAULT_LIMITS, EventDraft, Limits
+from gbtrack._plain import plain_value
 from gbtrack._report import ErrorHandler, Reporter, Stats, logger
 from gbtrack._types import UNSET, Unset
 from gbtrack.senders._base import LoggingSender, Sender
@@ -36,7 +31,7 @@ if TYPE_CHECKING:
     from gbtrack.senders._background import Overflow
     from gbtrack.senders._policy import RateLimiter, RetryPolicy, Spill
 
-__all__ = ["Tracker", "configure", "get_tracker", "set_tracker"]
+__all__ = ["Tracker", "active", "configure", "get_tracker", "set_tracker"]
 
 
 _NO_DELIVERY_WARNING = (
@@ -62,6 +57,8 @@ class Tracker:
             into the caller (for tests and development). Never use it in production.
         on_error: Called with a :class:`~gbtrack.TrackingError` for every dropped
             event, here and in a sender that has no hook of its own.
+        limits: The size and range limits events are validated against
+            (:class:`~gbtrack.Limits`; conservative defaults).
 
     Example:
         >>> from gbtrack import Tracker, InMemorySender
@@ -80,14 +77,30 @@ class Tracker:
         enabled: bool = True,
         strict: bool = False,
         on_error: ErrorHandler | None = None,
+        limits: Limits = DEFAULT_LIMITS,
     ) -> None:
         self.enabled = enabled
         self.strict = strict
+        self._limits = limits
         self._reporter = Reporter(on_error)
         self._sender: Sender | None = None
+        self._takes_drafts = False
         self._lock = threading.Lock()
         if sender is not None:
             self._set_sender(sender)
+
+    @property
+    def limits(self) -> Limits:
+        """The limits events are validated against (shared with draft-taking senders)."""
+        return self._limits
+
+    @limits.setter
+    def limits(self, limits: Limits) -> None:
+        if not isinstance(limits, Limits):
+            raise TypeError(f"limits must be a gbtrack.Limits, got {type(limits).__name__}")
+        self._limits = limits
+        if self._takes_drafts:
+            self._sender.limits = limits  # type: ignore[union-attr]
 
     # --- configuration ---------------------------------------------------------------
     @property
@@ -121,7 +134,32 @@ class Tracker:
         reporter = getattr(sender, "reporter", None)
         if isinstance(reporter, Reporter) and reporter.on_error is None:
             reporter.on_error = self._forward_error
-        self._sender = sender
+        takes_drafts = getattr(sender, "accepts_drafts", False) is True
+        if takes_drafts:
+            sender.limits = self._limits  # type: ignore[attr-defined]
+        self._sender, self._takes_drafts = sender, takes_drafts
+
+    def use_sender(self, sender: Sender) -> Sender | None:
+        """Swap in ``sender`` and return the previous one, which is neither flushed nor closed.
+
+        For test helpers such as :func:`gbtrack.testing.capture_events`, which restore the
+        previous sender afterwards; :meth:`configure` is the way to replace a sender for good.
+
+        Returns:
+            The previous sender (``None`` if none was created yet).
+        """
+        with self._lock:
+            previous = self._sender
+            self._set_sender(sender)
+        return previous
+
+    def restore_sender(self, sender: Sender | None) -> None:
+        """Put back a sender returned by :meth:`use_sender` (``None``: create on next use)."""
+        with self._lock:
+            if sender is None:
+                self._sender, self._takes_drafts = None, False
+            else:
+                self._set_sender(sender)
 
     def _forward_error(self, error: TrackingError) -> None:
         self._reporter.report(error)
@@ -156,6 +194,7 @@ class Tracker:
         rate_limiter: RateLimiter | None = None,
         spill: Spill | None = None,
         outbox: str | os.PathLike[str] | None = None,
+        limits: Limits | None = None,
     ) -> Tracker:
         """Update this tracker in place; arguments left out keep their value.
 
@@ -184,6 +223,7 @@ class Tracker:
             spill: Where events go instead of being dropped (the durable outbox).
             outbox: A path for a durable :class:`~gbtrack.outbox.OutboxSender` used as
                 the spill (also ``GBTRACK_OUTBOX``): overflow and outages go to disk.
+            limits: New :class:`~gbtrack.Limits` for validation.
 
         Returns:
             This tracker.
@@ -219,6 +259,8 @@ class Tracker:
             self.strict = strict
         if not isinstance(on_error, Unset):
             self.on_error = on_error
+        if limits is not None:
+            self.limits = limits
         if sender is not None:
             old, self._sender = self._sender, None
             self._set_sender(sender)
@@ -248,22 +290,77 @@ class Tracker:
         mobile: str | None = None,
         session_token: str | SecretStr | Unset | None = UNSET,
         metadata: Mapping[str, object] | None = None,
-    ) -> Event | None:
+    ) -> EventDraft | None:
         """Send an event directly; missing identity comes from :func:`gbtrack.identify`.
 
+        Values are read and converted now (see :class:`~gbtrack.EventDraft`); the event
+        is validated where it is serialised, or here when ``strict``.
+
         Returns:
-            The event handed to the sender, or ``None`` when it was dropped (or the
+            The draft handed to :meth:`submit`, or ``None`` when it was dropped (or the
             tracker is disabled). Drops raise :class:`~gbtrack.TrackingError` only when
             ``strict``.
         """
         if not self.enabled:
             return None
+        return self.record(name, customer_id, email, mobile, session_token, metadata, None)
+
+    def record(
+        self,
+        name: str,
+        customer_id: object,
+        email: object,
+        mobile: object,
+        session_token: object,
+        metadata: Mapping[str, object] | None,
+        function: str | None,
+    ) -> EventDraft | None:
+        """Build a draft from values given by hand (``emit``, ``span``) and submit it.
+
+        Every failure (a hostile object included) is a counted drop, raised only when
+        ``strict``.
+
+        Returns:
+            The draft submitted, or ``None`` when the event was dropped.
+        """
         try:
-            meta = normalize_metadata(metadata)
+            identity = complete_identity(customer_id, email, mobile, session_token)
+            keys: list[str] = []
+            values: list[object] = []
+            if metadata:
+                for key, raw in metadata.items():
+                    if type(key) is not str or not key:
+                        raise InvalidEventError(
+                            f"metadata keys must be non-empty strings, got {type(key).__name__}",
+                            field="metadata",
+                        )
+                    value = plain_value(key, raw)
+                    if value is not None:
+                        keys.append(key)
+                        values.append(value)
         except InvalidEventError as exc:
-            self._drop("invalid_event", f"event {name!r}: {exc}", exc=exc)
+            self.drop("invalid_event", f"event {name!r}{_where(function)}: {exc}", exc=exc)
             return None
-        return self._submit(name, customer_id, email, mobile, session_token, meta)
+        except Exception as exc:
+            self.drop(
+                "resolver_error",
+                f"event {name!r}{_where(function)}: reading a value raised {type(exc).__name__}",
+                function=function,
+                exc=exc,
+            )
+            return None
+        if identity is None:
+            self.no_customer(name, function)
+            return None
+        draft = EventDraft(
+            name if type(name) is str else str(name),
+            *identity,
+            tuple(keys),
+            tuple(values),  # type: ignore[arg-type]
+            function,
+            time.time(),
+        )
+        return draft if self.submit(draft) else None
 
     def flush(self, timeout: float | None = None) -> bool:
         """Wait until the sender has settled everything sent so far.
@@ -302,6 +399,7 @@ class Tracker:
                         in_flight=theirs.in_flight,
                         persisted=theirs.persisted,
                         last_error=theirs.last_error,
+                        missing=theirs.missing,
                     )
                 )
         return mine
@@ -311,106 +409,98 @@ class Tracker:
         return f"<Tracker {state}{' strict' if self.strict else ''} sender={self._sender!r}>"
 
     # --- the call path (used by track, span and emit) --------------------------------
-    def _drop(
-        self,
-        reason: str,
-        message: str,
-        *,
-        event: Event | None = None,
-        function: str | None = None,
-        exc: BaseException | None = None,
-    ) -> None:
-        """Count, log and report a drop; raise it when strict."""
-        error = self._reporter.drop(reason, message, event=event, function=function, exc_info=exc)
-        if self.strict:
-            raise error
+    def submit(self, draft: EventDraft) -> bool:
+        """Hand one draft to the sender: the one door from the call sites to delivery.
 
-    def _submit(
-        self,
-        name: str,
-        customer_id: object,
-        email: object,
-        mobile: object,
-        session_token: object,
-        metadata: dict[str, MetadataValue],
-        function: str | None = None,
-    ) -> Event | None:
-        """Complete identity from the ambient one, validate, and hand to the sender.
+        A sender that declares ``accepts_drafts = True`` gets the draft as it is and
+        validates it where it serialises; any other sender gets the validated
+        :class:`~gbtrack.Event`. Under ``strict`` the draft is validated here, so an
+        invalid event raises at the call site. Never raises unless ``strict``.
 
-        ``metadata`` must already be normalised (see :func:`normalize_metadata`).
-        Never raises unless strict.
+        Returns:
+            ``True`` when the sender accepted the draft (a sender that validates later
+            may still count it as ``invalid_event``), ``False`` when it was dropped here.
         """
+        sender: Any = self._sender  # Sender, or a sender that accepts drafts
         try:
-            # A non-blank str is the common case; anything else takes the full check.
-            if type(customer_id) is str and customer_id.strip():
-                cid: str | None = customer_id
+            if sender is None:
+                sender = self.sender  # first use creates the default sender
+            if self._takes_drafts and not self.strict:
+                sender.send(draft)
             else:
-                cid = normalize_customer_id(customer_id)
-            ambient = _identity.get()
-            if cid is None:
-                cid = ambient.customer_id
-                if cid is None:
-                    self._drop(
-                        "no_customer_id",
-                        f"event {name!r}{_where(function)} has no customer_id and no "
-                        "identify() is active",
-                        function=function,
+                try:
+                    event = draft.to_event(self._limits)
+                except InvalidEventError as exc:
+                    self.drop(
+                        "invalid_event",
+                        f"event {draft.name!r}{_where(draft.function)}: {exc}",
+                        function=draft.function,
+                        exc=exc,
                     )
-                    return None
-            same = cid == ambient.customer_id
-            if email is None and same:
-                email = ambient.email
-            if mobile is None and same:
-                mobile = ambient.mobile
-            if session_token is UNSET:
-                token = ambient.session_token if same else None
-            elif session_token is None or type(session_token) is SecretStr:
-                token = session_token
-            elif isinstance(session_token, str):
-                token = SecretStr(session_token)
-            else:
-                raise InvalidEventError(
-                    f"session_token must be a str, got {type(session_token).__name__}",
-                    field="session_token",
-                )
-            # The model's own checks, so a tracked event is exactly as valid as Event(...).
-            event = _new_event(
-                check_event_name(name),
-                cid,
-                optional_text(email, "email"),
-                optional_text(mobile, "mobile"),
-                metadata,
-                token,
-            )
-        except InvalidEventError as exc:
-            self._drop(
-                "invalid_event",
-                f"event {name!r}{_where(function)}: {exc}",
-                function=function,
-                exc=exc,
-            )
-            return None
-        sender: Any = None
-        try:
-            # First use creates the default sender; its failure must not break the call.
-            sender = self._sender or self.sender
-            sender.send(event)
+                    return False
+                sender.send(draft if self._takes_drafts else event)
+        except TrackingError:
+            raise  # strict mode's own error
         except Exception as exc:
-            self._drop(
+            self.drop(
                 "sender_error",
-                f"event {name!r}{_where(function)}: "
+                f"event {draft.name!r}{_where(draft.function)}: "
                 + (
                     f"{type(sender).__name__}.send raised {type(exc).__name__}"
                     if sender is not None
                     else f"creating the default sender raised {type(exc).__name__}: {exc}"
                 ),
-                event=event,
-                function=function,
+                function=draft.function,
                 exc=exc,
             )
-            return None
+            return False
         self._reporter.count_sent()
-        return event
+        return True
+
+    def drop(
+        self,
+        reason: str,
+        message: str,
+        *,
+        function: str | None = None,
+        exc: BaseException | None = None,
+    ) -> None:
+        """Count, log and report a dropped event; raise it when ``strict``.
+
+        Args:
+            reason: The reason code it is counted under (``resolver_error``, ...).
+            message: What happened, without values, keys or unmasked PII.
+            function: The tracked function's qualified name, when there is one.
+            exc: The underlying exception, chained as ``__cause__``.
+
+        Raises:
+            TrackingError: When ``strict``.
+        """
+        error = self._reporter.drop(reason, message, function=function, exc_info=exc)
+        if self.strict:
+            raise error
+
+    def count(self, key: str) -> None:
+        """Add one to counter ``key`` (e.g. ``skipped`` when ``when=`` is false)."""
+        self._reporter.count(key)
+
+    def no_customer(self, name: str, function: str | None) -> None:
+        """Drop an event that has no customer id (reason ``no_customer_id``)."""
+        self.drop(
+            "no_customer_id",
+            f"event {name!r}{_where(function)} has no customer_id and no identify() is active",
+            function=function,
+        )
+
+    def missing(self, event: str, field: str, message: str) -> None:
+        """Count a path that found nothing (``stats.missing``); logged once; strict raises.
+
+        Raises:
+            TrackingError: When ``strict`` (reason ``missing``).
+        """
+        self._reporter.missing(event, field, message)
+        if self.strict:
+            raise TrackingError(message, reason="missing")
 
 
 def _where(function: str | None) -> str:
@@ -418,12 +508,22 @@ def _where(function: str | None) -> str:
 
 
 # --- the default tracker ------------------------------------------------------------
-_default = Tracker(enabled=not _env_disabled())
+class _Active:
+    """Holds the default tracker; decorators read ``active.tracker`` at each call."""
+
+    __slots__ = ("tracker",)
+
+    def __init__(self, tracker: Tracker) -> None:
+        self.tracker = tracker
+
+
+active = _Active(Tracker(enabled=not _env_disabled()))
+"""The default tracker's holder (``active.tracker``), read late by decorators and spans."""
 
 
 def get_tracker() -> Tracker:
     """Return the default tracker used by the module-level ``track``, ``span`` and ``emit``."""
-    return _default
+    return active.tracker
 
 
 def set_tracker(tracker: Tracker) -> Tracker:
@@ -432,10 +532,9 @@ def set_tracker(tracker: Tracker) -> Tracker:
     Returns:
         The previous default tracker (to restore it later).
     """
-    global _default
     if not isinstance(tracker, Tracker):
         raise TypeError(f"expected a Tracker, got {type(tracker).__name__}")
-    previous, _default = _default, tracker
+    previous, active.tracker = active.tracker, tracker
     return previous
 
 
@@ -457,6 +556,7 @@ def configure(
     rate_limiter: RateLimiter | None = None,
     spill: Spill | None = None,
     outbox: str | os.PathLike[str] | None = None,
+    limits: Limits | None = None,
 ) -> Tracker:
     """Configure the default tracker in place (never replaced, so nothing goes stale).
 
@@ -478,11 +578,12 @@ def configure(
         rate_limiter: The client-side rate limiter.
         spill: Where events go instead of being dropped.
         outbox: A path for a durable outbox used as the spill (``GBTRACK_OUTBOX``).
+        limits: The :class:`~gbtrack.Limits` events are validated against.
 
     Returns:
         The default tracker.
     """
-    return _default.configure(
+    return active.tracker.configure(
         sender=sender,
         enabled=enabled,
         strict=strict,
@@ -499,4 +600,5 @@ def configure(
         rate_limiter=rate_limiter,
         spill=spill,
         outbox=outbox,
+        limits=limits,
     )

@@ -143,16 +143,17 @@ def capture_events(
     """
     target = tracker if tracker is not None else get_tracker()
     sender = InMemorySender()
-    saved = (target._sender, target.enabled, target.strict)
-    # Assigned directly: configure() would close the user's sender.
-    target._sender = sender
+    enabled, was_strict = target.enabled, target.strict
+    # use_sender(), not configure(): configure() would close the user's sender.
+    previous = target.use_sender(sender)
     target.enabled = True
     if strict is not None:
         target.strict = strict
     try:
         yield CapturedEvents(sender)
     finally:
-        target._sender, target.enabled, target.strict = saved
+        target.restore_sender(previous)
+        target.enabled, target.strict = enabled, was_strict
 
 
 try:  # the plugin part needs pytest, which is not a runtime dependency

@@ -1,0 +1,490 @@
+"""Decoration-time compilation of ``@track``'s arguments into a plan, and the plan's emit.
+
+At decoration time every expression is compiled once: a path string into a root reader
+(a parameter through :class:`~gbtrack._call.Binder`, a reserved root, a registered
+resolver) and a compiled path (:func:`gbtrack._expr.compile_steps`); roots are checked
+against the parameters, the reserved roots and the registered resolvers. Then one of two
+plan classes is chosen: :class:`ConstantPlan` when nothing varies per call, else
+:class:`Plan`.
+
+At call time a plan reads plain values, converts them cheaply
+(:mod:`gbtrack._plain`), completes the identity from :func:`gbtrack.identify`, and
+hands one :class:`~gbtrack.EventDraft` to :meth:`gbtrack.Tracker.submit`. Everything on
+that path is fenced: a failure is a counted drop (``resolver_error``,
+``invalid_event``), raised only when the tracker is ``strict``.
+
+Root precedence (documented in the path language reference):
+
+1. A parameter of the function wins over a registered resolver of the same name.
+2. A parameter named like a reserved root (``result``, ``error``, ``args``,
+   ``kwargs``, ``identity``) is ambiguous: an expression using that root is an
+   :class:`~gbtrack.ExpressionError` (use a callable such as
+   ``lambda call: call.arguments["result"]`` instead). Unused, it is harmless.
+3. Otherwise reserved roots, then registered resolvers.
+"""
+
+from __future__ import annotations
+
+import difflib
+import math
+import time
+from collections.abc import Callable, Mapping
+from typing import TYPE_CHECKING, Any
+
+from pydantic import SecretStr
+
+from gbtrack._call import Binder, Call
+from gbtrack._context import complete_identity, current_identity
+from gbtrack._errors import ExpressionError, InvalidEventError, TrackingError
+from gbtrack._event import EventDraft
+from gbtrack._expr import ABSENT, MISSING, Path, Reader, compile_steps, literal, parse
+from gbtrack._plain import MetadataValue, plain_value
+from gbtrack._resolvers import RESERVED_ROOTS, registered
+from gbtrack._types import UNSET
+
+if TYPE_CHECKING:
+    from gbtrack._tracker import Tracker
+
+__all__ = ["ConstantPlan", "Plan", "SlotReader", "compile_plan"]
+
+SlotReader = Callable[
+    [object, tuple[Any, ...], dict[str, Any], object, "BaseException | None", "Call | None"],
+    object,
+]
+"""Reads one slot: ``(instance, args, kwargs, result, error, call) -> value``.
+
+The value is plain data, :data:`~gbtrack._expr.MISSING` (``None`` on the way) or
+:data:`~gbtrack._expr.ABSENT` (nothing found on a value that was not ``None``).
+"""
+
+_new_draft = tuple.__new__
+_finite = math.isfinite
+_now = time.time
+
+
+def _qualname(func: object) -> str:
+    return str(getattr(func, "__qualname__", None) or getattr(func, "__name__", None) or func)
+
+
+class _Constant:
+    """A slot's constant value (``literal(...)``, a number, a token)."""
+
+    __slots__ = ("value",)
+
+    def __init__(self, value: object) -> None:
+        self.value = value
+
+
+class _Compiler:
+    """Compiles one ``@track``'s expressions; every error names the function and expression."""
+
+    def __init__(self, name: str, func: Callable[..., Any], on: str, is_async_gen: bool) -> None:
+        self.name = name
+        self.qualname = _qualname(func)
+        self.binder = Binder(func)
+        self.on = on
+        self.is_async_gen = is_async_gen
+        self.needs_call = False
+        # role -> what computes it, for messages (never a value)
+        self.described: dict[str, str] = {}
+
+    def error(self, message: str, **fields: Any) -> ExpressionError:
+        return ExpressionError(
+            f"@track({self.name!r}) on {self.qualname}: {message}",
+            function=self.qualname,
+            **fields,
+        )
+
+    def slot(self, spec: object, role: str) -> SlotReader | _Constant | None:
+        """Compile one argument: ``None`` (not given), a constant or a reader."""
+        if spec is None:
+            return None
+        if isinstance(spec, literal):
+            return _Constant(str(spec))
+        if isinstance(spec, str):
+            return self.path(spec, role)
+        if callable(spec):
+            self.needs_call = True
+            self.described[role] = f"resolver {_qualname(spec)}"
+            func = spec
+            return lambda i, a, k, r, e, call: _present(func(call))
+        if isinstance(spec, SecretStr) and role == "session_token":
+            return _Constant(spec)
+        if role in ("customer_id", "when") or role.startswith("metadata["):
+            return _Constant(spec)
+        raise self.error(
+            f"{role} must be an expression string, literal(...) or a callable, "
+            f"got {type(spec).__name__}"
+        )
+
+    def path(self, text: str, role: str) -> SlotReader:
+        try:
+            path = parse(text)
+        except ExpressionError as exc:
+            raise self.error(f"{role}: {exc}", expression=text) from None
+        read_steps = compile_steps(path.steps)
+        root = path.root
+        self.described[role] = "a path expression"
+        if root in self.binder.params:
+            if root in RESERVED_ROOTS:
+                raise self.error(
+                    f"{role}={text!r} is ambiguous: parameter {root!r} shadows the reserved "
+                    f"root {root!r}; use a callable, e.g. lambda call: call.arguments[{root!r}]",
+                    expression=text,
+                )
+            param = self.binder.reader(root)
+            return lambda i, a, k, r, e, c: read_steps(param(i, a, k))
+        if root in RESERVED_ROOTS:
+            self.check_reserved(root, role, text)
+            return _reserved_reader(root, read_steps, path)
+        resolvers = registered()
+        if root in resolvers:
+            self.needs_call = True
+            self.described[role] = f"registered resolver {root!r}"
+            return _resolver_reader(root, read_steps)
+        raise self.unknown_root(path, role, sorted(resolvers))
+
+    def check_reserved(self, root: str, role: str, text: str) -> None:
+        if root == "result" and self.on == "error":
+            raise self.error(
+                f"{role}={text!r} uses 'result', but on='error' sends only when the "
+                "function raises, so there is no result; use 'error' or on='always'",
+                expression=text,
+            )
+        if root == "error" and self.on == "success":
+            raise self.error(
+                f"{role}={text!r} uses 'error', but on='success' sends only when the "
+                "function returns; use on='error' or on='always'",
+                expression=text,
+            )
+        if root == "result" and self.is_async_gen:
+            raise self.error(
+                f"{role}={text!r} uses 'result', but an async generator has no return value",
+                expression=text,
+            )
+
+    def unknown_root(self, path: Path, role: str, resolvers: list[str]) -> ExpressionError:
+        names = [*self.binder.names, *sorted(RESERVED_ROOTS), *resolvers]
+        close = tuple(difflib.get_close_matches(path.root, names, n=3, cutoff=0.6))
+        hint = f"did you mean {' or '.join(repr(n) for n in close)}? " if close else ""
+        return self.error(
+            f"{role}={path.text!r}: unknown root {path.root!r}; {hint}"
+            f"valid roots are the parameters ({', '.join(self.binder.names) or 'none'}), "
+            f"the reserved roots ({', '.join(sorted(RESERVED_ROOTS))}) and the registered "
+            f"resolvers ({', '.join(resolvers) or 'none'})",
+            expression=path.text,
+            suggestions=close,
+        )
+
+
+def _present(value: object) -> object:
+    return MISSING if value is None else value
+
+
+def _reserved_reader(root: str, read_steps: Reader, path: Path) -> SlotReader:
+    if root == "result":
+        return lambda i, a, k, result, e, c: read_steps(result)
+    if root == "error":
+        return lambda i, a, k, r, error, c: read_steps(error)
+    if root == "args":
+        return lambda i, args, k, r, e, c: read_steps(args)
+    if root == "kwargs":
+        return lambda i, a, kwargs, r, e, c: read_steps(kwargs)
+    assert root == "identity"
+    return lambda i, a, k, r, e, c: read_steps(current_identity())
+
+
+def _resolver_reader(name: str, read_steps: Reader) -> SlotReader:
+    def read(
+        i: object,
+        a: tuple[Any, ...],
+        k: dict[str, Any],
+        r: object,
+        e: BaseException | None,
+        call: Call | None,
+    ) -> object:
+        func = registered().get(name)
+        if func is None:
+            raise LookupError(f"resolver {name!r} is no longer registered")
+        return read_steps(func(call))  # type: ignore[arg-type]  # built when needed
+
+    return read
+
+
+class ConstantPlan:
+    """A plan with nothing to read per call: identity constants (or ambient), constant metadata."""
+
+    __slots__ = ("customer_id", "email", "keys", "mobile", "name", "qualname", "token", "values")
+
+    def __init__(
+        self,
+        name: str,
+        qualname: str,
+        identity: tuple[object, object, object, object],
+        keys: tuple[str, ...],
+        values: tuple[MetadataValue, ...],
+    ) -> None:
+        self.name = name
+        self.qualname = qualname
+        self.customer_id, self.email, self.mobile, self.token = identity
+        self.keys = keys
+        self.values = values
+
+    def emit(
+        self,
+        tracker: Tracker,
+        instance: object,
+        args: tuple[Any, ...],
+        kwargs: dict[str, Any],
+        result: object,
+        error: BaseException | None,
+    ) -> None:
+        """Complete the identity and submit the draft; never raises unless strict."""
+        try:
+            identity = complete_identity(self.customer_id, self.email, self.mobile, self.token)
+        except TrackingError:
+            raise
+        except Exception as exc:
+            _failed(tracker, self.name, self.qualname, "the identity", exc)
+            return
+        if identity is None:
+            tracker.no_customer(self.name, self.qualname)
+            return
+        draft = _new_draft(
+            EventDraft,
+            (self.name, *identity, self.keys, self.values, self.qualname, _now()),
+        )
+        tracker.submit(draft)
+
+
+class Plan:
+    """The compiled event of one ``@track``: readers for ``when``, identity and metadata."""
+
+    __slots__ = (
+        "binder",
+        "customer_id",
+        "described",
+        "email",
+        "function",
+        "keys",
+        "meta",
+        "mobile",
+        "name",
+        "needs_call",
+        "qualname",
+        "token",
+        "when",
+    )
+
+    def __init__(
+        self,
+        compiler: _Compiler,
+        function: Callable[..., Any],
+        identity: tuple[SlotReader | None, ...],
+        when: SlotReader | None,
+        meta: tuple[tuple[str, SlotReader | _Constant], ...],
+    ) -> None:
+        self.name = compiler.name
+        self.qualname = compiler.qualname
+        self.function = function
+        self.binder = compiler.binder
+        self.needs_call = compiler.needs_call
+        self.described = compiler.described
+        self.customer_id, self.email, self.mobile, self.token = identity
+        self.when = when
+        self.keys = tuple(key for key, _ in meta)
+        self.meta = tuple((key, f"metadata[{key!r}]", slot) for key, slot in meta)
+
+    def emit(
+        self,
+        tracker: Tracker,
+        instance: object,
+        args: tuple[Any, ...],
+        kwargs: dict[str, Any],
+        result: object,
+        error: BaseException | None,
+    ) -> None:
+        """Read, convert and submit one event; never raises unless strict."""
+        role = "when"
+        try:
+            call = (
+                Call(
+                    self.function,
+                    args,
+                    kwargs,
+                    result=result,
+                    error=error,
+                    instance=instance,
+                    binder=self.binder,
+                )
+                if self.needs_call
+                else None
+            )
+            read = self.when
+            if read is not None:
+                value = read(instance, args, kwargs, result, error, call)
+                if value is ABSENT:
+                    self._missing(tracker, "when")
+                if not value:
+                    tracker.count("skipped")
+                    return
+            role = "customer_id"
+            read = self.customer_id
+            cid = None if read is None else read(instance, args, kwargs, result, error, call)
+            role = "email"
+            read = self.email
+            email = None if read is None else read(instance, args, kwargs, result, error, call)
+            role = "mobile"
+            read = self.mobile
+            mobile = None if read is None else read(instance, args, kwargs, result, error, call)
+            role = "session_token"
+            read = self.token
+            token = UNSET if read is None else read(instance, args, kwargs, result, error, call)
+            if token is MISSING:
+                token = UNSET  # nothing found: the ambient token
+            values: list[object] = []
+            for key, role, slot in self.meta:  # noqa: B007 - role: for the message
+                value = (
+                    slot.value
+                    if type(slot) is _Constant
+                    else slot(instance, args, kwargs, result, error, call)  # type: ignore[operator]
+                )
+                cls = type(value)
+                if cls is str or cls is int or cls is bool or (cls is float and _finite(value)):  # type: ignore[arg-type]
+                    values.append(value)
+                elif value is MISSING:
+                    values.append(None)
+                elif value is ABSENT:
+                    self._missing(tracker, key)
+                    values.append(None)
+                else:
+                    values.append(plain_value(key, value))
+            role = "the identity"
+            if cid is ABSENT or email is ABSENT or mobile is ABSENT or token is ABSENT:
+                cid = self._present(tracker, "customer_id", cid)
+                email = self._present(tracker, "email", email)
+                mobile = self._present(tracker, "mobile", mobile)
+                token = self._present(tracker, "session_token", token)
+            identity = complete_identity(cid, email, mobile, token)
+        except TrackingError:
+            raise
+        except Exception as exc:
+            what = self.described.get(role)
+            _failed(tracker, self.name, self.qualname, f"{role} ({what})" if what else role, exc)
+            return
+        if identity is None:
+            tracker.no_customer(self.name, self.qualname)
+            return
+        tracker.submit(
+            _new_draft(
+                EventDraft,
+                (self.name, *identity, self.keys, tuple(values), self.qualname, _now()),
+            )
+        )
+
+    def _missing(self, tracker: Tracker, field: str) -> None:
+        tracker.missing(
+            self.name,
+            field,
+            f"@track({self.name!r}) on {self.qualname}: {field} found nothing (an absent "
+            "key or attribute on a value that is not None); the event is sent without it",
+        )
+
+    def _present(self, tracker: Tracker, field: str, value: object) -> object:
+        if value is ABSENT:
+            self._missing(tracker, field)
+            return None
+        return value
+
+
+def _failed(tracker: Tracker, name: str, qualname: str, role: str, exc: Exception) -> None:
+    invalid = isinstance(exc, InvalidEventError)
+    tracker.drop(
+        "invalid_event" if invalid else "resolver_error",
+        f"event {name!r} from {qualname}: "
+        + (str(exc) if invalid else f"resolving {role} raised {type(exc).__name__}"),
+        function=qualname,
+        exc=exc,
+    )
+
+
+def compile_plan(
+    name: str,
+    func: Callable[..., Any],
+    *,
+    customer_id: object,
+    email: object,
+    mobile: object,
+    session_token: object,
+    metadata: Mapping[str, object] | None,
+    when: object,
+    on: str,
+    is_async_gen: bool,
+) -> Plan | ConstantPlan:
+    """Compile ``@track``'s arguments for ``func``.
+
+    Raises:
+        ExpressionError: For an invalid name, expression, option or root.
+    """
+    compiler = _Compiler(name, func, on, is_async_gen)
+    if not isinstance(name, str) or not name.strip():
+        raise compiler.error(f"the event name must be a non-empty string, got {name!r}")
+    identity = (
+        compiler.slot(customer_id, "customer_id"),
+        compiler.slot(email, "email"),
+        compiler.slot(mobile, "mobile"),
+        # UNSET (no slot): the ambient token; None: explicitly no token.
+        None
+        if session_token is UNSET
+        else _Constant(None)
+        if session_token is None
+        else compiler.slot(session_token, "session_token"),
+    )
+    when_slot = compiler.slot(when, "when")
+    meta: list[tuple[str, SlotReader | _Constant]] = []
+    if metadata is not None:
+        if not isinstance(metadata, Mapping):
+            raise compiler.error(f"metadata must be a mapping, got {type(metadata).__name__}")
+        for key, spec in metadata.items():
+            if not isinstance(key, str) or not key:
+                raise compiler.error(f"metadata keys must be non-empty strings, got {key!r}")
+            slot = compiler.slot(spec, f"metadata[{key!r}]")
+            if isinstance(slot, _Constant):
+                try:
+                    value = plain_value(key, slot.value)
+                except InvalidEventError as exc:
+                    raise compiler.error(str(exc)) from None
+                if value is not None:
+                    meta.append((key, _Constant(value)))
+            elif slot is not None:
+                meta.append((key, slot))
+    if (
+        when_slot is None
+        and all(s is None or isinstance(s, _Constant) for s in identity)
+        and all(isinstance(s, _Constant) for _, s in meta)
+    ):
+        cid, mail, phone, token = (s.value if isinstance(s, _Constant) else None for s in identity)
+        return ConstantPlan(
+            name,
+            compiler.qualname,
+            (cid, mail, phone, UNSET if identity[3] is None else token),
+            tuple(key for key, _ in meta),
+            tuple(s.value for _, s in meta if isinstance(s, _Constant)),  # type: ignore[misc]
+        )
+    if isinstance(when_slot, _Constant):
+        const_when = when_slot.value
+        when_slot = lambda i, a, k, r, e, c: const_when  # noqa: E731
+    return Plan(
+        compiler,
+        func,
+        tuple(_as_reader(s) for s in identity),
+        when_slot,
+        tuple(meta),
+    )
+
+
+def _as_reader(slot: SlotReader | _Constant | None) -> SlotReader | None:
+    if isinstance(slot, _Constant):
+        value = slot.value
+        return lambda i, a, k, r, e, c: value
+    return slot
