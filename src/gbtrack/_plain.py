@@ -4,7 +4,8 @@ A tracked call reads business objects that may change (or be hostile) after it r
 so the caller's thread turns every value into an exact ``str``, ``int``, ``float`` or
 ``bool`` before anything is queued. Subclasses are copied to their exact base type
 through the base type's own slot (``str.__str__``, ``int.__int__``, ...), so no method a
-subclass overrides runs here or later in the worker. The full checks (blank names,
+subclass overrides runs here or later in the worker; types are tested with ``issubclass``
+on ``type(value)``, because ``isinstance`` may read a hostile ``__class__``. The full checks (blank names,
 sizes, lone surrogates, number ranges) run where events are serialised
 (:meth:`gbtrack.EventDraft.to_event`).
 
@@ -53,25 +54,25 @@ def plain_value(key: str, value: object) -> MetadataValue | None:
         raise _not_finite(key, value)
     if value is None:
         return None
-    if isinstance(value, enum.Enum):
+    if issubclass(cls, enum.Enum):
         return plain_value(key, value.value)
-    if isinstance(value, str):
+    if issubclass(cls, str):
         return _str_copy(value)
-    if isinstance(value, int):  # bool cannot be subclassed
+    if issubclass(cls, int):  # bool cannot be subclassed
         return _int_copy(value)
-    if isinstance(value, float):
+    if issubclass(cls, float):
         return plain_value(key, _float_copy(value))
     # The base types' own methods, so a subclass (pendulum, arrow ...) converts the same.
-    if isinstance(value, Decimal):
+    if issubclass(cls, Decimal):
         converted = Decimal.__float__(value)
         if math.isfinite(converted):
             return converted
         raise _not_finite(key, value)
-    if isinstance(value, uuid.UUID):
+    if issubclass(cls, uuid.UUID):
         return uuid.UUID.__str__(value)
-    if isinstance(value, _dt.datetime):
+    if issubclass(cls, _dt.datetime):
         return _dt.datetime.isoformat(value)
-    if isinstance(value, _dt.date):
+    if issubclass(cls, _dt.date):
         return _dt.date.isoformat(value)
     raise InvalidEventError(
         f"metadata[{key!r}] is a {cls.__name__}; Gameball accepts str, int, float or bool "
@@ -102,11 +103,11 @@ def plain_customer_id(value: object) -> str | None:
         return None
     if cls is int:
         return _int_text(value)
-    if isinstance(value, str):
+    if issubclass(cls, str):
         return plain_customer_id(_str_copy(value))
-    if isinstance(value, int) and cls is not bool:
+    if issubclass(cls, int) and cls is not bool:
         return _int_text(value)
-    if isinstance(value, uuid.UUID):
+    if issubclass(cls, uuid.UUID):
         return uuid.UUID.__str__(value)
     raise InvalidEventError(
         f"customer_id must be a str, int or UUID, got {cls.__name__}", field="customer_id"
@@ -124,7 +125,7 @@ def plain_text(value: object, field: str) -> str | None:
         return value if value.strip() else None  # type: ignore[attr-defined,return-value]
     if value is None:
         return None
-    if isinstance(value, str):
+    if issubclass(cls, str):
         return plain_text(_str_copy(value), field)
     raise InvalidEventError(f"{field} must be a str, got {cls.__name__}", field=field)
 
@@ -135,12 +136,13 @@ def plain_token(value: object) -> SecretStr | None:
     Raises:
         InvalidEventError: If the value is neither ``str``, ``SecretStr`` nor ``None``.
     """
+    cls = type(value)
     if value is None:
         return None
-    if type(value) is SecretStr:
+    if cls is SecretStr:
         secret = value.get_secret_value()
         return value if type(secret) is str else SecretStr(_str_copy(secret))
-    if isinstance(value, str):
+    if issubclass(cls, str):
         return SecretStr(_str_copy(value))
     raise InvalidEventError(
         f"session_token must be a str, got {type(value).__name__}", field="session_token"

@@ -124,7 +124,7 @@ class _Compiler:
             raise self.error(f"{role}: {exc}", expression=text) from None
         read_steps = compile_steps(path.steps)
         root = path.root
-        self.described[role] = "a path expression"
+        self.described[role] = f"the path {text!r}"
         if root in self.binder.params:
             if root in RESERVED_ROOTS:
                 raise self.error(
@@ -324,7 +324,7 @@ class Plan:
             if read is not None:
                 value = read(instance, args, kwargs, result, error, call)
                 if value is ABSENT:
-                    self._missing(tracker, "when")
+                    self._missing(tracker, "when", "when")
                 if not value:
                     tracker.count("skipped")
                     return
@@ -355,7 +355,7 @@ class Plan:
                 elif value is MISSING:
                     values.append(None)
                 elif value is ABSENT:
-                    self._missing(tracker, key)
+                    self._missing(tracker, key, role)
                     values.append(None)
                 else:
                     values.append(plain_value(key, value))
@@ -382,17 +382,18 @@ class Plan:
             )
         )
 
-    def _missing(self, tracker: Tracker, field: str) -> None:
+    def _missing(self, tracker: Tracker, field: str, role: str) -> None:
         tracker.missing(
             self.name,
             field,
-            f"@track({self.name!r}) on {self.qualname}: {field} found nothing (an absent "
-            "key or attribute on a value that is not None); the event is sent without it",
+            f"@track({self.name!r}) on {self.qualname}: {role} ({self.described.get(role)}) "
+            "found nothing: an absent key or attribute on a value that is not None; "
+            "the event is sent without it",
         )
 
     def _present(self, tracker: Tracker, field: str, value: object) -> object:
         if value is ABSENT:
-            self._missing(tracker, field)
+            self._missing(tracker, field, field)
             return None
         return value
 

@@ -197,7 +197,7 @@ def test_raising_result_attribute_is_a_resolver_error(tracker: Tracker) -> None:
 
     f("c")
     assert tracker.stats.dropped == {"resolver_error": 1}
-    assert "resolving metadata['bad'] (a path expression) raised RuntimeError" in str(errors[0])
+    assert "resolving metadata['bad'] (the path 'result.bad') raised RuntimeError" in str(errors[0])
 
 
 # --- counting ---------------------------------------------------------------------------------
