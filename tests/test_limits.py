@@ -423,33 +423,67 @@ def test_fast_path_builds_the_same_event_as_pydantic(monkeypatch: pytest.MonkeyP
 
 
 # --- the three paths agree on random drafts ------------------------------------------------
-surrogates = st.sampled_from(["", "", "", "\ud800", "\udfff"])
-texts = st.one_of(
+# Mostly plainly valid pieces (so that validate_drafts' fast path is exercised), with
+# surrogates, blanks, non-ASCII text and sizes at and over the limits mixed in.
+plain = st.text(alphabet="abcxyz-_.@+0189", min_size=1, max_size=6)
+surrogates = st.sampled_from(["\ud800", "\udbff", "\udc00", "\udfff"])
+hostile = st.one_of(
     st.builds(lambda a, s, b: a + s + b, st.text(max_size=6), surrogates, st.text(max_size=6)),
+    st.text(max_size=8),
     st.sampled_from(["", " ", "\t", "x" * 100, "x" * 101, "é" * 8, "é" * 9, "x" * 2001]),
+    st.builds(lambda n: "x" * n, st.integers(0, 10)),
 )
-values = st.one_of(
+plain_values = st.one_of(
     st.none(),
-    texts,
+    plain,
     st.booleans(),
-    st.integers(min_value=-2000, max_value=2000),
+    st.integers(min_value=-1000, max_value=1000),
+    st.floats(allow_nan=False, allow_infinity=False),
+)
+hostile_values = st.one_of(
+    hostile,
     st.integers(),
+    st.integers(min_value=-1010, max_value=1010),
     st.sampled_from([2**53 - 1, 2**53, -(2**53), 10**4300 * 3, -(10**4300) * 3]),
+    st.sampled_from([math.nan, math.inf, -math.inf]),
     st.floats(),
 )
+SLOTS = ["name", "customer_id", "email", "mobile", "key", "value", "keys"]
 
 
 @st.composite
 def drafts(draw: st.DrawFn) -> EventDraft:
-    keys = draw(st.lists(texts, max_size=5))
+    """A plainly valid draft with zero to two hostile pieces injected."""
+    fields: dict[str, Any] = {
+        "name": draw(plain),
+        "customer_id": draw(plain),
+        "email": draw(st.none() | plain),
+        "mobile": draw(st.none() | plain),
+    }
+    keys = draw(st.lists(plain, max_size=3, unique=True))
+    values = [draw(plain_values) for _ in keys]
+    for _ in range(draw(st.integers(0, 2))):
+        slot = draw(st.sampled_from(SLOTS))
+        if slot == "key":
+            keys.append(draw(hostile))
+            values.append(draw(plain_values))
+        elif slot == "value":
+            keys.append(draw(plain))
+            values.append(draw(hostile_values))
+        elif slot == "keys":  # many keys, around max_metadata_keys
+            extra = draw(st.integers(0, 4))
+            keys.extend(f"m{i}" for i in range(extra))
+            values.extend(i for i in range(extra))
+        else:
+            fields[slot] = draw(hostile)
     return EventDraft(
-        draw(texts),
-        draw(texts),
-        draw(st.none() | texts),
-        draw(st.none() | texts),
+        fields["name"],
+        fields["customer_id"],
+        fields["email"],
+        fields["mobile"],
         draw(st.sampled_from([None, SecretStr("tok")])),
         tuple(keys),
-        tuple(draw(values) for _ in keys),
+        tuple(values),
         draw(st.sampled_from([None, "mod.fn"])),
         draw(st.floats(min_value=0, max_value=4e9)),
     )
