@@ -17,10 +17,15 @@ input                  sent as
 ``None``               the key is left out (a missing value)
 anything else          :class:`~gbtrack.InvalidEventError` naming the key
 =====================  =====================================================
+
+Validation (:class:`Event`, :class:`Identity`, :meth:`EventDraft.to_event` and
+:func:`validate_drafts`) also enforces :class:`Limits`: sizes, an integer range that a
+JSON double holds exactly, and text that UTF-8 can encode (no lone surrogates).
 """
 
 from __future__ import annotations
 
+import dataclasses
 import datetime as _dt
 import enum
 import itertools
@@ -28,19 +33,28 @@ import math
 import os
 import secrets
 import uuid
-from collections.abc import Mapping
-from dataclasses import dataclass
+from collections.abc import Iterable, Mapping
 from decimal import Decimal
 from typing import Any, NamedTuple
 
-from pydantic import BaseModel, ConfigDict, Field, SecretStr, ValidationError, field_validator
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    SecretStr,
+    ValidationError,
+    ValidationInfo,
+    field_validator,
+)
 
-from gbtrack._errors import InvalidEventError
+from gbtrack._errors import ConfigurationError, InvalidEventError
 
 __all__ = [
+    "DEFAULT_LIMITS",
     "Event",
     "EventDraft",
     "Identity",
+    "Limits",
     "MetadataValue",
     "check_event_name",
     "mask_email",
@@ -50,6 +64,7 @@ __all__ = [
     "normalize_metadata",
     "normalize_value",
     "optional_text",
+    "validate_drafts",
 ]
 
 MetadataValue = str | int | float | bool
@@ -148,6 +163,11 @@ def normalize_metadata(metadata: Mapping[str, object] | None) -> dict[str, Metad
     return out
 
 
+def _digits(value: int) -> str:
+    """Describe the size of an integer too large to print (str() refuses 4,300+ digits)."""
+    return f"about {int(value.bit_length() * 0.30103):,} digits"
+
+
 def normalize_customer_id(value: object) -> str | None:
     """Return the customer id as a non-empty string, or ``None`` when missing or blank.
 
@@ -163,7 +183,13 @@ def normalize_customer_id(value: object) -> str | None:
         text: str = value  # type: ignore[assignment]
         return text if text.strip() else None
     if cls is int or (isinstance(value, int) and cls is not bool):
-        return str(value)
+        try:
+            return str(value)
+        except ValueError:  # over sys.get_int_max_str_digits() digits
+            raise InvalidEventError(
+                f"customer_id is an integer of {_digits(value)}, too long to be an id",  # type: ignore[arg-type]
+                field="customer_id",
+            ) from None
     if isinstance(value, str):
         return str(value) if value.strip() else None
     if isinstance(value, uuid.UUID):
@@ -218,14 +244,234 @@ def _utcnow() -> _dt.datetime:
     return _dt.datetime.now(_UTC)
 
 
-@dataclass(frozen=True)
-class Limits:
-    """Interim limits (replaced by the full set)."""
+# --- limits ------------------------------------------------------------------------------
+_LENGTH_FIELDS = (
+    "max_name_length",
+    "max_customer_id_length",
+    "max_email_length",
+    "max_mobile_length",
+    "max_metadata_keys",
+    "max_key_length",
+    "max_string_length",
+)
+_INT64_MIN = -(2**63)
+_INT64_MAX = 2**63 - 1
 
+
+@dataclasses.dataclass(frozen=True, kw_only=True)
+class Limits:
+    """Size and range limits that every event must satisfy before it is sent.
+
+    Gameball documents no size limits for events (only its reward-preview endpoint caps
+    ``customerId`` at 100 characters), so the defaults are conservative: generous for
+    real business events, small enough that one hostile or buggy value (a 10 MB string,
+    a 4,301-digit integer) is refused with a clear message instead of bloating a batch,
+    failing serialisation or being refused by Gameball as a whole request.
+
+    Pass non-default limits to :meth:`EventDraft.to_event` and :func:`validate_drafts`,
+    or to pydantic as ``Event.model_validate(data, context={"limits": limits})``.
+
+    Attributes:
+        max_name_length: Longest event name, in characters (default 100).
+        max_customer_id_length: Longest customer id, in characters (default 100,
+            the cap Gameball's reward-preview endpoint puts on ``customerId``).
+        max_email_length: Longest email, in characters (default 254, the longest
+            address SMTP can carry, RFC 3696 errata 1690).
+        max_mobile_length: Longest mobile number, in characters (default 32: E.164
+            numbers have at most 15 digits, leaving room for ``+``, spaces and dashes).
+        max_metadata_keys: Most metadata keys per event, counting only the keys that
+            are sent (a ``None`` value leaves its key out; default 50).
+        max_key_length: Longest metadata key, in characters (default 100).
+        max_string_length: Longest metadata string value, in characters (default 2,000).
+        min_int: Smallest metadata integer (default ``-(2**53 - 1)``).
+        max_int: Largest metadata integer (default ``2**53 - 1``). Gameball publishes no
+            number range; JSON numbers are commonly read as IEEE-754 doubles, which hold
+            every integer of magnitude up to ``2**53 - 1`` exactly (JavaScript's
+            ``Number.MAX_SAFE_INTEGER``) and silently round larger ones, so a larger id
+            or amount would arrive changed. Bounds beyond a signed 64-bit integer are
+            refused: no JSON reader Gameball could run holds more, and Python cannot
+            even print an integer of over 4,300 digits.
+
+    Raises:
+        ConfigurationError: If a length or count is not a positive ``int``, or the
+            integer range is empty or beyond 64 bits.
+    """
+
+    max_name_length: int = 100
+    max_customer_id_length: int = 100
+    max_email_length: int = 254
+    max_mobile_length: int = 32
+    max_metadata_keys: int = 50
+    max_key_length: int = 100
     max_string_length: int = 2_000
+    min_int: int = -(2**53 - 1)
+    max_int: int = 2**53 - 1
+
+    def __post_init__(self) -> None:
+        for name in _LENGTH_FIELDS:
+            value = getattr(self, name)
+            if type(value) is not int or value < 1:
+                raise ConfigurationError(f"Limits.{name} must be a positive int, got {value!r}")
+        for name in ("min_int", "max_int"):
+            value = getattr(self, name)
+            if type(value) is not int:
+                raise ConfigurationError(f"Limits.{name} must be an int, got {value!r}")
+            if not _INT64_MIN <= value <= _INT64_MAX:
+                raise ConfigurationError(
+                    f"Limits.{name} is {value:,}; it must fit a signed 64-bit integer"
+                )
+        if self.min_int > self.max_int:
+            raise ConfigurationError(
+                f"Limits.min_int ({self.min_int:,}) is greater than "
+                f"Limits.max_int ({self.max_int:,})"
+            )
 
 
 DEFAULT_LIMITS = Limits()
+"""The limits used when none are given; see :class:`Limits` for the values and reasons."""
+
+
+def _limits_from(info: ValidationInfo) -> Limits:
+    """Return the limits in pydantic's validation context, or the defaults."""
+    context = info.context
+    if context is None:
+        return DEFAULT_LIMITS
+    limits = context.get("limits") if isinstance(context, Mapping) else None
+    if limits is None:
+        return DEFAULT_LIMITS
+    if type(limits) is not Limits:
+        raise TypeError(f"context['limits'] must be a gbtrack Limits, got {limits!r}")
+    return limits
+
+
+def _shown(text: str) -> str:
+    """Return a short repr of ``text`` for messages (keys may be megabytes long)."""
+    return repr(text) if len(text) <= 40 else f"{text[:37]!r}..."
+
+
+def _is_utf8(text: str) -> bool:
+    """Return whether UTF-8 can encode ``text``, i.e. it holds no lone surrogate.
+
+    ``isascii()`` is O(1) in CPython; otherwise encoding is the fastest test measured
+    (2,000 Arabic letters: 1.5 µs, against 6.1 µs for a regex search).
+    """
+    if text.isascii():
+        return True
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError:
+        return False
+    return True
+
+
+def _check_text(field: str, text: str, limit: int, attr: str, label: str | None = None) -> None:
+    """Refuse ``text`` if it is longer than ``limit`` or holds a lone surrogate.
+
+    ``label`` names the text in the message when it is not the field itself (a key).
+    """
+    length = len(text)
+    label = field if label is None else label
+    if length > limit:
+        raise InvalidEventError(
+            f"{label} is {length:,} characters; the limit is {limit:,} (Limits.{attr})",
+            field=field,
+        )
+    if not _is_utf8(text):
+        index = next(i for i, char in enumerate(text) if "\ud800" <= char <= "\udfff")
+        raise InvalidEventError(
+            f"{label} holds a lone surrogate (U+{ord(text[index]):04X} at index {index:,}), "
+            "which is not valid Unicode and cannot be sent as UTF-8",
+            field=field,
+        )
+
+
+def _check_int(field: str, value: int, limits: Limits) -> None:
+    """Refuse an integer outside ``limits.min_int``..``limits.max_int``."""
+    if limits.min_int <= value <= limits.max_int:
+        return
+    bits = value.bit_length()
+    # str() of an int above 4,300 digits raises; describe a huge one by its size.
+    shown = f"{value:,}" if bits <= 64 else f"an integer of {_digits(value)}"
+    limit, attr = (limits.max_int, "max_int") if value > 0 else (limits.min_int, "min_int")
+    raise InvalidEventError(
+        f"{field} is {shown}; the limit is {limit:,} (Limits.{attr}, the integers a JSON "
+        "double holds exactly)",
+        field=field,
+    )
+
+
+def _checked_name(value: object, limits: Limits) -> str:
+    name = check_event_name(value)
+    _check_text("name", name, limits.max_name_length, "max_name_length")
+    return name
+
+
+def _checked_customer_id(value: object, limits: Limits) -> str | None:
+    limit = limits.max_customer_id_length
+    if isinstance(value, int) and not isinstance(value, bool) and value.bit_length() > 4 * limit:
+        # Surely longer than the limit (4 bits per digit is an underestimate), and
+        # perhaps too long for str() to print at all.
+        raise InvalidEventError(
+            f"customer_id is an integer of {_digits(value)}; the limit is {limit:,} "
+            "characters (Limits.max_customer_id_length)",
+            field="customer_id",
+        )
+    customer_id = normalize_customer_id(value)
+    if customer_id is not None:
+        _check_text(
+            "customer_id", customer_id, limits.max_customer_id_length, "max_customer_id_length"
+        )
+    return customer_id
+
+
+def _checked_contact(value: object, field: str, limits: Limits) -> str | None:
+    text = optional_text(value, field)
+    if text is not None:
+        if field == "email":
+            _check_text(field, text, limits.max_email_length, "max_email_length")
+        else:
+            _check_text(field, text, limits.max_mobile_length, "max_mobile_length")
+    return text
+
+
+def _checked_metadata(value: object, limits: Limits) -> dict[str, MetadataValue]:
+    """Convert and check a metadata mapping in one pass, first fault first.
+
+    Every key is checked; keys whose value is ``None`` are left out and not counted.
+    """
+    if value is None:
+        return {}
+    if not isinstance(value, Mapping):
+        raise InvalidEventError(
+            f"metadata must be a mapping, got {type(value).__name__}", field="metadata"
+        )
+    out: dict[str, MetadataValue] = {}
+    max_keys = limits.max_metadata_keys
+    for key, raw in value.items():
+        if type(key) is not str or not key:
+            raise InvalidEventError(
+                f"metadata keys must be non-empty strings, got {key!r}", field="metadata"
+            )
+        field = f"metadata[{_shown(key)}]"
+        _check_text(
+            field, key, limits.max_key_length, "max_key_length", f"metadata key {_shown(key)}"
+        )
+        converted = normalize_value(key, raw)
+        if converted is None:
+            continue
+        if isinstance(converted, str):
+            _check_text(field, converted, limits.max_string_length, "max_string_length")
+        elif isinstance(converted, int) and not isinstance(converted, bool):
+            _check_int(field, converted, limits)
+        out[key] = converted
+        if len(out) > max_keys:
+            count = sum(1 for item in value.values() if item is not None)
+            raise InvalidEventError(
+                f"metadata has {count:,} keys; the limit is {max_keys:,} "
+                "(Limits.max_metadata_keys)",
+                field="metadata",
+            )
+    return out
 
 
 # --- the draft: what the caller's thread hands the tracker ---------------------------------
@@ -271,28 +517,6 @@ class EventDraft(NamedTuple):
         """The metadata as a dict, without the keys whose value is ``None``."""
         return {k: v for k, v in zip(self.keys, self.values, strict=True) if v is not None}
 
-    def to_event(self, limits: Limits | None = None) -> Event:
-        """Validate this draft into an :class:`Event` (interim: the model's own checks).
-
-        Raises:
-            InvalidEventError: Naming the field that is wrong.
-        """
-        try:
-            return Event(
-                name=self.name,
-                customer_id=self.customer_id,
-                email=self.email,
-                mobile=self.mobile,
-                session_token=self.session_token,
-                metadata=self.metadata,
-                timestamp=_dt.datetime.fromtimestamp(self.timestamp, _UTC),
-            )
-        except ValidationError as exc:
-            cause = exc.errors()[0].get("ctx", {}).get("error")
-            if isinstance(cause, InvalidEventError):
-                raise cause from None
-            raise InvalidEventError(str(exc)) from None
-
     def __repr__(self) -> str:
         return (
             f"EventDraft(name={self.name!r}, customer_id={self.customer_id!r}, "
@@ -300,6 +524,30 @@ class EventDraft(NamedTuple):
             f"session_token={'None' if self.session_token is None else '**********'}, "
             f"metadata={self.metadata!r}, function={self.function!r})"
         )
+
+    def to_event(self, limits: Limits | None = None) -> Event:
+        """Validate this draft into an :class:`Event`.
+
+        Accepts and refuses exactly what ``Event.model_validate`` does for the same
+        values (``Event.model_validate(data, context={"limits": limits})``); see
+        :func:`validate_drafts`, which this is the one-draft form of.
+
+        Args:
+            limits: The limits to enforce; :data:`DEFAULT_LIMITS` when ``None``.
+
+        Returns:
+            The event, with a new :func:`new_event_id` and the draft's timestamp (UTC).
+
+        Raises:
+            InvalidEventError: If the draft breaks the Gameball contract or a limit. The
+                message starts with the event name and the function, e.g. ``event
+                'purchase' from checkout: metadata['note'] is 10,000,000 characters; the
+                limit is 2,000 (Limits.max_string_length)``; ``field`` names the field.
+        """
+        events, failed = validate_drafts((self,), limits)
+        if failed:
+            raise failed[0][1]
+        return events[0]
 
 
 # --- models ------------------------------------------------------------------------------
@@ -322,13 +570,13 @@ class Identity(BaseModel):
 
     @field_validator("customer_id", mode="before")
     @classmethod
-    def _check_customer_id(cls, value: object) -> str | None:
-        return normalize_customer_id(value)
+    def _check_customer_id(cls, value: object, info: ValidationInfo) -> str | None:
+        return _checked_customer_id(value, _limits_from(info))
 
     @field_validator("email", "mobile", mode="before")
     @classmethod
-    def _check_text(cls, value: object) -> str | None:
-        return optional_text(value, "email/mobile")
+    def _check_text(cls, value: object, info: ValidationInfo) -> str | None:
+        return _checked_contact(value, info.field_name or "email/mobile", _limits_from(info))
 
     def __repr_args__(self) -> Any:
         for key, value in super().__repr_args__():
@@ -371,32 +619,26 @@ class Event(BaseModel):
 
     @field_validator("name", mode="before")
     @classmethod
-    def _check_name(cls, value: object) -> str:
-        return check_event_name(value)
+    def _check_name(cls, value: object, info: ValidationInfo) -> str:
+        return _checked_name(value, _limits_from(info))
 
     @field_validator("customer_id", mode="before")
     @classmethod
-    def _check_customer_id(cls, value: object) -> str:
-        customer_id = normalize_customer_id(value)
+    def _check_customer_id(cls, value: object, info: ValidationInfo) -> str:
+        customer_id = _checked_customer_id(value, _limits_from(info))
         if customer_id is None:
             raise InvalidEventError("customer_id must be a non-empty string", field="customer_id")
         return customer_id
 
     @field_validator("email", "mobile", mode="before")
     @classmethod
-    def _check_text(cls, value: object) -> str | None:
-        return optional_text(value, "email/mobile")
+    def _check_text(cls, value: object, info: ValidationInfo) -> str | None:
+        return _checked_contact(value, info.field_name or "email/mobile", _limits_from(info))
 
     @field_validator("metadata", mode="before")
     @classmethod
-    def _check_metadata(cls, value: object) -> dict[str, MetadataValue]:
-        if value is None:
-            return {}
-        if not isinstance(value, Mapping):
-            raise InvalidEventError(
-                f"metadata must be a mapping, got {type(value).__name__}", field="metadata"
-            )
-        return normalize_metadata(value)
+    def _check_metadata(cls, value: object, info: ValidationInfo) -> dict[str, MetadataValue]:
+        return _checked_metadata(value, _limits_from(info))
 
     @property
     def identity(self) -> Identity:
@@ -432,6 +674,210 @@ class Event(BaseModel):
             elif key == "mobile":
                 value = mask_mobile(value)
             yield key, value
+
+
+# --- worker-side validation: drafts -> events ---------------------------------------------
+# datetime.fromtimestamp(ts, utc) works for years 1 to 9999 on every platform; the fast
+# path takes timestamps well inside, anything else goes the checked way.
+_MIN_TIMESTAMP = 0.0
+_MAX_TIMESTAMP = 2.5e11  # year 9892
+
+
+def _timestamp(value: object) -> _dt.datetime:
+    """Return the UTC datetime of a ``time.time()`` value."""
+    try:
+        return _dt.datetime.fromtimestamp(value, _UTC)  # type: ignore[arg-type]
+    except (TypeError, ValueError, OverflowError, OSError):
+        raise InvalidEventError(
+            f"timestamp is {value!r}; expected a time.time() value", field="timestamp"
+        ) from None
+
+
+def _draft_error(draft: EventDraft, error: InvalidEventError) -> InvalidEventError:
+    """Return ``error`` with a prefix naming the event and, if known, the function."""
+    name = draft.name
+    shown = _shown(name) if isinstance(name, str) else repr(name)[:40]
+    where = f"event {shown}" if draft.function is None else f"event {shown} from {draft.function}"
+    return InvalidEventError(f"{where}: {error}", field=error.field)
+
+
+def _from_validation_error(exc: ValidationError) -> InvalidEventError:
+    """Return the InvalidEventError behind pydantic's first error, or one describing it."""
+    first = exc.errors(include_url=False)[0]
+    cause = first.get("ctx", {}).get("error")
+    if isinstance(cause, InvalidEventError):
+        return cause
+    field = ".".join(str(part) for part in first["loc"]) or None
+    return InvalidEventError(f"{field}: {first['msg']}", field=field)
+
+
+# Every field set explicitly, so that copies have the full fields set, like a validated
+# event. model_copy(update=...) is pydantic's public way to build an instance from
+# trusted values, and the fastest measured (see validate_drafts).
+_TEMPLATE = Event(
+    name="template",
+    customer_id="template",
+    email=None,
+    mobile=None,
+    metadata={},
+    session_token=None,
+    event_id="template",
+    timestamp=_dt.datetime(2000, 1, 1, tzinfo=_UTC),
+)
+
+
+def _checked_event(draft: EventDraft, limits: Limits) -> Event:
+    """Validate a draft with pydantic, the validator of record (the slow, exact path)."""
+    if len(draft.keys) != len(draft.values):
+        raise InvalidEventError(
+            f"the draft has {len(draft.keys)} metadata keys but {len(draft.values)} values",
+            field="metadata",
+        )
+    data = {
+        "name": draft.name,
+        "customer_id": draft.customer_id,
+        "email": draft.email,
+        "mobile": draft.mobile,
+        "metadata": draft.metadata,
+        "session_token": draft.session_token,
+        "event_id": new_event_id(),
+        "timestamp": _timestamp(draft.timestamp),
+    }
+    try:
+        return Event.model_validate(data, context={"limits": limits})
+    except ValidationError as exc:
+        raise _from_validation_error(exc) from None
+
+
+def validate_drafts(
+    drafts: Iterable[EventDraft], limits: Limits | None = None
+) -> tuple[list[Event], list[tuple[EventDraft, InvalidEventError]]]:
+    """Validate drafts into events, batch-wise: the delivery worker's path.
+
+    Accepts and refuses exactly what ``Event.model_validate`` does for the same values
+    (under ``context={"limits": limits}``), and reports the same field: a draft that is
+    plainly valid (exact types, ASCII text within the limits, integers in range,
+    finite floats) is built at once with ``Event.model_construct``; any other draft is
+    validated by pydantic itself, whose first error is reported.
+
+    Measured per event on 10,000 drafts (customer id, email and four metadata values:
+    str, float, str, int), CPython 3.11.7, pydantic 2.14.4, on a shared 2-core box where
+    ``for i in x: i + 1`` takes 17 ns an iteration: ``Event.model_validate`` per draft
+    9.7-11.9 µs (9.0-9.7 with the dicts built beforehand); ``TypeAdapter(list[Event])``
+    over the whole list 8.4-11.9 µs; plain-Python checks then
+    ``Event.model_construct`` 5.9-8.2 µs; plain-Python checks then ``model_copy`` of a
+    template (this) 5.0-5.5 µs, of which ``model_copy`` itself is 2.3 µs
+    (``model_construct`` alone: 2.9-3.6 µs). For reference only, writing pydantic's
+    slots directly builds an event in 1.3-1.5 µs; that is not public API.
+
+    Args:
+        drafts: The drafts, in order.
+        limits: The limits to enforce; :data:`DEFAULT_LIMITS` when ``None``.
+
+    Returns:
+        ``(events, failed)``: the valid drafts' events in order, and each invalid
+        draft with its error. The error's message starts with the event name and, when
+        ``draft.function`` is set, the function (``event 'purchase' from checkout:
+        metadata['note'] is ...``); its ``field`` names the field at fault.
+
+    Raises:
+        TypeError: If ``limits`` is not a :class:`Limits`.
+    """
+    if limits is None:
+        limits = DEFAULT_LIMITS
+    elif type(limits) is not Limits:
+        raise TypeError(f"limits must be a gbtrack Limits, got {limits!r}")
+    events: list[Event] = []
+    failed: list[tuple[EventDraft, InvalidEventError]] = []
+    max_name = limits.max_name_length
+    max_customer_id = limits.max_customer_id_length
+    max_email = limits.max_email_length
+    max_mobile = limits.max_mobile_length
+    max_keys = limits.max_metadata_keys
+    max_key = limits.max_key_length
+    max_string = limits.max_string_length
+    min_int = limits.min_int
+    max_int = limits.max_int
+    copy = _TEMPLATE.model_copy
+    fromtimestamp = _dt.datetime.fromtimestamp
+    utc = _UTC
+    ids = _ids
+    append = events.append
+    for draft in drafts:
+        name, customer_id, email, mobile, token, keys, values, _function, timestamp = draft
+        # The plainly valid case, decided in plain Python; anything else -> pydantic.
+        if (
+            type(name) is str
+            and 0 < len(name) <= max_name
+            and name.isascii()
+            and not name.isspace()
+            and type(customer_id) is str
+            and 0 < len(customer_id) <= max_customer_id
+            and customer_id.isascii()
+            and not customer_id.isspace()
+            and (
+                email is None
+                or (
+                    type(email) is str
+                    and 0 < len(email) <= max_email
+                    and email.isascii()
+                    and not email.isspace()
+                )
+            )
+            and (
+                mobile is None
+                or (
+                    type(mobile) is str
+                    and 0 < len(mobile) <= max_mobile
+                    and mobile.isascii()
+                    and not mobile.isspace()
+                )
+            )
+            and (token is None or type(token) is SecretStr)
+            and len(keys) <= max_keys
+            and len(keys) == len(values)
+            and type(timestamp) is float
+            and _MIN_TIMESTAMP <= timestamp <= _MAX_TIMESTAMP
+        ):
+            metadata: dict[str, MetadataValue] = {}
+            for key, value in zip(keys, values, strict=True):
+                if value is None:
+                    continue
+                cls = type(value)
+                if not (
+                    type(key) is str
+                    and 0 < len(key) <= max_key
+                    and key.isascii()
+                    and (
+                        (cls is str and len(value) <= max_string and value.isascii())  # type: ignore[arg-type,union-attr]
+                        or (cls is int and min_int <= value <= max_int)  # type: ignore[operator]
+                        or (cls is float and value - value == 0.0)  # type: ignore[operator]
+                        or cls is bool
+                    )
+                ):
+                    break
+                metadata[key] = value
+            else:
+                append(
+                    copy(
+                        update={
+                            "name": name,
+                            "customer_id": customer_id,
+                            "email": email,
+                            "mobile": mobile,
+                            "metadata": metadata,
+                            "session_token": token,
+                            "event_id": f"{ids.prefix}-{next(ids.counter):x}",
+                            "timestamp": fromtimestamp(timestamp, utc),
+                        }
+                    )
+                )
+                continue
+        try:
+            append(_checked_event(draft, limits))
+        except InvalidEventError as exc:
+            failed.append((draft, _draft_error(draft, exc)))
+    return events, failed
 
 
 # --- trusted constructors (the hot path) --------------------------------------------------

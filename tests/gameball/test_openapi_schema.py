@@ -122,7 +122,7 @@ def _wire_bodies(batches: list[EventBatch]) -> tuple[list[Any], list[Any]]:
 _text = st.text(min_size=1, max_size=12)
 _value = st.one_of(
     st.text(max_size=20),
-    st.integers(),
+    st.integers(min_value=-(2**53 - 1), max_value=2**53 - 1),  # Limits' default range
     st.floats(allow_nan=False, allow_infinity=False),
     st.booleans(),
 )
