@@ -6,10 +6,11 @@ import gc
 import platform
 import statistics
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
+from typing import Any
 
-__all__ = ["Result", "Table", "machine", "per_call_ns"]
+__all__ = ["Result", "Table", "caller_cpu_ns", "machine", "per_call_ns"]
 
 
 def per_call_ns(
@@ -48,6 +49,55 @@ def _loop(fn: Callable[[], object], number: int) -> Callable[[], float]:
         for _ in rng:
             fn()
         return time.perf_counter() - start
+
+    return loop
+
+
+def caller_cpu_ns(
+    candidates: dict[str, Callable[..., object]],
+    args: Sequence[tuple[Any, ...]],
+    *,
+    repeats: int = 9,
+    between: Callable[[], object] | None = None,
+) -> dict[str, float]:
+    """Return the median CPU time per call (ns) of the calling thread for each candidate.
+
+    Each sample calls the candidate once per tuple of ``args`` (``fn(*a)``) and is timed
+    with :func:`time.thread_time_ns`: only this thread's CPU counts, not the sender's
+    worker or I/O threads running meanwhile, nor the time spent waiting for the GIL.
+    Candidates run interleaved (A B C A B C ...) after one untimed warm-up pass each;
+    the median of ``repeats`` samples is kept. GC is disabled while timing.
+    ``between`` runs untimed after every round (e.g. to let a sender catch up).
+    """
+    samples: dict[str, list[float]] = {name: [] for name in candidates}
+    loops = {name: _cpu_loop(fn, args) for name, fn in candidates.items()}
+    for loop in loops.values():
+        loop()
+    if between is not None:
+        between()
+    n = len(args)
+    gc_was_enabled = gc.isenabled()
+    gc.disable()
+    try:
+        for _ in range(repeats):
+            for name, loop in loops.items():
+                samples[name].append(loop() / n)
+            if between is not None:
+                between()
+    finally:
+        if gc_was_enabled:
+            gc.enable()
+    return {name: statistics.median(values) for name, values in samples.items()}
+
+
+def _cpu_loop(fn: Callable[..., object], args: Sequence[tuple[Any, ...]]) -> Callable[[], int]:
+    clock = time.thread_time_ns
+
+    def loop() -> int:
+        start = clock()
+        for a in args:
+            fn(*a)
+        return clock() - start
 
     return loop
 
