@@ -104,15 +104,16 @@ _INT_RE = re.compile(r"-?[0-9]+")
 _MAX_INDEX_DIGITS: Final = 18  # any real index fits; int() of thousands of digits raises
 
 # Public names that lead to frames, code and namespaces (generators, coroutines, frames,
-# tracebacks, Python 2 style function attributes): refused wherever they appear.
+# tracebacks, Python 2 style function attributes): refused wherever they appear. Flags
+# such as gi_running or f_lineno lead nowhere; reading them is refused at call time by
+# the type of the value they are read from.
 _INTERNAL_NAMES: Final = frozenset(
     {
-        "gi_frame", "gi_code", "gi_yieldfrom", "gi_suspended", "gi_running",
-        "cr_frame", "cr_code", "cr_await", "cr_origin", "cr_running", "cr_suspended",
-        "ag_frame", "ag_code", "ag_await", "ag_running",
-        "f_globals", "f_locals", "f_builtins", "f_back", "f_code", "f_trace", "f_lasti",
-        "f_lineno",
-        "tb_frame", "tb_next", "tb_lasti", "tb_lineno",
+        "gi_frame", "gi_code", "gi_yieldfrom",
+        "cr_frame", "cr_code", "cr_await", "cr_origin",
+        "ag_frame", "ag_code", "ag_await",
+        "f_globals", "f_locals", "f_builtins", "f_back", "f_code", "f_trace",
+        "tb_frame", "tb_next",
         "func_globals", "func_code", "func_closure", "func_dict", "func_defaults",
         "im_func", "im_self", "im_class",
     }

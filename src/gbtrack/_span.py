@@ -42,6 +42,7 @@ class Span:
     """
 
     __slots__ = (
+        "_broken",
         "_finished",
         "_on",
         "_tracker",
@@ -75,7 +76,13 @@ class Span:
         self.email = email
         self.mobile = mobile
         self.session_token = session_token
-        self.metadata: dict[str, object] = {} if metadata is None else dict(metadata)
+        self.metadata: dict[str, object] = {}
+        self._broken: Exception | None = None
+        if metadata is not None:
+            try:
+                self.metadata.update(metadata)
+            except Exception as exc:  # a hostile mapping: counted when the span ends
+                self._broken = exc
         self.cancelled = False
         self.event: EventDraft | None = None
         self._on = on
@@ -122,7 +129,7 @@ class Span:
             self.email = email
         if mobile is not None:
             self.mobile = mobile
-        if not isinstance(session_token, Unset):
+        if session_token is not UNSET:  # `is`: isinstance() may read a hostile __class__
             self.session_token = session_token
 
     def cancel(self) -> None:
@@ -152,7 +159,15 @@ class Span:
         if self.cancelled:
             return
         tracker = self._tracker or active.tracker
-        if tracker.enabled:
+        if not tracker.enabled:
+            return
+        if self._broken is not None:
+            tracker.drop(
+                "resolver_error",
+                f"span {self.name!r}: reading its metadata raised {type(self._broken).__name__}",
+                exc=self._broken,
+            )
+        else:
             self.event = tracker.record(
                 self.name,
                 self.customer_id,

@@ -324,6 +324,12 @@ class Tracker:
             The draft submitted, or ``None`` when the event was dropped.
         """
         try:
+            if type(name) is not str:
+                if not issubclass(type(name), str):
+                    raise InvalidEventError(
+                        f"the event name must be a str, got {type(name).__name__}", field="name"
+                    )
+                name = str.__str__(name)
             identity = complete_identity(customer_id, email, mobile, session_token)
             keys: list[str] = []
             values: list[object] = []
@@ -353,7 +359,7 @@ class Tracker:
             self.no_customer(name, function)
             return None
         draft = EventDraft(
-            name if type(name) is str else str(name),
+            name,
             *identity,
             tuple(keys),
             tuple(values),  # type: ignore[arg-type]
