@@ -303,6 +303,7 @@ class OutboxStore:
 
     # --- connection -------------------------------------------------------------------
     def _connect(self) -> sqlite3.Connection:
+        _make_private(self.path)
         try:
             conn = sqlite3.connect(
                 self.path,
@@ -726,6 +727,32 @@ class _Txn:
             self.db.execute("COMMIT" if exc_type is None else "ROLLBACK")
         finally:
             self.store._lock.release()
+
+
+_PRIVATE = 0o600
+_SIBLINGS = ("", "-wal", "-shm", "-journal")
+
+
+def _make_private(path: Path) -> None:
+    """Create ``path`` 0600 if missing; take group/other access off it and its siblings.
+
+    The file holds emails and mobiles in plain text. SQLite creates ``-wal``, ``-shm``
+    and ``-journal`` with the database file's permissions, so a 0600 database keeps
+    them 0600 too; existing siblings (from an older gbtrack) are tightened here.
+    """
+    try:
+        fd = os.open(path, os.O_CREAT | os.O_RDWR | getattr(os, "O_CLOEXEC", 0), _PRIVATE)
+    except OSError as exc:
+        raise ConfigurationError(
+            f"cannot create the outbox {str(path)!r} ({exc.strerror})"
+        ) from exc
+    os.close(fd)
+    for suffix in _SIBLINGS:
+        target = f"{path}{suffix}"
+        with contextlib.suppress(OSError):  # absent, or owned by another user: leave it
+            mode = os.stat(target).st_mode & 0o777
+            if mode & 0o077:
+                os.chmod(target, mode & 0o700)
 
 
 def _table(table: str) -> str:
