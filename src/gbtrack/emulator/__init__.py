@@ -81,10 +81,13 @@ endpoints, one armed one-shot fault per request in arming order):
   envelope instead of processing (code defaults per status: 503->5003, 500->5000,
   422->2001, 429->429, ...).
 - ``drop_next(n, when=...)``: close the connection without answering; nothing is
-  processed. ``"after_body"`` (the default): the request is read, then a clean close
-  (httpx ``RemoteProtocolError``). ``"before_body"``: a TCP reset right after the
-  headers, the body unread (httpx: ``RemoteProtocolError`` or ``ReadError``, by
-  timing). ``"reset"``: the request is read, then a TCP reset (httpx ``ReadError``).
+  processed, except with ``"after_processing"``. ``"after_body"`` (the default): the
+  request is read, then a clean close (httpx ``RemoteProtocolError``).
+  ``"before_body"``: a TCP reset right after the headers, the body unread (httpx:
+  ``RemoteProtocolError`` or ``ReadError``, by timing). ``"reset"``: the request is
+  read, then a TCP reset (httpx ``ReadError``).
+  ``"after_processing"``: the request is processed as usual (events recorded), then
+  a clean close without an answer: the ambiguous case where a retry duplicates.
   Dropped requests count as status 0.
 - ``set_latency(seconds, count=None)``: process, record, then wait before answering.
 - ``fail_batch_items(customer_ids=..., next_items=n, code=5003)``: per-item failures.

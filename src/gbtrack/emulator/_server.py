@@ -91,6 +91,9 @@ class _Handler(BaseHTTPRequestHandler):
                 response = self._control(incoming, body)
             else:
                 response = state.handle(incoming, body)
+            if incoming.drop == "after_processing":
+                self._close_without_answer()  # processed and recorded; the answer is lost
+                return
             if incoming.latency and self.server.stopping.wait(incoming.latency):
                 self.close_connection = True  # the emulator stops: answer now and close
             self._send(response, incoming.request_id)

@@ -547,7 +547,10 @@ class EmulatorState:
         except Exception as exc:  # an emulator bug must not kill the connection silently
             self.note_internal_error(f"{type(exc).__name__}: {exc}")
             response = error_response(500, 5000, incoming.request_id, "emulator internal error")
-        self.complete(incoming, response.status, response.code)
+        if incoming.drop == "after_processing":
+            self.complete(incoming, 0, None)  # processed, but nothing is answered
+        else:
+            self.complete(incoming, response.status, response.code)
         return response
 
     def complete(self, incoming: Incoming, status: int, code: int | None) -> None:
@@ -1036,7 +1039,11 @@ def literal_when(value: object) -> DropWhen:
         return "after_body"
     if value == "reset":
         return "reset"
-    raise ValueError(f"when must be 'before_body', 'after_body' or 'reset', got {value!r}")
+    if value == "after_processing":
+        return "after_processing"
+    raise ValueError(
+        f"when must be 'before_body', 'after_body', 'reset' or 'after_processing', got {value!r}"
+    )
 
 
 def as_iterable_of_str(value: object) -> Iterable[str]:
