@@ -44,7 +44,8 @@ Checks, in order (a request stops at the first that fails):
 1. An armed one-shot fault (see below).
 2. ``APIKey`` missing or wrong: 401/1000. Where the secret key is needed: missing
    ``SecretKey`` 401/1001, wrong ``SecretKey`` 401/1000. v4.0 ignores ``SecretKey``
-   unless ``high_security``.
+   unless ``high_security``. With ``min_version="4.1"`` (the account's minimum API
+   version), v4.0 events answer 403/1003 (Gameball documents no code: UNCONFIRMED).
 3. The rate limit (v4.0, v4.1 and batch create together; default 100 per second and
    1,200 per 30 seconds, exact sliding windows over admitted requests): 429 with code
    429 (Gameball documents no code), ``Retry-After`` only with
