@@ -158,3 +158,15 @@ def test_python_m_help() -> None:
     assert result.returncode == 0
     assert result.stdout.startswith("usage: python -m gbtrack.emulator")
     assert "--batch-delay" in result.stdout
+
+
+@pytest.mark.parametrize("port", ["99999", "-1", "65536"])
+def test_a_port_out_of_range_is_a_usage_error(
+    capsys: pytest.CaptureFixture[str], port: str
+) -> None:
+    with pytest.raises(SystemExit) as exit_info:
+        gbtrack_main(["emulator", "--port", port])
+    assert exit_info.value.code == 2
+    err = capsys.readouterr().err
+    assert "--port" in err
+    assert "0-65535" in err

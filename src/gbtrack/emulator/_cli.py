@@ -31,6 +31,16 @@ def _rate_limits(text: str) -> tuple[tuple[int, float], ...]:
         ) from None
 
 
+def _port(text: str) -> int:
+    try:
+        port = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a port number (0-65535)") from None
+    if not 0 <= port <= 65535:
+        raise argparse.ArgumentTypeError(f"{port} is not a port number (0-65535)")
+    return port
+
+
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     """Add the emulator's options to ``parser``."""
     default_limits = ",".join(f"{n}/{p:g}" for n, p in DEFAULT_RATE_LIMITS)
@@ -38,7 +48,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         "--host", default="127.0.0.1", help="interface to bind (default: %(default)s)"
     )
     parser.add_argument(
-        "--port", type=int, default=8080, help="port; 0 picks a free one (default: %(default)s)"
+        "--port", type=_port, default=8080, help="port; 0 picks a free one (default: %(default)s)"
     )
     parser.add_argument(
         "--api-key",
