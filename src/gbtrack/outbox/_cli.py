@@ -13,6 +13,7 @@ import json
 import math
 import os
 import re
+import sqlite3
 import sys
 import time
 from pathlib import Path
@@ -232,8 +233,11 @@ def _guard(func: Any) -> Any:
                 return EXIT_ABORTED
             with store:
                 return int(func(args, store))
-        except GbtrackError as exc:
-            _err(str(exc))
+        except GbtrackError as exc:  # OutboxError for a damaged file: one line, no traceback
+            _err(str(exc).splitlines()[0] if str(exc) else type(exc).__name__)
+            return EXIT_FAILURE
+        except (sqlite3.Error, OSError) as exc:  # a last resort; the store translates these
+            _err(f"{type(exc).__name__}: {exc}")
             return EXIT_FAILURE
 
     run.__doc__ = func.__doc__

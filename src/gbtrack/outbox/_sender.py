@@ -594,16 +594,33 @@ class OutboxSender(BaseSender):
         return stored
 
     def _persist(self, events: list[Event]) -> None:
-        """Append to the store, applying the cap policy; report what did not fit."""
-        stored = self.store.append(events)
-        if stored < len(events) and self.overflow == "block":
-            deadline = time.monotonic() + self.block_timeout
-            while stored < len(events) and time.monotonic() < deadline:
-                # Room appears when a worker (maybe in another process) delivers rows.
-                self._wake_worker.set()
-                with self._progress:
-                    self._progress.wait(0.05)
-                stored += self.store.append(events[stored:])
+        """Append to the store, applying the cap policy; report what did not fit.
+
+        Never raises: each event is counted once, as persisted or as dropped
+        (``outbox_error`` when the file fails, ``outbox_full`` when it is full).
+        """
+        stored = 0
+        try:
+            stored = self.store.append(events)
+            if stored < len(events) and self.overflow == "block":
+                deadline = time.monotonic() + self.block_timeout
+                while stored < len(events) and time.monotonic() < deadline:
+                    # Room appears when a worker (maybe in another process) delivers rows.
+                    self._wake_worker.set()
+                    with self._progress:
+                        self._progress.wait(0.05)
+                    stored += self.store.append(events[stored:])
+        except Exception as exc:
+            self.reporter.count("persisted", stored)
+            failed = len(events) - stored
+            self.reporter.drop(
+                "outbox_error",
+                f"writing {failed} event(s) to the outbox failed: {type(exc).__name__}: {exc}",
+                event=events[stored],
+                n=failed,
+                exc_info=exc,
+            )
+            return
         self.reporter.count("persisted", stored)
         rest = len(events) - stored
         if rest:
@@ -667,6 +684,7 @@ class OutboxSender(BaseSender):
     def _deliver_loop(self) -> None:
         drainer = self.drainer
         assert drainer is not None
+        last_logged, log_again = "", 0.0
         while not self._stop.is_set():
             failed = False
             # A round deletes rows before it is counted: flush() waits for the round,
@@ -675,8 +693,12 @@ class OutboxSender(BaseSender):
                 try:
                     result = drainer.run_once()
                 except Exception as exc:  # a locked or broken file: log, back off, go on
-                    logger.warning("gbtrack outbox worker: %s: %s", type(exc).__name__, exc)
-                    self.reporter.note_error(f"outbox worker: {type(exc).__name__}")
+                    text = f"{type(exc).__name__}: {exc}"
+                    now = time.monotonic()
+                    if text != last_logged or now >= log_again:  # not once per second
+                        logger.warning("gbtrack outbox worker: %s", text)
+                        last_logged, log_again = text, now + 60.0
+                    self.reporter.note_error(f"outbox worker: {text}")
                     result = DrainResult()
                     failed = True
                 self.reporter.count("delivered", result.delivered)
@@ -697,6 +719,12 @@ class OutboxSender(BaseSender):
                 wait = min(wait, max(ready, 0.001))
             self._wake_worker.wait(wait)
             self._wake_worker.clear()
+
+    def _outbox_failed(self, what: str, exc: BaseException) -> None:
+        """Log and remember a failure of the outbox file outside any one event."""
+        message = f"outbox {what} failed: {type(exc).__name__}: {exc}"
+        self.reporter.note_error(message)
+        logger.warning("gbtrack %s", message)
 
     def _report_dead(self, rows: Sequence[OutboxRow], reason: str, outcome: Outcome) -> None:
         error = outcome.error
@@ -735,6 +763,13 @@ class OutboxSender(BaseSender):
         Returns:
             ``True`` if that happened within ``timeout`` seconds.
         """
+        try:
+            return self._flush(timeout)
+        except Exception as exc:  # the file failed (damaged, I/O): report, never raise
+            self._outbox_failed("flush", exc)
+            return False
+
+    def _flush(self, timeout: float | None) -> bool:
         deadline = None if timeout is None else time.monotonic() + timeout
         if not self.commit(timeout):
             return False
@@ -776,6 +811,13 @@ class OutboxSender(BaseSender):
         if self._closed:
             return True
         self._closed = True
+        try:
+            return self._close(timeout)
+        except Exception as exc:  # close runs from exit hooks: it never raises
+            self._outbox_failed("close", exc)
+            return False
+
+    def _close(self, timeout: float | None) -> bool:
         # Never wait forever here: undelivered rows are safe on disk.
         deadline = time.monotonic() + (self.close_timeout if timeout is None else timeout)
         settled = self.commit(None)  # durability first, whatever the timeout
@@ -793,11 +835,13 @@ class OutboxSender(BaseSender):
                 self.drainer.close()
             except Exception as exc:  # e.g. the store was closed under us; rows stay leased
                 logger.warning("gbtrack outbox: release on close failed: %s", exc)
-        if self._close_client and self.client is not None:
-            self.client.close()
-        if self._close_store:
-            self.store.close()
-        forget(self)
+        try:
+            if self._close_client and self.client is not None:
+                self.client.close()
+        finally:
+            forget(self)
+            if self._close_store:
+                self.store.close()
         return settled
 
     def stats(self) -> Stats:
