@@ -7,6 +7,7 @@ Every exception gbtrack raises derives from :class:`GbtrackError`::
     ├── InvalidEventError      an event does not satisfy the Gameball contract (also ValueError)
     ├── TrackingError          call time, raised only when strict; also what on_error receives
     ├── ConfigurationError     a setting is invalid or missing (e.g. an unwritable outbox path)
+    ├── OutboxError            the outbox file failed at run time (damaged, disk full, I/O error)
     └── DeliveryError          a request to Gameball failed (carries status, code, type, requestId)
         ├── AuthenticationError    401 / 403 (codes 1000, 1001, 1002)
         ├── RateLimitError         429
@@ -34,6 +35,7 @@ __all__ = [
     "ExpressionError",
     "GbtrackError",
     "InvalidEventError",
+    "OutboxError",
     "PayloadError",
     "RateLimitError",
     "ServerError",
@@ -111,6 +113,15 @@ class TrackingError(GbtrackError):
 
 class ConfigurationError(GbtrackError, ValueError):
     """A configuration value is invalid or unusable."""
+
+
+class OutboxError(GbtrackError):
+    """An operation on the outbox file failed (damaged file, disk full, I/O error).
+
+    Raised by :class:`~gbtrack.outbox.OutboxStore` instead of SQLite's own exceptions
+    (chained as ``__cause__``); the outbox *sender* never raises it: what it could not
+    write is dropped and counted as ``outbox_error``.
+    """
 
 
 class DeliveryError(GbtrackError):

@@ -28,7 +28,14 @@ def test_gbtrack_emulator_help(capsys: pytest.CaptureFixture[str]) -> None:
         gbtrack_main(["emulator", "--help"])
     assert exit_info.value.code == 0
     out = capsys.readouterr().out
-    for option in ("--port", "--host", "--api-key", "--secret-key", "--no-rate-limit"):
+    for option in (
+        "--port",
+        "--host",
+        "--api-key",
+        "--secret-key",
+        "--no-rate-limit",
+        "--min-version",
+    ):
         assert option in out
     assert "--rate-limit N/S[,N/S...]" in out
     assert "100/1,1200/30" in out
@@ -126,6 +133,20 @@ def test_gbtrack_emulator_subprocess_without_rate_limit() -> None:
 
 
 @pytest.mark.slow
+def test_gbtrack_emulator_subprocess_with_a_minimum_version() -> None:
+    args = ("-m", "gbtrack.cli", "emulator", "--port", "0", "--min-version", "4.1")
+    with running(*args) as (proc, url, banner):
+        assert "minimum API version: 4.1" in banner
+        with httpx.Client(base_url=url, headers=KEYS) as http:
+            refused = http.post(V40, json=EVENT)
+            assert (refused.status_code, refused.json()["code"]) == (403, 1003)
+            assert http.post("/api/v4.1/integrations/events", json=EVENT).status_code == 200
+        proc.terminate()
+        proc.communicate(timeout=30)
+        assert proc.returncode == 0
+
+
+@pytest.mark.slow
 def test_python_m_help() -> None:
     result = subprocess.run(
         [sys.executable, "-m", "gbtrack.emulator", "--help"],
@@ -137,3 +158,15 @@ def test_python_m_help() -> None:
     assert result.returncode == 0
     assert result.stdout.startswith("usage: python -m gbtrack.emulator")
     assert "--batch-delay" in result.stdout
+
+
+@pytest.mark.parametrize("port", ["99999", "-1", "65536"])
+def test_a_port_out_of_range_is_a_usage_error(
+    capsys: pytest.CaptureFixture[str], port: str
+) -> None:
+    with pytest.raises(SystemExit) as exit_info:
+        gbtrack_main(["emulator", "--port", port])
+    assert exit_info.value.code == 2
+    err = capsys.readouterr().err
+    assert "--port" in err
+    assert "0-65535" in err

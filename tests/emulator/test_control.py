@@ -105,6 +105,11 @@ def test_rate_limit_and_config_control(
     assert gameball_emulator.high_security
     assert gameball_emulator.batch_delay == 0.5
     assert_envelope(client.post(V40, json=EVENT, headers={"SecretKey": ""}), 401, 1001)
+    client.post("/_emulator/config", json={"highSecurity": False, "minVersion": "4.1"})
+    assert gameball_emulator.min_version == "4.1"
+    assert_envelope(client.post(V40, json=EVENT), 403, 1003)
+    client.post("/_emulator/config", json={"minVersion": None})
+    assert client.post(V40, json=EVENT).status_code == 200
 
 
 @pytest.mark.parametrize(
@@ -116,6 +121,7 @@ def test_rate_limit_and_config_control(
         ("/_emulator/faults/latency", {"seconds": -1}),
         ("/_emulator/faults/batch-items", {"customerIds": "x"}),
         ("/_emulator/rate-limits", {}),
+        ("/_emulator/config", {"minVersion": "3.0"}),
         ("/_emulator/rate-limits", {"limits": [[0, 1]]}),
         ("/_emulator/reset", [1]),
     ],

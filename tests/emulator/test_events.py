@@ -3,13 +3,14 @@
 from __future__ import annotations
 
 import json
+from typing import Any
 
 import httpx
 import pytest
 
 from gbtrack.emulator import GameballEmulator
 
-from .conftest import API_KEY, SECRET_KEY, V40, V41, assert_envelope
+from .conftest import API_KEY, BATCH, KEYS, SECRET_KEY, V40, V41, assert_envelope
 
 EVENT = {"customerId": "c-1", "events": {"purchase": {"amount": 9.5, "sku": "A", "gift": False}}}
 
@@ -263,3 +264,24 @@ def test_max_events_keeps_the_newest_and_exact_counts(gameball_emulator_factory:
             http.post(V40, json={"customerId": f"c{i}", "events": {"e": {}}})
     assert emulator.event_count == 5
     assert [e.customer_id for e in emulator.events] == ["c2", "c3", "c4"]
+
+
+def test_min_version_refuses_v40_events_only(gameball_emulator_factory: Any) -> None:
+    emulator = gameball_emulator_factory(min_version="4.1")
+    assert emulator.min_version == "4.1"
+    with httpx.Client(base_url=emulator.url, headers=KEYS) as http:
+        body = assert_envelope(http.post(V40, json=EVENT), 403, 1003)
+        assert "minimum API version" in str(body["message"])
+        # The keys are checked first: a wrong key is still reported as such.
+        assert_envelope(http.post(V40, json=EVENT, headers={"APIKey": "nope"}), 401, 1000)
+        assert http.post(V41, json=EVENT).status_code == 200
+        assert http.post(BATCH, json={"body": [EVENT]}).status_code == 200
+    assert [e.version for e in emulator.events] == ["v4.1", "batch"]
+    assert emulator.stats()["minVersion"] == "4.1"
+
+
+def test_min_version_values(gameball_emulator_factory: Any) -> None:
+    for ok in (None, "4.0", "v4.1"):
+        gameball_emulator_factory(min_version=ok)
+    with pytest.raises(ValueError, match="min_version"):
+        gameball_emulator_factory(min_version="5")

@@ -197,3 +197,46 @@ def test_fault_plan_is_thread_safe() -> None:
         thread.join()
     assert len(taken) == 1000
     assert plan.pending == 0
+
+
+def test_drop_after_processing_records_then_closes_without_answer(
+    gameball_emulator: GameballEmulator,
+) -> None:
+    # The realistic ambiguous case over real loopback HTTP: Gameball processed the
+    # request (its events count), then the answer was lost.
+    from gbtrack import Event
+    from gbtrack.gameball import GameballClient, coalesce
+
+    gameball_emulator.faults.drop_next(when="after_processing")
+    [batch] = coalesce(
+        [
+            Event(name="purchase", customer_id="c-9", metadata={"amount": 5}),
+            Event(name="review", customer_id="c-9"),
+        ]
+    )
+    with GameballClient(
+        gameball_emulator.api_key, base_url=gameball_emulator.url, timeout=5.0
+    ) as gameball:
+        outcome = gameball.send(batch)
+        assert outcome.ambiguous, outcome
+        assert outcome.status is None
+        assert gameball_emulator.wait_for_events(2, timeout=5)
+        assert sorted(e.name for e in gameball_emulator.events) == ["purchase", "review"]
+        assert {e.customer_id for e in gameball_emulator.events} == {"c-9"}
+        # Sending again (what a retry of the ambiguous outcome does) is the duplicate.
+        assert gameball.send(batch).delivered
+    assert gameball_emulator.event_count == 4
+    dropped = gameball_emulator.stats()["dropped"]
+    assert dropped == 1
+    assert gameball_emulator.requests[("v4.0/events", 0)] == 1
+
+
+def test_drop_after_processing_over_the_control_endpoint(
+    gameball_emulator: GameballEmulator, client: httpx.Client
+) -> None:
+    answer = client.post("/_emulator/faults/drop", json={"when": "after_processing"})
+    assert answer.json() == {"ok": True}
+    with pytest.raises(httpx.RemoteProtocolError):
+        client.post(V41, json=EVENT)
+    received = client.get("/_emulator/events").json()
+    assert [(e["customerId"], e["name"], e["version"]) for e in received] == [("c", "e", "v4.1")]

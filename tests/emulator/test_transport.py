@@ -60,7 +60,11 @@ def test_sync_transport_faults(emulator: GameballEmulator) -> None:
         assert emulator.event_count == 1  # processed although the client timed out
         faults.set_latency(0.01, count=1)
         assert http.post(V40, json=EVENT).status_code == 200
-    assert emulator.requests[("v4.0/events", 0)] == 3
+        faults.drop_next(when="after_processing")
+        with pytest.raises(httpx.RemoteProtocolError):
+            http.post(V40, json=EVENT)
+        assert emulator.event_count == 3  # processed, then no answer
+    assert emulator.requests[("v4.0/events", 0)] == 4
 
 
 async def test_async_transport(emulator: GameballEmulator) -> None:

@@ -59,7 +59,7 @@ async def test_send_headers_and_body() -> None:
     assert outcome.delivered
     assert outcome.body is None  # an empty 200 is fine
     request = rec.requests[0]
-    assert request.url.path == "/api/v4.0/integrations/events"
+    assert request.url.path == "/api/v4.1/integrations/events"  # a secret key: v4.1
     assert request.headers["APIKey"] == API_KEY
     assert request.headers["SecretKey"] == SECRET_KEY
     assert request.headers["lang"] == "en"
@@ -86,6 +86,19 @@ async def test_secure_mode_and_session_token_routing() -> None:
 def test_secure_mode_requires_secret_key() -> None:
     with pytest.raises(ConfigurationError):
         AsyncGameballClient(API_KEY, secure=True)
+
+
+async def test_version_follows_the_secret_key_unless_overridden() -> None:
+    rec = AsyncRecorder()
+    async with make(rec, secret_key=SECRET_KEY, secure=False) as client:
+        assert not client.secure
+        await client.send(batch())
+    async with make(rec) as client:
+        assert not client.secure
+        await client.send(batch())
+    forced, plain = rec.requests
+    assert forced.url.path == "/api/v4.0/integrations/events"
+    assert plain.url.path == "/api/v4.0/integrations/events"
 
 
 async def test_batch_endpoints() -> None:
@@ -178,7 +191,8 @@ async def test_close_is_idempotent_and_final() -> None:
 async def test_repr_hides_keys() -> None:
     async with make(AsyncRecorder(), secret_key=SECRET_KEY) as client:
         text = repr(client)
-    assert text == "<AsyncGameballClient base_url='https://gb.test' mode='standard'>"
+    # A secret key means v4.1 ("secure") by default.
+    assert text == "<AsyncGameballClient base_url='https://gb.test' mode='secure'>"
 
 
 def _sync_requests(**options: Any) -> list[httpx.Request]:

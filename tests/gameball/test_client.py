@@ -117,13 +117,24 @@ def test_non_ascii_metadata_is_utf8(rec: Recorder) -> None:
 
 
 def test_secret_key_and_lang_headers(rec: Recorder) -> None:
+    # With a secret key, events go to v4.1 by default: a merchant's minimum API version
+    # may refuse v4.0, and every v4.1 integration endpoint takes the secret key.
     with make(rec, secret_key=SECRET_KEY, lang="ar") as client:
         assert client.has_secret_key
+        assert client.secure
+        client.send(batch())
+    assert rec.last.url.path == "/api/v4.1/integrations/events"
+    assert rec.last.headers["SecretKey"] == SECRET_KEY
+    assert rec.last.headers["lang"] == "ar"
+
+
+def test_secure_false_keeps_v40_with_a_secret_key(rec: Recorder) -> None:
+    # The explicit override: v4.0 (High Security Mode sends the SecretKey there too).
+    with make(rec, secret_key=SECRET_KEY, secure=False) as client:
         assert not client.secure
         client.send(batch())
     assert rec.last.url.path == "/api/v4.0/integrations/events"
     assert rec.last.headers["SecretKey"] == SECRET_KEY
-    assert rec.last.headers["lang"] == "ar"
 
 
 def test_secure_mode_uses_v41(rec: Recorder) -> None:
@@ -150,7 +161,9 @@ def test_session_token_routes_to_v41(rec: Recorder, secret_key: str | None) -> N
     assert with_token.headers["X-GB-TOKEN"] == TOKEN
     assert TOKEN.encode() not in with_token.content
     assert ("SecretKey" in with_token.headers) is (secret_key is not None)
-    assert without.url.path == "/api/v4.0/integrations/events"
+    # Without a token: v4.1 when a secret key is configured, else v4.0.
+    expected = "/api/v4.1/integrations/events" if secret_key else "/api/v4.0/integrations/events"
+    assert without.url.path == expected
     assert "X-GB-TOKEN" not in without.headers
 
 

@@ -420,3 +420,34 @@ def test_item_errors_unattributable_is_none(
     errors: list[Any], failed: int | None, state: str
 ) -> None:
     assert _status(errors, failed, state).item_errors(_items("a", "a", "b")) is None
+
+
+# --- the account's minimum API version ----------------------------------------------------------
+@pytest.mark.parametrize(
+    ("status", "body"),
+    [
+        # The emulator's choice (Gameball documents no code for it: UNCONFIRMED).
+        (403, envelope(1003, "API_VERSION_ERROR", "API version 4.0 is below the minimum.")),
+        # Any wording that names a minimum version is read the same way.
+        (400, envelope(3003, "VALIDATION_ERROR", "Minimum API version for this account: 4.1")),
+        (403, {"code": 1002, "message": "This API version is not allowed; minimum version 4.1"}),
+    ],
+)
+def test_minimum_version_refusal_is_a_loud_configuration_error(
+    status: int, body: dict[str, Any]
+) -> None:
+    outcome = answer(status, body)
+    assert outcome.kind is OutcomeKind.PERMANENT
+    assert isinstance(outcome.error, AuthenticationError)
+    text = str(outcome.error)
+    assert "minimum API version" in text
+    assert "secret key" in text  # what to do about it
+    assert WHAT in text
+
+
+def test_other_refusals_do_not_mention_the_version() -> None:
+    outcome = answer(401, envelope(1000, "AUTHENTICATION_ERROR", "Unauthorized access."))
+    assert isinstance(outcome.error, AuthenticationError)
+    assert "minimum API version" not in str(outcome.error)
+    payload = answer(422, envelope(3003, "VALIDATION_ERROR", "version must be a string"))
+    assert isinstance(payload.error, PayloadError)

@@ -136,16 +136,17 @@ def test_drain_delivers_and_reports(
     code, out, err = run(capsys, *base)
     assert code == 0, err
     assert out.strip() == "delivered 4, dead 0, retried 0, left pending 0"
-    assert "[########################] 100% drain: 4/4 settled" in err
+    assert err == ""  # not a terminal, and quick: no progress lines at all
     assert "test-api-key" not in out + err
     assert sorted(e.metadata["seq"] for e in gameball_emulator.events) == [1, 2, 3, 4]
     code, out, _ = run(capsys, *base)
     assert (code, out.strip()) == (3, "nothing to drain")
 
 
-def test_drain_failure_exit_code(
+def test_drain_with_a_wrong_key_stops_and_keeps_the_backlog(
     seeded: Path, gameball_emulator: GameballEmulator, capsys: pytest.CaptureFixture[str]
 ) -> None:
+    # A wrong key is the operator's mistake, not the events': nothing moves to dead.
     code, out, err = run(
         capsys,
         "outbox",
@@ -158,10 +159,119 @@ def test_drain_failure_exit_code(
         gameball_emulator.url,
     )
     assert code == 1
-    assert "dead 4" in out
     assert "wrong-key" not in out + err
+    [line] = err.strip().splitlines()
+    assert "API key" in line
+    assert "1000" in line
+    assert "left pending" in line
+    assert "dead 0" in out
+    assert gameball_emulator.requests[("v4.0/events", 401)] == 1  # stopped at the first
     with OutboxStore(seeded) as store:
-        assert {r.code for r in store.rows("dead")} >= {1000}
+        assert store.count("pending") == 4
+        assert store.count("dead") == 2  # the two seeded ones only
+        assert all(r.attempts == 0 and r.claimed_by is None for r in store.rows("pending"))
+
+
+def test_drain_with_a_missing_secret_key_stops_too(
+    seeded: Path, gameball_emulator: GameballEmulator, capsys: pytest.CaptureFixture[str]
+) -> None:
+    gameball_emulator.high_security = True  # v4.0 needs the SecretKey: 401/1001
+    code, _out, err = run(
+        capsys,
+        "outbox",
+        "--path",
+        str(seeded),
+        "drain",
+        "--api-key",
+        "test-api-key",
+        "--base-url",
+        gameball_emulator.url,
+    )
+    assert code == 1
+    [line] = err.strip().splitlines()
+    assert "1001" in line
+    with OutboxStore(seeded) as store:
+        assert store.count("pending") == 4
+
+
+def test_drain_to_an_unreachable_server_is_quiet_and_says_why(
+    seeded: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    import socket
+
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]  # closed again below: connections are refused
+    code, out, err = run(
+        capsys,
+        "outbox",
+        "--path",
+        str(seeded),
+        "drain",
+        "--api-key",
+        "test-api-key",
+        "--base-url",
+        f"http://127.0.0.1:{port}",
+        "--timeout",
+        "2.5",
+    )
+    assert code == 1
+    assert len(err.splitlines()) <= 1  # at most one progress line per interval
+    summary = out.strip()
+    assert "left pending 4" in summary
+    assert "last error:" in summary
+    assert "could not connect" in summary
+
+
+def test_drain_progress_on_a_terminal(
+    seeded: Path,
+    gameball_emulator: GameballEmulator,
+    capsys: pytest.CaptureFixture[str],
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.setattr(sys.stderr, "isatty", lambda: True)
+    code, _out, err = run(
+        capsys,
+        "outbox",
+        "--path",
+        str(seeded),
+        "drain",
+        "--api-key",
+        "test-api-key",
+        "--base-url",
+        gameball_emulator.url,
+    )
+    assert code == 0, err
+    assert "\r[########################] 100% drain: 4/4 settled" in err
+
+
+@pytest.mark.parametrize(
+    ("argv", "message"),
+    [
+        (["drain", "--base-url", "ftp://example.com"], "--base-url"),
+        (["drain", "--base-url", "not a url"], "--base-url"),
+        (["drain", "--timeout", "-1"], "--timeout"),
+        (["drain", "--timeout", "nan"], "--timeout"),
+    ],
+)
+def test_drain_usage_errors(
+    seeded: Path, capsys: pytest.CaptureFixture[str], argv: list[str], message: str
+) -> None:
+    with pytest.raises(SystemExit) as exc:
+        main(["outbox", "--path", str(seeded), *argv, "--api-key", "k"])
+    assert exc.value.code == 2
+    err = capsys.readouterr().err
+    assert message in err
+    assert "Traceback" not in err
+
+
+def test_path_after_the_subcommand(seeded: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    code, out, _ = run(capsys, "outbox", "stats", "--json", "--path", str(seeded))
+    assert code == 0
+    assert json.loads(out)["pending"] == 4
+    code, out, _ = run(capsys, "outbox", "list", "--dead", "--path", str(seeded))
+    assert code == 0
+    assert len(out.strip().splitlines()) == 2
 
 
 def test_help_documents_exit_codes(capsys: pytest.CaptureFixture[str]) -> None:

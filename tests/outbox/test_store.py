@@ -237,3 +237,50 @@ def test_uncreatable_directory_is_a_clear_error() -> None:
     # /proc refuses new directories even to root.
     with pytest.raises(ConfigurationError, match=r"cannot create the outbox directory.*GBTRACK"):
         OutboxStore("/proc/gbtrack-outbox-test/outbox.sqlite3")
+
+
+def _mode(path: Path) -> int:
+    return os.stat(path).st_mode & 0o777
+
+
+def test_files_are_private_to_the_owner(outbox_path: Path) -> None:
+    # Emails and mobiles are stored in plain text: the file and its siblings are 0600,
+    # whatever the umask allows.
+    previous = os.umask(0o022)
+    try:
+        with OutboxStore(outbox_path) as store:
+            assert store.append(make_events(50)) == 50
+            rows = store.claim("w", 10, lease=30)
+            store.complete([r.id for r in rows])
+            siblings = [Path(f"{outbox_path}{s}") for s in ("", "-wal", "-shm")]
+            assert all(p.exists() for p in siblings)
+            assert {str(p): _mode(p) for p in siblings} == {str(p): 0o600 for p in siblings}
+    finally:
+        os.umask(previous)
+
+
+def test_rollback_journal_is_private_too(outbox_path: Path) -> None:
+    previous = os.umask(0o022)
+    try:
+        OutboxStore(outbox_path).close()
+        # Another tool may switch the file out of WAL; its journal inherits the mode.
+        conn = sqlite3.connect(outbox_path, isolation_level=None)
+        try:
+            assert conn.execute("PRAGMA journal_mode=PERSIST").fetchone()[0] == "persist"
+            conn.execute("UPDATE totals SET rows = rows")
+        finally:
+            conn.close()
+        journal = Path(f"{outbox_path}-journal")
+        assert journal.exists()
+        assert _mode(journal) == 0o600
+    finally:
+        os.umask(previous)
+
+
+def test_existing_loose_file_is_tightened(outbox_path: Path) -> None:
+    OutboxStore(outbox_path).close()
+    os.chmod(outbox_path, 0o644)
+    with OutboxStore(outbox_path) as store:
+        store.append(make_events(1))
+        assert _mode(outbox_path) == 0o600
+        assert _mode(Path(f"{outbox_path}-wal")) == 0o600

@@ -44,7 +44,8 @@ Checks, in order (a request stops at the first that fails):
 1. An armed one-shot fault (see below).
 2. ``APIKey`` missing or wrong: 401/1000. Where the secret key is needed: missing
    ``SecretKey`` 401/1001, wrong ``SecretKey`` 401/1000. v4.0 ignores ``SecretKey``
-   unless ``high_security``.
+   unless ``high_security``. With ``min_version="4.1"`` (the account's minimum API
+   version), v4.0 events answer 403/1003 (Gameball documents no code: UNCONFIRMED).
 3. The rate limit (v4.0, v4.1 and batch create together; default 100 per second and
    1,200 per 30 seconds, exact sliding windows over admitted requests): 429 with code
    429 (Gameball documents no code), ``Retry-After`` only with
@@ -81,10 +82,13 @@ endpoints, one armed one-shot fault per request in arming order):
   envelope instead of processing (code defaults per status: 503->5003, 500->5000,
   422->2001, 429->429, ...).
 - ``drop_next(n, when=...)``: close the connection without answering; nothing is
-  processed. ``"after_body"`` (the default): the request is read, then a clean close
-  (httpx ``RemoteProtocolError``). ``"before_body"``: a TCP reset right after the
-  headers, the body unread (httpx: ``RemoteProtocolError`` or ``ReadError``, by
-  timing). ``"reset"``: the request is read, then a TCP reset (httpx ``ReadError``).
+  processed, except with ``"after_processing"``. ``"after_body"`` (the default): the
+  request is read, then a clean close (httpx ``RemoteProtocolError``).
+  ``"before_body"``: a TCP reset right after the headers, the body unread (httpx:
+  ``RemoteProtocolError`` or ``ReadError``, by timing). ``"reset"``: the request is
+  read, then a TCP reset (httpx ``ReadError``).
+  ``"after_processing"``: the request is processed as usual (events recorded), then
+  a clean close without an answer: the ambiguous case where a retry duplicates.
   Dropped requests count as status 0.
 - ``set_latency(seconds, count=None)``: process, record, then wait before answering.
 - ``fail_batch_items(customer_ids=..., next_items=n, code=5003)``: per-item failures.

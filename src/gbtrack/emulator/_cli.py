@@ -31,6 +31,16 @@ def _rate_limits(text: str) -> tuple[tuple[int, float], ...]:
         ) from None
 
 
+def _port(text: str) -> int:
+    try:
+        port = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a port number (0-65535)") from None
+    if not 0 <= port <= 65535:
+        raise argparse.ArgumentTypeError(f"{port} is not a port number (0-65535)")
+    return port
+
+
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     """Add the emulator's options to ``parser``."""
     default_limits = ",".join(f"{n}/{p:g}" for n, p in DEFAULT_RATE_LIMITS)
@@ -38,7 +48,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         "--host", default="127.0.0.1", help="interface to bind (default: %(default)s)"
     )
     parser.add_argument(
-        "--port", type=int, default=8080, help="port; 0 picks a free one (default: %(default)s)"
+        "--port", type=_port, default=8080, help="port; 0 picks a free one (default: %(default)s)"
     )
     parser.add_argument(
         "--api-key",
@@ -54,6 +64,12 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         "--high-security",
         action="store_true",
         help="require the SecretKey on v4.0 events too (Gameball's High Security Mode)",
+    )
+    parser.add_argument(
+        "--min-version",
+        choices=("4.0", "4.1"),
+        default=None,
+        help="the account's minimum API version: 4.1 refuses v4.0 event calls (403/1003)",
     )
     limits = parser.add_mutually_exclusive_group()
     limits.add_argument(
@@ -110,6 +126,7 @@ def run(args: argparse.Namespace) -> int:
         api_key=args.api_key,
         secret_key=args.secret_key,
         high_security=args.high_security,
+        min_version=args.min_version,
         rate_limits=args.rate_limit,
         rate_limit_retry_after=args.retry_after,
         batch_delay=args.batch_delay,
@@ -133,6 +150,8 @@ def run(args: argparse.Namespace) -> int:
         print(f"  APIKey:     {args.api_key}", flush=True)
         print(f"  SecretKey:  {args.secret_key}", flush=True)
         print(f"  rate limit: {shown}; high security: {'on' if args.high_security else 'off'}")
+        if args.min_version:
+            print(f"  minimum API version: {args.min_version}")
         print(f"  inspect:    {emulator.url}/_emulator/events  {emulator.url}/_emulator/stats")
         print("Press Ctrl-C to stop.", flush=True)
         while not stop.wait(0.5):  # a bounded wait keeps signals responsive everywhere

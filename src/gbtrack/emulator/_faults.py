@@ -16,10 +16,10 @@ from typing import Literal
 
 __all__ = ["DropWhen", "Fault", "FaultPlan", "FailFault", "DropFault", "default_code"]
 
-DropWhen = Literal["before_body", "after_body", "reset"]
+DropWhen = Literal["before_body", "after_body", "reset", "after_processing"]
 """How a connection is dropped: see :meth:`FaultPlan.drop_next`."""
 
-_DROP_WHEN: frozenset[str] = frozenset({"before_body", "after_body", "reset"})
+_DROP_WHEN: frozenset[str] = frozenset({"before_body", "after_body", "reset", "after_processing"})
 
 # The Gameball code used when a fault names only an HTTP status.
 _CODE_FOR_STATUS: dict[int, int] = {
@@ -71,8 +71,8 @@ class DropFault:
     """Close one request's connection without answering.
 
     Attributes:
-        when: ``"before_body"``, ``"after_body"`` or ``"reset"``; see
-            :meth:`FaultPlan.drop_next`.
+        when: ``"before_body"``, ``"after_body"``, ``"reset"`` or ``"after_processing"``;
+            see :meth:`FaultPlan.drop_next`.
     """
 
     when: DropWhen
@@ -147,8 +147,8 @@ class FaultPlan:
     def drop_next(self, count: int = 1, *, when: DropWhen = "after_body") -> None:
         """Close the connection of the next ``count`` event requests without answering.
 
-        The emulator processes nothing in every variant; they differ in what the client
-        sees (httpx 0.28 over loopback):
+        The emulator processes nothing in the first three variants; they differ in what
+        the client sees (httpx 0.28 over loopback):
 
         - ``"before_body"``: a TCP reset right after the headers, the body never read,
           as when a server dies mid-request. httpx reports ``RemoteProtocolError`` or
@@ -159,6 +159,11 @@ class FaultPlan:
           without an answer: httpx ``RemoteProtocolError`` ("Server disconnected").
         - ``"reset"``: the whole request is read, then a TCP reset: httpx ``ReadError``
           (connection reset by peer), deterministically.
+        - ``"after_processing"``: the request is read **and processed** as usual (its
+          events are recorded, a batch job is created), then the connection closes (FIN)
+          without an answer: httpx ``RemoteProtocolError``. The realistic ambiguous
+          case: Gameball counted the events, the client cannot know, and a retry is a
+          duplicate.
 
         Args:
             count: How many requests are dropped.

@@ -28,6 +28,7 @@ from gbtrack.emulator._state import (
     RequestRecord,
     Response,
     as_iterable_of_str,
+    check_min_version,
     error_response,
     literal_when,
 )
@@ -91,6 +92,9 @@ class _Handler(BaseHTTPRequestHandler):
                 response = self._control(incoming, body)
             else:
                 response = state.handle(incoming, body)
+            if incoming.drop == "after_processing":
+                self._close_without_answer()  # processed and recorded; the answer is lost
+                return
             if incoming.latency and self.server.stopping.wait(incoming.latency):
                 self.close_connection = True  # the emulator stops: answer now and close
             self._send(response, incoming.request_id)
@@ -284,6 +288,8 @@ def _control(emulator: GameballEmulator, incoming: Incoming, body: bytes) -> Res
                 emulator.high_security = bool(args["highSecurity"])
             if "batchDelay" in args:
                 emulator.batch_delay = float(args["batchDelay"])
+            if "minVersion" in args:
+                emulator.min_version = args["minVersion"]
             return _ok()
     return error_response(
         404, 3017, incoming.request_id, f"no control route {method} {incoming.path}"
@@ -358,6 +364,9 @@ class GameballEmulator:
         api_key: The ``APIKey`` every request must carry.
         secret_key: The ``SecretKey`` that v4.1, batch and high-security v4.0 need.
         high_security: Whether v4.0 events also need the ``SecretKey`` (401/1001).
+        min_version: The account's minimum API version: ``"4.1"`` refuses v4.0 event
+            calls with 403/1003 (Gameball documents no code: UNCONFIRMED); ``None``
+            (default) or ``"4.0"`` accepts both versions.
         rate_limits: ``(max requests, window seconds)`` sliding windows counted over
             event and batch-create requests together; ``None`` turns limiting off.
         rate_limit_retry_after: Whether a 429 carries a ``Retry-After`` header.
@@ -382,6 +391,7 @@ class GameballEmulator:
         api_key: str | SecretStr = "test-api-key",
         secret_key: str | SecretStr | None = "test-secret-key",  # noqa: S107 - test keys
         high_security: bool = False,
+        min_version: str | None = None,
         rate_limits: RateLimits | None = DEFAULT_RATE_LIMITS,
         rate_limit_retry_after: bool = False,
         batch_delay: float = 0.0,
@@ -400,6 +410,7 @@ class GameballEmulator:
             api_key=self._api_key,
             secret_key=self._secret_key,
             high_security=high_security,
+            min_version=min_version,
             rate_limits=rate_limits,
             rate_limit_retry_after=rate_limit_retry_after,
             batch_delay=batch_delay,
@@ -535,6 +546,15 @@ class GameballEmulator:
     @high_security.setter
     def high_security(self, value: bool) -> None:
         self._state.high_security = bool(value)
+
+    @property
+    def min_version(self) -> str | None:
+        """The account's minimum API version (``"4.1"`` refuses v4.0 events), or ``None``."""
+        return self._state.min_version
+
+    @min_version.setter
+    def min_version(self, value: str | None) -> None:
+        self._state.min_version = check_min_version(value)
 
     @property
     def batch_delay(self) -> float:

@@ -62,6 +62,11 @@ RateLimits = Sequence[tuple[int, float]]
 
 DEFAULT_RATE_LIMITS: Final[tuple[tuple[int, float], ...]] = ((100, 1.0), (1200, 30.0))
 
+API_VERSIONS: Final = ("4.0", "4.1")
+"""The events API versions, oldest first (the values ``min_version`` takes)."""
+MIN_VERSION_STATUS: Final = 403
+MIN_VERSION_CODE: Final = 1003  # UNCONFIRMED: Gameball documents none
+
 _DOCS_URL: Final = "https://docs.gameball.co/api-reference/errors"
 
 # code -> (type, default message); the envelope of every error answer.
@@ -70,6 +75,8 @@ _ERRORS: Final[dict[int, tuple[str, str]]] = {
     1000: ("AUTHENTICATION_ERROR", "Unauthorized access. Check your API key."),
     1001: ("AUTHENTICATION_ERROR", "Secret key required."),
     1002: ("AUTHORIZATION_ERROR", "Forbidden."),
+    # UNCONFIRMED: Gameball documents no code for a call below the minimum API version.
+    1003: ("API_VERSION_ERROR", "This API version is below the account's minimum API version."),
     2000: ("PRECONDITION_FAILED", "Precondition failed."),
     2001: ("CONFLICT_ERROR", "A concurrent request is in progress for this customer."),
     3000: ("VALIDATION_ERROR", "Missing arguments."),
@@ -441,6 +448,8 @@ class EmulatorState:
         api_key: The ``APIKey`` every request must carry.
         secret_key: The ``SecretKey`` v4.1, batch and high-security v4.0 requests carry.
         high_security: Whether v4.0 events also need the ``SecretKey`` (401/1001).
+        min_version: The account's minimum API version: ``"4.1"`` refuses v4.0 event
+            calls (403/1003, after the key checks); ``None`` or ``"4.0"`` accepts both.
         rate_limits: The sliding windows, or ``None`` for no limit.
         rate_limit_retry_after: Whether a 429 carries ``Retry-After`` (Gameball documents
             none; off by default).
@@ -455,6 +464,7 @@ class EmulatorState:
         api_key: str | SecretStr,
         secret_key: str | SecretStr | None,
         high_security: bool = False,
+        min_version: str | None = None,
         rate_limits: RateLimits | None = DEFAULT_RATE_LIMITS,
         rate_limit_retry_after: bool = False,
         batch_delay: float = 0.0,
@@ -464,6 +474,7 @@ class EmulatorState:
         self._api_key = _secret_bytes(api_key)
         self._secret_key = None if secret_key is None else _secret_bytes(secret_key)
         self.high_security = high_security
+        self.min_version = check_min_version(min_version)
         self.rate_limit_retry_after = rate_limit_retry_after
         if batch_delay < 0:
             raise ValueError("batch_delay must be >= 0")
@@ -547,7 +558,10 @@ class EmulatorState:
         except Exception as exc:  # an emulator bug must not kill the connection silently
             self.note_internal_error(f"{type(exc).__name__}: {exc}")
             response = error_response(500, 5000, incoming.request_id, "emulator internal error")
-        self.complete(incoming, response.status, response.code)
+        if incoming.drop == "after_processing":
+            self.complete(incoming, 0, None)  # processed, but nothing is answered
+        else:
+            self.complete(incoming, response.status, response.code)
         return response
 
     def complete(self, incoming: Incoming, status: int, code: int | None) -> None:
@@ -581,7 +595,11 @@ class EmulatorState:
 
     def _post_events(self, incoming: Incoming, body: bytes) -> Response:
         version = "v4.1" if incoming.endpoint == EVENTS_V41 else "v4.0"
-        refusal = self._refuse(incoming, need_secret=version == "v4.1" or self.high_security)
+        refusal = self._refuse(
+            incoming,
+            need_secret=version == "v4.1" or self.high_security,
+            refuse_version=version == "v4.0" and self.min_version == "4.1",
+        )
         if refusal is not None:
             return refusal
         payload, refusal = self._payload(incoming, body)
@@ -673,8 +691,10 @@ class EmulatorState:
             405, 3013, incoming.request_id, f"{incoming.method} is not supported on {incoming.path}"
         )
 
-    def _refuse(self, incoming: Incoming, *, need_secret: bool) -> Response | None:
-        """Apply an injected failure, the auth rules and the rate limit, in that order."""
+    def _refuse(
+        self, incoming: Incoming, *, need_secret: bool, refuse_version: bool = False
+    ) -> Response | None:
+        """Apply an injected failure, the auth rules, the minimum version and the rate limit."""
         fault = incoming.fault
         rid = incoming.request_id
         if isinstance(fault, FailFault):
@@ -690,6 +710,14 @@ class EmulatorState:
                 return error_response(401, 1001, rid)
             if self._secret_key is None or not _same(secret, self._secret_key):
                 return error_response(401, 1000, rid, "Unauthorized access. Check your secret key.")
+        if refuse_version:
+            return error_response(
+                MIN_VERSION_STATUS,
+                MIN_VERSION_CODE,
+                rid,
+                f"API version 4.0 is below the minimum API version ({self.min_version}) set"
+                " for this account.",
+            )
         if incoming.endpoint in RATE_LIMITED_ENDPOINTS:
             now = self.clock()
             with self._lock:
@@ -923,6 +951,7 @@ class EmulatorState:
                 "batchJobs": {"total": len(self._jobs), **dict(sorted(jobs.items()))},
                 "rateLimits": None if self._rate is None else [list(w) for w in self._rate.limits],
                 "highSecurity": self.high_security,
+                "minVersion": self.min_version,
                 "batchDelay": self.batch_delay,
                 "internalErrors": len(self._internal_errors),
             }
@@ -1028,6 +1057,20 @@ def parse_rate_limits(text: str) -> tuple[tuple[int, float], ...]:
     return tuple(limits)
 
 
+def check_min_version(value: object) -> str | None:
+    """Check a ``min_version`` value: ``None``, ``"4.0"`` or ``"4.1"``.
+
+    Raises:
+        ValueError: For any other value.
+    """
+    if value is None:
+        return None
+    text = str(value).strip().removeprefix("v")
+    if text not in API_VERSIONS:
+        raise ValueError(f"min_version must be one of {', '.join(API_VERSIONS)}, got {value!r}")
+    return text
+
+
 def literal_when(value: object) -> DropWhen:
     """Check a ``when`` value from a control request."""
     if value == "before_body":
@@ -1036,7 +1079,11 @@ def literal_when(value: object) -> DropWhen:
         return "after_body"
     if value == "reset":
         return "reset"
-    raise ValueError(f"when must be 'before_body', 'after_body' or 'reset', got {value!r}")
+    if value == "after_processing":
+        return "after_processing"
+    raise ValueError(
+        f"when must be 'before_body', 'after_body', 'reset' or 'after_processing', got {value!r}"
+    )
 
 
 def as_iterable_of_str(value: object) -> Iterable[str]:

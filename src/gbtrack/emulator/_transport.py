@@ -4,7 +4,8 @@ They run the same request path as the HTTP server (auth, limits, validation, fau
 records), so ``httpx.Client(transport=emulator.transport())`` behaves like the real
 server minus the network: handy for fast unit tests. Faults map to the exceptions
 httpx raises over real sockets: a dropped connection raises
-``httpx.RemoteProtocolError`` (``"before_body"``, ``"after_body"``) or
+``httpx.RemoteProtocolError`` (``"before_body"``, ``"after_body"``,
+``"after_processing"``, the last after processing the request) or
 ``httpx.ReadError`` (``"reset"``); latency longer than the request's read timeout
 raises ``httpx.ReadTimeout`` after the request was processed (the ambiguous case).
 """
@@ -48,6 +49,9 @@ class _Core:
 
     def answer(self, incoming: Incoming, request: httpx.Request, body: bytes) -> Response:
         drop = incoming.drop
+        if drop == "after_processing":
+            self.state.handle(incoming, body)  # processed and recorded; the answer is lost
+            raise httpx.RemoteProtocolError(_DISCONNECTED, request=request)
         if drop is not None:
             self.state.complete(incoming, 0, None)
             if drop == "reset":

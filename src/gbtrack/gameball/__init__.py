@@ -1,7 +1,7 @@
 """The Gameball client: requests, outcomes and batch jobs over httpx.
 
 - :class:`GameballClient` / :class:`AsyncGameballClient`: send one customer's events
-  per request (v4.0, or v4.1 in secure mode or with a session token), and create,
+  per request (v4.1 with a secret key or a session token, else v4.0), and create,
   poll and stop batch jobs. They return an :class:`Outcome` and never raise for an
   answer or a network failure.
 - :class:`Outcome` / :class:`OutcomeKind`: delivered, retryable, ambiguous, permanent.

@@ -34,7 +34,9 @@ class AsyncGameballClient(_ClientCore):
             for secure mode and the batch endpoints.
         base_url: The API address (default ``https://api.gameball.co``).
         lang: A language code sent as the ``lang`` header.
-        secure: Use v4.1 "Secure Integration Mode" for events (requires ``secret_key``).
+        secure: The events endpoint: ``None`` (default) sends to v4.1 "Secure
+            Integration Mode" when a ``secret_key`` is configured, else to v4.0;
+            ``True`` requires v4.1 (and a ``secret_key``); ``False`` keeps v4.0.
         timeout: Seconds (or an ``httpx.Timeout``) for connect, read, write and pool.
         transport: An async httpx transport to use instead of the network.
         max_connections: Size of the keep-alive connection pool (in-flight requests).
@@ -51,7 +53,7 @@ class AsyncGameballClient(_ClientCore):
         secret_key: str | SecretStr | None = None,
         base_url: str = DEFAULT_BASE_URL,
         lang: str | None = None,
-        secure: bool = False,
+        secure: bool | None = None,
         timeout: float | httpx.Timeout = 10.0,
         transport: httpx.AsyncBaseTransport | None = None,
         max_connections: int = DEFAULT_MAX_CONNECTIONS,

@@ -136,7 +136,7 @@ class _ClientCore:
         secret_key: str | SecretStr | None = None,
         base_url: str = DEFAULT_BASE_URL,
         lang: str | None = None,
-        secure: bool = False,
+        secure: bool | None = None,
         timeout: float | httpx.Timeout = 10.0,
         max_connections: int = DEFAULT_MAX_CONNECTIONS,
     ) -> None:
@@ -160,7 +160,9 @@ class _ClientCore:
             raise ConfigurationError("timeout must be a positive number or an httpx.Timeout")
         self.base_url: str = _base_url(base_url)
         self.lang = lang
-        self.secure: bool = bool(secure)
+        # v4.1 whenever a secret key is configured: an account's minimum API version may
+        # refuse v4.0, and v4.1 takes the secret key. ``secure=False`` keeps v4.0.
+        self.secure: bool = self._secret_key is not None if secure is None else bool(secure)
         self.max_connections = max_connections
         self._timeout = timeout if isinstance(timeout, httpx.Timeout) else httpx.Timeout(timeout)
         self._closed = False
@@ -429,7 +431,10 @@ class GameballClient(_ClientCore):
             for secure mode and the batch endpoints.
         base_url: The API address (default ``https://api.gameball.co``).
         lang: A language code sent as the ``lang`` header.
-        secure: Use v4.1 "Secure Integration Mode" for events (requires ``secret_key``).
+        secure: The events endpoint: ``None`` (default) sends to v4.1 "Secure
+            Integration Mode" when a ``secret_key`` is configured, else to v4.0;
+            ``True`` requires v4.1 (and a ``secret_key``); ``False`` keeps v4.0 even
+            with a secret key (then sent as ``SecretKey``, for High Security Mode).
         timeout: Seconds (or an ``httpx.Timeout``) for connect, read, write and pool.
         transport: An httpx transport to use instead of the network (tests, emulator).
         max_connections: Requests in flight at once, across threads.
@@ -451,7 +456,7 @@ class GameballClient(_ClientCore):
         secret_key: str | SecretStr | None = None,
         base_url: str = DEFAULT_BASE_URL,
         lang: str | None = None,
-        secure: bool = False,
+        secure: bool | None = None,
         timeout: float | httpx.Timeout = 10.0,
         transport: httpx.BaseTransport | None = None,
         max_connections: int = DEFAULT_MAX_CONNECTIONS,
@@ -484,8 +489,8 @@ class GameballClient(_ClientCore):
     def send(self, batch: EventBatch) -> Outcome:
         """Send one customer's events to ``/integrations/events``.
 
-        v4.0 normally; v4.1 in secure mode or when the batch carries a session token,
-        which is sent as ``X-GB-TOKEN``.
+        v4.1 when a secret key is configured (unless ``secure=False``), else v4.0; v4.1
+        also whenever the batch carries a session token, sent as ``X-GB-TOKEN``.
 
         Args:
             batch: The events, e.g. one item of :func:`~gbtrack.gameball.coalesce`.

@@ -14,12 +14,18 @@ code 2001 (422): concurrent request         retryable   ConflictError
 read/write timeout, reset after sending     ambiguous   TransportError
 500, 502, 504 and other 5xx                 ambiguous   ServerError
 401, 403 (codes 1000, 1001, 1002)           permanent   AuthenticationError
+4xx refusing the API version (below)        permanent   AuthenticationError
 400, 404, 415, 422 and any other 4xx        permanent   PayloadError
 1xx, 3xx (unexpected)                       permanent   DeliveryError
 ==========================================  ==========  ========================
 
 "Retryable" means the request surely was not processed; "ambiguous" means it may have
 been, and since Gameball has no idempotency key for events a retry may count twice.
+
+A merchant can set a minimum API version that refuses v4.0 calls. Gameball does not
+document the answer (UNCONFIRMED): a 4xx with code 1003 (the emulator's choice), or
+whose message or type names a minimum version, is read as that refusal, a configuration
+problem like a wrong key, with a message saying "minimum API version" and what to do.
 """
 
 from __future__ import annotations
@@ -29,6 +35,7 @@ import email.utils
 import enum
 import json
 import math
+import re
 import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
@@ -56,6 +63,20 @@ __all__ = [
 ]
 
 _MAX_MESSAGE = 300  # characters of Gameball's message kept in an error
+
+MIN_VERSION_CODE = 1003
+"""The code the emulator answers when the account's minimum API version refuses the call.
+
+Gameball does not document one (UNCONFIRMED); the client also recognises the refusal by
+a message or type that names a minimum version."""
+_MIN_VERSION = re.compile(
+    r"minimum\W+(?:\w+\W+){0,3}?version|version\W+(?:\w+\W+){0,3}?minimum", re.I
+)
+_MIN_VERSION_HINT = (
+    "; the account's minimum API version refuses this endpoint: configure the secret key"
+    " so that events go to v4.1 (and do not force secure=False), or lower the minimum"
+    " API version in Gameball's settings"
+)
 
 
 class OutcomeKind(str, enum.Enum):
@@ -228,6 +249,16 @@ def _error_class(status: int, code: int | None) -> tuple[OutcomeKind, type[Deliv
     return OutcomeKind.PERMANENT, DeliveryError
 
 
+def _refuses_version(status: int, code: int | None, fields: Mapping[str, Any]) -> bool:
+    """Whether a 4xx answer says the account's minimum API version refuses the call."""
+    if not 400 <= status < 500 or status == 429 or code == 2001:
+        return False
+    if code == MIN_VERSION_CODE:
+        return True
+    texts = (fields.get(key) for key in ("message", "type", "detail", "title", "error"))
+    return any(isinstance(text, str) and _MIN_VERSION.search(text) for text in texts)
+
+
 def outcome_from_response(
     what: str,
     status: int,
@@ -254,6 +285,9 @@ def outcome_from_response(
     fields = _error_fields(body)
     code = as_int(fields.get("code"))
     kind, cls = _error_class(status, code)
+    version_refused = _refuses_version(status, code, fields)
+    if version_refused:
+        kind, cls = OutcomeKind.PERMANENT, AuthenticationError
     # Redact first, then shorten: a cut must never leave part of a secret behind.
     redact = _Redactor(secrets)
     error_type = _clean(fields.get("type"), redact, 100)
@@ -271,6 +305,8 @@ def outcome_from_response(
         parts.append(" (" + " ".join(str(x) for x in (code, error_type) if x is not None) + ")")
     if message is not None:
         parts.append(f": {message}")
+    if version_refused:
+        parts.append(_MIN_VERSION_HINT)
     error = cls(
         redact("".join(parts)), status=status, code=code, type=error_type, request_id=request_id
     )

@@ -10,12 +10,15 @@ from __future__ import annotations
 import argparse
 import datetime as _dt
 import json
+import math
 import os
 import re
+import sqlite3
 import sys
 import time
 from pathlib import Path
 from typing import Any, TextIO
+from urllib.parse import urlsplit
 
 from gbtrack._errors import GbtrackError
 from gbtrack.outbox._paths import ENV_VAR, default_outbox_path
@@ -43,6 +46,7 @@ exit codes:
 _ENV_API_KEY = "GAMEBALL_API_KEY"
 _ENV_SECRET_KEY = "GAMEBALL_SECRET_KEY"  # noqa: S105 - a variable name, not a key
 _ENV_BASE_URL = "GAMEBALL_BASE_URL"
+_PROGRESS_INTERVAL = 5.0  # seconds between progress lines when stderr is not a terminal
 
 
 def _fmt(description: str) -> dict[str, Any]:
@@ -66,7 +70,7 @@ def register(subparsers: Any) -> None:
     )
     outbox.add_argument("--path", type=Path, default=None, help="the outbox file")
     outbox.set_defaults(func=lambda args: _help(outbox))
-    sub = outbox.add_subparsers(dest="outbox_command", metavar="SUBCOMMAND")
+    sub = _PathSubparsers(outbox.add_subparsers(dest="outbox_command", metavar="SUBCOMMAND"))
 
     stats = sub.add_parser(
         "stats", help="pending, dead, oldest age, size", **_fmt("Show what the outbox holds.")
@@ -116,16 +120,21 @@ def register(subparsers: Any) -> None:
         "drain",
         help="deliver pending rows now",
         **_fmt(
-            "Deliver pending rows now, with progress on stderr and a summary on stdout.\n"
+            "Deliver pending rows now, with progress on stderr (on a terminal; otherwise at\n"
+            f"most one line every {_PROGRESS_INTERVAL:g} s) and a summary on stdout, with the "
+            "last error.\n"
             f"Keys come from --api-key/--secret-key or ${_ENV_API_KEY}/${_ENV_SECRET_KEY};\n"
-            "with a secret key a large backlog goes through the batch endpoint."
+            "with a secret key a large backlog goes through the batch endpoint.\n"
+            "A refused key (401/403) stops the drain at once and leaves the rows pending."
         ),
     )
     drain.add_argument("--api-key", help=f"Gameball API key (default ${_ENV_API_KEY})")
     drain.add_argument("--secret-key", help=f"Gameball secret key (default ${_ENV_SECRET_KEY})")
-    drain.add_argument("--base-url", help=f"Gameball base URL (default ${_ENV_BASE_URL})")
     drain.add_argument(
-        "--timeout", type=float, default=300.0, help="give up after this many seconds (300)"
+        "--base-url", type=_base_url, help=f"Gameball base URL (default ${_ENV_BASE_URL})"
+    )
+    drain.add_argument(
+        "--timeout", type=_seconds, default=300.0, help="give up after this many seconds (300)"
     )
     drain.add_argument(
         "--bulk-threshold", type=int, default=2_000, help="backlog that uses the batch endpoint"
@@ -140,6 +149,41 @@ def register(subparsers: Any) -> None:
     export.add_argument("--dead", action="store_true", help="export dead letters, not pending")
     export.add_argument("--mask", action="store_true", help="mask email and mobile")
     export.set_defaults(func=_export)
+
+
+class _PathSubparsers:
+    """Add subcommands that also take ``--path`` after their name.
+
+    ``gbtrack outbox stats --path x.db`` works as ``gbtrack outbox --path x.db stats``:
+    the subcommand's ``--path`` defaults to "not given", so it never hides the other.
+    """
+
+    def __init__(self, subparsers: Any) -> None:
+        self._subparsers = subparsers
+
+    def add_parser(self, name: str, **options: Any) -> argparse.ArgumentParser:
+        parser: argparse.ArgumentParser = self._subparsers.add_parser(name, **options)
+        parser.add_argument("--path", type=Path, default=argparse.SUPPRESS, help="the outbox file")
+        return parser
+
+
+def _base_url(text: str) -> str:
+    parts = urlsplit(text.strip())
+    if parts.scheme not in ("http", "https") or not parts.hostname:
+        raise argparse.ArgumentTypeError(
+            f"{text!r} is not an http:// or https:// URL (e.g. https://api.gameball.co)"
+        )
+    return text.strip()
+
+
+def _seconds(text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        value = math.nan
+    if not math.isfinite(value) or value <= 0:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a positive number of seconds")
+    return value
 
 
 def _help(parser: argparse.ArgumentParser) -> int:
@@ -189,8 +233,11 @@ def _guard(func: Any) -> Any:
                 return EXIT_ABORTED
             with store:
                 return int(func(args, store))
-        except GbtrackError as exc:
-            _err(str(exc))
+        except GbtrackError as exc:  # OutboxError for a damaged file: one line, no traceback
+            _err(str(exc).splitlines()[0] if str(exc) else type(exc).__name__)
+            return EXIT_FAILURE
+        except (sqlite3.Error, OSError) as exc:  # a last resort; the store translates these
+            _err(f"{type(exc).__name__}: {exc}")
             return EXIT_FAILURE
 
     run.__doc__ = func.__doc__
@@ -340,9 +387,11 @@ def _drain(args: argparse.Namespace, store: OutboxStore) -> int:
     store.make_ready()  # "now": skip backoff waits left by a worker
     summary = DrainResult()
     deadline = time.monotonic() + args.timeout
-    tty = sys.stderr.isatty()
+    progress = _Progress(total, sys.stderr)
     with GameballClient(api_key, secret_key=secret_key, base_url=base_url) as client:
-        drainer = OutboxDrainer(store, client, bulk_threshold=args.bulk_threshold)
+        drainer = OutboxDrainer(
+            store, client, bulk_threshold=args.bulk_threshold, halt_on_auth=True
+        )
         try:
             while time.monotonic() < deadline:
                 left = store.count("pending", up_to_id=mark)
@@ -350,13 +399,9 @@ def _drain(args: argparse.Namespace, store: OutboxStore) -> int:
                     break
                 result = drainer.run_once()
                 summary.add(result)
-                done = summary.delivered + summary.dead
-                line = (
-                    f"{_bar(done, total)} drain: {done}/{total} settled, "
-                    f"{summary.delivered} delivered, {summary.dead} dead, "
-                    f"{summary.retried} retried"
-                )
-                print(f"\r{line}" if tty else line, end="" if tty else "\n", file=sys.stderr)
+                if drainer.halted is not None:
+                    break
+                progress.show(summary)
                 if not result.claimed:
                     wait = store.next_ready_in()
                     if wait is None:
@@ -364,11 +409,50 @@ def _drain(args: argparse.Namespace, store: OutboxStore) -> int:
                     time.sleep(min(max(wait, 0.01), 1.0, max(0.0, deadline - time.monotonic())))
         finally:
             drainer.close()
-    if tty:
-        print(file=sys.stderr)
+    progress.end()
     left = store.count("pending", up_to_id=mark)
-    print(
+    if drainer.halted is not None:
+        _err(
+            f"drain stopped: Gameball refused the credentials ({drainer.halted.error}); "
+            f"check the API key and secret key (--api-key/--secret-key or ${_ENV_API_KEY}/"
+            f"${_ENV_SECRET_KEY}); {left} row(s) left pending, none moved to the dead letter"
+        )
+    line = (
         f"delivered {summary.delivered}, dead {summary.dead}, retried {summary.retried}, "
         f"left pending {left}"
     )
-    return EXIT_OK if left == 0 and summary.dead == 0 else EXIT_FAILURE
+    failed = left != 0 or summary.dead != 0
+    if failed and summary.last_error:
+        line += f"; last error: {summary.last_error}"
+    print(line)
+    return EXIT_FAILURE if failed else EXIT_OK
+
+
+class _Progress:
+    """Drain progress on stderr: redrawn in place on a terminal, else a line now and then."""
+
+    def __init__(self, total: int, stream: TextIO, interval: float = _PROGRESS_INTERVAL) -> None:
+        self.total = total
+        self.stream = stream
+        self.tty = stream.isatty()
+        self.interval = interval
+        self.next_line = time.monotonic() + interval
+        self.drawn = False
+
+    def show(self, summary: Any) -> None:
+        done = summary.delivered + summary.dead
+        line = (
+            f"{_bar(done, self.total)} drain: {done}/{self.total} settled, "
+            f"{summary.delivered} delivered, {summary.dead} dead, {summary.retried} retried"
+        )
+        if self.tty:
+            print(f"\r{line}", end="", file=self.stream, flush=True)
+            self.drawn = True
+        elif time.monotonic() >= self.next_line:
+            # A log file or a pipe: one line per interval, not one per round.
+            print(line, file=self.stream, flush=True)
+            self.next_line = time.monotonic() + self.interval
+
+    def end(self) -> None:
+        if self.drawn:
+            print(file=self.stream)

@@ -22,6 +22,7 @@ from dataclasses import dataclass
 from typing import Literal
 
 from gbtrack._errors import (
+    AuthenticationError,
     ConfigurationError,
     ConflictError,
     DeliveryError,
@@ -68,6 +69,7 @@ class DrainResult:
         retried: Events put back for a later attempt.
         dead: Events moved to the dead letter.
         requests: Requests sent (per-request sends and batch jobs).
+        last_error: The most recent failure (retried or final), keys never included.
     """
 
     claimed: int = 0
@@ -75,14 +77,16 @@ class DrainResult:
     retried: int = 0
     dead: int = 0
     requests: int = 0
+    last_error: str | None = None
 
     def add(self, other: DrainResult) -> None:
-        """Add ``other``'s counts to these."""
+        """Add ``other``'s counts to these; ``other``'s last error wins."""
         self.claimed += other.claimed
         self.delivered += other.delivered
         self.retried += other.retried
         self.dead += other.dead
         self.requests += other.requests
+        self.last_error = other.last_error or self.last_error
 
 
 class OutboxDrainer:
@@ -104,6 +108,11 @@ class OutboxDrainer:
         job_timeout: Seconds to wait for a batch job before its outcome is ambiguous.
         on_dead: Called with (rows, reason, outcome) when rows move to the dead letter.
         stop: An event that interrupts waits (set when the owner shuts down).
+        halt_on_auth: Stop at the first refused credential (an
+            :class:`~gbtrack.AuthenticationError`: 401/403, codes 1000, 1001, 1002, or the
+            account's minimum API version): its rows go back untouched instead of to the
+            dead letter, nothing more is sent, and :attr:`halted` holds the outcome.
+            For ``gbtrack outbox drain``, where a wrong key is the operator's mistake.
     """
 
     def __init__(
@@ -121,6 +130,7 @@ class OutboxDrainer:
         job_timeout: float = 600.0,
         on_dead: Callable[[Sequence[OutboxRow], str, Outcome], None] | None = None,
         stop: threading.Event | None = None,
+        halt_on_auth: bool = False,
     ) -> None:
         if lease <= 0 or claim_size < 1 or concurrency < 1 or bulk_threshold < 1:
             raise ConfigurationError("lease, claim_size, concurrency, bulk_threshold must be > 0")
@@ -136,6 +146,9 @@ class OutboxDrainer:
         self.job_timeout = job_timeout
         self.on_dead = on_dead
         self.stop = stop or threading.Event()
+        self.halt_on_auth = halt_on_auth
+        self.halted: Outcome | None = None
+        self._keys_accepted = False  # set by the first delivered answer
         self.owner = _new_owner()
         self._bulk_off_until = 0.0
         self._pool: ThreadPoolExecutor | None = None
@@ -185,6 +198,16 @@ class OutboxDrainer:
         for batch in batches:
             by_customer.setdefault(batch.customer_id, []).append((batch, _take(owners, batch)))
         groups = list(by_customer.values())
+        if self.halt_on_auth and not self._keys_accepted:
+            # Probe with one customer first: a wrong key then costs one request, not
+            # one per thread.
+            result.add(self._send_group(groups.pop(0)))
+            if self.halted is not None or not groups:
+                for group in groups:
+                    self.store.release(
+                        self.owner, [r.id for _, rows in group for r in rows], count_attempt=False
+                    )
+                return result
         if self.concurrency == 1 or len(groups) == 1:
             for group in groups:
                 result.add(self._send_group(group))
@@ -198,8 +221,8 @@ class OutboxDrainer:
     def _send_group(self, group: list[tuple[EventBatch, list[OutboxRow]]]) -> DrainResult:
         result = DrainResult()
         for batch, batch_rows in group:
-            if not self._acquire():
-                # Shutting down: give the rows back untouched.
+            if self.halted is not None or not self._acquire():
+                # Shutting down, or halted: give the rows back untouched.
                 self.store.release(self.owner, [r.id for r in batch_rows], count_attempt=False)
                 continue
             outcome = self.client.send(batch)
@@ -209,7 +232,7 @@ class OutboxDrainer:
         return result
 
     def _acquire(self) -> bool:
-        while not self.stop.is_set():
+        while not self.stop.is_set() and self.halted is None:
             wait = self.limiter.try_acquire()
             if wait <= 0:
                 return True
@@ -220,20 +243,28 @@ class OutboxDrainer:
         """Apply one outcome to the rows it covers: delete, put back, or bury."""
         ids = [r.id for r in rows]
         if outcome.delivered:
+            self._keys_accepted = True
             self.store.complete(ids)
             return DrainResult(delivered=len(ids))
+        error = outcome.error
+        described = str(error) if error is not None else outcome.kind.value
+        if self.halt_on_auth and outcome.permanent and isinstance(error, AuthenticationError):
+            # The credentials, not the events: give the rows back as they were, and stop.
+            self.store.release(self.owner, ids, count_attempt=False)
+            if self.halted is None:
+                self.halted = outcome
+            return DrainResult(last_error=described)
         attempts = max(r.attempts for r in rows) + 1
         age = time.time() - min(r.created_at for r in rows)
         reason = self.retry.give_up_reason(outcome, attempts, age)
-        error = outcome.error
         if reason is None:
             self.store.release(
                 self.owner,
                 ids,
                 delay=self.retry.delay(attempts, outcome),
-                error=str(error) if error is not None else outcome.kind.value,
+                error=described,
             )
-            return DrainResult(retried=len(ids))
+            return DrainResult(retried=len(ids), last_error=described)
         message = f"{reason}: {error}" if error is not None else reason
         self.store.bury(
             ids,
@@ -243,7 +274,7 @@ class OutboxDrainer:
         )
         if self.on_dead is not None:
             self.on_dead(rows, reason, outcome)
-        return DrainResult(dead=len(ids))
+        return DrainResult(dead=len(ids), last_error=message)
 
     def _decode(self, rows: list[OutboxRow], result: DrainResult) -> list[tuple[OutboxRow, Event]]:
         pairs: list[tuple[OutboxRow, Event]] = []
@@ -274,6 +305,9 @@ class OutboxDrainer:
         result.requests += 1
         self.limiter.note(created)
         if not created.delivered:
+            if self.halt_on_auth and isinstance(created.error, AuthenticationError):
+                result.add(self._settle(all_rows, created))  # stops: see halt_on_auth
+                return result
             if created.permanent:
                 # The job was refused as a whole (e.g. one bad item, or no batch access):
                 # deliver these rows one request each, where each gets its own answer.
@@ -560,16 +594,33 @@ class OutboxSender(BaseSender):
         return stored
 
     def _persist(self, events: list[Event]) -> None:
-        """Append to the store, applying the cap policy; report what did not fit."""
-        stored = self.store.append(events)
-        if stored < len(events) and self.overflow == "block":
-            deadline = time.monotonic() + self.block_timeout
-            while stored < len(events) and time.monotonic() < deadline:
-                # Room appears when a worker (maybe in another process) delivers rows.
-                self._wake_worker.set()
-                with self._progress:
-                    self._progress.wait(0.05)
-                stored += self.store.append(events[stored:])
+        """Append to the store, applying the cap policy; report what did not fit.
+
+        Never raises: each event is counted once, as persisted or as dropped
+        (``outbox_error`` when the file fails, ``outbox_full`` when it is full).
+        """
+        stored = 0
+        try:
+            stored = self.store.append(events)
+            if stored < len(events) and self.overflow == "block":
+                deadline = time.monotonic() + self.block_timeout
+                while stored < len(events) and time.monotonic() < deadline:
+                    # Room appears when a worker (maybe in another process) delivers rows.
+                    self._wake_worker.set()
+                    with self._progress:
+                        self._progress.wait(0.05)
+                    stored += self.store.append(events[stored:])
+        except Exception as exc:
+            self.reporter.count("persisted", stored)
+            failed = len(events) - stored
+            self.reporter.drop(
+                "outbox_error",
+                f"writing {failed} event(s) to the outbox failed: {type(exc).__name__}: {exc}",
+                event=events[stored],
+                n=failed,
+                exc_info=exc,
+            )
+            return
         self.reporter.count("persisted", stored)
         rest = len(events) - stored
         if rest:
@@ -633,6 +684,7 @@ class OutboxSender(BaseSender):
     def _deliver_loop(self) -> None:
         drainer = self.drainer
         assert drainer is not None
+        last_logged, log_again = "", 0.0
         while not self._stop.is_set():
             failed = False
             # A round deletes rows before it is counted: flush() waits for the round,
@@ -641,8 +693,12 @@ class OutboxSender(BaseSender):
                 try:
                     result = drainer.run_once()
                 except Exception as exc:  # a locked or broken file: log, back off, go on
-                    logger.warning("gbtrack outbox worker: %s: %s", type(exc).__name__, exc)
-                    self.reporter.note_error(f"outbox worker: {type(exc).__name__}")
+                    text = f"{type(exc).__name__}: {exc}"
+                    now = time.monotonic()
+                    if text != last_logged or now >= log_again:  # not once per second
+                        logger.warning("gbtrack outbox worker: %s", text)
+                        last_logged, log_again = text, now + 60.0
+                    self.reporter.note_error(f"outbox worker: {text}")
                     result = DrainResult()
                     failed = True
                 self.reporter.count("delivered", result.delivered)
@@ -663,6 +719,12 @@ class OutboxSender(BaseSender):
                 wait = min(wait, max(ready, 0.001))
             self._wake_worker.wait(wait)
             self._wake_worker.clear()
+
+    def _outbox_failed(self, what: str, exc: BaseException) -> None:
+        """Log and remember a failure of the outbox file outside any one event."""
+        message = f"outbox {what} failed: {type(exc).__name__}: {exc}"
+        self.reporter.note_error(message)
+        logger.warning("gbtrack %s", message)
 
     def _report_dead(self, rows: Sequence[OutboxRow], reason: str, outcome: Outcome) -> None:
         error = outcome.error
@@ -701,6 +763,13 @@ class OutboxSender(BaseSender):
         Returns:
             ``True`` if that happened within ``timeout`` seconds.
         """
+        try:
+            return self._flush(timeout)
+        except Exception as exc:  # the file failed (damaged, I/O): report, never raise
+            self._outbox_failed("flush", exc)
+            return False
+
+    def _flush(self, timeout: float | None) -> bool:
         deadline = None if timeout is None else time.monotonic() + timeout
         if not self.commit(timeout):
             return False
@@ -742,6 +811,13 @@ class OutboxSender(BaseSender):
         if self._closed:
             return True
         self._closed = True
+        try:
+            return self._close(timeout)
+        except Exception as exc:  # close runs from exit hooks: it never raises
+            self._outbox_failed("close", exc)
+            return False
+
+    def _close(self, timeout: float | None) -> bool:
         # Never wait forever here: undelivered rows are safe on disk.
         deadline = time.monotonic() + (self.close_timeout if timeout is None else timeout)
         settled = self.commit(None)  # durability first, whatever the timeout
@@ -759,11 +835,13 @@ class OutboxSender(BaseSender):
                 self.drainer.close()
             except Exception as exc:  # e.g. the store was closed under us; rows stay leased
                 logger.warning("gbtrack outbox: release on close failed: %s", exc)
-        if self._close_client and self.client is not None:
-            self.client.close()
-        if self._close_store:
-            self.store.close()
-        forget(self)
+        try:
+            if self._close_client and self.client is not None:
+                self.client.close()
+        finally:
+            forget(self)
+            if self._close_store:
+                self.store.close()
         return settled
 
     def stats(self) -> Stats:

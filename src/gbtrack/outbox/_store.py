@@ -23,17 +23,18 @@ from __future__ import annotations
 
 import contextlib
 import datetime as _dt
+import functools
 import json
 import os
 import sqlite3
 import threading
 import time
-from collections.abc import Iterable, Iterator, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any, Literal, ParamSpec, TypeVar
 
-from gbtrack._errors import ConfigurationError
+from gbtrack._errors import ConfigurationError, OutboxError
 from gbtrack._event import Event, mask_email, mask_mobile
 from gbtrack._fork import reset_after_fork
 from gbtrack.outbox._paths import resolve_outbox_path
@@ -241,6 +242,34 @@ class OutboxStats:
         return max(0.0, (time.time() if now is None else now) - self.oldest_created_at)
 
 
+_P = ParamSpec("_P")
+_R = TypeVar("_R")
+
+
+def outbox_error(path: Path, exc: sqlite3.Error) -> OutboxError:
+    """The :class:`OutboxError` for a SQLite failure on ``path``, in one line."""
+    damaged = isinstance(exc, sqlite3.DatabaseError) and "malformed" in str(exc).lower()
+    what = "is damaged" if damaged else "failed"
+    error = OutboxError(f"outbox {str(path)!r} {what}: {type(exc).__name__}: {exc}")
+    error.__cause__ = exc
+    return error
+
+
+def _translated(method: Callable[_P, _R]) -> Callable[_P, _R]:
+    """Raise :class:`OutboxError` (chained) instead of SQLite's own exceptions."""
+
+    @functools.wraps(method)
+    def run(*args: _P.args, **kwargs: _P.kwargs) -> _R:
+        try:
+            return method(*args, **kwargs)
+        except sqlite3.Error as exc:
+            store = args[0]
+            assert isinstance(store, OutboxStore)
+            raise outbox_error(store.path, exc) from exc
+
+    return run
+
+
 def _chunks(ids: Sequence[int]) -> Iterator[Sequence[int]]:
     for start in range(0, len(ids), _MAX_PARAMS):
         yield ids[start : start + _MAX_PARAMS]
@@ -303,6 +332,7 @@ class OutboxStore:
 
     # --- connection -------------------------------------------------------------------
     def _connect(self) -> sqlite3.Connection:
+        _make_private(self.path)
         try:
             conn = sqlite3.connect(
                 self.path,
@@ -355,7 +385,8 @@ class OutboxStore:
         """Close the connection; idempotent."""
         with self._lock:
             if self._conn is not None and self._pid == os.getpid():
-                self._conn.close()
+                with contextlib.suppress(sqlite3.Error):  # a damaged file still closes
+                    self._conn.close()
             self._conn = None
             self._closed = True
 
@@ -372,6 +403,7 @@ class OutboxStore:
         return _Txn(self)
 
     # --- writing ------------------------------------------------------------------------
+    @_translated
     def room(self) -> int:
         """Return how many more rows fit under the caps (an upper bound for ``max_bytes``)."""
         with self._lock:
@@ -394,6 +426,7 @@ class OutboxStore:
             n += 1
         return n
 
+    @_translated
     def append(self, events: Iterable[Event], *, now: float | None = None) -> int:
         """Write events durably in one transaction, in order, as many as the caps allow.
 
@@ -429,6 +462,7 @@ class OutboxStore:
         return n
 
     # --- leases -------------------------------------------------------------------------
+    @_translated
     def claim(
         self, owner: str, limit: int, *, lease: float, now: float | None = None
     ) -> list[OutboxRow]:
@@ -453,6 +487,7 @@ class OutboxStore:
                 )
         return [_pending_row((*r[:10], owner, stamp + lease, r[12])) for r in found]
 
+    @_translated
     def extend(self, owner: str, ids: Sequence[int], *, lease: float) -> None:
         """Push the lease of ``owner``'s rows ``ids`` to ``lease`` seconds from now."""
         until = time.time() + lease
@@ -464,6 +499,7 @@ class OutboxStore:
                     (until, owner, *part),
                 )
 
+    @_translated
     def release_owner(self, owner: str) -> int:
         """Give back every row ``owner`` holds, attempts unchanged (a clean shutdown)."""
         with self._write() as db:
@@ -473,6 +509,7 @@ class OutboxStore:
             )
             return int(cur.rowcount)
 
+    @_translated
     def complete(self, ids: Sequence[int]) -> int:
         """Delete delivered rows; return how many were deleted."""
         deleted = 0
@@ -484,6 +521,7 @@ class OutboxStore:
                 deleted += cur.rowcount
         return deleted
 
+    @_translated
     def release(
         self,
         owner: str,
@@ -506,6 +544,7 @@ class OutboxStore:
                     (bump, ready, error, owner, *part),
                 )
 
+    @_translated
     def bury(
         self,
         ids: Sequence[int],
@@ -534,6 +573,7 @@ class OutboxStore:
         return moved
 
     # --- operations (the CLI) --------------------------------------------------------------
+    @_translated
     def retry_dead(
         self,
         *,
@@ -578,6 +618,7 @@ class OutboxStore:
             db.execute(f"DELETE FROM dead WHERE {cond}", tuple(params))
         return moved
 
+    @_translated
     def make_ready(self) -> int:
         """Clear the backoff of every unclaimed pending row (deliver now); return how many."""
         with self._write() as db:
@@ -588,6 +629,7 @@ class OutboxStore:
             )
             return int(cur.rowcount)
 
+    @_translated
     def purge(self, table: Table) -> int:
         """Delete every row of ``table``; return how many."""
         if table not in ("pending", "dead"):
@@ -596,6 +638,7 @@ class OutboxStore:
             return int(db.execute(f"DELETE FROM {table}").rowcount)
 
     # --- reading --------------------------------------------------------------------------
+    @_translated
     def stats(self) -> OutboxStats:
         """Return counts, the oldest pending event and the sizes."""
         now = time.time()
@@ -621,6 +664,7 @@ class OutboxStore:
             file_bytes=file_bytes,
         )
 
+    @_translated
     def count(self, table: Table = "pending", *, up_to_id: int | None = None) -> int:
         """Count rows of ``table`` (pending rows with ``id <= up_to_id`` when given)."""
         sql = f"SELECT COUNT(*) FROM {_table(table)}"
@@ -631,6 +675,7 @@ class OutboxStore:
         with self._lock:
             return int(self._db().execute(sql, params).fetchone()[0])
 
+    @_translated
     def max_id(self, table: Table = "pending") -> int:
         """The highest row id ever used in ``table`` (0 when none)."""
         with self._lock:
@@ -641,6 +686,7 @@ class OutboxStore:
             )
         return int(row[0]) if row else 0
 
+    @_translated
     def next_ready_in(self, now: float | None = None) -> float | None:
         """Seconds until some pending row becomes claimable; ``None`` when none is pending."""
         stamp = time.time() if now is None else now
@@ -652,6 +698,7 @@ class OutboxStore:
             )
         return None if row[0] is None else max(0.0, row[0] - stamp)
 
+    @_translated
     def get(self, table: Table, row_id: int) -> OutboxRow | None:
         """Return row ``row_id`` of ``table``, or ``None``."""
         cols = _PENDING_COLS if table == "pending" else _DEAD_COLS
@@ -665,6 +712,7 @@ class OutboxStore:
             return None
         return _pending_row(row) if table == "pending" else _dead_row(row)
 
+    @_translated
     def rows(
         self, table: Table = "pending", *, limit: int | None = None, offset: int = 0
     ) -> list[OutboxRow]:
@@ -689,14 +737,17 @@ class OutboxStore:
         make = _pending_row if table == "pending" else _dead_row
         while True:
             with self._lock:
-                found = (
-                    self._db()
-                    .execute(
-                        f"SELECT {cols} FROM {_table(table)} WHERE id > ? ORDER BY id LIMIT ?",
-                        (last, page),
+                try:
+                    found = (
+                        self._db()
+                        .execute(
+                            f"SELECT {cols} FROM {_table(table)} WHERE id > ? ORDER BY id LIMIT ?",
+                            (last, page),
+                        )
+                        .fetchall()
                     )
-                    .fetchall()
-                )
+                except sqlite3.Error as exc:
+                    raise outbox_error(self.path, exc) from exc
             if not found:
                 return
             for r in found:
@@ -723,9 +774,49 @@ class _Txn:
 
     def __exit__(self, exc_type: object, exc: object, tb: object) -> None:
         try:
-            self.db.execute("COMMIT" if exc_type is None else "ROLLBACK")
+            if exc_type is None:
+                try:
+                    self.db.execute("COMMIT")
+                except BaseException:
+                    # Never leave the connection inside a transaction: its rows would
+                    # look stored to this connection and be committed by a later write.
+                    self._rollback()
+                    raise
+            else:
+                self._rollback()
         finally:
             self.store._lock.release()
+
+    def _rollback(self) -> None:
+        with contextlib.suppress(sqlite3.Error):
+            if self.db.in_transaction:
+                self.db.execute("ROLLBACK")
+
+
+_PRIVATE = 0o600
+_SIBLINGS = ("", "-wal", "-shm", "-journal")
+
+
+def _make_private(path: Path) -> None:
+    """Create ``path`` 0600 if missing; take group/other access off it and its siblings.
+
+    The file holds emails and mobiles in plain text. SQLite creates ``-wal``, ``-shm``
+    and ``-journal`` with the database file's permissions, so a 0600 database keeps
+    them 0600 too; existing siblings (from an older gbtrack) are tightened here.
+    """
+    try:
+        fd = os.open(path, os.O_CREAT | os.O_RDWR | getattr(os, "O_CLOEXEC", 0), _PRIVATE)
+    except OSError as exc:
+        raise ConfigurationError(
+            f"cannot create the outbox {str(path)!r} ({exc.strerror})"
+        ) from exc
+    os.close(fd)
+    for suffix in _SIBLINGS:
+        target = f"{path}{suffix}"
+        with contextlib.suppress(OSError):  # absent, or owned by another user: leave it
+            mode = os.stat(target).st_mode & 0o777
+            if mode & 0o077:
+                os.chmod(target, mode & 0o700)
 
 
 def _table(table: str) -> str:
