@@ -122,5 +122,7 @@ def test_path_that_raises_is_a_resolver_error(tracker: Tracker, sender: InMemory
 
     assert f(Order()) == "ok"
     assert sender.events == []
-    assert "resolving metadata['total'] (the path 'order.total') raised RuntimeError" in str(errors[0])
+    assert "resolving metadata['total'] (the path 'order.total') raised RuntimeError" in str(
+        errors[0]
+    )
     assert "lazy load failed" not in str(errors[0])  # values never in messages

@@ -5,9 +5,9 @@ so the caller's thread turns every value into an exact ``str``, ``int``, ``float
 ``bool`` before anything is queued. Subclasses are copied to their exact base type
 through the base type's own slot (``str.__str__``, ``int.__int__``, ...), so no method a
 subclass overrides runs here or later in the worker; types are tested with ``issubclass``
-on ``type(value)``, because ``isinstance`` may read a hostile ``__class__``. The full checks (blank names,
-sizes, lone surrogates, number ranges) run where events are serialised
-(:meth:`gbtrack.EventDraft.to_event`).
+on ``type(value)``, because ``isinstance`` may read a hostile ``__class__``. The full
+checks (blank names, sizes, lone surrogates, number ranges) run where events are
+serialised (:meth:`gbtrack.EventDraft.to_event`).
 
 Every function here raises :class:`~gbtrack.InvalidEventError` (or whatever a hostile
 object raises); the callers fence them and count the event as dropped.
@@ -20,6 +20,7 @@ import enum
 import math
 import uuid
 from decimal import Decimal
+from typing import Any
 
 from pydantic import SecretStr
 
@@ -36,7 +37,7 @@ _float_copy = float.__float__
 _int_text = int.__repr__  # decimal digits of an int (subclass overrides bypassed)
 
 
-def plain_value(key: str, value: object) -> MetadataValue | None:
+def plain_value(key: str, value: Any) -> MetadataValue | None:  # Any: narrowed by type()
     """Convert one metadata value by the documented rules (see :mod:`gbtrack._event`).
 
     Returns:
@@ -47,10 +48,10 @@ def plain_value(key: str, value: object) -> MetadataValue | None:
     """
     cls = type(value)
     if cls is str or cls is int or cls is bool:
-        return value  # type: ignore[return-value]
+        return value  # type: ignore[no-any-return]
     if cls is float:
-        if math.isfinite(value):  # type: ignore[arg-type]
-            return value  # type: ignore[return-value]
+        if math.isfinite(value):
+            return value  # type: ignore[no-any-return]
         raise _not_finite(key, value)
     if value is None:
         return None
@@ -140,8 +141,8 @@ def plain_token(value: object) -> SecretStr | None:
     if value is None:
         return None
     if cls is SecretStr:
-        secret = value.get_secret_value()
-        return value if type(secret) is str else SecretStr(_str_copy(secret))
+        secret = value.get_secret_value()  # type: ignore[attr-defined]
+        return value if type(secret) is str else SecretStr(_str_copy(secret))  # type: ignore[return-value]
     if issubclass(cls, str):
         return SecretStr(_str_copy(value))
     raise InvalidEventError(

@@ -343,7 +343,7 @@ class Plan:
             if token is MISSING:
                 token = UNSET  # nothing found: the ambient token
             values: list[object] = []
-            for key, role, slot in self.meta:  # noqa: B007 - role: for the message
+            for key, role, slot in self.meta:
                 value = (
                     slot.value
                     if type(slot) is _Constant

@@ -212,7 +212,7 @@ class Tracker:
             api_key: The Gameball API key.
             secret_key: The Gameball secret key (bulk mode, v4.1).
             base_url: Gameball's base URL (e.g. a local emulator).
-            secure: Use v4.1 "Secure Integration Mode" (requires ``secret_key``).
+            secure: v4.1 "Secure Integration Mode"; by default when a secret key is set.
             max_queue_size: The most events the sender holds.
             overflow: ``"drop_newest"`` (default) or ``"block"`` when the queue is full.
             flush_interval: The most seconds an event waits before it is sent.
@@ -575,7 +575,7 @@ def configure(
             :class:`~gbtrack.senders.BackgroundSender` (see :meth:`Tracker.configure`).
         secret_key: The Gameball secret key (bulk mode, v4.1).
         base_url: Gameball's base URL.
-        secure: Use v4.1 "Secure Integration Mode".
+        secure: v4.1 "Secure Integration Mode"; by default when a secret key is set.
         max_queue_size: The most events the sender holds.
         overflow: ``"drop_newest"`` (default) or ``"block"``.
         flush_interval: The most seconds an event waits before it is sent.

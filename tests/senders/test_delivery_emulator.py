@@ -206,7 +206,7 @@ def test_bulk_returns_to_per_request_when_backlog_is_small(emulator, make) -> No
     for i in range(5):
         sender.send(ev(i))
     assert sender.flush(10)
-    assert Counter(e.version for e in emulator.events) == Counter({"v4.0": 5})
+    assert Counter(e.version for e in emulator.events) == Counter({"v4.1": 5})  # secret key
 
 
 def test_thread_and_asyncio_producers_at_once(emulator, make) -> None:
@@ -236,7 +236,8 @@ def test_thread_and_asyncio_producers_at_once(emulator, make) -> None:
 
 
 def test_v41_secure_mode_and_session_token_routing(emulator, make) -> None:
-    plain = make(secret_key=SECRET_KEY)
+    # v4.0 only when explicitly asked for (secure=False); a session token still routes to v4.1.
+    plain = make(secret_key=SECRET_KEY, secure=False)
     plain.send(ev(0))
     plain.send(ev(1, session_token="customer-session-token-xyz"))
     assert plain.flush(10)
@@ -248,6 +249,11 @@ def test_v41_secure_mode_and_session_token_routing(emulator, make) -> None:
     secure.send(ev(2))
     assert secure.flush(10)
     assert {e.metadata["seq"]: e for e in emulator.events}[2].version == "v4.1"
+
+    default = make(secret_key=SECRET_KEY)  # a secret key alone: v4.1 (issue 9, defect 14)
+    default.send(ev(3))
+    assert default.flush(10)
+    assert {e.metadata["seq"]: e for e in emulator.events}[3].version == "v4.1"
 
 
 def test_keys_tokens_and_pii_absent_from_logs(emulator, make, caplog) -> None:

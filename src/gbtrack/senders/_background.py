@@ -216,9 +216,10 @@ class BackgroundSender(BaseSender):
             :class:`~gbtrack.gameball.GameballClient` from ``api_key`` and friends;
             only a client built here is closed by :meth:`close`.
         api_key: The Gameball API key (when ``client`` is ``None``).
-        secret_key: The secret key; enables bulk mode and v4.1 with ``secure=True``.
+        secret_key: The secret key; enables bulk mode, and v4.1 unless ``secure=False``.
         base_url: Gameball's base URL (e.g. a local emulator).
-        secure: Use v4.1 "Secure Integration Mode" (requires ``secret_key``).
+        secure: v4.1 "Secure Integration Mode": ``None`` (default) when a secret key
+            is set, ``True`` always (requires ``secret_key``), ``False`` never (v4.0).
         lang: A language code sent as the ``lang`` header.
         timeout: The client's request timeout in seconds.
         max_queue_size: The most events held (queued, waiting to retry, in flight).
@@ -251,7 +252,7 @@ class BackgroundSender(BaseSender):
         api_key: str | SecretStr | None = None,
         secret_key: str | SecretStr | None = None,
         base_url: str = DEFAULT_BASE_URL,
-        secure: bool = False,
+        secure: bool | None = None,
         lang: str | None = None,
         timeout: float = 10.0,
         max_queue_size: int = 100_000,

@@ -36,7 +36,8 @@ class DirectSender(BaseSender):
         api_key: The Gameball API key (when ``client`` is ``None``).
         secret_key: The secret key (when ``client`` is ``None``).
         base_url: Gameball's base URL.
-        secure: Use v4.1 "Secure Integration Mode".
+        secure: v4.1 "Secure Integration Mode": ``None`` (default) when a secret key
+            is set, ``True`` always, ``False`` never (v4.0).
         timeout: The client's request timeout in seconds.
         retry: The retry policy.
         rate_limiter: The client-side rate limiter (waited on, blocking).
@@ -50,7 +51,7 @@ class DirectSender(BaseSender):
         api_key: str | SecretStr | None = None,
         secret_key: str | SecretStr | None = None,
         base_url: str = DEFAULT_BASE_URL,
-        secure: bool = False,
+        secure: bool | None = None,
         timeout: float = 10.0,
         retry: RetryPolicy | None = None,
         rate_limiter: RateLimiter | None = None,
