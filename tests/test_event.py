@@ -12,7 +12,6 @@ from pydantic import SecretStr, ValidationError
 
 from gbtrack import Event, Identity, InvalidEventError
 from gbtrack._event import (
-    _new_event,
     mask_email,
     mask_mobile,
     new_event_id,
@@ -153,12 +152,3 @@ def test_identity_validation() -> None:
 def test_event_ids_unique() -> None:
     ids = {new_event_id() for _ in range(1000)}
     assert len(ids) == 1000
-
-
-def test_trusted_matches_constructor() -> None:
-    fast = _new_event("e", "c", "a@example.com", None, {"k": 1}, None)
-    slow = Event(name="e", customer_id="c", email="a@example.com", metadata={"k": 1})
-    assert fast.model_dump(exclude={"event_id", "timestamp"}) == slow.model_dump(
-        exclude={"event_id", "timestamp"}
-    )
-    assert fast.to_payload() == slow.to_payload()

@@ -41,7 +41,7 @@ from gbtrack._errors import (
     PayloadError,
     ServerError,
 )
-from gbtrack._event import Event
+from gbtrack._event import Event, EventDraft
 from gbtrack._fork import reset_after_fork
 from gbtrack._report import ErrorHandler, Reporter, Stats
 from gbtrack.senders._base import BaseSender
@@ -119,6 +119,15 @@ class _Job:
 
     def age(self, now_wall: float) -> float:
         return now_wall - min(e.timestamp.timestamp() for e in self.batch.events)
+
+
+class _Placeholder:
+    """Stands for a drain's jobs while its events are validated and coalesced."""
+
+    __slots__ = ("mark",)
+
+    def __init__(self, mark: int) -> None:
+        self.mark = mark
 
 
 class _Bulk:
@@ -206,7 +215,9 @@ def _item_outcome(code: int | None, message: str) -> Outcome:
 class BackgroundSender(BaseSender):
     """Deliver events to Gameball from a background worker; the production default.
 
-    ``send()`` never blocks (unless ``overflow="block"``) and never raises. Every
+    ``send()`` never blocks (unless ``overflow="block"``) and never raises. It takes
+    :class:`~gbtrack.EventDraft`s from the tracker (``accepts_drafts``) and validates
+    them in the worker, batch-wise, where they are serialised. Every
     event ends delivered, spilled, or counted as dropped with a reason
     (``queue_overflow``, ``rejected``, ``retries_exhausted``, ``expired``,
     ``ambiguous``, ``closed``) and reported to ``on_error``.
@@ -244,6 +255,8 @@ class BackgroundSender(BaseSender):
         exit_timeout: Seconds the ``atexit`` hook may spend flushing.
         on_error: Called with a :class:`~gbtrack.TrackingError` for each drop.
     """
+
+    accepts_drafts = True
 
     def __init__(
         self,
@@ -323,7 +336,7 @@ class BackgroundSender(BaseSender):
     def _init_state(self) -> None:
         """(Re)create the queue, locks and worker state: at start and in a forked child."""
         self._pid = os.getpid()
-        self._queue: deque[Event] = deque()
+        self._queue: deque[Event | EventDraft] = deque()
         self._lock = threading.Lock()  # guards _taken/_settled and the flush condition
         self._settled_cond = threading.Condition(self._lock)
         self._space = threading.Condition(threading.Lock())  # overflow="block" waiters
@@ -341,7 +354,7 @@ class BackgroundSender(BaseSender):
         self._overflow_lock = threading.Lock()
         self._overflow_pending = 0  # overflow drops counted but not yet reported
         self._overflow_reported_at = -_OVERFLOW_LOG_INTERVAL
-        self._overflow_event: Event | None = None
+        self._overflow_event: Event | EventDraft | None = None
         self._spilled = 0
         # Worker-only state below.
         self._done: queue.SimpleQueue[Any] = queue.SimpleQueue()
@@ -371,7 +384,7 @@ class BackgroundSender(BaseSender):
             self.client = self._new_client()
 
     # --- the hot path --------------------------------------------------------------------
-    def send(self, event: Event) -> None:
+    def send(self, event: Event | EventDraft) -> None:
         """Queue ``event``; never blocks (unless ``overflow="block"``), never raises."""
         if self._closed:
             self._drop_closed(event)
@@ -388,7 +401,7 @@ class BackgroundSender(BaseSender):
         if n == 1 or n == self.max_batch_size:
             self._wake.set()
 
-    def _make_room(self, event: Event) -> bool:
+    def _make_room(self, event: Event | EventDraft) -> bool:
         """The queue is full: wait (``block``) or drop/spill; True when there is room now."""
         try:
             if self.overflow == "block" and self.block_timeout > 0:
@@ -413,9 +426,12 @@ class BackgroundSender(BaseSender):
             _log.exception("gbtrack: overflow handling failed")
         return False
 
-    def _overflowed(self, event: Event) -> None:
-        if self.spill is not None and self._spill([event], "queue_overflow") == 1:
-            return
+    def _overflowed(self, event: Event | EventDraft) -> None:
+        if self.spill is not None:
+            # The spill stores events: validate this one here (an outage's slow path).
+            valid = self.validated((event,))
+            if not valid or self._spill(valid, "queue_overflow") == 1:
+                return
         with self._overflow_lock:
             self._overflow_pending += 1
             self._overflow_event = event
@@ -436,7 +452,7 @@ class BackgroundSender(BaseSender):
             "queue_overflow",
             f"queue full ({self.max_queue_size} events held); {n} event(s) dropped"
             + (f", the latest {event.name!r}" if event is not None else ""),
-            event=event,
+            event=event if type(event) is Event else None,
             n=n,
         )
 
@@ -644,14 +660,21 @@ class BackgroundSender(BaseSender):
             with self._lock:
                 k = min(len(q), self.max_batch_size)
                 popleft = q.popleft
-                events = [popleft() for _ in range(k)]
+                items = [popleft() for _ in range(k)]
                 mark = self._taken
                 self._taken += k
                 self._held += k
-                # Under the lock: flush() never sees these events taken but in no job.
-                jobs = [_Job(batch, mark) for batch in coalesce(events)]
-                self._live[mark] = self._live.get(mark, 0) + len(jobs)
+                # A placeholder job: flush() never sees these events taken but in no job.
+                self._live[mark] = self._live.get(mark, 0) + 1
+            # Validation and coalescing run outside the lock (flush() waits on it).
+            events = self.validated(items)
+            jobs = [_Job(batch, mark) for batch in coalesce(events)]
+            with self._lock:
+                self._live[mark] += len(jobs)
             self._ready.extend(jobs)
+            # Invalid drafts are settled (counted and reported by validated()), and the
+            # placeholder goes.
+            self._settle(k - len(events), (_Placeholder(mark),))
 
     def _dispatch(self, now: float) -> float | None:
         """Start requests while slots are free; return the rate limiter's wait, if any."""
@@ -880,7 +903,7 @@ class BackgroundSender(BaseSender):
             self._release(job)
             self._on_outcome(job, outcome)
 
-    def _settle(self, n: int, jobs: Iterable[_Job] = ()) -> None:
+    def _settle(self, n: int, jobs: Iterable[_Job | _Placeholder] = ()) -> None:
         """Count ``n`` events as finally handled; ``jobs`` are now finished."""
         with self._lock:
             self._settled += n
@@ -956,9 +979,12 @@ class BackgroundSender(BaseSender):
     def _abandon_queue(self) -> None:
         q = self._queue
         with self._lock:
-            events = list(q)
+            items = list(q)
             q.clear()
-            self._taken += len(events)
-            self._held += len(events)
-        if events:
-            self._give_up(events, "closed", "the sender closed before delivery")
+            self._taken += len(items)
+            self._held += len(items)
+        if items:
+            events = self.validated(items)
+            self._settle(len(items) - len(events))
+            if events:
+                self._give_up(events, "closed", "the sender closed before delivery")

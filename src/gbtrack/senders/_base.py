@@ -5,9 +5,11 @@ from __future__ import annotations
 import json
 import logging
 import threading
+from collections.abc import Iterable
 from typing import Protocol, runtime_checkable
 
-from gbtrack._event import Event, mask_email, mask_mobile
+from gbtrack._event import DEFAULT_LIMITS, Event, EventDraft, Limits, mask_email, mask_mobile
+from gbtrack._event import validate_drafts as _validate_drafts
 from gbtrack._report import ErrorHandler, Reporter, Stats
 
 __all__ = ["BaseSender", "InMemorySender", "LoggingSender", "Sender"]
@@ -19,6 +21,13 @@ class Sender(Protocol):
 
     ``send()`` runs on the caller's thread: it must neither block nor raise. Where
     delivery happens (a thread, disk, the network) is the sender's business.
+
+    A sender receives validated :class:`~gbtrack.Event`s: the tracker validates each
+    :class:`~gbtrack.EventDraft` before ``send()``. A sender that validates where it
+    serialises (off the caller's thread) declares ``accepts_drafts = True`` and a
+    writable ``limits`` attribute; it then receives drafts as they are (and ``Event``s
+    from code that calls it directly), and must validate them with
+    :meth:`BaseSender.validated` (counted ``invalid_event`` when they fail).
     """
 
     def send(self, event: Event) -> None:
@@ -48,9 +57,38 @@ class BaseSender:
             when the sender has none.
     """
 
+    accepts_drafts = False
+    """Whether :meth:`send` takes :class:`~gbtrack.EventDraft`s (validated later)."""
+
     def __init__(self, *, on_error: ErrorHandler | None = None) -> None:
         self.reporter = Reporter(on_error)
+        self.limits: Limits = DEFAULT_LIMITS
         self._closed = False
+
+    def validated(self, items: Iterable[Event | EventDraft]) -> list[Event]:
+        """Validate drafts into events, in order; an invalid one is counted and reported.
+
+        ``Event``s pass through unchanged. Runs where events are serialised (the
+        delivery worker), never on the caller's thread.
+
+        Returns:
+            The valid events, oldest first.
+        """
+        items = list(items)
+        if all(type(item) is EventDraft for item in items):
+            events, invalid = _validate_drafts(items, self.limits)  # type: ignore[arg-type]
+        else:
+            events, invalid = [], []
+            for item in items:
+                if type(item) is EventDraft:
+                    good, bad = _validate_drafts((item,), self.limits)
+                    events += good
+                    invalid += bad
+                else:
+                    events.append(item)  # type: ignore[arg-type]
+        for draft, error in invalid:
+            self.reporter.drop("invalid_event", str(error), function=draft.function, exc_info=error)
+        return events
 
     @property
     def closed(self) -> bool:
@@ -61,9 +99,11 @@ class BaseSender:
         """Return a snapshot of this sender's counters."""
         return self.reporter.snapshot()
 
-    def _drop_closed(self, event: Event) -> None:
+    def _drop_closed(self, event: Event | EventDraft) -> None:
         self.reporter.drop(
-            "closed", f"{type(self).__name__} is closed; event {event.name!r} dropped", event=event
+            "closed",
+            f"{type(self).__name__} is closed; event {event.name!r} dropped",
+            event=event if type(event) is Event else None,
         )
 
     def flush(self, timeout: float | None = None) -> bool:
