@@ -138,7 +138,7 @@ def track(
             on=on,
             is_async_gen=is_async_gen,
         )
-        emit = plan.emit
+        emit = plan.emitter
         if is_async_gen:
             wrapper = _async_gen_body(emit, fixed, send_ok, send_err)
         elif inspect.iscoroutinefunction(target):

@@ -29,6 +29,7 @@ namespaces and frames, never business data.
 
 from __future__ import annotations
 
+import operator
 import re
 import types
 from collections.abc import Callable, Mapping, Sequence
@@ -46,6 +47,7 @@ __all__ = [
     "evaluate",
     "literal",
     "parse",
+    "compile_names",
     "read_name",
 ]
 
@@ -332,6 +334,43 @@ def read_name(value: object, name: str) -> object:
         else:
             found = getattr(value, name, ABSENT)
     return MISSING if found is None else found
+
+
+class _NotPlain(Exception):
+    """The value is not a plain object or dict: the names are read one by one."""
+
+
+def compile_names(names: tuple[str, ...]) -> Callable[[object], tuple[object, ...]]:
+    """Compile several ``.name`` steps from one value into one reader of a tuple.
+
+    The reader gives exactly ``tuple(read_name(value, n) for n in names)``, except that
+    a value that is ``None`` is left as ``None`` (callers treat ``None`` and
+    :data:`MISSING` alike). The common cases are read in C: a ``dict`` with
+    :func:`operator.itemgetter`, any other object that is not a mapping with
+    :func:`operator.attrgetter`; when a name is absent (or the value is a mapping, a
+    refused type or ``None``) the names are read again one by one by :func:`read_name`.
+    """
+    attrs = operator.attrgetter(*names)
+    items = operator.itemgetter(*names)
+    single = len(names) == 1
+    other = (_OTHER, _SEQUENCE)
+    kinds = _KIND_CACHE
+
+    def read(value: object) -> tuple[object, ...]:
+        cls = type(value)
+        try:
+            if cls is dict:
+                got = items(value)  # type: ignore[arg-type]
+            else:
+                kind = kinds.get(cls)
+                if kind not in other:
+                    raise _NotPlain
+                got = attrs(value)
+        except (AttributeError, KeyError, _NotPlain):
+            return tuple([read_name(value, name) for name in names])
+        return (got,) if single else got
+
+    return read
 
 
 def _read_item(value: object, kind: int, arg: str | int) -> object:

@@ -29,15 +29,26 @@ import difflib
 import math
 import time
 from collections.abc import Callable, Mapping
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Final
 
 from pydantic import SecretStr
 
 from gbtrack._call import Binder, Call
-from gbtrack._context import complete_identity, current_identity
+from gbtrack._context import ambient, complete_identity, current_identity
 from gbtrack._errors import ExpressionError, InvalidEventError, TrackingError
 from gbtrack._event import EventDraft
-from gbtrack._expr import ABSENT, MISSING, Path, Reader, compile_steps, literal, parse
+from gbtrack._expr import (
+    ABSENT,
+    MISSING,
+    NAME,
+    Path,
+    Reader,
+    compile_names,
+    compile_steps,
+    literal,
+    parse,
+    read_name,
+)
 from gbtrack._plain import MetadataValue, plain_value
 from gbtrack._resolvers import RESERVED_ROOTS, registered
 from gbtrack._types import UNSET
@@ -75,6 +86,20 @@ class _Constant:
         self.value = value
 
 
+class _PathSlot:
+    """A compiled path: its root, the root's reader, its steps and the composed reader."""
+
+    __slots__ = ("read", "root", "root_reader", "steps")
+
+    def __init__(
+        self, root: str, root_reader: SlotReader | None, steps: tuple[Any, ...], read: SlotReader
+    ) -> None:
+        self.root = root
+        self.root_reader = root_reader  # None: the root is the call's result
+        self.steps = steps
+        self.read = read
+
+
 class _Compiler:
     """Compiles one ``@track``'s expressions; every error names the function and expression."""
 
@@ -95,7 +120,7 @@ class _Compiler:
             **fields,
         )
 
-    def slot(self, spec: object, role: str) -> SlotReader | _Constant | None:
+    def slot(self, spec: object, role: str) -> SlotReader | _Constant | _PathSlot | None:
         """Compile one argument: ``None`` (not given), a constant or a reader."""
         if spec is None:
             return None
@@ -117,7 +142,7 @@ class _Compiler:
             f"got {type(spec).__name__}"
         )
 
-    def path(self, text: str, role: str) -> SlotReader:
+    def path(self, text: str, role: str) -> _PathSlot:
         try:
             path = parse(text)
         except ExpressionError as exc:
@@ -133,15 +158,27 @@ class _Compiler:
                     expression=text,
                 )
             param = self.binder.reader(root)
-            return lambda i, a, k, r, e, c: read_steps(param(i, a, k))
+            return _PathSlot(
+                root,
+                lambda i, a, k, r, e, c: param(i, a, k),
+                path.steps,
+                lambda i, a, k, r, e, c: read_steps(param(i, a, k)),
+            )
         if root in RESERVED_ROOTS:
             self.check_reserved(root, role, text)
-            return _reserved_reader(root, read_steps, path)
+            root_reader = _reserved_reader(root, _identity_step)
+            return _PathSlot(
+                root,
+                None if root == "result" else root_reader,
+                path.steps,
+                _reserved_reader(root, read_steps),
+            )
         resolvers = registered()
         if root in resolvers:
             self.needs_call = True
             self.described[role] = f"registered resolver {root!r}"
-            return _resolver_reader(root, read_steps)
+            # Not grouped: a resolver is called once per slot, as documented.
+            return _PathSlot(root, None, (), _resolver_reader(root, read_steps))
         raise self.unknown_root(path, role, sorted(resolvers))
 
     def check_reserved(self, root: str, role: str, text: str) -> None:
@@ -181,7 +218,11 @@ def _present(value: object) -> object:
     return MISSING if value is None else value
 
 
-def _reserved_reader(root: str, read_steps: Reader, path: Path) -> SlotReader:
+def _identity_step(value: object) -> object:
+    return value
+
+
+def _reserved_reader(root: str, read_steps: Reader) -> SlotReader:
     if root == "result":
         return lambda i, a, k, result, e, c: read_steps(result)
     if root == "error":
@@ -211,10 +252,26 @@ def _resolver_reader(name: str, read_steps: Reader) -> SlotReader:
     return read
 
 
+Emitter = Callable[
+    ["Tracker", object, tuple[Any, ...], dict[str, Any], object, "BaseException | None"], None
+]
+"""A plan's per-call entry: ``(tracker, instance, args, kwargs, result, error)``."""
+
+
 class ConstantPlan:
     """A plan with nothing to read per call: identity constants (or ambient), constant metadata."""
 
-    __slots__ = ("customer_id", "email", "keys", "mobile", "name", "qualname", "token", "values")
+    __slots__ = (
+        "customer_id",
+        "email",
+        "emitter",
+        "keys",
+        "mobile",
+        "name",
+        "qualname",
+        "token",
+        "values",
+    )
 
     def __init__(
         self,
@@ -229,6 +286,7 @@ class ConstantPlan:
         self.customer_id, self.email, self.mobile, self.token = identity
         self.keys = keys
         self.values = values
+        self.emitter: Emitter = self.emit
 
     def emit(
         self,
@@ -257,22 +315,40 @@ class ConstantPlan:
         tracker.submit(draft)
 
 
+_CID: Final = 0
+_EMAIL: Final = 1
+_MOBILE: Final = 2
+_TOKEN: Final = 3
+_META: Final = 4  # metadata values start here in the plan's value list
+_PLAIN_TYPES: Final = frozenset({str, int, float, bool})  # finiteness is checked in the worker
+
+
 class Plan:
-    """The compiled event of one ``@track``: readers for ``when``, identity and metadata."""
+    """The compiled event of one ``@track``: readers for ``when``, identity and metadata.
+
+    Paths of one ``.name`` step from the same root (``customer.id`` and
+    ``customer.email``; ``result.id``, ``result.total``) form a group: the root is read
+    once and its names in one C-level call (:func:`~gbtrack._expr.compile_names`).
+    Every other slot has its own reader. Metadata is laid out group by group (then the
+    other slots, then the constants), so a group's tuple is the draft's values as read.
+    """
 
     __slots__ = (
         "binder",
-        "customer_id",
         "described",
-        "email",
+        "emitter",
         "function",
+        "id_groups",
+        "id_singles",
+        "id_template",
         "keys",
-        "meta",
-        "mobile",
+        "labels",
+        "meta_const",
+        "meta_groups",
+        "meta_singles",
         "name",
         "needs_call",
         "qualname",
-        "token",
         "when",
     )
 
@@ -280,9 +356,9 @@ class Plan:
         self,
         compiler: _Compiler,
         function: Callable[..., Any],
-        identity: tuple[SlotReader | None, ...],
+        identity: tuple[SlotReader | _Constant | _PathSlot | None, ...],
         when: SlotReader | None,
-        meta: tuple[tuple[str, SlotReader | _Constant], ...],
+        meta: tuple[tuple[str, SlotReader | _Constant | _PathSlot], ...],
     ) -> None:
         self.name = compiler.name
         self.qualname = compiler.qualname
@@ -290,10 +366,127 @@ class Plan:
         self.binder = compiler.binder
         self.needs_call = compiler.needs_call
         self.described = compiler.described
-        self.customer_id, self.email, self.mobile, self.token = identity
         self.when = when
-        self.keys = tuple(key for key, _ in meta)
-        self.meta = tuple((key, f"metadata[{key!r}]", slot) for key, slot in meta)
+        template: list[object] = [None, None, None, UNSET]
+        id_groups: dict[str, tuple[SlotReader | None, list[str], list[int]]] = {}
+        id_singles: list[tuple[int, SlotReader]] = []
+        for target, slot in enumerate(identity):
+            if slot is None:
+                continue
+            if isinstance(slot, _Constant):
+                template[target] = slot.value
+            elif _groupable(slot):
+                group = id_groups.setdefault(slot.root, (slot.root_reader, [], []))  # type: ignore[union-attr]
+                group[1].append(slot.steps[0][1])  # type: ignore[union-attr]
+                group[2].append(target)
+            else:
+                id_singles.append((target, _reader_of(slot)))
+        self.id_template = template
+        self.id_groups = tuple(
+            (reader, compile_names(tuple(names)), tuple(targets), tuple(names))
+            for reader, names, targets in id_groups.values()
+        )
+        self.id_singles = tuple(id_singles)
+        meta_groups: dict[str, tuple[SlotReader | None, list[str], list[str]]] = {}
+        meta_singles: list[tuple[str, SlotReader]] = []
+        constants: list[tuple[str, object]] = []
+        for key, slot in meta:
+            if isinstance(slot, _Constant):
+                constants.append((key, slot.value))
+            elif _groupable(slot):
+                mgroup = meta_groups.setdefault(slot.root, (slot.root_reader, [], []))  # type: ignore[union-attr]
+                mgroup[1].append(slot.steps[0][1])  # type: ignore[union-attr]
+                mgroup[2].append(key)
+            else:
+                meta_singles.append((key, _reader_of(slot)))
+        self.meta_groups = tuple(
+            (reader, compile_names(tuple(names)), tuple(names))
+            for reader, names, _ in meta_groups.values()
+        )
+        self.meta_singles = tuple(read for _, read in meta_singles)
+        self.meta_const = tuple(value for _, value in constants)
+        self.keys = (
+            *(key for _, _, keys in meta_groups.values() for key in keys),
+            *(key for key, _ in meta_singles),
+            *(key for key, _ in constants),
+        )
+        roles = ("customer_id", "email", "mobile", "session_token")
+        self.labels = (*roles, *(f"metadata[{key!r}]" for key in self.keys))
+        self.emitter: Emitter = self._specialised() or self.emit
+
+    def _specialised(self) -> Emitter | None:
+        """:meth:`emit` for the commonest shape, with its loops and lookups unrolled.
+
+        The shape: customer id (and email) from one root's fields, metadata from one
+        root's fields plus constants, no ``when``, nothing needing a
+        :class:`~gbtrack.Call`. The benchmarks show it pays (see benchmarks/README.md);
+        every other shape takes :meth:`emit`, which gives the same results.
+        """
+        if self.when is not None or self.needs_call or self.id_singles or self.meta_singles:
+            return None
+        if len(self.id_groups) != 1 or len(self.meta_groups) != 1:
+            return None
+        id_reader, id_names, targets, _ = self.id_groups[0]
+        mobile, token = self.id_template[_MOBILE], self.id_template[_TOKEN]
+        if targets not in ((_CID,), (_CID, _EMAIL)) or mobile is not None or token is not UNSET:
+            return None
+        meta_reader, meta_names, _ = self.meta_groups[0]
+        constants = self.meta_const
+        with_email = len(targets) == 2
+        email_const = self.id_template[_EMAIL]
+        name, keys, qualname = self.name, self.keys, self.qualname
+        plain = _PLAIN_TYPES
+
+        def emit_fields(
+            tracker: Tracker,
+            instance: object,
+            args: tuple[Any, ...],
+            kwargs: dict[str, Any],
+            result: object,
+            error: BaseException | None,
+        ) -> None:
+            try:
+                got = id_names(
+                    result
+                    if id_reader is None
+                    else id_reader(instance, args, kwargs, result, error, None)
+                )
+                values = meta_names(
+                    result
+                    if meta_reader is None
+                    else meta_reader(instance, args, kwargs, result, error, None)
+                )
+            except TrackingError:
+                raise
+            except Exception as exc:
+                self._failed(tracker, exc, instance, args, kwargs, result, error)
+                return
+            if constants:
+                values += constants
+            cid = got[0]
+            email = got[1] if with_email else email_const
+            for value in values:
+                if type(value) not in plain:
+                    break
+            else:
+                if (
+                    type(cid) is str
+                    and (email is None or (type(email) is str and email.strip()))
+                    and cid.strip()
+                    and ambient()[0] is None
+                ):
+                    tracker.submit(
+                        _new_draft(
+                            EventDraft,
+                            (name, cid, email, None, None, keys, values, qualname, _now()),
+                        )
+                    )
+                    return
+            # Anything unusual (a value to convert, the ambient identity): the general
+            # path's second half, on the values already read.
+            self._finish(tracker, cid, email, None, UNSET, values)
+
+        return emit_fields
 
     def emit(
         self,
@@ -305,7 +498,6 @@ class Plan:
         error: BaseException | None,
     ) -> None:
         """Read, convert and submit one event; never raises unless strict."""
-        role = "when"
         try:
             call = (
                 Call(
@@ -328,49 +520,60 @@ class Plan:
                 if not value:
                     tracker.count("skipped")
                     return
-            role = "customer_id"
-            read = self.customer_id
-            cid = None if read is None else read(instance, args, kwargs, result, error, call)
-            role = "email"
-            read = self.email
-            email = None if read is None else read(instance, args, kwargs, result, error, call)
-            role = "mobile"
-            read = self.mobile
-            mobile = None if read is None else read(instance, args, kwargs, result, error, call)
-            role = "session_token"
-            read = self.token
-            token = UNSET if read is None else read(instance, args, kwargs, result, error, call)
-            if token is MISSING:
-                token = UNSET  # nothing found: the ambient token
-            values: list[object] = []
-            for key, role, slot in self.meta:
-                value = (
-                    slot.value
-                    if type(slot) is _Constant
-                    else slot(instance, args, kwargs, result, error, call)  # type: ignore[operator]
+            ident = self.id_template.copy()
+            for reader, names, targets, _ in self.id_groups:
+                got = names(
+                    result
+                    if reader is None
+                    else reader(instance, args, kwargs, result, error, call)
                 )
-                cls = type(value)
-                if cls is str or cls is int or cls is bool or (cls is float and _finite(value)):  # type: ignore[arg-type]
-                    values.append(value)
-                elif value is MISSING:
-                    values.append(None)
-                elif value is ABSENT:
-                    self._missing(tracker, key, role)
-                    values.append(None)
-                else:
-                    values.append(plain_value(key, value))
-            role = "the identity"
-            if cid is ABSENT or email is ABSENT or mobile is ABSENT or token is ABSENT:
-                cid = self._present(tracker, "customer_id", cid)
-                email = self._present(tracker, "email", email)
-                mobile = self._present(tracker, "mobile", mobile)
-                token = self._present(tracker, "session_token", token)
-            identity = complete_identity(cid, email, mobile, token)
+                for target, value in zip(targets, got):  # noqa: B905 - equal by construction
+                    ident[target] = value
+            for target, read in self.id_singles:
+                ident[target] = read(instance, args, kwargs, result, error, call)
+            values: tuple[object, ...] = ()
+            for reader, names, _ in self.meta_groups:
+                values += names(
+                    result
+                    if reader is None
+                    else reader(instance, args, kwargs, result, error, call)
+                )
+            if self.meta_singles:
+                values += tuple(
+                    [
+                        read(instance, args, kwargs, result, error, call)
+                        for read in self.meta_singles
+                    ]
+                )
+            values += self.meta_const
         except TrackingError:
             raise
         except Exception as exc:
-            what = self.described.get(role)
-            _failed(tracker, self.name, self.qualname, f"{role} ({what})" if what else role, exc)
+            self._failed(tracker, exc, instance, args, kwargs, result, error)
+            return
+        cid, email, mobile, token = ident
+        self._finish(tracker, cid, email, mobile, token, values)
+
+    def _finish(
+        self,
+        tracker: Tracker,
+        cid: object,
+        email: object,
+        mobile: object,
+        token: object,
+        values: tuple[object, ...],
+    ) -> None:
+        """Convert what was read, complete the identity and submit the draft."""
+        try:
+            for value in values:
+                if type(value) not in _PLAIN_TYPES:
+                    values = self._converted(tracker, values)
+                    break
+            identity = self._identity(tracker, cid, email, mobile, token)
+        except TrackingError:
+            raise
+        except Exception as exc:
+            _failed(tracker, self.name, self.qualname, "the event", exc)
             return
         if identity is None:
             tracker.no_customer(self.name, self.qualname)
@@ -378,9 +581,96 @@ class Plan:
         tracker.submit(
             _new_draft(
                 EventDraft,
-                (self.name, *identity, self.keys, tuple(values), self.qualname, _now()),
+                (self.name, *identity, self.keys, values, self.qualname, _now()),
             )
         )
+
+    def _converted(self, tracker: Tracker, values: tuple[object, ...]) -> tuple[object, ...]:
+        """Metadata values with the ones that are not plain converted (or left out)."""
+        out: list[object] = []
+        for key, label, value in zip(self.keys, self.labels[_META:], values, strict=True):
+            if type(value) in _PLAIN_TYPES or value is None:
+                out.append(value)
+            elif value is MISSING:
+                out.append(None)
+            elif value is ABSENT:
+                self._missing(tracker, key, label)
+                out.append(None)
+            else:
+                out.append(plain_value(key, value))
+        return tuple(out)
+
+    def _identity(
+        self, tracker: Tracker, cid: object, email: object, mobile: object, token: object
+    ) -> tuple[object, ...] | None:
+        """The general identity path: absent fields counted, the ambient one merged."""
+        if cid is ABSENT or email is ABSENT or mobile is ABSENT or token is ABSENT:
+            cid = self._present(tracker, "customer_id", cid)
+            email = self._present(tracker, "email", email)
+            mobile = self._present(tracker, "mobile", mobile)
+            token = self._present(tracker, "session_token", token)
+        # A token path that found None means the ambient token; a None constant, none.
+        return complete_identity(cid, email, mobile, UNSET if token is MISSING else token)
+
+    def _failed(
+        self,
+        tracker: Tracker,
+        exc: Exception,
+        instance: object,
+        args: tuple[Any, ...],
+        kwargs: dict[str, Any],
+        result: object,
+        error: BaseException | None,
+    ) -> None:
+        """Count a failed read or conversion, naming the slot (found by reading again)."""
+        role = "the event"
+        if not isinstance(exc, InvalidEventError):
+            role = self._culprit(instance, args, kwargs, result, error)
+        what = self.described.get(role)
+        _failed(tracker, self.name, self.qualname, f"{role} ({what})" if what else role, exc)
+
+    def _culprit(
+        self,
+        instance: object,
+        args: tuple[Any, ...],
+        kwargs: dict[str, Any],
+        result: object,
+        error: BaseException | None,
+    ) -> str:
+        """Which slot raised: each one read again on its own (the failure path only)."""
+        call = None
+        try:
+            if self.needs_call:
+                call = Call(
+                    self.function,
+                    args,
+                    kwargs,
+                    result=result,
+                    error=error,
+                    instance=instance,
+                    binder=self.binder,
+                )
+            if self.when is not None:
+                self.when(instance, args, kwargs, result, error, call)
+        except Exception:
+            return "when"
+        slots = [(self.labels[t], read) for t, read in self.id_singles]
+        for reader, _, targets, raw in self.id_groups:
+            slots += [(self.labels[t], _one(reader, n)) for n, t in zip(raw, targets, strict=True)]
+        j = _META
+        for reader, _, raw in self.meta_groups:
+            for name in raw:
+                slots.append((self.labels[j], _one(reader, name)))
+                j += 1
+        for read in self.meta_singles:
+            slots.append((self.labels[j], read))
+            j += 1
+        for label, read in slots:
+            try:
+                read(instance, args, kwargs, result, error, call)
+            except Exception:
+                return label
+        return "a value"
 
     def _missing(self, tracker: Tracker, field: str, role: str) -> None:
         tracker.missing(
@@ -396,6 +686,36 @@ class Plan:
             self._missing(tracker, field, field)
             return None
         return value
+
+
+def _groupable(slot: object) -> bool:
+    """A path of one ``.name`` step from a parameter or a reserved root (not a resolver)."""
+    return (
+        isinstance(slot, _PathSlot)
+        and len(slot.steps) == 1
+        and slot.steps[0][0] == NAME
+        and (slot.root_reader is not None or slot.root == "result")
+    )
+
+
+def _reader_of(slot: SlotReader | _PathSlot) -> SlotReader:
+    return slot.read if isinstance(slot, _PathSlot) else slot
+
+
+def _one(reader: SlotReader | None, name: str) -> SlotReader:
+    """One name of a group, read on its own (to find the slot that raised)."""
+
+    def read(
+        i: object,
+        a: tuple[Any, ...],
+        k: dict[str, Any],
+        r: object,
+        e: BaseException | None,
+        c: Call | None,
+    ) -> object:
+        return read_name(r if reader is None else reader(i, a, k, r, e, c), name)
+
+    return read
 
 
 def _failed(tracker: Tracker, name: str, qualname: str, role: str, exc: Exception) -> None:
@@ -442,7 +762,7 @@ def compile_plan(
         else compiler.slot(session_token, "session_token"),
     )
     when_slot = compiler.slot(when, "when")
-    meta: list[tuple[str, SlotReader | _Constant]] = []
+    meta: list[tuple[str, SlotReader | _Constant | _PathSlot]] = []
     if metadata is not None:
         if not isinstance(metadata, Mapping):
             raise compiler.error(f"metadata must be a mapping, got {type(metadata).__name__}")
@@ -475,17 +795,5 @@ def compile_plan(
     if isinstance(when_slot, _Constant):
         const_when = when_slot.value
         when_slot = lambda i, a, k, r, e, c: const_when  # noqa: E731
-    return Plan(
-        compiler,
-        func,
-        tuple(_as_reader(s) for s in identity),
-        when_slot,
-        tuple(meta),
-    )
-
-
-def _as_reader(slot: SlotReader | _Constant | None) -> SlotReader | None:
-    if isinstance(slot, _Constant):
-        value = slot.value
-        return lambda i, a, k, r, e, c: value
-    return slot
+    when_reader = when_slot.read if isinstance(when_slot, _PathSlot) else when_slot
+    return Plan(compiler, func, identity, when_reader, tuple(meta))

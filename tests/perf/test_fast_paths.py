@@ -16,7 +16,7 @@ from pydantic import SecretStr
 
 from gbtrack import Event, InMemorySender, Tracker
 from gbtrack._call import Binder
-from gbtrack._expr import ABSENT, MISSING, NAME, compile_steps, evaluate, read_name
+from gbtrack._expr import ABSENT, MISSING, NAME, compile_names, compile_steps, evaluate, read_name
 from gbtrack._report import Reporter
 from gbtrack.gameball import EventBatch, coalesce
 
@@ -233,3 +233,110 @@ def test_short_lived_threads_do_not_pile_up_cells() -> None:
         t.join()
     assert reporter.get("sent") == 50
     assert len(reporter._cells) <= 1
+
+
+# --- grouped reads and the specialised emitter ------------------------------------------------
+
+
+def _same(a: object, b: object) -> bool:
+    # compile_names leaves a None value as None; read_name says MISSING: callers treat both alike.
+    def norm(x: object) -> object:
+        return MISSING if x is None else x
+
+    return norm(a) == norm(b)
+
+
+@given(values, st.lists(st.sampled_from(["a", "b", "items", "keys"]), min_size=1, max_size=4))
+def test_compile_names_equals_read_name(value: object, names: list[str]) -> None:
+    got = compile_names(tuple(names))(value)
+    expected = tuple(read_name(value, name) for name in names)
+    assert len(got) == len(expected)
+    assert all(_same(g, e) for g, e in zip(got, expected, strict=True)), (got, expected)
+
+
+class _DraftSender(InMemorySender):
+    """Takes drafts as they are, so the plan's output is compared before validation."""
+
+    accepts_drafts = True
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.drafts: list[Any] = []
+
+    def send(self, event: Any) -> None:
+        self.drafts.append(event)
+
+
+class _Customer:
+    def __init__(self, id: object, email: object = "a@example.com") -> None:
+        self.id = id
+        self.email = email
+
+
+class _Order:
+    def __init__(self, **fields: Any) -> None:
+        self.__dict__.update(fields)
+
+
+CASES: list[tuple[object, object]] = [
+    (_Customer("c-1"), _Order(id="o", total=1.5, currency="USD", items=3)),
+    (_Customer("c-1", None), _Order(id="o", total=None, currency="USD", items=3)),
+    (_Customer(42), _Order(id="o", total=dt.date(2024, 1, 2), currency="USD", items=True)),
+    (_Customer("  "), _Order(id="o", total=1.5, currency="USD", items=3)),
+    (_Customer("c-1", "  "), {"id": "o", "total": 2, "currency": "EUR", "items": 1}),
+    (_Customer("c-1"), _Order(id="o", currency="USD")),  # total, items absent
+    (_Customer("c-1"), None),
+    (_Customer("c-1"), _Order(id="o", total=float("nan"), currency="USD", items=3)),
+    (_Customer("c-1"), _Order(id="o", total=[1], currency="USD", items=3)),  # invalid
+    (_Customer(object()), _Order(id="o", total=1, currency="USD", items=3)),  # invalid id
+    (None, _Order(id="o", total=1, currency="USD", items=3)),  # no customer
+]
+
+
+@pytest.mark.parametrize(("customer", "order"), CASES)
+@pytest.mark.parametrize("ambient", [None, "c-1", "c-9"])
+def test_specialised_emitter_equals_the_general_emit(
+    customer: object, order: object, ambient: str | None
+) -> None:
+    from gbtrack import identify, literal, track
+    from gbtrack._plan import Plan, compile_plan
+
+    options: dict[str, Any] = {
+        "customer_id": "customer.id",
+        "email": "customer.email",
+        "metadata": {
+            "order_id": "result.id",
+            "amount": "result.total",
+            "currency": "result.currency",
+            "items": "result.items",
+            "channel": literal("web"),
+        },
+    }
+
+    def checkout(customer: object, cart: object) -> object:
+        return order
+
+    plan = compile_plan(
+        "purchase", checkout, session_token=track.__kwdefaults__["session_token"], mobile=None,
+        when=None, on="success", is_async_gen=False, **options,
+    )  # fmt: skip
+    assert isinstance(plan, Plan)
+    assert plan.emitter != plan.emit  # this shape is specialised
+    outcomes = []
+    for emit in (plan.emitter, plan.emit):
+        sender = _DraftSender()
+        tracker = Tracker(sender)
+        with identify(ambient, email="amb@example.com") if ambient else _nothing():
+            emit(tracker, None, (customer, None), {}, order, None)
+        stats = tracker.stats
+        drafts = [d._replace(timestamp=0.0) for d in sender.drafts]
+        outcomes.append((drafts, dict(stats.dropped), dict(stats.missing)))
+    assert outcomes[0] == outcomes[1]
+
+
+class _nothing:
+    def __enter__(self) -> None:
+        return None
+
+    def __exit__(self, *exc: object) -> None:
+        return None
