@@ -33,7 +33,7 @@ from typing import TYPE_CHECKING, Any, Final
 
 from pydantic import SecretStr
 
-from gbtrack._call import Binder, Call
+from gbtrack._call import Binder, Call, ParamReader
 from gbtrack._context import ambient, complete_identity, current_identity
 from gbtrack._errors import ExpressionError, InvalidEventError, TrackingError
 from gbtrack._event import EventDraft
@@ -112,6 +112,8 @@ class _Compiler:
         self.needs_call = False
         # role -> what computes it, for messages (never a value)
         self.described: dict[str, str] = {}
+        # a parameter root's slot reader -> the Binder's reader it wraps
+        self.params: dict[SlotReader, ParamReader] = {}
 
     def error(self, message: str, **fields: Any) -> ExpressionError:
         return ExpressionError(
@@ -158,18 +160,20 @@ class _Compiler:
                     expression=text,
                 )
             param = self.binder.reader(root)
+            root_reader: SlotReader = lambda i, a, k, r, e, c: param(i, a, k)  # noqa: E731
+            self.params[root_reader] = param
             return _PathSlot(
                 root,
-                lambda i, a, k, r, e, c: param(i, a, k),
+                root_reader,
                 path.steps,
                 lambda i, a, k, r, e, c: read_steps(param(i, a, k)),
             )
         if root in RESERVED_ROOTS:
             self.check_reserved(root, role, text)
-            root_reader = _reserved_reader(root, _identity_step)
+            reserved = _reserved_reader(root, _identity_step)
             return _PathSlot(
                 root,
-                None if root == "result" else root_reader,
+                None if root == "result" else reserved,
                 path.steps,
                 _reserved_reader(root, read_steps),
             )
@@ -348,6 +352,7 @@ class Plan:
         "meta_singles",
         "name",
         "needs_call",
+        "params",
         "qualname",
         "when",
     )
@@ -366,6 +371,7 @@ class Plan:
         self.binder = compiler.binder
         self.needs_call = compiler.needs_call
         self.described = compiler.described
+        self.params = compiler.params
         self.when = when
         template: list[object] = [None, None, None, UNSET]
         id_groups: dict[str, tuple[SlotReader | None, list[str], list[int]]] = {}
@@ -414,6 +420,10 @@ class Plan:
         self.labels = (*roles, *(f"metadata[{key!r}]" for key in self.keys))
         self.emitter: Emitter = self._specialised() or self.emit
 
+    def _param_of(self, reader: SlotReader | None) -> ParamReader | None:
+        """The Binder's own reader behind a parameter root's reader (one call fewer)."""
+        return self.params.get(reader)  # type: ignore[arg-type]
+
     def _specialised(self) -> Emitter | None:
         """:meth:`emit` for the commonest shape, with its loops and lookups unrolled.
 
@@ -427,10 +437,12 @@ class Plan:
         if len(self.id_groups) != 1 or len(self.meta_groups) != 1:
             return None
         id_reader, id_names, targets, _ = self.id_groups[0]
+        id_param = self._param_of(id_reader)
         mobile, token = self.id_template[_MOBILE], self.id_template[_TOKEN]
         if targets not in ((_CID,), (_CID, _EMAIL)) or mobile is not None or token is not UNSET:
             return None
         meta_reader, meta_names, _ = self.meta_groups[0]
+        meta_param = self._param_of(meta_reader)
         constants = self.meta_const
         with_email = len(targets) == 2
         email_const = self.id_template[_EMAIL]
@@ -447,13 +459,17 @@ class Plan:
         ) -> None:
             try:
                 got = id_names(
-                    result
+                    id_param(instance, args, kwargs)
+                    if id_param is not None
+                    else result
                     if id_reader is None
                     else id_reader(instance, args, kwargs, result, error, None)
                 )
                 values = meta_names(
                     result
                     if meta_reader is None
+                    else meta_param(instance, args, kwargs)
+                    if meta_param is not None
                     else meta_reader(instance, args, kwargs, result, error, None)
                 )
             except TrackingError:

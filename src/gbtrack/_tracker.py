@@ -80,14 +80,32 @@ class Tracker:
         limits: Limits = DEFAULT_LIMITS,
     ) -> None:
         self.enabled = enabled
-        self.strict = strict
+        self._strict = strict
         self._limits = limits
         self._reporter = Reporter(on_error)
         self._sender: Sender | None = None
         self._takes_drafts = False
+        # sender.send when drafts go straight through (a draft-taking sender, not strict).
+        self._pass_through: Any = None
         self._lock = threading.Lock()
         if sender is not None:
             self._set_sender(sender)
+
+    @property
+    def strict(self) -> bool:
+        """Whether tracking failures raise :class:`~gbtrack.TrackingError` into callers."""
+        return self._strict
+
+    @strict.setter
+    def strict(self, strict: bool) -> None:
+        self._strict = strict
+        self._update_pass_through()
+
+    def _update_pass_through(self) -> None:
+        sender = self._sender
+        self._pass_through = (
+            sender.send if sender is not None and self._takes_drafts and not self._strict else None
+        )
 
     @property
     def limits(self) -> Limits:
@@ -138,6 +156,7 @@ class Tracker:
         if takes_drafts:
             sender.limits = self._limits  # type: ignore[attr-defined]
         self._sender, self._takes_drafts = sender, takes_drafts
+        self._update_pass_through()
 
     def use_sender(self, sender: Sender) -> Sender | None:
         """Swap in ``sender`` and return the previous one, which is neither flushed nor closed.
@@ -158,6 +177,7 @@ class Tracker:
         with self._lock:
             if sender is None:
                 self._sender, self._takes_drafts = None, False
+                self._update_pass_through()
             else:
                 self._set_sender(sender)
 
@@ -427,6 +447,15 @@ class Tracker:
             ``True`` when the sender accepted the draft (a sender that validates later
             may still count it as ``invalid_event``), ``False`` when it was dropped here.
         """
+        send = self._pass_through
+        if send is not None:  # the common case: the sender validates where it serialises
+            try:
+                send(draft)
+            except Exception as exc:
+                self._send_failed(draft, self._sender, exc)
+                return False
+            self._reporter.count_sent()
+            return True
         sender: Any = self._sender  # Sender, or a sender that accepts drafts
         try:
             if sender is None:
@@ -448,20 +477,23 @@ class Tracker:
         except TrackingError:
             raise  # strict mode's own error
         except Exception as exc:
-            self.drop(
-                "sender_error",
-                f"event {draft.name!r}{_where(draft.function)}: "
-                + (
-                    f"{type(sender).__name__}.send raised {type(exc).__name__}"
-                    if sender is not None
-                    else f"creating the default sender raised {type(exc).__name__}: {exc}"
-                ),
-                function=draft.function,
-                exc=exc,
-            )
+            self._send_failed(draft, sender, exc)
             return False
         self._reporter.count_sent()
         return True
+
+    def _send_failed(self, draft: EventDraft, sender: object, exc: Exception) -> None:
+        self.drop(
+            "sender_error",
+            f"event {draft.name!r}{_where(draft.function)}: "
+            + (
+                f"{type(sender).__name__}.send raised {type(exc).__name__}"
+                if sender is not None
+                else f"creating the default sender raised {type(exc).__name__}: {exc}"
+            ),
+            function=draft.function,
+            exc=exc,
+        )
 
     def drop(
         self,
