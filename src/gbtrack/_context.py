@@ -34,6 +34,8 @@ _ambient: ContextVar[Ambient] = ContextVar("gbtrack_identity", default=_NOBODY)
 
 ambient = _ambient.get
 """Return the ambient identity tuple (the hot path's accessor)."""
+_set = _ambient.set
+_reset = _ambient.reset
 
 
 _last: tuple[Ambient, Identity] = (_NOBODY, Identity())
@@ -128,7 +130,7 @@ class identify:
         ('cust-1', 'a@example.com')
     """
 
-    __slots__ = ("_customer_id", "_email", "_entered", "_mobile", "_token")
+    __slots__ = ("_given", "_open", "_stack")
 
     def __init__(
         self,
@@ -141,60 +143,63 @@ class identify:
         # A non-blank str id and nothing else is the common case: no conversion needed.
         if type(customer_id) is not str or not customer_id.strip():
             customer_id = plain_customer_id(customer_id)
-        self._customer_id: str | None = customer_id
-        self._email = None if email is None else plain_text(email, "email")
-        self._mobile = None if mobile is None else plain_text(mobile, "mobile")
-        self._token: SecretStr | Unset | None = (
-            session_token if session_token is UNSET else plain_token(session_token)
+        # (customer_id, email, mobile, token); the token may be UNSET (keep the outer one).
+        self._given: tuple[str | None, str | None, str | None, SecretStr | Unset | None] = (
+            customer_id,
+            None if email is None else plain_text(email, "email"),
+            None if mobile is None else plain_text(mobile, "mobile"),
+            session_token if session_token is UNSET else plain_token(session_token),
         )
-        self._entered: list[tuple[Token[Ambient], Ambient]] = []
+        self._open: tuple[Token[Ambient], Ambient] | None = None  # while the block is open
+        self._stack: list[tuple[Token[Ambient], Ambient]] | None = None  # entered again
 
     def _merged(self) -> Ambient:
-        customer_id = self._customer_id
+        """The identity this block sets, merged with the current one."""
+        customer_id, email, mobile, token = self._given
         outer = _ambient.get()
         if customer_id is None:
             customer_id = outer[0]
         elif customer_id != outer[0]:
             outer = _NOBODY
-        email = self._email
-        mobile = self._mobile
-        token = self._token
         return (
             customer_id,
             outer[1] if email is None else email,
             outer[2] if mobile is None else mobile,
-            outer[3] if token is UNSET else token,
+            outer[3] if token is UNSET else token,  # type: ignore[return-value]
         )
 
-    @property
-    def _fields(self) -> Ambient:
-        entered = self._entered
-        return entered[-1][1] if entered else self._merged()
+    def _current(self) -> Ambient:
+        entered = self._open
+        return entered[1] if entered is not None else self._merged()
 
     @property
     def customer_id(self) -> str | None:
         """The customer id this block sets (or keeps from the outer block)."""
-        return self._fields[0]
+        return self._current()[0]
 
     @property
     def email(self) -> str | None:
         """The email this block sets (or keeps)."""
-        return self._fields[1]
+        return self._current()[1]
 
     @property
     def mobile(self) -> str | None:
         """The mobile this block sets (or keeps)."""
-        return self._fields[2]
+        return self._current()[2]
 
     @property
     def identity(self) -> Identity:
         """The identity this block sets, as an :class:`Identity` model."""
-        customer_id, email, mobile, token = self._fields
+        customer_id, email, mobile, token = self._current()
         return Identity(customer_id=customer_id, email=email, mobile=mobile, session_token=token)
 
     def __enter__(self) -> identify:
         fields = self._merged()
-        self._entered.append((_ambient.set(fields), fields))
+        if self._open is not None:  # the same block entered again while open
+            if self._stack is None:
+                self._stack = []
+            self._stack.append(self._open)
+        self._open = (_set(fields), fields)
         return self
 
     def __exit__(
@@ -203,7 +208,8 @@ class identify:
         exc: BaseException | None,
         tb: TracebackType | None,
     ) -> None:
-        _ambient.reset(self._entered.pop()[0])
+        _reset(self._open[0])  # type: ignore[index]
+        self._open = self._stack.pop() if self._stack else None
 
     async def __aenter__(self) -> identify:
         return self.__enter__()
@@ -219,7 +225,7 @@ class identify:
     def __repr__(self) -> str:
         from gbtrack._event import mask_email, mask_mobile
 
-        customer_id, email, mobile, token = self._fields
+        customer_id, email, mobile, token = self._current()
         return (
             f"identify(customer_id={customer_id!r}, email={mask_email(email)!r}, "
             f"mobile={mask_mobile(mobile)!r}, session_token={'None' if token is None else '***'})"

@@ -24,10 +24,28 @@ __all__ = ["Span", "SpanContext", "span"]
 
 
 class Span:
-    """A manual event: the context manager :func:`span` returns, and its own handle.
+    """A manual event: ``span(...)`` builds one; it is its own context manager and handle.
 
     ``with span(...) as s`` gives the same object: collect metadata and identity on it
-    as the block learns them; the event is sent when the block ends. Usable once.
+    as the block learns them. The event is sent when the block ends: after a normal exit
+    with ``on="success"`` (the default), after an exception with ``"error"`` (the
+    exception propagates untouched), or both with ``"always"``; never after
+    :meth:`cancel`, never twice. Without a ``customer_id`` the ambient
+    :func:`gbtrack.identify` one is used. Usable once, with ``with`` or ``async with``.
+
+    Args:
+        name: The event name.
+        customer_id: The customer (may also be set later with :meth:`identify`).
+        email: Optional email.
+        mobile: Optional mobile.
+        session_token: Left out: the ambient token; ``None``: no token.
+        metadata: Initial metadata values.
+        on: ``"success"``, ``"error"`` or ``"always"``.
+        tracker: The tracker; ``None`` uses the default tracker at exit.
+
+    Raises:
+        GbtrackError: For an invalid ``on``; when entered twice; when changed after
+            the block ended.
 
     Attributes:
         name: The event name.
@@ -198,50 +216,11 @@ SpanContext = Span
 """The type :func:`span` returns: since 0.2.0 the same object as its :class:`Span` handle."""
 
 
-def span(
-    name: str,
-    *,
-    customer_id: str | int | None = None,
-    email: str | None = None,
-    mobile: str | None = None,
-    session_token: str | SecretStr | Unset | None = UNSET,
-    metadata: Mapping[str, object] | None = None,
-    on: Literal["success", "error", "always"] = "success",
-    tracker: Tracker | None = None,
-) -> Span:
-    """Open a manual event: a context manager yielding a :class:`Span` handle.
+span = Span
+"""Open a manual event: ``span(name, ...)`` is the :class:`Span` itself (see there).
 
-    The event is sent when the block ends: after a normal exit with ``on="success"``
-    (the default), after an exception with ``"error"`` (the exception propagates
-    untouched), or both with ``"always"``; never after :meth:`Span.cancel`, never twice.
-    Without a ``customer_id`` the ambient :func:`gbtrack.identify` one is used.
-
-    Args:
-        name: The event name.
-        customer_id: The customer (may also be set later with ``handle.identify``).
-        email: Optional email.
-        mobile: Optional mobile.
-        session_token: Left out: the ambient token; ``None``: no token.
-        metadata: Initial metadata values.
-        on: ``"success"``, ``"error"`` or ``"always"``.
-        tracker: The tracker; ``None`` uses the default tracker at exit.
-
-    Returns:
-        A :class:`Span`, usable once with ``with`` or ``async with``; entering it
-        returns the same object.
-
-    Example:
-        >>> from gbtrack import span
-        >>> with span("cart_checked", customer_id="c-1") as s:
-        ...     s["items"] = 3
-    """
-    return Span(
-        name,
-        customer_id=customer_id,
-        email=email,
-        mobile=mobile,
-        session_token=session_token,
-        metadata=metadata,
-        on=on,
-        tracker=tracker,
-    )
+Example:
+    >>> from gbtrack import span
+    >>> with span("cart_checked", customer_id="c-1") as s:
+    ...     s["items"] = 3
+"""

@@ -351,19 +351,25 @@ class Tracker:
                     )
                 name = str.__str__(name)
             identity = complete_identity(customer_id, email, mobile, session_token)
-            keys: list[str] = []
-            values: list[object] = []
             if metadata:
-                for key, raw in metadata.items():
-                    if type(key) is not str or not key:
+                keys = tuple(metadata)
+                values = tuple(metadata.values())
+                for key in keys:
+                    if type(key) is not str:
                         raise InvalidEventError(
                             f"metadata keys must be non-empty strings, got {type(key).__name__}",
                             field="metadata",
                         )
-                    value = plain_value(key, raw)
-                    if value is not None:
-                        keys.append(key)
-                        values.append(value)
+                if "" in keys:
+                    raise InvalidEventError(
+                        "metadata keys must be non-empty strings, got ''", field="metadata"
+                    )
+                for value in values:
+                    if type(value) not in _PLAIN_TYPES and value is not None:
+                        values = tuple(map(plain_value, keys, values))
+                        break
+            else:
+                keys = values = ()
         except InvalidEventError as exc:
             self.drop("invalid_event", f"event {name!r}{_where(function)}: {exc}", exc=exc)
             return None
@@ -378,13 +384,8 @@ class Tracker:
         if identity is None:
             self.no_customer(name, function)
             return None
-        draft = EventDraft(
-            name,
-            *identity,
-            tuple(keys),
-            tuple(values),  # type: ignore[arg-type]
-            function,
-            time.time(),
+        draft: EventDraft = _new_draft(
+            EventDraft, (name, *identity, keys, values, function, _now())
         )
         return draft if self.submit(draft) else None
 
@@ -539,6 +540,11 @@ class Tracker:
         self._reporter.missing(event, field, message)
         if self.strict:
             raise TrackingError(message, reason="missing")
+
+
+_new_draft = tuple.__new__
+_now = time.time
+_PLAIN_TYPES = frozenset({str, int, float, bool})  # finiteness is checked where validated
 
 
 def _where(function: str | None) -> str:
