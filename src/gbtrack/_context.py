@@ -165,7 +165,7 @@ class identify:
             customer_id,
             outer[1] if email is None else email,
             outer[2] if mobile is None else mobile,
-            outer[3] if token is UNSET else token,  # type: ignore[return-value]
+            outer[3] if token is UNSET else token,
         )
 
     def _current(self) -> Ambient:
