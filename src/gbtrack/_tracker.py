@@ -13,7 +13,7 @@ import threading
 import time
 import warnings
 from collections.abc import Mapping
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Literal
 
 from pydantic import SecretStr
 
@@ -27,7 +27,7 @@ from gbtrack.senders._base import LoggingSender, Sender
 
 if TYPE_CHECKING:
     from gbtrack._decorator import _Decorator
-    from gbtrack._span import SpanContext
+    from gbtrack._span import Span
     from gbtrack.senders._background import Overflow
     from gbtrack.senders._policy import RateLimiter, RetryPolicy, Spill
 
@@ -295,11 +295,28 @@ class Tracker:
 
         return track(name, tracker=self, **options)
 
-    def span(self, name: str, **options: Any) -> SpanContext:
-        """Open a manual event as a context manager; see :func:`gbtrack.span`."""
-        from gbtrack._span import span
-
-        return span(name, tracker=self, **options)
+    def span(
+        self,
+        name: str,
+        *,
+        customer_id: str | int | None = None,
+        email: str | None = None,
+        mobile: str | None = None,
+        session_token: str | SecretStr | Unset | None = UNSET,
+        metadata: Mapping[str, object] | None = None,
+        on: Literal["success", "error", "always"] = "success",
+    ) -> Span:
+        """Open a manual event on this tracker; see :class:`gbtrack.Span`."""
+        return _Span(
+            name,
+            customer_id=customer_id,
+            email=email,
+            mobile=mobile,
+            session_token=session_token,
+            metadata=metadata,
+            on=on,
+            tracker=self,
+        )
 
     def emit(
         self,
@@ -646,3 +663,7 @@ def configure(
         outbox=outbox,
         limits=limits,
     )
+
+
+# At the end: _span reads `active` from this module when it is imported.
+from gbtrack._span import Span as _Span  # noqa: E402
