@@ -309,14 +309,22 @@ class ConstantPlan:
         except Exception as exc:
             _failed(tracker, self.name, self.qualname, "the identity", exc)
             return
-        if identity is None:
-            tracker.no_customer(self.name, self.qualname)
-            return
-        draft = _new_draft(
-            EventDraft,
-            (self.name, *identity, self.keys, self.values, self.qualname, _now()),
-        )
-        tracker.submit(draft)
+        _submit(tracker, self.name, self.qualname, identity, self.keys, self.values)
+
+
+def _submit(
+    tracker: Tracker,
+    name: str,
+    qualname: str,
+    identity: tuple[object, ...] | None,
+    keys: tuple[str, ...],
+    values: tuple[object, ...],
+) -> None:
+    """Hand the draft to the tracker, or drop an event that has no customer at all."""
+    if identity is None:
+        tracker.no_customer(name, qualname)
+        return
+    tracker.submit(_new_draft(EventDraft, (name, *identity, keys, values, qualname, _now())))
 
 
 _CID: Final = 0
@@ -591,15 +599,7 @@ class Plan:
         except Exception as exc:
             _failed(tracker, self.name, self.qualname, "the event", exc)
             return
-        if identity is None:
-            tracker.no_customer(self.name, self.qualname)
-            return
-        tracker.submit(
-            _new_draft(
-                EventDraft,
-                (self.name, *identity, self.keys, values, self.qualname, _now()),
-            )
-        )
+        _submit(tracker, self.name, self.qualname, identity, self.keys, values)
 
     def _converted(self, tracker: Tracker, values: tuple[object, ...]) -> tuple[object, ...]:
         """Metadata values with the ones that are not plain converted (or left out)."""
