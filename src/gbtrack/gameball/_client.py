@@ -27,13 +27,8 @@ import httpx
 from pydantic import SecretStr
 
 from gbtrack._errors import ConfigurationError, TransportError
-from gbtrack.gameball._batch import EventBatch
-from gbtrack.gameball._outcome import (
-    Outcome,
-    OutcomeKind,
-    outcome_from_exception,
-    outcome_from_response,
-)
+from gbtrack._protocol import DEFAULT_BASE_URL, MAX_BATCH_ITEMS, EventBatch, Outcome, OutcomeKind
+from gbtrack.gameball._outcome import outcome_from_exception, outcome_from_response
 
 __all__ = [
     "BATCH_EVENTS_PATH",
@@ -47,10 +42,6 @@ __all__ = [
     "GameballClient",
 ]
 
-DEFAULT_BASE_URL = "https://api.gameball.co"
-"""Gameball's production API."""
-MAX_BATCH_ITEMS = 1000
-"""At most this many customer objects in one batch-create request."""
 DEFAULT_MAX_CONNECTIONS = 20
 """Default cap on requests in flight at once (~100 ms round trips reach 100 requests/s)."""
 

@@ -24,7 +24,6 @@ from typing import Literal
 from gbtrack._errors import (
     AuthenticationError,
     ConfigurationError,
-    ConflictError,
     DeliveryError,
     PayloadError,
     ServerError,
@@ -32,15 +31,16 @@ from gbtrack._errors import (
 )
 from gbtrack._event import Event
 from gbtrack._fork import forget, reset_after_fork
-from gbtrack._report import ErrorHandler, Stats, logger
-from gbtrack.gameball import (
+from gbtrack._protocol import (
     MAX_BATCH_ITEMS,
     BatchStatus,
     EventBatch,
     Outcome,
     OutcomeKind,
+    classify_item,
     coalesce,
 )
+from gbtrack._report import ErrorHandler, Stats, logger
 from gbtrack.outbox._store import OutboxRow, OutboxStore
 from gbtrack.senders._base import BaseSender
 from gbtrack.senders._policy import DeliveryClient, RateLimiter, RetryPolicy
@@ -50,8 +50,6 @@ __all__ = ["DrainResult", "OutboxDrainer", "OutboxSender"]
 SyncMode = Literal["batch", "every_event"]
 OverflowPolicy = Literal["drop_newest", "block"]
 
-# Batch-item error codes that mean "not processed, safe to send again" (see the contract).
-_RETRYABLE_ITEM_CODES = frozenset({2001, 5003, 429})
 _FIRST_POLL = 0.05  # seconds before the first batch-status poll
 
 
@@ -332,15 +330,8 @@ class OutboxDrainer:
             if item_error is None:
                 done.extend(item_rows)
                 continue
-            text = f"batch job {job} item {index}: {item_error.code} {item_error.message or ''}"
-            if item_error.code in _RETRYABLE_ITEM_CODES:
-                outcome = Outcome(
-                    OutcomeKind.RETRYABLE, error=ConflictError(text.strip(), code=item_error.code)
-                )
-            else:
-                outcome = Outcome(
-                    OutcomeKind.PERMANENT, error=PayloadError(text.strip(), code=item_error.code)
-                )
+            # Gameball's message may echo input: the code and position only.
+            outcome = classify_item(item_error.code, f"batch job {job} item {index} failed")
             result.add(self._settle(item_rows, outcome))
         if done:
             result.add(self._settle(done, Outcome(OutcomeKind.DELIVERED)))

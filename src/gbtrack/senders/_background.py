@@ -34,15 +34,16 @@ from typing import TYPE_CHECKING, Any, Literal
 
 from pydantic import SecretStr
 
-from gbtrack._errors import (
-    AuthenticationError,
-    ConflictError,
-    DeliveryError,
-    PayloadError,
-    ServerError,
-)
+from gbtrack._errors import DeliveryError, ServerError
 from gbtrack._event import Event, EventDraft
 from gbtrack._fork import reset_after_fork
+from gbtrack._protocol import (
+    DEFAULT_BASE_URL,
+    MAX_BATCH_ITEMS,
+    classify_item,
+    describe_outcome,
+    safe_error,
+)
 from gbtrack._report import ErrorHandler, Reporter, Stats
 from gbtrack.senders._base import BaseSender
 from gbtrack.senders._policy import DeliveryClient, RateLimiter, RetryPolicy, Spill
@@ -50,57 +51,17 @@ from gbtrack.senders._policy import DeliveryClient, RateLimiter, RetryPolicy, Sp
 if TYPE_CHECKING:
     from gbtrack.gameball import EventBatch, Outcome
 
-__all__ = ["BackgroundSender", "describe_outcome", "safe_error"]
+__all__ = ["BackgroundSender"]
 
 _log = logging.getLogger("gbtrack")
 
 Overflow = Literal["drop_newest", "block"]
 
-# Copies of gbtrack.gameball's constants (a test keeps them equal): importing the client
-# here would pull httpx into ``import gbtrack``; it is imported when first needed.
-DEFAULT_BASE_URL = "https://api.gameball.co"
-MAX_BATCH_ITEMS = 1000  # Gameball's limit of customer objects per batch job
 _READY_CAP = 2 * MAX_BATCH_ITEMS  # coalesced requests held ready before draining more
 _OVERFLOW_LOG_INTERVAL = 5.0  # seconds between two overflow log lines during an outage
 _POLL_DELAYS = (0.05, 0.1, 0.2, 0.4, 0.8, 1.0)  # batch-status polling backoff
 _MAX_POLL_FAILURES = 8  # failed status polls before a job's fate counts as ambiguous
 _SPILLABLE = frozenset({"queue_overflow", "retries_exhausted", "expired", "closed"})
-
-
-def describe_outcome(outcome: Outcome) -> str:
-    """Describe a failed outcome for logs: status, Gameball code and type, error class.
-
-    Never includes keys, tokens, or Gameball's free-text message (which may echo input).
-    """
-    error = outcome.error
-    parts: list[str] = []
-    status = outcome.status if outcome.status is not None else getattr(error, "status", None)
-    parts.append(f"HTTP {status}" if status is not None else "no HTTP answer")
-    if error is not None:
-        if error.code is not None:
-            parts.append(f"code {error.code}")
-        if error.type:
-            parts.append(f"type {error.type}")
-        parts.append(type(error).__name__)
-    return ", ".join(parts) + f" ({outcome.kind.value})"
-
-
-def safe_error(outcome: Outcome) -> DeliveryError | None:
-    """A copy of the outcome's error without Gameball's free text (which may echo PII).
-
-    Same class, status, code, type and request id; the message is
-    :func:`describe_outcome`. This is what drops chain and log.
-    """
-    error = outcome.error
-    if error is None:
-        return None
-    return type(error)(
-        describe_outcome(outcome),
-        status=error.status,
-        code=error.code,
-        type=error.type,
-        request_id=error.request_id,
-    )
 
 
 class _Job:
@@ -192,24 +153,6 @@ def _flush_at_exit(ref: weakref.ReferenceType[BackgroundSender], timeout: float)
             sender.flush(timeout)
         except Exception:  # pragma: no cover - never fail interpreter exit
             _log.exception("gbtrack: flush at exit failed")
-
-
-def _item_outcome(code: int | None, message: str) -> Outcome:
-    """The outcome of one failed item of a batch job, from its Gameball code."""
-    from gbtrack.gameball import Outcome, OutcomeKind
-
-    error: DeliveryError
-    if code in (2001,):
-        kind, error = OutcomeKind.RETRYABLE, ConflictError(message, code=code)
-    elif code in (5003, 429):
-        kind, error = OutcomeKind.RETRYABLE, ServerError(message, code=code)
-    elif code is None or code >= 5000:
-        kind, error = OutcomeKind.AMBIGUOUS, ServerError(message, code=code)
-    elif 1000 <= code < 2000:
-        kind, error = OutcomeKind.PERMANENT, AuthenticationError(message, code=code)
-    else:
-        kind, error = OutcomeKind.PERMANENT, PayloadError(message, code=code)
-    return Outcome(kind, error=error)
 
 
 class BackgroundSender(BaseSender):
@@ -889,7 +832,7 @@ class BackgroundSender(BaseSender):
                 finished.append(job)
                 continue
             self._in_flight -= job.n
-            outcome = _item_outcome(error.code, f"batch job {status.batch_id} item {i} failed")
+            outcome = classify_item(error.code, f"batch job {status.batch_id} item {i} failed")
             self._on_outcome(job, outcome)
         self._in_flight -= delivered
         if delivered:

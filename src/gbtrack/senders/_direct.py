@@ -9,8 +9,8 @@ from typing import TYPE_CHECKING, Any
 from pydantic import SecretStr
 
 from gbtrack._event import Event
+from gbtrack._protocol import DEFAULT_BASE_URL, describe_outcome, safe_error
 from gbtrack._report import ErrorHandler
-from gbtrack.senders._background import DEFAULT_BASE_URL, describe_outcome, safe_error
 from gbtrack.senders._base import BaseSender
 from gbtrack.senders._policy import DeliveryClient, RateLimiter, RetryPolicy
 

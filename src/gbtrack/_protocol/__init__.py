@@ -1,0 +1,47 @@
+"""The Gameball protocol without the network: wire bodies, outcomes and their meaning.
+
+httpx-free, so that senders and the outbox decide with it without loading the clients:
+
+- :mod:`._wire`: :class:`EventBatch` (one customer's events for one request) and
+  :func:`coalesce`;
+- :mod:`._jobs`: a batch job's parsed status (:class:`BatchStatus`, :class:`BatchItemError`);
+- :mod:`._outcome`: :class:`Outcome` and :func:`classify` / :func:`classify_item`, the
+  one place where answers and batch-item codes acquire a kind.
+
+The public names are re-exported by :mod:`gbtrack.gameball`.
+"""
+
+from gbtrack._protocol._jobs import BatchItemError, BatchStatus, as_int
+from gbtrack._protocol._outcome import (
+    GAMEBALL_CODES,
+    MIN_VERSION_CODE,
+    Outcome,
+    OutcomeKind,
+    classify,
+    classify_item,
+    describe_outcome,
+    item_status,
+    refuses_version,
+    safe_error,
+)
+from gbtrack._protocol._wire import DEFAULT_BASE_URL, MAX_BATCH_ITEMS, EventBatch, coalesce
+
+__all__ = [
+    "DEFAULT_BASE_URL",
+    "GAMEBALL_CODES",
+    "MAX_BATCH_ITEMS",
+    "MIN_VERSION_CODE",
+    "BatchItemError",
+    "BatchStatus",
+    "EventBatch",
+    "Outcome",
+    "OutcomeKind",
+    "as_int",
+    "classify",
+    "classify_item",
+    "coalesce",
+    "describe_outcome",
+    "item_status",
+    "refuses_version",
+    "safe_error",
+]
