@@ -254,14 +254,10 @@ class OutboxDrainer:
             return DrainResult(last_error=described)
         attempts = max(r.attempts for r in rows) + 1
         age = time.time() - min(r.created_at for r in rows)
-        reason = self.retry.give_up_reason(outcome, attempts, age)
+        decision = self.retry.decide(outcome, attempts, age)
+        reason = decision.reason
         if reason is None:
-            self.store.release(
-                self.owner,
-                ids,
-                delay=self.retry.delay(attempts, outcome),
-                error=described,
-            )
+            self.store.release(self.owner, ids, delay=decision.delay, error=described)
             return DrainResult(retried=len(ids), last_error=described)
         message = f"{reason}: {error}" if error is not None else reason
         self.store.bury(

@@ -41,7 +41,6 @@ from gbtrack._protocol import (
     DEFAULT_BASE_URL,
     MAX_BATCH_ITEMS,
     classify_item,
-    describe_outcome,
     safe_error,
 )
 from gbtrack._report import ErrorHandler, Reporter, Stats
@@ -766,23 +765,21 @@ class BackgroundSender(BaseSender):
             return
         self.rate_limiter.note(outcome)
         job.attempts += 1
-        reason = self.retry.give_up_reason(outcome, job.attempts, job.age(time.time()))
-        if reason is None:
+        decision = self.retry.decide(outcome, job.attempts, job.age(time.time()))
+        if decision.retry:
             self.reporter.count("retried", job.n)
-            self.reporter.note_error(describe_outcome(outcome))
-            not_before = time.monotonic() + self.retry.delay(job.attempts, outcome)
+            self.reporter.note_error(decision.message)
+            not_before = time.monotonic() + decision.delay
             heapq.heappush(self._retry_heap, (not_before, next(self._seq), job))
             return
-        what = describe_outcome(outcome)
-        if reason == "rejected":
-            message = f"Gameball rejected the request: {what}"
-        elif reason == "ambiguous":
-            message = f"delivery uncertain and retry_ambiguous is off: {what}"
-        elif reason == "expired":
-            message = f"older than max_age={self.retry.max_age:g}s, still failing: {what}"
-        else:
-            message = f"{job.attempts} attempt(s) failed, the last: {what}"
-        self._give_up(list(job.batch.events), reason, message, safe_error(outcome), jobs=(job,))
+        assert decision.reason is not None
+        self._give_up(
+            list(job.batch.events),
+            decision.reason,
+            decision.message,
+            safe_error(outcome),
+            jobs=(job,),
+        )
 
     def _on_created(self, bulk: _Bulk, outcome: Outcome) -> None:
         job_id = outcome.job_id if outcome.delivered else None

@@ -9,7 +9,7 @@ from typing import TYPE_CHECKING, Any
 from pydantic import SecretStr
 
 from gbtrack._event import Event
-from gbtrack._protocol import DEFAULT_BASE_URL, describe_outcome, safe_error
+from gbtrack._protocol import DEFAULT_BASE_URL, safe_error
 from gbtrack._report import ErrorHandler
 from gbtrack.senders._base import BaseSender
 from gbtrack.senders._policy import DeliveryClient, RateLimiter, RetryPolicy
@@ -105,20 +105,19 @@ class DirectSender(BaseSender):
                 return
             self.rate_limiter.note(outcome)
             age = time.time() - event.timestamp.timestamp()
-            reason = self.retry.give_up_reason(outcome, attempts, age)
-            what = describe_outcome(outcome)
-            if reason is not None:
+            decision = self.retry.decide(outcome, attempts, age)
+            if not decision.retry:
+                assert decision.reason is not None
                 self.reporter.drop(
-                    reason,
-                    f"event {event.name!r} for customer {event.customer_id!r}: "
-                    f"{attempts} attempt(s), the last: {what}",
+                    decision.reason,
+                    f"event {event.name!r} for customer {event.customer_id!r}: {decision.message}",
                     event=event,
                     exc_info=safe_error(outcome),
                 )
                 return
             self.reporter.count("retried")
-            self.reporter.note_error(what)
-            time.sleep(self.retry.delay(attempts, outcome))
+            self.reporter.note_error(decision.message)
+            time.sleep(decision.delay)
 
     def close(self, timeout: float | None = None) -> bool:
         """Close a client built here; idempotent. Later sends are dropped (``closed``)."""
