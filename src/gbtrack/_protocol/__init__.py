@@ -2,8 +2,9 @@
 
 httpx-free, so that senders and the outbox decide with it without loading the clients:
 
-- :mod:`._wire`: :class:`EventBatch` (one customer's events for one request) and
-  :func:`coalesce`;
+- :mod:`._wire`: :func:`wire_body`, the one builder of a request body (the outbox
+  stores it plus id and time: :func:`stored_body`), :class:`EventBatch` (one
+  customer's events for one request) and :func:`coalesce`;
 - :mod:`._jobs`: a batch job's parsed status (:class:`BatchStatus`, :class:`BatchItemError`);
 - :mod:`._outcome`: :class:`Outcome` and :func:`classify` / :func:`classify_item`, the
   one place where answers and batch-item codes acquire a kind.
@@ -24,7 +25,14 @@ from gbtrack._protocol._outcome import (
     refuses_version,
     safe_error,
 )
-from gbtrack._protocol._wire import DEFAULT_BASE_URL, MAX_BATCH_ITEMS, EventBatch, coalesce
+from gbtrack._protocol._wire import (
+    DEFAULT_BASE_URL,
+    MAX_BATCH_ITEMS,
+    EventBatch,
+    coalesce,
+    stored_body,
+    wire_body,
+)
 
 __all__ = [
     "DEFAULT_BASE_URL",
@@ -44,4 +52,6 @@ __all__ = [
     "item_status",
     "refuses_version",
     "safe_error",
+    "stored_body",
+    "wire_body",
 ]

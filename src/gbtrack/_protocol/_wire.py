@@ -8,15 +8,22 @@ of events into such batches.
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
 from pydantic import SecretStr
 
-from gbtrack._event import Event, mask_email, mask_mobile
+from gbtrack._event import Event, mask
 
-__all__ = ["DEFAULT_BASE_URL", "MAX_BATCH_ITEMS", "EventBatch", "coalesce"]
+__all__ = [
+    "DEFAULT_BASE_URL",
+    "MAX_BATCH_ITEMS",
+    "EventBatch",
+    "coalesce",
+    "stored_body",
+    "wire_body",
+]
 
 DEFAULT_BASE_URL = "https://api.gameball.co"
 """Gameball's production API."""
@@ -26,6 +33,44 @@ MAX_BATCH_ITEMS = 1000
 
 def _token_value(token: SecretStr | None) -> str | None:
     return None if token is None else token.get_secret_value()
+
+
+def wire_body(events: Sequence[Event], *, copy: bool = True) -> dict[str, Any]:
+    """The Gameball request body of one customer's events: the one builder of it.
+
+    ``{"customerId", "events": {name: metadata, ...}}`` plus ``email`` and ``mobile``
+    when set; the identity is the first event's (an :class:`EventBatch`'s events share
+    it). The session token is a header, never part of the body. The batch endpoint
+    sends a list of these; the outbox stores one event's plus its id and time
+    (:func:`stored_body`).
+
+    Args:
+        events: One customer's events, each name at most once, oldest first.
+        copy: Copy each metadata dict, so that a caller editing the body cannot change
+            the events; ``False`` for a body serialised at once.
+    """
+    first = events[0]
+    body: dict[str, Any] = {
+        "customerId": first.customer_id,
+        "events": {e.name: dict(e.metadata) if copy else e.metadata for e in events},
+    }
+    if first.email is not None:
+        body["email"] = first.email
+    if first.mobile is not None:
+        body["mobile"] = first.mobile
+    return body
+
+
+def stored_body(event: Event) -> dict[str, Any]:
+    """What the outbox stores for ``event``: its :func:`wire_body` plus id and time.
+
+    ``{"customerId", "events": {name: metadata}, "email"?, "mobile"?, "eventId",
+    "timestamp"}``; the session token is never stored.
+    """
+    body = wire_body((event,), copy=False)
+    body["eventId"] = event.event_id
+    body["timestamp"] = event.timestamp.isoformat()
+    return body
 
 
 @dataclass(frozen=True)
@@ -77,33 +122,8 @@ class EventBatch:
         return cls(event.customer_id, event.email, event.mobile, event.session_token, (event,))
 
     def body(self) -> dict[str, Any]:
-        """Return the request body: ``{"customerId", "events": {name: metadata}, ...}``.
-
-        ``email`` and ``mobile`` are present only when set. The session token is a
-        header, never part of the body.
-        """
-        body: dict[str, Any] = {
-            "customerId": self.customer_id,
-            # A copy, so that a caller editing the body cannot change the events.
-            "events": {event.name: dict(event.metadata) for event in self.events},
-        }
-        if self.email is not None:
-            body["email"] = self.email
-        if self.mobile is not None:
-            body["mobile"] = self.mobile
-        return body
-
-    def _wire(self) -> dict[str, Any]:
-        # body() without the defensive copies, for a body that is serialised at once.
-        body: dict[str, Any] = {
-            "customerId": self.customer_id,
-            "events": {event.name: event.metadata for event in self.events},
-        }
-        if self.email is not None:
-            body["email"] = self.email
-        if self.mobile is not None:
-            body["mobile"] = self.mobile
-        return body
+        """Return the request body (:func:`wire_body` of the events, a fresh copy)."""
+        return wire_body(self.events)
 
     def __len__(self) -> int:
         return len(self.events)
@@ -111,8 +131,8 @@ class EventBatch:
     def __repr__(self) -> str:
         # Email and mobile masked, the token hidden by SecretStr, events by name only.
         return (
-            f"EventBatch(customer_id={self.customer_id!r}, email={mask_email(self.email)!r}, "
-            f"mobile={mask_mobile(self.mobile)!r}, session_token={self.session_token!r}, "
+            f"EventBatch(customer_id={self.customer_id!r}, email={mask('email', self.email)!r}, "
+            f"mobile={mask('mobile', self.mobile)!r}, session_token={self.session_token!r}, "
             f"events={tuple(event.name for event in self.events)!r})"
         )
 

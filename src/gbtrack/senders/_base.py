@@ -8,7 +8,7 @@ import threading
 from collections.abc import Iterable
 from typing import Protocol, runtime_checkable
 
-from gbtrack._event import DEFAULT_LIMITS, Event, EventDraft, Limits, mask_email, mask_mobile
+from gbtrack._event import DEFAULT_LIMITS, Event, EventDraft, Limits, masked
 from gbtrack._event import validate_drafts as _validate_drafts
 from gbtrack._report import ErrorHandler, Reporter, Stats
 
@@ -183,11 +183,7 @@ class LoggingSender(BaseSender):
             self._drop_closed(event)
             return
         if self.logger.isEnabledFor(self.level):
-            body = event.to_payload()
-            if "email" in body:
-                body["email"] = mask_email(body["email"])
-            if "mobile" in body:
-                body["mobile"] = mask_mobile(body["mobile"])
+            body = masked(event.to_payload())
             self.logger.log(self.level, "gbtrack event %s", json.dumps(body, sort_keys=True))
         self.reporter.count("delivered")
 
