@@ -32,7 +32,7 @@ from __future__ import annotations
 
 import enum
 import re
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Any, Final
 
@@ -48,6 +48,10 @@ from gbtrack._protocol._jobs import BatchStatus, as_int
 
 __all__ = [
     "GAMEBALL_CODES",
+    "ClientFailure",
+    "call_client",
+    "client_failure",
+    "client_raised",
     "MIN_VERSION_CODE",
     "Outcome",
     "OutcomeKind",
@@ -244,6 +248,49 @@ def refuses_version(status: int, code: int | None, fields: Mapping[str, Any]) ->
         return True
     texts = (fields.get(key) for key in ("message", "type", "detail", "title", "error"))
     return any(isinstance(text, str) and _MIN_VERSION.search(text) for text in texts)
+
+
+# --- a client that raises ---------------------------------------------------------------------
+class ClientFailure(DeliveryError):
+    """The client raised instead of returning an outcome: a bug, not an answer."""
+
+
+def call_client(call: Callable[..., Any], *args: Any) -> Outcome:
+    """Call a client method; a raise (or a non-outcome) becomes a permanent outcome.
+
+    Clients return outcomes and never raise for answers or network failures (that is
+    their contract); one that raises has a bug, often one event it cannot serialise.
+    Its outcome is permanent with a :class:`ClientFailure`, so that the event is
+    counted and reported (``client_error``), never retried as if ambiguous: the same
+    request would raise again. Senders send a multi-event request that raised again
+    one event at a time (:func:`client_raised`), so that one poisoned event never
+    holds back the others of its batch.
+    """
+    try:
+        result = call(*args)
+    except Exception as exc:
+        return client_failure(exc)
+    return client_failure(result)
+
+
+def client_failure(result: object) -> Outcome:
+    """``result`` if it is an outcome; else the permanent outcome of a client that raised.
+
+    Args:
+        result: What a client call gave: an outcome, or the exception it raised.
+    """
+    if isinstance(result, Outcome):
+        return result
+    if isinstance(result, BaseException):
+        what = f"raised {type(result).__name__}"
+    else:
+        what = f"returned {type(result).__name__}, not an outcome"
+    return Outcome(OutcomeKind.PERMANENT, error=ClientFailure(f"the Gameball client {what}"))
+
+
+def client_raised(outcome: Outcome) -> bool:
+    """Whether ``outcome`` stands for a client that raised (see :func:`call_client`)."""
+    return isinstance(outcome.error, ClientFailure)
 
 
 # --- describing outcomes for logs --------------------------------------------------------------

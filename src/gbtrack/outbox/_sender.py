@@ -37,7 +37,9 @@ from gbtrack._protocol import (
     EventBatch,
     Outcome,
     OutcomeKind,
+    call_client,
     classify_item,
+    client_raised,
     coalesce,
 )
 from gbtrack._report import ErrorHandler, Stats, logger
@@ -223,8 +225,16 @@ class OutboxDrainer:
                 # Shutting down, or halted: give the rows back untouched.
                 self.store.release(self.owner, [r.id for r in batch_rows], count_attempt=False)
                 continue
-            outcome = self.client.send(batch)
+            outcome = call_client(self.client.send, batch)
             result.requests += 1
+            if client_raised(outcome) and len(batch.events) > 1:
+                # One poisoned event never holds back its batch: each goes alone, now.
+                singles = [
+                    (EventBatch.from_event(event), [row])
+                    for event, row in zip(batch.events, batch_rows, strict=True)
+                ]
+                result.add(self._send_group(singles))
+                continue
             self.limiter.note(outcome)
             result.add(self._settle(batch_rows, outcome))
         return result
@@ -295,7 +305,7 @@ class OutboxDrainer:
         if not self._acquire():
             self.store.release(self.owner, [r.id for r in all_rows], count_attempt=False)
             return result
-        created = self.client.create_batch(batches)
+        created = call_client(self.client.create_batch, batches)
         result.requests += 1
         self.limiter.note(created)
         if not created.delivered:
@@ -341,7 +351,7 @@ class OutboxDrainer:
             if time.monotonic() >= renew:
                 self.store.extend(self.owner, ids, lease=self.lease)
                 renew = time.monotonic() + self.lease / 3
-            answer = self.client.batch_status(job)
+            answer = call_client(self.client.batch_status, job)
             status = answer.batch_status
             if status is not None and status.done:
                 return status
@@ -748,13 +758,17 @@ class OutboxSender(BaseSender):
         Without a delivery worker, returns once the events are durable.
 
         Returns:
-            ``True`` if that happened within ``timeout`` seconds.
+            ``True`` if that happened within ``timeout`` seconds and no event was
+            dropped (``outbox_full``, ``outbox_error``) or moved to the dead letter
+            since the previous ``flush()``; ``False`` otherwise.
         """
         try:
-            return self._flush(timeout)
+            done = self._flush(timeout)
         except Exception as exc:  # the file failed (damaged, I/O): report, never raise
             self._outbox_failed("flush", exc)
-            return False
+            done = False
+        clean = self._nothing_lost_since_flush()
+        return done and clean
 
     def _flush(self, timeout: float | None) -> bool:
         deadline = None if timeout is None else time.monotonic() + timeout

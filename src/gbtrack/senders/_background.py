@@ -34,13 +34,15 @@ from typing import TYPE_CHECKING, Any, Literal
 
 from pydantic import SecretStr
 
-from gbtrack._errors import DeliveryError, ServerError
+from gbtrack._errors import ServerError
 from gbtrack._event import Event, EventDraft
 from gbtrack._fork import reset_after_fork
 from gbtrack._protocol import (
     DEFAULT_BASE_URL,
     MAX_BATCH_ITEMS,
     classify_item,
+    client_failure,
+    client_raised,
     safe_error,
 )
 from gbtrack._report import ErrorHandler, Reporter, Stats
@@ -48,7 +50,7 @@ from gbtrack.senders._base import BaseSender
 from gbtrack.senders._policy import DeliveryClient, RateLimiter, RetryPolicy, Spill
 
 if TYPE_CHECKING:
-    from gbtrack.gameball import EventBatch, Outcome
+    from gbtrack._protocol import EventBatch, Outcome
 
 __all__ = ["BackgroundSender"]
 
@@ -66,13 +68,14 @@ _SPILLABLE = frozenset({"queue_overflow", "retries_exhausted", "expired", "close
 class _Job:
     """One coalesced request (one customer's events) on its way."""
 
-    __slots__ = ("attempts", "batch", "key", "mark", "n")
+    __slots__ = ("attempts", "batch", "direct", "key", "mark", "n")
 
     def __init__(self, batch: EventBatch, mark: int) -> None:
         self.batch = batch
         self.key = batch.customer_id  # one request per customer at a time
         self.n = len(batch.events)
         self.attempts = 0
+        self.direct = False  # one request of its own, never in a batch job
         # The send ordinal of the first event of the drain that made this job: flush()
         # waits for every job whose events may have been queued before its call.
         self.mark = mark
@@ -317,6 +320,7 @@ class BackgroundSender(BaseSender):
             return
         # The parent's events stay the parent's: the child must never send them again.
         self.reporter = Reporter(self.reporter.on_error, self.reporter.log)
+        self._lost_at_flush = 0
         self._init_state()
         after = getattr(self.rate_limiter, "_after_fork", None)
         if callable(after):
@@ -415,7 +419,12 @@ class BackgroundSender(BaseSender):
             timeout: The most seconds to wait; ``None`` waits as long as it takes.
 
         Returns:
-            ``True`` if all of them were settled in time, ``False`` otherwise.
+            Whether everything submitted before the call was delivered (or spilled to
+            the outbox, which is durable): ``True`` when all of it settled in time
+            and no event was dropped since the previous ``flush()`` on this sender
+            (for any reason: ``rejected``, ``queue_overflow``, ``client_error``, ...);
+            ``False`` on timeout or after such a drop. The drops stay counted in
+            :meth:`stats`; the next ``flush()`` answers for the events after them.
         """
         if self._pid != os.getpid():
             self._after_fork()
@@ -429,7 +438,7 @@ class BackgroundSender(BaseSender):
                 self._flush_waiters += 1
         if settled:
             self._report_overflow(force=True)
-            return True
+            return self._nothing_lost_since_flush()
         try:
             if self._worker is None:
                 self._start_worker()
@@ -440,7 +449,8 @@ class BackgroundSender(BaseSender):
             with self._lock:
                 self._flush_waiters -= 1
         self._report_overflow(force=True)
-        return bool(done)
+        clean = self._nothing_lost_since_flush()
+        return bool(done) and clean
 
     async def aflush(self, timeout: float | None = None) -> bool:
         """:meth:`flush` for asyncio code: waits in a thread, never blocking the loop."""
@@ -455,7 +465,8 @@ class BackgroundSender(BaseSender):
         ``closed``; later sends are dropped with reason ``closed``.
 
         Returns:
-            ``True`` if everything was delivered or finally failed in time.
+            What the final :meth:`flush` answered: ``True`` if everything was
+            delivered (or spilled) in time and nothing dropped since the last flush.
         """
         with self._start_lock:
             if self._closed:
@@ -664,7 +675,13 @@ class BackgroundSender(BaseSender):
             job = ready.popleft()
             # A session token is a per-request header the batch endpoint cannot carry;
             # one customer once per job keeps item errors attributable.
-            if job.batch.session_token is not None or job.key in self._busy or job.key in seen:
+            # A job whose batch job raised in the client goes alone (``direct``).
+            if (
+                job.batch.session_token is not None
+                or job.direct
+                or job.key in self._busy
+                or job.key in seen
+            ):
                 kept.append(job)
                 continue
             seen.add(job.key)
@@ -744,14 +761,11 @@ class BackgroundSender(BaseSender):
 
     @staticmethod
     def _as_outcome(result: Any) -> Outcome:
-        from gbtrack.gameball import Outcome, OutcomeKind
-
-        if isinstance(result, Outcome):
-            return result
-        # The client raised (a bug): the request may have left, so the fate is unknown.
-        name = type(result).__name__
-        _log.error("gbtrack: the Gameball client raised %s instead of returning an outcome", name)
-        return Outcome(OutcomeKind.AMBIGUOUS, error=DeliveryError(f"client raised {name}"))
+        # A client that raised is a permanent failure (client_error), never ambiguous.
+        outcome = client_failure(result)
+        if client_raised(outcome):
+            _log.error("gbtrack: %s instead of returning an outcome", outcome.error)
+        return outcome
 
     def _release(self, job: _Job) -> None:
         self._busy.discard(job.key)
@@ -762,6 +776,9 @@ class BackgroundSender(BaseSender):
         if outcome.delivered:
             self.reporter.count("delivered", job.n)
             self._settle(job.n, (job,))
+            return
+        if client_raised(outcome) and job.n > 1:
+            self._split(job)
             return
         self.rate_limiter.note(outcome)
         job.attempts += 1
@@ -781,7 +798,30 @@ class BackgroundSender(BaseSender):
             jobs=(job,),
         )
 
+    def _split(self, job: _Job) -> None:
+        """The client raised on ``job``'s events: send each alone, now, to find the bad one.
+
+        One poisoned event never delays its batch: the others go at once (no backoff,
+        no attempt counted) and only the event that raises alone fails (``client_error``).
+        """
+        from gbtrack._protocol import EventBatch
+
+        singles = [_Job(EventBatch.from_event(event), job.mark) for event in job.batch.events]
+        for single in singles:
+            single.direct = True
+        with self._lock:
+            self._live[job.mark] += len(singles) - 1
+        self._ready.extendleft(reversed(singles))
+
     def _on_created(self, bulk: _Bulk, outcome: Outcome) -> None:
+        if client_raised(outcome):
+            # Not the job's fault nor Gameball's: each request goes alone instead.
+            self._in_flight_bulks.discard(bulk)
+            for job in bulk.jobs:
+                self._release(job)
+                job.direct = True
+            self._ready.extendleft(reversed(bulk.jobs))
+            return
         job_id = outcome.job_id if outcome.delivered else None
         if outcome.delivered and job_id is None:
             # Accepted without a job id: nothing to poll, so take the 2xx at its word.
@@ -794,12 +834,13 @@ class BackgroundSender(BaseSender):
         self._schedule_poll(bulk)
 
     def _on_polled(self, bulk: _Bulk, outcome: Outcome) -> None:
-        from gbtrack.gameball import Outcome, OutcomeKind
+        from gbtrack._protocol import Outcome, OutcomeKind
 
         status = outcome.batch_status
         if status is None:
             bulk.poll_failures += 1
-            if outcome.permanent or bulk.poll_failures >= _MAX_POLL_FAILURES:
+            refused = outcome.permanent and not client_raised(outcome)
+            if refused or bulk.poll_failures >= _MAX_POLL_FAILURES:
                 # The job was accepted but its fate cannot be learnt: ambiguous.
                 self._finish_bulk(bulk, Outcome(OutcomeKind.AMBIGUOUS, error=outcome.error))
             else:

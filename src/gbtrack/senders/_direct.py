@@ -9,13 +9,13 @@ from typing import TYPE_CHECKING, Any
 from pydantic import SecretStr
 
 from gbtrack._event import Event
-from gbtrack._protocol import DEFAULT_BASE_URL, safe_error
+from gbtrack._protocol import DEFAULT_BASE_URL, call_client, safe_error
 from gbtrack._report import ErrorHandler
 from gbtrack.senders._base import BaseSender
 from gbtrack.senders._policy import DeliveryClient, RateLimiter, RetryPolicy
 
 if TYPE_CHECKING:
-    from gbtrack.gameball import Outcome
+    pass
 
 __all__ = ["DirectSender"]
 
@@ -92,13 +92,13 @@ class DirectSender(BaseSender):
             )
 
     def _deliver(self, event: Event) -> None:
-        from gbtrack.gameball import EventBatch
+        from gbtrack._protocol import EventBatch
 
         batch = EventBatch.from_event(event)
         attempts = 0
         while True:
             self.rate_limiter.acquire()
-            outcome: Outcome = self.client.send(batch)
+            outcome = call_client(self.client.send, batch)
             attempts += 1
             if outcome.delivered:
                 self.reporter.count("delivered")
@@ -120,14 +120,19 @@ class DirectSender(BaseSender):
             time.sleep(decision.delay)
 
     def close(self, timeout: float | None = None) -> bool:
-        """Close a client built here; idempotent. Later sends are dropped (``closed``)."""
+        """Close a client built here; idempotent. Later sends are dropped (``closed``).
+
+        Returns:
+            What :meth:`flush` would answer: ``False`` if an event was dropped since
+            the previous ``flush()``.
+        """
         with self._close_lock:
             if self._closed:
                 return True
             self._closed = True
         if self._owns_client:
             self.client.close()
-        return True
+        return self._nothing_lost_since_flush()
 
     def __repr__(self) -> str:
         return f"<DirectSender client={type(self.client).__name__}>"

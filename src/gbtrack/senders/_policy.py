@@ -18,7 +18,7 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Protocol, runtime_checkable
 
-from gbtrack._protocol import describe_outcome
+from gbtrack._protocol import client_raised, describe_outcome
 
 if TYPE_CHECKING:
     from gbtrack._event import Event
@@ -94,13 +94,16 @@ class RetryPolicy:
         Returns:
             A :class:`Decision`: retry after :attr:`Decision.delay` seconds, or give up
             with :attr:`Decision.reason`: ``"delivered"`` (nothing to do),
-            ``"rejected"`` (permanent), ``"ambiguous"`` (ambiguous and
+            ``"client_error"`` (the client raised: a bug the same request would meet
+            again), ``"rejected"`` (permanent), ``"ambiguous"`` (ambiguous and
             ``retry_ambiguous`` is off), ``"expired"`` (older than ``max_age``) or
             ``"retries_exhausted"`` (``max_attempts`` reached).
         """
         if outcome.delivered:
             return Decision("delivered", message="delivered")
         what = describe_outcome(outcome)
+        if client_raised(outcome):
+            return Decision("client_error", message=f"{outcome.error}; not retried: {what}")
         if outcome.permanent or not (outcome.retryable or outcome.ambiguous):
             return Decision("rejected", message=f"Gameball rejected the request: {what}")
         if outcome.ambiguous and not self.retry_ambiguous:
