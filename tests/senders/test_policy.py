@@ -184,6 +184,50 @@ def test_acquire_times_out() -> None:
     assert not limiter.acquire(timeout=0.01)
 
 
+class CountingLimiter(RateLimiter):
+    def __init__(self, *args, **kw) -> None:
+        super().__init__(*args, **kw)
+        self.calls = 0
+
+    def reserve(self):
+        self.calls += 1
+        return super().reserve()
+
+
+def test_take_waits_without_spinning_and_gives_up_at_its_timeout() -> None:
+    import time
+
+    limiter = CountingLimiter([(1, 0.3)], margin=0)
+    assert limiter.take() is not None
+    began = time.monotonic()
+    assert limiter.take(timeout=0.1) is None  # gives up ...
+    waited = time.monotonic() - began
+    assert 0.09 <= waited < 0.25  # ... at its timeout, not at once nor much later
+    assert limiter.calls <= 4  # slept on the window's wait, no busy loop
+    assert limiter.take(timeout=1.0) is not None  # and takes the slot once it frees
+    assert limiter.calls <= 8
+
+
+def test_take_stops_on_the_stop_event() -> None:
+    stop = threading.Event()
+    limiter = RateLimiter([(1, 60.0)])
+    assert limiter.take() is not None
+    threading.Timer(0.05, stop.set).start()
+    assert limiter.take(5.0, stop=stop) is None
+
+
+def test_restamp_moves_the_slot_and_never_takes_a_second() -> None:
+    clock = FakeClock()
+    limiter = RateLimiter([(2, 1.0)], clock=clock, margin=0)
+    stamp = limiter.take()
+    assert stamp is not None
+    clock.now += 0.5
+    limiter.restamp(stamp)
+    limiter.restamp(stamp)  # a second restamp of a moved slot changes nothing
+    assert limiter.reserve()[1] is not None  # the second slot is still free ...
+    assert limiter.reserve() == (pytest.approx(1.0), None)  # ... and then none
+
+
 def test_rate_limiter_validates() -> None:
     with pytest.raises(ValueError):
         RateLimiter([(0, 1.0)])

@@ -221,11 +221,13 @@ class OutboxDrainer:
     def _send_group(self, group: list[tuple[EventBatch, list[OutboxRow]]]) -> DrainResult:
         result = DrainResult()
         for batch, batch_rows in group:
-            if self.halted is not None or not self._acquire():
+            stamp = self._take_slot()
+            if stamp is None:
                 # Shutting down, or halted: give the rows back untouched.
                 self.store.release(self.owner, [r.id for r in batch_rows], count_attempt=False)
                 continue
             outcome = call_client(self.client.send, batch)
+            self.limiter.restamp(stamp)
             result.requests += 1
             if client_raised(outcome) and len(batch.events) > 1:
                 # One poisoned event never holds back its batch: each goes alone, now.
@@ -239,13 +241,13 @@ class OutboxDrainer:
             result.add(self._settle(batch_rows, outcome))
         return result
 
-    def _acquire(self) -> bool:
+    def _take_slot(self) -> float | None:
+        """A rate-limit slot's stamp (restamp it at the answer); None when stopping."""
         while not self.stop.is_set() and self.halted is None:
-            wait = self.limiter.try_acquire()
-            if wait <= 0:
-                return True
-            self.stop.wait(min(wait, 1.0))
-        return False
+            stamp = self.limiter.take(1.0, stop=self.stop)
+            if stamp is not None:
+                return stamp
+        return None
 
     def _settle(self, rows: Sequence[OutboxRow], outcome: Outcome) -> DrainResult:
         """Apply one outcome to the rows it covers: delete, put back, or bury."""
@@ -302,10 +304,12 @@ class OutboxDrainer:
         batches = coalesce(event for _, event in pairs)
         items = [(batch, _take(owners, batch)) for batch in batches]
         all_rows = [r for _, item_rows in items for r in item_rows]
-        if not self._acquire():
+        stamp = self._take_slot()
+        if stamp is None:
             self.store.release(self.owner, [r.id for r in all_rows], count_attempt=False)
             return result
         created = call_client(self.client.create_batch, batches)
+        self.limiter.restamp(stamp)
         result.requests += 1
         self.limiter.note(created)
         if not created.delivered:

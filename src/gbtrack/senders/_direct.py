@@ -97,8 +97,11 @@ class DirectSender(BaseSender):
         batch = EventBatch.from_event(event)
         attempts = 0
         while True:
-            self.rate_limiter.acquire()
+            limiter = self.rate_limiter
+            stamp = limiter.take()
             outcome = call_client(self.client.send, batch)
+            if stamp is not None:
+                limiter.restamp(stamp)  # the slot counts from the answer, as everywhere
             attempts += 1
             if outcome.delivered:
                 self.reporter.count("delivered")

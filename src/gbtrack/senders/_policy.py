@@ -186,7 +186,7 @@ class RateLimiter:
         self._gate = 0.0
 
     def try_acquire(self) -> float:
-        """Take a slot now if one is free.
+        """Take a slot now if one is free (:meth:`reserve` without the stamp; compatibility).
 
         Returns:
             ``0.0`` when a slot was taken; otherwise the seconds to wait before
@@ -237,8 +237,46 @@ class RateLimiter:
                 # ``now`` is no earlier than any slot, so the window stays sorted.
                 window.append(now)
 
+    def take(
+        self, timeout: float | None = None, *, stop: threading.Event | None = None
+    ) -> float | None:
+        """Take a slot, waiting until one is free: :meth:`reserve`'s blocking form.
+
+        The one way every sender takes a slot is :meth:`reserve` (or this, which waits
+        for it), then :meth:`restamp` with the returned stamp when the answer came:
+        only then does the limit hold for arrivals at Gameball.
+
+        Args:
+            timeout: The most seconds to wait; ``None`` waits as long as needed.
+            stop: An event that ends the wait early (a sender shutting down).
+
+        Returns:
+            The slot's stamp (for :meth:`restamp`), or ``None`` on timeout or stop.
+        """
+        deadline = None if timeout is None else time.monotonic() + timeout
+        while True:
+            wait, stamp = self.reserve()
+            if stamp is not None:
+                return stamp
+            if deadline is not None:
+                left = deadline - time.monotonic()
+                if left <= 0:
+                    return None
+                wait = min(wait, left)
+            # Never spin: a wait computed as zero still yields a little.
+            wait = max(wait, 0.0005)
+            if stop is not None:
+                if stop.wait(wait):
+                    return None
+            else:
+                time.sleep(wait)
+
     def acquire(self, timeout: float | None = None) -> bool:
         """Take a slot, sleeping until one is free (blocking: not for the hot path).
+
+        Kept for compatibility: the slot counts from when it was taken. Senders use
+        :meth:`take` (or :meth:`reserve`) and :meth:`restamp` the stamp when the
+        answer comes.
 
         Args:
             timeout: The most seconds to wait; ``None`` waits as long as needed.
@@ -246,17 +284,7 @@ class RateLimiter:
         Returns:
             ``True`` if a slot was taken, ``False`` on timeout.
         """
-        deadline = None if timeout is None else time.monotonic() + timeout
-        while True:
-            wait = self.try_acquire()
-            if wait <= 0:
-                return True
-            if deadline is not None:
-                left = deadline - time.monotonic()
-                if left <= 0:
-                    return False
-                wait = min(wait, left)
-            time.sleep(wait)
+        return self.take(timeout) is not None
 
     def defer(self, seconds: float) -> None:
         """Let nothing through before ``seconds`` from now (a 429 or ``Retry-After``)."""
