@@ -33,7 +33,7 @@ import math
 import os
 import secrets
 import uuid
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable, Iterator, Mapping
 from decimal import Decimal
 from typing import Any, NamedTuple
 
@@ -57,8 +57,10 @@ __all__ = [
     "Limits",
     "MetadataValue",
     "check_event_name",
+    "mask",
     "mask_email",
     "mask_mobile",
+    "masked",
     "new_event_id",
     "normalize_customer_id",
     "normalize_metadata",
@@ -238,6 +240,30 @@ def mask_mobile(mobile: str | None) -> str | None:
     if not mobile:
         return mobile
     return f"***{mobile[-4:]}" if len(mobile) > 4 else "***"
+
+
+def mask(field: str, value: Any) -> Any:
+    """Mask ``value`` for logs and reprs when ``field`` holds PII; the one masking rule.
+
+    ``email`` is shown as ``j***@example.com``, ``mobile`` as ``***7890``
+    (:func:`mask_email`, :func:`mask_mobile`); any other field is returned as is.
+    """
+    if field == "email":
+        return mask_email(value)
+    if field == "mobile":
+        return mask_mobile(value)
+    return value
+
+
+def masked(body: Mapping[str, Any]) -> dict[str, Any]:
+    """A copy of ``body`` (a wire or stored body, a row) with email and mobile masked."""
+    return {key: mask(key, value) for key, value in body.items()}
+
+
+def _masked_repr_args(model: BaseModel) -> Iterator[tuple[str | None, Any]]:
+    """A model's repr arguments with email and mobile masked (Event, Identity)."""
+    for key, value in BaseModel.__repr_args__(model):
+        yield key, mask(key, value) if key is not None else value
 
 
 def _utcnow() -> _dt.datetime:
@@ -520,7 +546,7 @@ class EventDraft(NamedTuple):
     def __repr__(self) -> str:
         return (
             f"EventDraft(name={self.name!r}, customer_id={self.customer_id!r}, "
-            f"email={mask_email(self.email)!r}, mobile={mask_mobile(self.mobile)!r}, "
+            f"email={mask('email', self.email)!r}, mobile={mask('mobile', self.mobile)!r}, "
             f"session_token={'None' if self.session_token is None else '**********'}, "
             f"metadata={self.metadata!r}, function={self.function!r})"
         )
@@ -579,12 +605,7 @@ class Identity(BaseModel):
         return _checked_contact(value, info.field_name or "email/mobile", _limits_from(info))
 
     def __repr_args__(self) -> Any:
-        for key, value in super().__repr_args__():
-            if key == "email":
-                value = mask_email(value)
-            elif key == "mobile":
-                value = mask_mobile(value)
-            yield key, value
+        return _masked_repr_args(self)
 
 
 class Event(BaseModel):
@@ -654,26 +675,16 @@ class Event(BaseModel):
         """Return the Gameball request body for this event alone.
 
         Returns:
-            ``{"customerId": ..., "events": {name: metadata}}`` plus ``email`` and
-            ``mobile`` when set. The session token is a header, never in the body.
+            :func:`gbtrack._protocol.wire_body` of this event: ``{"customerId": ...,
+            "events": {name: metadata}}`` plus ``email`` and ``mobile`` when set. The
+            session token is a header, never in the body.
         """
-        body: dict[str, Any] = {
-            "customerId": self.customer_id,
-            "events": {self.name: dict(self.metadata)},
-        }
-        if self.email is not None:
-            body["email"] = self.email
-        if self.mobile is not None:
-            body["mobile"] = self.mobile
-        return body
+        from gbtrack._protocol import wire_body  # the protocol imports this module
+
+        return wire_body((self,))
 
     def __repr_args__(self) -> Any:
-        for key, value in super().__repr_args__():
-            if key == "email":
-                value = mask_email(value)
-            elif key == "mobile":
-                value = mask_mobile(value)
-            yield key, value
+        return _masked_repr_args(self)
 
 
 # --- worker-side validation: drafts -> events ---------------------------------------------

@@ -17,6 +17,7 @@ from pydantic import SecretStr
 from gbtrack import Event, InMemorySender, Tracker
 from gbtrack._call import Binder
 from gbtrack._expr import ABSENT, MISSING, NAME, compile_names, compile_steps, evaluate, read_name
+from gbtrack._protocol import wire_body
 from gbtrack._report import Reporter
 from gbtrack.gameball import EventBatch, coalesce
 
@@ -46,7 +47,7 @@ def test_coalesced_batches_pass_the_validated_constructor(max_events: int | None
         )
         assert checked == batch
         assert repr(checked) == repr(batch)
-        assert batch._wire() == batch.body()
+        assert wire_body(batch.events, copy=False) == batch.body()
 
 
 def test_wire_body_shares_no_state_that_body_promises_to_copy() -> None:

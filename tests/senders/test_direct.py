@@ -61,16 +61,6 @@ def test_takes_a_rate_limiter_slot_per_request() -> None:
     assert limiter.try_acquire() > 0
 
 
-def test_never_raises() -> None:
-    def script(batch, attempt):
-        raise RuntimeError("client bug")
-
-    errors: list[TrackingError] = []
-    sender = DirectSender(ScriptedClient(script), on_error=errors.append)
-    sender.send(event())
-    assert [x.reason for x in errors] == ["sender_error"]
-
-
 def test_close() -> None:
     client = ScriptedClient()
     sender = DirectSender(client)

@@ -90,7 +90,7 @@ def test_an_invalid_draft_is_counted_in_the_worker_and_the_rest_delivered(
     buy("c-1", "fine")
     buy("c-2", "bad \ud800 surrogate")  # accepted on the caller's thread, refused by the worker
     buy("c-3", "x" * 5_000)  # over Limits.max_string_length
-    assert tracker.flush(10)
+    assert not tracker.flush(10)  # settled, but an event was dropped (defect 5)
     assert sorted(e.customer_id for e in emulator.events) == ["c-1"]
     assert tracker.stats.dropped == {"invalid_event": 2}
     assert {e.reason for e in errors} == {"invalid_event"}
@@ -104,7 +104,7 @@ def test_the_trackers_limits_reach_the_worker(
     tracker = Tracker(sender, limits=Limits(max_string_length=3))
     tracker.emit("e", customer_id="c-1", metadata={"k": "abc"})
     tracker.emit("e", customer_id="c-2", metadata={"k": "abcd"})
-    assert tracker.flush(10)
+    assert not tracker.flush(10)  # settled, but an event was dropped (defect 5)
     assert [e.customer_id for e in emulator.events] == ["c-1"]
     assert tracker.stats.dropped == {"invalid_event": 1}
     tracker.limits = Limits()  # a new setting reaches the sender too

@@ -36,6 +36,8 @@ def test_retry_policy_defaults() -> None:
     assert policy.retry_ambiguous is True
 
 
+# RetryPolicy.decide is the one retry decision of every sender (the background sender,
+# DirectSender and the outbox only call it): its rules are tested here, once.
 @pytest.mark.parametrize(
     ("outcome", "expected"),
     [
@@ -46,23 +48,54 @@ def test_retry_policy_defaults() -> None:
         (timed_out(), None),
     ],
 )
-def test_give_up_reason_by_kind(outcome, expected) -> None:
+def test_decide_by_kind(outcome, expected) -> None:
+    decision = RetryPolicy(base_delay=0.0).decide(outcome, 1, 0.0)
+    assert decision.reason == expected
+    assert decision.retry is (expected is None)
+    # The older names are the same decision.
     assert RetryPolicy().give_up_reason(outcome, 1, 0.0) == expected
     assert RetryPolicy().should_retry(outcome, 1, 0.0) is (expected is None)
 
 
 def test_ambiguous_not_retried_when_disabled() -> None:
     policy = RetryPolicy(retry_ambiguous=False)
-    assert policy.give_up_reason(timed_out(), 1, 0.0) == "ambiguous"
+    decision = policy.decide(timed_out(), 1, 0.0)
+    assert decision.reason == "ambiguous"
+    assert decision.message.startswith("delivery uncertain and retry_ambiguous is off")
     # Retryable outcomes are still retried: the request surely did not take effect.
-    assert policy.should_retry(unavailable(), 1, 0.0)
+    assert policy.decide(unavailable(), 1, 0.0).retry
 
 
 def test_limits_attempts_and_age() -> None:
     policy = RetryPolicy(max_attempts=3, max_age=10.0)
-    assert policy.should_retry(unavailable(), 2, 9.9)
-    assert policy.give_up_reason(unavailable(), 3, 0.0) == "retries_exhausted"
-    assert policy.give_up_reason(unavailable(), 1, 10.0) == "expired"
+    assert policy.decide(unavailable(), 2, 9.9).retry
+    exhausted = policy.decide(unavailable(), 3, 0.0)
+    assert exhausted.reason == "retries_exhausted"
+    assert exhausted.message.startswith("3 attempt(s) failed, the last: HTTP 503, code 5003")
+    expired = policy.decide(unavailable(), 1, 10.0)
+    assert expired.reason == "expired"
+    assert expired.message.startswith("older than max_age=10s")
+    # Age is checked before attempts: an old event is "expired" even at its last attempt.
+    assert policy.decide(unavailable(), 3, 10.0).reason == "expired"
+
+
+def test_decision_delay_is_the_policys_backoff() -> None:
+    policy = RetryPolicy(base_delay=1.0, max_delay=5.0)
+    delays = [policy.decide(unavailable(), 3, 0.0).delay for _ in range(200)]
+    assert all(0.0 <= d <= 4.0 for d in delays)
+    assert max(delays) > 2.0
+    assert policy.decide(rate_limited(7.5), 1, 0.0).delay == 7.5
+    assert policy.decide(rejected(), 1, 0.0).delay == 0.0  # giving up waits for nothing
+
+
+def test_decision_message_has_no_gameball_text() -> None:
+    # Gameball's free text may echo input: status, code, type and class only.
+    message = RetryPolicy().decide(rejected(), 1, 0.0).message
+    assert message == (
+        "Gameball rejected the request: HTTP 422, code 3003, type VALIDATION_ERROR, "
+        "PayloadError (permanent)"
+    )
+    assert "invalid" not in message
 
 
 def test_delay_full_jitter_within_exponential_cap() -> None:
@@ -149,6 +182,50 @@ def test_acquire_times_out() -> None:
     limiter = RateLimiter([(1, 60.0)])
     assert limiter.acquire(timeout=0.5)
     assert not limiter.acquire(timeout=0.01)
+
+
+class CountingLimiter(RateLimiter):
+    def __init__(self, *args, **kw) -> None:
+        super().__init__(*args, **kw)
+        self.calls = 0
+
+    def reserve(self):
+        self.calls += 1
+        return super().reserve()
+
+
+def test_take_waits_without_spinning_and_gives_up_at_its_timeout() -> None:
+    import time
+
+    limiter = CountingLimiter([(1, 0.3)], margin=0)
+    assert limiter.take() is not None
+    began = time.monotonic()
+    assert limiter.take(timeout=0.1) is None  # gives up ...
+    waited = time.monotonic() - began
+    assert 0.09 <= waited < 0.25  # ... at its timeout, not at once nor much later
+    assert limiter.calls <= 4  # slept on the window's wait, no busy loop
+    assert limiter.take(timeout=1.0) is not None  # and takes the slot once it frees
+    assert limiter.calls <= 8
+
+
+def test_take_stops_on_the_stop_event() -> None:
+    stop = threading.Event()
+    limiter = RateLimiter([(1, 60.0)])
+    assert limiter.take() is not None
+    threading.Timer(0.05, stop.set).start()
+    assert limiter.take(5.0, stop=stop) is None
+
+
+def test_restamp_moves_the_slot_and_never_takes_a_second() -> None:
+    clock = FakeClock()
+    limiter = RateLimiter([(2, 1.0)], clock=clock, margin=0)
+    stamp = limiter.take()
+    assert stamp is not None
+    clock.now += 0.5
+    limiter.restamp(stamp)
+    limiter.restamp(stamp)  # a second restamp of a moved slot changes nothing
+    assert limiter.reserve()[1] is not None  # the second slot is still free ...
+    assert limiter.reserve() == (pytest.approx(1.0), None)  # ... and then none
 
 
 def test_rate_limiter_validates() -> None:

@@ -28,15 +28,22 @@ from gbtrack._errors import (
     ServerError,
     TransportError,
 )
+from gbtrack._protocol import (
+    BatchItemError,
+    BatchStatus,
+    EventBatch,
+    Outcome,
+    OutcomeKind,
+    coalesce,
+)
 from gbtrack.gameball._async_client import AsyncGameballClient
-from gbtrack.gameball._batch import BatchItemError, BatchStatus, EventBatch, coalesce
 from gbtrack.gameball._client import (
     DEFAULT_BASE_URL,
     DEFAULT_MAX_CONNECTIONS,
     MAX_BATCH_ITEMS,
     GameballClient,
 )
-from gbtrack.gameball._outcome import Outcome, OutcomeKind, parse_retry_after
+from gbtrack.gameball._outcome import parse_retry_after
 
 __all__ = [
     "DEFAULT_BASE_URL",

@@ -9,7 +9,7 @@ from types import TracebackType
 import httpx
 from pydantic import SecretStr
 
-from gbtrack.gameball._batch import EventBatch
+from gbtrack._protocol import EventBatch, Outcome
 from gbtrack.gameball._client import (
     _TRANSPORT_ERRORS,
     DEFAULT_BASE_URL,
@@ -17,7 +17,6 @@ from gbtrack.gameball._client import (
     _ClientCore,
     _Request,
 )
-from gbtrack.gameball._outcome import Outcome
 
 __all__ = ["AsyncGameballClient"]
 

@@ -27,13 +27,15 @@ import httpx
 from pydantic import SecretStr
 
 from gbtrack._errors import ConfigurationError, TransportError
-from gbtrack.gameball._batch import EventBatch
-from gbtrack.gameball._outcome import (
+from gbtrack._protocol import (
+    DEFAULT_BASE_URL,
+    MAX_BATCH_ITEMS,
+    EventBatch,
     Outcome,
     OutcomeKind,
-    outcome_from_exception,
-    outcome_from_response,
+    wire_body,
 )
+from gbtrack.gameball._outcome import outcome_from_exception, outcome_from_response
 
 __all__ = [
     "BATCH_EVENTS_PATH",
@@ -47,10 +49,6 @@ __all__ = [
     "GameballClient",
 ]
 
-DEFAULT_BASE_URL = "https://api.gameball.co"
-"""Gameball's production API."""
-MAX_BATCH_ITEMS = 1000
-"""At most this many customer objects in one batch-create request."""
 DEFAULT_MAX_CONNECTIONS = 20
 """Default cap on requests in flight at once (~100 ms round trips reach 100 requests/s)."""
 
@@ -231,7 +229,7 @@ class _ClientCore:
             headers = {**_JSON, "X-GB-TOKEN": token}
             path = SECURE_EVENTS_PATH
             secrets = (*secrets, token)
-        return _Request("POST", path, _dumps(batch._wire()), headers, secrets)
+        return _Request("POST", path, _dumps(wire_body(batch.events, copy=False)), headers, secrets)
 
     def _create_batch_request(self, batches: Sequence[EventBatch]) -> _Request:
         self._require_secret_key("create_batch()")
@@ -247,7 +245,7 @@ class _ClientCore:
                     f"create_batch() takes EventBatch items, got {type(batch).__name__}"
                 )
         # Session tokens are per-request headers; the batch endpoint uses APIKey + SecretKey.
-        body = {"body": [batch._wire() for batch in batches]}
+        body = {"body": [wire_body(batch.events, copy=False) for batch in batches]}
         return _Request("POST", BATCH_EVENTS_PATH, _dumps(body), _JSON, self._secrets)
 
     def _job_request(self, method: str, template: str, job_id: str, what: str) -> _Request:

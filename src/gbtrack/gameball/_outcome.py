@@ -1,58 +1,46 @@
-"""Outcomes: what became of one request, and the mapping from answers to outcomes.
+"""Answers to outcomes: the httpx side of :mod:`gbtrack._protocol`.
 
-The mapping is shared by the sync and async clients and is the single place where
-HTTP statuses, Gameball codes and transport exceptions acquire a meaning:
+The sync and async clients map every HTTP answer with :func:`outcome_from_response` and
+every transport exception with :func:`outcome_from_exception`. Which kind an answer is
+(delivered, retryable, ambiguous, permanent) is decided in one place,
+:func:`gbtrack._protocol.classify`, whose docstring holds the table; this module adds
+only what needs httpx: parsing the answer and the transport's exceptions:
 
 ==========================================  ==========  ========================
-answer                                      kind        error
+no HTTP answer                              kind        error
 ==========================================  ==========  ========================
-any 2xx (empty or non-JSON body accepted)   delivered   ``None``
 connection refused, DNS, connect timeout    retryable   TransportError
-429                                         retryable   RateLimitError
-503, or code 5003                           retryable   ServerError
-code 2001 (422): concurrent request         retryable   ConflictError
 read/write timeout, reset after sending     ambiguous   TransportError
-500, 502, 504 and other 5xx                 ambiguous   ServerError
-401, 403 (codes 1000, 1001, 1002)           permanent   AuthenticationError
-4xx refusing the API version (below)        permanent   AuthenticationError
-400, 404, 415, 422 and any other 4xx        permanent   PayloadError
-1xx, 3xx (unexpected)                       permanent   DeliveryError
+a request our side could not build          permanent   TransportError
 ==========================================  ==========  ========================
-
-"Retryable" means the request surely was not processed; "ambiguous" means it may have
-been, and since Gameball has no idempotency key for events a retry may count twice.
 
 A merchant can set a minimum API version that refuses v4.0 calls. Gameball does not
 document the answer (UNCONFIRMED): a 4xx with code 1003 (the emulator's choice), or
-whose message or type names a minimum version, is read as that refusal, a configuration
-problem like a wrong key, with a message saying "minimum API version" and what to do.
+whose message or type names a minimum version, is read as that refusal
+(:func:`gbtrack._protocol.refuses_version`), a configuration problem like a wrong key,
+with a message saying "minimum API version" and what to do.
 """
 
 from __future__ import annotations
 
 import datetime
 import email.utils
-import enum
 import json
 import math
-import re
 import time
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass
 from typing import Any
 
 import httpx
 
-from gbtrack._errors import (
-    AuthenticationError,
-    ConflictError,
-    DeliveryError,
-    PayloadError,
-    RateLimitError,
-    ServerError,
-    TransportError,
+from gbtrack._errors import AuthenticationError, TransportError
+from gbtrack._protocol import (
+    Outcome,
+    OutcomeKind,
+    as_int,
+    classify,
+    refuses_version,
 )
-from gbtrack.gameball._batch import BatchStatus, as_int
 
 __all__ = [
     "Outcome",
@@ -64,99 +52,11 @@ __all__ = [
 
 _MAX_MESSAGE = 300  # characters of Gameball's message kept in an error
 
-MIN_VERSION_CODE = 1003
-"""The code the emulator answers when the account's minimum API version refuses the call.
-
-Gameball does not document one (UNCONFIRMED); the client also recognises the refusal by
-a message or type that names a minimum version."""
-_MIN_VERSION = re.compile(
-    r"minimum\W+(?:\w+\W+){0,3}?version|version\W+(?:\w+\W+){0,3}?minimum", re.I
-)
 _MIN_VERSION_HINT = (
     "; the account's minimum API version refuses this endpoint: configure the secret key"
     " so that events go to v4.1 (and do not force secure=False), or lower the minimum"
     " API version in Gameball's settings"
 )
-
-
-class OutcomeKind(str, enum.Enum):
-    """The four kinds of outcome a request can have."""
-
-    DELIVERED = "delivered"
-    """Gameball accepted the request (any 2xx)."""
-    RETRYABLE = "retryable"
-    """The request surely was not processed; sending it again is safe."""
-    AMBIGUOUS = "ambiguous"
-    """The request may have been processed; sending it again may count it twice."""
-    PERMANENT = "permanent"
-    """Gameball refused the request; sending it again cannot help."""
-
-
-@dataclass(frozen=True)
-class Outcome:
-    """What became of one request. Clients return outcomes and never raise for answers.
-
-    Attributes:
-        kind: Delivered, retryable, ambiguous or permanent.
-        status: The HTTP status; ``None`` when there was no HTTP answer.
-        error: The failure, a :class:`~gbtrack.DeliveryError` subclass; ``None`` when
-            delivered.
-        retry_after: Seconds to wait, from a ``Retry-After`` header when present.
-        body: The parsed JSON body, when there was one.
-    """
-
-    kind: OutcomeKind
-    status: int | None = None
-    error: DeliveryError | None = None
-    retry_after: float | None = None
-    body: Any = None
-
-    @property
-    def delivered(self) -> bool:
-        """Whether Gameball accepted the request."""
-        return self.kind is OutcomeKind.DELIVERED
-
-    @property
-    def retryable(self) -> bool:
-        """Whether the request surely was not processed and may be sent again."""
-        return self.kind is OutcomeKind.RETRYABLE
-
-    @property
-    def ambiguous(self) -> bool:
-        """Whether the request may or may not have been processed."""
-        return self.kind is OutcomeKind.AMBIGUOUS
-
-    @property
-    def permanent(self) -> bool:
-        """Whether Gameball refused the request for good."""
-        return self.kind is OutcomeKind.PERMANENT
-
-    @property
-    def job_id(self) -> str | None:
-        """The job id of a delivered batch-create answer (``jobId``, as a string)."""
-        if not self.delivered or not isinstance(self.body, Mapping):
-            return None
-        fields = {str(key).lower(): value for key, value in self.body.items()}
-        raw = fields.get("jobid")
-        number = as_int(raw)
-        if number is not None:
-            return str(number)
-        return raw if isinstance(raw, str) and raw.strip() else None
-
-    @property
-    def batch_status(self) -> BatchStatus | None:
-        """The parsed batch status of a delivered batch-status answer, else ``None``."""
-        return BatchStatus.parse(self.body) if self.delivered else None
-
-    def __repr__(self) -> str:
-        shown = [f"kind={self.kind.value!r}"]
-        if self.status is not None:
-            shown.append(f"status={self.status}")
-        if self.error is not None:
-            shown.append(f"error={self.error!r}")
-        if self.retry_after is not None:
-            shown.append(f"retry_after={self.retry_after}")
-        return f"Outcome({', '.join(shown)})"
 
 
 # --- parsing helpers ---------------------------------------------------------------------------
@@ -232,33 +132,6 @@ def _clean(value: object, redact: _Redactor, limit: int) -> str | None:
     return text if len(text) <= limit else text[:limit] + "..."
 
 
-def _error_class(status: int, code: int | None) -> tuple[OutcomeKind, type[DeliveryError]]:
-    if status == 429:
-        return OutcomeKind.RETRYABLE, RateLimitError
-    if status == 503 or code == 5003:
-        return OutcomeKind.RETRYABLE, ServerError
-    if code == 2001 and 400 <= status < 500:
-        return OutcomeKind.RETRYABLE, ConflictError
-    if status >= 500:
-        return OutcomeKind.AMBIGUOUS, ServerError
-    if status in (401, 403) or (400 <= status < 500 and code in (1000, 1001, 1002)):
-        return OutcomeKind.PERMANENT, AuthenticationError
-    if 400 <= status < 500:
-        return OutcomeKind.PERMANENT, PayloadError
-    # 1xx/3xx: we do not follow redirects, and repeating the request would repeat the answer.
-    return OutcomeKind.PERMANENT, DeliveryError
-
-
-def _refuses_version(status: int, code: int | None, fields: Mapping[str, Any]) -> bool:
-    """Whether a 4xx answer says the account's minimum API version refuses the call."""
-    if not 400 <= status < 500 or status == 429 or code == 2001:
-        return False
-    if code == MIN_VERSION_CODE:
-        return True
-    texts = (fields.get(key) for key in ("message", "type", "detail", "title", "error"))
-    return any(isinstance(text, str) and _MIN_VERSION.search(text) for text in texts)
-
-
 def outcome_from_response(
     what: str,
     status: int,
@@ -284,8 +157,8 @@ def outcome_from_response(
         return Outcome(OutcomeKind.DELIVERED, status=status, retry_after=retry_after, body=body)
     fields = _error_fields(body)
     code = as_int(fields.get("code"))
-    kind, cls = _error_class(status, code)
-    version_refused = _refuses_version(status, code, fields)
+    kind, cls = classify(status, code)
+    version_refused = refuses_version(status, code, fields)
     if version_refused:
         kind, cls = OutcomeKind.PERMANENT, AuthenticationError
     # Redact first, then shorten: a cut must never leave part of a secret behind.

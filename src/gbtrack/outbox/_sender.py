@@ -24,7 +24,6 @@ from typing import Literal
 from gbtrack._errors import (
     AuthenticationError,
     ConfigurationError,
-    ConflictError,
     DeliveryError,
     PayloadError,
     ServerError,
@@ -32,15 +31,18 @@ from gbtrack._errors import (
 )
 from gbtrack._event import Event
 from gbtrack._fork import forget, reset_after_fork
-from gbtrack._report import ErrorHandler, Stats, logger
-from gbtrack.gameball import (
+from gbtrack._protocol import (
     MAX_BATCH_ITEMS,
     BatchStatus,
     EventBatch,
     Outcome,
     OutcomeKind,
+    call_client,
+    classify_item,
+    client_raised,
     coalesce,
 )
+from gbtrack._report import ErrorHandler, Stats, logger
 from gbtrack.outbox._store import OutboxRow, OutboxStore
 from gbtrack.senders._base import BaseSender
 from gbtrack.senders._policy import DeliveryClient, RateLimiter, RetryPolicy
@@ -50,8 +52,6 @@ __all__ = ["DrainResult", "OutboxDrainer", "OutboxSender"]
 SyncMode = Literal["batch", "every_event"]
 OverflowPolicy = Literal["drop_newest", "block"]
 
-# Batch-item error codes that mean "not processed, safe to send again" (see the contract).
-_RETRYABLE_ITEM_CODES = frozenset({2001, 5003, 429})
 _FIRST_POLL = 0.05  # seconds before the first batch-status poll
 
 
@@ -221,23 +221,33 @@ class OutboxDrainer:
     def _send_group(self, group: list[tuple[EventBatch, list[OutboxRow]]]) -> DrainResult:
         result = DrainResult()
         for batch, batch_rows in group:
-            if self.halted is not None or not self._acquire():
+            stamp = self._take_slot()
+            if stamp is None:
                 # Shutting down, or halted: give the rows back untouched.
                 self.store.release(self.owner, [r.id for r in batch_rows], count_attempt=False)
                 continue
-            outcome = self.client.send(batch)
+            outcome = call_client(self.client.send, batch)
+            self.limiter.restamp(stamp)
             result.requests += 1
+            if client_raised(outcome) and len(batch.events) > 1:
+                # One poisoned event never holds back its batch: each goes alone, now.
+                singles = [
+                    (EventBatch.from_event(event), [row])
+                    for event, row in zip(batch.events, batch_rows, strict=True)
+                ]
+                result.add(self._send_group(singles))
+                continue
             self.limiter.note(outcome)
             result.add(self._settle(batch_rows, outcome))
         return result
 
-    def _acquire(self) -> bool:
+    def _take_slot(self) -> float | None:
+        """A rate-limit slot's stamp (restamp it at the answer); None when stopping."""
         while not self.stop.is_set() and self.halted is None:
-            wait = self.limiter.try_acquire()
-            if wait <= 0:
-                return True
-            self.stop.wait(min(wait, 1.0))
-        return False
+            stamp = self.limiter.take(1.0, stop=self.stop)
+            if stamp is not None:
+                return stamp
+        return None
 
     def _settle(self, rows: Sequence[OutboxRow], outcome: Outcome) -> DrainResult:
         """Apply one outcome to the rows it covers: delete, put back, or bury."""
@@ -256,14 +266,10 @@ class OutboxDrainer:
             return DrainResult(last_error=described)
         attempts = max(r.attempts for r in rows) + 1
         age = time.time() - min(r.created_at for r in rows)
-        reason = self.retry.give_up_reason(outcome, attempts, age)
+        decision = self.retry.decide(outcome, attempts, age)
+        reason = decision.reason
         if reason is None:
-            self.store.release(
-                self.owner,
-                ids,
-                delay=self.retry.delay(attempts, outcome),
-                error=described,
-            )
+            self.store.release(self.owner, ids, delay=decision.delay, error=described)
             return DrainResult(retried=len(ids), last_error=described)
         message = f"{reason}: {error}" if error is not None else reason
         self.store.bury(
@@ -298,10 +304,12 @@ class OutboxDrainer:
         batches = coalesce(event for _, event in pairs)
         items = [(batch, _take(owners, batch)) for batch in batches]
         all_rows = [r for _, item_rows in items for r in item_rows]
-        if not self._acquire():
+        stamp = self._take_slot()
+        if stamp is None:
             self.store.release(self.owner, [r.id for r in all_rows], count_attempt=False)
             return result
-        created = self.client.create_batch(batches)
+        created = call_client(self.client.create_batch, batches)
+        self.limiter.restamp(stamp)
         result.requests += 1
         self.limiter.note(created)
         if not created.delivered:
@@ -332,15 +340,8 @@ class OutboxDrainer:
             if item_error is None:
                 done.extend(item_rows)
                 continue
-            text = f"batch job {job} item {index}: {item_error.code} {item_error.message or ''}"
-            if item_error.code in _RETRYABLE_ITEM_CODES:
-                outcome = Outcome(
-                    OutcomeKind.RETRYABLE, error=ConflictError(text.strip(), code=item_error.code)
-                )
-            else:
-                outcome = Outcome(
-                    OutcomeKind.PERMANENT, error=PayloadError(text.strip(), code=item_error.code)
-                )
+            # Gameball's message may echo input: the code and position only.
+            outcome = classify_item(item_error.code, f"batch job {job} item {index} failed")
             result.add(self._settle(item_rows, outcome))
         if done:
             result.add(self._settle(done, Outcome(OutcomeKind.DELIVERED)))
@@ -354,7 +355,7 @@ class OutboxDrainer:
             if time.monotonic() >= renew:
                 self.store.extend(self.owner, ids, lease=self.lease)
                 renew = time.monotonic() + self.lease / 3
-            answer = self.client.batch_status(job)
+            answer = call_client(self.client.batch_status, job)
             status = answer.batch_status
             if status is not None and status.done:
                 return status
@@ -761,13 +762,17 @@ class OutboxSender(BaseSender):
         Without a delivery worker, returns once the events are durable.
 
         Returns:
-            ``True`` if that happened within ``timeout`` seconds.
+            ``True`` if that happened within ``timeout`` seconds and no event was
+            dropped (``outbox_full``, ``outbox_error``) or moved to the dead letter
+            since the previous ``flush()``; ``False`` otherwise.
         """
         try:
-            return self._flush(timeout)
+            done = self._flush(timeout)
         except Exception as exc:  # the file failed (damaged, I/O): report, never raise
             self._outbox_failed("flush", exc)
-            return False
+            done = False
+        clean = self._nothing_lost_since_flush()
+        return done and clean
 
     def _flush(self, timeout: float | None) -> bool:
         deadline = None if timeout is None else time.monotonic() + timeout

@@ -8,8 +8,11 @@ Schema (``PRAGMA user_version`` = 1)::
          attempts, status, code, message, failed_at)
     totals(rows, bytes)        kept by triggers: both tables together, for the size cap
 
-``payload`` is the event as JSON (name, customer id, email, mobile, metadata, event id,
-timestamp). Session tokens are never written: an event is stored without its token.
+``payload`` is the event's Gameball wire body plus its id and time, as JSON
+(``{"customerId", "events": {name: metadata}, "email"?, "mobile"?, "eventId",
+"timestamp"}``, see :func:`encode_event`); rows of the older flat form (``name``,
+``metadata``, ...) are still read. Session tokens are never written: an event is
+stored without its token.
 
 Several processes may open one file: a worker claims rows inside ``BEGIN IMMEDIATE``
 (SQLite's single writer lock), so two workers never hold the same row at once; a row
@@ -35,8 +38,9 @@ from pathlib import Path
 from typing import Any, Literal, ParamSpec, TypeVar
 
 from gbtrack._errors import ConfigurationError, OutboxError
-from gbtrack._event import Event, mask_email, mask_mobile
+from gbtrack._event import Event, masked
 from gbtrack._fork import reset_after_fork
+from gbtrack._protocol import stored_body
 from gbtrack.outbox._paths import resolve_outbox_path
 
 __all__ = [
@@ -112,31 +116,32 @@ _MAX_PARAMS = 500  # ids per IN (...) clause, well under SQLite's variable limit
 
 # --- the stored form of an event -----------------------------------------------------
 def encode_event(event: Event) -> str:
-    """Return the JSON stored for ``event``; the session token is left out on purpose."""
-    return json.dumps(
-        {
-            "name": event.name,
-            "customerId": event.customer_id,
-            "email": event.email,
-            "mobile": event.mobile,
-            "metadata": event.metadata,
-            "eventId": event.event_id,
-            "timestamp": event.timestamp.isoformat(),
-        },
-        separators=(",", ":"),
-        ensure_ascii=False,
-    )
+    """Return the JSON stored for ``event``: its wire body plus id and time.
+
+    That is :func:`gbtrack._protocol.stored_body`; the session token is left out on
+    purpose.
+    """
+    return json.dumps(stored_body(event), separators=(",", ":"), ensure_ascii=False)
 
 
 def decode_event(payload: str | dict[str, Any]) -> Event:
-    """Rebuild an :class:`~gbtrack.Event` (without session token) from its stored JSON."""
+    """Rebuild an :class:`~gbtrack.Event` (without session token) from its stored JSON.
+
+    Reads the stored body (``{"customerId", "events": {name: metadata}, ...}``) and
+    the flat form gbtrack wrote before it (``{"name", "metadata", ...}``), so that
+    rows written by an older version are still delivered.
+    """
     data = json.loads(payload) if isinstance(payload, str) else payload
+    if "events" in data:
+        ((name, metadata),) = data["events"].items()
+    else:  # the flat form of rows written before the stored body
+        name, metadata = data["name"], data.get("metadata")
     return Event(
-        name=data["name"],
+        name=name,
         customer_id=data["customerId"],
         email=data.get("email"),
         mobile=data.get("mobile"),
-        metadata=data.get("metadata") or {},
+        metadata=metadata or {},
         event_id=data["eventId"],
         timestamp=_dt.datetime.fromisoformat(data["timestamp"]),
     )
@@ -194,8 +199,7 @@ class OutboxRow:
         """Return the row as a JSON-ready dict; email and mobile masked unless ``mask=False``."""
         data = json.loads(self.payload)
         if mask:
-            data["email"] = mask_email(data.get("email"))
-            data["mobile"] = mask_mobile(data.get("mobile"))
+            data = masked(data)
         out: dict[str, Any] = {"table": self.table, "id": self.id, "event": data}
         out["attempts"] = self.attempts
         out["enqueued_at"] = self.enqueued_at

@@ -5,7 +5,7 @@
 - :class:`DirectSender`: delivers inline, blocking (scripts, CLIs, jobs).
 - :class:`InMemorySender`: keeps events in a list (tests, examples).
 - :class:`LoggingSender`: logs events; the fallback when no delivery is configured.
-- :class:`RetryPolicy`, :class:`RateLimiter`: the delivery policy pieces.
+- :class:`RetryPolicy` (its :class:`Decision`), :class:`RateLimiter`: the delivery policy.
 - :class:`DeliveryClient`, :class:`Spill`: the seams to the client and the outbox.
 - :func:`sender_from_config`: a :class:`BackgroundSender` from options and environment.
 """
@@ -14,12 +14,13 @@ from gbtrack.senders._background import BackgroundSender
 from gbtrack.senders._base import BaseSender, InMemorySender, LoggingSender, Sender
 from gbtrack.senders._config import sender_from_config
 from gbtrack.senders._direct import DirectSender
-from gbtrack.senders._policy import DeliveryClient, RateLimiter, RetryPolicy, Spill
+from gbtrack.senders._policy import Decision, DeliveryClient, RateLimiter, RetryPolicy, Spill
 
 __all__ = [
     "BackgroundSender",
     "BaseSender",
     "DeliveryClient",
+    "Decision",
     "DirectSender",
     "InMemorySender",
     "LoggingSender",

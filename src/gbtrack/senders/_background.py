@@ -34,32 +34,30 @@ from typing import TYPE_CHECKING, Any, Literal
 
 from pydantic import SecretStr
 
-from gbtrack._errors import (
-    AuthenticationError,
-    ConflictError,
-    DeliveryError,
-    PayloadError,
-    ServerError,
-)
+from gbtrack._errors import ServerError
 from gbtrack._event import Event, EventDraft
 from gbtrack._fork import reset_after_fork
+from gbtrack._protocol import (
+    DEFAULT_BASE_URL,
+    MAX_BATCH_ITEMS,
+    classify_item,
+    client_failure,
+    client_raised,
+    safe_error,
+)
 from gbtrack._report import ErrorHandler, Reporter, Stats
 from gbtrack.senders._base import BaseSender
 from gbtrack.senders._policy import DeliveryClient, RateLimiter, RetryPolicy, Spill
 
 if TYPE_CHECKING:
-    from gbtrack.gameball import EventBatch, Outcome
+    from gbtrack._protocol import EventBatch, Outcome
 
-__all__ = ["BackgroundSender", "describe_outcome", "safe_error"]
+__all__ = ["BackgroundSender"]
 
 _log = logging.getLogger("gbtrack")
 
 Overflow = Literal["drop_newest", "block"]
 
-# Copies of gbtrack.gameball's constants (a test keeps them equal): importing the client
-# here would pull httpx into ``import gbtrack``; it is imported when first needed.
-DEFAULT_BASE_URL = "https://api.gameball.co"
-MAX_BATCH_ITEMS = 1000  # Gameball's limit of customer objects per batch job
 _READY_CAP = 2 * MAX_BATCH_ITEMS  # coalesced requests held ready before draining more
 _OVERFLOW_LOG_INTERVAL = 5.0  # seconds between two overflow log lines during an outage
 _POLL_DELAYS = (0.05, 0.1, 0.2, 0.4, 0.8, 1.0)  # batch-status polling backoff
@@ -67,52 +65,17 @@ _MAX_POLL_FAILURES = 8  # failed status polls before a job's fate counts as ambi
 _SPILLABLE = frozenset({"queue_overflow", "retries_exhausted", "expired", "closed"})
 
 
-def describe_outcome(outcome: Outcome) -> str:
-    """Describe a failed outcome for logs: status, Gameball code and type, error class.
-
-    Never includes keys, tokens, or Gameball's free-text message (which may echo input).
-    """
-    error = outcome.error
-    parts: list[str] = []
-    status = outcome.status if outcome.status is not None else getattr(error, "status", None)
-    parts.append(f"HTTP {status}" if status is not None else "no HTTP answer")
-    if error is not None:
-        if error.code is not None:
-            parts.append(f"code {error.code}")
-        if error.type:
-            parts.append(f"type {error.type}")
-        parts.append(type(error).__name__)
-    return ", ".join(parts) + f" ({outcome.kind.value})"
-
-
-def safe_error(outcome: Outcome) -> DeliveryError | None:
-    """A copy of the outcome's error without Gameball's free text (which may echo PII).
-
-    Same class, status, code, type and request id; the message is
-    :func:`describe_outcome`. This is what drops chain and log.
-    """
-    error = outcome.error
-    if error is None:
-        return None
-    return type(error)(
-        describe_outcome(outcome),
-        status=error.status,
-        code=error.code,
-        type=error.type,
-        request_id=error.request_id,
-    )
-
-
 class _Job:
     """One coalesced request (one customer's events) on its way."""
 
-    __slots__ = ("attempts", "batch", "key", "mark", "n")
+    __slots__ = ("attempts", "batch", "direct", "key", "mark", "n")
 
     def __init__(self, batch: EventBatch, mark: int) -> None:
         self.batch = batch
         self.key = batch.customer_id  # one request per customer at a time
         self.n = len(batch.events)
         self.attempts = 0
+        self.direct = False  # one request of its own, never in a batch job
         # The send ordinal of the first event of the drain that made this job: flush()
         # waits for every job whose events may have been queued before its call.
         self.mark = mark
@@ -192,24 +155,6 @@ def _flush_at_exit(ref: weakref.ReferenceType[BackgroundSender], timeout: float)
             sender.flush(timeout)
         except Exception:  # pragma: no cover - never fail interpreter exit
             _log.exception("gbtrack: flush at exit failed")
-
-
-def _item_outcome(code: int | None, message: str) -> Outcome:
-    """The outcome of one failed item of a batch job, from its Gameball code."""
-    from gbtrack.gameball import Outcome, OutcomeKind
-
-    error: DeliveryError
-    if code in (2001,):
-        kind, error = OutcomeKind.RETRYABLE, ConflictError(message, code=code)
-    elif code in (5003, 429):
-        kind, error = OutcomeKind.RETRYABLE, ServerError(message, code=code)
-    elif code is None or code >= 5000:
-        kind, error = OutcomeKind.AMBIGUOUS, ServerError(message, code=code)
-    elif 1000 <= code < 2000:
-        kind, error = OutcomeKind.PERMANENT, AuthenticationError(message, code=code)
-    else:
-        kind, error = OutcomeKind.PERMANENT, PayloadError(message, code=code)
-    return Outcome(kind, error=error)
 
 
 class BackgroundSender(BaseSender):
@@ -375,6 +320,7 @@ class BackgroundSender(BaseSender):
             return
         # The parent's events stay the parent's: the child must never send them again.
         self.reporter = Reporter(self.reporter.on_error, self.reporter.log)
+        self._lost_at_flush = 0
         self._init_state()
         after = getattr(self.rate_limiter, "_after_fork", None)
         if callable(after):
@@ -473,7 +419,12 @@ class BackgroundSender(BaseSender):
             timeout: The most seconds to wait; ``None`` waits as long as it takes.
 
         Returns:
-            ``True`` if all of them were settled in time, ``False`` otherwise.
+            Whether everything submitted before the call was delivered (or spilled to
+            the outbox, which is durable): ``True`` when all of it settled in time
+            and no event was dropped since the previous ``flush()`` on this sender
+            (for any reason: ``rejected``, ``queue_overflow``, ``client_error``, ...);
+            ``False`` on timeout or after such a drop. The drops stay counted in
+            :meth:`stats`; the next ``flush()`` answers for the events after them.
         """
         if self._pid != os.getpid():
             self._after_fork()
@@ -487,7 +438,7 @@ class BackgroundSender(BaseSender):
                 self._flush_waiters += 1
         if settled:
             self._report_overflow(force=True)
-            return True
+            return self._nothing_lost_since_flush()
         try:
             if self._worker is None:
                 self._start_worker()
@@ -498,7 +449,8 @@ class BackgroundSender(BaseSender):
             with self._lock:
                 self._flush_waiters -= 1
         self._report_overflow(force=True)
-        return bool(done)
+        clean = self._nothing_lost_since_flush()
+        return bool(done) and clean
 
     async def aflush(self, timeout: float | None = None) -> bool:
         """:meth:`flush` for asyncio code: waits in a thread, never blocking the loop."""
@@ -513,7 +465,8 @@ class BackgroundSender(BaseSender):
         ``closed``; later sends are dropped with reason ``closed``.
 
         Returns:
-            ``True`` if everything was delivered or finally failed in time.
+            What the final :meth:`flush` answered: ``True`` if everything was
+            delivered (or spilled) in time and nothing dropped since the last flush.
         """
         with self._start_lock:
             if self._closed:
@@ -722,7 +675,13 @@ class BackgroundSender(BaseSender):
             job = ready.popleft()
             # A session token is a per-request header the batch endpoint cannot carry;
             # one customer once per job keeps item errors attributable.
-            if job.batch.session_token is not None or job.key in self._busy or job.key in seen:
+            # A job whose batch job raised in the client goes alone (``direct``).
+            if (
+                job.batch.session_token is not None
+                or job.direct
+                or job.key in self._busy
+                or job.key in seen
+            ):
                 kept.append(job)
                 continue
             seen.add(job.key)
@@ -802,14 +761,11 @@ class BackgroundSender(BaseSender):
 
     @staticmethod
     def _as_outcome(result: Any) -> Outcome:
-        from gbtrack.gameball import Outcome, OutcomeKind
-
-        if isinstance(result, Outcome):
-            return result
-        # The client raised (a bug): the request may have left, so the fate is unknown.
-        name = type(result).__name__
-        _log.error("gbtrack: the Gameball client raised %s instead of returning an outcome", name)
-        return Outcome(OutcomeKind.AMBIGUOUS, error=DeliveryError(f"client raised {name}"))
+        # A client that raised is a permanent failure (client_error), never ambiguous.
+        outcome = client_failure(result)
+        if client_raised(outcome):
+            _log.error("gbtrack: %s instead of returning an outcome", outcome.error)
+        return outcome
 
     def _release(self, job: _Job) -> None:
         self._busy.discard(job.key)
@@ -821,27 +777,51 @@ class BackgroundSender(BaseSender):
             self.reporter.count("delivered", job.n)
             self._settle(job.n, (job,))
             return
+        if client_raised(outcome) and job.n > 1:
+            self._split(job)
+            return
         self.rate_limiter.note(outcome)
         job.attempts += 1
-        reason = self.retry.give_up_reason(outcome, job.attempts, job.age(time.time()))
-        if reason is None:
+        decision = self.retry.decide(outcome, job.attempts, job.age(time.time()))
+        if decision.retry:
             self.reporter.count("retried", job.n)
-            self.reporter.note_error(describe_outcome(outcome))
-            not_before = time.monotonic() + self.retry.delay(job.attempts, outcome)
+            self.reporter.note_error(decision.message)
+            not_before = time.monotonic() + decision.delay
             heapq.heappush(self._retry_heap, (not_before, next(self._seq), job))
             return
-        what = describe_outcome(outcome)
-        if reason == "rejected":
-            message = f"Gameball rejected the request: {what}"
-        elif reason == "ambiguous":
-            message = f"delivery uncertain and retry_ambiguous is off: {what}"
-        elif reason == "expired":
-            message = f"older than max_age={self.retry.max_age:g}s, still failing: {what}"
-        else:
-            message = f"{job.attempts} attempt(s) failed, the last: {what}"
-        self._give_up(list(job.batch.events), reason, message, safe_error(outcome), jobs=(job,))
+        assert decision.reason is not None
+        self._give_up(
+            list(job.batch.events),
+            decision.reason,
+            decision.message,
+            safe_error(outcome),
+            jobs=(job,),
+        )
+
+    def _split(self, job: _Job) -> None:
+        """The client raised on ``job``'s events: send each alone, now, to find the bad one.
+
+        One poisoned event never delays its batch: the others go at once (no backoff,
+        no attempt counted) and only the event that raises alone fails (``client_error``).
+        """
+        from gbtrack._protocol import EventBatch
+
+        singles = [_Job(EventBatch.from_event(event), job.mark) for event in job.batch.events]
+        for single in singles:
+            single.direct = True
+        with self._lock:
+            self._live[job.mark] += len(singles) - 1
+        self._ready.extendleft(reversed(singles))
 
     def _on_created(self, bulk: _Bulk, outcome: Outcome) -> None:
+        if client_raised(outcome):
+            # Not the job's fault nor Gameball's: each request goes alone instead.
+            self._in_flight_bulks.discard(bulk)
+            for job in bulk.jobs:
+                self._release(job)
+                job.direct = True
+            self._ready.extendleft(reversed(bulk.jobs))
+            return
         job_id = outcome.job_id if outcome.delivered else None
         if outcome.delivered and job_id is None:
             # Accepted without a job id: nothing to poll, so take the 2xx at its word.
@@ -854,12 +834,13 @@ class BackgroundSender(BaseSender):
         self._schedule_poll(bulk)
 
     def _on_polled(self, bulk: _Bulk, outcome: Outcome) -> None:
-        from gbtrack.gameball import Outcome, OutcomeKind
+        from gbtrack._protocol import Outcome, OutcomeKind
 
         status = outcome.batch_status
         if status is None:
             bulk.poll_failures += 1
-            if outcome.permanent or bulk.poll_failures >= _MAX_POLL_FAILURES:
+            refused = outcome.permanent and not client_raised(outcome)
+            if refused or bulk.poll_failures >= _MAX_POLL_FAILURES:
                 # The job was accepted but its fate cannot be learnt: ambiguous.
                 self._finish_bulk(bulk, Outcome(OutcomeKind.AMBIGUOUS, error=outcome.error))
             else:
@@ -889,7 +870,7 @@ class BackgroundSender(BaseSender):
                 finished.append(job)
                 continue
             self._in_flight -= job.n
-            outcome = _item_outcome(error.code, f"batch job {status.batch_id} item {i} failed")
+            outcome = classify_item(error.code, f"batch job {status.batch_id} item {i} failed")
             self._on_outcome(job, outcome)
         self._in_flight -= delivered
         if delivered:

@@ -8,7 +8,7 @@ import threading
 from collections.abc import Iterable
 from typing import Protocol, runtime_checkable
 
-from gbtrack._event import DEFAULT_LIMITS, Event, EventDraft, Limits, mask_email, mask_mobile
+from gbtrack._event import DEFAULT_LIMITS, Event, EventDraft, Limits, masked
 from gbtrack._event import validate_drafts as _validate_drafts
 from gbtrack._report import ErrorHandler, Reporter, Stats
 
@@ -37,7 +37,9 @@ class Sender(Protocol):
         """Wait until everything accepted so far is delivered or finally failed.
 
         Returns:
-            ``True`` if everything was settled within ``timeout`` seconds.
+            ``True`` if everything accepted before the call was delivered (or durably
+            persisted) within ``timeout`` seconds: ``False`` on timeout, and ``False``
+            when any event was dropped or dead-lettered since the previous ``flush()``.
         """
 
     def close(self, timeout: float | None = None) -> bool:
@@ -64,6 +66,7 @@ class BaseSender:
         self.reporter = Reporter(on_error)
         self.limits: Limits = DEFAULT_LIMITS
         self._closed = False
+        self._lost_at_flush = 0  # events dropped or dead when flush() last answered
 
     def validated(self, items: Iterable[Event | EventDraft]) -> list[Event]:
         """Validate drafts into events, in order; an invalid one is counted and reported.
@@ -106,9 +109,22 @@ class BaseSender:
             event=event if type(event) is Event else None,
         )
 
+    def _nothing_lost_since_flush(self) -> bool:
+        """Whether no event was dropped (or moved to a dead letter) since the last call.
+
+        The second half of every ``flush()`` answer: ``flush()`` says whether
+        everything submitted before it was delivered or durably persisted, so a drop
+        since the previous ``flush()`` (a rejected event, an overflow, ...) makes it
+        ``False`` even when nothing is left to wait for.
+        """
+        lost = self.reporter.snapshot().total_dropped + self.reporter.get("dead")
+        clean = lost == self._lost_at_flush
+        self._lost_at_flush = lost
+        return clean
+
     def flush(self, timeout: float | None = None) -> bool:
-        """Nothing is buffered: always settled."""
-        return True
+        """Nothing is buffered: ``True`` unless an event was dropped since the last flush."""
+        return self._nothing_lost_since_flush()
 
     def close(self, timeout: float | None = None) -> bool:
         """Mark the sender closed; later sends are dropped with reason ``closed``."""
@@ -183,11 +199,7 @@ class LoggingSender(BaseSender):
             self._drop_closed(event)
             return
         if self.logger.isEnabledFor(self.level):
-            body = event.to_payload()
-            if "email" in body:
-                body["email"] = mask_email(body["email"])
-            if "mobile" in body:
-                body["mobile"] = mask_mobile(body["mobile"])
+            body = masked(event.to_payload())
             self.logger.log(self.level, "gbtrack event %s", json.dumps(body, sort_keys=True))
         self.reporter.count("delivered")
 

@@ -9,13 +9,13 @@ from typing import TYPE_CHECKING, Any
 from pydantic import SecretStr
 
 from gbtrack._event import Event
+from gbtrack._protocol import DEFAULT_BASE_URL, call_client, safe_error
 from gbtrack._report import ErrorHandler
-from gbtrack.senders._background import DEFAULT_BASE_URL, describe_outcome, safe_error
 from gbtrack.senders._base import BaseSender
 from gbtrack.senders._policy import DeliveryClient, RateLimiter, RetryPolicy
 
 if TYPE_CHECKING:
-    from gbtrack.gameball import Outcome
+    pass
 
 __all__ = ["DirectSender"]
 
@@ -92,43 +92,50 @@ class DirectSender(BaseSender):
             )
 
     def _deliver(self, event: Event) -> None:
-        from gbtrack.gameball import EventBatch
+        from gbtrack._protocol import EventBatch
 
         batch = EventBatch.from_event(event)
         attempts = 0
         while True:
-            self.rate_limiter.acquire()
-            outcome: Outcome = self.client.send(batch)
+            limiter = self.rate_limiter
+            stamp = limiter.take()
+            outcome = call_client(self.client.send, batch)
+            if stamp is not None:
+                limiter.restamp(stamp)  # the slot counts from the answer, as everywhere
             attempts += 1
             if outcome.delivered:
                 self.reporter.count("delivered")
                 return
             self.rate_limiter.note(outcome)
             age = time.time() - event.timestamp.timestamp()
-            reason = self.retry.give_up_reason(outcome, attempts, age)
-            what = describe_outcome(outcome)
-            if reason is not None:
+            decision = self.retry.decide(outcome, attempts, age)
+            if not decision.retry:
+                assert decision.reason is not None
                 self.reporter.drop(
-                    reason,
-                    f"event {event.name!r} for customer {event.customer_id!r}: "
-                    f"{attempts} attempt(s), the last: {what}",
+                    decision.reason,
+                    f"event {event.name!r} for customer {event.customer_id!r}: {decision.message}",
                     event=event,
                     exc_info=safe_error(outcome),
                 )
                 return
             self.reporter.count("retried")
-            self.reporter.note_error(what)
-            time.sleep(self.retry.delay(attempts, outcome))
+            self.reporter.note_error(decision.message)
+            time.sleep(decision.delay)
 
     def close(self, timeout: float | None = None) -> bool:
-        """Close a client built here; idempotent. Later sends are dropped (``closed``)."""
+        """Close a client built here; idempotent. Later sends are dropped (``closed``).
+
+        Returns:
+            What :meth:`flush` would answer: ``False`` if an event was dropped since
+            the previous ``flush()``.
+        """
         with self._close_lock:
             if self._closed:
                 return True
             self._closed = True
         if self._owns_client:
             self.client.close()
-        return True
+        return self._nothing_lost_since_flush()
 
     def __repr__(self) -> str:
         return f"<DirectSender client={type(self.client).__name__}>"

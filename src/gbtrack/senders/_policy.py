@@ -1,6 +1,7 @@
 """Delivery policy: retries, the client-side rate limiter, and the seams senders use.
 
-- :class:`RetryPolicy`: which outcomes are retried, how often, and how long to wait.
+- :class:`RetryPolicy`: the one retry decision (:meth:`RetryPolicy.decide`): which
+  outcomes are retried, how often, and how long to wait.
 - :class:`RateLimiter`: sliding windows matching Gameball's per-account limits.
 - :class:`DeliveryClient`: what a sender needs from a Gameball client
   (:class:`gbtrack.gameball.GameballClient` implements it).
@@ -17,11 +18,35 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Protocol, runtime_checkable
 
+from gbtrack._protocol import client_raised, describe_outcome
+
 if TYPE_CHECKING:
     from gbtrack._event import Event
     from gbtrack.gameball import EventBatch, Outcome
 
-__all__ = ["DeliveryClient", "RateLimiter", "RetryPolicy", "Spill"]
+__all__ = ["DeliveryClient", "Decision", "RateLimiter", "RetryPolicy", "Spill"]
+
+
+@dataclass(frozen=True)
+class Decision:
+    """What :meth:`RetryPolicy.decide` says after an attempt.
+
+    Attributes:
+        reason: ``None`` to retry; otherwise why delivery ends (a drop reason, or
+            ``"delivered"``).
+        delay: Seconds to wait before the retry (``0`` when giving up).
+        message: Why, for logs and reports: status, code and error class, never
+            Gameball's free text, keys or PII.
+    """
+
+    reason: str | None
+    delay: float = 0.0
+    message: str = ""
+
+    @property
+    def retry(self) -> bool:
+        """Whether to try again (after :attr:`delay` seconds)."""
+        return self.reason is None
 
 
 @dataclass(frozen=True)
@@ -55,36 +80,53 @@ class RetryPolicy:
         if self.max_age <= 0 or self.base_delay < 0 or self.max_delay < 0:
             raise ValueError("max_age must be positive and delays non-negative")
 
-    def should_retry(self, outcome: Outcome, attempts: int, age: float) -> bool:
-        """Whether to try again after ``outcome``.
+    def decide(self, outcome: Outcome, attempts: int, age: float) -> Decision:
+        """Decide what follows ``outcome``: the one retry decision of every sender.
+
+        :class:`~gbtrack.senders.BackgroundSender`, :class:`~gbtrack.senders.DirectSender`
+        and the outbox all ask this, so an outcome leads to the same end everywhere.
 
         Args:
             outcome: The outcome of the latest attempt.
             attempts: Attempts made so far (``1`` after the first).
             age: Seconds since the oldest event of the request was created.
-        """
-        return self.give_up_reason(outcome, attempts, age) is None
-
-    def give_up_reason(self, outcome: Outcome, attempts: int, age: float) -> str | None:
-        """Return why ``outcome`` ends delivery, or ``None`` when it should be retried.
 
         Returns:
-            ``None`` to retry; otherwise the drop reason: ``"delivered"`` (nothing to
-            do), ``"rejected"`` (permanent), ``"ambiguous"`` (ambiguous and
+            A :class:`Decision`: retry after :attr:`Decision.delay` seconds, or give up
+            with :attr:`Decision.reason`: ``"delivered"`` (nothing to do),
+            ``"client_error"`` (the client raised: a bug the same request would meet
+            again), ``"rejected"`` (permanent), ``"ambiguous"`` (ambiguous and
             ``retry_ambiguous`` is off), ``"expired"`` (older than ``max_age``) or
             ``"retries_exhausted"`` (``max_attempts`` reached).
         """
         if outcome.delivered:
-            return "delivered"
+            return Decision("delivered", message="delivered")
+        what = describe_outcome(outcome)
+        if client_raised(outcome):
+            return Decision("client_error", message=f"{outcome.error}; not retried: {what}")
         if outcome.permanent or not (outcome.retryable or outcome.ambiguous):
-            return "rejected"
+            return Decision("rejected", message=f"Gameball rejected the request: {what}")
         if outcome.ambiguous and not self.retry_ambiguous:
-            return "ambiguous"
+            return Decision(
+                "ambiguous", message=f"delivery uncertain and retry_ambiguous is off: {what}"
+            )
         if age >= self.max_age:
-            return "expired"
+            return Decision(
+                "expired", message=f"older than max_age={self.max_age:g}s, still failing: {what}"
+            )
         if attempts >= self.max_attempts:
-            return "retries_exhausted"
-        return None
+            return Decision(
+                "retries_exhausted", message=f"{attempts} attempt(s) failed, the last: {what}"
+            )
+        return Decision(None, delay=self.delay(attempts, outcome), message=what)
+
+    def should_retry(self, outcome: Outcome, attempts: int, age: float) -> bool:
+        """Whether :meth:`decide` retries after ``outcome``."""
+        return self.decide(outcome, attempts, age).retry
+
+    def give_up_reason(self, outcome: Outcome, attempts: int, age: float) -> str | None:
+        """:meth:`decide`'s reason: ``None`` to retry, else why delivery ends."""
+        return self.decide(outcome, attempts, age).reason
 
     def delay(self, attempts: int, outcome: Outcome | None = None) -> float:
         """Seconds to wait before the next attempt: exponential backoff, full jitter.
@@ -144,7 +186,7 @@ class RateLimiter:
         self._gate = 0.0
 
     def try_acquire(self) -> float:
-        """Take a slot now if one is free.
+        """Take a slot now if one is free (:meth:`reserve` without the stamp; compatibility).
 
         Returns:
             ``0.0`` when a slot was taken; otherwise the seconds to wait before
@@ -195,8 +237,46 @@ class RateLimiter:
                 # ``now`` is no earlier than any slot, so the window stays sorted.
                 window.append(now)
 
+    def take(
+        self, timeout: float | None = None, *, stop: threading.Event | None = None
+    ) -> float | None:
+        """Take a slot, waiting until one is free: :meth:`reserve`'s blocking form.
+
+        The one way every sender takes a slot is :meth:`reserve` (or this, which waits
+        for it), then :meth:`restamp` with the returned stamp when the answer came:
+        only then does the limit hold for arrivals at Gameball.
+
+        Args:
+            timeout: The most seconds to wait; ``None`` waits as long as needed.
+            stop: An event that ends the wait early (a sender shutting down).
+
+        Returns:
+            The slot's stamp (for :meth:`restamp`), or ``None`` on timeout or stop.
+        """
+        deadline = None if timeout is None else time.monotonic() + timeout
+        while True:
+            wait, stamp = self.reserve()
+            if stamp is not None:
+                return stamp
+            if deadline is not None:
+                left = deadline - time.monotonic()
+                if left <= 0:
+                    return None
+                wait = min(wait, left)
+            # Never spin: a wait computed as zero still yields a little.
+            wait = max(wait, 0.0005)
+            if stop is not None:
+                if stop.wait(wait):
+                    return None
+            else:
+                time.sleep(wait)
+
     def acquire(self, timeout: float | None = None) -> bool:
         """Take a slot, sleeping until one is free (blocking: not for the hot path).
+
+        Kept for compatibility: the slot counts from when it was taken. Senders use
+        :meth:`take` (or :meth:`reserve`) and :meth:`restamp` the stamp when the
+        answer comes.
 
         Args:
             timeout: The most seconds to wait; ``None`` waits as long as needed.
@@ -204,17 +284,7 @@ class RateLimiter:
         Returns:
             ``True`` if a slot was taken, ``False`` on timeout.
         """
-        deadline = None if timeout is None else time.monotonic() + timeout
-        while True:
-            wait = self.try_acquire()
-            if wait <= 0:
-                return True
-            if deadline is not None:
-                left = deadline - time.monotonic()
-                if left <= 0:
-                    return False
-                wait = min(wait, left)
-            time.sleep(wait)
+        return self.take(timeout) is not None
 
     def defer(self, seconds: float) -> None:
         """Let nothing through before ``seconds`` from now (a 429 or ``Retry-After``)."""

@@ -1,0 +1,65 @@
+"""The Gameball protocol without the network: wire bodies, outcomes and their meaning.
+
+httpx-free, so that senders and the outbox decide with it without loading the clients:
+
+- :mod:`._wire`: :func:`wire_body`, the one builder of a request body (the outbox
+  stores it plus id and time: :func:`stored_body`), :class:`EventBatch` (one
+  customer's events for one request) and :func:`coalesce`;
+- :mod:`._jobs`: a batch job's parsed status (:class:`BatchStatus`, :class:`BatchItemError`);
+- :mod:`._outcome`: :class:`Outcome` and :func:`classify` / :func:`classify_item`, the
+  one place where answers and batch-item codes acquire a kind.
+
+The public names are re-exported by :mod:`gbtrack.gameball`.
+"""
+
+from gbtrack._protocol._jobs import BatchItemError, BatchStatus, as_int
+from gbtrack._protocol._outcome import (
+    GAMEBALL_CODES,
+    MIN_VERSION_CODE,
+    ClientFailure,
+    Outcome,
+    OutcomeKind,
+    call_client,
+    classify,
+    classify_item,
+    client_failure,
+    client_raised,
+    describe_outcome,
+    item_status,
+    refuses_version,
+    safe_error,
+)
+from gbtrack._protocol._wire import (
+    DEFAULT_BASE_URL,
+    MAX_BATCH_ITEMS,
+    EventBatch,
+    coalesce,
+    stored_body,
+    wire_body,
+)
+
+__all__ = [
+    "DEFAULT_BASE_URL",
+    "GAMEBALL_CODES",
+    "MAX_BATCH_ITEMS",
+    "MIN_VERSION_CODE",
+    "BatchItemError",
+    "BatchStatus",
+    "ClientFailure",
+    "EventBatch",
+    "Outcome",
+    "OutcomeKind",
+    "as_int",
+    "call_client",
+    "classify",
+    "classify_item",
+    "client_failure",
+    "client_raised",
+    "coalesce",
+    "describe_outcome",
+    "item_status",
+    "refuses_version",
+    "safe_error",
+    "stored_body",
+    "wire_body",
+]
