@@ -87,6 +87,7 @@ _UNION_ORIGINS: Final = (typing.Union, types.UnionType)
 _UNKNOWN_ORIGINS: Final[tuple[object, ...]] = (type, cabc.Callable)
 _CONTAINER_MODULES: Final = ("builtins", "collections", "collections.abc", "typing")
 _CACHE_SIZE: Final = 1024
+_ABSENT: Final = object()
 
 METADATA_TYPES: Final = (str, int, float, bool, decimal.Decimal, enum.Enum, uuid.UUID, _dt.date)
 IDENTITY_TYPES: Final = (str, int, uuid.UUID)
@@ -318,7 +319,6 @@ class Members:
         open: Unknown names may exist (``__getattr__``, ``extra="allow"``).
         positions: NamedTuple item types, for ``[int]``.
         optional: TypedDict keys that may be absent.
-        hidden: Valid names not worth suggesting (inherited machinery).
     """
 
     noun: str
@@ -328,20 +328,11 @@ class Members:
     open: bool = False
     positions: tuple[Any, ...] = ()
     optional: frozenset[str] = frozenset()
-    hidden: set[str] = dataclasses.field(default_factory=set)
 
-    def add(self, name: str, tp: Any, owner: type, *, hidden: bool = False) -> bool:
-        """Record ``name`` unless it is private or already known; True if recorded."""
-        if name.startswith("_") or name in self.names or name in self.methods:
-            return False
-        self.names[name] = (tp, owner)
-        if hidden:
-            self.hidden.add(name)
-        return True
-
-    def valid(self) -> list[str]:
-        """The names worth suggesting (not the base classes' machinery)."""
-        return [n for n in self.names if n not in self.hidden]
+    def add(self, name: str, tp: Any, owner: type) -> None:
+        """Record ``name`` unless it is private or already known."""
+        if not name.startswith("_") and name not in self.names and name not in self.methods:
+            self.names[name] = (tp, owner)
 
 
 _MEMBERS: dict[type, Members] = {}
@@ -419,7 +410,7 @@ _BUILTIN_STOP: Final = (object, dict, list, tuple, str, int, float, bool, bytes)
 def _add_class_attributes(table: Members, cls: type, hints: dict[str, Any]) -> None:
     """Annotations, properties, class attributes, methods and ``self.x =`` names."""
     pydantic_base = _pydantic_base() if _is_pydantic(cls) else None
-    machinery = set(dir(pydantic_base)) if pydantic_base is not None else set()
+    machinery = _pydantic_machinery() if pydantic_base is not None else frozenset()
     for klass in cls.__mro__:
         if klass is object or klass is pydantic_base:
             break
@@ -455,15 +446,6 @@ def _add_class_attributes(table: Members, cls: type, hints: dict[str, Any]) -> N
         "__getattr__" in vars(k) for k in cls.__mro__ if k is not object and k is not pydantic_base
     ):
         table.open = True
-    # What the class has beyond its own MRO (a C type's members, object's methods).
-    for name in dir(cls):
-        if name.startswith("_") or name in table.names or name in table.methods:
-            continue
-        value = inspect.getattr_static(cls, name, None)
-        if inspect.isroutine(value) or isinstance(value, staticmethod | classmethod):
-            table.methods.add(name)
-        else:
-            table.add(name, Any, cls, hidden=True)
 
 
 def _is_descriptor_of_unknown(value: object) -> bool:
@@ -477,6 +459,11 @@ def _functions_in(value: object) -> Iterator[object]:
         yield from (f for f in (value.fget, value.fset) if f is not None)
     elif inspect.isfunction(value):
         yield value
+
+
+@functools.lru_cache(maxsize=1)
+def _pydantic_machinery() -> frozenset[str]:
+    return frozenset(dir(_pydantic_base()))
 
 
 @functools.lru_cache(maxsize=1)
@@ -753,6 +740,14 @@ class _Walk:
             if not _has_typevars(tp):
                 return tp
             return _substitute(tp, _type_maps(cls, own_map).get(owner, {}))
+        if name not in table.methods and not table.open:
+            # Not declared by the class itself: inherited machinery (BaseModel's
+            # model_dump, object's methods) is looked up only now, on the error path.
+            found = inspect.getattr_static(cls, name, _ABSENT)
+            if found is not _ABSENT and not name.startswith("_"):
+                if not (inspect.isroutine(found) or isinstance(found, staticmethod | classmethod)):
+                    return Any
+                table.methods.add(name)
         if name in table.methods:
             raise _fail(
                 f"{type_name(cls)}.{name} is a method; a path reads values and never calls, "
@@ -769,7 +764,7 @@ class _Walk:
                 self.index,
                 (field,),
             )
-        hint, close = _names_hint(name, table.valid(), table.noun)
+        hint, close = _names_hint(name, table.names, table.noun)
         raise _fail(f"{type_name(cls)} has no {table.noun} {name!r}{hint}", self.index, close)
 
     def typeddict(self, cls: type) -> Any:
@@ -783,7 +778,7 @@ class _Walk:
         key = str(self.arg)
         entry = table.names.get(key)
         if entry is None:
-            hint, close = _names_hint(key, table.valid(), "key")
+            hint, close = _names_hint(key, table.names, "key")
             raise _fail(f"{type_name(cls)} has no key {key!r}{hint}", self.index, close)
         return entry[0]
 
