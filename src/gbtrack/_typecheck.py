@@ -256,7 +256,7 @@ def type_name(tp: object) -> str:
         inner = ", ".join("..." if a is Ellipsis else type_name(a) for a in args)
         return f"{base}[{inner or '()'}]"
     if isinstance(tp, type):
-        return tp.__qualname__
+        return tp.__qualname__.rpartition("<locals>.")[2]  # Outer.Inner, not f.<locals>.X
     return repr(tp).replace("typing.", "")
 
 
