@@ -327,6 +327,56 @@ def test_class_with_getattr_is_unknown() -> None:
     assert walk(Dynamic, "d.whatever.else", "metadata") is Any
 
 
+class Bag:
+    pass
+
+
+class Settable:
+    label: str
+
+    def __init__(self, **values: object) -> None:
+        for key, value in values.items():
+            setattr(self, key, value)
+
+
+class PaymentError(Exception):
+    def __init__(self, code: str) -> None:
+        super().__init__(code)
+        self.code = code
+
+
+def test_classes_whose_attributes_cannot_be_known_are_open() -> None:
+    assert walk(types.SimpleNamespace, "ns.anything", "metadata") is Any
+    assert walk(Bag, "b.anything", "metadata") is Any  # declares nothing
+    assert walk(Settable, "s.anything", "metadata") is Any  # setattr() by name
+
+
+def test_exception_subclass_attributes() -> None:
+    assert walk(PaymentError, "error.code", "metadata") is Any
+    assert walk(PaymentError, "error.args[0]") is Any
+    assert "did you mean 'code'?" in str(fails(PaymentError, "error.cod"))
+
+
+D = TypeVar("D")
+
+
+class Column(Generic[D]):
+    """A descriptor like SQLAlchemy's Mapped[T]: on an instance, it reads as T."""
+
+    def __get__(self, instance: object, owner: type) -> D:
+        raise NotImplementedError
+
+
+class Row:
+    id: Column[int]
+    name: Column[str | None]
+
+
+def test_generic_descriptor_reads_as_its_argument() -> None:
+    assert walk(Row, "r.id", "identity") is int
+    assert walk(Row, "r.name", "text") == Optional[str]  # noqa: UP045
+
+
 def test_builtin_scalars() -> None:
     assert walk(str, "s[0]", "metadata") is str
     assert "str.upper is a method" in str(fails(str, "s.upper"))
@@ -622,6 +672,26 @@ def test_return_type_of_the_four_kinds() -> None:
     assert yield_type(agen) is Line
     assert yield_type(plain) is Any
     assert "always None" in str(fails(return_type(iterator), "result.sku"))
+
+
+def test_functions_wrapped_by_wrapt() -> None:
+    import wrapt
+
+    @wrapt.decorator
+    def passthrough(wrapped: Any, instance: Any, args: Any, kwargs: Any) -> Any:
+        return wrapped(*args, **kwargs)
+
+    @passthrough
+    def checkout(customer: Customer, n: int = 1) -> Order: ...
+
+    @passthrough
+    def stream() -> Generator[int, None, Order]:
+        yield 1
+        return Order.model_construct()
+
+    assert param_types(checkout) == {"customer": Customer, "n": int}
+    assert return_type(checkout) is Order
+    assert return_type(stream) is Order
 
 
 @pytest.mark.skipif(sys.version_info < (3, 12), reason="inspect.markcoroutinefunction is 3.12+")

@@ -162,7 +162,8 @@ def normalize(tp: object, globalns: dict[str, Any] | None = None) -> Any:
     """Strip what does not change a value's shape; ``Any`` for the unknown.
 
     Unwraps ``Annotated``, ``ClassVar``, ``Final``, ``Required``, ``NotRequired``,
-    ``NewType`` and type aliases; a ``TypeVar`` becomes its bound (or the union of its
+    ``NewType``, type aliases and generic descriptors (``Mapped[int]`` is ``int``); a
+    ``TypeVar`` becomes its bound (or the union of its
     constraints, or ``Any``); ``None`` becomes ``NoneType``; ``object`` and a missing
     annotation become ``Any``. Strings and ``ForwardRef`` are resolved against their
     module (a ``ForwardRef`` made with ``module=``) or ``globalns``.
@@ -193,6 +194,10 @@ def normalize(tp: object, globalns: dict[str, Any] | None = None) -> Any:
                 return Any
         elif hasattr(tp, "__supertype__"):  # NewType
             tp = tp.__supertype__
+        elif isinstance(origin, type) and hasattr(origin, "__get__") and get_args(tp):
+            # A generic descriptor (SQLAlchemy's Mapped[int], cached_property[int]):
+            # reading it on an instance gives its type argument.
+            tp = get_args(tp)[0]
         elif type(tp).__name__ == "TypeAliasType" and hasattr(tp, "__value__"):  # 3.12 `type`
             tp = tp.__value__
         else:
@@ -439,6 +444,8 @@ def _add_class_attributes(table: Members, cls: type, hints: dict[str, Any]) -> N
         if klass in _BUILTIN_STOP:
             continue
         for value in own.values():
+            if isinstance(value, staticmethod):
+                continue
             for fn in _functions_in(value):
                 for name in _attributes_assigned(fn):
                     table.add(name, Any, klass)
@@ -453,7 +460,7 @@ def _is_descriptor_of_unknown(value: object) -> bool:
 
 
 def _functions_in(value: object) -> Iterator[object]:
-    if isinstance(value, classmethod):
+    if isinstance(value, staticmethod | classmethod):
         yield value.__func__
     elif isinstance(value, property):
         yield from (f for f in (value.fget, value.fset) if f is not None)
@@ -510,7 +517,47 @@ def _build_members_unsafe(cls: type) -> Members:
         table.positions = tuple(hints.get(name, Any) for name in field_names)
     hints = {k: v for k, v in hints.items() if not isinstance(v, dataclasses.InitVar)}
     _add_class_attributes(table, cls, hints)
+    if table.noun == "attribute" and not table.open:
+        table.open = _open_plain_class(cls, table)
     return table
+
+
+_HEAPTYPE: Final = 1 << 9  # Py_TPFLAGS_HEAPTYPE: a class written in Python
+_DYNAMIC_NAMES: Final = frozenset({"setattr", "__dict__", "__setattr__", "vars"})
+
+
+def _open_plain_class(cls: type, table: Members) -> bool:
+    """Whether a plain class's instances may carry attributes the class never declares.
+
+    A class written in C is closed unless its instances have a ``__dict__``
+    (``SimpleNamespace``). A Python class is closed when it declares something
+    (annotations, properties, class attributes, ``self.x = ...``) and none of its
+    methods sets attributes by name (``setattr``, ``__dict__``, ``vars``); a class
+    that declares nothing, like ``class Bag: pass``, is open.
+    """
+    if not cls.__flags__ & _HEAPTYPE:
+        return bool(getattr(cls, "__dictoffset__", 0))
+    if not table.names:
+        return True
+    for klass in cls.__mro__:
+        if not klass.__flags__ & _HEAPTYPE:
+            continue
+        for value in vars(klass).values():
+            for fn in _functions_in(value):
+                if _DYNAMIC_NAMES & _code_names(fn):
+                    return True
+    return False
+
+
+def _code_names(func: object) -> set[str]:
+    code = getattr(func, "__code__", None)
+    names: set[str] = set()
+    stack = [code] if isinstance(code, types.CodeType) else []
+    while stack:
+        code = stack.pop()
+        names.update(code.co_names)
+        stack.extend(c for c in code.co_consts if isinstance(c, types.CodeType))
+    return names
 
 
 def _typeddict_members(cls: type) -> Members:
