@@ -14,7 +14,7 @@ import textwrap
 import time
 import types
 import uuid
-from collections.abc import AsyncIterator, Generator, Iterator, Mapping, Sequence
+from collections.abc import AsyncIterator, Awaitable, Generator, Iterator, Mapping, Sequence
 from pathlib import Path
 from typing import (
     Annotated,
@@ -697,7 +697,6 @@ def test_functions_wrapped_by_wrapt() -> None:
 @pytest.mark.skipif(sys.version_info < (3, 12), reason="inspect.markcoroutinefunction is 3.12+")
 def test_return_type_of_a_marked_coroutine_function() -> None:
     import inspect
-    from collections.abc import Awaitable
 
     def marked() -> Awaitable[Order]: ...
 

@@ -52,6 +52,7 @@ from gbtrack._typecheck import (
     Deferred,
     PathTypeError,
     check_leaf,
+    is_class,
     type_name,
     union_members,
 )
@@ -388,7 +389,7 @@ def _wire(tp: object, *, source: bool) -> tuple[frozenset[str] | None, frozenset
             return None, None
         if get_origin(member) is Literal:
             member_values = [_wire_value(v) for v in get_args(member)]
-        elif isinstance(member, type) and issubclass(member, enum.Enum):
+        elif is_class(member) and issubclass(member, enum.Enum):
             member_values = [_wire_value(m) for m in member]
         else:
             member_values = None
@@ -398,7 +399,7 @@ def _wire(tp: object, *, source: bool) -> tuple[frozenset[str] | None, frozenset
                 values.update(member_values)
             continue
         values = None
-        if not isinstance(member, type):
+        if not is_class(member):
             return None, None
         if issubclass(member, bool):
             kinds.add("bool")

@@ -52,7 +52,7 @@ import types
 import typing
 import uuid
 from collections.abc import Callable, Iterator
-from typing import Any, Final, ForwardRef, Literal, TypeVar, get_args, get_origin
+from typing import Any, Final, ForwardRef, Literal, TypeGuard, TypeVar, get_args, get_origin
 
 from gbtrack._expr import INDEX, KEY, NAME, Step
 
@@ -62,6 +62,7 @@ __all__ = [
     "PathTypeError",
     "check_leaf",
     "check_steps",
+    "is_class",
     "members_of",
     "normalize",
     "param_types",
@@ -77,9 +78,14 @@ mobile), or anything."""
 
 NONE_TYPE: Final = type(None)
 
+try:  # always installed with pydantic; its Required/NotRequired are typing's on 3.11+
+    import typing_extensions as _typing_extensions
+except ImportError:  # pragma: no cover
+    _typing_extensions = None  # type: ignore[assignment]
+
 _WRAPPERS: set[object] = {typing.ClassVar, typing.Final}
-for _name in ("Required", "NotRequired", "ReadOnly"):
-    for _module in (typing, sys.modules.get("typing_extensions")):
+for _name in ("ClassVar", "Final", "Required", "NotRequired", "ReadOnly"):
+    for _module in (typing, _typing_extensions):
         if _module is not None and hasattr(_module, _name):
             _WRAPPERS.add(getattr(_module, _name))
 
@@ -260,7 +266,7 @@ def type_name(tp: object) -> str:
             args = ()
         inner = ", ".join("..." if a is Ellipsis else type_name(a) for a in args)
         return f"{base}[{inner or '()'}]"
-    if isinstance(tp, type):
+    if is_class(tp):
         return tp.__qualname__.rpartition("<locals>.")[2]  # Outer.Inner, not f.<locals>.X
     return repr(tp).replace("typing.", "")
 
@@ -299,12 +305,20 @@ def _names_hint(name: str, valid: cabc.Iterable[str], noun: str) -> tuple[str, t
 # --------------------------------------------------------------------------- class kinds
 
 
+def is_class(tp: object) -> TypeGuard[type]:
+    """Whether ``tp`` is a class and not a parametrized alias.
+
+    On Python 3.10, ``isinstance(list[int], type)`` is true.
+    """
+    return isinstance(tp, type) and not isinstance(tp, types.GenericAlias)
+
+
 def _is_pydantic(cls: type) -> bool:
     return hasattr(cls, "__pydantic_fields__") and hasattr(cls, "model_fields")
 
 
 def _is_typeddict(cls: object) -> bool:
-    return isinstance(cls, type) and issubclass(cls, dict) and hasattr(cls, "__required_keys__")
+    return is_class(cls) and issubclass(cls, dict) and hasattr(cls, "__required_keys__")
 
 
 def _is_namedtuple(cls: type) -> bool:
@@ -628,7 +642,7 @@ def _substitute(tp: Any, mapping: dict[Any, Any]) -> Any:
     if isinstance(tp, TypeVar):
         return mapping.get(tp, tp)
     params = getattr(tp, "__parameters__", ())
-    if params and not isinstance(tp, type):
+    if params and not is_class(tp):
         try:
             return tp[tuple(mapping.get(p, p) for p in params)]
         except Exception:  # ParamSpec and friends: leave it, it becomes unknown
@@ -637,9 +651,7 @@ def _substitute(tp: Any, mapping: dict[Any, Any]) -> Any:
 
 
 def _has_typevars(tp: Any) -> bool:
-    return isinstance(tp, TypeVar) or bool(
-        not isinstance(tp, type) and getattr(tp, "__parameters__", ())
-    )
+    return isinstance(tp, TypeVar) or bool(not is_class(tp) and getattr(tp, "__parameters__", ()))
 
 
 def _type_maps(cls: type, own: dict[Any, Any]) -> dict[type, dict[Any, Any]]:
@@ -705,7 +717,7 @@ class _Walk:
         if origin is Literal:
             return self.step(_union([type(v) for v in get_args(tp)]))
         if origin is None:
-            return self.cls(tp, {}) if isinstance(tp, type) else Any
+            return self.cls(tp, {}) if is_class(tp) else Any
         args = get_args(tp)
         if not isinstance(origin, type) or origin in _UNKNOWN_ORIGINS:
             return Any  # type[X], Callable[...], special forms: unknown
@@ -915,7 +927,7 @@ def _leaf_problem(tp: Any, leaf: Leaf, globalns: dict[str, Any] | None) -> str |
     for member in real:
         if not _accepts(member, accepted, leaf):
             what = type_name(member)
-            if isinstance(member, type):
+            if is_class(member):
                 what += _kind_word(member)
             whole = " | ".join(type_name(m) for m in members)
             if len(members) > 1:
@@ -936,7 +948,7 @@ def _accepts(tp: Any, accepted: tuple[type, ...], leaf: Leaf) -> bool:
         if not isinstance(origin, type) or origin.__module__ in ("builtins", "collections.abc"):
             return not isinstance(origin, type)  # special forms: unknown
         tp = origin
-    if not isinstance(tp, type):
+    if not is_class(tp):
         return True  # unknown
     if tp.__name__ == "EmailStr" and tp.__module__.startswith("pydantic"):
         return True  # validates to a plain str
