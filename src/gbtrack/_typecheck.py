@@ -178,7 +178,9 @@ def normalize(tp: object, globalns: dict[str, Any] | None = None) -> Any:
         Deferred: If a forward reference cannot be resolved yet.
     """
     while True:
-        if tp is Any or tp is object or tp is inspect.Parameter.empty:
+        if is_class(tp):  # the common case first: a plain class is itself
+            return Any if tp is object or tp is inspect.Parameter.empty else tp
+        if tp is Any:
             return Any
         if tp is None:
             return NONE_TYPE
