@@ -4,16 +4,16 @@
 anything, whether the path can work on values of the annotated types, and what type
 its leaf has. The rules mirror :func:`gbtrack._expr.evaluate`:
 
-========================  ===================  ===================  ====================
-type                      ``.name``            ``[int]``            ``["key"]``
-========================  ===================  ===================  ====================
-``Mapping[str, V]``       ``V``                error                ``V``
-``TypedDict``             the key's type       error                the key's type
-``list[T]``, ``Sequence``  attribute            ``T``                error
-``tuple[...]``            attribute            the item's type      error
-``NamedTuple``            the field's type     the item's type      error
-a class                   the attribute        error                error
-========================  ===================  ===================  ====================
+=========================  ==================  ===============  ==================
+type                       ``.name``           ``[int]``        ``["key"]``
+=========================  ==================  ===============  ==================
+``Mapping[str, V]``        ``V``               error            ``V``
+``TypedDict``              the key's type      error            the key's type
+``list[T]``, ``Sequence``  an attribute        ``T``            error
+``tuple[...]``             an attribute        the item's type  error
+``NamedTuple``             the field's type    the item's type  error
+a class                    the attribute       error            error
+=========================  ==================  ===============  ==================
 
 Classes are read through their annotations: pydantic v2 models (fields and computed
 fields; an alias is not an attribute), dataclasses, attrs classes (duck typed through
