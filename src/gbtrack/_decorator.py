@@ -10,6 +10,7 @@ the tracker is ``strict``.
 from __future__ import annotations
 
 import inspect
+import sys
 from collections.abc import Callable, Mapping
 from typing import TYPE_CHECKING, Any, Literal, ParamSpec, Protocol, TypeVar, overload
 
@@ -47,6 +48,28 @@ class _Decorator(Protocol):
     def __call__(self, func: classmethod[T, P, R], /) -> classmethod[T, P, R]: ...
     @overload
     def __call__(self, func: Callable[P, R], /) -> Callable[P, R]: ...
+
+
+_OWN_MODULES = frozenset({__name__, "gbtrack._tracker"})
+
+
+def _call_site() -> tuple[str, int] | None:
+    """The file and line of the ``track(...)`` call, for the event catalog.
+
+    Read from the caller's frame (skipping ``Tracker.track``): the line of the
+    ``@track(...)`` decorator itself, which tells stacked decorators apart where the
+    function's code object would give one line for all. ``sys._getframe`` is
+    CPython's (PyPy has it too); elsewhere the catalog falls back to the ``def`` line.
+    """
+    getframe = getattr(sys, "_getframe", None)
+    if getframe is None:  # pragma: no cover - CPython and PyPy have it
+        return None
+    frame = getframe(2)
+    while frame is not None and frame.f_globals.get("__name__") in _OWN_MODULES:
+        frame = frame.f_back
+    if frame is None:  # pragma: no cover
+        return None
+    return frame.f_code.co_filename, frame.f_lineno
 
 
 def _target(func: object) -> Callable[..., Any]:
@@ -122,6 +145,7 @@ def track(
     send_ok = on != "error"
     send_err = on != "success"
     fixed = tracker
+    where = _call_site()
 
     def decorate(func: Any) -> Any:
         target = _target(func)
@@ -137,6 +161,8 @@ def track(
             when=when,
             on=on,
             is_async_gen=is_async_gen,
+            where=where,
+            tracker=fixed,
         )
         emit = plan.emit
         if is_async_gen:
