@@ -46,7 +46,7 @@ from typing import Any, Final, Literal, TypeVar, get_args, get_origin
 from pydantic import BaseModel, ValidationError
 
 from gbtrack._errors import ConfigurationError, InvalidEventError
-from gbtrack._event import normalize_value
+from gbtrack._event import normalize_value, use_metadata_check
 from gbtrack._typecheck import (
     NONE_TYPE,
     Deferred,
@@ -138,6 +138,7 @@ def event_schema(name: str, *, replace: bool = False) -> Callable[[type[M]], typ
                     f"@event_schema({name!r}, replace=True) replaces it with {_qualified(cls)}"
                 )
             _plans = types.MappingProxyType({**_plans, name: plan})
+            use_metadata_check(validate_metadata)  # where drafts become events
         return cls
 
     return register
@@ -153,6 +154,8 @@ def remove_event_schema(name: str) -> None:
     with _lock:
         if name in _plans:
             _plans = types.MappingProxyType({k: v for k, v in _plans.items() if k != name})
+            if not _plans:  # no plan: validation costs nothing again
+                use_metadata_check(None)
 
 
 def registered_schemas() -> Mapping[str, type[BaseModel]]:
