@@ -30,6 +30,7 @@ registry) and keep the call site's file and line for the event catalog
 from __future__ import annotations
 
 import itertools
+import sys
 import threading
 import weakref
 from collections.abc import Callable, Mapping
@@ -243,9 +244,14 @@ def register(site: Site) -> None:
 
 
 def sites() -> list[Site]:
-    """Every registered site still alive, in the order of decoration."""
+    """Every registered site still alive, in the order of decoration.
+
+    A site whose module was unloaded (removed from ``sys.modules``) is left out, even
+    while reference cycles keep it alive.
+    """
     with _lock:
-        return [site for _, site in sorted(_sites.items())]
+        alive = [site for _, site in sorted(_sites.items())]
+    return [site for site in alive if site.module in sys.modules]
 
 
 # --------------------------------------------------------------------------- when it runs
