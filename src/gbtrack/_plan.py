@@ -249,10 +249,8 @@ class _Compiler:
         """
         func = self.func
         meta = {key: self.sources.get(role, "?") for role, key in self.meta_keys.items()}
-        identity = {
-            role: self.sources.get(role, "identify()")
-            for role in ("customer_id", "email", "mobile")
-        }
+        identity = {"customer_id": self.sources.get("customer_id", "identify()")}
+        identity.update((r, self.sources[r]) for r in ("email", "mobile") if r in self.sources)
         if where is None:
             code = getattr(func, "__code__", None)
             where = (getattr(code, "co_filename", "?"), getattr(code, "co_firstlineno", 0))
