@@ -176,9 +176,7 @@ class Site:
         deferred = False
         for path in self.paths:
             try:
-                tp = check_steps(
-                    path.root_type(), path.steps, leaf=path.leaf, globalns=self.globalns
-                )
+                tp = self.walk(path)
             except PathTypeError as exc:
                 problems.append(_path_problem(path, exc))
                 tp = Any
@@ -207,6 +205,31 @@ class Site:
         self.error = self.as_error(problems) if problems else None
         return problems
 
+    def walk(self, path: TypedPath) -> Any:
+        """:func:`~gbtrack._typecheck.check_steps` for ``path``, cached per root type.
+
+        The same path on the same type recurs across a module (``result.total`` on
+        ``Order``): the answer (a type or a :class:`PathTypeError`) is kept, so import
+        stays fast. Deferrals are not kept.
+        """
+        root = path.root_type()
+        key = (root, path.steps, path.leaf, id(self.globalns))
+        try:
+            hit = _WALKS.get(key)
+        except TypeError:  # an unhashable annotation: not cached
+            return check_steps(root, path.steps, leaf=path.leaf, globalns=self.globalns)
+        if hit is None:
+            try:
+                hit = (check_steps(root, path.steps, leaf=path.leaf, globalns=self.globalns),)
+            except PathTypeError as exc:
+                hit = exc
+            if len(_WALKS) >= _WALKS_SIZE:
+                _WALKS.clear()
+            _WALKS[key] = hit
+        if isinstance(hit, PathTypeError):
+            raise PathTypeError(str(hit), step=hit.step, suggestions=hit.suggestions)
+        return hit[0]
+
     def as_error(self, problems: list[Problem]) -> ExpressionError:
         """One :class:`~gbtrack.ExpressionError` for ``problems``, naming the function."""
         prefix = f"@track({self.event!r}) on {self.function}"
@@ -228,6 +251,10 @@ def _path_problem(path: TypedPath, exc: PathTypeError) -> Problem:
     if path.text is not None:
         return Problem(f"{path.role}={path.text!r}: {exc}", path.text, exc.suggestions)
     return Problem(f"{path.role} ({path.source}): {exc}", None, exc.suggestions)
+
+
+_WALKS: dict[tuple[Any, ...], tuple[Any] | PathTypeError] = {}
+_WALKS_SIZE = 4096
 
 
 # --------------------------------------------------------------------------- the registry

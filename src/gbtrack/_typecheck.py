@@ -978,7 +978,73 @@ def _unwrap_callable(func: object) -> Any:
     return func
 
 
+_CODE: dict[str, types.CodeType] = {}
+_LAST_HINTS: list[tuple[object, dict[str, Any]]] = []
+
+
 def _function_hints(func: Any) -> dict[str, Any]:
+    """A function's resolved annotations (``ForwardRef`` for the unresolvable ones).
+
+    :func:`param_types` and :func:`return_type` ask for the same function one after
+    the other at decoration: the last answer is kept.
+    """
+    if _LAST_HINTS and _LAST_HINTS[0][0] is func:
+        return _LAST_HINTS[0][1]
+    hints = _fast_hints(func)
+    if hints is None:
+        hints = _slow_hints(func)
+    _LAST_HINTS[:] = [(func, hints)]
+    return hints
+
+
+def _fast_hints(func: Any) -> dict[str, Any] | None:
+    """The common case, fast: plain annotations, or strings that are names and subscripts.
+
+    ``typing.get_type_hints`` compiles every string annotation each time (a
+    ``ForwardRef`` per annotation: most of the import-time cost of the checks with
+    ``from __future__ import annotations``); the same few strings (``"Order"``,
+    ``"list[Line]"``) recur across a module, so their code is compiled once and
+    evaluated in the function's globals, as ``get_type_hints`` does. Anything unusual
+    (a syntax error, an exception other than an undefined name, a string result)
+    returns ``None`` for the general path.
+    """
+    raw = getattr(func, "__annotations__", None)
+    if not isinstance(raw, dict):
+        return None
+    target = inspect.unwrap(func)
+    globalns = getattr(target, "__globals__", None)
+    if not isinstance(globalns, dict):
+        return None
+    hints: dict[str, Any] = {}
+    for name, value in raw.items():
+        if isinstance(value, str):
+            text = value
+            code = _CODE.get(text)
+            if code is None:
+                try:
+                    code = compile(text, "<annotation>", "eval")
+                except SyntaxError:
+                    return None
+                if len(_CODE) >= _CACHE_SIZE:
+                    _CODE.clear()
+                _CODE[text] = code
+            try:
+                # The module's own annotation, evaluated in its namespace exactly as
+                # typing.get_type_hints does; a path never reaches this.
+                value = eval(code, globalns)  # noqa: S307
+            except NameError:
+                value = ForwardRef(text, module=getattr(target, "__module__", None))
+            except Exception:
+                return None
+            if isinstance(value, str):
+                return None
+        elif value is None:
+            value = NONE_TYPE
+        hints[name] = value
+    return hints
+
+
+def _slow_hints(func: Any) -> dict[str, Any]:
     try:
         return typing.get_type_hints(func, include_extras=True)
     except Exception:  # noqa: S110 - per annotation: one unresolvable name defers only its own
