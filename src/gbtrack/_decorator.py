@@ -103,8 +103,12 @@ def track(
     Every expression is a path string (see the path language reference), a
     :func:`literal` constant string, or a callable ``func(call) -> value``; in
     ``metadata`` non-string constants (numbers, booleans) are sent as they are. All of
-    them are compiled here; mistakes raise :class:`~gbtrack.ExpressionError` naming the
-    function, the expression and the nearest valid names.
+    them are compiled here, and every path is checked against the annotations (the
+    parameters', the return annotation for ``result``, resolvers' return annotations)
+    and, for a planned event, against its :func:`~gbtrack.event_schema`; mistakes raise
+    :class:`~gbtrack.ExpressionError` naming the function, the expression and the
+    nearest valid names. An annotation that cannot be resolved yet (a forward
+    reference) defers its check to the first call and :func:`gbtrack.check`.
 
     Roots: ``result``, ``error``, ``args`` and ``kwargs`` (as passed, without a bound
     ``self``/``cls``), ``identity`` (the ambient one), the parameter names (``self`` and
@@ -131,7 +135,9 @@ def track(
         The decorator.
 
     Raises:
-        ExpressionError: For an invalid expression, option or root.
+        ExpressionError: For an invalid expression, option or root, a path the
+            annotations refuse, or metadata that breaks the event's schema (or an
+            unplanned event when the tracker given has ``strict_plan``).
 
     Example:
         >>> from gbtrack import track

@@ -161,7 +161,14 @@ def _resolve_ref(ref: str | ForwardRef, globalns: dict[str, Any] | None) -> Any:
     namespace = vars(mod) if mod is not None else globalns
     if namespace is None:
         raise Deferred(text)
-    return _evaluate(text, namespace)
+    try:
+        return _evaluate(text, namespace)
+    except Deferred:
+        # Code run with exec() in its own namespace (a notebook cell, a docs block):
+        # its __module__ names a module whose namespace is not the function's globals.
+        if globalns is None or globalns is namespace:
+            raise
+        return _evaluate(text, globalns)
 
 
 def normalize(tp: object, globalns: dict[str, Any] | None = None) -> Any:
