@@ -1,6 +1,7 @@
 """Run the benchmarks and print the results table.
 
-Usage: ``python -m benchmarks [--only hot|e2e] [--write benchmarks/RESULTS.md] [--quick]``
+Usage: ``python -m benchmarks [--only hot|e2e|import] [--reference DIR]
+[--write benchmarks/RESULTS.md] [--quick]``
 """
 
 from __future__ import annotations
@@ -10,13 +11,17 @@ import datetime as dt
 import sys
 from pathlib import Path
 
-from benchmarks import bench_hotpath
+from benchmarks import bench_hotpath, bench_import
 from benchmarks._harness import Table, machine
 
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m benchmarks", description=__doc__)
-    parser.add_argument("--only", choices=["hot", "e2e"], help="run one group only")
+    parser.add_argument("--only", choices=["hot", "e2e", "import"], help="run one group only")
+    parser.add_argument(
+        "--reference",
+        help="another gbtrack tree (its src/ is used) to compare the import time with",
+    )
     parser.add_argument("--quick", action="store_true", help="fewer repeats, smaller sizes")
     parser.add_argument("--write", type=Path, help="also write the table to this Markdown file")
     args = parser.parse_args(argv)
@@ -26,6 +31,9 @@ def main(argv: list[str] | None = None) -> int:
     if args.only in (None, "hot"):
         print("hot path (median of interleaved repeats):", flush=True)
         bench_hotpath.run(table, quick=args.quick)
+    if args.only in (None, "import"):
+        print("import time (fresh subprocesses):", flush=True)
+        bench_import.run(table, quick=args.quick, reference=args.reference)
     if args.only in (None, "e2e"):
         from benchmarks import bench_e2e
 

@@ -15,22 +15,32 @@ from gbtrack import (
     unregister_resolver,
 )
 from gbtrack._resolvers import registered
+from gbtrack._schema import registered_schemas, remove_event_schema
 
 
 @pytest.fixture(autouse=True)
 def _restore_globals() -> Iterator[None]:
     """Put the default tracker and the resolver registry back as they were."""
     default = get_tracker()
-    state = (default.enabled, default.strict, default.on_error, default.limits)
+    state = (default.enabled, default.strict, default.on_error, default.limits, default.strict_plan)
     sender = default.use_sender(InMemorySender())  # swap and put back: never closed here
     default.restore_sender(sender)
     registry = dict(registered())
+    schemas = set(registered_schemas())
     try:
         yield
     finally:
         set_tracker(default)
         default.restore_sender(sender)
-        default.enabled, default.strict, default.on_error, default.limits = state
+        (
+            default.enabled,
+            default.strict,
+            default.on_error,
+            default.limits,
+            default.strict_plan,
+        ) = state
+        for name in set(registered_schemas()) - schemas:
+            remove_event_schema(name)
         for name in set(registered()) - set(registry):
             unregister_resolver(name)
         for name, func in registry.items():

@@ -16,6 +16,7 @@ This module is the whole public API; everything in ``gbtrack._*`` is private.
 from importlib.metadata import PackageNotFoundError, version
 
 from gbtrack._call import Call
+from gbtrack._checks import check
 from gbtrack._context import current_identity, identify
 from gbtrack._decorator import track
 from gbtrack._errors import (
@@ -36,6 +37,7 @@ from gbtrack._event import DEFAULT_LIMITS, Event, EventDraft, Identity, Limits
 from gbtrack._expr import literal
 from gbtrack._report import Stats
 from gbtrack._resolvers import register_resolver, unregister_resolver
+from gbtrack._schema import event_schema, remove_event_schema
 from gbtrack._span import Span, SpanContext, span
 from gbtrack._tracker import Tracker, configure, get_tracker, set_tracker
 from gbtrack._types import UNSET
@@ -74,12 +76,15 @@ __all__ = [
     "TrackingError",
     "TransportError",
     "__version__",
+    "check",
     "configure",
     "current_identity",
+    "event_schema",
     "get_tracker",
     "identify",
     "literal",
     "register_resolver",
+    "remove_event_schema",
     "set_tracker",
     "span",
     "track",

@@ -10,6 +10,7 @@ the tracker is ``strict``.
 from __future__ import annotations
 
 import inspect
+import sys
 from collections.abc import Callable, Mapping
 from typing import TYPE_CHECKING, Any, Literal, ParamSpec, Protocol, TypeVar, overload
 
@@ -49,6 +50,28 @@ class _Decorator(Protocol):
     def __call__(self, func: Callable[P, R], /) -> Callable[P, R]: ...
 
 
+_OWN_MODULES = frozenset({__name__, "gbtrack._tracker"})
+
+
+def _call_site() -> tuple[str, int] | None:
+    """The file and line of the ``track(...)`` call, for the event catalog.
+
+    Read from the caller's frame (skipping ``Tracker.track``): the line of the
+    ``@track(...)`` decorator itself, which tells stacked decorators apart where the
+    function's code object would give one line for all. ``sys._getframe`` is
+    CPython's (PyPy has it too); elsewhere the catalog falls back to the ``def`` line.
+    """
+    getframe = getattr(sys, "_getframe", None)
+    if getframe is None:  # pragma: no cover - CPython and PyPy have it
+        return None
+    frame = getframe(2)
+    while frame is not None and frame.f_globals.get("__name__") in _OWN_MODULES:
+        frame = frame.f_back
+    if frame is None:  # pragma: no cover
+        return None
+    return frame.f_code.co_filename, frame.f_lineno
+
+
 def _target(func: object) -> Callable[..., Any]:
     """The plain function under classmethod/staticmethod (and under other wrappers)."""
     inner = getattr(func, "__func__", func)
@@ -80,8 +103,12 @@ def track(
     Every expression is a path string (see the path language reference), a
     :func:`literal` constant string, or a callable ``func(call) -> value``; in
     ``metadata`` non-string constants (numbers, booleans) are sent as they are. All of
-    them are compiled here; mistakes raise :class:`~gbtrack.ExpressionError` naming the
-    function, the expression and the nearest valid names.
+    them are compiled here, and every path is checked against the annotations (the
+    parameters', the return annotation for ``result``, resolvers' return annotations)
+    and, for a planned event, against its :func:`~gbtrack.event_schema`; mistakes raise
+    :class:`~gbtrack.ExpressionError` naming the function, the expression and the
+    nearest valid names. An annotation that cannot be resolved yet (a forward
+    reference) defers its check to the first call and :func:`gbtrack.check`.
 
     Roots: ``result``, ``error``, ``args`` and ``kwargs`` (as passed, without a bound
     ``self``/``cls``), ``identity`` (the ambient one), the parameter names (``self`` and
@@ -108,7 +135,9 @@ def track(
         The decorator.
 
     Raises:
-        ExpressionError: For an invalid expression, option or root.
+        ExpressionError: For an invalid expression, option or root, a path the
+            annotations refuse, or metadata that breaks the event's schema (or an
+            unplanned event when the tracker given has ``strict_plan``).
 
     Example:
         >>> from gbtrack import track
@@ -122,6 +151,7 @@ def track(
     send_ok = on != "error"
     send_err = on != "success"
     fixed = tracker
+    where = _call_site()
 
     def decorate(func: Any) -> Any:
         target = _target(func)
@@ -137,6 +167,8 @@ def track(
             when=when,
             on=on,
             is_async_gen=is_async_gen,
+            where=where,
+            tracker=fixed,
         )
         emit = plan.emitter
         if is_async_gen:

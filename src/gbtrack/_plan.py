@@ -26,6 +26,8 @@ Root precedence (documented in the path language reference):
 from __future__ import annotations
 
 import difflib
+import functools
+import inspect
 import math
 import time
 from collections.abc import Callable, Mapping
@@ -34,9 +36,10 @@ from typing import TYPE_CHECKING, Any, Final
 from pydantic import SecretStr
 
 from gbtrack._call import Binder, Call, ParamReader
+from gbtrack._checks import Site, TypedPath, first_call, register
 from gbtrack._context import ambient, complete_identity, current_identity
 from gbtrack._errors import ExpressionError, InvalidEventError, TrackingError
-from gbtrack._event import EventDraft
+from gbtrack._event import EventDraft, Identity
 from gbtrack._expr import (
     ABSENT,
     MISSING,
@@ -51,6 +54,7 @@ from gbtrack._expr import (
 )
 from gbtrack._plain import MetadataValue, plain_value
 from gbtrack._resolvers import RESERVED_ROOTS, registered
+from gbtrack._typecheck import Leaf, param_types, return_type
 from gbtrack._types import UNSET
 
 if TYPE_CHECKING:
@@ -100,11 +104,62 @@ class _PathSlot:
         self.read = read
 
 
+def _leaf(role: str) -> Leaf:
+    """What the value of ``role`` must be, for the type checks."""
+    if role == "customer_id":
+        return "identity"
+    if role in ("email", "mobile"):
+        return "text"
+    return "metadata" if role.startswith("metadata[") else "any"
+
+
+def _unknown() -> Any:
+    return Any
+
+
+def _identity_type() -> Any:
+    return Identity
+
+
+def _callable_return(func: object) -> Any:
+    """A callable resolver's return annotation (``Any`` for anything but a function)."""
+    if inspect.isfunction(func) or inspect.ismethod(func):
+        return return_type(func)
+    return Any
+
+
+def _resolver_return(name: str) -> Any:
+    """The return annotation of the resolver registered as ``name`` now."""
+    return _callable_return(registered().get(name))
+
+
+class _Annotations:
+    """The decorated function's annotations, read only when a path needs them, once."""
+
+    __slots__ = ("func", "params", "result_type")
+
+    def __init__(self, func: Callable[..., Any]) -> None:
+        self.func = func
+        self.params: dict[str, Any] | None = None
+        self.result_type: Any = None
+
+    def param(self, name: str) -> Any:
+        if self.params is None:
+            self.params = param_types(self.func)
+        return self.params.get(name, Any)
+
+    def result(self) -> Any:
+        if self.result_type is None:  # may raise Deferred: then asked again later
+            self.result_type = return_type(self.func)
+        return self.result_type
+
+
 class _Compiler:
     """Compiles one ``@track``'s expressions; every error names the function and expression."""
 
     def __init__(self, name: str, func: Callable[..., Any], on: str, is_async_gen: bool) -> None:
         self.name = name
+        self.func = func
         self.qualname = _qualname(func)
         self.binder = Binder(func)
         self.on = on
@@ -114,6 +169,15 @@ class _Compiler:
         self.described: dict[str, str] = {}
         # a parameter root's slot reader -> the Binder's reader it wraps
         self.params: dict[SlotReader, ParamReader] = {}
+        # For the type checks and the catalog (gbtrack._checks): paths with the source
+        # of their root's type, metadata constants as sent, and role -> how computed.
+        self.annotations = _Annotations(func)
+        self.typed: list[TypedPath] = []
+        self.constants: dict[str, object] = {}
+        self.sources: dict[str, str] = {}
+        self.meta_keys: dict[str, str] = {}  # "metadata['amount']" -> "amount"
+        self.site: Site | None = None
+        self.pending: Site | None = None
 
     def error(self, message: str, **fields: Any) -> ExpressionError:
         return ExpressionError(
@@ -127,17 +191,35 @@ class _Compiler:
         if spec is None:
             return None
         if isinstance(spec, literal):
+            self.sources[role] = f"literal({str(spec)!r})"
             return _Constant(str(spec))
         if isinstance(spec, str):
+            self.sources[role] = spec
             return self.path(spec, role)
         if callable(spec):
             self.needs_call = True
             self.described[role] = f"resolver {_qualname(spec)}"
+            self.sources[role] = f"callable {_qualname(spec)}"
+            leaf = _leaf(role)
+            if leaf != "any":  # only its return annotation can be checked
+                self.typed.append(
+                    TypedPath(
+                        role,
+                        self.meta_keys.get(role),
+                        None,
+                        functools.partial(_callable_return, spec),
+                        (),
+                        leaf,
+                        f"resolver {_qualname(spec)}",
+                    )
+                )
             func = spec
             return lambda i, a, k, r, e, call: _present(func(call))
         if isinstance(spec, SecretStr) and role == "session_token":
+            self.sources[role] = "a constant token"
             return _Constant(spec)
         if role in ("customer_id", "when") or role.startswith("metadata["):
+            self.sources[role] = repr(spec)
             return _Constant(spec)
         raise self.error(
             f"{role} must be an expression string, literal(...) or a callable, "
@@ -160,6 +242,7 @@ class _Compiler:
                     expression=text,
                 )
             param = self.binder.reader(root)
+            self.typed_path(role, text, path, functools.partial(self.annotations.param, root))
             root_reader: SlotReader = lambda i, a, k, r, e, c: param(i, a, k)  # noqa: E731
             self.params[root_reader] = param
             return _PathSlot(
@@ -170,6 +253,14 @@ class _Compiler:
             )
         if root in RESERVED_ROOTS:
             self.check_reserved(root, role, text)
+            root_type = (
+                self.annotations.result
+                if root == "result"
+                else _identity_type
+                if root == "identity"
+                else _unknown
+            )
+            self.typed_path(role, text, path, root_type)
             reserved = _reserved_reader(root, _identity_step)
             return _PathSlot(
                 root,
@@ -181,9 +272,48 @@ class _Compiler:
         if root in resolvers:
             self.needs_call = True
             self.described[role] = f"registered resolver {root!r}"
+            self.typed_path(role, text, path, functools.partial(_resolver_return, root))
             # Not grouped: a resolver is called once per slot, as documented.
             return _PathSlot(root, None, (), _resolver_reader(root, read_steps))
         raise self.unknown_root(path, role, sorted(resolvers))
+
+    def typed_path(self, role: str, text: str, path: Path, root_type: Callable[[], Any]) -> None:
+        self.typed.append(
+            TypedPath(role, self.meta_keys.get(role), text, root_type, path.steps, _leaf(role))
+        )
+
+    def check(self, where: tuple[str, int] | None, tracker: Tracker | None) -> None:
+        """Type-check the paths and the plan now; register the site for gbtrack.check().
+
+        Raises:
+            ExpressionError: Listing every problem found.
+        """
+        func = self.func
+        meta = {key: self.sources.get(role, "?") for role, key in self.meta_keys.items()}
+        identity = {"customer_id": self.sources.get("customer_id", "identify()")}
+        identity.update((r, self.sources[r]) for r in ("email", "mobile") if r in self.sources)
+        if where is None:
+            code = getattr(func, "__code__", None)
+            where = (getattr(code, "co_filename", "?"), getattr(code, "co_firstlineno", 0))
+        site = Site(
+            event=self.name,
+            function=self.qualname,
+            module=str(getattr(func, "__module__", None) or "?"),
+            where=where,
+            on=self.on,
+            paths=self.typed,
+            constants=self.constants,
+            identity=identity,
+            metadata=meta,
+            tracker=tracker,
+            globalns=getattr(inspect.unwrap(func), "__globals__", None),
+        )
+        site.run(final=False)
+        if site.error is not None:
+            raise site.error
+        register(site)
+        self.site = site
+        self.pending = site if site.deferred else None
 
     def check_reserved(self, root: str, role: str, text: str) -> None:
         if root == "result" and self.on == "error":
@@ -273,6 +403,7 @@ class ConstantPlan:
         "mobile",
         "name",
         "qualname",
+        "site",
         "token",
         "values",
     )
@@ -284,9 +415,11 @@ class ConstantPlan:
         identity: tuple[object, object, object, object],
         keys: tuple[str, ...],
         values: tuple[MetadataValue, ...],
+        site: Site | None = None,
     ) -> None:
         self.name = name
         self.qualname = qualname
+        self.site = site  # keeps the registered site (weakly registered) alive
         self.customer_id, self.email, self.mobile, self.token = identity
         self.keys = keys
         self.values = values
@@ -361,7 +494,9 @@ class Plan:
         "name",
         "needs_call",
         "params",
+        "pending",
         "qualname",
+        "site",
         "when",
     )
 
@@ -380,6 +515,9 @@ class Plan:
         self.needs_call = compiler.needs_call
         self.described = compiler.described
         self.params = compiler.params
+        # The site keeps the registration alive; pending: checks deferred to the first call.
+        self.site = compiler.site
+        self.pending = compiler.pending
         self.when = when
         template: list[object] = [None, None, None, UNSET]
         id_groups: dict[str, tuple[SlotReader | None, list[str], list[int]]] = {}
@@ -426,7 +564,25 @@ class Plan:
         )
         roles = ("customer_id", "email", "mobile", "session_token")
         self.labels = (*roles, *(f"metadata[{key!r}]" for key in self.keys))
-        self.emitter: Emitter = self._specialised() or self.emit
+        emit = self._specialised() or self.emit
+        self.emitter: Emitter = emit if self.pending is None else self._deferred(emit)
+
+    def _deferred(self, emit: Emitter) -> Emitter:
+        """``emit`` behind the checks deferred to the first call (forward references)."""
+
+        def emit_checked(
+            tracker: Tracker,
+            instance: object,
+            args: tuple[Any, ...],
+            kwargs: dict[str, Any],
+            result: object,
+            error: BaseException | None,
+        ) -> None:
+            if self.pending is not None and first_call(self, tracker):
+                return
+            emit(tracker, instance, args, kwargs, result, error)
+
+        return emit_checked
 
     def _param_of(self, reader: SlotReader | None) -> ParamReader | None:
         """The Binder's own reader behind a parameter root's reader (one call fewer)."""
@@ -757,11 +913,30 @@ def compile_plan(
     when: object,
     on: str,
     is_async_gen: bool,
+    where: tuple[str, int] | None = None,
+    tracker: Tracker | None = None,
 ) -> Plan | ConstantPlan:
-    """Compile ``@track``'s arguments for ``func``.
+    """Compile ``@track``'s arguments for ``func``, and check them against its annotations.
+
+    Args:
+        name: The event name.
+        func: The decorated function (under ``classmethod``/``staticmethod``).
+        customer_id: ``@track``'s argument.
+        email: ``@track``'s argument.
+        mobile: ``@track``'s argument.
+        session_token: ``@track``'s argument (``UNSET``: the ambient token).
+        metadata: ``@track``'s argument.
+        when: ``@track``'s argument.
+        on: ``@track``'s argument.
+        is_async_gen: Whether ``func`` is an async generator function.
+        where: The file and line of the ``@track(...)`` call, for the catalog.
+        tracker: The tracker given to ``@track`` (``None``: the default one), whose
+            ``strict_plan`` the plan check follows.
 
     Raises:
-        ExpressionError: For an invalid name, expression, option or root.
+        ExpressionError: For an invalid name, expression, option or root, a path that
+            cannot work on the annotated types, or metadata that breaks the event's
+            schema; one error lists every type and plan problem.
     """
     compiler = _Compiler(name, func, on, is_async_gen)
     if not isinstance(name, str) or not name.strip():
@@ -785,7 +960,9 @@ def compile_plan(
         for key, spec in metadata.items():
             if not isinstance(key, str) or not key:
                 raise compiler.error(f"metadata keys must be non-empty strings, got {key!r}")
-            slot = compiler.slot(spec, f"metadata[{key!r}]")
+            role = f"metadata[{key!r}]"
+            compiler.meta_keys[role] = key
+            slot = compiler.slot(spec, role)
             if isinstance(slot, _Constant):
                 try:
                     value = plain_value(key, slot.value)
@@ -793,8 +970,14 @@ def compile_plan(
                     raise compiler.error(str(exc)) from None
                 if value is not None:
                     meta.append((key, _Constant(value)))
+                    compiler.constants[key] = value
+                else:
+                    del compiler.meta_keys[role]
             elif slot is not None:
                 meta.append((key, slot))
+            else:
+                del compiler.meta_keys[role]
+    compiler.check(where, tracker)
     if (
         when_slot is None
         and all(s is None or isinstance(s, _Constant) for s in identity)
@@ -807,6 +990,7 @@ def compile_plan(
             (cid, mail, phone, UNSET if identity[3] is None else token),
             tuple(key for key, _ in meta),
             tuple(s.value for _, s in meta if isinstance(s, _Constant)),  # type: ignore[misc]
+            compiler.site,
         )
     if isinstance(when_slot, _Constant):
         const_when = when_slot.value

@@ -22,6 +22,7 @@ from gbtrack._errors import GbtrackError, InvalidEventError, TrackingError
 from gbtrack._event import DEFAULT_LIMITS, EventDraft, Limits
 from gbtrack._plain import plain_value
 from gbtrack._report import ErrorHandler, Reporter, Stats, logger
+from gbtrack._schema import check_planned
 from gbtrack._types import UNSET, Unset
 from gbtrack.senders._base import LoggingSender, Sender
 
@@ -59,6 +60,11 @@ class Tracker:
             event, here and in a sender that has no hook of its own.
         limits: The size and range limits events are validated against
             (:class:`~gbtrack.Limits`; conservative defaults).
+        strict_plan: When ``True``, only events of the tracking plan (an
+            :func:`~gbtrack.event_schema` registered for their name) are tracked: a
+            ``@track`` of another event given this tracker fails at decoration, and any
+            other event (``span()``, ``emit()``, a ``@track`` of the default tracker) is
+            dropped with reason ``unplanned_event``.
 
     Example:
         >>> from gbtrack import Tracker, InMemorySender
@@ -78,9 +84,11 @@ class Tracker:
         strict: bool = False,
         on_error: ErrorHandler | None = None,
         limits: Limits = DEFAULT_LIMITS,
+        strict_plan: bool = False,
     ) -> None:
         self.enabled = enabled
         self._strict = strict
+        self.strict_plan = strict_plan
         self._limits = limits
         self._reporter = Reporter(on_error)
         self._sender: Sender | None = None
@@ -215,6 +223,7 @@ class Tracker:
         spill: Spill | None = None,
         outbox: str | os.PathLike[str] | None = None,
         limits: Limits | None = None,
+        strict_plan: bool | None = None,
     ) -> Tracker:
         """Update this tracker in place; arguments left out keep their value.
 
@@ -244,6 +253,8 @@ class Tracker:
             outbox: A path for a durable :class:`~gbtrack.outbox.OutboxSender` used as
                 the spill (also ``GBTRACK_OUTBOX``): overflow and outages go to disk.
             limits: New :class:`~gbtrack.Limits` for validation.
+            strict_plan: Track only the events of the tracking plan (see
+                :class:`Tracker`).
 
         Returns:
             This tracker.
@@ -281,6 +292,8 @@ class Tracker:
             self.on_error = on_error
         if limits is not None:
             self.limits = limits
+        if strict_plan is not None:
+            self.strict_plan = strict_plan
         if sender is not None:
             old, self._sender = self._sender, None
             self._set_sender(sender)
@@ -450,7 +463,8 @@ class Tracker:
 
     def __repr__(self) -> str:
         state = "enabled" if self.enabled else "disabled"
-        return f"<Tracker {state}{' strict' if self.strict else ''} sender={self._sender!r}>"
+        flags = (" strict" if self.strict else "") + (" strict_plan" if self.strict_plan else "")
+        return f"<Tracker {state}{flags} sender={self._sender!r}>"
 
     # --- the call path (used by track, span and emit) --------------------------------
     def submit(self, draft: EventDraft) -> bool:
@@ -465,6 +479,8 @@ class Tracker:
             ``True`` when the sender accepted the draft (a sender that validates later
             may still count it as ``invalid_event``), ``False`` when it was dropped here.
         """
+        if self.strict_plan and self._unplanned(draft):
+            return False
         send = self._pass_through
         if send is not None:  # the common case: the sender validates where it serialises
             try:
@@ -512,6 +528,18 @@ class Tracker:
             function=draft.function,
             exc=exc,
         )
+
+    def _unplanned(self, draft: EventDraft) -> bool:
+        """Drop ``draft`` (reason ``unplanned_event``) if the strict plan has no schema for it."""
+        problem = check_planned(draft.name, strict=True)
+        if problem is None:
+            return False
+        self.drop(
+            "unplanned_event",
+            f"event {draft.name!r}{_where(draft.function)}: {problem}",
+            function=draft.function,
+        )
+        return True
 
     def drop(
         self,
@@ -618,6 +646,7 @@ def configure(
     spill: Spill | None = None,
     outbox: str | os.PathLike[str] | None = None,
     limits: Limits | None = None,
+    strict_plan: bool | None = None,
 ) -> Tracker:
     """Configure the default tracker in place (never replaced, so nothing goes stale).
 
@@ -640,6 +669,9 @@ def configure(
         spill: Where events go instead of being dropped.
         outbox: A path for a durable outbox used as the spill (``GBTRACK_OUTBOX``).
         limits: The :class:`~gbtrack.Limits` events are validated against.
+        strict_plan: Track only the events of the tracking plan: an event name without
+            an :func:`~gbtrack.event_schema` is refused at decoration (when known
+            then) and dropped with reason ``unplanned_event`` when sent.
 
     Returns:
         The default tracker.
@@ -662,6 +694,7 @@ def configure(
         spill=spill,
         outbox=outbox,
         limits=limits,
+        strict_plan=strict_plan,
     )
 
 

@@ -12,7 +12,12 @@ nor closed)::
         events.assert_tracked("purchase_completed", customer_id="c-1", amount=10.0)
 
 The plugin (registered through the ``pytest11`` entry point) provides the
-``gbtrack_events`` fixture: the same list-like, active for the whole test.
+``gbtrack_events`` fixture: the same list-like, active for the whole test. It also runs
+:func:`gbtrack.check` once per session, right after collection (when the test modules
+have imported the code under test): a ``@track`` whose check was deferred at import
+(a forward reference) and is wrong fails the session as one failing item named
+``gbtrack.check()``, even when no test calls that function. Opt out with
+``--no-gbtrack-check`` or the ini option ``gbtrack_check = false``.
 """
 
 from __future__ import annotations
@@ -21,6 +26,8 @@ from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from typing import Any, overload
 
+from gbtrack._checks import check
+from gbtrack._errors import ExpressionError
 from gbtrack._event import Event
 from gbtrack._tracker import Tracker, get_tracker
 from gbtrack.senders._base import InMemorySender
@@ -167,3 +174,47 @@ else:
         """Capture the default tracker's events for the duration of a test."""
         with capture_events() as events:
             yield events
+
+    def pytest_addoption(parser: pytest.Parser) -> None:
+        """Register ``--no-gbtrack-check`` and the ini option ``gbtrack_check``."""
+        group = parser.getgroup("gbtrack")
+        group.addoption(
+            "--no-gbtrack-check",
+            action="store_true",
+            default=False,
+            help="do not run gbtrack.check() after collection",
+        )
+        parser.addini(
+            "gbtrack_check",
+            type="bool",
+            default=True,
+            help="run gbtrack.check() once per session, after collection (default: true)",
+        )
+
+    class _CheckItem(pytest.Item):
+        """The failing item that reports what :func:`gbtrack.check` found."""
+
+        def __init__(self, *, error: ExpressionError, **kwargs: Any) -> None:
+            super().__init__(**kwargs)
+            self.error = error
+
+        def runtest(self) -> None:
+            raise self.error
+
+        def repr_failure(self, excinfo: Any, style: Any = None) -> str:
+            return str(self.error)
+
+        def reportinfo(self) -> tuple[Any, int | None, str]:
+            return self.path, None, "gbtrack.check()"
+
+    @pytest.hookimpl(trylast=True)  # after -k/-m deselection: the check always runs
+    def pytest_collection_modifyitems(
+        session: pytest.Session, config: pytest.Config, items: list[pytest.Item]
+    ) -> None:
+        """Run :func:`gbtrack.check` once, after collection; a problem is a failing item."""
+        if config.getoption("no_gbtrack_check") or not config.getini("gbtrack_check"):
+            return
+        try:
+            check()
+        except ExpressionError as exc:
+            items.insert(0, _CheckItem.from_parent(session, name="gbtrack.check()", error=exc))

@@ -1,0 +1,7 @@
+"""``python -m gbtrack``: the ``gbtrack`` command (``events``, ``outbox``, ``emulator``)."""
+
+import sys
+
+from gbtrack.cli import main
+
+sys.exit(main())

@@ -1,0 +1,303 @@
+"""The event catalog: ``gbtrack events MODULE...`` lists every tracked event.
+
+It imports the given modules (a package: every module under it), takes the ``@track``
+sites they registered (:func:`gbtrack._checks.sites`), checks them as
+:func:`gbtrack.check` does (so forward references are resolved and the metadata types
+are known), and prints, per event name: each call site's function, ``file:line``,
+``on=``, identity fields and metadata keys with their types.
+
+It flags inconsistencies, and exits 1 when there is one, so that it can run in CI:
+
+- ``keys``: the same event sent with different metadata key sets at two sites;
+- ``types``: the same event and key with different types at two sites;
+- ``spelling``: two keys that differ by a typo (``amount`` / ``amout``), anywhere;
+- ``synonym``: two known synonyms (``amount`` / ``price`` / ``total``) used across
+  sites, where one name would do;
+- ``check``: a site that :func:`gbtrack.check` refuses.
+"""
+
+from __future__ import annotations
+
+import argparse
+import difflib
+import importlib
+import json
+import os
+import pkgutil
+import sys
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+from gbtrack._checks import Site, sites
+from gbtrack._typecheck import type_name
+
+__all__ = ["Catalog", "Inconsistency", "build", "register"]
+
+SYNONYMS: tuple[frozenset[str], ...] = (
+    frozenset({"amount", "price", "total", "value", "cost", "sum"}),
+    frozenset({"quantity", "qty", "count"}),
+    frozenset({"order_id", "order_number", "order_no"}),
+    frozenset({"product_id", "sku", "item_id"}),
+    frozenset({"currency", "currency_code"}),
+)
+"""Groups of metadata keys that mean the same thing; two of a group across sites are flagged."""
+
+_TYPO_RATIO = 0.8
+
+
+@dataclass(frozen=True)
+class Inconsistency:
+    """One problem of the catalog.
+
+    Attributes:
+        kind: ``keys``, ``types``, ``spelling``, ``synonym`` or ``check``.
+        message: What is wrong, naming the events, keys and sites.
+        sites: The ``file:line`` of the sites concerned.
+    """
+
+    kind: str
+    message: str
+    sites: tuple[str, ...]
+
+
+@dataclass
+class Catalog:
+    """Every tracked event of some modules, and what is inconsistent between them.
+
+    Attributes:
+        events: Event name -> its sites, in the order of decoration.
+        inconsistencies: What was found wrong.
+    """
+
+    events: dict[str, list[Site]] = field(default_factory=dict)
+    inconsistencies: list[Inconsistency] = field(default_factory=list)
+
+
+def _where(site: Site) -> str:
+    path = site.file
+    try:
+        relative = os.path.relpath(path)
+    except ValueError:  # pragma: no cover - another drive on Windows
+        relative = path
+    if not relative.startswith(".."):
+        path = relative
+    return f"{path}:{site.line}"
+
+
+def _type(tp: Any) -> str:
+    name = type_name(tp)
+    return "unknown" if name == "Any" else name
+
+
+def import_modules(names: Iterable[str]) -> list[str]:
+    """Import each module, and every module of each package; return their names."""
+    if "" not in sys.path and os.getcwd() not in sys.path:
+        sys.path.insert(0, os.getcwd())  # like `python -m`: local packages are found
+    imported: list[str] = []
+    for name in names:
+        module = importlib.import_module(name)
+        imported.append(module.__name__)
+        path = getattr(module, "__path__", None)
+        if path is not None:
+            for info in pkgutil.walk_packages(path, prefix=f"{module.__name__}."):
+                importlib.import_module(info.name)
+                imported.append(info.name)
+    return imported
+
+
+def build(modules: Sequence[str]) -> Catalog:
+    """The catalog of the ``@track`` sites of ``modules`` (and their submodules).
+
+    The modules must be imported already (see :func:`import_modules`).
+    """
+    catalog = Catalog()
+    chosen = [
+        site
+        for site in sites()
+        if any(site.module == m or site.module.startswith(f"{m}.") for m in modules)
+    ]
+    for site in chosen:
+        problems = site.run(final=True)
+        if problems and site.error is not None:
+            catalog.inconsistencies.append(Inconsistency("check", str(site.error), (_where(site),)))
+        catalog.events.setdefault(site.event, []).append(site)
+    catalog.inconsistencies.extend(_same_event(catalog.events))
+    catalog.inconsistencies.extend(_spellings(chosen))
+    return catalog
+
+
+def _same_event(events: dict[str, list[Site]]) -> Iterable[Inconsistency]:
+    for name, group in events.items():
+        first = group[0]
+        first_keys = set(first.metadata)
+        first_types = {k: _type(t) for k, t in first.metadata_types.items()}
+        for other in group[1:]:
+            keys = set(other.metadata)
+            where = (_where(first), _where(other))
+            if keys != first_keys:
+                only_first = ", ".join(sorted(first_keys - keys)) or "-"
+                only_other = ", ".join(sorted(keys - first_keys)) or "-"
+                yield Inconsistency(
+                    "keys",
+                    f"event {name!r} has different metadata keys at {where[0]} "
+                    f"(only there: {only_first}) and {where[1]} (only there: {only_other})",
+                    where,
+                )
+            types = {k: _type(t) for k, t in other.metadata_types.items()}
+            for key in sorted(keys & first_keys):
+                a, b = first_types.get(key, "unknown"), types.get(key, "unknown")
+                if a != b and "unknown" not in (a, b):
+                    yield Inconsistency(
+                        "types",
+                        f"event {name!r}: metadata[{key!r}] is {a} at {where[0]} "
+                        f"but {b} at {where[1]}",
+                        where,
+                    )
+
+
+def _spellings(chosen: list[Site]) -> Iterable[Inconsistency]:
+    first_seen: dict[str, Site] = {}
+    for site in chosen:
+        for key in site.metadata:
+            first_seen.setdefault(key, site)
+    keys = sorted(first_seen)
+    for i, a in enumerate(keys):
+        for b in keys[i + 1 :]:
+            where = (_where(first_seen[a]), _where(first_seen[b]))
+            group = next((g for g in SYNONYMS if a in g and b in g), None)
+            if group is not None:
+                yield Inconsistency(
+                    "synonym",
+                    f"metadata keys {a!r} ({where[0]}) and {b!r} ({where[1]}) are synonyms; "
+                    "one name would make campaigns simpler",
+                    where,
+                )
+            elif (
+                min(len(a), len(b)) >= 3
+                and difflib.SequenceMatcher(None, a, b).ratio() >= _TYPO_RATIO
+            ):
+                yield Inconsistency(
+                    "spelling",
+                    f"metadata keys {a!r} ({where[0]}) and {b!r} ({where[1]}) differ by a "
+                    "typo; is one of them misspelled?",
+                    where,
+                )
+
+
+# --------------------------------------------------------------------------- output
+
+
+def _site_dict(site: Site) -> dict[str, Any]:
+    types = site.metadata_types
+    return {
+        "function": site.function,
+        "module": site.module,
+        "where": _where(site),
+        "on": site.on,
+        "identity": dict(site.identity),
+        "metadata": {
+            key: {"type": _type(types.get(key, Any)), "source": source}
+            for key, source in site.metadata.items()
+        },
+    }
+
+
+def as_json(catalog: Catalog) -> str:
+    """The catalog as JSON: ``{"events": [...], "inconsistencies": [...]}``."""
+    data = {
+        "events": [
+            {"name": name, "sites": [_site_dict(s) for s in group]}
+            for name, group in sorted(catalog.events.items())
+        ],
+        "inconsistencies": [
+            {"kind": i.kind, "message": i.message, "sites": list(i.sites)}
+            for i in catalog.inconsistencies
+        ],
+    }
+    return json.dumps(data, indent=2)
+
+
+def as_text(catalog: Catalog) -> str:
+    """The catalog for a terminal."""
+    lines: list[str] = []
+    for name, group in sorted(catalog.events.items()):
+        lines.append(f"{name}  ({len(group)} site{'s' if len(group) != 1 else ''})")
+        for site in group:
+            info = _site_dict(site)
+            lines.append(f"  {info['function']}  {info['where']}  on={site.on}")
+            identity = ", ".join(f"{k}={v}" for k, v in site.identity.items())
+            lines.append(f"    identity: {identity}")
+            for key, meta in info["metadata"].items():
+                lines.append(f"    {key}: {meta['type']}  ({meta['source']})")
+    lines.append("")
+    if catalog.inconsistencies:
+        lines.append(f"{len(catalog.inconsistencies)} inconsistencies:")
+        lines.extend(f"  [{i.kind}] {i.message}" for i in catalog.inconsistencies)
+    else:
+        lines.append("no inconsistencies")
+    return "\n".join(lines)
+
+
+def _cell(text: str) -> str:
+    return text.replace("|", "\\|").replace("\n", " ")
+
+
+def as_markdown(catalog: Catalog) -> str:
+    """The catalog as Markdown, for the people who configure Gameball campaigns."""
+    lines = ["# Tracked events", ""]
+    for name, group in sorted(catalog.events.items()):
+        lines += [f"## `{name}`", "", "| key | type | source | site |", "|---|---|---|---|"]
+        for site in group:
+            info = _site_dict(site)
+            for key, meta in info["metadata"].items():
+                lines.append(
+                    f"| `{_cell(key)}` | {_cell(meta['type'])} | `{_cell(meta['source'])}` "
+                    f"| {_cell(info['where'])} |"
+                )
+        lines.append("")
+        for site in group:
+            identity = ", ".join(f"{k}: `{_cell(v)}`" for k, v in site.identity.items())
+            lines.append(
+                f"- `{_cell(site.function)}` at {_cell(_where(site))}, on={site.on}; {identity}"
+            )
+        lines.append("")
+    lines += ["## Inconsistencies", ""]
+    if catalog.inconsistencies:
+        lines += [f"- **{i.kind}**: {_cell(i.message)}" for i in catalog.inconsistencies]
+    else:
+        lines.append("None.")
+    return "\n".join(lines) + "\n"
+
+
+# --------------------------------------------------------------------------- the command
+
+
+def register(subparsers: Any) -> None:
+    """Add ``gbtrack events`` to the ``gbtrack`` command."""
+    parser = subparsers.add_parser(
+        "events",
+        help="list every tracked event of some modules, and flag inconsistencies",
+        description=(
+            "Import the given modules or packages and print every event tracked with "
+            "@track: name, metadata keys and types, identity fields, on=, and the "
+            "file:line of each call site. Exit 1 when an inconsistency is found."
+        ),
+    )
+    parser.add_argument("modules", nargs="+", metavar="MODULE", help="modules or packages")
+    parser.add_argument(
+        "--format", choices=["text", "json", "markdown"], default="text", help="output format"
+    )
+    parser.set_defaults(func=_run)
+
+
+def _run(args: argparse.Namespace) -> int:
+    try:
+        imported = import_modules(args.modules)
+    except Exception as exc:  # an import error, or a @track refused at import
+        print(f"gbtrack events: importing failed: {type(exc).__name__}: {exc}", file=sys.stderr)
+        return 2
+    catalog = build(imported)
+    render = {"json": as_json, "markdown": as_markdown}.get(args.format, as_text)
+    print(render(catalog))
+    return 1 if catalog.inconsistencies else 0

@@ -1,0 +1,1 @@
+"""A shop with deliberate inconsistencies between its tracked events."""
