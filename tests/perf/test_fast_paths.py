@@ -341,3 +341,48 @@ class _nothing:
 
     def __exit__(self, *exc: object) -> None:
         return None
+
+
+def test_a_deferred_check_runs_before_the_specialised_emitter(
+    tmp_path: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # The forward references resolve only at the first call: the specialised emitter
+    # must not skip the check (a typo there drops the event as invalid_expression).
+    (tmp_path / "fwd_specialised.py").write_text(
+        "from __future__ import annotations\n"
+        "from gbtrack import InMemorySender, Tracker\n"
+        "tracker = Tracker(InMemorySender())\n"
+        "@tracker.track('purchase', customer_id='customer.id',\n"
+        "               metadata={'amount': 'result.totl', 'id': 'result.id'})\n"
+        "def checkout(customer: Customer, cart: object) -> Order:\n"
+        "    return Order()\n"
+        "class Customer:\n"
+        "    id: str = 'c-1'\n"
+        "class Order:\n"
+        "    id: str = 'o-1'\n"
+        "    total: float = 1.5\n"
+    )
+    monkeypatch.syspath_prepend(str(tmp_path))
+    import fwd_specialised as mod  # type: ignore[import-not-found]
+
+    from gbtrack._plan import Plan
+
+    values = _closure_values(mod.checkout)
+    plans = [
+        v for v in values + [getattr(v, "__self__", None) for v in values] if isinstance(v, Plan)
+    ]
+    assert plans
+    assert all(p._specialised() is not None for p in plans)  # this shape is specialised
+    mod.checkout(mod.Customer(), None)
+    assert mod.tracker.stats.dropped == {"invalid_expression": 1}
+    assert mod.tracker.sender.events == []
+
+
+def _closure_values(wrapped: Any) -> list[Any]:
+    wrapper = wrapped._self_wrapper
+    cells = [c.cell_contents for c in wrapper.__closure__ or ()]
+    found = []
+    for value in cells:
+        found.append(value)
+        found += [c.cell_contents for c in getattr(value, "__closure__", None) or ()]
+    return found
