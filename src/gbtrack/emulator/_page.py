@@ -49,7 +49,8 @@ th { font-weight: 600; white-space: nowrap; }
 td.meta code { display: inline-block; margin: 0 .3rem .2rem 0; padding: 0 .3rem;
   border-radius: 4px; background: rgba(127, 127, 127, .15); white-space: pre-wrap;
   word-break: break-word; }
-.pill { border-radius: 999px; padding: 0 .5rem; background: rgba(37, 99, 235, .15); }
+.pill { border-radius: 999px; padding: 0 .5rem; background: rgba(37, 99, 235, .15);
+  white-space: nowrap; }
 .bad { background: rgba(220, 38, 38, .18); }
 .empty { color: var(--muted); font-style: italic; }
 """
