@@ -119,6 +119,11 @@ def test_page_shows_events_as_they_arrive(gameball_emulator: GameballEmulator, p
     assert page.evaluate("document.querySelector('#injected-body tr').textContent").endswith(
         "v4.0/eventsfail 503/5003503"
     )
+    emulator.faults.fail_next(2, status=500)
+    emulator.faults.fail_batch_items(customer_ids=["vip"])
+    page.wait_for("document.getElementById('armed').textContent.includes('fail 500/5000')")
+    armed = page.evaluate("[...document.querySelectorAll('#armed li')].map(li => li.textContent)")
+    assert armed == ["fail 500/5000 \u00d72", "batch items of: vip"]
     counters = page.evaluate("document.getElementById('counters').textContent")
     assert "6events" in counters
     assert "200\u00d73  503\u00d71v4.0/events requests" in counters
