@@ -125,6 +125,7 @@ class Tracker:
         self._pass_through: Any = None
         self._lock = threading.Lock()
         self._before_send: BeforeSend | None = None
+        self._hook_in_sender = False  # the sender applies before_send where it validates
         self._sample: dict[str, float] = {}
         self._debug = False
         self._filtered: dict[str, int] = {}  # deliberate drops: sampled_out, before_send
@@ -158,7 +159,11 @@ class Tracker:
 
     def _per_event_work(self) -> bool:
         """Whether a per-event feature (hook, sampling, debug) needs the slow path."""
-        return self._before_send is not None or bool(self._sample) or self._debug
+        return (
+            (self._before_send is not None and not self._hook_in_sender)
+            or bool(self._sample)
+            or self._debug
+        )
 
     @property
     def before_send(self) -> BeforeSend | None:
@@ -170,7 +175,25 @@ class Tracker:
         if hook is not None and not callable(hook):
             raise ConfigurationError(f"before_send must be callable, got {type(hook).__name__}")
         self._before_send = hook
+        self._wire_before_send()
         self._update_pass_through()
+
+    def _wire_before_send(self) -> None:
+        """Give the hook to a draft-taking sender that applies it where it validates.
+
+        Such a sender declares a ``before_send`` attribute (as it declares ``limits``)
+        and passes the events it validates from drafts through it (a list in, the kept
+        events out); the tracker then keeps its fast path. Other senders get events the
+        tracker validated and hooked inline.
+        """
+        sender = self._sender
+        self._hook_in_sender = (
+            sender is not None and self._takes_drafts and hasattr(sender, "before_send")
+        )
+        if self._hook_in_sender:
+            sender.before_send = (  # type: ignore[union-attr]
+                self._apply_before_send if self._before_send is not None else None
+            )
 
     @property
     def sample(self) -> Mapping[str, float]:
@@ -254,6 +277,7 @@ class Tracker:
         if takes_drafts:
             sender.limits = self._limits  # type: ignore[attr-defined]
         self._sender, self._takes_drafts = sender, takes_drafts
+        self._wire_before_send()
         self._update_pass_through()
 
     def use_sender(self, sender: Sender) -> Sender | None:
@@ -275,6 +299,7 @@ class Tracker:
         with self._lock:
             if sender is None:
                 self._sender, self._takes_drafts = None, False
+                self._hook_in_sender = False
                 self._update_pass_through()
             else:
                 self._set_sender(sender)
@@ -605,7 +630,8 @@ class Tracker:
                 sender = self.sender  # first use creates the default sender
             if isinstance(sender, _DirectSender):
                 self._warn_if_blocking(sender)
-            if self._takes_drafts and not self.strict and self._before_send is None:
+            hook_here = self._before_send is not None and not self._hook_in_sender
+            if self._takes_drafts and not self.strict and not hook_here:
                 if self._debug:
                     _log_event(draft, sender)
                 sender.send(draft)
@@ -620,7 +646,7 @@ class Tracker:
                         exc=exc,
                     )
                     return False
-                if self._before_send is not None:
+                if hook_here:
                     hooked = self._run_before_send(event, draft.function)
                     if hooked is None:
                         return False
@@ -653,20 +679,32 @@ class Tracker:
         self._filter("sampled_out", f"event {draft.name!r} sampled out (rate {rate})")
         return True
 
-    def _run_before_send(self, event: Event, function: str | None) -> Event | None:
+    def _apply_before_send(self, events: list[Event]) -> list[Event]:
+        """The hook as a sender applies it, in its worker: the events kept, in order.
+
+        Failures are counted and reported like inline ones, but never raised (there is
+        no caller to raise into).
+        """
+        kept = []
+        for event in events:
+            hooked = self._run_before_send(event, None, inline=False)
+            if hooked is not None:
+                kept.append(hooked)
+        return kept
+
+    def _run_before_send(
+        self, event: Event, function: str | None, *, inline: bool = True
+    ) -> Event | None:
         """Apply the hook; a drop, a failure or an invalid change never reaches the caller."""
         hook = self._before_send
-        assert hook is not None
+        if hook is None:  # removed while events were queued
+            return event
         where = f"event {event.name!r}{_where(function)}"
         try:
             result: object = hook(event)
         except Exception as exc:
-            self.drop(
-                "before_send_error",
-                f"{where}: the before_send hook raised {type(exc).__name__}",
-                function=function,
-                exc=exc,
-            )
+            message = f"{where}: the before_send hook raised {type(exc).__name__}"
+            self._hook_failed("before_send_error", message, function, exc, inline)
             return None
         if result is None:
             self._filter("before_send", f"{where} dropped by before_send")
@@ -674,23 +712,26 @@ class Tracker:
         if result is event:
             return event
         if not isinstance(result, Event):
-            self.drop(
-                "before_send_error",
+            message = (
                 f"{where}: before_send returned a {type(result).__name__}, "
-                "not a gbtrack.Event or None",
-                function=function,
+                "not a gbtrack.Event or None"
             )
+            self._hook_failed("before_send_error", message, function, None, inline)
             return None
         try:  # a changed copy (model_copy does not validate): validate it again
             return Event.model_validate(dict(result), context={"limits": self._limits})
         except ValueError as exc:
-            self.drop(
-                "invalid_event",
-                f"{where}: the event before_send returned is invalid: {exc}",
-                function=function,
-                exc=exc,
-            )
+            message = f"{where}: the event before_send returned is invalid: {exc}"
+            self._hook_failed("invalid_event", message, function, exc, inline)
             return None
+
+    def _hook_failed(
+        self, reason: str, message: str, function: str | None, exc: Exception | None, inline: bool
+    ) -> None:
+        if inline:
+            self.drop(reason, message, function=function, exc=exc)  # strict raises
+        else:
+            self._reporter.drop(reason, message, function=function, exc_info=exc)
 
     def _warn_if_blocking(self, sender: Sender) -> None:
         """Warn once per sender when a blocking DirectSender is used on an event loop."""

@@ -175,3 +175,22 @@ async def test_lifespan_warns_when_events_are_left_at_shutdown(
         async with lifespan(tracker=tracker)(Starlette()) as state:
             assert state is None
     assert "not every event was settled" in caplog.text
+
+
+async def test_debug_logs_the_customer_of_each_request(caplog: pytest.LogCaptureFixture) -> None:
+    tracker = Tracker(InMemorySender(), debug=True)
+    try:
+        with caplog.at_level(logging.INFO, logger="gbtrack"):
+            await get(
+                starlette_app(lambda c: c.headers.get("x-user"), tracker),
+                "/?token=secret",
+                **{"x-user": "u-1"},
+            )
+            await get(starlette_app(lambda c: None, tracker))
+    finally:
+        tracker.debug = False
+    lines = [r.getMessage() for r in caplog.records if "runs as" in r.getMessage()]
+    assert lines == [
+        "gbtrack: GET / runs as customer 'u-1'",
+        "gbtrack: GET / runs as customer None",
+    ]

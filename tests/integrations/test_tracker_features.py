@@ -4,13 +4,14 @@ from __future__ import annotations
 
 import asyncio
 import logging
+from collections.abc import Callable
 
 import pytest
 
 import gbtrack
-from gbtrack import Event, InMemorySender, Tracker, TrackingError
+from gbtrack import Event, EventDraft, InMemorySender, Tracker, TrackingError
 from gbtrack.emulator import GameballEmulator
-from gbtrack.senders import BackgroundSender, DirectSender
+from gbtrack.senders import BackgroundSender, BaseSender, DirectSender
 
 
 def test_fast_path_only_when_no_feature_is_configured() -> None:
@@ -184,3 +185,61 @@ async def test_direct_sender_on_a_running_loop_warns_once() -> None:
         finally:
             tracker.close(5)
         assert gameball.event_count == 3
+
+
+class HookingSender(BaseSender):
+    """A draft-taking sender that applies the tracker's before_send where it validates."""
+
+    accepts_drafts = True
+    before_send: Callable[[list[Event]], list[Event]] | None = None
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.queue: list[Event | EventDraft] = []
+        self.events: list[Event] = []
+
+    def send(self, item: Event | EventDraft) -> None:  # type: ignore[override]
+        self.queue.append(item)
+
+    def flush(self, timeout: float | None = None) -> bool:
+        events = self.validated(self.queue)  # "the worker"
+        self.queue.clear()
+        if self.before_send is not None:  # the one call BaseSender.validated() would make
+            events = self.before_send(events)
+        self.events += events
+        return True
+
+
+def test_a_sender_that_applies_the_hook_keeps_the_fast_path() -> None:
+    calls: list[str] = []
+
+    def hook(event: Event) -> Event | None:
+        calls.append(event.name)
+        if event.name == "boom":
+            raise ValueError("hook bug")
+        return None if event.name == "drop" else event
+
+    sender = HookingSender()
+    tracker = Tracker(sender, before_send=hook)
+    assert sender.before_send is not None
+    assert tracker._pass_through is not None  # drafts go straight to the sender
+    for name in ("keep", "drop", "boom"):
+        tracker.emit(name, customer_id="c-1")
+    assert calls == []  # nothing on the caller's thread
+    assert all(type(item) is EventDraft for item in sender.queue)
+    sender.flush()
+    assert calls == ["keep", "drop", "boom"]
+    assert [e.name for e in sender.events] == ["keep"]
+    assert tracker.stats.dropped == {"before_send": 1, "before_send_error": 1}
+    tracker.before_send = None
+    assert sender.before_send is None
+
+
+def test_strict_with_a_hooking_sender_validates_inline_and_hooks_once() -> None:
+    calls: list[str] = []
+    sender = HookingSender()
+    tracker = Tracker(sender, before_send=lambda e: calls.append(e.name) or e, strict=True)
+    tracker.emit("a", customer_id="c-1")
+    sender.flush()
+    assert calls == ["a"]
+    assert [e.name for e in sender.events] == ["a"]

@@ -101,8 +101,9 @@ class GbtrackMiddleware:
             the event loop: keep it to reading the connection, and make it ``async`` for
             any I/O. If it raises, the request runs without an identity and the error is
             logged on the ``gbtrack`` logger (raised under ``strict``).
-        tracker: The tracker whose ``strict`` applies (the default tracker, looked up
-            per request, when ``None``).
+        tracker: The tracker whose ``strict`` and ``debug`` apply (the default tracker,
+            looked up per request, when ``None``). With ``debug``, one INFO line per
+            request says which customer it runs as (method and path, no query).
 
     Example:
         ``app.add_middleware(GbtrackMiddleware, identity=lambda c: c.headers.get("x-user"))``
@@ -130,6 +131,14 @@ class GbtrackMiddleware:
             await self.app(scope, receive, send)
             return
         block = await self._resolve(scope)
+        tracker = self.tracker if self.tracker is not None else get_tracker()
+        if tracker.debug:  # the path only: a query string may hold tokens
+            logger.info(
+                "gbtrack: %s %s runs as customer %r",
+                scope.get("method", "WEBSOCKET"),
+                scope.get("path", ""),
+                None if block is None else block.customer_id,
+            )
         if block is None:
             await self.app(scope, receive, send)
             return
