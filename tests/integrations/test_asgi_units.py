@@ -194,3 +194,16 @@ async def test_debug_logs_the_customer_of_each_request(caplog: pytest.LogCapture
         "gbtrack: GET / runs as customer 'u-1'",
         "gbtrack: GET / runs as customer None",
     ]
+
+
+async def test_a_websocket_session_runs_inside_the_identity() -> None:
+    seen: list[str | None] = []
+
+    async def app(scope: Any, receive: Any, send: Any) -> None:
+        seen.append(gbtrack.current_identity().customer_id)
+
+    middleware = GbtrackMiddleware(app, identity=lambda c: c.query_params.get("user"))
+    scope = {"type": "websocket", "path": "/ws", "query_string": b"user=u-3", "headers": []}
+    await middleware(scope, None, None)  # type: ignore[arg-type]
+    assert seen == ["u-3"]
+    assert gbtrack.current_identity().customer_id is None
