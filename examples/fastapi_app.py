@@ -118,6 +118,8 @@ def serve_and_shop(app: FastAPI) -> list[tuple[str, str]]:
     thread = threading.Thread(target=server.run, kwargs={"sockets": [sock]})
     thread.start()
     while not server.started:
+        if not thread.is_alive():
+            raise RuntimeError("uvicorn did not start")
         time.sleep(0.01)
     try:
         return asyncio.run(shop(f"http://127.0.0.1:{sock.getsockname()[1]}"))

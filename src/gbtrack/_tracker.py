@@ -14,6 +14,7 @@ import random
 import threading
 import time
 import warnings
+import weakref
 from collections.abc import Callable, Mapping
 from typing import TYPE_CHECKING, Any, Literal
 
@@ -847,7 +848,7 @@ def _log_event(item: Event | EventDraft, sender: object) -> None:
     )
 
 
-_debugging: set[int] = set()  # ids of trackers with debug on
+_debugging: weakref.WeakSet[Tracker] = weakref.WeakSet()  # trackers with debug on
 _debug_handler: logging.Handler | None = None
 _saved_levels: list[int] = []  # the loggers' levels before debug turned them up
 _DEBUG_LOGGERS = (logger, logging.getLogger("gbtrack.gameball"))
@@ -863,9 +864,9 @@ def _debug_logging(tracker: Tracker, on: bool) -> None:
     """
     global _debug_handler
     if on:
-        _debugging.add(id(tracker))
+        _debugging.add(tracker)
     else:
-        _debugging.discard(id(tracker))
+        _debugging.discard(tracker)
     if _debugging and not _saved_levels:
         _saved_levels.extend(log.level for log in _DEBUG_LOGGERS)
         logger.setLevel(logging.INFO)
