@@ -145,3 +145,24 @@ def test_queued_drafts_are_validated_when_the_sender_closes(emulator: GameballEm
     s.close(timeout=0.5)
     assert [e.customer_id for e in spilled] == ["c-1"]
     assert tracker.stats.dropped.get("invalid_event") == 1
+
+
+def test_before_send_runs_in_the_worker_and_the_caller_keeps_its_fast_path(
+    emulator: GameballEmulator, sender: BackgroundSender
+) -> None:
+    threads: set[str] = set()
+
+    def scrub(event: Any) -> Any:
+        threads.add(threading.current_thread().name)
+        if event.name == "internal":
+            return None
+        return event.model_copy(update={"email": None})
+
+    tracker = Tracker(sender, before_send=scrub)
+    assert tracker._pass_through is not None  # nothing extra on the caller's thread
+    tracker.emit("purchase", customer_id="c-1", email="a@example.com")
+    tracker.emit("internal", customer_id="c-2")
+    assert tracker.flush(10)
+    assert threading.current_thread().name not in threads
+    assert [(e.customer_id, e.email) for e in emulator.events] == [("c-1", None)]
+    assert tracker.stats.dropped.get("before_send") == 1

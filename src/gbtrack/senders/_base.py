@@ -5,7 +5,7 @@ from __future__ import annotations
 import json
 import logging
 import threading
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from typing import Protocol, runtime_checkable
 
 from gbtrack._event import DEFAULT_LIMITS, Event, EventDraft, Limits, masked
@@ -62,6 +62,9 @@ class BaseSender:
     accepts_drafts = False
     """Whether :meth:`send` takes :class:`~gbtrack.EventDraft`s (validated later)."""
 
+    before_send: Callable[[list[Event]], list[Event]] | None = None
+    """Set by the tracker: its ``before_send`` hook over the events validated from drafts."""
+
     def __init__(self, *, on_error: ErrorHandler | None = None) -> None:
         self.reporter = Reporter(on_error)
         self.limits: Limits = DEFAULT_LIMITS
@@ -78,14 +81,17 @@ class BaseSender:
             The valid events, oldest first.
         """
         items = list(items)
+        hook = self.before_send  # the tracker's hook, for events validated from drafts
         if all(type(item) is EventDraft for item in items):
             events, invalid = _validate_drafts(items, self.limits)  # type: ignore[arg-type]
+            if hook is not None and events:
+                events = hook(events)
         else:
             events, invalid = [], []
             for item in items:
                 if type(item) is EventDraft:
                     good, bad = _validate_drafts((item,), self.limits)
-                    events += good
+                    events += hook(good) if hook is not None and good else good
                     invalid += bad
                 else:
                     events.append(item)  # type: ignore[arg-type]
