@@ -395,19 +395,24 @@ class OutboxSender(BaseSender):
         store: An open :class:`OutboxStore` to use instead of ``path`` and the caps.
         sync: ``"batch"`` (default): ``send()`` appends to memory and the writer thread
             commits every ``commit_interval`` seconds or ``commit_events`` events; an
-            event accepted less than that long before a crash can be lost.
+            event accepted less than that long before a crash can be lost, and never
+            more than ``commit_events`` of them: ``send()`` waits for the writer
+            (back-pressure) when that many accepted events are not yet committed.
             ``"every_event"``: ``send()`` commits before returning (it blocks on disk,
             roughly a millisecond or more); nothing accepted is ever lost.
         commit_interval: Seconds between writer commits (``sync="batch"``).
-        commit_events: Events that trigger a commit before the interval (``"batch"``).
-        max_buffer: Events held in memory awaiting commit (``"batch"``); beyond it,
-            ``send()`` applies ``overflow``.
+        commit_events: The durability window in events (``"batch"``): at most this many
+            accepted events are ever uncommitted; the writer is woken when half of it
+            is buffered, so that ``send()`` rarely waits.
+        max_buffer: Caps the window too (the smaller of it and ``commit_events``).
         max_rows: Cap on stored rows (pending and dead).
         max_bytes: Cap on stored bytes.
         overflow: What happens when the cap is reached: ``"drop_newest"`` (default;
             counted as ``outbox_full`` and reported) or ``"block"`` (wait up to
             ``block_timeout`` for room, then drop as ``outbox_full``).
-        block_timeout: Seconds ``"block"`` waits.
+        block_timeout: Seconds ``"block"`` waits; also the longest ``send()`` waits for
+            a writer that cannot commit (a disk or lock stuck that long), after which
+            the event is dropped as ``outbox_full``.
         retry: The retry policy.
         rate_limiter: The client-side rate limiter.
         lease: Seconds a worker holds claimed rows (must exceed the client timeout).
@@ -474,6 +479,9 @@ class OutboxSender(BaseSender):
         self.commit_interval = commit_interval
         self.commit_events = commit_events
         self.max_buffer = max_buffer
+        # The durability window: accepted, not yet committed events never exceed it.
+        self.window = min(commit_events, max_buffer)
+        self._wake_at = max(1, self.window // 2)
         self.overflow: OverflowPolicy = overflow
         self.block_timeout = block_timeout
         self.idle_interval = idle_interval
@@ -507,7 +515,7 @@ class OutboxSender(BaseSender):
         self._buffer: deque[Event] = deque()
         self._buffer_space = threading.Condition(self._lock)
         self._committing = 0  # events taken from the buffer, not yet committed
-        self._committed = threading.Condition(threading.Lock())
+        self._committed = threading.Condition(self._lock)
         self._wake_writer = threading.Event()
         self._wake_worker = threading.Event()
         self._progress = threading.Condition(threading.Lock())
@@ -542,18 +550,19 @@ class OutboxSender(BaseSender):
                 self._persist([event])
                 return
             with self._lock:
-                if len(self._buffer) >= self.max_buffer and not self._wait_buffer():
+                if len(self._buffer) + self._committing >= self.window and not self._wait_window():
                     self.reporter.drop(
                         "outbox_full",
-                        f"outbox write buffer full ({self.max_buffer}); {event.name!r} dropped",
+                        f"outbox writer stuck for {self.block_timeout} s with {self.window} "
+                        f"event(s) uncommitted; {event.name!r} dropped",
                         event=event,
                     )
                     return
                 self._buffer.append(event)
-                full = len(self._buffer) >= self.commit_events
+                full = len(self._buffer) >= self._wake_at
             if self._writer is None:
                 self._start_writer()
-            if full:
+            if full and not self._wake_writer.is_set():
                 self._wake_writer.set()
         except Exception as exc:  # never into business code
             self.reporter.drop(
@@ -563,13 +572,18 @@ class OutboxSender(BaseSender):
                 exc_info=exc,
             )
 
-    def _wait_buffer(self) -> bool:
-        """Under ``self._lock``: wait for buffer space when the policy blocks."""
-        if self.overflow != "block":
-            return False
+    def _wait_window(self) -> bool:
+        """Under ``self._lock``: wait until the writer has committed enough (back-pressure).
+
+        The durability window holds under any load: a producer faster than the disk
+        waits here for the writer instead of running ahead of it.
+        """
+        if self._writer is None:
+            self._start_writer_locked()
         self._wake_writer.set()
         return self._buffer_space.wait_for(
-            lambda: len(self._buffer) < self.max_buffer, timeout=self.block_timeout
+            lambda: len(self._buffer) + self._committing < self.window,
+            timeout=self.block_timeout,
         )
 
     def spill(self, events: Sequence[Event], reason: str) -> int:
@@ -638,11 +652,14 @@ class OutboxSender(BaseSender):
     # --- threads ----------------------------------------------------------------------------
     def _start_writer(self) -> None:
         with self._lock:
-            if self._writer is not None:
-                return
-            self._writer = threading.Thread(
-                target=self._write_loop, name="gbtrack-outbox-writer", daemon=True
-            )
+            self._start_writer_locked()
+
+    def _start_writer_locked(self) -> None:
+        if self._writer is not None:
+            return
+        self._writer = threading.Thread(
+            target=self._write_loop, name="gbtrack-outbox-writer", daemon=True
+        )
         self._writer.start()
 
     def _start_worker(self) -> None:
@@ -667,7 +684,6 @@ class OutboxSender(BaseSender):
             events = list(self._buffer)
             self._buffer.clear()
             self._committing += len(events)
-            self._buffer_space.notify_all()
         try:
             self._persist(events)
         except Exception as exc:
@@ -678,9 +694,10 @@ class OutboxSender(BaseSender):
                 exc_info=exc,
             )
         finally:
-            with self._committed:
+            with self._lock:
                 self._committing -= len(events)
                 self._committed.notify_all()
+                self._buffer_space.notify_all()
 
     def _deliver_loop(self) -> None:
         drainer = self.drainer
