@@ -26,19 +26,21 @@ from gbtrack._errors import (
     ConfigurationError,
     DeliveryError,
     PayloadError,
-    ServerError,
     TrackingError,
 )
 from gbtrack._event import Event
 from gbtrack._fork import forget, reset_after_fork
 from gbtrack._protocol import (
+    JOB_TIMEOUT,
+    LONGEST_POLL,
     MAX_BATCH_ITEMS,
-    BatchStatus,
+    BulkJob,
     EventBatch,
+    JobAction,
+    JobStep,
     Outcome,
     OutcomeKind,
     call_client,
-    classify_item,
     client_raised,
     coalesce,
 )
@@ -51,8 +53,6 @@ __all__ = ["DrainResult", "OutboxDrainer", "OutboxSender"]
 
 SyncMode = Literal["batch", "every_event"]
 OverflowPolicy = Literal["drop_newest", "block"]
-
-_FIRST_POLL = 0.05  # seconds before the first batch-status poll
 
 
 def _new_owner() -> str:
@@ -126,8 +126,8 @@ class OutboxDrainer:
         claim_size: int = 100,
         concurrency: int = 4,
         bulk_threshold: int = 2_000,
-        poll_interval: float = 1.0,
-        job_timeout: float = 600.0,
+        poll_interval: float = LONGEST_POLL,
+        job_timeout: float = JOB_TIMEOUT,
         on_dead: Callable[[Sequence[OutboxRow], str, Outcome], None] | None = None,
         stop: threading.Event | None = None,
         halt_on_auth: bool = False,
@@ -312,60 +312,45 @@ class OutboxDrainer:
         self.limiter.restamp(stamp)
         result.requests += 1
         self.limiter.note(created)
-        if not created.delivered:
-            if self.halt_on_auth and isinstance(created.error, AuthenticationError):
-                result.add(self._settle(all_rows, created))  # stops: see halt_on_auth
-                return result
-            if created.permanent:
-                # The job was refused as a whole (e.g. one bad item, or no batch access):
-                # deliver these rows one request each, where each gets its own answer.
-                self._bulk_off_until = time.monotonic() + 300.0
-                self.store.release(self.owner, [r.id for r in all_rows], count_attempt=False)
-                logger.warning("gbtrack outbox: batch create refused (%s); per-request", created)
-                result.retried += len(all_rows)
-                return result
-            result.add(self._settle(all_rows, created))
+        job = BulkJob(batches, longest_poll=self.poll_interval, timeout=self.job_timeout)
+        step = self._run_job(job, created, [r.id for r in all_rows])
+        if step.action is JobAction.FALL_BACK:
+            result.add(self._fall_back(all_rows, step.cause or created))
             return result
-        job = created.job_id
-        status = self._wait_job(job, [r.id for r in all_rows]) if job is not None else None
-        errors = status.item_errors(batches) if status is not None else None
-        if errors is None:
-            why = "no job id" if job is None else "job status unknown or failures unattributed"
-            ambiguous = Outcome(OutcomeKind.AMBIGUOUS, error=ServerError(f"batch job {job}: {why}"))
-            result.add(self._settle(all_rows, ambiguous))
-            return result
-        done: list[OutboxRow] = []
-        for index, (_, item_rows) in enumerate(items):
-            item_error = errors.get(index)
-            if item_error is None:
-                done.extend(item_rows)
-                continue
-            # Gameball's message may echo input: the code and position only.
-            outcome = classify_item(item_error.code, f"batch job {job} item {index} failed")
-            result.add(self._settle(item_rows, outcome))
-        if done:
-            result.add(self._settle(done, Outcome(OutcomeKind.DELIVERED)))
+        # Items that share a fate share one outcome: settle each group at once.
+        groups: dict[int, tuple[Outcome, list[OutboxRow]]] = {}
+        for outcome, (_, item_rows) in zip(step.outcomes, items, strict=True):
+            groups.setdefault(id(outcome), (outcome, []))[1].extend(item_rows)
+        for outcome, group_rows in groups.values():
+            result.add(self._settle(group_rows, outcome))
         return result
 
-    def _wait_job(self, job: str, ids: list[int]) -> BatchStatus | None:
-        deadline = time.monotonic() + self.job_timeout
+    def _run_job(self, job: BulkJob, created: Outcome, ids: list[int]) -> JobStep:
+        """Drive ``job`` to its end: poll when it asks, keep the rows' lease alive."""
+        step = job.on_created(created, time.monotonic())
         renew = time.monotonic() + self.lease / 3
-        polls = 0
-        while time.monotonic() < deadline:
+        while step.action is JobAction.POLL:
+            assert step.poll_at is not None
+            assert job.job_id is not None
+            if self.stop.wait(max(0.0, step.poll_at - time.monotonic())):
+                return job.abandon("the drainer stopped before the job finished")
             if time.monotonic() >= renew:
                 self.store.extend(self.owner, ids, lease=self.lease)
                 renew = time.monotonic() + self.lease / 3
-            answer = call_client(self.client.batch_status, job)
-            status = answer.batch_status
-            if status is not None and status.done:
-                return status
-            # Back off from 50 ms to poll_interval: a fast job is not held for a whole
-            # interval (which would cap bulk drains near 1,000 events/s).
-            delay = min(self.poll_interval, _FIRST_POLL * 2**polls)
-            polls += 1
-            if self.stop.wait(delay):
-                return None
-        return None
+            answer = call_client(self.client.batch_status, job.job_id)
+            step = job.on_status(answer, time.monotonic())
+        return step
+
+    def _fall_back(self, rows: list[OutboxRow], cause: Outcome) -> DrainResult:
+        """No job was made: the rows go back, for one request each, bulk off for a while."""
+        if self.halt_on_auth and isinstance(cause.error, AuthenticationError):
+            return self._settle(rows, cause)  # stops: see halt_on_auth
+        # Refused as a whole (e.g. one bad item, or no batch access): deliver these rows
+        # one request each, where each gets its own answer.
+        self._bulk_off_until = time.monotonic() + 300.0
+        self.store.release(self.owner, [r.id for r in rows], count_attempt=False)
+        logger.warning("gbtrack outbox: batch create refused (%s); per-request", cause)
+        return DrainResult(retried=len(rows))
 
 
 def _row_map(pairs: list[tuple[OutboxRow, Event]]) -> dict[str, deque[OutboxRow]]:
