@@ -10,6 +10,7 @@ from collections.abc import Callable, Iterator
 
 import pytest
 
+from gbtrack import Event
 from gbtrack.emulator import GameballEmulator
 from gbtrack.gameball import GameballClient
 from gbtrack.outbox import OutboxDrainer, OutboxStore
@@ -127,3 +128,24 @@ def test_a_job_past_its_timeout_is_ambiguous(
     assert (result.claimed, result.dead) == (N, N)
     (dead, *_) = store.rows("dead")
     assert "not finished within 0.2 s" in (dead.message or "")
+
+
+def test_a_job_carries_each_customer_once_so_item_errors_stay_attributable(
+    emulator: GameballEmulator, store: OutboxStore, drainer: OutboxDrainer
+) -> None:
+    # c-0 has three requests (the same event name thrice): a job carries one of them,
+    # so that its item errors stay attributable; the others wait for later jobs.
+    again = [
+        Event(name="purchase_0", customer_id="c-0", email="user0@example.com", metadata={"seq": k})
+        for k in (100, 101)
+    ]
+    store.append(again)
+    emulator.faults.fail_batch_items(customer_ids=["c-0"], code=3003)
+    first = drainer.run_once(bulk=True)
+    assert (first.delivered, first.dead, first.retried) == (N - 1, 1, 0)  # c-0 once per job
+    while drainer.run_once(bulk=True).claimed:
+        pass
+    assert store.count("pending") == 0
+    assert sorted(row.customer_id for row in store.rows("dead")) == ["c-0"] * 3
+    assert {row.code for row in store.rows("dead")} == {3003}
+    assert _seqs(emulator) == list(range(1, N))

@@ -21,6 +21,7 @@ from gbtrack._protocol import (
     Outcome,
     OutcomeKind,
     classify_item,
+    job_items,
     poll_delay,
 )
 
@@ -211,3 +212,17 @@ def test_misuse_is_refused() -> None:
     job.on_created(_created(), 0.0)
     with pytest.raises(RuntimeError):
         job.on_created(_created(), 0.0)
+
+
+def test_a_job_carries_each_customer_once_no_token_and_at_most_the_limit() -> None:
+    batches = [
+        EventBatch.from_event(Event(name="a", customer_id="c-1")),
+        EventBatch.from_event(Event(name="a", customer_id="c-2")),
+        EventBatch.from_event(Event(name="a", customer_id="c-1")),  # c-1 again: later
+        EventBatch.from_event(Event(name="a", customer_id="c-3", session_token="t")),
+        EventBatch.from_event(Event(name="a", customer_id="c-4")),
+        EventBatch.from_event(Event(name="a", customer_id="c-5")),
+    ]
+    assert job_items(batches) == ([0, 1, 4, 5], [2, 3])
+    assert job_items(batches, skip=lambda b: b.customer_id == "c-2") == ([0, 4, 5], [1, 2, 3])
+    assert job_items(batches, limit=2) == ([0, 1], [2, 3, 4, 5])

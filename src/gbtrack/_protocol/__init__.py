@@ -15,6 +15,7 @@ The public names are re-exported by :mod:`gbtrack.gameball`.
 """
 
 from gbtrack._protocol._jobs import (
+    FALL_BACK_PAUSE,
     FIRST_POLL,
     JOB_TIMEOUT,
     LONGEST_POLL,
@@ -25,6 +26,7 @@ from gbtrack._protocol._jobs import (
     JobAction,
     JobStep,
     as_int,
+    job_items,
     poll_delay,
 )
 from gbtrack._protocol._outcome import (
@@ -54,6 +56,7 @@ from gbtrack._protocol._wire import (
 
 __all__ = [
     "DEFAULT_BASE_URL",
+    "FALL_BACK_PAUSE",
     "FIRST_POLL",
     "JOB_TIMEOUT",
     "LONGEST_POLL",
@@ -79,6 +82,7 @@ __all__ = [
     "coalesce",
     "describe_outcome",
     "item_status",
+    "job_items",
     "poll_delay",
     "refuses_version",
     "safe_error",

@@ -15,11 +15,13 @@ caller owns the requests, the clock and the threads.
 from __future__ import annotations
 
 import enum
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Final, Literal
 
 from pydantic import BaseModel, ConfigDict
+
+from gbtrack._protocol._wire import MAX_BATCH_ITEMS
 
 if TYPE_CHECKING:
     from gbtrack._protocol._outcome import Outcome
@@ -33,9 +35,11 @@ __all__ = [
     "BatchItemError",
     "BatchStatus",
     "BulkJob",
+    "FALL_BACK_PAUSE",
     "JobAction",
     "JobStep",
     "as_int",
+    "job_items",
     "poll_delay",
 ]
 
@@ -47,6 +51,8 @@ MAX_POLL_FAILURES: Final = 8
 """Status polls that may fail (no status in the answer) before the job is ambiguous."""
 JOB_TIMEOUT: Final = 600.0
 """Seconds from creation after which an unfinished job is ambiguous, by default."""
+FALL_BACK_PAUSE: Final = 300.0
+"""Seconds the batch endpoint is left unused after a create was refused as a whole."""
 
 
 @dataclass(frozen=True)
@@ -214,6 +220,39 @@ class BatchStatus(BaseModel):
         if self.status == "failed" and not found:
             return None
         return found
+
+
+# --- choosing a job's items -------------------------------------------------------------------
+def job_items(
+    batches: Sequence[EventBatch],
+    *,
+    skip: Callable[[EventBatch], bool] | None = None,
+    limit: int = MAX_BATCH_ITEMS,
+) -> tuple[list[int], list[int]]:
+    """Choose the batches one job carries, in order: (positions taken, positions left).
+
+    A job carries each customer at most once (its item errors stay attributable by
+    ``customerId``, and Gameball never sees two requests for one customer at once, code
+    2001), no batch with a session token (a per-request header the batch endpoint cannot
+    carry), none that ``skip`` refuses (a sender's own reasons: a customer with a request
+    in flight, a batch that must go alone), and at most ``limit`` (1,000) batches. What
+    is left goes in a later job or as a request of its own.
+    """
+    taken: list[int] = []
+    left: list[int] = []
+    seen: set[str] = set()
+    for index, batch in enumerate(batches):
+        if (
+            len(taken) >= limit
+            or batch.session_token is not None
+            or batch.customer_id in seen
+            or (skip is not None and skip(batch))
+        ):
+            left.append(index)
+            continue
+        seen.add(batch.customer_id)
+        taken.append(index)
+    return taken, left
 
 
 # --- the state machine of one batch job --------------------------------------------------------

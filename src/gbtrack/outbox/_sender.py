@@ -31,6 +31,7 @@ from gbtrack._errors import (
 from gbtrack._event import Event
 from gbtrack._fork import forget, reset_after_fork
 from gbtrack._protocol import (
+    FALL_BACK_PAUSE,
     JOB_TIMEOUT,
     LONGEST_POLL,
     MAX_BATCH_ITEMS,
@@ -43,6 +44,7 @@ from gbtrack._protocol import (
     call_client,
     client_raised,
     coalesce,
+    job_items,
 )
 from gbtrack._report import ErrorHandler, Stats, logger
 from gbtrack.outbox._store import OutboxRow, OutboxStore
@@ -301,8 +303,15 @@ class OutboxDrainer:
         if not pairs:
             return result
         owners = _row_map(pairs)
-        batches = coalesce(event for _, event in pairs)
-        items = [(batch, _take(owners, batch)) for batch in batches]
+        coalesced = coalesce(event for _, event in pairs)
+        every = [(batch, _take(owners, batch)) for batch in coalesced]
+        taken, left = job_items(coalesced)
+        if left:
+            # A customer's later requests wait for a later round (one per customer per job).
+            later = [r.id for i in left for r in every[i][1]]
+            self.store.release(self.owner, later, count_attempt=False)
+        items = [every[i] for i in taken]
+        batches = [batch for batch, _ in items]
         all_rows = [r for _, item_rows in items for r in item_rows]
         stamp = self._take_slot()
         if stamp is None:
@@ -347,7 +356,7 @@ class OutboxDrainer:
             return self._settle(rows, cause)  # stops: see halt_on_auth
         # Refused as a whole (e.g. one bad item, or no batch access): deliver these rows
         # one request each, where each gets its own answer.
-        self._bulk_off_until = time.monotonic() + 300.0
+        self._bulk_off_until = time.monotonic() + FALL_BACK_PAUSE
         self.store.release(self.owner, [r.id for r in rows], count_attempt=False)
         logger.warning("gbtrack outbox: batch create refused (%s); per-request", cause)
         return DrainResult(retried=len(rows))
