@@ -125,3 +125,26 @@ def test_a_stuck_writer_makes_send_drop_after_block_timeout(outbox_path: Path) -
     sender.close()
     with OutboxStore(outbox_path) as reader:
         assert reader.count() == 5
+
+
+def test_an_error_hook_that_tracks_from_the_writer_does_not_stall_it(outbox_path: Path) -> None:
+    # The writer reports a drop (the cap) to on_error, which tracks into the same
+    # sender: the writer must not wait for its own commit.
+    extra = make_events(1, name="from_hook", start=99)[0]
+    hooked: list[str] = []
+
+    def on_error(error: TrackingError) -> None:
+        if not hooked:
+            hooked.append(error.reason or "")
+            sender.send(extra)
+
+    sender = OutboxSender(
+        path=outbox_path, commit_events=2, max_rows=1, block_timeout=60, on_error=on_error
+    )
+    started = time.monotonic()
+    for event in make_events(2):
+        sender.send(event)
+    assert sender.commit(timeout=30)
+    assert time.monotonic() - started < 30
+    assert hooked == ["outbox_full"]
+    sender.close()

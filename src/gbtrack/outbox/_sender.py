@@ -574,6 +574,9 @@ class OutboxSender(BaseSender):
         """
         if self._writer is None:
             self._start_writer_locked()
+        elif threading.current_thread() is self._writer:
+            # A hook the writer called (on_error) tracks: waiting for itself would stall.
+            return True
         self._wake_writer.set()
         return self._buffer_space.wait_for(
             lambda: len(self._buffer) + self._committing < self.window,
