@@ -5,14 +5,30 @@ httpx-free, so that senders and the outbox decide with it without loading the cl
 - :mod:`._wire`: :func:`wire_body`, the one builder of a request body (the outbox
   stores it plus id and time: :func:`stored_body`), :class:`EventBatch` (one
   customer's events for one request) and :func:`coalesce`;
-- :mod:`._jobs`: a batch job's parsed status (:class:`BatchStatus`, :class:`BatchItemError`);
+- :mod:`._jobs`: a batch job's parsed status (:class:`BatchStatus`, :class:`BatchItemError`)
+  and its one state machine (:class:`BulkJob`, deciding :class:`JobStep` s, on the one
+  poll schedule :func:`poll_delay`);
 - :mod:`._outcome`: :class:`Outcome` and :func:`classify` / :func:`classify_item`, the
   one place where answers and batch-item codes acquire a kind.
 
 The public names are re-exported by :mod:`gbtrack.gameball`.
 """
 
-from gbtrack._protocol._jobs import BatchItemError, BatchStatus, as_int
+from gbtrack._protocol._jobs import (
+    FALL_BACK_PAUSE,
+    FIRST_POLL,
+    JOB_TIMEOUT,
+    LONGEST_POLL,
+    MAX_POLL_FAILURES,
+    BatchItemError,
+    BatchStatus,
+    BulkJob,
+    JobAction,
+    JobStep,
+    as_int,
+    job_items,
+    poll_delay,
+)
 from gbtrack._protocol._outcome import (
     GAMEBALL_CODES,
     MIN_VERSION_CODE,
@@ -40,13 +56,21 @@ from gbtrack._protocol._wire import (
 
 __all__ = [
     "DEFAULT_BASE_URL",
+    "FALL_BACK_PAUSE",
+    "FIRST_POLL",
+    "JOB_TIMEOUT",
+    "LONGEST_POLL",
+    "MAX_POLL_FAILURES",
     "GAMEBALL_CODES",
     "MAX_BATCH_ITEMS",
     "MIN_VERSION_CODE",
     "BatchItemError",
     "BatchStatus",
+    "BulkJob",
     "ClientFailure",
     "EventBatch",
+    "JobAction",
+    "JobStep",
     "Outcome",
     "OutcomeKind",
     "as_int",
@@ -58,6 +82,8 @@ __all__ = [
     "coalesce",
     "describe_outcome",
     "item_status",
+    "job_items",
+    "poll_delay",
     "refuses_version",
     "safe_error",
     "stored_body",

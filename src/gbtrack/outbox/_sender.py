@@ -26,21 +26,25 @@ from gbtrack._errors import (
     ConfigurationError,
     DeliveryError,
     PayloadError,
-    ServerError,
     TrackingError,
 )
 from gbtrack._event import Event
 from gbtrack._fork import forget, reset_after_fork
 from gbtrack._protocol import (
+    FALL_BACK_PAUSE,
+    JOB_TIMEOUT,
+    LONGEST_POLL,
     MAX_BATCH_ITEMS,
-    BatchStatus,
+    BulkJob,
     EventBatch,
+    JobAction,
+    JobStep,
     Outcome,
     OutcomeKind,
     call_client,
-    classify_item,
     client_raised,
     coalesce,
+    job_items,
 )
 from gbtrack._report import ErrorHandler, Stats, logger
 from gbtrack.outbox._store import OutboxRow, OutboxStore
@@ -51,8 +55,6 @@ __all__ = ["DrainResult", "OutboxDrainer", "OutboxSender"]
 
 SyncMode = Literal["batch", "every_event"]
 OverflowPolicy = Literal["drop_newest", "block"]
-
-_FIRST_POLL = 0.05  # seconds before the first batch-status poll
 
 
 def _new_owner() -> str:
@@ -126,8 +128,8 @@ class OutboxDrainer:
         claim_size: int = 100,
         concurrency: int = 4,
         bulk_threshold: int = 2_000,
-        poll_interval: float = 1.0,
-        job_timeout: float = 600.0,
+        poll_interval: float = LONGEST_POLL,
+        job_timeout: float = JOB_TIMEOUT,
         on_dead: Callable[[Sequence[OutboxRow], str, Outcome], None] | None = None,
         stop: threading.Event | None = None,
         halt_on_auth: bool = False,
@@ -301,8 +303,15 @@ class OutboxDrainer:
         if not pairs:
             return result
         owners = _row_map(pairs)
-        batches = coalesce(event for _, event in pairs)
-        items = [(batch, _take(owners, batch)) for batch in batches]
+        coalesced = coalesce(event for _, event in pairs)
+        every = [(batch, _take(owners, batch)) for batch in coalesced]
+        taken, left = job_items(coalesced)
+        if left:
+            # A customer's later requests wait for a later round (one per customer per job).
+            later = [r.id for i in left for r in every[i][1]]
+            self.store.release(self.owner, later, count_attempt=False)
+        items = [every[i] for i in taken]
+        batches = [batch for batch, _ in items]
         all_rows = [r for _, item_rows in items for r in item_rows]
         stamp = self._take_slot()
         if stamp is None:
@@ -312,60 +321,45 @@ class OutboxDrainer:
         self.limiter.restamp(stamp)
         result.requests += 1
         self.limiter.note(created)
-        if not created.delivered:
-            if self.halt_on_auth and isinstance(created.error, AuthenticationError):
-                result.add(self._settle(all_rows, created))  # stops: see halt_on_auth
-                return result
-            if created.permanent:
-                # The job was refused as a whole (e.g. one bad item, or no batch access):
-                # deliver these rows one request each, where each gets its own answer.
-                self._bulk_off_until = time.monotonic() + 300.0
-                self.store.release(self.owner, [r.id for r in all_rows], count_attempt=False)
-                logger.warning("gbtrack outbox: batch create refused (%s); per-request", created)
-                result.retried += len(all_rows)
-                return result
-            result.add(self._settle(all_rows, created))
+        job = BulkJob(batches, longest_poll=self.poll_interval, timeout=self.job_timeout)
+        step = self._run_job(job, created, [r.id for r in all_rows])
+        if step.action is JobAction.FALL_BACK:
+            result.add(self._fall_back(all_rows, step.cause or created))
             return result
-        job = created.job_id
-        status = self._wait_job(job, [r.id for r in all_rows]) if job is not None else None
-        errors = status.item_errors(batches) if status is not None else None
-        if errors is None:
-            why = "no job id" if job is None else "job status unknown or failures unattributed"
-            ambiguous = Outcome(OutcomeKind.AMBIGUOUS, error=ServerError(f"batch job {job}: {why}"))
-            result.add(self._settle(all_rows, ambiguous))
-            return result
-        done: list[OutboxRow] = []
-        for index, (_, item_rows) in enumerate(items):
-            item_error = errors.get(index)
-            if item_error is None:
-                done.extend(item_rows)
-                continue
-            # Gameball's message may echo input: the code and position only.
-            outcome = classify_item(item_error.code, f"batch job {job} item {index} failed")
-            result.add(self._settle(item_rows, outcome))
-        if done:
-            result.add(self._settle(done, Outcome(OutcomeKind.DELIVERED)))
+        # Items that share a fate share one outcome: settle each group at once.
+        groups: dict[int, tuple[Outcome, list[OutboxRow]]] = {}
+        for outcome, (_, item_rows) in zip(step.outcomes, items, strict=True):
+            groups.setdefault(id(outcome), (outcome, []))[1].extend(item_rows)
+        for outcome, group_rows in groups.values():
+            result.add(self._settle(group_rows, outcome))
         return result
 
-    def _wait_job(self, job: str, ids: list[int]) -> BatchStatus | None:
-        deadline = time.monotonic() + self.job_timeout
+    def _run_job(self, job: BulkJob, created: Outcome, ids: list[int]) -> JobStep:
+        """Drive ``job`` to its end: poll when it asks, keep the rows' lease alive."""
+        step = job.on_created(created, time.monotonic())
         renew = time.monotonic() + self.lease / 3
-        polls = 0
-        while time.monotonic() < deadline:
+        while step.action is JobAction.POLL:
+            assert step.poll_at is not None
+            assert job.job_id is not None
+            if self.stop.wait(max(0.0, step.poll_at - time.monotonic())):
+                return job.abandon("the drainer stopped before the job finished")
             if time.monotonic() >= renew:
                 self.store.extend(self.owner, ids, lease=self.lease)
                 renew = time.monotonic() + self.lease / 3
-            answer = call_client(self.client.batch_status, job)
-            status = answer.batch_status
-            if status is not None and status.done:
-                return status
-            # Back off from 50 ms to poll_interval: a fast job is not held for a whole
-            # interval (which would cap bulk drains near 1,000 events/s).
-            delay = min(self.poll_interval, _FIRST_POLL * 2**polls)
-            polls += 1
-            if self.stop.wait(delay):
-                return None
-        return None
+            answer = call_client(self.client.batch_status, job.job_id)
+            step = job.on_status(answer, time.monotonic())
+        return step
+
+    def _fall_back(self, rows: list[OutboxRow], cause: Outcome) -> DrainResult:
+        """No job was made: the rows go back, for one request each, bulk off for a while."""
+        if self.halt_on_auth and isinstance(cause.error, AuthenticationError):
+            return self._settle(rows, cause)  # stops: see halt_on_auth
+        # Refused as a whole (e.g. one bad item, or no batch access): deliver these rows
+        # one request each, where each gets its own answer.
+        self._bulk_off_until = time.monotonic() + FALL_BACK_PAUSE
+        self.store.release(self.owner, [r.id for r in rows], count_attempt=False)
+        logger.warning("gbtrack outbox: batch create refused (%s); per-request", cause)
+        return DrainResult(retried=len(rows))
 
 
 def _row_map(pairs: list[tuple[OutboxRow, Event]]) -> dict[str, deque[OutboxRow]]:
@@ -395,19 +389,24 @@ class OutboxSender(BaseSender):
         store: An open :class:`OutboxStore` to use instead of ``path`` and the caps.
         sync: ``"batch"`` (default): ``send()`` appends to memory and the writer thread
             commits every ``commit_interval`` seconds or ``commit_events`` events; an
-            event accepted less than that long before a crash can be lost.
+            event accepted less than that long before a crash can be lost, and never
+            more than ``commit_events`` of them: ``send()`` waits for the writer
+            (back-pressure) when that many accepted events are not yet committed.
             ``"every_event"``: ``send()`` commits before returning (it blocks on disk,
             roughly a millisecond or more); nothing accepted is ever lost.
         commit_interval: Seconds between writer commits (``sync="batch"``).
-        commit_events: Events that trigger a commit before the interval (``"batch"``).
-        max_buffer: Events held in memory awaiting commit (``"batch"``); beyond it,
-            ``send()`` applies ``overflow``.
+        commit_events: The durability window in events (``"batch"``): at most this many
+            accepted events are ever uncommitted; the writer is woken when half of it
+            is buffered, so that ``send()`` rarely waits.
+        max_buffer: Caps the window too (the smaller of it and ``commit_events``).
         max_rows: Cap on stored rows (pending and dead).
         max_bytes: Cap on stored bytes.
         overflow: What happens when the cap is reached: ``"drop_newest"`` (default;
             counted as ``outbox_full`` and reported) or ``"block"`` (wait up to
             ``block_timeout`` for room, then drop as ``outbox_full``).
-        block_timeout: Seconds ``"block"`` waits.
+        block_timeout: Seconds ``"block"`` waits; also the longest ``send()`` waits for
+            a writer that cannot commit (a disk or lock stuck that long), after which
+            the event is dropped as ``outbox_full``.
         retry: The retry policy.
         rate_limiter: The client-side rate limiter.
         lease: Seconds a worker holds claimed rows (must exceed the client timeout).
@@ -474,6 +473,9 @@ class OutboxSender(BaseSender):
         self.commit_interval = commit_interval
         self.commit_events = commit_events
         self.max_buffer = max_buffer
+        # The durability window: accepted, not yet committed events never exceed it.
+        self.window = min(commit_events, max_buffer)
+        self._wake_at = max(1, self.window // 2)
         self.overflow: OverflowPolicy = overflow
         self.block_timeout = block_timeout
         self.idle_interval = idle_interval
@@ -507,7 +509,7 @@ class OutboxSender(BaseSender):
         self._buffer: deque[Event] = deque()
         self._buffer_space = threading.Condition(self._lock)
         self._committing = 0  # events taken from the buffer, not yet committed
-        self._committed = threading.Condition(threading.Lock())
+        self._committed = threading.Condition(self._lock)
         self._wake_writer = threading.Event()
         self._wake_worker = threading.Event()
         self._progress = threading.Condition(threading.Lock())
@@ -542,18 +544,19 @@ class OutboxSender(BaseSender):
                 self._persist([event])
                 return
             with self._lock:
-                if len(self._buffer) >= self.max_buffer and not self._wait_buffer():
+                if len(self._buffer) + self._committing >= self.window and not self._wait_window():
                     self.reporter.drop(
                         "outbox_full",
-                        f"outbox write buffer full ({self.max_buffer}); {event.name!r} dropped",
+                        f"outbox writer stuck for {self.block_timeout} s with {self.window} "
+                        f"event(s) uncommitted; {event.name!r} dropped",
                         event=event,
                     )
                     return
                 self._buffer.append(event)
-                full = len(self._buffer) >= self.commit_events
+                full = len(self._buffer) >= self._wake_at
             if self._writer is None:
                 self._start_writer()
-            if full:
+            if full and not self._wake_writer.is_set():
                 self._wake_writer.set()
         except Exception as exc:  # never into business code
             self.reporter.drop(
@@ -563,13 +566,21 @@ class OutboxSender(BaseSender):
                 exc_info=exc,
             )
 
-    def _wait_buffer(self) -> bool:
-        """Under ``self._lock``: wait for buffer space when the policy blocks."""
-        if self.overflow != "block":
-            return False
+    def _wait_window(self) -> bool:
+        """Under ``self._lock``: wait until the writer has committed enough (back-pressure).
+
+        The durability window holds under any load: a producer faster than the disk
+        waits here for the writer instead of running ahead of it.
+        """
+        if self._writer is None:
+            self._start_writer_locked()
+        elif threading.current_thread() is self._writer:
+            # A hook the writer called (on_error) tracks: waiting for itself would stall.
+            return True
         self._wake_writer.set()
         return self._buffer_space.wait_for(
-            lambda: len(self._buffer) < self.max_buffer, timeout=self.block_timeout
+            lambda: len(self._buffer) + self._committing < self.window,
+            timeout=self.block_timeout,
         )
 
     def spill(self, events: Sequence[Event], reason: str) -> int:
@@ -638,11 +649,14 @@ class OutboxSender(BaseSender):
     # --- threads ----------------------------------------------------------------------------
     def _start_writer(self) -> None:
         with self._lock:
-            if self._writer is not None:
-                return
-            self._writer = threading.Thread(
-                target=self._write_loop, name="gbtrack-outbox-writer", daemon=True
-            )
+            self._start_writer_locked()
+
+    def _start_writer_locked(self) -> None:
+        if self._writer is not None:
+            return
+        self._writer = threading.Thread(
+            target=self._write_loop, name="gbtrack-outbox-writer", daemon=True
+        )
         self._writer.start()
 
     def _start_worker(self) -> None:
@@ -667,7 +681,6 @@ class OutboxSender(BaseSender):
             events = list(self._buffer)
             self._buffer.clear()
             self._committing += len(events)
-            self._buffer_space.notify_all()
         try:
             self._persist(events)
         except Exception as exc:
@@ -678,9 +691,10 @@ class OutboxSender(BaseSender):
                 exc_info=exc,
             )
         finally:
-            with self._committed:
+            with self._lock:
                 self._committing -= len(events)
                 self._committed.notify_all()
+                self._buffer_space.notify_all()
 
     def _deliver_loop(self) -> None:
         drainer = self.drainer
