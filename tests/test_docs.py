@@ -125,7 +125,7 @@ def test_skips_are_rare() -> None:
 
 def test_mkdocs_nav_matches_the_pages() -> None:
     nav = re.findall(r"^\s*-\s*[^:]+:\s*(\S+\.md)\s*$", (ROOT / "mkdocs.yml").read_text(), re.M)
-    assert sorted(nav) == sorted(p.name for p in DOCS.glob("*.md"))
+    assert sorted(nav) == sorted(p.relative_to(DOCS).as_posix() for p in DOCS.rglob("*.md"))
 
 
 def test_readme_links_every_docs_page_and_the_benchmarks() -> None:
