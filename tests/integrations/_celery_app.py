@@ -3,7 +3,8 @@
 Configured by the environment the test gives the worker: ``BROKER_URL``, the emulator's
 ``GAMEBALL_*`` variables, ``GBTRACK_FLUSH_INTERVAL`` (a long one proves that events
 reached the emulator through the integration's flush, not the sender's own timer) and
-``GBTRACK_INSTRUMENT`` (``0``: no integration, the control case).
+``GBTRACK_INSTRUMENT`` (``0``: no integration) and ``FLUSH_AFTER_TASK`` (``1``:
+``instrument(flush_after_task=True)``).
 """
 
 from __future__ import annotations
@@ -28,7 +29,7 @@ app.conf.update(
 if os.environ.get("GAMEBALL_API_KEY"):
     gbtrack.configure(flush_interval=float(os.environ.get("GBTRACK_FLUSH_INTERVAL", "0.5")))
 if os.environ.get("GBTRACK_INSTRUMENT", "1") == "1":
-    instrument(flush_timeout=10.0)
+    instrument(flush_timeout=10.0, flush_after_task=os.environ.get("FLUSH_AFTER_TASK") == "1")
 
 
 @gbtrack.track(

@@ -6,7 +6,8 @@ solo) runs ``tests/integrations/_celery_app.py``, which tracks one event per tas
 a local Gameball emulator. Counted at the emulator: none lost, none duplicated, each
 with its own customer. The worker's sender waits 60 s between sends, so events reach
 the emulator only through the integration's flushes: at a prefork child's exit
-(``max_tasks_per_child=1``) and at worker shutdown (SIGTERM).
+(``max_tasks_per_child=1``), at worker shutdown (SIGTERM), and after each task with
+``flush_after_task=True`` (then even a SIGKILL of the whole worker loses nothing).
 """
 
 from __future__ import annotations
@@ -86,7 +87,7 @@ def start_worker(
 ) -> Iterator[Any]:
     workers: list[Worker] = []
 
-    def start(pool: str, *options: str, concurrency: int = 2) -> Worker:
+    def start(pool: str, *options: str, concurrency: int = 2, **variables: str) -> Worker:
         env = {k: v for k, v in os.environ.items() if not k.startswith(("GAMEBALL_", "GBTRACK_"))}
         env.update(
             BROKER_URL=redis_server,
@@ -95,6 +96,7 @@ def start_worker(
             GBTRACK_FLUSH_INTERVAL=LONG_INTERVAL,
             PYTHONPATH=os.pathsep.join([str(SRC), str(HERE)]),
             PYTHONWARNINGS="ignore",
+            **variables,
         )
         log = tmp_path / f"worker-{len(workers)}.log"
         command = [
@@ -114,7 +116,9 @@ def start_worker(
             *options,
         ]
         with log.open("wb") as out:
-            proc = subprocess.Popen(command, cwd=tmp_path, env=env, stdout=out, stderr=out)
+            proc = subprocess.Popen(
+                command, cwd=tmp_path, env=env, stdout=out, stderr=out, start_new_session=True
+            )
         worker = Worker(proc, log)
         workers.append(worker)
         worker.wait_ready()
@@ -123,9 +127,9 @@ def start_worker(
     try:
         yield start
     finally:
-        for worker in workers:
+        for worker in workers:  # each in its own session: its pool processes too
             if worker.proc.poll() is None:
-                worker.proc.kill()
+                os.killpg(worker.proc.pid, signal.SIGKILL)
                 worker.proc.wait(10)
 
 
@@ -218,3 +222,16 @@ def test_tasks_published_by_a_task_keep_the_identity(
         assert child.get(timeout=60)["customer_id"] == f"cust-{n}"
     assert worker.terminate() == 0
     _check_at_emulator(emulator, 3)
+
+
+def test_flush_after_task_survives_a_kill_9(
+    start_worker: Any, publisher: Celery, emulator: GameballEmulator
+) -> None:
+    count = 8
+    worker = start_worker("prefork", concurrency=2, FLUSH_AFTER_TASK="1")
+    _publish_concurrently(publisher, count)
+    # Delivered while the worker runs, though its sender would wait 60 s: each task flushed.
+    assert emulator.wait_for_events(count, timeout=30), emulator.event_count
+    os.killpg(worker.proc.pid, signal.SIGKILL)  # no shutdown of any kind
+    worker.proc.wait(10)
+    _check_at_emulator(emulator, count)
