@@ -20,7 +20,7 @@ import pytest
 
 ROOT = Path(__file__).resolve().parent.parent
 DOCS = ROOT / "docs"
-PAGES = [ROOT / "README.md", *sorted(DOCS.glob("*.md"))]
+PAGES = [ROOT / "README.md", *sorted(DOCS.rglob("*.md"))]  # docs/integrations/ too
 SKIP_MARK = "<!-- skip-test -->"
 
 # Pages owned elsewhere whose blocks are not runnable yet: page -> why.
@@ -131,8 +131,9 @@ def test_mkdocs_nav_matches_the_pages() -> None:
 def test_readme_links_every_docs_page_and_the_benchmarks() -> None:
     readme = (ROOT / "README.md").read_text()
     links = set(re.findall(r"\]\(([^)#\s]+)", readme))
-    for page in DOCS.glob("*.md"):
-        assert f"docs/{page.name}" in links, f"README does not link docs/{page.name}"
+    for page in DOCS.rglob("*.md"):
+        path = f"docs/{page.relative_to(DOCS).as_posix()}"
+        assert path in links, f"README does not link {path}"
     assert "benchmarks/README.md" in links
     assert "CHANGELOG.md" in links
 

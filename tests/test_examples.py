@@ -56,6 +56,20 @@ EXPECTED: dict[str, list[str]] = {
         r"session_ended\s+c-10\s+\{'pages': 3\}",
         r"(?m)^7 events sent$",
     ],
+    "fastapi_app.py": [
+        r"c-1\s+order_placed\s+x10",
+        r"c-2\s+receipt_emailed\s+x10",
+        r"c-3\s+product_viewed\s+x1",
+        r"62 events received; tracker\.stats: sent=62 delivered=62 dropped=\{\}",
+        r"(?m)^every event arrived once, for the customer of its request$",
+    ],
+    "lambda_handler.py": [
+        r"invocation for c-1: 200; Gameball has 2 event\(s\)",
+        r"invocation for c-2: 200; Gameball has 3 event\(s\)",
+        r"received: \[\('c-1', 100\), \('c-1', 50\), \('c-2', 30\), \('c-1', 5\)\]",
+        r"tracker\.stats: sent=4 delivered=4 dropped=\{\}",
+        r"(?m)^nothing lost$",
+    ],
     "outbox.py": [
         r"received by Gameball: 0, waiting on disk: 24",
         r"received by Gameball: 24, left on disk: 0, dead letters: 0",

@@ -39,7 +39,7 @@ from gbtrack._report import Stats
 from gbtrack._resolvers import register_resolver, unregister_resolver
 from gbtrack._schema import event_schema, remove_event_schema
 from gbtrack._span import Span, SpanContext, span
-from gbtrack._tracker import Tracker, configure, get_tracker, set_tracker
+from gbtrack._tracker import Tracker, close, configure, flush, get_tracker, set_tracker
 from gbtrack._types import UNSET
 from gbtrack.senders import InMemorySender, LoggingSender, Sender
 
@@ -77,9 +77,11 @@ __all__ = [
     "TransportError",
     "__version__",
     "check",
+    "close",
     "configure",
     "current_identity",
     "event_schema",
+    "flush",
     "get_tracker",
     "identify",
     "literal",

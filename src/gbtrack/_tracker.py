@@ -8,18 +8,21 @@ serialises), and makes sure no failure reaches business code unless ``strict=Tru
 
 from __future__ import annotations
 
+import logging
 import os
+import random
 import threading
 import time
 import warnings
-from collections.abc import Mapping
+import weakref
+from collections.abc import Callable, Mapping
 from typing import TYPE_CHECKING, Any, Literal
 
 from pydantic import SecretStr
 
 from gbtrack._context import complete_identity
-from gbtrack._errors import GbtrackError, InvalidEventError, TrackingError
-from gbtrack._event import DEFAULT_LIMITS, EventDraft, Limits
+from gbtrack._errors import ConfigurationError, GbtrackError, InvalidEventError, TrackingError
+from gbtrack._event import DEFAULT_LIMITS, Event, EventDraft, Limits, mask_email, mask_mobile
 from gbtrack._plain import plain_value
 from gbtrack._report import ErrorHandler, Reporter, Stats, logger
 from gbtrack._schema import check_planned
@@ -32,7 +35,19 @@ if TYPE_CHECKING:
     from gbtrack.senders._background import Overflow
     from gbtrack.senders._policy import RateLimiter, RetryPolicy, Spill
 
-__all__ = ["Tracker", "active", "configure", "get_tracker", "set_tracker"]
+__all__ = [
+    "BeforeSend",
+    "Tracker",
+    "active",
+    "close",
+    "configure",
+    "flush",
+    "get_tracker",
+    "set_tracker",
+]
+
+BeforeSend = Callable[[Event], "Event | None"]
+"""The ``before_send`` hook: return the event (changed or not) to send it, ``None`` to drop it."""
 
 
 _NO_DELIVERY_WARNING = (
@@ -65,6 +80,16 @@ class Tracker:
             ``@track`` of another event given this tracker fails at decoration, and any
             other event (``span()``, ``emit()``, a ``@track`` of the default tracker) is
             dropped with reason ``unplanned_event``.
+        before_send: ``hook(event) -> event | None``, called with each validated
+            :class:`~gbtrack.Event` before it is sent: return it (or a changed copy) to
+            send it, ``None`` to drop it (counted ``before_send``). A hook that raises
+            drops the event (``before_send_error``) and never reaches business code.
+        sample: Per-event-name sampling rates, e.g. ``{"page_viewed": 0.1}`` keeps one
+            ``page_viewed`` in ten; the others are counted ``sampled_out``. Names not
+            listed are always sent.
+        debug: Log one INFO line per event on the ``gbtrack`` logger (no secrets, email
+            and mobile masked) and the Gameball client's line per request on
+            ``gbtrack.gameball``; adds a stderr handler when logging is not configured.
 
     Example:
         >>> from gbtrack import Tracker, InMemorySender
@@ -85,6 +110,9 @@ class Tracker:
         on_error: ErrorHandler | None = None,
         limits: Limits = DEFAULT_LIMITS,
         strict_plan: bool = False,
+        before_send: BeforeSend | None = None,
+        sample: Mapping[str, float] | None = None,
+        debug: bool = False,
     ) -> None:
         self.enabled = enabled
         self._strict = strict
@@ -93,9 +121,19 @@ class Tracker:
         self._reporter = Reporter(on_error)
         self._sender: Sender | None = None
         self._takes_drafts = False
-        # sender.send when drafts go straight through (a draft-taking sender, not strict).
+        # sender.send when drafts go straight through (a draft-taking sender, not strict,
+        # and none of the per-event features below configured).
         self._pass_through: Any = None
         self._lock = threading.Lock()
+        self._before_send: BeforeSend | None = None
+        self._hook_in_sender = False  # the sender applies before_send where it validates
+        self._sample: dict[str, float] = {}
+        self._debug = False
+        self._filtered: dict[str, int] = {}  # deliberate drops: sampled_out, before_send
+        self._blocking_warned: set[int] = set()  # ids of DirectSenders warned about
+        self.before_send = before_send
+        self.sample = sample or {}
+        self.debug = debug
         if sender is not None:
             self._set_sender(sender)
 
@@ -112,8 +150,84 @@ class Tracker:
     def _update_pass_through(self) -> None:
         sender = self._sender
         self._pass_through = (
-            sender.send if sender is not None and self._takes_drafts and not self._strict else None
+            sender.send
+            if sender is not None
+            and self._takes_drafts
+            and not self._strict
+            and not self._per_event_work()
+            else None
         )
+
+    def _per_event_work(self) -> bool:
+        """Whether a per-event feature (hook, sampling, debug) needs the slow path."""
+        return (
+            (self._before_send is not None and not self._hook_in_sender)
+            or bool(self._sample)
+            or self._debug
+        )
+
+    @property
+    def before_send(self) -> BeforeSend | None:
+        """The hook each validated event goes through before it is sent (``None``: none)."""
+        return self._before_send
+
+    @before_send.setter
+    def before_send(self, hook: BeforeSend | None) -> None:
+        if hook is not None and not callable(hook):
+            raise ConfigurationError(f"before_send must be callable, got {type(hook).__name__}")
+        self._before_send = hook
+        self._wire_before_send()
+        self._update_pass_through()
+
+    def _wire_before_send(self) -> None:
+        """Give the hook to a draft-taking sender that applies it where it validates.
+
+        Such a sender declares a ``before_send`` attribute (as it declares ``limits``)
+        and passes the events it validates from drafts through it (a list in, the kept
+        events out); the tracker then keeps its fast path. Other senders get events the
+        tracker validated and hooked inline.
+        """
+        sender = self._sender
+        self._hook_in_sender = (
+            sender is not None and self._takes_drafts and hasattr(sender, "before_send")
+        )
+        if self._hook_in_sender:
+            sender.before_send = (  # type: ignore[union-attr]
+                self._apply_before_send if self._before_send is not None else None
+            )
+
+    @property
+    def sample(self) -> Mapping[str, float]:
+        """Sampling rates by event name (a copy); names not listed are always sent."""
+        return dict(self._sample)
+
+    @sample.setter
+    def sample(self, rates: Mapping[str, float]) -> None:
+        checked: dict[str, float] = {}
+        for name, rate in dict(rates).items():
+            if type(name) is not str or not name:
+                raise ConfigurationError(f"sample keys must be event names, got {name!r}")
+            if type(rate) not in (int, float) or not 0.0 <= rate <= 1.0:
+                raise ConfigurationError(
+                    f"sample[{name!r}] must be a number from 0 to 1, got {rate!r}"
+                )
+            if rate < 1.0:  # a rate of 1 samples nothing out: keep the fast path
+                checked[name] = float(rate)
+        self._sample = checked
+        self._update_pass_through()
+
+    @property
+    def debug(self) -> bool:
+        """Whether each event and each Gameball request is logged at INFO/DEBUG."""
+        return self._debug
+
+    @debug.setter
+    def debug(self, debug: bool) -> None:
+        debug = bool(debug)
+        if debug != self._debug:
+            _debug_logging(self, debug)
+        self._debug = debug
+        self._update_pass_through()
 
     @property
     def limits(self) -> Limits:
@@ -164,6 +278,7 @@ class Tracker:
         if takes_drafts:
             sender.limits = self._limits  # type: ignore[attr-defined]
         self._sender, self._takes_drafts = sender, takes_drafts
+        self._wire_before_send()
         self._update_pass_through()
 
     def use_sender(self, sender: Sender) -> Sender | None:
@@ -185,6 +300,7 @@ class Tracker:
         with self._lock:
             if sender is None:
                 self._sender, self._takes_drafts = None, False
+                self._hook_in_sender = False
                 self._update_pass_through()
             else:
                 self._set_sender(sender)
@@ -224,6 +340,9 @@ class Tracker:
         outbox: str | os.PathLike[str] | None = None,
         limits: Limits | None = None,
         strict_plan: bool | None = None,
+        before_send: BeforeSend | Unset | None = UNSET,
+        sample: Mapping[str, float] | None = None,
+        debug: bool | None = None,
     ) -> Tracker:
         """Update this tracker in place; arguments left out keep their value.
 
@@ -255,6 +374,11 @@ class Tracker:
             limits: New :class:`~gbtrack.Limits` for validation.
             strict_plan: Track only the events of the tracking plan (see
                 :class:`Tracker`).
+            before_send: The hook each validated event goes through (see
+                :class:`Tracker`); ``None`` removes it.
+            sample: Sampling rates by event name (replaces the previous ones; ``{}``
+                removes them).
+            debug: Log each event and each Gameball request (see :class:`Tracker`).
 
         Returns:
             This tracker.
@@ -294,6 +418,12 @@ class Tracker:
             self.limits = limits
         if strict_plan is not None:
             self.strict_plan = strict_plan
+        if not isinstance(before_send, Unset):
+            self.before_send = before_send
+        if sample is not None:
+            self.sample = sample
+        if debug is not None:
+            self.debug = debug
         if sender is not None:
             old, self._sender = self._sender, None
             self._set_sender(sender)
@@ -441,6 +571,9 @@ class Tracker:
     def stats(self) -> Stats:
         """Counts of events sent and dropped (by reason), with the sender's delivery counts."""
         mine = self._reporter.snapshot()
+        if self._filtered:
+            with self._lock:
+                mine = mine.merge(Stats(dropped=dict(self._filtered)))
         sender = self._sender
         stats_of = getattr(sender, "stats", None)
         if callable(stats_of):
@@ -490,11 +623,18 @@ class Tracker:
                 return False
             self._reporter.count_sent()
             return True
+        if self._sample and self._sampled_out(draft):
+            return False
         sender: Any = self._sender  # Sender, or a sender that accepts drafts
         try:
             if sender is None:
                 sender = self.sender  # first use creates the default sender
-            if self._takes_drafts and not self.strict:
+            if isinstance(sender, _DirectSender):
+                self._warn_if_blocking(sender)
+            hook_here = self._before_send is not None and not self._hook_in_sender
+            if self._takes_drafts and not self.strict and not hook_here:
+                if self._debug:
+                    _log_event(draft, sender)
                 sender.send(draft)
             else:
                 try:
@@ -507,7 +647,16 @@ class Tracker:
                         exc=exc,
                     )
                     return False
-                sender.send(draft if self._takes_drafts else event)
+                if hook_here:
+                    hooked = self._run_before_send(event, draft.function)
+                    if hooked is None:
+                        return False
+                    item: Any = hooked
+                else:
+                    item = draft if self._takes_drafts else event
+                if self._debug:
+                    _log_event(item, sender)
+                sender.send(item)
         except TrackingError:
             raise  # strict mode's own error
         except Exception as exc:
@@ -515,6 +664,90 @@ class Tracker:
             return False
         self._reporter.count_sent()
         return True
+
+    # --- per-event features (slow path only) -------------------------------------------
+    def _filter(self, reason: str, message: str) -> None:
+        """Count a deliberate drop (sampling, before_send): not an error, so not reported."""
+        with self._lock:
+            self._filtered[reason] = self._filtered.get(reason, 0) + 1
+        if self._debug:
+            logger.info("gbtrack: %s", message)
+
+    def _sampled_out(self, draft: EventDraft) -> bool:
+        rate = self._sample.get(draft.name)
+        if rate is None or _random() < rate:
+            return False
+        self._filter("sampled_out", f"event {draft.name!r} sampled out (rate {rate})")
+        return True
+
+    def _apply_before_send(self, events: list[Event]) -> list[Event]:
+        """The hook as a sender applies it, in its worker: the events kept, in order.
+
+        Failures are counted and reported like inline ones, but never raised (there is
+        no caller to raise into).
+        """
+        kept = []
+        for event in events:
+            hooked = self._run_before_send(event, None, inline=False)
+            if hooked is not None:
+                kept.append(hooked)
+        return kept
+
+    def _run_before_send(
+        self, event: Event, function: str | None, *, inline: bool = True
+    ) -> Event | None:
+        """Apply the hook; a drop, a failure or an invalid change never reaches the caller."""
+        hook = self._before_send
+        if hook is None:  # removed while events were queued
+            return event
+        where = f"event {event.name!r}{_where(function)}"
+        try:
+            result: object = hook(event)
+        except Exception as exc:
+            message = f"{where}: the before_send hook raised {type(exc).__name__}"
+            self._hook_failed("before_send_error", message, function, exc, inline)
+            return None
+        if result is None:
+            self._filter("before_send", f"{where} dropped by before_send")
+            return None
+        if result is event:
+            return event
+        if not isinstance(result, Event):
+            message = (
+                f"{where}: before_send returned a {type(result).__name__}, "
+                "not a gbtrack.Event or None"
+            )
+            self._hook_failed("before_send_error", message, function, None, inline)
+            return None
+        try:  # a changed copy (model_copy does not validate): validate it again
+            return Event.model_validate(dict(result), context={"limits": self._limits})
+        except ValueError as exc:
+            message = f"{where}: the event before_send returned is invalid: {exc}"
+            self._hook_failed("invalid_event", message, function, exc, inline)
+            return None
+
+    def _hook_failed(
+        self, reason: str, message: str, function: str | None, exc: Exception | None, inline: bool
+    ) -> None:
+        if inline:
+            self.drop(reason, message, function=function, exc=exc)  # strict raises
+        else:
+            self._reporter.drop(reason, message, function=function, exc_info=exc)
+
+    def _warn_if_blocking(self, sender: Sender) -> None:
+        """Warn once per sender when a blocking DirectSender is used on an event loop."""
+        if id(sender) in self._blocking_warned or not _on_event_loop():
+            return
+        self._blocking_warned.add(id(sender))
+        message = (
+            "gbtrack: DirectSender.send() blocks until Gameball answers, and it is being "
+            "called on a running asyncio event loop, which it stalls; use the default "
+            "BackgroundSender (gbtrack.configure(api_key=...)) in async applications"
+        )
+        try:
+            warnings.warn(message, RuntimeWarning, stacklevel=2)
+        except RuntimeWarning:  # warnings turned into errors: say it, never raise it
+            logger.warning(message)
 
     def _send_failed(self, draft: EventDraft, sender: object, exc: Exception) -> None:
         self.drop(
@@ -587,6 +820,70 @@ class Tracker:
             raise TrackingError(message, reason="missing")
 
 
+_random = random.random
+
+
+def _on_event_loop() -> bool:
+    import asyncio
+
+    try:
+        asyncio.get_running_loop()
+    except RuntimeError:
+        return False
+    return True
+
+
+def _log_event(item: Event | EventDraft, sender: object) -> None:
+    """The debug line of one event: name, customer, metadata keys; no values, no token."""
+    keys = sorted(item.metadata)
+    logger.info(
+        "gbtrack: event %r for customer %r%s%s%s, metadata keys [%s] -> %s",
+        item.name,
+        item.customer_id,
+        f", email {mask_email(item.email)}" if item.email else "",
+        f", mobile {mask_mobile(item.mobile)}" if item.mobile else "",
+        ", with a session token" if item.session_token is not None else "",
+        ", ".join(keys),
+        type(sender).__name__,
+    )
+
+
+_debugging: weakref.WeakSet[Tracker] = weakref.WeakSet()  # trackers with debug on
+_debug_handler: logging.Handler | None = None
+_saved_levels: list[int] = []  # the loggers' levels before debug turned them up
+_DEBUG_LOGGERS = (logger, logging.getLogger("gbtrack.gameball"))
+
+
+def _debug_logging(tracker: Tracker, on: bool) -> None:
+    """Turn the debug log lines on (or off, when no tracker wants them any more).
+
+    The ``gbtrack`` logger goes to INFO and ``gbtrack.gameball`` to DEBUG (one line per
+    request: method, path, status, outcome, duration; no body, no headers). When
+    nothing handles the ``gbtrack`` logger's lines, a stderr handler is added, as
+    sentry-sdk's ``debug=True`` does, and removed when debug is turned off again.
+    """
+    global _debug_handler
+    if on:
+        _debugging.add(tracker)
+    else:
+        _debugging.discard(tracker)
+    if _debugging and not _saved_levels:
+        _saved_levels.extend(log.level for log in _DEBUG_LOGGERS)
+        logger.setLevel(logging.INFO)
+        _DEBUG_LOGGERS[1].setLevel(logging.DEBUG)
+        if not logger.hasHandlers():
+            _debug_handler = logging.StreamHandler()
+            _debug_handler.setFormatter(logging.Formatter("%(asctime)s %(name)s: %(message)s"))
+            logger.addHandler(_debug_handler)
+    elif not _debugging and _saved_levels:
+        for log, level in zip(_DEBUG_LOGGERS, _saved_levels, strict=True):
+            log.setLevel(level)
+        _saved_levels.clear()
+        if _debug_handler is not None:
+            logger.removeHandler(_debug_handler)
+            _debug_handler = None
+
+
 _new_draft = tuple.__new__
 _now = time.time
 _PLAIN_TYPES = frozenset({str, int, float, bool})  # finiteness is checked where validated
@@ -627,6 +924,29 @@ def set_tracker(tracker: Tracker) -> Tracker:
     return previous
 
 
+def flush(timeout: float | None = None) -> bool:
+    """Wait until the default tracker's sender has settled everything sent so far.
+
+    Blocking: in asyncio code, ``await asyncio.to_thread(gbtrack.flush, 5)``.
+
+    Returns:
+        ``True`` if everything was settled within ``timeout`` seconds (and nothing was
+        dropped since the previous flush).
+    """
+    return active.tracker.flush(timeout)
+
+
+def close(timeout: float | None = None) -> bool:
+    """Flush and close the default tracker's sender (at shutdown); see :meth:`Tracker.close`.
+
+    A later :func:`configure` with a sender or delivery options opens a new one.
+
+    Returns:
+        ``True`` if everything was settled within ``timeout`` seconds.
+    """
+    return active.tracker.close(timeout)
+
+
 def configure(
     *,
     sender: Sender | None = None,
@@ -647,6 +967,9 @@ def configure(
     outbox: str | os.PathLike[str] | None = None,
     limits: Limits | None = None,
     strict_plan: bool | None = None,
+    before_send: BeforeSend | Unset | None = UNSET,
+    sample: Mapping[str, float] | None = None,
+    debug: bool | None = None,
 ) -> Tracker:
     """Configure the default tracker in place (never replaced, so nothing goes stale).
 
@@ -672,6 +995,10 @@ def configure(
         strict_plan: Track only the events of the tracking plan: an event name without
             an :func:`~gbtrack.event_schema` is refused at decoration (when known
             then) and dropped with reason ``unplanned_event`` when sent.
+        before_send: ``hook(event) -> event | None`` for each validated event: scrub
+            or drop (``None`` removes the hook).
+        sample: Sampling rates by event name, e.g. ``{"page_viewed": 0.1}``.
+        debug: Log one line per event and per Gameball request.
 
     Returns:
         The default tracker.
@@ -695,8 +1022,12 @@ def configure(
         outbox=outbox,
         limits=limits,
         strict_plan=strict_plan,
+        before_send=before_send,
+        sample=sample,
+        debug=debug,
     )
 
 
 # At the end: _span reads `active` from this module when it is imported.
 from gbtrack._span import Span as _Span  # noqa: E402
+from gbtrack.senders._direct import DirectSender as _DirectSender  # noqa: E402

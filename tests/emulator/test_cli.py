@@ -105,6 +105,7 @@ def test_python_m_runs_until_signalled(sig: signal.Signals) -> None:
         assert url.startswith("http://127.0.0.1:")
         assert "k1" in banner
         assert "test-secret-key" in banner
+        assert f"live page:  {url}/" in banner
         with httpx.Client(base_url=url, headers={"APIKey": "k1"}) as http:
             statuses = [http.post(V40, json=EVENT).status_code for _ in range(3)]
             assert statuses == [200, 200, 429]

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import datetime as dt
 import inspect
+import sys
 import threading
 from collections import OrderedDict
 from types import SimpleNamespace
@@ -365,17 +366,23 @@ def test_a_deferred_check_runs_before_the_specialised_emitter(
     monkeypatch.syspath_prepend(str(tmp_path))
     import fwd_specialised as mod  # type: ignore[import-not-found]
 
-    from gbtrack._plan import Plan
+    try:
+        from gbtrack._plan import Plan
 
-    values = _closure_values(mod.checkout)
-    plans = [
-        v for v in values + [getattr(v, "__self__", None) for v in values] if isinstance(v, Plan)
-    ]
-    assert plans
-    assert all(p._specialised() is not None for p in plans)  # this shape is specialised
-    mod.checkout(mod.Customer(), None)
-    assert mod.tracker.stats.dropped == {"invalid_expression": 1}
-    assert mod.tracker.sender.events == []
+        values = _closure_values(mod.checkout)
+        plans = [
+            v
+            for v in values + [getattr(v, "__self__", None) for v in values]
+            if isinstance(v, Plan)
+        ]
+        assert plans
+        assert all(p._specialised() is not None for p in plans)  # this shape is specialised
+        mod.checkout(mod.Customer(), None)
+        assert mod.tracker.stats.dropped == {"invalid_expression": 1}
+        assert mod.tracker.sender.events == []
+    finally:
+        # Its deliberate typo must not reach gbtrack.check() in later tests.
+        sys.modules.pop("fwd_specialised", None)
 
 
 def _closure_values(wrapped: Any) -> list[Any]:

@@ -104,6 +104,15 @@ otherwise): ``GET /_emulator/events``, ``/_emulator/stats``, ``/_emulator/reques
 ``/_emulator/rate-limits`` ``{"limits": [[100, 1], [1200, 30]] | null}``,
 ``/_emulator/config`` ``{"highSecurity", "batchDelay"}``, ``/_emulator/batches/run``
 (process pending batch jobs now, like ``emulator.run_pending_batches()``).
+
+The live page, ``GET /`` (also ``/_emulator``): one HTML document with inline CSS and
+JavaScript (no external assets) that polls ``GET /_emulator/live?customer=&limit=``
+every second and shows the events newest first (customer, name, metadata, API version,
+batch job and item, session token, what became of the request), the armed and injected
+faults (``emulator.injected_faults``) and the counters, with a customer filter. Values
+from requests are written with ``textContent`` only, under a Content-Security-Policy
+that runs only the page's own script. Both answer loopback peers sending a loopback
+``Host`` only (403/1002 otherwise), and neither is recorded in the request log.
 """
 
 from gbtrack.emulator._faults import DropFault, DropWhen, FailFault, Fault, FaultPlan

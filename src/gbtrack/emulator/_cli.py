@@ -152,6 +152,7 @@ def run(args: argparse.Namespace) -> int:
         print(f"  rate limit: {shown}; high security: {'on' if args.high_security else 'off'}")
         if args.min_version:
             print(f"  minimum API version: {args.min_version}")
+        print(f"  live page:  {emulator.url}/", flush=True)
         print(f"  inspect:    {emulator.url}/_emulator/events  {emulator.url}/_emulator/stats")
         print("Press Ctrl-C to stop.", flush=True)
         while not stop.wait(0.5):  # a bounded wait keeps signals responsive everywhere

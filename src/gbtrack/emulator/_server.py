@@ -18,6 +18,7 @@ from typing import TYPE_CHECKING, Any
 from pydantic import SecretStr
 
 from gbtrack.emulator._faults import FaultPlan
+from gbtrack.emulator._page import live_response, page_response
 from gbtrack.emulator._state import (
     CONTROL,
     DEFAULT_RATE_LIMITS,
@@ -148,7 +149,7 @@ class _Handler(BaseHTTPRequestHandler):
         reason = self.responses.get(response.status, ("",))[0]
         lines = [
             f"{self.protocol_version} {response.status} {reason}",
-            "Content-Type: application/json",
+            f"Content-Type: {response.content_type}",
             f"Content-Length: {len(response.body)}",
             f"X-Request-Id: {request_id}",
             f"Server: {self.server_version}",
@@ -181,8 +182,12 @@ class _Handler(BaseHTTPRequestHandler):
 
     # --- control endpoints -----------------------------------------------------------------
     def _control(self, incoming: Incoming, body: bytes) -> Response:
-        loopback = _is_loopback(self.client_address[0])
-        return serve_control(self.server.emulator, incoming, body, trusted=loopback)
+        trusted = _is_loopback(self.client_address[0])
+        if trusted and is_page_route(incoming):
+            # DNS rebinding: a web page the developer visits may resolve its own name to
+            # 127.0.0.1; the browser then sends that name as Host. Answer loopback names only.
+            trusted = _is_loopback_host(incoming.headers.get("host", ""))
+        return serve_control(self.server.emulator, incoming, body, trusted=trusted)
 
 
 def serve_control(
@@ -206,8 +211,19 @@ def serve_control(
             response = _control(emulator, incoming, body)
         except (ValueError, TypeError, KeyError) as exc:
             response = error_response(400, 3003, rid, f"invalid control request: {exc}")
-    state.complete(incoming, response.status, response.code)
+    if not (response.status == 200 and is_page_route(incoming)):
+        # The live page polls its feed every second: leaving it open must not grow the
+        # request log or change the counters a test asserts. Refusals are still counted.
+        state.complete(incoming, response.status, response.code)
     return response
+
+
+def is_page_route(incoming: Incoming) -> bool:
+    """Whether a request is for the live page (``GET /``) or its feed (``GET /_emulator/live``)."""
+    return incoming.method == "GET" and incoming.path in _PAGE_PATHS
+
+
+_PAGE_PATHS = frozenset({"/", "/_emulator", "/_emulator/live"})
 
 
 def _ok(payload: Any = None) -> Response:
@@ -220,6 +236,10 @@ def _control(emulator: GameballEmulator, incoming: Incoming, body: bytes) -> Res
     route = incoming.path.removeprefix("/_emulator").strip("/")
     method = incoming.method
     if method == "GET":
+        if route == "":
+            return page_response()
+        if route == "live":
+            return live_response(emulator, incoming.query)
         if route == "events":
             return _ok([event.to_dict() for event in emulator.events])
         if route == "stats":
@@ -297,6 +317,18 @@ def _control(emulator: GameballEmulator, incoming: Incoming, body: bytes) -> Res
 
 
 _MISSING_LIMITS: Any = object()
+
+
+def _is_loopback_host(host: str) -> bool:
+    """Whether a ``Host`` header names loopback: ``localhost``, ``127.x.y.z``, ``[::1]``."""
+    name = host.strip().lower()
+    if name.startswith("["):
+        name = name[1 : name.find("]")] if "]" in name else ""
+    elif name.count(":") == 1:
+        name = name.partition(":")[0]
+    if name == "localhost" or name.endswith(".localhost"):
+        return True
+    return _is_loopback(name)
 
 
 def _is_loopback(host: str) -> bool:
@@ -618,6 +650,18 @@ class GameballEmulator:
     def internal_errors(self) -> list[str]:
         """Unexpected emulator errors; an empty list unless the emulator has a bug."""
         return self._state.internal_errors
+
+    @property
+    def injected_faults(self) -> list[dict[str, Any]]:
+        """The faults consumed so far, oldest first (the newest 1,000 are kept).
+
+        Each is ``{"requestId", "endpoint", "receivedAt", "fault", "status"}``, where
+        ``fault`` describes what was injected (``"fail 503/5003"``, ``"drop reset"``,
+        ``"latency 0.5 s"``, ``"batch item 2 (c-9) failed with 5003"``) and ``status`` is
+        the HTTP status answered (0 when dropped, ``None`` for a batch item). The live
+        page lists them.
+        """
+        return self._state.injected_faults
 
     def wait_for_events(self, count: int, timeout: float | None = 5.0) -> bool:
         """Block until at least ``count`` events were accepted, or the timeout passes.

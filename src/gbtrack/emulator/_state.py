@@ -94,6 +94,7 @@ _ERRORS: Final[dict[int, tuple[str, str]]] = {
 _SUCCESS_BODY: Final = b'{"success":true,"message":"Events processed"}'
 _MISSING: Final[Any] = object()
 _STOPPED_MESSAGE: Final = "batch job stopped before this item was processed"
+_INJECTED_KEPT: Final = 1000  # the injected-fault log keeps the newest this many
 
 
 @dataclass(frozen=True)
@@ -203,12 +204,14 @@ class Response:
         body: The JSON body, already encoded.
         headers: Extra headers.
         code: The Gameball error code, for the records.
+        content_type: The ``Content-Type`` header (JSON except for the live page).
     """
 
     status: int
     body: bytes
     headers: tuple[tuple[str, str], ...] = ()
     code: int | None = None
+    content_type: str = "application/json"
 
 
 def _dumps(payload: Any) -> bytes:
@@ -499,6 +502,7 @@ class EmulatorState:
         self._request_ids = itertools.count(1)
         self._request_prefix = secrets.token_hex(4)
         self._internal_errors: list[str] = []
+        self._injected: deque[dict[str, Any]] = deque(maxlen=_INJECTED_KEPT)
         self._worker: threading.Thread | None = None
         self._stopping = False
 
@@ -582,11 +586,22 @@ class EmulatorState:
             headers.get("x-gb-agent"),
             headers.get("lang"),
         )
+        injected = _describe_fault(incoming)
         with self._lock:
             self._requests[(incoming.endpoint, status)] += 1
             self._request_log.append(record)
             if status == 0:
                 self._dropped += 1
+            if injected is not None:
+                self._injected.append(
+                    {
+                        "requestId": incoming.request_id,
+                        "endpoint": incoming.endpoint,
+                        "receivedAt": incoming.received_at,
+                        "fault": injected,
+                        "status": status,
+                    }
+                )
 
     def note_internal_error(self, description: str) -> None:
         """Keep the description of an unexpected error in the emulator itself."""
@@ -750,6 +765,7 @@ class EmulatorState:
         errors: list[dict[str, Any]] = []
         results: list[dict[str, Any]] = []
         stopped_at: int | None = None
+        item_injected: list[dict[str, Any]] = []
         for index, item in enumerate(items):
             if job.stop_requested:
                 stopped_at = index
@@ -761,6 +777,15 @@ class EmulatorState:
                 if injected is not None:
                     code, message = injected
                     problem = code, message or _ERRORS.get(code, ("", "item failed"))[1]
+                    item_injected.append(
+                        {
+                            "requestId": job.request_id,
+                            "endpoint": BATCH_CREATE,
+                            "receivedAt": job.received_at,
+                            "fault": f"batch item {index} ({customer_id}) failed with {code}",
+                            "status": None,
+                        }
+                    )
             if problem is not None:
                 code, message = problem
                 errors.append(
@@ -779,6 +804,7 @@ class EmulatorState:
                 )
             )
         with self._lock:
+            self._injected.extend(item_injected)
             job.errors.extend(errors)
             job.results.extend(results)
             done = len(items) if stopped_at is None else stopped_at
@@ -912,6 +938,18 @@ class EmulatorState:
         with self._lock:
             return list(self._internal_errors)
 
+    @property
+    def injected_faults(self) -> list[dict[str, Any]]:
+        """The faults requests and batch items consumed, oldest first (the newest 1,000).
+
+        Each is ``{"requestId", "endpoint", "receivedAt", "fault", "status"}``: ``fault``
+        describes it (``"fail 503/5003"``, ``"drop after_body"``, ``"latency 0.5 s"``,
+        ``"batch item 2 (c-9) failed with 5003"``); ``status`` is the HTTP status
+        answered (0 when dropped; ``None`` for a batch item).
+        """
+        with self._lock:
+            return list(self._injected)
+
     def wait_for_events(self, count: int, timeout: float | None = None) -> bool:
         """Wait until at least ``count`` events were accepted; return whether they were."""
         with self._events_changed:
@@ -973,6 +1011,7 @@ class EmulatorState:
             self._jobs.clear()
             self._due.clear()
             self._internal_errors.clear()
+            self._injected.clear()
             if self._rate is not None:
                 self._rate = _RateWindows(self._rate.limits)
 
@@ -991,8 +1030,8 @@ def _classify(path: str) -> str:
                 return BATCH_STATUS
             if parts[6] == "stop":
                 return BATCH_STOP
-    if path == "/_emulator" or path.startswith("/_emulator/"):
-        return CONTROL
+    if path in ("/", "/_emulator") or path.startswith("/_emulator/"):
+        return CONTROL  # "/" is the live page, served with the control endpoints
     return NOT_FOUND
 
 
@@ -1024,6 +1063,19 @@ def _item_events(
         )
         for name, metadata in item["events"].items()
     ]
+
+
+def _describe_fault(incoming: Incoming) -> str | None:
+    """Describe the one-shot fault and latency a request consumed, or ``None``."""
+    parts: list[str] = []
+    fault = incoming.fault
+    if isinstance(fault, FailFault):
+        parts.append(f"fail {fault.status}/{fault.code}")
+    elif isinstance(fault, DropFault):
+        parts.append(f"drop {fault.when}")
+    if incoming.latency:
+        parts.append(f"latency {incoming.latency:g} s")
+    return ", ".join(parts) if parts else None
 
 
 def _has_token(headers: Mapping[str, str]) -> bool:

@@ -74,7 +74,7 @@ class _Core:
     @staticmethod
     def response(incoming: Incoming, response: Response) -> httpx.Response:
         headers = [
-            ("Content-Type", "application/json"),
+            ("Content-Type", response.content_type),
             ("X-Request-Id", incoming.request_id),
             *response.headers,
         ]

@@ -1,0 +1,158 @@
+"""The live page in a real browser: the OS's headless Chromium, driven over CDP.
+
+The page is opened once; events are then sent through gbtrack (a ``DirectSender`` for
+v4.0, a ``BackgroundSender`` in bulk mode for a batch job) while it stays open, and the
+test reads the page's DOM through ``Runtime.evaluate`` until the new rows appear. A
+marker set on ``window`` after the first load, and the navigation count, prove the rows
+came from polling, not a reload. Screenshots are kept in ``build/test-artifacts/``.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from gbtrack import Tracker
+from gbtrack.emulator import GameballEmulator
+from gbtrack.senders import BackgroundSender, DirectSender, RetryPolicy
+
+from ._chromium import Browser, Page, find_chromium
+
+CHROMIUM = find_chromium()
+ARTIFACTS = Path(__file__).resolve().parents[2] / "build" / "test-artifacts"
+HOSTILE = '<script>document.title="pwned"</script><img src=x onerror="document.title=1">'
+FAST = RetryPolicy(base_delay=0.0, max_delay=0.0)
+
+pytestmark = [
+    pytest.mark.slow,
+    pytest.mark.skipif(
+        CHROMIUM is None,
+        reason="headless Chromium is not installed (apt-get install chromium; .ci/run does)",
+    ),
+]
+
+ROWS = "document.querySelectorAll('#events-body tr.event').length"
+CELLS = """JSON.stringify([...document.querySelectorAll('#events-body tr.event')].map(
+  tr => [...tr.children].map(td => td.textContent)))"""
+
+
+@pytest.fixture
+def page(tmp_path: Path, gameball_emulator: GameballEmulator) -> Iterator[Page]:
+    assert CHROMIUM is not None
+    with Browser(CHROMIUM, tmp_path / "profile") as browser:
+        yield browser.open(f"{gameball_emulator.url}/")
+
+
+def rows(page: Page) -> list[list[str]]:
+    cells: list[list[str]] = json.loads(page.evaluate(CELLS))
+    return cells
+
+
+def test_page_shows_events_as_they_arrive(gameball_emulator: GameballEmulator, page: Page) -> None:
+    emulator = gameball_emulator
+    direct = Tracker(DirectSender(api_key=emulator.api_key, base_url=emulator.url, retry=FAST))
+    direct.emit("signed_up", customer_id="first", metadata={"plan": "free"})
+
+    # The first poll shows the event already there; mark this document.
+    page.wait_for(f"{ROWS} === 1")
+    page.evaluate("window.__gbtrackMarker = 'loaded once'; true")
+    navigations = page.evaluate("performance.getEntriesByType('navigation').length")
+    page.screenshot(ARTIFACTS / "emulator-live-page-1-first-event.png")
+
+    # While the page stays open: hostile values over v4.0, a fault the retry absorbs,
+    # and a batch job from a BackgroundSender in bulk mode.
+    direct.emit(
+        "purchase_completed",
+        customer_id=HOSTILE,
+        metadata={"note": HOSTILE, "amount": 49.9, "gift": True},
+    )
+    emulator.faults.fail_next(status=503)
+    direct.emit("review_submitted", customer_id="retried", metadata={"stars": 5})
+    bulk = Tracker(
+        BackgroundSender(
+            api_key=emulator.api_key,
+            secret_key=emulator.secret_key,
+            base_url=emulator.url,
+            bulk_threshold=2,
+            flush_interval=60.0,
+            retry=FAST,
+        )
+    )
+    for n in range(3):
+        bulk.emit("points_redeemed", customer_id=f"bulk-{n}", metadata={"points": 100 * n})
+    assert bulk.close(10.0)
+    assert direct.close(10.0)
+    assert emulator.wait_for_events(6)
+
+    page.wait_for(f"{ROWS} === 6")
+    assert page.evaluate("window.__gbtrackMarker") == "loaded once"  # no reload happened
+    assert page.evaluate("performance.getEntriesByType('navigation').length") == navigations
+    assert page.evaluate("Number(document.body.dataset.polls)") >= 2
+    table = rows(page)
+    by_customer = {cells[1]: cells for cells in table}
+    # Newest first: the batch job's three rows, then the retried event, ... the first.
+    assert [cells[1] for cells in table[3:]] == ["retried", HOSTILE, "first"]
+    assert sorted(cells[1] for cells in table[:3]) == ["bulk-0", "bulk-1", "bulk-2"]
+    # Received, customer, event, metadata, API, batched, token, status.
+    assert by_customer["first"][2:] == [
+        "signed_up",
+        'plan: "free"',
+        "v4.0",
+        "no",
+        "no",
+        "200 answered",
+    ]
+    assert by_customer["bulk-2"][2:5] == ["points_redeemed", "points: 200", "batch"]
+    assert by_customer["bulk-2"][5].startswith("yes: job ")
+    assert by_customer["bulk-2"][7] == "batch job completed"
+    # Untrusted values are shown as text: no element, no script ran.
+    hostile = by_customer[HOSTILE]
+    assert hostile[3] == f"note: {json.dumps(HOSTILE)}amount: 49.9gift: true"
+    assert page.evaluate("document.scripts.length") == 1
+    assert page.evaluate("document.querySelectorAll('img').length") == 0
+    assert page.evaluate("document.title") == "Gameball emulator: live"
+    # Faults and counters.
+    page.wait_for("document.querySelectorAll('#injected-body tr.injected').length === 1")
+    assert page.evaluate("document.querySelector('#injected-body tr').textContent").endswith(
+        "v4.0/eventsfail 503/5003503"
+    )
+    emulator.faults.fail_next(2, status=500)
+    emulator.faults.fail_batch_items(customer_ids=["vip"])
+    page.wait_for("document.getElementById('armed').textContent.includes('fail 500/5000')")
+    armed = page.evaluate("[...document.querySelectorAll('#armed li')].map(li => li.textContent)")
+    assert armed == ["fail 500/5000 \u00d72", "batch items of: vip"]
+    counters = page.evaluate("document.getElementById('counters').textContent")
+    assert "6events" in counters
+    assert "200\u00d73  503\u00d71v4.0/events requests" in counters
+    page.screenshot(ARTIFACTS / "emulator-live-page-2-events-arrived.png")
+
+    # The customer filter asks the emulator for matching events only.
+    page.evaluate(
+        "const f = document.getElementById('customer'); f.value = 'BULK';"
+        " f.dispatchEvent(new Event('input')); true"
+    )
+    page.wait_for(f"{ROWS} === 3")
+    assert sorted(cells[1] for cells in rows(page)) == ["bulk-0", "bulk-1", "bulk-2"]
+    assert page.evaluate("location.search") == "?customer=BULK"
+    assert page.evaluate("document.getElementById('events-count').textContent") == (
+        "3 shown of 3 matching \u201cBULK\u201d"
+    )
+    page.screenshot(ARTIFACTS / "emulator-live-page-3-filtered.png")
+    assert page.evaluate("window.__gbtrackMarker") == "loaded once"
+    assert page.errors() == []  # no console error, exception, CSP violation or 404
+
+
+def test_page_says_when_the_emulator_is_gone(
+    gameball_emulator: GameballEmulator, page: Page
+) -> None:
+    page.wait_for("Number(document.body.dataset.polls) >= 1")
+    gameball_emulator.stop()
+    page.wait_for("document.getElementById('state').className === 'error'")
+    assert page.evaluate("document.getElementById('state').textContent").startswith(
+        "emulator unreachable"
+    )
+    # The error collector the other test relies on does see the failed polls.
+    assert any("ERR_CONNECTION_REFUSED" in error for error in page.errors()), page.errors()
