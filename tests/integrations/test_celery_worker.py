@@ -235,3 +235,16 @@ def test_flush_after_task_survives_a_kill_9(
     os.killpg(worker.proc.pid, signal.SIGKILL)  # no shutdown of any kind
     worker.proc.wait(10)
     _check_at_emulator(emulator, count)
+
+
+def test_sigterm_to_the_whole_process_group_loses_nothing(
+    start_worker: Any, publisher: Celery, emulator: GameballEmulator
+) -> None:
+    # systemd's default KillMode=control-group signals the pool children too.
+    count = 8
+    worker = start_worker("prefork", concurrency=2)
+    _publish_concurrently(publisher, count)
+    assert emulator.event_count == 0
+    os.killpg(worker.proc.pid, signal.SIGTERM)
+    assert worker.proc.wait(60) == 0
+    _check_at_emulator(emulator, count)
