@@ -66,8 +66,8 @@ class _Settings:
             return
         if not done:
             logger.warning(
-                "gbtrack: flushing the tracker %s did not deliver everything within %.1f s "
-                "(see tracker.stats)",
+                "gbtrack: flushing the tracker %s did not deliver everything "
+                "(timed out after %.1f s, or events were dropped: see tracker.stats)",
                 why,
                 self.flush_timeout,
             )
