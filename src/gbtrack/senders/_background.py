@@ -65,6 +65,11 @@ _MAX_POLL_FAILURES = 8  # failed status polls before a job's fate counts as ambi
 _SPILLABLE = frozenset({"queue_overflow", "retries_exhausted", "expired", "closed"})
 
 
+def _left(deadline: float | None) -> float | None:
+    """Seconds left until ``deadline`` (``None``: no deadline), never negative."""
+    return None if deadline is None else max(0.0, deadline - time.monotonic())
+
+
 class _Job:
     """One coalesced request (one customer's events) on its way."""
 
@@ -140,21 +145,36 @@ class _IOPool:
             done.put((tag, obj, result))
             wake.set()
 
-    def shutdown(self, timeout: float) -> None:
+    def shutdown(self, timeout: float | None) -> None:
+        """Ask the threads to stop; wait at most ``timeout`` (a request may hang)."""
         for _ in self.threads:
             self.tasks.put(None)
-        deadline = time.monotonic() + timeout
+        deadline = None if timeout is None else time.monotonic() + timeout
         for thread in self.threads:
-            thread.join(max(0.0, deadline - time.monotonic()))
+            thread.join(_left(deadline))
 
 
-def _flush_at_exit(ref: weakref.ReferenceType[BackgroundSender], timeout: float) -> None:
+def _close_at_exit(ref: weakref.ReferenceType[BackgroundSender], timeout: float) -> None:
+    """The ``atexit`` hook: close the sender (bounded), so nothing is left untold."""
     sender = ref()
     if sender is not None and not sender.closed:
         try:
-            sender.flush(timeout)
+            sender._shutdown(timeout, at_exit=True)
         except Exception:  # pragma: no cover - never fail interpreter exit
-            _log.exception("gbtrack: flush at exit failed")
+            _log.exception("gbtrack: closing the sender at exit failed")
+
+
+def _noop() -> None:
+    pass
+
+
+# ``weakref.finalize`` runs its finalizers from one ``atexit`` hook, registered when the
+# first finalizer is made; the client's connection pools close through such finalizers.
+# ``atexit`` runs hooks last registered first, so registering that hook now, before any
+# sender registers its own, makes every sender's exit flush run while the transports are
+# still open: closing them under requests in flight would make those requests ambiguous
+# and retried (delivered twice).
+_FINALIZERS_RUN_AFTER_SENDERS = weakref.finalize(_noop, _noop)
 
 
 class BackgroundSender(BaseSender):
@@ -197,7 +217,8 @@ class BackgroundSender(BaseSender):
             retries, age, or shutdown (the durable outbox).
         close_spill: Close ``spill`` when this sender closes (set when the spill was
             built for this sender, as ``configure(outbox=...)`` does).
-        exit_timeout: Seconds the ``atexit`` hook may spend flushing.
+        exit_timeout: Seconds the ``atexit`` hook may spend closing this sender (it
+            flushes, then closes, before any connection of the client is closed).
         on_error: Called with a :class:`~gbtrack.TrackingError` for each drop.
     """
 
@@ -267,7 +288,7 @@ class BackgroundSender(BaseSender):
         self.exit_timeout = exit_timeout
         self._init_state()
         reset_after_fork(self)
-        self._atexit_hook = functools.partial(_flush_at_exit, weakref.ref(self), exit_timeout)
+        self._atexit_hook = functools.partial(_close_at_exit, weakref.ref(self), exit_timeout)
         atexit.register(self._atexit_hook)
 
     # --- construction and fork -----------------------------------------------------------
@@ -461,6 +482,8 @@ class BackgroundSender(BaseSender):
     def close(self, timeout: float | None = None) -> bool:
         """Flush, stop the worker and close a client built here; idempotent.
 
+        The order is fixed: stop accepting, flush (bounded by ``timeout``), stop the
+        worker, then close what this sender owns (the spill it built, then the client).
         Events still unsettled after ``timeout`` are spilled or dropped with reason
         ``closed``; later sends are dropped with reason ``closed``.
 
@@ -468,12 +491,24 @@ class BackgroundSender(BaseSender):
             What the final :meth:`flush` answered: ``True`` if everything was
             delivered (or spilled) in time and nothing dropped since the last flush.
         """
+        return self._shutdown(timeout, at_exit=False)
+
+    def _shutdown(self, timeout: float | None, *, at_exit: bool) -> bool:
         with self._start_lock:
             if self._closed:
                 return True
             self._closed = True
         deadline = None if timeout is None else time.monotonic() + timeout
         ok = self.flush(timeout)
+        self._stop_worker(deadline)
+        self._pool.shutdown(0.5)
+        self._report_overflow(force=True)
+        self._close_owned(deadline)
+        atexit.unregister(self._atexit_hook)
+        return ok
+
+    def _stop_worker(self, deadline: float | None) -> None:
+        """Stop the worker (it spills or drops what it holds), then sweep the queue."""
         worker = self._worker
         with self._start_lock:
             self._stopping = True
@@ -481,22 +516,19 @@ class BackgroundSender(BaseSender):
         with self._space:
             self._space.notify_all()
         if worker is not None and worker is not threading.current_thread():
-            left = None if deadline is None else max(0.1, deadline - time.monotonic())
-            worker.join(left)
+            worker.join(None if deadline is None else max(0.1, deadline - time.monotonic()))
             if worker.is_alive():  # pragma: no cover - a hung client; the thread is a daemon
                 _log.warning("gbtrack: sender worker did not stop in time")
         # Sends that raced with close() after the worker's last sweep.
         self._abandon_queue()
-        self._pool.shutdown(0.5)
-        self._report_overflow(force=True)
+
+    def _close_owned(self, deadline: float | None) -> None:
+        """Close what this sender built: the spill first (it delivers through the client)."""
         if self._close_spill and self.spill is not None:
-            # A spill built for this sender (configure(outbox=...)) closes with it,
-            # before the client it delivers through.
             close_spill = getattr(self.spill, "close", None)
             if callable(close_spill):
-                left = None if deadline is None else max(0.1, deadline - time.monotonic())
                 try:
-                    close_spill(left)
+                    close_spill(None if deadline is None else max(0.1, deadline - time.monotonic()))
                 except Exception:  # pragma: no cover - closing must not raise
                     _log.exception("gbtrack: closing the spill failed")
         if self._client_options is not None:
@@ -504,8 +536,6 @@ class BackgroundSender(BaseSender):
                 self.client.close()
             except Exception:  # pragma: no cover - closing must not raise
                 _log.exception("gbtrack: closing the Gameball client failed")
-        atexit.unregister(self._atexit_hook)
-        return ok
 
     # --- stats ---------------------------------------------------------------------------
     def stats(self) -> Stats:
