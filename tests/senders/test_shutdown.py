@@ -90,3 +90,50 @@ def test_requests_in_flight_at_exit_are_not_delivered_twice(emulator: GameballEm
     )
     assert result.returncode == 0, result.stderr
     assert arrived(emulator, "purchase", 48) == Arrived(distinct=48, duplicates=0, missing=0)
+
+
+def test_events_pending_at_exit_are_counted_reported_and_summarised(
+    emulator: GameballEmulator,
+) -> None:
+    # Defects 2 and 4: the exit hook ignored what flush() returned (nothing counted,
+    # logged or reported), and the throttled drop line said 1 where 24 were lost.
+    emulator.faults.set_latency(30)  # a server that does not answer before the exit
+    result = run(
+        """
+        import atexit
+        reported = []
+        atexit.register(lambda: print("on_error", len(reported)))  # runs after the sender's
+        s = BackgroundSender(api_key=API_KEY, base_url=URL, flush_interval=0.01,
+                             timeout=30, exit_timeout=0.5, on_error=reported.append)
+        for i in range(24):
+            s.send(ev(i))
+        """,
+        emulator,
+    )
+    assert result.returncode == 0, result.stderr
+    assert "on_error 24" in result.stdout
+    summary = [line for line in result.stderr.splitlines() if "sender closed at exit" in line]
+    assert len(summary) == 1, result.stderr
+    assert "0 delivered, 0 spilled to the outbox, 24 dropped (closed 24)" in summary[0]
+
+
+def test_close_summarises_true_totals(caplog: pytest.LogCaptureFixture) -> None:
+    from gbtrack import Event
+    from gbtrack.senders import BackgroundSender
+
+    class Silent:  # a client that never gets to send: every event is closed unsent
+        has_secret_key = False
+
+        def send(self, batch: object) -> None:  # pragma: no cover - never called
+            raise AssertionError
+
+    sender = BackgroundSender(Silent(), flush_interval=60)  # type: ignore[arg-type]
+    for i in range(5):
+        sender.send(Event(name="pending", customer_id=f"c-{i}"))
+    with caplog.at_level("WARNING", logger="gbtrack"):
+        assert not sender.close(0)
+    lines = [r.getMessage() for r in caplog.records if "sender closed at close" in r.getMessage()]
+    assert lines == [
+        "gbtrack: sender closed at close: 0 delivered, 0 spilled to the outbox, "
+        "5 dropped (closed 5), 0 unsettled"
+    ]

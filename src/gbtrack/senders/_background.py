@@ -485,7 +485,9 @@ class BackgroundSender(BaseSender):
         The order is fixed: stop accepting, flush (bounded by ``timeout``), stop the
         worker, then close what this sender owns (the spill it built, then the client).
         Events still unsettled after ``timeout`` are spilled or dropped with reason
-        ``closed``; later sends are dropped with reason ``closed``.
+        ``closed``; later sends are dropped with reason ``closed``. When anything was
+        dropped or spilled, one WARNING line gives this sender's true totals (the
+        per-reason drop lines are throttled).
 
         Returns:
             What the final :meth:`flush` answered: ``True`` if everything was
@@ -505,6 +507,7 @@ class BackgroundSender(BaseSender):
         self._report_overflow(force=True)
         self._close_owned(deadline)
         atexit.unregister(self._atexit_hook)
+        self._summarise("at exit" if at_exit else "at close")
         return ok
 
     def _stop_worker(self, deadline: float | None) -> None:
@@ -536,6 +539,24 @@ class BackgroundSender(BaseSender):
                 self.client.close()
             except Exception:  # pragma: no cover - closing must not raise
                 _log.exception("gbtrack: closing the Gameball client failed")
+
+    def _summarise(self, when: str) -> None:
+        """One line with the true totals when anything was lost (log lines are throttled)."""
+        stats = self.stats()
+        unsettled = len(self._queue) + self._held
+        if not stats.dropped and not self._spilled and not unsettled:
+            return
+        dropped = ", ".join(f"{reason} {n}" for reason, n in sorted(stats.dropped.items()))
+        _log.warning(
+            "gbtrack: sender closed %s: %d delivered, %d spilled to the outbox, "
+            "%d dropped (%s), %d unsettled",
+            when,
+            stats.delivered,
+            self._spilled,
+            stats.total_dropped,
+            dropped or "none",
+            unsettled,
+        )
 
     # --- stats ---------------------------------------------------------------------------
     def stats(self) -> Stats:
