@@ -137,3 +137,29 @@ def test_close_summarises_true_totals(caplog: pytest.LogCaptureFixture) -> None:
         "gbtrack: sender closed at close: 0 delivered, 0 spilled to the outbox, "
         "5 dropped (closed 5), 0 unsettled"
     ]
+
+
+@pytest.mark.parametrize("timeout", [0.0, 0.5, 2.0])
+def test_close_holds_its_timeout_against_a_server_that_never_answers(
+    emulator: GameballEmulator, timeout: float
+) -> None:
+    # Defect 10: close(2) took 2.5 s (a 0.1 s floor per step, 0.5 s for the I/O threads).
+    import time
+
+    from gbtrack import Event
+    from gbtrack.senders import BackgroundSender
+
+    emulator.faults.set_latency(30)
+    sender = BackgroundSender(
+        api_key=API_KEY, base_url=emulator.url, flush_interval=0.01, timeout=30, concurrency=4
+    )
+    for i in range(10):
+        sender.send(Event(name="purchase", customer_id=f"c-{i}", metadata={"seq": i}))
+    deadline = time.monotonic() + 10
+    while sender.stats().in_flight < 4 and time.monotonic() < deadline:
+        time.sleep(0.005)  # wait until requests hang in flight
+    began = time.monotonic()
+    assert not sender.close(timeout)
+    assert time.monotonic() - began < timeout + 0.1
+    assert sender.stats().dropped == {"closed": 10}
+    emulator.faults.clear()

@@ -62,6 +62,7 @@ _READY_CAP = 2 * MAX_BATCH_ITEMS  # coalesced requests held ready before drainin
 _OVERFLOW_LOG_INTERVAL = 5.0  # seconds between two overflow log lines during an outage
 _POLL_DELAYS = (0.05, 0.1, 0.2, 0.4, 0.8, 1.0)  # batch-status polling backoff
 _MAX_POLL_FAILURES = 8  # failed status polls before a job's fate counts as ambiguous
+_STOP_GRACE = 0.02  # seconds close() gives the worker past its deadline to stop
 _SPILLABLE = frozenset({"queue_overflow", "retries_exhausted", "expired", "closed"})
 
 
@@ -311,6 +312,7 @@ class BackgroundSender(BaseSender):
         self._worker: threading.Thread | None = None
         self._start_lock = threading.Lock()
         self._stopping = False
+        self._abandoned = False  # whoever sets it (worker or close) reports what is held
         self._flush_waiters = 0
         self._taken = 0  # events moved from the queue to the worker
         self._settled = 0  # events finally handled: delivered, dropped or spilled
@@ -503,7 +505,7 @@ class BackgroundSender(BaseSender):
         deadline = None if timeout is None else time.monotonic() + timeout
         ok = self.flush(timeout)
         self._stop_worker(deadline)
-        self._pool.shutdown(0.5)
+        self._pool.shutdown(_left(deadline))
         self._report_overflow(force=True)
         self._close_owned(deadline)
         atexit.unregister(self._atexit_hook)
@@ -519,9 +521,17 @@ class BackgroundSender(BaseSender):
         with self._space:
             self._space.notify_all()
         if worker is not None and worker is not threading.current_thread():
-            worker.join(None if deadline is None else max(0.1, deadline - time.monotonic()))
-            if worker.is_alive():  # pragma: no cover - a hung client; the thread is a daemon
-                _log.warning("gbtrack: sender worker did not stop in time")
+            # A little grace past the deadline: a free worker stops in a millisecond.
+            worker.join(None if deadline is None else max(_left(deadline) or 0.0, _STOP_GRACE))
+            if worker.is_alive() and self._claim_abandon():
+                # Busy (an on_error hook, a huge batch): count what it holds here, once.
+                held = self._held
+                if held:
+                    self.reporter.drop(
+                        "closed",
+                        f"{held} event(s) held by a busy worker when the sender closed",
+                        n=held,
+                    )
         # Sends that raced with close() after the worker's last sweep.
         self._abandon_queue()
 
@@ -531,7 +541,7 @@ class BackgroundSender(BaseSender):
             close_spill = getattr(self.spill, "close", None)
             if callable(close_spill):
                 try:
-                    close_spill(None if deadline is None else max(0.1, deadline - time.monotonic()))
+                    close_spill(_left(deadline))
                 except Exception:  # pragma: no cover - closing must not raise
                     _log.exception("gbtrack: closing the spill failed")
         if self._client_options is not None:
@@ -988,8 +998,15 @@ class BackgroundSender(BaseSender):
         if settle:
             self._settle(len(events), jobs)
 
+    def _claim_abandon(self) -> bool:
+        """Whether the caller reports what the worker holds (only the first one does)."""
+        with self._lock:
+            first, self._abandoned = not self._abandoned, True
+        return first
+
     def _abandon_all(self) -> None:
         """The worker stops: whatever is left is spilled or dropped with reason ``closed``."""
+        report = self._claim_abandon()
         left: list[Event] = []
         jobs = (
             list(self._ready) + [item[2] for item in self._retry_heap] + list(self._in_flight_jobs)
@@ -1004,8 +1021,10 @@ class BackgroundSender(BaseSender):
         self._in_flight_jobs.clear()
         self._in_flight_bulks.clear()
         self._in_flight = 0
-        if left:
+        if left and report:
             self._give_up(left, "closed", "the sender closed before delivery finished", jobs=jobs)
+        elif left:
+            self._settle(len(left), jobs)  # close() counted them: the worker was late
         self._abandon_queue()
 
     def _abandon_queue(self) -> None:
