@@ -6,6 +6,7 @@ by the test; the emulator counts what arrived: distinct, duplicates, missing.
 
 from __future__ import annotations
 
+import pathlib
 import subprocess
 import sys
 import textwrap
@@ -163,3 +164,52 @@ def test_close_holds_its_timeout_against_a_server_that_never_answers(
     assert time.monotonic() - began < timeout + 0.1
     assert sender.stats().dropped == {"closed": 10}
     emulator.faults.clear()
+
+
+CHILD_SCRIPT = """
+import multiprocessing, sys
+from gbtrack import Event
+from gbtrack.senders import BackgroundSender
+
+API_KEY, URL, METHOD, KIND = {api_key!r}, {url!r}, {method!r}, {kind!r}
+# Built at import: before the fork (fork), or again in each child (spawn).
+sender = BackgroundSender(api_key=API_KEY, base_url=URL, flush_interval=0.05)
+
+
+def track(first):
+    for i in range(first, first + 10):
+        sender.send(Event(name="purchase", customer_id=f"c-{{i}}", metadata={{"seq": i}}))
+    return first  # no flush, no close: the child just ends
+
+
+if __name__ == "__main__":
+    ctx = multiprocessing.get_context(METHOD)
+    if KIND == "process":
+        children = [ctx.Process(target=track, args=(first,)) for first in (0, 10, 20)]
+        for child in children:
+            child.start()
+        for child in children:
+            child.join()
+        sys.exit(max(child.exitcode for child in children))
+    pool = ctx.Pool(2)
+    pool.map(track, [0, 10, 20])
+    pool.close()
+    pool.join()
+"""
+
+
+@pytest.mark.parametrize("kind", ["process", "pool"])
+@pytest.mark.parametrize("method", ["fork", "spawn"])
+def test_multiprocessing_children_deliver_at_a_normal_exit(
+    emulator: GameballEmulator, tmp_path: pathlib.Path, method: str, kind: str
+) -> None:
+    # Defect 3: a forked child ends with os._exit() (no atexit): every event was lost.
+    script = tmp_path / "children.py"
+    script.write_text(
+        CHILD_SCRIPT.format(api_key=API_KEY, url=emulator.url, method=method, kind=kind)
+    )
+    result = subprocess.run(
+        [sys.executable, str(script)], capture_output=True, text=True, timeout=60, check=False
+    )
+    assert result.returncode == 0, result.stderr
+    assert arrived(emulator, "purchase", 30) == Arrived(distinct=30, duplicates=0, missing=0)

@@ -25,6 +25,7 @@ import itertools
 import logging
 import os
 import queue
+import sys
 import threading
 import time
 import weakref
@@ -62,6 +63,7 @@ _READY_CAP = 2 * MAX_BATCH_ITEMS  # coalesced requests held ready before drainin
 _OVERFLOW_LOG_INTERVAL = 5.0  # seconds between two overflow log lines during an outage
 _POLL_DELAYS = (0.05, 0.1, 0.2, 0.4, 0.8, 1.0)  # batch-status polling backoff
 _MAX_POLL_FAILURES = 8  # failed status polls before a job's fate counts as ambiguous
+_CHILD_EXIT_PRIORITY = 10  # multiprocessing runs finalizers of priority >= 0 at exit
 _STOP_GRACE = 0.02  # seconds close() gives the worker past its deadline to stop
 _SPILLABLE = frozenset({"queue_overflow", "retries_exhausted", "expired", "closed"})
 
@@ -433,6 +435,22 @@ class BackgroundSender(BaseSender):
                 return
             self._worker = threading.Thread(target=self._run, name="gbtrack-sender", daemon=True)
             self._worker.start()
+            self._close_at_child_exit()
+
+    def _close_at_child_exit(self) -> None:
+        """In a ``multiprocessing`` child, close at its normal exit too.
+
+        A forked child ends with ``os._exit()``: ``atexit`` hooks never run there, but
+        ``multiprocessing`` runs its own finalizers first (``Process`` and ``Pool``
+        workers alike). Registered when the worker starts, so after the child's
+        bootstrap has cleared the finalizers inherited from the parent.
+        """
+        mp = sys.modules.get("multiprocessing")
+        if mp is None or mp.parent_process() is None:
+            return
+        from multiprocessing.util import Finalize
+
+        Finalize(self, self._atexit_hook, exitpriority=_CHILD_EXIT_PRIORITY)
 
     # --- flush and close -----------------------------------------------------------------
     def flush(self, timeout: float | None = None) -> bool:
