@@ -35,7 +35,7 @@ from typing import TYPE_CHECKING, Any, Literal
 
 from pydantic import SecretStr
 
-from gbtrack._errors import ServerError
+from gbtrack._errors import AuthenticationError, ServerError
 from gbtrack._event import Event, EventDraft
 from gbtrack._fork import reset_after_fork
 from gbtrack._protocol import (
@@ -44,6 +44,7 @@ from gbtrack._protocol import (
     classify_item,
     client_failure,
     client_raised,
+    describe_outcome,
     safe_error,
 )
 from gbtrack._report import ErrorHandler, Reporter, Stats
@@ -65,7 +66,16 @@ _POLL_DELAYS = (0.05, 0.1, 0.2, 0.4, 0.8, 1.0)  # batch-status polling backoff
 _MAX_POLL_FAILURES = 8  # failed status polls before a job's fate counts as ambiguous
 _CHILD_EXIT_PRIORITY = 10  # multiprocessing runs finalizers of priority >= 0 at exit
 _STOP_GRACE = 0.02  # seconds close() gives the worker past its deadline to stop
-_SPILLABLE = frozenset({"queue_overflow", "retries_exhausted", "expired", "closed"})
+_SPILLABLE = frozenset({"queue_overflow", "retries_exhausted", "expired", "closed", "unauthorized"})
+
+
+def key_refused(outcome: Outcome) -> bool:
+    """Whether Gameball refused the credentials (401/403, codes 1000-1999)."""
+    return (
+        outcome.permanent
+        and isinstance(outcome.error, AuthenticationError)
+        and not client_raised(outcome)
+    )
 
 
 def _left(deadline: float | None) -> float | None:
@@ -76,7 +86,7 @@ def _left(deadline: float | None) -> float | None:
 class _Job:
     """One coalesced request (one customer's events) on its way."""
 
-    __slots__ = ("attempts", "batch", "direct", "key", "mark", "n")
+    __slots__ = ("attempts", "batch", "direct", "key", "mark", "n", "probe")
 
     def __init__(self, batch: EventBatch, mark: int) -> None:
         self.batch = batch
@@ -84,6 +94,7 @@ class _Job:
         self.n = len(batch.events)
         self.attempts = 0
         self.direct = False  # one request of its own, never in a batch job
+        self.probe = False  # the one request that tests a refused key
         # The send ordinal of the first event of the drain that made this job: flush()
         # waits for every job whose events may have been queued before its call.
         self.mark = mark
@@ -220,6 +231,10 @@ class BackgroundSender(BaseSender):
             retries, age, or shutdown (the durable outbox).
         close_spill: Close ``spill`` when this sender closes (set when the spill was
             built for this sender, as ``configure(outbox=...)`` does).
+        auth_probe_interval: Seconds between two probe requests while Gameball refuses
+            the key (401/403, codes 1000-1999): sending stops, one ERROR line names the
+            problem, events are kept (in memory, or spilled to the outbox), and the first
+            probe that is accepted resumes sending.
         exit_timeout: Seconds the ``atexit`` hook may spend closing this sender (it
             flushes, then closes, before any connection of the client is closed).
         on_error: Called with a :class:`~gbtrack.TrackingError` for each drop.
@@ -250,6 +265,7 @@ class BackgroundSender(BaseSender):
         spill: Spill | None = None,
         close_spill: bool = False,
         exit_timeout: float = 5.0,
+        auth_probe_interval: float = 30.0,
         on_error: ErrorHandler | None = None,
     ) -> None:
         super().__init__(on_error=on_error)
@@ -289,6 +305,7 @@ class BackgroundSender(BaseSender):
         self.spill = spill
         self._close_spill = close_spill
         self.exit_timeout = exit_timeout
+        self.auth_probe_interval = auth_probe_interval
         self._init_state()
         reset_after_fork(self)
         self._atexit_hook = functools.partial(_close_at_exit, weakref.ref(self), exit_timeout)
@@ -338,6 +355,11 @@ class BackgroundSender(BaseSender):
         self._in_flight_jobs: set[_Job] = set()
         self._in_flight_bulks: set[_Bulk] = set()
         self._next_drain: float | None = None  # when the oldest queued event is due
+        # A refused key (401/403, codes 1000-1999) stops sending: one probe request
+        # every ``auth_probe_interval`` seconds until the key works again.
+        self._key_refused = False
+        self._probe_at = 0.0
+        self._probing = False
 
     def _after_fork(self) -> None:
         """In a forked child: forget the parent's queue and threads, start afresh."""
@@ -485,7 +507,10 @@ class BackgroundSender(BaseSender):
                 self._start_worker()
             self._wake.set()
             with self._settled_cond:
-                done = self._settled_cond.wait_for(lambda: self._flushed(target), timeout)
+                done = self._settled_cond.wait_for(
+                    lambda: self._flushed(target) or self._key_refused, timeout
+                )
+                done = done and not self._key_refused
         finally:
             with self._lock:
                 self._flush_waiters -= 1
@@ -716,6 +741,8 @@ class BackgroundSender(BaseSender):
         # count them, so they take no limiter slot (only a request slot).
         while polls and polls[0][0] <= now and self._requests < self.concurrency:
             self._submit_poll(heapq.heappop(polls)[2])
+        if self._key_refused:
+            return self._dispatch_probe(now)
         ready = self._ready
         if (
             self.bulk
@@ -742,6 +769,22 @@ class BackgroundSender(BaseSender):
                 self._submit_send(job, stamp)
         finally:
             ready.extendleft(reversed(skipped))
+        return None
+
+    def _dispatch_probe(self, now: float) -> float | None:
+        """The key was refused: send one request when a probe is due, nothing else."""
+        ready = self._ready
+        if self._probing or not ready or self._requests >= self.concurrency:
+            return None
+        if now < self._probe_at:
+            return self._probe_at - now
+        wait, stamp = self.rate_limiter.reserve()
+        if stamp is None:
+            return wait
+        job = ready.popleft()
+        job.probe = True
+        self._probing = True
+        self._submit_send(job, stamp)
         return None
 
     def _dispatch_bulk(self) -> float | None:
@@ -850,8 +893,19 @@ class BackgroundSender(BaseSender):
         self._busy.discard(job.key)
         self._in_flight -= job.n
 
-    def _on_outcome(self, job: _Job, outcome: Outcome) -> None:
-        """Settle, retry or drop one request's events after ``outcome``."""
+    def _on_outcome(self, job: _Job, outcome: Outcome, *, item: bool = False) -> None:
+        """Settle, retry or drop one request's events after ``outcome``.
+
+        ``item``: the outcome of one item of a batch job whose request was accepted (an
+        item's auth code is that item's rejection, not a refused key).
+        """
+        if job.probe:
+            job.probe = self._probing = False
+            if outcome.delivered:
+                self._key_accepted()
+        if not item and key_refused(outcome):
+            self._refuse_key(job, outcome)
+            return
         if outcome.delivered:
             self.reporter.count("delivered", job.n)
             self._settle(job.n, (job,))
@@ -876,6 +930,47 @@ class BackgroundSender(BaseSender):
             safe_error(outcome),
             jobs=(job,),
         )
+
+    def _refuse_key(self, job: _Job, outcome: Outcome) -> None:
+        """Gameball refused the key: stop sending, keep the events, probe later.
+
+        With a spill (the outbox), the refused request's events go there (reason
+        ``unauthorized``), where the outbox's worker moves them to its dead letter with
+        Gameball's code, for ``gbtrack outbox retry --code 1000`` once the key is fixed.
+        Without one, they wait at the head of the line for the key to work again.
+        """
+        self._probe_at = time.monotonic() + self.auth_probe_interval
+        if not self._key_refused:
+            self._key_refused = True
+            _log.error(
+                "gbtrack: Gameball refused the API key (%s): sending is stopped and events "
+                "are kept (%s); a probe every %gs resumes when the key works, or "
+                "configure() a new key",
+                describe_outcome(outcome),
+                "in the outbox"
+                if self.spill is not None
+                else "in memory, then dropped as queue_overflow when the queue is full",
+                self.auth_probe_interval,
+            )
+            with self._settled_cond:  # flush() answers at once: nothing will settle
+                self._settled_cond.notify_all()
+        self.reporter.note_error(f"API key refused: {describe_outcome(outcome)}")
+        if self.spill is not None:
+            self._give_up(
+                list(job.batch.events),
+                "unauthorized",
+                f"Gameball refused the API key: {describe_outcome(outcome)}",
+                safe_error(outcome),
+                jobs=(job,),
+            )
+        else:
+            self._ready.appendleft(job)
+
+    def _key_accepted(self) -> None:
+        if self._key_refused:
+            self._key_refused = False
+            _log.warning("gbtrack: Gameball accepts the API key again; sending resumed")
+            self._wake.set()
 
     def _split(self, job: _Job) -> None:
         """The client raised on ``job``'s events: send each alone, now, to find the bad one.
@@ -950,7 +1045,7 @@ class BackgroundSender(BaseSender):
                 continue
             self._in_flight -= job.n
             outcome = classify_item(error.code, f"batch job {status.batch_id} item {i} failed")
-            self._on_outcome(job, outcome)
+            self._on_outcome(job, outcome, item=True)
         self._in_flight -= delivered
         if delivered:
             self.reporter.count("delivered", delivered)
