@@ -48,7 +48,7 @@ from gbtrack._protocol import (
     safe_error,
 )
 from gbtrack._report import ErrorHandler, Reporter, Stats
-from gbtrack.senders._base import BaseSender
+from gbtrack.senders._base import BaseSender, Sender
 from gbtrack.senders._policy import DeliveryClient, RateLimiter, RetryPolicy, Spill
 
 if TYPE_CHECKING:
@@ -65,7 +65,7 @@ _OVERFLOW_LOG_INTERVAL = 5.0  # seconds between two overflow log lines during an
 _POLL_DELAYS = (0.05, 0.1, 0.2, 0.4, 0.8, 1.0)  # batch-status polling backoff
 _MAX_POLL_FAILURES = 8  # failed status polls before a job's fate counts as ambiguous
 _CHILD_EXIT_PRIORITY = 10  # multiprocessing runs finalizers of priority >= 0 at exit
-_STOP_GRACE = 0.02  # seconds close() gives the worker past its deadline to stop
+_STOP_GRACE = 0.05  # seconds close() gives the worker past its deadline to stop
 _SPILLABLE = frozenset({"queue_overflow", "retries_exhausted", "expired", "closed", "unauthorized"})
 
 
@@ -306,6 +306,7 @@ class BackgroundSender(BaseSender):
         self._close_spill = close_spill
         self.exit_timeout = exit_timeout
         self.auth_probe_interval = auth_probe_interval
+        self._successor: Sender | None = None  # see hand_over()
         self._init_state()
         reset_after_fork(self)
         self._atexit_hook = functools.partial(_close_at_exit, weakref.ref(self), exit_timeout)
@@ -393,6 +394,16 @@ class BackgroundSender(BaseSender):
         n = len(q)
         if n == 1 or n == self.max_batch_size:
             self._wake.set()
+
+    def _drop_closed(self, event: Event | EventDraft) -> None:
+        successor = self._successor
+        if successor is None:
+            super()._drop_closed(event)
+            return
+        valid = self.validated((event,))  # a successor may not take drafts
+        if valid:
+            successor.send(valid[0])
+            self.reporter.count("handed_over")
 
     def _make_room(self, event: Event | EventDraft) -> bool:
         """The queue is full: wait (``block``) or drop/spill; True when there is room now."""
@@ -539,6 +550,21 @@ class BackgroundSender(BaseSender):
             delivered (or spilled) in time and nothing dropped since the last flush.
         """
         return self._shutdown(timeout, at_exit=False)
+
+    def hand_over(self, successor: Sender, timeout: float | None = None) -> bool:
+        """Close, giving what is still unsettled to ``successor`` instead of dropping it.
+
+        For a sender being replaced (:func:`gbtrack.configure` with new delivery
+        options, e.g. a new API key after Gameball refused this one): it flushes for at
+        most ``timeout`` seconds like :meth:`close`, then the events it still holds, and
+        those sent later, go to ``successor.send()`` (counted ``handed_over``).
+
+        Returns:
+            What :meth:`close` answers.
+        """
+        if successor is not self:
+            self._successor = successor
+        return self.close(timeout)
 
     def _shutdown(self, timeout: float | None, *, at_exit: bool) -> bool:
         with self._start_lock:
@@ -1099,7 +1125,15 @@ class BackgroundSender(BaseSender):
         settle: bool = True,
         jobs: Iterable[_Job] = (),
     ) -> None:
-        """Spill (when the reason allows it) or drop ``events``, each reported."""
+        """Hand over, spill (when the reason allows it) or drop ``events``, each reported."""
+        successor = self._successor
+        if reason == "closed" and successor is not None:
+            for event in events:  # the replacing sender's send(): never blocks nor raises
+                successor.send(event)
+            self.reporter.count("handed_over", len(events))
+            if settle:
+                self._settle(len(events), jobs)
+            return
         stored = self._spill(events, reason) if reason in _SPILLABLE else 0
         for event in events[stored:]:
             self.reporter.drop(
