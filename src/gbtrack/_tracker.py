@@ -29,7 +29,7 @@ from gbtrack.senders._base import LoggingSender, Sender
 if TYPE_CHECKING:
     from gbtrack._decorator import _Decorator
     from gbtrack._span import Span
-    from gbtrack.senders._background import Overflow
+    from gbtrack.senders._config import Overflow
     from gbtrack.senders._policy import RateLimiter, RetryPolicy, Spill
 
 __all__ = ["Tracker", "active", "configure", "get_tracker", "set_tracker"]

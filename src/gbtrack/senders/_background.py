@@ -19,6 +19,7 @@ thread hand-off costs microseconds; bulk jobs carry 1,000 customer objects each.
 from __future__ import annotations
 
 import atexit
+import dataclasses
 import functools
 import heapq
 import itertools
@@ -31,7 +32,7 @@ import time
 import weakref
 from collections import deque
 from collections.abc import Callable, Iterable, Sequence
-from typing import TYPE_CHECKING, Any, Literal
+from typing import TYPE_CHECKING, Any
 
 from pydantic import SecretStr
 
@@ -49,6 +50,7 @@ from gbtrack._protocol import (
 )
 from gbtrack._report import ErrorHandler, Reporter, Stats
 from gbtrack.senders._base import BaseSender, Sender
+from gbtrack.senders._config import DeliveryConfig, Overflow
 from gbtrack.senders._policy import DeliveryClient, RateLimiter, RetryPolicy, Spill
 
 if TYPE_CHECKING:
@@ -57,8 +59,6 @@ if TYPE_CHECKING:
 __all__ = ["BackgroundSender"]
 
 _log = logging.getLogger("gbtrack")
-
-Overflow = Literal["drop_newest", "block"]
 
 _READY_CAP = 2 * MAX_BATCH_ITEMS  # coalesced requests held ready before draining more
 _OVERFLOW_LOG_INTERVAL = 5.0  # seconds between two overflow log lines during an outage
@@ -269,12 +269,31 @@ class BackgroundSender(BaseSender):
         on_error: ErrorHandler | None = None,
     ) -> None:
         super().__init__(on_error=on_error)
-        if overflow not in ("drop_newest", "block"):
-            raise ValueError(f"overflow must be 'drop_newest' or 'block', got {overflow!r}")
-        if max_queue_size < 1 or max_batch_size < 1 or concurrency < 1:
-            raise ValueError("max_queue_size, max_batch_size and concurrency must be >= 1")
-        if flush_interval <= 0:
-            raise ValueError("flush_interval must be positive")
+        config = DeliveryConfig(  # validates (ValueError)
+            api_key=api_key,
+            secret_key=secret_key,
+            base_url=base_url,
+            secure=secure,
+            lang=lang,
+            timeout=timeout,
+            max_queue_size=max_queue_size,
+            max_batch_size=max_batch_size,
+            flush_interval=flush_interval,
+            concurrency=concurrency,
+            rate_limiter=rate_limiter,
+            retry=retry,
+            overflow=overflow,
+            block_timeout=block_timeout,
+            bulk=bulk,
+            bulk_threshold=bulk_threshold,
+            spill=spill,
+            exit_timeout=exit_timeout,
+            auth_probe_interval=auth_probe_interval,
+        )
+        self.config = config
+        # What this sender built and must close, closed in reverse order in one place
+        # (_close_owned): each closer gets the seconds left.
+        self._owned: list[Callable[[float | None], None]] = []
         if client is None:
             if api_key is None:
                 raise ValueError("BackgroundSender needs a client or an api_key")
@@ -289,6 +308,7 @@ class BackgroundSender(BaseSender):
                 "max_connections": concurrency,
             }
             client = self._new_client()
+            self._owned.append(self._close_client)  # the current one: a child has its own
         else:
             self._client_options = None
         self.client: DeliveryClient = client
@@ -303,7 +323,8 @@ class BackgroundSender(BaseSender):
         self.bulk = bulk
         self.bulk_threshold = bulk_threshold
         self.spill = spill
-        self._close_spill = close_spill
+        if close_spill and spill is not None:
+            self._own_spill(spill)
         self.exit_timeout = exit_timeout
         self.auth_probe_interval = auth_probe_interval
         self._successor: Sender | None = None  # see hand_over()
@@ -311,6 +332,48 @@ class BackgroundSender(BaseSender):
         reset_after_fork(self)
         self._atexit_hook = functools.partial(_close_at_exit, weakref.ref(self), exit_timeout)
         atexit.register(self._atexit_hook)
+
+    @classmethod
+    def from_config(
+        cls,
+        config: DeliveryConfig,
+        *,
+        client: DeliveryClient | None = None,
+        on_error: ErrorHandler | None = None,
+    ) -> BackgroundSender:
+        """Build a sender from a :class:`~gbtrack.senders.DeliveryConfig`.
+
+        With ``config.outbox``, the sender builds a durable
+        :class:`~gbtrack.outbox.OutboxSender` there (sharing its client and rate
+        limiter), uses it as its ``spill``, and closes it before its client.
+
+        Raises:
+            ConfigurationError: If the outbox cannot be opened.
+        """
+        options = {f: getattr(config, f) for f in DeliveryConfig.names() - {"outbox"}}
+        sender = cls(client, on_error=on_error, **options)
+        if config.outbox is not None:
+            from gbtrack.outbox import OutboxSender
+
+            try:
+                outbox = OutboxSender(
+                    sender.client, path=config.outbox, rate_limiter=sender.rate_limiter
+                )
+            except BaseException:
+                sender.close(timeout=0)
+                raise
+            sender.spill = outbox
+            sender._own_spill(outbox)
+            sender.config = dataclasses.replace(config, outbox=None, spill=outbox)
+        return sender
+
+    def _own_spill(self, spill: Spill) -> None:
+        close = getattr(spill, "close", None)
+        if callable(close):
+            self._owned.append(close)
+
+    def _close_client(self, left: float | None) -> None:
+        self.client.close()
 
     # --- construction and fork -----------------------------------------------------------
     def _new_client(self) -> DeliveryClient:
@@ -605,19 +668,13 @@ class BackgroundSender(BaseSender):
         self._abandon_queue()
 
     def _close_owned(self, deadline: float | None) -> None:
-        """Close what this sender built: the spill first (it delivers through the client)."""
-        if self._close_spill and self.spill is not None:
-            close_spill = getattr(self.spill, "close", None)
-            if callable(close_spill):
-                try:
-                    close_spill(_left(deadline))
-                except Exception:  # pragma: no cover - closing must not raise
-                    _log.exception("gbtrack: closing the spill failed")
-        if self._client_options is not None:
+        """Close what this sender built, last built first (the spill before its client)."""
+        owned, self._owned = self._owned, []
+        for close in reversed(owned):
             try:
-                self.client.close()
+                close(_left(deadline))
             except Exception:  # pragma: no cover - closing must not raise
-                _log.exception("gbtrack: closing the Gameball client failed")
+                _log.exception("gbtrack: closing %r failed", close)
 
     def _summarise(self, when: str) -> None:
         """One line with the true totals when anything was lost (log lines are throttled)."""
