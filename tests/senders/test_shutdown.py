@@ -6,10 +6,12 @@ by the test; the emulator counts what arrived: distinct, duplicates, missing.
 
 from __future__ import annotations
 
+import gc
 import pathlib
 import subprocess
 import sys
 import textwrap
+import threading
 from collections import Counter
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -167,7 +169,13 @@ def test_close_holds_its_timeout_against_a_server_that_never_answers(
     # Before the fix close() overran by 0.6 s: 0.1 s floors and 0.5 s for I/O threads.
     assert took < timeout + 0.3, took
     assert sender.stats().dropped == {"closed": 10}
-    emulator.faults.clear()
+    # The requests left hanging end when the emulator stops; wait for their threads
+    # so that their sockets are closed in this test, not collected in another one.
+    emulator.stop()
+    for thread in threading.enumerate():
+        if thread.name.startswith("gbtrack-sender-io"):
+            thread.join(10)
+    gc.collect()
 
 
 CHILD_SCRIPT = """
