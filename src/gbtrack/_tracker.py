@@ -32,7 +32,7 @@ from gbtrack.senders._base import LoggingSender, Sender
 if TYPE_CHECKING:
     from gbtrack._decorator import _Decorator
     from gbtrack._span import Span
-    from gbtrack.senders._background import Overflow
+    from gbtrack.senders._config import Overflow
     from gbtrack.senders._policy import RateLimiter, RetryPolicy, Spill
 
 __all__ = [
@@ -428,7 +428,13 @@ class Tracker:
             old, self._sender = self._sender, None
             self._set_sender(sender)
             if old is not None and old is not sender:
-                old.close(timeout=5.0)
+                # What the old sender still holds (e.g. while Gameball refused its key)
+                # goes to the new one rather than being dropped.
+                hand_over = getattr(old, "hand_over", None)
+                if callable(hand_over):
+                    hand_over(sender, timeout=5.0)
+                else:
+                    old.close(timeout=5.0)
         return self
 
     # --- the API ---------------------------------------------------------------------

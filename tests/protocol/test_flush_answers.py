@@ -27,9 +27,11 @@ def test_background_sender_with_a_wrong_key(gameball_emulator: GameballEmulator)
     for i in range(3):
         sender.send(ev(i))
     assert not sender.flush(10)
-    assert sender.stats().dropped == {"rejected": 3}
-    assert sender.flush(10)  # nothing new was lost since the last flush
-    sender.close(5)
+    # A refused key stops sending and keeps the events (issue 9, defect 6).
+    assert sender.stats().dropped == {}
+    assert not sender.flush(10)  # still not delivered
+    assert not sender.close(0)
+    assert sender.stats().dropped == {"closed": 3}
 
 
 def test_background_sender_mixed_then_clean(gameball_emulator: GameballEmulator) -> None:

@@ -114,3 +114,35 @@ def test_default_tracker_sender_from_environment(monkeypatch) -> None:
         assert isinstance(sender, BackgroundSender)
     finally:
         sender.close(1)
+
+
+def test_delivery_config_is_one_frozen_object_from_arguments_and_environment(
+    monkeypatch,
+) -> None:
+    import dataclasses
+
+    from gbtrack.senders import DeliveryConfig
+
+    monkeypatch.setenv("GAMEBALL_API_KEY", "env-key-123")
+    config = DeliveryConfig.resolve(concurrency=3, base_url=None)
+    assert config.api_key == "env-key-123"
+    assert config.concurrency == 3
+    with pytest.raises(dataclasses.FrozenInstanceError):
+        config.concurrency = 4  # type: ignore[misc]
+    with pytest.raises(ConfigurationError, match="concurrency"):
+        DeliveryConfig.resolve(concurrency=0)
+    with pytest.raises(ConfigurationError, match="'bogus'"):
+        DeliveryConfig.resolve(bogus=1)
+    # The constructor's keyword arguments are the config's fields (outbox aside).
+    import inspect
+
+    params = set(inspect.signature(BackgroundSender).parameters)
+    assert DeliveryConfig.names() - {"outbox"} <= params
+    sender = BackgroundSender.from_config(
+        dataclasses.replace(config, base_url="http://127.0.0.1:9")
+    )
+    try:
+        assert sender.config.concurrency == 3
+        assert sender.concurrency == 3
+    finally:
+        sender.close(1)

@@ -114,12 +114,15 @@ def test_permanent_errors_not_retried_and_reported(emulator, make, caplog) -> No
     assert "400" in str(errors[0])
     assert "3000" in str(errors[0])
 
-    # A wrong key is permanent too (401 / 1000), for every event.
+    # A wrong key (401 / 1000) stops sending and keeps the events (issue 9, defect 6):
+    # flush() says they were not delivered; close() counts them.
     wrong = make(api_key="not-the-key", on_error=errors.append)
     wrong.send(ev(2))
-    assert not wrong.flush(10)  # every event rejected (wrong API key): defect 5
-    assert wrong.stats().dropped == {"rejected": 1}
-    assert "1000" in str(errors[-1])
+    assert not wrong.flush(10)
+    assert wrong.stats().dropped == {}
+    assert "1000" in (wrong.stats().last_error or "")
+    assert not wrong.close(0)
+    assert wrong.stats().dropped == {"closed": 1}
 
 
 def test_rate_limiter_never_exceeds_its_limit(emulator, make) -> None:

@@ -7,12 +7,13 @@
 - :class:`LoggingSender`: logs events; the fallback when no delivery is configured.
 - :class:`RetryPolicy` (its :class:`Decision`), :class:`RateLimiter`: the delivery policy.
 - :class:`DeliveryClient`, :class:`Spill`: the seams to the client and the outbox.
-- :func:`sender_from_config`: a :class:`BackgroundSender` from options and environment.
+- :class:`DeliveryConfig`: the delivery options, one frozen object (arguments and
+  environment); :func:`sender_from_config` builds a :class:`BackgroundSender` from it.
 """
 
 from gbtrack.senders._background import BackgroundSender
 from gbtrack.senders._base import BaseSender, InMemorySender, LoggingSender, Sender
-from gbtrack.senders._config import sender_from_config
+from gbtrack.senders._config import DeliveryConfig, sender_from_config
 from gbtrack.senders._direct import DirectSender
 from gbtrack.senders._policy import Decision, DeliveryClient, RateLimiter, RetryPolicy, Spill
 
@@ -21,6 +22,7 @@ __all__ = [
     "BaseSender",
     "DeliveryClient",
     "Decision",
+    "DeliveryConfig",
     "DirectSender",
     "InMemorySender",
     "LoggingSender",

@@ -19,22 +19,24 @@ thread hand-off costs microseconds; bulk jobs carry 1,000 customer objects each.
 from __future__ import annotations
 
 import atexit
+import dataclasses
 import functools
 import heapq
 import itertools
 import logging
 import os
 import queue
+import sys
 import threading
 import time
 import weakref
 from collections import deque
 from collections.abc import Callable, Iterable, Sequence
-from typing import TYPE_CHECKING, Any, Literal
+from typing import TYPE_CHECKING, Any
 
 from pydantic import SecretStr
 
-from gbtrack._errors import ServerError
+from gbtrack._errors import AuthenticationError, ServerError
 from gbtrack._event import Event, EventDraft
 from gbtrack._fork import reset_after_fork
 from gbtrack._protocol import (
@@ -43,10 +45,12 @@ from gbtrack._protocol import (
     classify_item,
     client_failure,
     client_raised,
+    describe_outcome,
     safe_error,
 )
 from gbtrack._report import ErrorHandler, Reporter, Stats
-from gbtrack.senders._base import BaseSender
+from gbtrack.senders._base import BaseSender, Sender
+from gbtrack.senders._config import DeliveryConfig, Overflow
 from gbtrack.senders._policy import DeliveryClient, RateLimiter, RetryPolicy, Spill
 
 if TYPE_CHECKING:
@@ -56,19 +60,33 @@ __all__ = ["BackgroundSender"]
 
 _log = logging.getLogger("gbtrack")
 
-Overflow = Literal["drop_newest", "block"]
-
 _READY_CAP = 2 * MAX_BATCH_ITEMS  # coalesced requests held ready before draining more
 _OVERFLOW_LOG_INTERVAL = 5.0  # seconds between two overflow log lines during an outage
 _POLL_DELAYS = (0.05, 0.1, 0.2, 0.4, 0.8, 1.0)  # batch-status polling backoff
 _MAX_POLL_FAILURES = 8  # failed status polls before a job's fate counts as ambiguous
-_SPILLABLE = frozenset({"queue_overflow", "retries_exhausted", "expired", "closed"})
+_CHILD_EXIT_PRIORITY = 10  # multiprocessing runs finalizers of priority >= 0 at exit
+_STOP_GRACE = 0.05  # seconds close() gives the worker past its deadline to stop
+_SPILLABLE = frozenset({"queue_overflow", "retries_exhausted", "expired", "closed", "unauthorized"})
+
+
+def key_refused(outcome: Outcome) -> bool:
+    """Whether Gameball refused the credentials (401/403, codes 1000-1999)."""
+    return (
+        outcome.permanent
+        and isinstance(outcome.error, AuthenticationError)
+        and not client_raised(outcome)
+    )
+
+
+def _left(deadline: float | None) -> float | None:
+    """Seconds left until ``deadline`` (``None``: no deadline), never negative."""
+    return None if deadline is None else max(0.0, deadline - time.monotonic())
 
 
 class _Job:
     """One coalesced request (one customer's events) on its way."""
 
-    __slots__ = ("attempts", "batch", "direct", "key", "mark", "n")
+    __slots__ = ("attempts", "batch", "direct", "key", "mark", "n", "probe")
 
     def __init__(self, batch: EventBatch, mark: int) -> None:
         self.batch = batch
@@ -76,6 +94,7 @@ class _Job:
         self.n = len(batch.events)
         self.attempts = 0
         self.direct = False  # one request of its own, never in a batch job
+        self.probe = False  # the one request that tests a refused key
         # The send ordinal of the first event of the drain that made this job: flush()
         # waits for every job whose events may have been queued before its call.
         self.mark = mark
@@ -140,21 +159,36 @@ class _IOPool:
             done.put((tag, obj, result))
             wake.set()
 
-    def shutdown(self, timeout: float) -> None:
+    def shutdown(self, timeout: float | None) -> None:
+        """Ask the threads to stop; wait at most ``timeout`` (a request may hang)."""
         for _ in self.threads:
             self.tasks.put(None)
-        deadline = time.monotonic() + timeout
+        deadline = None if timeout is None else time.monotonic() + timeout
         for thread in self.threads:
-            thread.join(max(0.0, deadline - time.monotonic()))
+            thread.join(_left(deadline))
 
 
-def _flush_at_exit(ref: weakref.ReferenceType[BackgroundSender], timeout: float) -> None:
+def _close_at_exit(ref: weakref.ReferenceType[BackgroundSender], timeout: float) -> None:
+    """The ``atexit`` hook: close the sender (bounded), so nothing is left untold."""
     sender = ref()
     if sender is not None and not sender.closed:
         try:
-            sender.flush(timeout)
+            sender._shutdown(timeout, at_exit=True)
         except Exception:  # pragma: no cover - never fail interpreter exit
-            _log.exception("gbtrack: flush at exit failed")
+            _log.exception("gbtrack: closing the sender at exit failed")
+
+
+def _noop() -> None:
+    pass
+
+
+# ``weakref.finalize`` runs its finalizers from one ``atexit`` hook, registered when the
+# first finalizer is made; the client's connection pools close through such finalizers.
+# ``atexit`` runs hooks last registered first, so registering that hook now, before any
+# sender registers its own, makes every sender's exit flush run while the transports are
+# still open: closing them under requests in flight would make those requests ambiguous
+# and retried (delivered twice).
+_FINALIZERS_RUN_AFTER_SENDERS = weakref.finalize(_noop, _noop)
 
 
 class BackgroundSender(BaseSender):
@@ -197,7 +231,12 @@ class BackgroundSender(BaseSender):
             retries, age, or shutdown (the durable outbox).
         close_spill: Close ``spill`` when this sender closes (set when the spill was
             built for this sender, as ``configure(outbox=...)`` does).
-        exit_timeout: Seconds the ``atexit`` hook may spend flushing.
+        auth_probe_interval: Seconds between two probe requests while Gameball refuses
+            the key (401/403, codes 1000-1999): sending stops, one ERROR line names the
+            problem, events are kept (in memory, or spilled to the outbox), and the first
+            probe that is accepted resumes sending.
+        exit_timeout: Seconds the ``atexit`` hook may spend closing this sender (it
+            flushes, then closes, before any connection of the client is closed).
         on_error: Called with a :class:`~gbtrack.TrackingError` for each drop.
     """
 
@@ -226,15 +265,35 @@ class BackgroundSender(BaseSender):
         spill: Spill | None = None,
         close_spill: bool = False,
         exit_timeout: float = 5.0,
+        auth_probe_interval: float = 30.0,
         on_error: ErrorHandler | None = None,
     ) -> None:
         super().__init__(on_error=on_error)
-        if overflow not in ("drop_newest", "block"):
-            raise ValueError(f"overflow must be 'drop_newest' or 'block', got {overflow!r}")
-        if max_queue_size < 1 or max_batch_size < 1 or concurrency < 1:
-            raise ValueError("max_queue_size, max_batch_size and concurrency must be >= 1")
-        if flush_interval <= 0:
-            raise ValueError("flush_interval must be positive")
+        config = DeliveryConfig(  # validates (ValueError)
+            api_key=api_key,
+            secret_key=secret_key,
+            base_url=base_url,
+            secure=secure,
+            lang=lang,
+            timeout=timeout,
+            max_queue_size=max_queue_size,
+            max_batch_size=max_batch_size,
+            flush_interval=flush_interval,
+            concurrency=concurrency,
+            rate_limiter=rate_limiter,
+            retry=retry,
+            overflow=overflow,
+            block_timeout=block_timeout,
+            bulk=bulk,
+            bulk_threshold=bulk_threshold,
+            spill=spill,
+            exit_timeout=exit_timeout,
+            auth_probe_interval=auth_probe_interval,
+        )
+        self.config = config
+        # What this sender built and must close, closed in reverse order in one place
+        # (_close_owned): each closer gets the seconds left.
+        self._owned: list[Callable[[float | None], None]] = []
         if client is None:
             if api_key is None:
                 raise ValueError("BackgroundSender needs a client or an api_key")
@@ -249,6 +308,7 @@ class BackgroundSender(BaseSender):
                 "max_connections": concurrency,
             }
             client = self._new_client()
+            self._owned.append(self._close_client)  # the current one: a child has its own
         else:
             self._client_options = None
         self.client: DeliveryClient = client
@@ -263,12 +323,57 @@ class BackgroundSender(BaseSender):
         self.bulk = bulk
         self.bulk_threshold = bulk_threshold
         self.spill = spill
-        self._close_spill = close_spill
+        if close_spill and spill is not None:
+            self._own_spill(spill)
         self.exit_timeout = exit_timeout
+        self.auth_probe_interval = auth_probe_interval
+        self._successor: Sender | None = None  # see hand_over()
         self._init_state()
         reset_after_fork(self)
-        self._atexit_hook = functools.partial(_flush_at_exit, weakref.ref(self), exit_timeout)
+        self._atexit_hook = functools.partial(_close_at_exit, weakref.ref(self), exit_timeout)
         atexit.register(self._atexit_hook)
+
+    @classmethod
+    def from_config(
+        cls,
+        config: DeliveryConfig,
+        *,
+        client: DeliveryClient | None = None,
+        on_error: ErrorHandler | None = None,
+    ) -> BackgroundSender:
+        """Build a sender from a :class:`~gbtrack.senders.DeliveryConfig`.
+
+        With ``config.outbox``, the sender builds a durable
+        :class:`~gbtrack.outbox.OutboxSender` there (sharing its client and rate
+        limiter), uses it as its ``spill``, and closes it before its client.
+
+        Raises:
+            ConfigurationError: If the outbox cannot be opened.
+        """
+        options = {f: getattr(config, f) for f in DeliveryConfig.names() - {"outbox"}}
+        sender = cls(client, on_error=on_error, **options)
+        if config.outbox is not None:
+            from gbtrack.outbox import OutboxSender
+
+            try:
+                outbox = OutboxSender(
+                    sender.client, path=config.outbox, rate_limiter=sender.rate_limiter
+                )
+            except BaseException:
+                sender.close(timeout=0)
+                raise
+            sender.spill = outbox
+            sender._own_spill(outbox)
+            sender.config = dataclasses.replace(config, outbox=None, spill=outbox)
+        return sender
+
+    def _own_spill(self, spill: Spill) -> None:
+        close = getattr(spill, "close", None)
+        if callable(close):
+            self._owned.append(close)
+
+    def _close_client(self, left: float | None) -> None:
+        self.client.close()
 
     # --- construction and fork -----------------------------------------------------------
     def _new_client(self) -> DeliveryClient:
@@ -290,6 +395,7 @@ class BackgroundSender(BaseSender):
         self._worker: threading.Thread | None = None
         self._start_lock = threading.Lock()
         self._stopping = False
+        self._abandoned = False  # whoever sets it (worker or close) reports what is held
         self._flush_waiters = 0
         self._taken = 0  # events moved from the queue to the worker
         self._settled = 0  # events finally handled: delivered, dropped or spilled
@@ -313,6 +419,11 @@ class BackgroundSender(BaseSender):
         self._in_flight_jobs: set[_Job] = set()
         self._in_flight_bulks: set[_Bulk] = set()
         self._next_drain: float | None = None  # when the oldest queued event is due
+        # A refused key (401/403, codes 1000-1999) stops sending: one probe request
+        # every ``auth_probe_interval`` seconds until the key works again.
+        self._key_refused = False
+        self._probe_at = 0.0
+        self._probing = False
 
     def _after_fork(self) -> None:
         """In a forked child: forget the parent's queue and threads, start afresh."""
@@ -346,6 +457,16 @@ class BackgroundSender(BaseSender):
         n = len(q)
         if n == 1 or n == self.max_batch_size:
             self._wake.set()
+
+    def _drop_closed(self, event: Event | EventDraft) -> None:
+        successor = self._successor
+        if successor is None:
+            super()._drop_closed(event)
+            return
+        valid = self.validated((event,))  # a successor may not take drafts
+        if valid:
+            successor.send(valid[0])
+            self.reporter.count("handed_over")
 
     def _make_room(self, event: Event | EventDraft) -> bool:
         """The queue is full: wait (``block``) or drop/spill; True when there is room now."""
@@ -410,6 +531,22 @@ class BackgroundSender(BaseSender):
                 return
             self._worker = threading.Thread(target=self._run, name="gbtrack-sender", daemon=True)
             self._worker.start()
+            self._close_at_child_exit()
+
+    def _close_at_child_exit(self) -> None:
+        """In a ``multiprocessing`` child, close at its normal exit too.
+
+        A forked child ends with ``os._exit()``: ``atexit`` hooks never run there, but
+        ``multiprocessing`` runs its own finalizers first (``Process`` and ``Pool``
+        workers alike). Registered when the worker starts, so after the child's
+        bootstrap has cleared the finalizers inherited from the parent.
+        """
+        mp = sys.modules.get("multiprocessing")
+        if mp is None or mp.parent_process() is None:
+            return
+        from multiprocessing.util import Finalize
+
+        Finalize(self, self._atexit_hook, exitpriority=_CHILD_EXIT_PRIORITY)
 
     # --- flush and close -----------------------------------------------------------------
     def flush(self, timeout: float | None = None) -> bool:
@@ -444,7 +581,10 @@ class BackgroundSender(BaseSender):
                 self._start_worker()
             self._wake.set()
             with self._settled_cond:
-                done = self._settled_cond.wait_for(lambda: self._flushed(target), timeout)
+                done = self._settled_cond.wait_for(
+                    lambda: self._flushed(target) or self._key_refused, timeout
+                )
+                done = done and not self._key_refused
         finally:
             with self._lock:
                 self._flush_waiters -= 1
@@ -461,19 +601,51 @@ class BackgroundSender(BaseSender):
     def close(self, timeout: float | None = None) -> bool:
         """Flush, stop the worker and close a client built here; idempotent.
 
+        The order is fixed: stop accepting, flush (bounded by ``timeout``), stop the
+        worker, then close what this sender owns (the spill it built, then the client).
         Events still unsettled after ``timeout`` are spilled or dropped with reason
-        ``closed``; later sends are dropped with reason ``closed``.
+        ``closed``; later sends are dropped with reason ``closed``. When anything was
+        dropped or spilled, one WARNING line gives this sender's true totals (the
+        per-reason drop lines are throttled).
 
         Returns:
             What the final :meth:`flush` answered: ``True`` if everything was
             delivered (or spilled) in time and nothing dropped since the last flush.
         """
+        return self._shutdown(timeout, at_exit=False)
+
+    def hand_over(self, successor: Sender, timeout: float | None = None) -> bool:
+        """Close, giving what is still unsettled to ``successor`` instead of dropping it.
+
+        For a sender being replaced (:func:`gbtrack.configure` with new delivery
+        options, e.g. a new API key after Gameball refused this one): it flushes for at
+        most ``timeout`` seconds like :meth:`close`, then the events it still holds, and
+        those sent later, go to ``successor.send()`` (counted ``handed_over``).
+
+        Returns:
+            What :meth:`close` answers.
+        """
+        if successor is not self:
+            self._successor = successor
+        return self.close(timeout)
+
+    def _shutdown(self, timeout: float | None, *, at_exit: bool) -> bool:
         with self._start_lock:
             if self._closed:
                 return True
             self._closed = True
         deadline = None if timeout is None else time.monotonic() + timeout
         ok = self.flush(timeout)
+        self._stop_worker(deadline)
+        self._pool.shutdown(_left(deadline))
+        self._report_overflow(force=True)
+        self._close_owned(deadline)
+        atexit.unregister(self._atexit_hook)
+        self._summarise("at exit" if at_exit else "at close")
+        return ok
+
+    def _stop_worker(self, deadline: float | None) -> None:
+        """Stop the worker (it spills or drops what it holds), then sweep the queue."""
         worker = self._worker
         with self._start_lock:
             self._stopping = True
@@ -481,31 +653,46 @@ class BackgroundSender(BaseSender):
         with self._space:
             self._space.notify_all()
         if worker is not None and worker is not threading.current_thread():
-            left = None if deadline is None else max(0.1, deadline - time.monotonic())
-            worker.join(left)
-            if worker.is_alive():  # pragma: no cover - a hung client; the thread is a daemon
-                _log.warning("gbtrack: sender worker did not stop in time")
+            # A little grace past the deadline: a free worker stops in a millisecond.
+            worker.join(None if deadline is None else max(_left(deadline) or 0.0, _STOP_GRACE))
+            if worker.is_alive() and self._claim_abandon():
+                # Busy (an on_error hook, a huge batch): count what it holds here, once.
+                held = self._held
+                if held:
+                    self.reporter.drop(
+                        "closed",
+                        f"{held} event(s) held by a busy worker when the sender closed",
+                        n=held,
+                    )
         # Sends that raced with close() after the worker's last sweep.
         self._abandon_queue()
-        self._pool.shutdown(0.5)
-        self._report_overflow(force=True)
-        if self._close_spill and self.spill is not None:
-            # A spill built for this sender (configure(outbox=...)) closes with it,
-            # before the client it delivers through.
-            close_spill = getattr(self.spill, "close", None)
-            if callable(close_spill):
-                left = None if deadline is None else max(0.1, deadline - time.monotonic())
-                try:
-                    close_spill(left)
-                except Exception:  # pragma: no cover - closing must not raise
-                    _log.exception("gbtrack: closing the spill failed")
-        if self._client_options is not None:
+
+    def _close_owned(self, deadline: float | None) -> None:
+        """Close what this sender built, last built first (the spill before its client)."""
+        owned, self._owned = self._owned, []
+        for close in reversed(owned):
             try:
-                self.client.close()
+                close(_left(deadline))
             except Exception:  # pragma: no cover - closing must not raise
-                _log.exception("gbtrack: closing the Gameball client failed")
-        atexit.unregister(self._atexit_hook)
-        return ok
+                _log.exception("gbtrack: closing %r failed", close)
+
+    def _summarise(self, when: str) -> None:
+        """One line with the true totals when anything was lost (log lines are throttled)."""
+        stats = self.stats()
+        unsettled = len(self._queue) + self._held
+        if not stats.dropped and not self._spilled and not unsettled:
+            return
+        dropped = ", ".join(f"{reason} {n}" for reason, n in sorted(stats.dropped.items()))
+        _log.warning(
+            "gbtrack: sender closed %s: %d delivered, %d spilled to the outbox, "
+            "%d dropped (%s), %d unsettled",
+            when,
+            stats.delivered,
+            self._spilled,
+            stats.total_dropped,
+            dropped or "none",
+            unsettled,
+        )
 
     # --- stats ---------------------------------------------------------------------------
     def stats(self) -> Stats:
@@ -637,6 +824,8 @@ class BackgroundSender(BaseSender):
         # count them, so they take no limiter slot (only a request slot).
         while polls and polls[0][0] <= now and self._requests < self.concurrency:
             self._submit_poll(heapq.heappop(polls)[2])
+        if self._key_refused:
+            return self._dispatch_probe(now)
         ready = self._ready
         if (
             self.bulk
@@ -663,6 +852,22 @@ class BackgroundSender(BaseSender):
                 self._submit_send(job, stamp)
         finally:
             ready.extendleft(reversed(skipped))
+        return None
+
+    def _dispatch_probe(self, now: float) -> float | None:
+        """The key was refused: send one request when a probe is due, nothing else."""
+        ready = self._ready
+        if self._probing or not ready or self._requests >= self.concurrency:
+            return None
+        if now < self._probe_at:
+            return self._probe_at - now
+        wait, stamp = self.rate_limiter.reserve()
+        if stamp is None:
+            return wait
+        job = ready.popleft()
+        job.probe = True
+        self._probing = True
+        self._submit_send(job, stamp)
         return None
 
     def _dispatch_bulk(self) -> float | None:
@@ -771,8 +976,19 @@ class BackgroundSender(BaseSender):
         self._busy.discard(job.key)
         self._in_flight -= job.n
 
-    def _on_outcome(self, job: _Job, outcome: Outcome) -> None:
-        """Settle, retry or drop one request's events after ``outcome``."""
+    def _on_outcome(self, job: _Job, outcome: Outcome, *, item: bool = False) -> None:
+        """Settle, retry or drop one request's events after ``outcome``.
+
+        ``item``: the outcome of one item of a batch job whose request was accepted (an
+        item's auth code is that item's rejection, not a refused key).
+        """
+        if job.probe:
+            job.probe = self._probing = False
+            if outcome.delivered:
+                self._key_accepted()
+        if not item and key_refused(outcome):
+            self._refuse_key(job, outcome)
+            return
         if outcome.delivered:
             self.reporter.count("delivered", job.n)
             self._settle(job.n, (job,))
@@ -797,6 +1013,47 @@ class BackgroundSender(BaseSender):
             safe_error(outcome),
             jobs=(job,),
         )
+
+    def _refuse_key(self, job: _Job, outcome: Outcome) -> None:
+        """Gameball refused the key: stop sending, keep the events, probe later.
+
+        With a spill (the outbox), the refused request's events go there (reason
+        ``unauthorized``), where the outbox's worker moves them to its dead letter with
+        Gameball's code, for ``gbtrack outbox retry --code 1000`` once the key is fixed.
+        Without one, they wait at the head of the line for the key to work again.
+        """
+        self._probe_at = time.monotonic() + self.auth_probe_interval
+        if not self._key_refused:
+            self._key_refused = True
+            _log.error(
+                "gbtrack: Gameball refused the API key (%s): sending is stopped and events "
+                "are kept (%s); a probe every %gs resumes when the key works, or "
+                "configure() a new key",
+                describe_outcome(outcome),
+                "in the outbox"
+                if self.spill is not None
+                else "in memory, then dropped as queue_overflow when the queue is full",
+                self.auth_probe_interval,
+            )
+            with self._settled_cond:  # flush() answers at once: nothing will settle
+                self._settled_cond.notify_all()
+        self.reporter.note_error(f"API key refused: {describe_outcome(outcome)}")
+        if self.spill is not None:
+            self._give_up(
+                list(job.batch.events),
+                "unauthorized",
+                f"Gameball refused the API key: {describe_outcome(outcome)}",
+                safe_error(outcome),
+                jobs=(job,),
+            )
+        else:
+            self._ready.appendleft(job)
+
+    def _key_accepted(self) -> None:
+        if self._key_refused:
+            self._key_refused = False
+            _log.warning("gbtrack: Gameball accepts the API key again; sending resumed")
+            self._wake.set()
 
     def _split(self, job: _Job) -> None:
         """The client raised on ``job``'s events: send each alone, now, to find the bad one.
@@ -871,7 +1128,7 @@ class BackgroundSender(BaseSender):
                 continue
             self._in_flight -= job.n
             outcome = classify_item(error.code, f"batch job {status.batch_id} item {i} failed")
-            self._on_outcome(job, outcome)
+            self._on_outcome(job, outcome, item=True)
         self._in_flight -= delivered
         if delivered:
             self.reporter.count("delivered", delivered)
@@ -925,7 +1182,15 @@ class BackgroundSender(BaseSender):
         settle: bool = True,
         jobs: Iterable[_Job] = (),
     ) -> None:
-        """Spill (when the reason allows it) or drop ``events``, each reported."""
+        """Hand over, spill (when the reason allows it) or drop ``events``, each reported."""
+        successor = self._successor
+        if reason == "closed" and successor is not None:
+            for event in events:  # the replacing sender's send(): never blocks nor raises
+                successor.send(event)
+            self.reporter.count("handed_over", len(events))
+            if settle:
+                self._settle(len(events), jobs)
+            return
         stored = self._spill(events, reason) if reason in _SPILLABLE else 0
         for event in events[stored:]:
             self.reporter.drop(
@@ -937,8 +1202,15 @@ class BackgroundSender(BaseSender):
         if settle:
             self._settle(len(events), jobs)
 
+    def _claim_abandon(self) -> bool:
+        """Whether the caller reports what the worker holds (only the first one does)."""
+        with self._lock:
+            first, self._abandoned = not self._abandoned, True
+        return first
+
     def _abandon_all(self) -> None:
         """The worker stops: whatever is left is spilled or dropped with reason ``closed``."""
+        report = self._claim_abandon()
         left: list[Event] = []
         jobs = (
             list(self._ready) + [item[2] for item in self._retry_heap] + list(self._in_flight_jobs)
@@ -953,8 +1225,10 @@ class BackgroundSender(BaseSender):
         self._in_flight_jobs.clear()
         self._in_flight_bulks.clear()
         self._in_flight = 0
-        if left:
+        if left and report:
             self._give_up(left, "closed", "the sender closed before delivery finished", jobs=jobs)
+        elif left:
+            self._settle(len(left), jobs)  # close() counted them: the worker was late
         self._abandon_queue()
 
     def _abandon_queue(self) -> None:

@@ -1,15 +1,31 @@
-"""Build the delivery sender from options and the environment."""
+"""One frozen delivery configuration, built from arguments and the environment.
+
+:class:`DeliveryConfig` is the one list of delivery options: :func:`sender_from_config`
+(and so :func:`gbtrack.configure`) resolves it from options and the environment, and
+:class:`~gbtrack.senders.BackgroundSender` builds itself from one
+(:meth:`~gbtrack.senders.BackgroundSender.from_config`); its constructor's keyword
+arguments are the same fields.
+"""
 
 from __future__ import annotations
 
-import inspect
+import dataclasses
 import os
-from typing import Any
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any, Literal
+
+from pydantic import SecretStr
 
 from gbtrack._errors import ConfigurationError
-from gbtrack.senders._background import BackgroundSender
+from gbtrack._protocol import DEFAULT_BASE_URL
 
-__all__ = ["sender_from_config"]
+if TYPE_CHECKING:
+    from gbtrack.senders._background import BackgroundSender
+    from gbtrack.senders._policy import RateLimiter, RetryPolicy, Spill
+
+__all__ = ["DeliveryConfig", "sender_from_config"]
+
+Overflow = Literal["drop_newest", "block"]
 
 _ENV = {
     "api_key": "GAMEBALL_API_KEY",
@@ -19,57 +35,112 @@ _ENV = {
 _OUTBOX_ENV = "GBTRACK_OUTBOX"
 
 
+@dataclass(frozen=True)
+class DeliveryConfig:
+    """The options of Gameball delivery; see :class:`~gbtrack.senders.BackgroundSender`.
+
+    Validated when built (``ValueError``); :meth:`resolve` adds the environment and
+    raises :class:`~gbtrack.ConfigurationError` instead.
+
+    Attributes:
+        outbox: A path for a durable :class:`~gbtrack.outbox.OutboxSender` that the
+            sender builds, uses as its ``spill`` and closes (exclusive with ``spill``).
+        Every other attribute is the :class:`~gbtrack.senders.BackgroundSender`
+        argument of the same name.
+    """
+
+    api_key: str | SecretStr | None = None
+    secret_key: str | SecretStr | None = None
+    base_url: str = DEFAULT_BASE_URL
+    secure: bool | None = None
+    lang: str | None = None
+    timeout: float = 10.0
+    max_queue_size: int = 100_000
+    max_batch_size: int = 1_000
+    flush_interval: float = 0.5
+    concurrency: int = 16
+    rate_limiter: RateLimiter | None = None
+    retry: RetryPolicy | None = None
+    overflow: Overflow = "drop_newest"
+    block_timeout: float = 1.0
+    bulk: bool = True
+    bulk_threshold: int = 200
+    spill: Spill | None = None
+    exit_timeout: float = 5.0
+    auth_probe_interval: float = 30.0
+    outbox: str | os.PathLike[str] | None = None
+
+    def __post_init__(self) -> None:
+        if self.overflow not in ("drop_newest", "block"):
+            raise ValueError(f"overflow must be 'drop_newest' or 'block', got {self.overflow!r}")
+        if self.max_queue_size < 1 or self.max_batch_size < 1 or self.concurrency < 1:
+            raise ValueError("max_queue_size, max_batch_size and concurrency must be >= 1")
+        if self.flush_interval <= 0:
+            raise ValueError("flush_interval must be positive")
+        if self.auth_probe_interval <= 0:
+            raise ValueError("auth_probe_interval must be positive")
+        if self.outbox is not None and self.spill is not None:
+            raise ValueError("pass either outbox= or spill=, not both")
+
+    @classmethod
+    def names(cls) -> frozenset[str]:
+        """The option names."""
+        return frozenset(f.name for f in dataclasses.fields(cls))
+
+    @classmethod
+    def resolve(cls, *, needs_key: bool = True, **options: Any) -> DeliveryConfig:
+        """Build from ``options``, completed by the environment.
+
+        ``api_key``, ``secret_key`` and ``base_url`` fall back to ``GAMEBALL_API_KEY``,
+        ``GAMEBALL_SECRET_KEY`` and ``GAMEBALL_BASE_URL``, ``outbox`` to
+        ``GBTRACK_OUTBOX``; an option given as ``None`` also falls back.
+
+        Args:
+            needs_key: Whether an API key is required (not when a client is given).
+            **options: Any of :meth:`names`.
+
+        Raises:
+            ConfigurationError: If an option is unknown or invalid, or no API key is
+                given or set while ``needs_key``.
+        """
+        unknown = sorted(set(options) - cls.names())
+        if unknown:
+            raise ConfigurationError(
+                f"unknown delivery option(s) {', '.join(map(repr, unknown))}; "
+                f"expected some of {', '.join(sorted(cls.names() | {'client', 'on_error'}))}"
+            )
+        for name, variable in (*_ENV.items(), ("outbox", _OUTBOX_ENV)):
+            if options.get(name) is None:
+                options[name] = os.environ.get(variable, "").strip() or None
+        given = {name: value for name, value in options.items() if value is not None}
+        if needs_key and "api_key" not in given:
+            raise ConfigurationError(
+                "Gameball delivery needs an API key: pass configure(api_key=...) or set "
+                "the GAMEBALL_API_KEY environment variable"
+            )
+        try:
+            return cls(**given)
+        except (TypeError, ValueError) as exc:
+            raise ConfigurationError(f"invalid delivery option: {exc}") from None
+
+
 def sender_from_config(**options: Any) -> BackgroundSender:
     """Build a :class:`BackgroundSender` from options, completed by the environment.
 
-    ``api_key``, ``secret_key`` and ``base_url`` fall back to ``GAMEBALL_API_KEY``,
-    ``GAMEBALL_SECRET_KEY`` and ``GAMEBALL_BASE_URL``; an option given as ``None``
-    also falls back. ``outbox`` (a path; falls back to ``GBTRACK_OUTBOX``) makes a
-    durable :class:`~gbtrack.outbox.OutboxSender` the sender's ``spill``: events that
-    would be dropped for overflow or an outage go to disk and are delivered from
-    there, through the same client and rate limiter. Every other option is passed to
-    :class:`BackgroundSender`.
+    The options are :class:`DeliveryConfig`'s (resolved with
+    :meth:`DeliveryConfig.resolve`), plus ``client`` and ``on_error``. ``outbox`` (a
+    path; falls back to ``GBTRACK_OUTBOX``) makes a durable
+    :class:`~gbtrack.outbox.OutboxSender` the sender's ``spill``: events that would be
+    dropped for overflow or an outage go to disk and are delivered from there, through
+    the same client and rate limiter. The sender owns it and closes it.
 
     Raises:
         ConfigurationError: If no API key is given or set, or an option is unknown
             or invalid (including an outbox path that is not writable).
     """
-    for name, variable in _ENV.items():
-        if options.get(name) is None:
-            value = os.environ.get(variable, "").strip()
-            options[name] = value or None
-        if options[name] is None:
-            del options[name]
-    outbox_path = options.pop("outbox", None) or os.environ.get(_OUTBOX_ENV, "").strip() or None
-    if "api_key" not in options and options.get("client") is None:
-        raise ConfigurationError(
-            "Gameball delivery needs an API key: pass configure(api_key=...) or set "
-            "the GAMEBALL_API_KEY environment variable"
-        )
-    known = set(inspect.signature(BackgroundSender).parameters)
-    unknown = sorted(set(options) - known)
-    if unknown:
-        raise ConfigurationError(
-            f"unknown delivery option(s) {', '.join(map(repr, unknown))}; "
-            f"expected some of {', '.join(sorted(known))}"
-        )
-    if outbox_path is not None and options.get("spill") is not None:
-        raise ConfigurationError("pass either outbox= or spill=, not both")
-    try:
-        sender = BackgroundSender(**options)
-    except (TypeError, ValueError) as exc:
-        if isinstance(exc, ConfigurationError):
-            raise
-        raise ConfigurationError(f"invalid delivery option: {exc}") from None
-    if outbox_path is not None:
-        from gbtrack.outbox import OutboxSender
+    from gbtrack.senders._background import BackgroundSender
 
-        try:
-            sender.spill = OutboxSender(
-                sender.client, path=outbox_path, rate_limiter=sender.rate_limiter
-            )
-        except BaseException:
-            sender.close(timeout=0)
-            raise
-        sender._close_spill = True
-    return sender
+    client = options.pop("client", None)
+    on_error = options.pop("on_error", None)
+    config = DeliveryConfig.resolve(needs_key=client is None, **options)
+    return BackgroundSender.from_config(config, client=client, on_error=on_error)
