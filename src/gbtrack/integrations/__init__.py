@@ -1,0 +1,1 @@
+"""Integrations with web frameworks, servers and task queues (each an optional extra)."""
