@@ -15,6 +15,9 @@ Install with ``pip install gbtrack[django]``, then in ``settings.py``::
   paths are imported for ``ON_ERROR``, ``SENDER``, ``RETRY``, ``RATE_LIMITER``, ``SPILL``
   and ``LIMITS``. ``WORKERS: n`` gives this process ``1/n`` of the rate limit (see
   :func:`rate_limit_share`); ``IDENTITY`` is the middleware's.
+- :func:`with_lifespan` wraps Django's ASGI application so that an ASGI server's
+  shutdown (uvicorn's, say) closes the tracker: Django itself refuses the lifespan
+  protocol, and under uvicorn no ``atexit`` hook or gunicorn ``worker_exit`` runs.
 - :class:`GBTrackMiddleware` (sync and async) wraps each request in
   :func:`gbtrack.identify` for the customer ``IDENTITY`` names: by default the
   authenticated ``request.user`` (``customer_id=user.pk``, and ``user.email`` when set);
@@ -29,7 +32,8 @@ runs without an ambient customer.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Mapping
+import asyncio
+from collections.abc import Awaitable, Callable, Mapping, MutableMapping
 from typing import Any
 
 from asgiref.sync import (
@@ -43,7 +47,7 @@ from django.conf import settings
 from django.core.exceptions import ImproperlyConfigured
 
 from gbtrack._context import identify
-from gbtrack._tracker import Tracker
+from gbtrack._tracker import Tracker, get_tracker
 from gbtrack.integrations._web import (
     call_identity,
     configure_from,
@@ -61,6 +65,7 @@ __all__ = [
     "configure_from_settings",
     "rate_limit_share",
     "request_user_identity",
+    "with_lifespan",
 ]
 
 _OWN_KEYS = frozenset({"identity", "workers"})
@@ -226,3 +231,55 @@ class GBTrackMiddleware:
             return await self.get_response(request)
         with block:
             return await self.get_response(request)
+
+
+Scope = MutableMapping[str, Any]
+Receive = Callable[[], Awaitable[MutableMapping[str, Any]]]
+Send = Callable[[MutableMapping[str, Any]], Awaitable[None]]
+ASGIApp = Callable[[Scope, Receive, Send], Awaitable[None]]
+
+
+def with_lifespan(
+    application: ASGIApp | None = None,
+    *,
+    close_timeout: float = 5.0,
+    tracker: Tracker | None = None,
+) -> ASGIApp:
+    """Django's ASGI application, answering the lifespan protocol: close at shutdown.
+
+    In ``asgi.py``: ``application = with_lifespan(get_asgi_application())``. HTTP and
+    websocket scopes go to ``application`` unchanged; at the server's shutdown the
+    tracker is closed in a worker thread (the loop keeps running), bounded by
+    ``close_timeout`` seconds.
+
+    Args:
+        application: Django's ASGI application (``get_asgi_application()`` when ``None``).
+        close_timeout: The most seconds the shutdown flush may take.
+        tracker: The tracker to close (the default tracker when ``None``).
+    """
+    if application is None:
+        from django.core.asgi import get_asgi_application
+
+        application = get_asgi_application()
+    django_app = application
+
+    async def gbtrack_lifespan(scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "lifespan":
+            await django_app(scope, receive, send)
+            return
+        while True:
+            message = await receive()
+            if message["type"] == "lifespan.startup":
+                await send({"type": "lifespan.startup.complete"})
+            elif message["type"] == "lifespan.shutdown":
+                target = tracker if tracker is not None else get_tracker()
+                ok = await asyncio.to_thread(target.close, close_timeout)
+                if not ok:
+                    logger.warning(
+                        "gbtrack: not every event was settled at shutdown (within %.1f s)",
+                        close_timeout,
+                    )
+                await send({"type": "lifespan.shutdown.complete"})
+                return
+
+    return gbtrack_lifespan
