@@ -179,8 +179,6 @@ def test_django_none_lost_none_duplicated_identity_per_request(
         assert not lost, f"lost {len(lost)}: {lost[:10]}\n{server.text()}"
         assert not duplicated, f"duplicated {len(duplicated)}: {duplicated[:10]}"
         assert not wrong, wrong[:10]
-        assert {event.email for event in emulator.events} == {
-            f"{c}@example.com" for c in customers
-        }
+        assert {event.email for event in emulator.events} == {f"{c}@example.com" for c in customers}
         assert {event.metadata["view"] for event in emulator.events} == {"sync", "async"}
         assert emulator.rate_limited == 0
