@@ -20,7 +20,7 @@ import pytest
 
 ROOT = Path(__file__).resolve().parent.parent
 DOCS = ROOT / "docs"
-PAGES = [ROOT / "README.md", *sorted(DOCS.glob("*.md"))]
+PAGES = [ROOT / "README.md", *sorted(DOCS.rglob("*.md"))]
 SKIP_MARK = "<!-- skip-test -->"
 
 # Pages owned elsewhere whose blocks are not runnable yet: page -> why.
@@ -125,14 +125,15 @@ def test_skips_are_rare() -> None:
 
 def test_mkdocs_nav_matches_the_pages() -> None:
     nav = re.findall(r"^\s*-\s*[^:]+:\s*(\S+\.md)\s*$", (ROOT / "mkdocs.yml").read_text(), re.M)
-    assert sorted(nav) == sorted(p.name for p in DOCS.glob("*.md"))
+    assert sorted(nav) == sorted(p.relative_to(DOCS).as_posix() for p in DOCS.rglob("*.md"))
 
 
 def test_readme_links_every_docs_page_and_the_benchmarks() -> None:
     readme = (ROOT / "README.md").read_text()
     links = set(re.findall(r"\]\(([^)#\s]+)", readme))
-    for page in DOCS.glob("*.md"):
-        assert f"docs/{page.name}" in links, f"README does not link docs/{page.name}"
+    for page in DOCS.rglob("*.md"):
+        name = page.relative_to(DOCS).as_posix()
+        assert f"docs/{name}" in links, f"README does not link docs/{name}"
     assert "benchmarks/README.md" in links
     assert "CHANGELOG.md" in links
 

@@ -32,7 +32,13 @@ from typing import Any
 from gbtrack._tracker import get_tracker
 from gbtrack.integrations._web import logger, rate_limit_share, share_rate_limit
 
-__all__ = ["close_timeout", "post_worker_init", "rate_limit_share", "worker_exit"]
+__all__ = [
+    "close_timeout",
+    "post_worker_init",
+    "rate_limit_share",
+    "share_rate_limit",
+    "worker_exit",
+]
 
 
 def post_worker_init(worker: Any) -> None:
