@@ -103,3 +103,16 @@ def test_unknown_config_key_fails_at_start_up() -> None:
         GBTrack(_app(GBTRACK_FLUSH_INTERVALL=1))
     with pytest.raises(ValueError, match="GBTRACK_IDENTITY must be a function"):
         GBTrack(_app(GBTRACK_IDENTITY=42))
+
+
+def test_an_async_view_sees_the_request_identity() -> None:
+    pytest.importorskip("asgiref")  # Flask runs async views through asgiref
+    app = _app()
+    GBTrack(app, identity=lambda request: request.headers.get("X-Customer-Id"))
+
+    @app.get("/awho")
+    async def awho() -> dict[str, Any]:
+        return {"customer": gbtrack.current_identity().customer_id}
+
+    client = app.test_client()
+    assert client.get("/awho", headers={"X-Customer-Id": "c-5"}).json == {"customer": "c-5"}
