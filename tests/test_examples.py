@@ -70,6 +70,17 @@ EXPECTED: dict[str, list[str]] = {
         r"tracker\.stats: sent=4 delivered=4 dropped=\{\}",
         r"(?m)^nothing lost$",
     ],
+    "flask_app.py": [
+        r"order_placed\s+cust-1\s+\{'order_id': 'ord-3000', 'total': 30\.0\}",
+        r"order_placed\s+cust-1\s+\{'order_id': 'ord-6490', 'total': 64\.9\}",
+        r"order_placed\s+cust-2\s+\{'order_id': 'ord-1250', 'total': 12\.5\}",
+        r"(?m)^3 events received; dropped=\{'no_customer_id': 1\}$",
+    ],
+    "django_app.py": [
+        r"review_submitted\s+1\s+nour@example\.com\s+\{'product': 'sku-1', 'rating': 5\}",
+        r"review_submitted\s+2\s+omar@example\.com\s+\{'product': 'sku-2', 'rating': 4\}",
+        r"(?m)^2 events received; dropped=\{'no_customer_id': 1\}$",
+    ],
     "outbox.py": [
         r"received by Gameball: 0, waiting on disk: 24",
         r"received by Gameball: 24, left on disk: 0, dead letters: 0",

@@ -1,0 +1,186 @@
+"""What the web integrations share: options for ``configure``, identity per request.
+
+Private to :mod:`gbtrack.integrations`; the framework modules are the public face.
+"""
+
+from __future__ import annotations
+
+import importlib
+import inspect
+import logging
+from collections.abc import Callable, Mapping
+from typing import Any
+
+from gbtrack._context import identify
+from gbtrack._tracker import Tracker, configure, get_tracker
+from gbtrack.senders import RateLimiter
+
+__all__ = [
+    "CONFIGURE_OPTIONS",
+    "call_identity",
+    "configure_from",
+    "configure_options",
+    "identity_block",
+    "import_string",
+    "rate_limit_share",
+    "share_rate_limit",
+]
+
+logger = logging.getLogger("gbtrack")
+
+CONFIGURE_OPTIONS = frozenset(inspect.signature(configure).parameters)
+"""The keyword arguments :func:`gbtrack.configure` takes (settings keys map onto them)."""
+
+_DOTTED = frozenset({"on_error", "sender", "retry", "rate_limiter", "spill", "limits"})
+
+
+def import_string(path: str) -> Any:
+    """Import ``"package.module.name"`` (or ``"package.module:name"``) and return the name.
+
+    Raises:
+        ImportError: If the module or the name cannot be found.
+    """
+    module, sep, name = path.partition(":") if ":" in path else path.rpartition(".")
+    if not sep or not module or not name:
+        raise ImportError(f"{path!r} is not a dotted path to an object")
+    try:
+        return getattr(importlib.import_module(module), name)
+    except AttributeError:
+        raise ImportError(f"module {module!r} has no attribute {name!r}") from None
+
+
+def configure_options(settings: Mapping[str, Any], where: str) -> dict[str, Any]:
+    """Map settings keys (any case) onto :func:`gbtrack.configure`'s keywords.
+
+    Dotted-path strings are imported for the options that take objects (``on_error``,
+    ``sender``, ``retry``, ``rate_limiter``, ``spill``, ``limits``).
+
+    Raises:
+        ValueError: For a key that is not an option of ``configure``.
+    """
+    options: dict[str, Any] = {}
+    for key, value in settings.items():
+        name = key.lower()
+        if name not in CONFIGURE_OPTIONS:
+            raise ValueError(
+                f"{where}: unknown gbtrack option {key!r}; expected some of "
+                f"{', '.join(sorted(CONFIGURE_OPTIONS))}"
+            )
+        if name in _DOTTED and isinstance(value, str):
+            value = import_string(value)
+        options[name] = value
+    return options
+
+
+def configure_from(options: Mapping[str, Any], tracker: Tracker | None) -> Tracker:
+    """Configure ``tracker`` (the default one when ``None``) with ``options``."""
+    if tracker is None:
+        return configure(**options)
+    return tracker.configure(**options)
+
+
+IdentityValue = Any
+"""What an identity function returns: ``None``, a customer id, or a mapping of
+``customer_id``/``email``/``mobile``/``session_token``."""
+
+
+def identity_block(value: IdentityValue, source: Callable[..., Any]) -> identify | None:
+    """Turn what an identity function returned into an :class:`~gbtrack.identify` block.
+
+    Never raises: a value that is not an identity is logged on the ``gbtrack`` logger and
+    the request runs without an ambient customer.
+    """
+    if value is None:
+        return None
+    try:
+        if isinstance(value, Mapping):
+            fields = dict(value)
+            customer_id = fields.pop("customer_id", None)
+            if customer_id is None:
+                return None
+            return identify(customer_id, **fields)
+        if isinstance(value, identify):
+            return value
+        return identify(value)
+    except Exception as exc:
+        name = getattr(source, "__qualname__", repr(source))
+        logger.warning(
+            "gbtrack: the identity from %s is not usable (%s: %s); the request runs "
+            "without an ambient customer",
+            name,
+            type(exc).__name__,
+            exc,
+        )
+        return None
+
+
+def call_identity(func: Callable[[Any], Any], request: Any) -> identify | None:
+    """Call a sync identity function; never raises (see :func:`identity_block`)."""
+    try:
+        value = func(request)
+    except Exception as exc:
+        _raised(func, exc)
+        return None
+    return identity_block(value, func)
+
+
+def _raised(func: Callable[..., Any], exc: Exception) -> None:
+    logger.warning(
+        "gbtrack: the identity function %s raised %s; the request runs without an ambient customer",
+        getattr(func, "__qualname__", repr(func)),
+        type(exc).__name__,
+        exc_info=exc,
+    )
+
+
+GAMEBALL_LIMITS = RateLimiter().limits
+"""Gameball's per-account windows, as the default :class:`RateLimiter` has them."""
+
+
+def rate_limit_share(
+    processes: int, limits: tuple[tuple[int, float], ...] = GAMEBALL_LIMITS
+) -> RateLimiter:
+    """A :class:`~gbtrack.senders.RateLimiter` with ``1/processes`` of each window.
+
+    For ``processes`` processes that send to one Gameball account and cannot share a
+    limiter: each keeps to its share (rounded down, at least 1), so together they stay
+    within the account's limit.
+
+    Raises:
+        ValueError: If ``processes`` is not a positive integer.
+    """
+    if isinstance(processes, bool) or not isinstance(processes, int) or processes < 1:
+        raise ValueError(f"processes must be a positive int, got {processes!r}")
+    return RateLimiter(
+        limits=tuple((max(1, limit // processes), period) for limit, period in limits)
+    )
+
+
+def share_rate_limit(processes: int, tracker: Tracker | None = None) -> RateLimiter | None:
+    """Give ``tracker``'s sender ``1/processes`` of Gameball's limits, unless already set.
+
+    Applies only to a sender whose limiter still has Gameball's full windows (nobody
+    configured a share or a shared limiter) and no outbox: its ``rate_limiter`` is
+    replaced by :func:`rate_limit_share`. Call it in a fresh worker process, before it
+    sends.
+
+    Returns:
+        The new limiter, or ``None`` when nothing was changed.
+    """
+    sender = (tracker or get_tracker()).sender
+    limiter = getattr(sender, "rate_limiter", None)
+    if processes <= 1 or not isinstance(limiter, RateLimiter) or limiter.limits != GAMEBALL_LIMITS:
+        return None
+    if getattr(sender, "spill", None) is not None:
+        # The outbox drains through the same limiter, which it keeps: say so, change nothing.
+        logger.warning(
+            "gbtrack: %d processes share the Gameball rate limit, but a sender with an "
+            "outbox keeps its limiter; pass rate_limiter=rate_limit_share(%d) to configure()",
+            processes,
+            processes,
+        )
+        return None
+    share = rate_limit_share(processes)
+    sender.rate_limiter = share
+    logger.debug("gbtrack: this process keeps to 1/%d of the rate limit", processes)
+    return share
