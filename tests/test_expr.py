@@ -146,7 +146,7 @@ def test_path_evaluate_and_quoted_key_on_mapping() -> None:
     assert path.evaluate(SimpleNamespace(k=1)) is ABSENT  # quoted keys never read attributes
 
 
-# --- gaps found by mutation testing ----------------------------------------------------------------
+# --- gaps found by mutation testing ------------------------------------------------------------
 def test_absent_is_falsy_singleton() -> None:
     # `when=` relies on it: a path that finds nothing must not count as true.
     assert not ABSENT
