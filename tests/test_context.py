@@ -253,3 +253,19 @@ def test_repr_without_token() -> None:
     assert "identify(customer_id='c'" in text
     assert "session_token=None" in text
     assert "session_token=***" in repr(identify("c", session_token="x"))
+
+
+def test_block_describes_what_it_set_even_under_an_inner_block() -> None:
+    block = identify("c", email="a@x.io")
+    with block, identify("d", mobile="+9"):
+        assert (block.customer_id, block.email, block.mobile) == ("c", "a@x.io", None)
+        assert block.identity == Identity(customer_id="c", email="a@x.io")
+        assert current_identity().customer_id == "d"
+
+
+def test_current_identity_is_built_once_per_block() -> None:
+    with identify("c", email="a@x.io"):
+        first = current_identity()
+        again = current_identity()
+        assert first is again
+        assert again == Identity(customer_id="c", email="a@x.io")
