@@ -292,17 +292,18 @@ def test_none_reached_by_an_item_step_is_missing(value: object, text: str) -> No
 
 
 @pytest.mark.parametrize(
-    ("text", "why"),
+    ("text", "why", "position"),
     [
-        ("a[1x]", "expected ']'"),
-        ("a['k'x]", "expected ']'"),
-        ("a[X]", "expected an integer or a quoted key"),
-        ("a[1]]", "unexpected ']'"),
+        ("a[1x]", "expected ']'", 3),
+        ("a['k'x]", "expected ']'", 5),
+        ("a[X]", "expected an integer or a quoted key", 2),
+        ("a[1]]", "unexpected ']'", 4),
     ],
 )
-def test_parse_errors_inside_brackets(text: str, why: str) -> None:
-    with pytest.raises(ExpressionError, match=f"{why} at position"):
+def test_parse_errors_inside_brackets(text: str, why: str, position: int) -> None:
+    with pytest.raises(ExpressionError) as info:
         parse(text)
+    assert f"{text!r}: {why} at position {position}\n" in str(info.value)
 
 
 def test_empty_quoted_keys() -> None:
