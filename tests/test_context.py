@@ -167,10 +167,12 @@ def test_complete_converts_and_checks_email_and_mobile() -> None:
     # A blank email or mobile given explicitly is dropped, not completed from identify().
     with identify("c", email="amb@x.io", mobile="+20"):
         assert _complete("c", "  ", "", UNSET) == ("c", None, None, None)
-    with pytest.raises(InvalidEventError, match="email must be a str"):
+    with pytest.raises(InvalidEventError, match="email must be a str") as info:
         complete_identity("c", 5, None, UNSET)
-    with pytest.raises(InvalidEventError, match="mobile must be a str"):
+    assert info.value.field == "email"
+    with pytest.raises(InvalidEventError, match="mobile must be a str") as info:
         complete_identity("c", None, 5, UNSET)
+    assert info.value.field == "mobile"
     with pytest.raises(InvalidEventError, match="customer_id must be"):
         complete_identity(True, None, None, UNSET)
     with pytest.raises(InvalidEventError, match="session_token must be"):
@@ -209,8 +211,9 @@ def test_identify_converts_at_creation() -> None:
     assert identify("  ").customer_id is None
     assert identify(email="  ").email is None
     for bad in ({"customer_id": True}, {"email": 1}, {"mobile": 1}, {"session_token": 1}):
-        with pytest.raises(InvalidEventError):
+        with pytest.raises(InvalidEventError) as info:
             identify(**bad)  # type: ignore[arg-type]
+        assert info.value.field == next(iter(bad))
 
 
 def test_blank_customer_id_keeps_the_outer_identity() -> None:
