@@ -4,6 +4,7 @@ bound ``instance``; compared with ``inspect``'s own binding where it applies.
 
 from __future__ import annotations
 
+import functools
 import inspect
 from typing import Any
 
@@ -108,11 +109,37 @@ def test_instance_takes_the_first_parameters_place() -> None:
     assert binder.bind(shop, (1,), {}) == {"self": shop, "a": 1, "b": 2, "rest": (), "extra": {}}
 
 
-def test_var_positional_first_with_an_instance() -> None:
+def test_var_positional_first_without_an_instance() -> None:
     def star(*args: int) -> None: ...
 
     assert Binder(star).reader("args")(None, (1, 2), {}) == (1, 2)
-    assert Binder(star).reader("args")(object(), (1, 2), {}) == (1, 2)
+    assert Binder(star).reader("args")(None, (), {}) == ()
+
+
+class Star:
+    def method(*args: object) -> None: ...  # self arrives as args[0]
+
+
+def test_var_positional_first_with_an_instance_starts_with_it() -> None:
+    # BUG (found by a mutant of `instance is not None and start`): for a method whose
+    # first parameter is *args, wrapt hands self over as `instance`, and Python puts it
+    # in args[0]; the binder leaves it out.
+    star = Star()
+    expected = inspect.signature(Star.method).bind(star, 1, 2).arguments["args"]
+    assert expected == (star, 1, 2)
+    assert Binder(Star.method).reader("args")(star, (1, 2), {}) == expected
+    assert Binder(Star.method).bind(star, (1, 2), {}) == {"args": expected}
+
+
+def test_the_wrappers_own_signature_is_read() -> None:
+    def inner(order: int) -> None: ...
+
+    @functools.wraps(inner)
+    def outer(*args: object, **kwargs: object) -> None: ...
+
+    # The decorator receives outer's (args, kwargs): never follow __wrapped__.
+    assert Binder(outer).names == ("args", "kwargs")
+    assert Binder(outer).bind(None, (1,), {}) == {"args": (1,), "kwargs": {}}
 
 
 def test_builtins_without_a_signature_read_args_and_kwargs() -> None:
@@ -163,3 +190,20 @@ class _Partialish:
         return "partial"
 
     def __call__(self) -> None: ...
+
+
+def test_var_positional_method_seen_by_a_resolver_as_python_sees_it() -> None:
+    from gbtrack import InMemorySender, Tracker, literal
+
+    sender = InMemorySender()
+    tracker = Tracker(sender)
+
+    class Basket:
+        @tracker.track(
+            "e", customer_id=literal("c"), metadata={"n": lambda call: len(call.arguments["items"])}
+        )
+        def add(*items: object) -> int:
+            return len(items)
+
+    assert Basket().add(1, 2) == 3
+    assert sender.events[0].metadata == {"n": 3}
