@@ -264,6 +264,9 @@ def test_block_describes_what_it_set_even_under_an_inner_block() -> None:
         assert (block.customer_id, block.email, block.mobile) == ("c", "a@x.io", None)
         assert block.identity == Identity(customer_id="c", email="a@x.io")
         assert current_identity().customer_id == "d"
+    keeps = identify(email="a@x.io")  # no customer: what it set depends on the outer block
+    with identify("c"), keeps, identify("d", mobile="+9"):
+        assert (keeps.customer_id, keeps.email, keeps.mobile) == ("c", "a@x.io", None)
 
 
 def test_current_identity_is_built_once_per_block() -> None:
