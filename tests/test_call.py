@@ -55,6 +55,7 @@ def test_bind_matches_inspect(args: tuple[Any, ...], kwargs: dict[str, Any]) -> 
 
 def test_positional_only_is_never_read_from_kwargs() -> None:
     assert _read(every_kind, "a", None, (), {"a": 9}) is MISSING
+    assert _read(every_kind, "a", None, (), {"": 9}) is MISSING  # f(**{"": 9}) is legal
     assert _read(every_kind, "b", None, (), {"b": 9}) == 2
     assert _read(every_kind, "c", None, (), {"c": 9}) == 9
 

@@ -92,13 +92,35 @@ def test_constant_plan_completes_from_identify(tracker: Tracker, sender: InMemor
 
 
 def test_constant_plan_without_customer_is_dropped(tracker: Tracker) -> None:
-    @tracker.track("e", metadata={"k": 1})
-    def f() -> str:
-        return "ok"
+    errors: list[TrackingError] = []
+    tracker.on_error = errors.append
 
-    assert f() == "ok"
+    class Shop:
+        @tracker.track("e", metadata={"k": 1})
+        def buy(self) -> str:
+            return "ok"
+
+    assert Shop().buy() == "ok"
     assert tracker.stats.dropped == {"no_customer_id": 1}
     assert tracker.stats.sent == 0
+    (error,) = errors
+    # The qualified name, exactly (not the bare __name__).
+    assert error.function is not None
+    assert error.function.endswith("<locals>.Shop.buy")
+
+
+def test_plan_drop_names_the_qualified_function(tracker: Tracker) -> None:
+    errors: list[TrackingError] = []
+    tracker.on_error = errors.append
+
+    class Shop:
+        @tracker.track("e", customer_id="self.nope")
+        def buy(self) -> None: ...
+
+    Shop().buy()
+    assert [e.reason for e in errors] == ["no_customer_id"]
+    assert errors[0].function is not None
+    assert errors[0].function.endswith("<locals>.Shop.buy")
 
 
 def test_constant_plan_invalid_identity_is_a_counted_drop(tracker: Tracker) -> None:
@@ -349,6 +371,27 @@ def test_unregistered_resolver_is_a_resolver_error(tracker: Tracker) -> None:
         unregister_resolver("plan_probe")
     f()
     assert tracker.stats.dropped == {"resolver_error": 1}
+
+
+def test_a_raising_registered_resolver_is_named_in_the_drop(tracker: Tracker) -> None:
+    errors: list[TrackingError] = []
+    tracker.on_error = errors.append
+
+    def probe(call: Call) -> object:
+        raise KeyError("boom")
+
+    register_resolver("plan_raiser", probe)
+    try:
+
+        @tracker.track("e", customer_id=literal("c"), metadata={"x": "plan_raiser.x"})
+        def f() -> None: ...
+
+        f()
+    finally:
+        unregister_resolver("plan_raiser")
+    assert tracker.stats.dropped == {"resolver_error": 1}
+    message = str(errors[0])
+    assert "resolving metadata['x'] (registered resolver 'plan_raiser') raised KeyError" in message
 
 
 # --- roots -------------------------------------------------------------------------------------
