@@ -359,6 +359,8 @@ def test_strict_tracker_raises_from_emit(strict_tracker: Tracker) -> None:
 
 
 def test_unregistered_resolver_is_a_resolver_error(tracker: Tracker) -> None:
+    errors: list[TrackingError] = []
+    tracker.on_error = errors.append
     register_resolver("plan_probe", lambda call: SimpleNamespace(x=1))
     try:
 
@@ -371,6 +373,8 @@ def test_unregistered_resolver_is_a_resolver_error(tracker: Tracker) -> None:
         unregister_resolver("plan_probe")
     f()
     assert tracker.stats.dropped == {"resolver_error": 1}
+    assert "raised LookupError" in str(errors[0])
+    assert isinstance(errors[0].__cause__, LookupError)
 
 
 def test_a_raising_registered_resolver_is_named_in_the_drop(tracker: Tracker) -> None:
@@ -538,3 +542,11 @@ def test_unknown_root_lists_what_is_valid() -> None:
     assert "registered resolvers (" in message
     assert "plan_shop" in message
     assert info.value.expression == "plan_shopp.x"
+
+
+def test_at_most_three_suggestions() -> None:
+    def business(order1: int, order2: int, order3: int, order4: int, order5: int) -> None: ...
+
+    with pytest.raises(ExpressionError) as info:
+        Tracker(InMemorySender()).track("e", metadata={"k": "order0"})(business)
+    assert len(info.value.suggestions) == 3
