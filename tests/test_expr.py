@@ -144,3 +144,169 @@ def test_path_evaluate_and_quoted_key_on_mapping() -> None:
     assert path.evaluate({"k": {"v": 1}}) == 1
     assert path.evaluate({"other": 1}) is ABSENT
     assert path.evaluate(SimpleNamespace(k=1)) is ABSENT  # quoted keys never read attributes
+
+
+# --- gaps found by mutation testing ------------------------------------------------------------
+def test_absent_is_falsy_singleton() -> None:
+    # `when=` relies on it: a path that finds nothing must not count as true.
+    assert not ABSENT
+    assert bool(ABSENT) is False
+    assert repr(ABSENT) == "ABSENT"
+    assert type(ABSENT)() is ABSENT
+    assert ABSENT is not MISSING
+
+
+def test_a_quoted_key_never_reads_an_attribute() -> None:
+    # Only a trailing step shows it: `r['k'].v` on an object ends ABSENT either way.
+    path = parse("r['k']")
+    assert path.evaluate(SimpleNamespace(k=1)) is ABSENT
+    assert path.evaluate({"k": 1}) == 1
+    assert compile_steps(path.steps)(SimpleNamespace(k=1)) is ABSENT
+    # Underscore keys are allowed in quotes precisely because they never reach getattr.
+    assert parse("r['__class__']").evaluate(SimpleNamespace()) is ABSENT
+    assert parse("r['__class__']").evaluate({"__class__": "x"}) == "x"
+
+
+def test_an_index_on_a_mapping_or_a_key_on_a_sequence_is_absent() -> None:
+    assert evaluate({0: "zero"}, parse("r[0]").steps) is ABSENT
+    assert evaluate(OrderedDict({0: "zero"}), parse("r[0]").steps) is ABSENT
+    assert evaluate(["k"], parse("r['k']").steps) is ABSENT
+    assert evaluate(("k",), parse("r['k']").steps) is ABSENT
+    # .name on a sequence is an attribute read, not a membership test.
+    assert evaluate(("a", "b"), parse("r.count").steps) == ("a", "b").count
+
+
+def test_one_index_or_key_step_is_compiled_too() -> None:
+    assert compile_steps(parse("r[0]").steps)([5, 6]) == 5
+    assert compile_steps(parse("r[-1]").steps)((5, 6)) == 6
+    assert compile_steps(parse("r['k']").steps)({"k": 7}) == 7
+    assert compile_steps(parse("r[0]").steps)([None]) is MISSING
+    assert compile_steps(parse("r[3]").steps)([5]) is ABSENT
+    assert compile_steps(parse("r.k").steps)({"k": 8}) == 8
+
+
+def test_index_digits_limit_is_exactly_eighteen() -> None:
+    assert parse("r[" + "9" * 18 + "]").steps == ((INDEX, int("9" * 18)),)
+    assert parse("r[-" + "9" * 18 + "]").steps == ((INDEX, -int("9" * 18)),)
+    for text in ("r[" + "9" * 19 + "]", "r[-" + "1" * 19 + "]"):
+        with pytest.raises(ExpressionError, match="19 digits; at most 18"):
+            parse(text)
+
+
+@pytest.mark.parametrize(
+    ("text", "position"),
+    [
+        ("", 0),
+        ("1abc", 0),
+        ("_root", 0),
+        ("a._b", 2),
+        ("a.", 2),
+        ("a..b", 2),
+        ("a.b._c", 4),
+        ("a[x]", 2),
+        ("a b", 1),
+        ("a['k]", 2),
+        ("co_names", 0),
+    ],
+)
+def test_error_points_at_the_position(text: str, position: int) -> None:
+    with pytest.raises(ExpressionError) as info:
+        parse(text)
+    message = str(info.value)
+    assert f"at position {position}\n" in message
+    assert message.endswith(f"\n  {text}\n  " + " " * position + "^")
+    assert message.startswith(f"invalid expression {text!r}: ")  # no function named
+
+
+# Every name of the deny-list, spelled out (importing the set would test it against itself).
+INTERNAL_NAMES = (
+    "gi_frame", "gi_code", "gi_yieldfrom",
+    "cr_frame", "cr_code", "cr_await", "cr_origin",
+    "ag_frame", "ag_code", "ag_await",
+    "f_globals", "f_locals", "f_builtins", "f_back", "f_code", "f_trace",
+    "tb_frame", "tb_next",
+    "func_globals", "func_code", "func_closure", "func_dict", "func_defaults",
+    "im_func", "im_self", "im_class",
+    "co_code", "co_consts", "co_anything",
+)  # fmt: skip
+
+
+@pytest.mark.parametrize("name", INTERNAL_NAMES)
+@pytest.mark.parametrize("template", ["{}", "r.{}", "r[0].{}.x"])
+def test_every_internal_name_is_refused(name: str, template: str) -> None:
+    with pytest.raises(ExpressionError, match="leads to interpreter internals"):
+        parse(template.format(name))
+
+
+@pytest.mark.parametrize("text", ["r.gi_running", "r.f_lineno", "r.code", "r.cr", "r.im"])
+def test_neighbouring_names_are_allowed(text: str) -> None:
+    assert parse(text).root == "r"
+
+
+def test_a_refused_type_raises_refused_error_for_every_step_kind() -> None:
+    import types
+
+    from gbtrack._expr import RefusedError, read_name
+
+    def func() -> None: ...
+
+    for value in (types, func, print, (lambda: None).__code__):
+        for text in ("r.x", "r[0]", "r['k']"):
+            with pytest.raises(RefusedError, match="refusing to read"):
+                evaluate(value, parse(text).steps)
+        with pytest.raises(RefusedError):
+            read_name(value, "x")
+        with pytest.raises(RefusedError):
+            compile_steps(parse("r[0]").steps)(value)
+
+
+def test_kind_cache_remembers_types_and_stays_bounded() -> None:
+    from gbtrack._expr import _KIND_CACHE, read_name
+
+    class Remembered:
+        pass
+
+    assert read_name(Remembered(), "x") is ABSENT
+    assert _KIND_CACHE.get(Remembered) is not None
+    # Classes made on the fly (one per call, say) must not grow the cache without bound.
+    for _ in range(5000):
+        read_name(type("OnTheFly", (), {"x": 1})(), "x")
+    assert len(_KIND_CACHE) <= 4096
+
+
+@pytest.mark.parametrize(
+    ("value", "text"),
+    [
+        (None, "r[0]"),
+        (None, "r['k']"),
+        ([None], "r[0][0]"),
+        ([None], "r[0]['k']"),
+        ({"k": None}, "r['k'][0]"),
+        ({"k": None}, "r['k'].x"),
+    ],
+)
+def test_none_reached_by_an_item_step_is_missing(value: object, text: str) -> None:
+    # An item step hands back None itself (a .name step already turns it into MISSING).
+    assert evaluate(value, parse(text).steps) is MISSING
+    assert compile_steps(parse(text).steps)(value) is MISSING
+
+
+@pytest.mark.parametrize(
+    ("text", "why", "position"),
+    [
+        ("a[1x]", "expected ']'", 3),
+        ("a['k'x]", "expected ']'", 5),
+        ("a[X]", "expected an integer or a quoted key", 2),
+        ("a[1]]", "unexpected ']'", 4),
+    ],
+)
+def test_parse_errors_inside_brackets(text: str, why: str, position: int) -> None:
+    with pytest.raises(ExpressionError) as info:
+        parse(text)
+    assert f"{text!r}: {why} at position {position}\n" in str(info.value)
+
+
+def test_empty_quoted_keys() -> None:
+    assert parse("a['']").steps == ((KEY, ""),)
+    assert parse('a[""].b').steps == ((KEY, ""), (NAME, "b"))
+    assert parse("a['']").evaluate({"": 1}) == 1
