@@ -550,3 +550,22 @@ def test_at_most_three_suggestions() -> None:
     with pytest.raises(ExpressionError) as info:
         Tracker(InMemorySender()).track("e", metadata={"k": "order0"})(business)
     assert len(info.value.suggestions) == 3
+
+
+def test_a_token_path_meeting_none_keeps_the_ambient_token_on_every_call(
+    tracker: Tracker, sender: InMemorySender
+) -> None:
+    # The first read of a type goes through read_name (None -> MISSING); later reads take
+    # the grouped C-level path, where None stays None: a token must never be grouped.
+    class User:
+        def __init__(self, token: str | None) -> None:
+            self.id = "c"
+            self.token = token
+
+    @tracker.track("e", customer_id="u.id", session_token="u.token")
+    def f(u: object) -> None: ...
+
+    with identify("c", session_token="tok"):
+        for _ in range(3):
+            f(User(None))
+    assert [_token(e) for e in sender.events] == ["tok", "tok", "tok"]

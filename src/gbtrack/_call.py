@@ -75,11 +75,21 @@ class Binder:
             def read_var_positional(
                 instance: object, args: tuple[Any, ...], kwargs: Mapping[str, Any]
             ) -> object:
-                return args[start - 1 :] if instance is not None and start else args[start:]
+                if instance is None:
+                    return args[start:]
+                # wrapt took self/cls out of args: it is the first of *args when nothing precedes.
+                return args[start - 1 :] if start else (instance, *args)
 
             return read_var_positional
         if kind is inspect.Parameter.VAR_KEYWORD:
-            named = frozenset(n for n in self.names if n != name)
+            # Only names that can be passed by keyword are bound elsewhere; a keyword named
+            # like a positional-only parameter or *args lands in **kwargs, as in Python.
+            named = frozenset(
+                n
+                for n, (_, k, _) in self.params.items()
+                if n != name
+                and k in (inspect.Parameter.POSITIONAL_OR_KEYWORD, inspect.Parameter.KEYWORD_ONLY)
+            )
 
             def read_var_keyword(
                 instance: object, args: tuple[Any, ...], kwargs: Mapping[str, Any]

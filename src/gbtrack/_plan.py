@@ -527,7 +527,7 @@ class Plan:
                 continue
             if isinstance(slot, _Constant):
                 template[target] = slot.value
-            elif _groupable(slot):
+            elif _groupable(slot) and target != _TOKEN:  # a None token means "no token"
                 group = id_groups.setdefault(slot.root, (slot.root_reader, [], []))  # type: ignore[union-attr]
                 group[1].append(slot.steps[0][1])  # type: ignore[union-attr]
                 group[2].append(target)
@@ -780,7 +780,9 @@ class Plan:
             cid = self._present(tracker, "customer_id", cid)
             email = self._present(tracker, "email", email)
             mobile = self._present(tracker, "mobile", mobile)
-            token = self._present(tracker, "session_token", token)
+            if token is ABSENT:  # nothing found: counted, and the ambient token is kept
+                self._missing(tracker, "session_token", "session_token")
+                token = UNSET
         # A token path that found None means the ambient token; a None constant, none.
         return complete_identity(cid, email, mobile, UNSET if token is MISSING else token)
 
