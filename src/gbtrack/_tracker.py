@@ -860,11 +860,26 @@ _saved_levels: list[int] = []  # the loggers' levels before debug turned them up
 _DEBUG_LOGGERS = (logger, logging.getLogger("gbtrack.gameball"))
 
 
+class _AsInfo(logging.Filter):
+    """Under ``debug=True``: the client's per-request DEBUG lines are logged at INFO.
+
+    So an application whose handlers stop at INFO still sees them.
+    """
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        if record.levelno < logging.INFO:
+            record.levelno, record.levelname = logging.INFO, "INFO"
+        return True
+
+
+_as_info = _AsInfo()
+
+
 def _debug_logging(tracker: Tracker, on: bool) -> None:
     """Turn the debug log lines on (or off, when no tracker wants them any more).
 
-    The ``gbtrack`` logger goes to INFO and ``gbtrack.gameball`` to DEBUG (one line per
-    request: method, path, status, outcome, duration; no body, no headers). When
+    The ``gbtrack`` logger goes to INFO and ``gbtrack.gameball``'s per-request lines
+    (method, path, status, outcome, duration; no body, no headers) are logged at INFO. When
     nothing handles the ``gbtrack`` logger's lines, a stderr handler is added, as
     sentry-sdk's ``debug=True`` does, and removed when debug is turned off again.
     """
@@ -877,6 +892,7 @@ def _debug_logging(tracker: Tracker, on: bool) -> None:
         _saved_levels.extend(log.level for log in _DEBUG_LOGGERS)
         logger.setLevel(logging.INFO)
         _DEBUG_LOGGERS[1].setLevel(logging.DEBUG)
+        _DEBUG_LOGGERS[1].addFilter(_as_info)
         if not logger.hasHandlers():
             _debug_handler = logging.StreamHandler()
             _debug_handler.setFormatter(logging.Formatter("%(asctime)s %(name)s: %(message)s"))
@@ -884,6 +900,7 @@ def _debug_logging(tracker: Tracker, on: bool) -> None:
     elif not _debugging and _saved_levels:
         for log, level in zip(_DEBUG_LOGGERS, _saved_levels, strict=True):
             log.setLevel(level)
+        _DEBUG_LOGGERS[1].removeFilter(_as_info)
         _saved_levels.clear()
         if _debug_handler is not None:
             logger.removeHandler(_debug_handler)

@@ -152,12 +152,14 @@ def test_debug_logs_each_gameball_request(caplog: pytest.LogCaptureFixture) -> N
         tracker = Tracker(DirectSender(api_key=gameball.api_key, base_url=gameball.url))
         tracker.debug = True
         try:
-            with caplog.at_level(logging.DEBUG, logger="gbtrack"):
+            with caplog.at_level(logging.INFO, logger="gbtrack"):
                 tracker.emit("a", customer_id="c-1")
         finally:
             tracker.debug = False
             tracker.close(5)
-    requests = [r.getMessage() for r in caplog.records if r.name == "gbtrack.gameball"]
+    records = [r for r in caplog.records if r.name == "gbtrack.gameball"]
+    assert [r.levelno for r in records] == [logging.INFO]  # seen by INFO-level handlers
+    requests = [r.getMessage() for r in records]
     assert len(requests) == 1
     assert "200" in requests[0]
     assert gameball.api_key.get_secret_value() not in requests[0]
