@@ -16,7 +16,7 @@ from types import TracebackType
 
 from pydantic import SecretStr
 
-from gbtrack._event import Identity
+from gbtrack._event import Identity, mask_email, mask_mobile
 from gbtrack._expr import MISSING
 from gbtrack._plain import plain_customer_id, plain_text, plain_token
 from gbtrack._types import UNSET, Unset
@@ -223,8 +223,6 @@ class identify:
         self.__exit__(exc_type, exc, tb)
 
     def __repr__(self) -> str:
-        from gbtrack._event import mask_email, mask_mobile
-
         customer_id, email, mobile, token = self._current()
         return (
             f"identify(customer_id={customer_id!r}, email={mask_email(email)!r}, "

@@ -27,14 +27,11 @@ from __future__ import annotations
 
 import dataclasses
 import datetime as _dt
-import enum
 import itertools
-import math
 import os
 import secrets
 import uuid
 from collections.abc import Callable, Iterable, Iterator, Mapping
-from decimal import Decimal
 from typing import Any, NamedTuple
 
 from pydantic import (
@@ -48,6 +45,7 @@ from pydantic import (
 )
 
 from gbtrack._errors import ConfigurationError, InvalidEventError
+from gbtrack._plain import MetadataValue, plain_value
 
 __all__ = [
     "DEFAULT_LIMITS",
@@ -70,8 +68,6 @@ __all__ = [
     "validate_drafts",
 ]
 
-MetadataValue = str | int | float | bool
-"""The types Gameball accepts as metadata values."""
 
 _UTC = _dt.timezone.utc
 
@@ -101,6 +97,9 @@ def new_event_id() -> str:
 def normalize_value(key: str, value: object) -> MetadataValue | None:
     """Convert one metadata value by the documented rules.
 
+    The one implementation is :func:`gbtrack._plain.plain_value`, which the caller's
+    thread uses too: subclasses become their exact base type.
+
     Args:
         key: The metadata key, named in the error message.
         value: The raw value.
@@ -111,39 +110,7 @@ def normalize_value(key: str, value: object) -> MetadataValue | None:
     Raises:
         InvalidEventError: If the value cannot be sent to Gameball.
     """
-    cls = type(value)
-    if cls is str or cls is int or cls is bool:
-        return value  # type: ignore[return-value]
-    if cls is float:
-        if math.isfinite(value):  # type: ignore[arg-type]
-            return value  # type: ignore[return-value]
-        raise InvalidEventError(
-            f"metadata[{key!r}] is {value!r}; Gameball accepts only finite numbers",
-            field=f"metadata[{key!r}]",
-        )
-    if value is None:
-        return None
-    if isinstance(value, enum.Enum):
-        return normalize_value(key, value.value)
-    if isinstance(value, bool | int | str):  # subclasses (IntEnum handled above)
-        return value
-    if isinstance(value, float | Decimal):
-        converted = float(value)
-        if math.isfinite(converted):
-            return converted
-        raise InvalidEventError(
-            f"metadata[{key!r}] is {value!r}; Gameball accepts only finite numbers",
-            field=f"metadata[{key!r}]",
-        )
-    if isinstance(value, uuid.UUID):
-        return str(value)
-    if isinstance(value, _dt.date):  # datetime is a subclass of date
-        return value.isoformat()
-    raise InvalidEventError(
-        f"metadata[{key!r}] is a {cls.__name__}; Gameball accepts str, int, float or bool "
-        "(Decimal, Enum, UUID, date and datetime are converted)",
-        field=f"metadata[{key!r}]",
-    )
+    return plain_value(key, value)
 
 
 def normalize_metadata(metadata: Mapping[str, object] | None) -> dict[str, MetadataValue]:

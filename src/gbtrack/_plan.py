@@ -28,7 +28,6 @@ from __future__ import annotations
 import difflib
 import functools
 import inspect
-import math
 import time
 from collections.abc import Callable, Mapping
 from typing import TYPE_CHECKING, Any, Final
@@ -73,7 +72,6 @@ The value is plain data, :data:`~gbtrack._expr.MISSING` (``None`` on the way) or
 """
 
 _new_draft = tuple.__new__
-_finite = math.isfinite
 _now = time.time
 
 
