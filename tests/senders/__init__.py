@@ -190,3 +190,6 @@ class RecordingSpill:
             take = list(events)[:room]
             self.stored.extend((e, reason) for e in take)
             return len(take)
+
+
+API_KEY = "gb-api-KEY-4242-abcdef"

@@ -11,21 +11,11 @@ from collections.abc import Iterator
 from typing import Any
 
 import pytest
+from tests.senders import API_KEY
 
 from gbtrack import EventDraft, InMemorySender, Limits, Tracker, TrackingError
 from gbtrack.emulator import GameballEmulator
 from gbtrack.senders import BackgroundSender, RetryPolicy
-
-API_KEY = "gb-api-KEY-4242-abcdef"
-
-
-@pytest.fixture
-def emulator() -> Iterator[GameballEmulator]:
-    emu = GameballEmulator(api_key=API_KEY).start()
-    try:
-        yield emu
-    finally:
-        emu.stop()
 
 
 @pytest.fixture

@@ -13,24 +13,13 @@ import sys
 import textwrap
 import threading
 from collections import Counter
-from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import Any
 
 import pytest
+from tests.senders import API_KEY
 
 from gbtrack.emulator import GameballEmulator
-
-API_KEY = "gb-api-KEY-4242-abcdef"
-
-
-@pytest.fixture
-def emulator() -> Iterator[GameballEmulator]:
-    emu = GameballEmulator(api_key=API_KEY).start()
-    try:
-        yield emu
-    finally:
-        emu.stop()
 
 
 @dataclass
