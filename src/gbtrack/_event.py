@@ -30,7 +30,6 @@ import datetime as _dt
 import itertools
 import os
 import secrets
-import uuid
 from collections.abc import Callable, Iterable, Iterator, Mapping
 from typing import Any, NamedTuple
 
@@ -45,7 +44,7 @@ from pydantic import (
 )
 
 from gbtrack._errors import ConfigurationError, InvalidEventError
-from gbtrack._plain import MetadataValue, plain_value
+from gbtrack._plain import MetadataValue, plain_customer_id, plain_text, plain_value
 
 __all__ = [
     "DEFAULT_LIMITS",
@@ -141,32 +140,22 @@ def _digits(value: int) -> str:
 def normalize_customer_id(value: object) -> str | None:
     """Return the customer id as a non-empty string, or ``None`` when missing or blank.
 
-    Integers are stringified; other types are refused.
+    Integers and UUIDs are stringified; other types are refused. The rules are
+    :func:`gbtrack._plain.plain_customer_id`'s, which the caller's thread uses too.
 
     Raises:
-        InvalidEventError: If the value is neither ``str`` nor ``int`` (booleans included).
+        InvalidEventError: If the value is neither ``str``, ``int`` nor ``UUID``
+            (booleans included), or an integer too long to print.
     """
-    if value is None:
-        return None
-    cls = type(value)
-    if cls is str:
-        text: str = value  # type: ignore[assignment]
-        return text if text.strip() else None
-    if cls is int or (isinstance(value, int) and cls is not bool):
-        try:
-            return str(value)
-        except ValueError:  # over sys.get_int_max_str_digits() digits
-            raise InvalidEventError(
-                f"customer_id is an integer of {_digits(value)}, too long to be an id",  # type: ignore[arg-type]
-                field="customer_id",
-            ) from None
-    if isinstance(value, str):
-        return str(value) if value.strip() else None
-    if isinstance(value, uuid.UUID):
-        return str(value)
-    raise InvalidEventError(
-        f"customer_id must be a str or int, got {cls.__name__}", field="customer_id"
-    )
+    try:
+        return plain_customer_id(value)
+    except InvalidEventError:
+        raise
+    except ValueError:  # an int over sys.get_int_max_str_digits() digits
+        raise InvalidEventError(
+            f"customer_id is an integer of {_digits(value)}, too long to be an id",  # type: ignore[arg-type]
+            field="customer_id",
+        ) from None
 
 
 def check_event_name(value: object) -> str:
@@ -185,14 +174,12 @@ def check_event_name(value: object) -> str:
 def optional_text(value: object, field: str) -> str | None:
     """Return an optional text field (email, mobile): ``None`` when missing or blank.
 
+    The rules are :func:`gbtrack._plain.plain_text`'s, which the caller's thread uses too.
+
     Raises:
         InvalidEventError: If the value is not a string.
     """
-    if value is None:
-        return None
-    if isinstance(value, str):
-        return value if value.strip() else None
-    raise InvalidEventError(f"{field} must be a str, got {type(value).__name__}", field=field)
+    return plain_text(value, field)
 
 
 def mask_email(email: str | None) -> str | None:
