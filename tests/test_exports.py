@@ -50,6 +50,7 @@ EXPECTED = [
     "set_tracker",
     "span",
     "track",
+    "transaction",
     "unregister_resolver",
 ]
 

@@ -40,6 +40,7 @@ from gbtrack._resolvers import register_resolver, unregister_resolver
 from gbtrack._schema import event_schema, remove_event_schema
 from gbtrack._span import Span, SpanContext, span
 from gbtrack._tracker import Tracker, close, configure, flush, get_tracker, set_tracker
+from gbtrack._transaction import transaction
 from gbtrack._types import UNSET
 from gbtrack.senders import InMemorySender, LoggingSender, Sender
 
@@ -90,5 +91,6 @@ __all__ = [
     "set_tracker",
     "span",
     "track",
+    "transaction",
     "unregister_resolver",
 ]

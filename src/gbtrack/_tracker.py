@@ -16,6 +16,7 @@ import time
 import warnings
 import weakref
 from collections.abc import Callable, Mapping
+from contextvars import ContextVar
 from typing import TYPE_CHECKING, Any, Literal
 
 from pydantic import SecretStr
@@ -620,6 +621,12 @@ class Tracker:
         """
         if self.strict_plan and self._unplanned(draft):
             return False
+        if _bindings_open:  # gbtrack.transaction(): a plain global test while none is open
+            bound = _bound_transaction.get()
+            if bound is not None:
+                handled: bool | None = bound.submit(self, draft)
+                if handled is not None:
+                    return handled
         send = self._pass_through
         if send is not None:  # the common case: the sender validates where it serialises
             try:
@@ -827,6 +834,12 @@ class Tracker:
 
 
 _random = random.random
+
+# gbtrack.transaction() (gbtrack._transaction): the binding of this context, and how many
+# bindings are open in the whole process, so that submit() pays a global test, not a
+# ContextVar lookup, while none is.
+_bound_transaction: ContextVar[Any] = ContextVar("gbtrack_transaction", default=None)
+_bindings_open = 0
 
 
 def _on_event_loop() -> bool:

@@ -25,6 +25,10 @@ Install with ``pip install gbtrack[django]``, then in ``settings.py``::
   dotted path) taking the request and returning ``None``, a customer id, or a mapping
   of :func:`~gbtrack.identify`'s arguments; an ``async def`` one is awaited under ASGI.
 
+- :func:`atomic` is ``transaction.atomic`` with :func:`gbtrack.transaction` bound to
+  it: events tracked inside are rows of the ``gbtrack_outbox`` table in the same
+  database transaction (see docs/scaling.md).
+
 Tracking never breaks a request: an identity function that raises, or returns
 something that is not an identity, is logged on the ``gbtrack`` logger and the request
 runs without an ambient customer.
@@ -33,7 +37,8 @@ runs without an ambient customer.
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Awaitable, Callable, Mapping, MutableMapping
+from collections.abc import Awaitable, Callable, Iterator, Mapping, MutableMapping
+from contextlib import contextmanager
 from typing import Any
 
 from asgiref.sync import (
@@ -62,6 +67,7 @@ __all__ = [
     "GBTrackConfig",
     "GBTrackMiddleware",
     "arequest_user_identity",
+    "atomic",
     "configure_from_settings",
     "rate_limit_share",
     "request_user_identity",
@@ -283,3 +289,30 @@ def with_lifespan(
                 return
 
     return gbtrack_lifespan
+
+
+@contextmanager
+def atomic(using: str | None = None, *, savepoint: bool = True) -> Iterator[Any]:
+    """``transaction.atomic(using)`` with :func:`gbtrack.transaction` bound to it.
+
+    Events tracked inside are INSERTed into the ``gbtrack_outbox`` table in the same
+    database transaction: they commit with the block, or roll back with it.
+
+    Args:
+        using: The database alias (``None``: ``"default"``).
+        savepoint: Passed to ``transaction.atomic`` (for the block itself).
+
+    Yields:
+        The :class:`gbtrack._transaction.TransactionBinding`.
+    """
+    from django.db import DEFAULT_DB_ALIAS, connections
+    from django.db import transaction as dj_transaction
+
+    from gbtrack._transaction import transaction
+
+    alias = using or DEFAULT_DB_ALIAS
+    with (
+        dj_transaction.atomic(using=alias, savepoint=savepoint),
+        transaction(connections[alias]) as binding,
+    ):
+        yield binding

@@ -47,6 +47,7 @@ from gbtrack._protocol import (
     job_items,
 )
 from gbtrack._report import ErrorHandler, Stats, logger
+from gbtrack.outbox._protocol import OutboxStoreProtocol
 from gbtrack.outbox._store import OutboxRow, OutboxStore
 from gbtrack.senders._base import BaseSender
 from gbtrack.senders._policy import DeliveryClient, RateLimiter, RetryPolicy
@@ -95,7 +96,8 @@ class OutboxDrainer:
     """Claim rows from an outbox and deliver them; one round at a time.
 
     Args:
-        store: The outbox.
+        store: The outbox: an :class:`OutboxStore` (SQLite file) or a
+            :class:`~gbtrack.outbox.SqlOutboxStore` (any :class:`OutboxStoreProtocol`).
         client: The Gameball client (:class:`~gbtrack.gameball.GameballClient`).
         retry: The retry policy (what is retried, backoff, limits).
         limiter: The client-side rate limiter, shared by every send.
@@ -119,7 +121,7 @@ class OutboxDrainer:
 
     def __init__(
         self,
-        store: OutboxStore,
+        store: OutboxStoreProtocol,
         client: DeliveryClient,
         *,
         retry: RetryPolicy | None = None,

@@ -381,6 +381,11 @@ class OutboxStore:
         return self._conn
 
     @property
+    def location(self) -> str:
+        """The file's path, for messages."""
+        return str(self.path)
+
+    @property
     def closed(self) -> bool:
         """Whether :meth:`close` was called."""
         return self._closed

@@ -1,0 +1,229 @@
+"""``with gbtrack.transaction(session):``: events commit or roll back with the business data.
+
+Inside the block, every event a tracker submits (``@track``, ``span()``,
+``Tracker.emit()``) is validated at once and INSERTed into the SQL outbox table
+(:mod:`gbtrack.outbox._sql`) *on the caller's own connection, in the caller's own
+transaction*. A relay (``gbtrack relay``) delivers the rows once they are committed; a
+rollback takes them away with the rest. Outside a bound block nothing changes.
+
+The binding lives in a :class:`contextvars.ContextVar` (per thread and per asyncio
+task). The tracker's hot path pays one global integer test while no binding is open
+anywhere in the process (:data:`gbtrack._tracker._bindings_open`), and one
+``ContextVar.get()`` while some is.
+
+Each INSERT runs inside a SAVEPOINT by default: on PostgreSQL a failed statement
+aborts the whole transaction, so without one a broken outbox table would fail the
+business transaction at its commit. With the savepoint, a failed INSERT is rolled back
+alone, the event is dropped and counted as ``outbox_error`` (raised under ``strict``),
+and the business transaction goes on.
+"""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from typing import TYPE_CHECKING, Any
+
+from gbtrack import _tracker
+from gbtrack._errors import ConfigurationError, InvalidEventError
+from gbtrack._event import Event, EventDraft
+
+if TYPE_CHECKING:
+    from gbtrack._tracker import Tracker
+
+__all__ = ["TransactionBinding", "transaction"]
+
+_count_lock = threading.Lock()
+
+
+class TransactionBinding:
+    """The open binding of :func:`transaction`: where its events go, and how many went.
+
+    Attributes:
+        target: The bound Session, Connection or Django connection.
+        savepoint: Whether each INSERT runs inside a SAVEPOINT.
+        tracker: The only tracker bound, or ``None`` for every tracker.
+        inserted: Events inserted into the outbox table in this block.
+    """
+
+    def __init__(
+        self,
+        target: Any,
+        insert: Callable[[list[Event]], None],
+        *,
+        savepoint: bool,
+        tracker: Tracker | None,
+    ) -> None:
+        self.target = target
+        self.savepoint = savepoint
+        self.tracker = tracker
+        self.inserted = 0
+        self._insert = insert
+
+    def __repr__(self) -> str:
+        return f"<TransactionBinding {type(self.target).__name__} inserted={self.inserted}>"
+
+    def submit(self, tracker: Tracker, draft: EventDraft) -> bool | None:
+        """Validate ``draft`` and insert it; the tracker's door while bound.
+
+        Returns:
+            ``True`` when inserted, ``False`` when dropped (counted), ``None`` when this
+            binding is for another tracker (the tracker then goes its usual way).
+
+        Raises:
+            TrackingError: Under ``strict``, for an invalid event or a failed insert.
+        """
+        if self.tracker is not None and tracker is not self.tracker:
+            return None
+        if tracker._sample and tracker._sampled_out(draft):
+            return False
+        where = f"event {draft.name!r}" + (f" in {draft.function}" if draft.function else "")
+        try:
+            event = draft.to_event(tracker._limits)
+        except InvalidEventError as exc:
+            tracker.drop("invalid_event", f"{where}: {exc}", function=draft.function, exc=exc)
+            return False
+        if tracker._before_send is not None:
+            hooked = tracker._run_before_send(event, draft.function)
+            if hooked is None:
+                return False
+            event = hooked
+        try:
+            self._insert([event])
+        except Exception as exc:
+            tracker.drop(
+                "outbox_error",
+                f"{where}: the INSERT into the outbox table failed "
+                f"({type(exc).__name__}); the business transaction goes on without it",
+                function=draft.function,
+                exc=exc,
+            )
+            return False
+        self.inserted += 1
+        if event.session_token is not None:
+            tracker.count("session_token_stripped")  # tokens are never stored
+        tracker._reporter.count_sent()
+        return True
+
+
+@contextmanager
+def transaction(
+    target: Any, *, savepoint: bool = True, tracker: Tracker | None = None
+) -> Iterator[TransactionBinding]:
+    """Bind the caller's open transaction: events tracked inside go into its outbox table.
+
+    Inside the block, events of ``@track``, ``span()`` and ``Tracker.emit()`` are
+    validated at once and INSERTed into ``gbtrack_outbox`` on ``target``'s connection, in
+    its current transaction: they are committed with the business data or rolled back
+    with it. ``gbtrack relay --url ...`` delivers committed rows. The block does not
+    begin or commit anything itself; the application does, as before.
+
+    Args:
+        target: A SQLAlchemy ``Session`` (rows go through ``session.connection()``), a
+            SQLAlchemy ``Connection``, or a Django connection
+            (``django.db.connection`` or ``connections[alias]``, for
+            ``transaction.atomic``).
+        savepoint: Run each INSERT in a SAVEPOINT (default), so that a failed INSERT
+            drops the event (``outbox_error``) instead of aborting the transaction.
+            SQLite through pysqlite needs SQLAlchemy's SAVEPOINT recipe for this
+            (see docs/scaling.md); pass ``False`` to skip it.
+        tracker: Bind only this tracker's events; ``None`` (default): every tracker.
+
+    Yields:
+        The :class:`TransactionBinding` (``inserted`` counts the rows written).
+
+    Raises:
+        ConfigurationError: For a target that is none of the above.
+
+    Example:
+        >>> import gbtrack
+        >>> callable(gbtrack.transaction)
+        True
+    """
+    binding = TransactionBinding(
+        target, _inserter(target, savepoint), savepoint=savepoint, tracker=tracker
+    )
+    token = _tracker._bound_transaction.set(binding)
+    with _count_lock:
+        _tracker._bindings_open += 1
+    try:
+        yield binding
+    finally:
+        with _count_lock:
+            _tracker._bindings_open -= 1
+        _tracker._bound_transaction.reset(token)
+
+
+def _inserter(target: Any, savepoint: bool) -> Callable[[list[Event]], None]:
+    module = type(target).__module__
+    if module.startswith("django."):
+        return _django_inserter(target, savepoint)
+    try:
+        from sqlalchemy.engine import Connection
+        from sqlalchemy.orm import Session
+    except ImportError as exc:  # pragma: no cover - only without the sql extra
+        raise ConfigurationError(
+            "gbtrack.transaction() needs SQLAlchemy: pip install 'gbtrack[sql]'"
+        ) from exc
+    from gbtrack.outbox._sql import insert_events
+
+    if isinstance(target, Session):
+        session = target
+
+        def connection() -> Connection:
+            return session.connection()  # the session's transaction (begun if need be)
+
+    elif isinstance(target, Connection):
+        conn = target
+
+        def connection() -> Connection:
+            return conn
+
+    else:
+        raise ConfigurationError(
+            "gbtrack.transaction() takes a SQLAlchemy Session or Connection, or a Django "
+            f"connection, not {type(target).__name__}"
+        )
+
+    def insert(events: list[Event]) -> None:
+        conn = connection()
+        if savepoint:
+            with conn.begin_nested():
+                insert_events(conn, events)
+        else:
+            insert_events(conn, events)
+
+    return insert
+
+
+def _django_inserter(connection: Any, savepoint: bool) -> Callable[[list[Event]], None]:
+    import time
+
+    from django.db import transaction as dj_transaction
+
+    from gbtrack.outbox._sql import PENDING_TABLE, event_values
+
+    columns = ("event_id", "name", "customer_id", "payload", "size", "created_at",
+               "enqueued_at", "attempts", "next_attempt_at")  # fmt: skip
+    quote = connection.ops.quote_name
+    names = ", ".join(quote(c) for c in columns)
+    marks = ", ".join(["%s"] * len(columns))
+    # Constant names, quoted by Django; the values are parameters.
+    sql = f"INSERT INTO {quote(PENDING_TABLE)} ({names}) VALUES ({marks})"  # noqa: S608
+
+    def write(events: list[Event]) -> None:
+        stamp = time.time()
+        rows = [tuple(event_values(e, stamp)[c] for c in columns) for e in events]
+        with connection.cursor() as cursor:
+            cursor.executemany(sql, rows)
+
+    def insert(events: list[Event]) -> None:
+        if savepoint:
+            # Inside atomic(): a savepoint; a failure rolls back to it and re-raises.
+            with dj_transaction.atomic(using=connection.alias, savepoint=True):
+                write(events)
+        else:
+            write(events)
+
+    return insert

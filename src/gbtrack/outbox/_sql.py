@@ -1,0 +1,757 @@
+"""The SQL outbox: the same pending rows, leases and dead letters, in your own database.
+
+Two tables in one :class:`sqlalchemy.MetaData` (:data:`metadata`)::
+
+    gbtrack_outbox(id, event_id, name, customer_id, payload, size, created_at,
+                   enqueued_at, attempts, next_attempt_at, claimed_by, lease_until,
+                   last_error)
+    gbtrack_outbox_dead(id, event_id, name, customer_id, payload, size, created_at,
+                        enqueued_at, attempts, status, code, message, failed_at)
+
+Columns and meanings are the SQLite outbox's (times are epoch seconds, ``payload`` the
+stored body of :func:`~gbtrack.outbox._store.encode_event`), so rows read the same
+through :class:`~gbtrack.outbox.OutboxRow`. Because the table lives in the
+application's database, an event can be inserted *in the business transaction*
+(:func:`insert_events`, used by :func:`gbtrack.transaction`): it commits or rolls back
+with the business data.
+
+Claims run ``SELECT ... FOR UPDATE SKIP LOCKED`` on PostgreSQL and MySQL 8, so several
+relays on several machines take disjoint rows without waiting for each other; on
+SQLite (one writer at a time) the store's own engine begins every transaction with
+``BEGIN IMMEDIATE``.
+"""
+
+# SQL below is built by SQLAlchemy Core from constant tables, never from input.
+
+from __future__ import annotations
+
+import functools
+import time
+from collections.abc import Callable, Iterable, Iterator, Sequence
+from typing import Any, ParamSpec, TypeVar
+
+import sqlalchemy as sa
+from sqlalchemy.dialects import mysql
+from sqlalchemy.engine import Connection, Engine
+from sqlalchemy.exc import SQLAlchemyError
+
+from gbtrack._errors import ConfigurationError, OutboxError
+from gbtrack._event import Event
+from gbtrack._fork import reset_after_fork
+from gbtrack.outbox._store import ROW_OVERHEAD, OutboxRow, OutboxStats, Table, encode_event
+
+__all__ = [
+    "DEAD_TABLE",
+    "PENDING_TABLE",
+    "SqlOutboxStore",
+    "dead_table",
+    "ddl",
+    "event_values",
+    "insert_events",
+    "metadata",
+    "pending_table",
+]
+
+PENDING_TABLE = "gbtrack_outbox"
+"""The pending table's name."""
+DEAD_TABLE = "gbtrack_outbox_dead"
+"""The dead-letter table's name."""
+
+_ID = sa.BigInteger().with_variant(sa.Integer(), "sqlite")  # SQLite: INTEGER PRIMARY KEY
+_PAYLOAD = sa.Text().with_variant(mysql.MEDIUMTEXT(), "mysql")  # TEXT is 64 KB
+_TIME: sa.Double[float] = sa.Double()
+
+metadata = sa.MetaData()
+"""The SQL outbox's tables, for ``create_all``, Alembic's autogenerate, or the DDL."""
+
+
+def _common(table: str) -> list[sa.Column[Any]]:
+    return [
+        sa.Column("id", _ID, primary_key=True, autoincrement=True),
+        sa.Column("event_id", sa.String(64), nullable=False),
+        sa.Column("name", sa.String(255), nullable=False),
+        sa.Column("customer_id", sa.String(255), nullable=False),
+        sa.Column("payload", _PAYLOAD, nullable=False),
+        sa.Column("size", sa.Integer(), nullable=False),
+        sa.Column("created_at", _TIME, nullable=False),
+        sa.Column("enqueued_at", _TIME, nullable=False),
+    ]
+
+
+pending_table = sa.Table(
+    PENDING_TABLE,
+    metadata,
+    *_common(PENDING_TABLE),
+    sa.Column("attempts", sa.Integer(), nullable=False, server_default="0"),
+    sa.Column("next_attempt_at", _TIME, nullable=False, server_default="0"),
+    sa.Column("claimed_by", sa.String(255)),
+    sa.Column("lease_until", _TIME),
+    sa.Column("last_error", sa.Text()),
+    sa.Index(f"ix_{PENDING_TABLE}_ready", "next_attempt_at"),
+    sa.Index(f"ix_{PENDING_TABLE}_claimed_by", "claimed_by"),
+)
+"""Events waiting for delivery."""
+
+dead_table = sa.Table(
+    DEAD_TABLE,
+    metadata,
+    *_common(DEAD_TABLE),
+    sa.Column("attempts", sa.Integer(), nullable=False),
+    sa.Column("status", sa.Integer()),
+    sa.Column("code", sa.Integer()),
+    sa.Column("message", sa.Text()),
+    sa.Column("failed_at", _TIME, nullable=False),
+)
+"""Dead letters: events Gameball refused for good, or whose retries ran out."""
+
+_COMMON = ("id", "event_id", "name", "customer_id", "payload", "size", "created_at",
+           "enqueued_at", "attempts")  # fmt: skip
+_PENDING_COLS = [pending_table.c[n] for n in _COMMON] + [
+    pending_table.c.next_attempt_at,
+    pending_table.c.claimed_by,
+    pending_table.c.lease_until,
+    pending_table.c.last_error,
+]
+_DEAD_COLS = [dead_table.c[n] for n in _COMMON] + [
+    dead_table.c.status,
+    dead_table.c.code,
+    dead_table.c.message,
+    dead_table.c.failed_at,
+]
+_CHUNK = 500  # ids per IN (...) clause: well under every driver's parameter limit
+
+
+def ddl(dialect: str | sa.engine.Dialect) -> str:
+    """The ``CREATE TABLE`` and ``CREATE INDEX`` statements for ``dialect``.
+
+    Args:
+        dialect: ``"postgresql"``, ``"mysql"``, ``"sqlite"`` (any SQLAlchemy dialect
+            name), or a dialect object.
+
+    Returns:
+        The statements, each ending with ``;``, separated by blank lines: what
+        ``gbtrack outbox init`` creates, for Alembic or Django migrations.
+    """
+    target: sa.engine.Dialect
+    if isinstance(dialect, str):
+        try:
+            target = sa.dialects.registry.load(dialect)()
+        except Exception as exc:  # NoSuchModuleError and friends
+            raise ConfigurationError(f"unknown SQL dialect {dialect!r}") from exc
+    else:
+        target = dialect
+
+    def text(element: sa.schema.ExecutableDDLElement) -> str:
+        # SQLAlchemy indents with tabs and leaves trailing spaces: tidy for docs and diffs.
+        lines = str(element.compile(dialect=target)).strip().splitlines()
+        return "\n".join(line.rstrip().replace("\t", "    ") for line in lines) + ";"
+
+    parts: list[str] = []
+    for table in metadata.sorted_tables:
+        parts.append(text(sa.schema.CreateTable(table)))
+        parts.extend(
+            text(sa.schema.CreateIndex(i)) for i in sorted(table.indexes, key=lambda i: str(i.name))
+        )
+    return "\n\n".join(parts) + "\n"
+
+
+def event_values(event: Event, stamp: float) -> dict[str, Any]:
+    """The pending row for ``event`` (without id), enqueued at ``stamp``."""
+    payload = encode_event(event)
+    return {
+        "event_id": event.event_id,
+        "name": event.name,
+        "customer_id": event.customer_id,
+        "payload": payload,
+        "size": len(payload.encode()) + ROW_OVERHEAD,
+        "created_at": event.timestamp.timestamp(),
+        "enqueued_at": stamp,
+        "attempts": 0,
+        "next_attempt_at": 0.0,
+    }
+
+
+def insert_events(connection: Connection, events: Sequence[Event]) -> None:
+    """INSERT ``events`` as pending rows on ``connection``, in its current transaction.
+
+    The caller owns the transaction: the rows commit or roll back with it. No cap is
+    applied (the rows are the caller's data).
+    """
+    if events:
+        stamp = time.time()
+        connection.execute(pending_table.insert(), [event_values(e, stamp) for e in events])
+
+
+_P = ParamSpec("_P")
+_R = TypeVar("_R")
+
+
+def _translated(method: Callable[_P, _R]) -> Callable[_P, _R]:
+    """Raise :class:`OutboxError` (chained) instead of SQLAlchemy's exceptions."""
+
+    @functools.wraps(method)
+    def run(*args: _P.args, **kwargs: _P.kwargs) -> _R:
+        try:
+            return method(*args, **kwargs)
+        except SQLAlchemyError as exc:
+            store = args[0]
+            assert isinstance(store, SqlOutboxStore)
+            first = str(exc).splitlines()[0] if str(exc) else ""
+            raise OutboxError(
+                f"outbox {store.location} failed: {type(exc).__name__}: {first}"
+            ) from exc
+
+    return run
+
+
+def _chunks(ids: Sequence[int]) -> Iterator[list[int]]:
+    for start in range(0, len(ids), _CHUNK):
+        yield list(ids[start : start + _CHUNK])
+
+
+def _sqlite_immediate(engine: Engine) -> None:
+    """SQLite: WAL, a busy timeout, and ``BEGIN IMMEDIATE`` for every transaction.
+
+    pysqlite begins transactions lazily and as DEFERRED: two workers reading then
+    writing would deadlock on the upgrade. IMMEDIATE takes the write lock at BEGIN,
+    which makes SQLite's claims exclusive (it has one writer anyway).
+    """
+
+    @sa.event.listens_for(engine, "connect")
+    def _connect(dbapi_connection: Any, _record: Any) -> None:
+        dbapi_connection.isolation_level = None  # we send BEGIN ourselves
+        cursor = dbapi_connection.cursor()
+        cursor.execute("PRAGMA journal_mode=WAL")
+        cursor.execute("PRAGMA busy_timeout=30000")
+        cursor.close()
+
+    @sa.event.listens_for(engine, "begin")
+    def _begin(conn: Connection) -> None:
+        conn.exec_driver_sql("BEGIN IMMEDIATE")
+
+
+class SqlOutboxStore:
+    """An outbox in a SQL database (PostgreSQL, MySQL 8, SQLite) through SQLAlchemy Core.
+
+    The same interface and row semantics as :class:`~gbtrack.outbox.OutboxStore`
+    (:class:`~gbtrack.outbox.OutboxStoreProtocol`): :class:`~gbtrack.outbox.OutboxDrainer`,
+    ``gbtrack outbox --url ...`` and ``gbtrack relay`` use either.
+
+    Args:
+        url: A SQLAlchemy URL (``postgresql+psycopg://user@host/db``,
+            ``sqlite:///path``) or an :class:`~sqlalchemy.engine.Engine` to share.
+        create: Create the tables if missing (``gbtrack outbox init`` does the same);
+            otherwise missing tables raise :class:`~gbtrack.ConfigurationError`.
+        max_rows: Cap for :meth:`append` (pending and dead together); ``None`` (the
+            default): no cap. Rows inserted in a business transaction are never capped.
+        max_bytes: Cap on stored bytes for :meth:`append`; ``None``: no cap.
+        engine_options: Passed to :func:`sqlalchemy.create_engine` with a URL.
+
+    Raises:
+        ConfigurationError: For a bad URL, a missing driver, an unreachable database
+            or missing tables.
+    """
+
+    def __init__(
+        self,
+        url: str | sa.URL | Engine,
+        *,
+        create: bool = False,
+        max_rows: int | None = None,
+        max_bytes: int | None = None,
+        engine_options: dict[str, Any] | None = None,
+    ) -> None:
+        if (max_rows is not None and max_rows < 1) or (max_bytes is not None and max_bytes < 1):
+            raise ConfigurationError("max_rows and max_bytes must be positive")
+        self.max_rows = max_rows
+        self.max_bytes = max_bytes
+        self._owns_engine = not isinstance(url, Engine)
+        if isinstance(url, Engine):
+            self.engine = url
+        else:
+            try:
+                self.engine = sa.create_engine(url, **(engine_options or {}))
+            except (SQLAlchemyError, ImportError, ValueError) as exc:
+                raise ConfigurationError(f"cannot use the outbox URL: {exc}") from exc
+            if self.engine.dialect.name == "sqlite":
+                _sqlite_immediate(self.engine)
+        self.dialect: str = self.engine.dialect.name
+        self._closed = False
+        try:
+            if create:
+                metadata.create_all(self.engine)
+            else:
+                present = sa.inspect(self.engine).get_table_names()
+                missing = [t for t in (PENDING_TABLE, DEAD_TABLE) if t not in present]
+                if missing:
+                    raise ConfigurationError(
+                        f"the outbox tables {', '.join(missing)} are missing in "
+                        f"{self.location}: create them with `gbtrack outbox init --url URL`, "
+                        "or with the DDL in docs/scaling.md"
+                    )
+        except SQLAlchemyError as exc:
+            if self._owns_engine:
+                self.engine.dispose()
+            raise ConfigurationError(f"cannot open the outbox {self.location}: {exc}") from exc
+        reset_after_fork(self)
+
+    def _after_fork(self) -> None:
+        # Pooled connections must not cross fork: the child opens its own.
+        self.engine.dispose(close=False)
+
+    @property
+    def location(self) -> str:
+        """The database URL without its password."""
+        return self.engine.url.render_as_string(hide_password=True)
+
+    @property
+    def closed(self) -> bool:
+        """Whether :meth:`close` was called."""
+        return self._closed
+
+    def close(self) -> None:
+        """Dispose of the engine's connections if this store created it; idempotent."""
+        if not self._closed and self._owns_engine:
+            self.engine.dispose()
+        self._closed = True
+
+    def __enter__(self) -> SqlOutboxStore:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    def __repr__(self) -> str:
+        return f"<SqlOutboxStore url={self.location!r}>"
+
+    def _begin(self) -> Any:
+        if self._closed:
+            raise ConfigurationError("the outbox store is closed")
+        return self.engine.begin()
+
+    def _connect(self) -> Any:
+        if self._closed:
+            raise ConfigurationError("the outbox store is closed")
+        return self.engine.connect()
+
+    # --- writing ------------------------------------------------------------------------
+    @_translated
+    def append(self, events: Iterable[Event], *, now: float | None = None) -> int:
+        """Insert events in one transaction, in order, as many as the caps allow.
+
+        Returns:
+            How many events were stored: the first ``n``; the rest did not fit.
+        """
+        stamp = time.time() if now is None else now
+        rows = [event_values(event, stamp) for event in events]
+        if not rows:
+            return 0
+        with self._begin() as conn:
+            n = len(rows)
+            if self.max_rows is not None or self.max_bytes is not None:
+                n = self._fit(conn, [r["size"] for r in rows])
+            if n:
+                conn.execute(pending_table.insert(), rows[:n])
+        return n
+
+    def _fit(self, conn: Connection, sizes: Sequence[int]) -> int:
+        total_rows, total_bytes = self._totals(conn)
+        n = 0
+        for size in sizes:
+            if self.max_rows is not None and total_rows + n + 1 > self.max_rows:
+                break
+            if self.max_bytes is not None and total_bytes + size > self.max_bytes:
+                break
+            total_bytes += size
+            n += 1
+        return n
+
+    @staticmethod
+    def _totals(conn: Connection) -> tuple[int, int]:
+        rows = bytes_ = 0
+        for table in (pending_table, dead_table):
+            count, size = conn.execute(
+                sa.select(sa.func.count(), sa.func.coalesce(sa.func.sum(table.c.size), 0))
+            ).one()
+            rows += int(count)
+            bytes_ += int(size)
+        return rows, bytes_
+
+    @_translated
+    def room(self) -> int:
+        """How many more rows fit under the caps (an upper bound for ``max_bytes``)."""
+        if self.max_rows is None and self.max_bytes is None:
+            return 1 << 62
+        with self._connect() as conn:
+            rows, size = self._totals(conn)
+        free = self.max_rows - rows if self.max_rows is not None else 1 << 62
+        if self.max_bytes is not None:
+            free = min(free, (self.max_bytes - size) // (ROW_OVERHEAD + 1))
+        return max(0, free)
+
+    # --- leases -------------------------------------------------------------------------
+    @_translated
+    def claim(
+        self, owner: str, limit: int, *, lease: float, now: float | None = None
+    ) -> list[OutboxRow]:
+        """Lease up to ``limit`` ready rows to ``owner``, oldest first.
+
+        PostgreSQL and MySQL lock the chosen rows with ``FOR UPDATE SKIP LOCKED``:
+        concurrent claimers skip each other's rows instead of waiting or taking them.
+        """
+        stamp = time.time() if now is None else now
+        t = pending_table
+        query = (
+            sa.select(*_PENDING_COLS)
+            .where(
+                t.c.next_attempt_at <= stamp,
+                sa.or_(t.c.lease_until.is_(None), t.c.lease_until <= stamp),
+            )
+            .order_by(t.c.id)
+            .limit(limit)
+            .with_for_update(skip_locked=True)
+        )
+        until = stamp + lease
+        with self._begin() as conn:
+            found = conn.execute(query).all()
+            for part in _chunks([r[0] for r in found]):
+                conn.execute(
+                    t.update().where(t.c.id.in_(part)).values(claimed_by=owner, lease_until=until)
+                )
+        return [_pending_row((*r[:10], owner, until, r[12])) for r in found]
+
+    @_translated
+    def extend(self, owner: str, ids: Sequence[int], *, lease: float) -> None:
+        """Push the lease of ``owner``'s rows ``ids`` to ``lease`` seconds from now."""
+        until = time.time() + lease
+        t = pending_table
+        with self._begin() as conn:
+            for part in _chunks(ids):
+                conn.execute(
+                    t.update()
+                    .where(t.c.claimed_by == owner, t.c.id.in_(part))
+                    .values(lease_until=until)
+                )
+
+    @_translated
+    def release_owner(self, owner: str) -> int:
+        """Give back every row ``owner`` holds, attempts unchanged (a clean shutdown)."""
+        t = pending_table
+        with self._begin() as conn:
+            result = conn.execute(
+                t.update().where(t.c.claimed_by == owner).values(claimed_by=None, lease_until=None)
+            )
+            return int(result.rowcount)
+
+    @_translated
+    def complete(self, ids: Sequence[int]) -> int:
+        """Delete delivered rows; return how many were deleted."""
+        deleted = 0
+        t = pending_table
+        with self._begin() as conn:
+            for part in _chunks(ids):
+                deleted += int(conn.execute(t.delete().where(t.c.id.in_(part))).rowcount)
+        return deleted
+
+    @_translated
+    def release(
+        self,
+        owner: str,
+        ids: Sequence[int],
+        *,
+        delay: float = 0.0,
+        error: str | None = None,
+        count_attempt: bool = True,
+    ) -> None:
+        """Give ``owner``'s rows back: ready again after ``delay`` seconds."""
+        ready = time.time() + delay
+        t = pending_table
+        values: dict[str, Any] = {
+            "claimed_by": None,
+            "lease_until": None,
+            "next_attempt_at": ready,
+            "attempts": t.c.attempts + (1 if count_attempt else 0),
+        }
+        if error is not None:
+            values["last_error"] = error
+        with self._begin() as conn:
+            for part in _chunks(ids):
+                conn.execute(
+                    t.update().where(t.c.claimed_by == owner, t.c.id.in_(part)).values(**values)
+                )
+
+    @_translated
+    def bury(
+        self,
+        ids: Sequence[int],
+        *,
+        status: int | None,
+        code: int | None,
+        message: str,
+        count_attempt: bool = True,
+    ) -> int:
+        """Move pending rows to the dead letter with the final failure; return how many."""
+        stamp = time.time()
+        bump = 1 if count_attempt else 0
+        p, d = pending_table, dead_table
+        moved = 0
+        with self._begin() as conn:
+            for part in _chunks(ids):
+                source = (
+                    sa.select(
+                        p.c.event_id,
+                        p.c.name,
+                        p.c.customer_id,
+                        p.c.payload,
+                        p.c.size,
+                        p.c.created_at,
+                        p.c.enqueued_at,
+                        p.c.attempts + bump,
+                        sa.literal(status, sa.Integer()),
+                        sa.literal(code, sa.Integer()),
+                        sa.literal(message, sa.Text()),
+                        sa.literal(stamp, _TIME),
+                    )
+                    .where(p.c.id.in_(part))
+                    .order_by(p.c.id)
+                )
+                conn.execute(
+                    d.insert().from_select(
+                        [
+                            "event_id",
+                            "name",
+                            "customer_id",
+                            "payload",
+                            "size",
+                            "created_at",
+                            "enqueued_at",
+                            "attempts",
+                            "status",
+                            "code",
+                            "message",
+                            "failed_at",
+                        ],
+                        source,
+                    )
+                )
+                # INSERT ... SELECT's rowcount is -1 on some drivers: count the delete.
+                moved += int(conn.execute(p.delete().where(p.c.id.in_(part))).rowcount)
+        return moved
+
+    # --- operations (the CLI) ------------------------------------------------------------
+    @_translated
+    def retry_dead(
+        self,
+        *,
+        code: int | None = None,
+        name: str | None = None,
+        since: float | None = None,
+        ids: Sequence[int] | None = None,
+    ) -> int:
+        """Move dead letters back to pending (attempts reset); return how many.
+
+        Args:
+            code: Only those whose Gameball code is ``code``.
+            name: Only events with this name.
+            since: Only those that failed at or after this time (epoch seconds).
+            ids: Only these dead-letter ids.
+        """
+        d, p = dead_table, pending_table
+        where: list[Any] = []
+        if code is not None:
+            where.append(d.c.code == code)
+        if name is not None:
+            where.append(d.c.name == name)
+        if since is not None:
+            where.append(d.c.failed_at >= since)
+        if ids is not None:
+            if not ids:
+                return 0
+            where.append(d.c.id.in_(list(ids)))
+        stamp = time.time()
+        moved = 0
+        with self._begin() as conn:
+            # Lock the ids first: what is inserted is exactly what is deleted.
+            chosen = conn.execute(
+                sa.select(d.c.id).where(*where).order_by(d.c.id).with_for_update()
+            ).scalars()
+            for part in _chunks(list(chosen)):
+                source = (
+                    sa.select(
+                        d.c.event_id,
+                        d.c.name,
+                        d.c.customer_id,
+                        d.c.payload,
+                        d.c.size,
+                        d.c.created_at,
+                        sa.literal(stamp, _TIME),
+                    )
+                    .where(d.c.id.in_(part))
+                    .order_by(d.c.id)
+                )
+                conn.execute(
+                    p.insert().from_select(
+                        [
+                            "event_id",
+                            "name",
+                            "customer_id",
+                            "payload",
+                            "size",
+                            "created_at",
+                            "enqueued_at",
+                        ],
+                        source,
+                    )
+                )
+                moved += int(conn.execute(d.delete().where(d.c.id.in_(part))).rowcount)
+        return moved
+
+    @_translated
+    def make_ready(self) -> int:
+        """Clear the backoff of every unclaimed pending row (deliver now); return how many."""
+        t = pending_table
+        with self._begin() as conn:
+            result = conn.execute(
+                t.update()
+                .where(sa.or_(t.c.claimed_by.is_(None), t.c.lease_until <= time.time()))
+                .values(next_attempt_at=0.0)
+            )
+            return int(result.rowcount)
+
+    @_translated
+    def purge(self, table: Table) -> int:
+        """Delete every row of ``table``; return how many."""
+        target = _table(table)
+        with self._begin() as conn:
+            return int(conn.execute(target.delete()).rowcount)
+
+    # --- reading ----------------------------------------------------------------------------
+    @_translated
+    def stats(self) -> OutboxStats:
+        """Counts, the oldest pending event and the sizes.
+
+        ``file_bytes`` is the tables' size on disk on PostgreSQL, else 0.
+        """
+        now = time.time()
+        t = pending_table
+        claimed = sa.func.coalesce(sa.func.sum(sa.case((t.c.lease_until > now, 1), else_=0)), 0)
+        with self._connect() as conn:
+            pending, held, oldest = conn.execute(
+                sa.select(sa.func.count(), claimed, sa.func.min(t.c.created_at))
+            ).one()
+            dead = conn.execute(sa.select(sa.func.count()).select_from(dead_table)).scalar_one()
+            rows, size = self._totals(conn)
+            on_disk = 0
+            if self.dialect == "postgresql":
+                on_disk = conn.execute(
+                    sa.text(
+                        "SELECT pg_total_relation_size(:p) + pg_total_relation_size(:d)"
+                    ).bindparams(p=PENDING_TABLE, d=DEAD_TABLE)
+                ).scalar_one()
+        return OutboxStats(
+            pending=int(pending),
+            claimed=int(held),
+            dead=int(dead),
+            oldest_created_at=None if oldest is None else float(oldest),
+            rows=rows,
+            bytes=size,
+            file_bytes=int(on_disk),
+        )
+
+    @_translated
+    def count(self, table: Table = "pending", *, up_to_id: int | None = None) -> int:
+        """Count rows of ``table`` (pending rows with ``id <= up_to_id`` when given)."""
+        target = _table(table)
+        query = sa.select(sa.func.count()).select_from(target)
+        if up_to_id is not None:
+            query = query.where(target.c.id <= up_to_id)
+        with self._connect() as conn:
+            return int(conn.execute(query).scalar_one())
+
+    @_translated
+    def max_id(self, table: Table = "pending") -> int:
+        """The highest row id in ``table`` (0 when none)."""
+        target = _table(table)
+        with self._connect() as conn:
+            value = conn.execute(sa.select(sa.func.max(target.c.id))).scalar_one()
+        return int(value or 0)
+
+    @_translated
+    def next_ready_in(self, now: float | None = None) -> float | None:
+        """Seconds until some pending row becomes claimable; ``None`` when none is pending."""
+        stamp = time.time() if now is None else now
+        t = pending_table
+        lease = sa.func.coalesce(t.c.lease_until, 0.0)
+        ready = sa.case((lease > t.c.next_attempt_at, lease), else_=t.c.next_attempt_at)
+        with self._connect() as conn:
+            value = conn.execute(sa.select(sa.func.min(ready))).scalar_one()
+        return None if value is None else max(0.0, float(value) - stamp)
+
+    @_translated
+    def get(self, table: Table, row_id: int) -> OutboxRow | None:
+        """Return row ``row_id`` of ``table``, or ``None``."""
+        target = _table(table)
+        cols = _PENDING_COLS if table == "pending" else _DEAD_COLS
+        with self._connect() as conn:
+            row = conn.execute(sa.select(*cols).where(target.c.id == row_id)).first()
+        if row is None:
+            return None
+        return _pending_row(row) if table == "pending" else _dead_row(row)
+
+    @_translated
+    def rows(
+        self, table: Table = "pending", *, limit: int | None = None, offset: int = 0
+    ) -> list[OutboxRow]:
+        """Return rows of ``table`` oldest first."""
+        target = _table(table)
+        cols = _PENDING_COLS if table == "pending" else _DEAD_COLS
+        query = sa.select(*cols).order_by(target.c.id).offset(offset)
+        if limit is not None:
+            query = query.limit(limit)
+        with self._connect() as conn:
+            found = conn.execute(query).all()
+        make = _pending_row if table == "pending" else _dead_row
+        return [make(r) for r in found]
+
+    def iter_rows(self, table: Table = "pending", *, page: int = 500) -> Iterator[OutboxRow]:
+        """Iterate over every row of ``table`` by pages, oldest first (for export)."""
+        target = _table(table)
+        cols = _PENDING_COLS if table == "pending" else _DEAD_COLS
+        make = _pending_row if table == "pending" else _dead_row
+        last = 0
+        while True:
+            found = self._page(target, cols, last, page)
+            if not found:
+                return
+            for r in found:
+                yield make(r)
+            last = found[-1][0]
+
+    @_translated
+    def _page(self, target: sa.Table, cols: list[Any], after: int, page: int) -> list[Any]:
+        query = sa.select(*cols).where(target.c.id > after).order_by(target.c.id).limit(page)
+        with self._connect() as conn:
+            return list(conn.execute(query).all())
+
+
+def _table(table: str) -> sa.Table:
+    if table == "pending":
+        return pending_table
+    if table == "dead":
+        return dead_table
+    raise ValueError(f"unknown table {table!r}")
+
+
+def _pending_row(r: Sequence[Any]) -> OutboxRow:
+    return OutboxRow(
+        "pending", int(r[0]), r[1], r[2], r[3], r[4], int(r[5]), float(r[6]), float(r[7]),
+        int(r[8]), next_attempt_at=float(r[9]), claimed_by=r[10],
+        lease_until=None if r[11] is None else float(r[11]), last_error=r[12],
+    )  # fmt: skip
+
+
+def _dead_row(r: Sequence[Any]) -> OutboxRow:
+    return OutboxRow(
+        "dead", int(r[0]), r[1], r[2], r[3], r[4], int(r[5]), float(r[6]), float(r[7]),
+        int(r[8]), status=r[9], code=r[10], message=r[11], failed_at=float(r[12]),
+    )  # fmt: skip

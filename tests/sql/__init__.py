@@ -1,0 +1,1 @@
+"""Tests of the SQL outbox, transactional tracking and the relay."""

