@@ -22,6 +22,7 @@ from urllib.parse import urlsplit
 
 from gbtrack._errors import GbtrackError
 from gbtrack.outbox._paths import ENV_VAR, default_outbox_path
+from gbtrack.outbox._protocol import OutboxStoreProtocol
 from gbtrack.outbox._store import OutboxRow, OutboxStore, Table
 
 __all__ = ["EXIT_ABORTED", "EXIT_FAILURE", "EXIT_OK", "EXIT_USAGE", "register"]
@@ -46,6 +47,8 @@ exit codes:
 _ENV_API_KEY = "GAMEBALL_API_KEY"
 _ENV_SECRET_KEY = "GAMEBALL_SECRET_KEY"  # noqa: S105 - a variable name, not a key
 _ENV_BASE_URL = "GAMEBALL_BASE_URL"
+ENV_URL = "GBTRACK_OUTBOX_URL"
+"""The SQL outbox's database URL when neither ``--url`` nor ``--path`` is given."""
 _PROGRESS_INTERVAL = 5.0  # seconds between progress lines when stderr is not a terminal
 
 
@@ -63,12 +66,16 @@ def register(subparsers: Any) -> None:
         "outbox",
         help="inspect and operate the durable outbox",
         **_fmt(
-            "Inspect and operate the durable outbox (a SQLite file).\n\n"
-            f"The file: --path, else ${ENV_VAR}, else $XDG_STATE_HOME/gbtrack/outbox.sqlite3\n"
+            "Inspect and operate the durable outbox: a SQLite file, or the SQL outbox\n"
+            "tables in your database (--url, the sql extra).\n\n"
+            f"The outbox: --url URL (or ${ENV_URL}) for the SQL outbox, e.g.\n"
+            "postgresql+psycopg://user@host/db or sqlite:///app.db; else the file: --path,\n"
+            f"else ${ENV_VAR}, else $XDG_STATE_HOME/gbtrack/outbox.sqlite3\n"
             "(default ~/.local/state/gbtrack/outbox.sqlite3)."
         ),
     )
     outbox.add_argument("--path", type=Path, default=None, help="the outbox file")
+    outbox.add_argument("--url", default=None, help="the SQL outbox's database URL")
     outbox.set_defaults(func=lambda args: _help(outbox))
     sub = _PathSubparsers(outbox.add_subparsers(dest="outbox_command", metavar="SUBCOMMAND"))
 
@@ -150,6 +157,28 @@ def register(subparsers: Any) -> None:
     export.add_argument("--mask", action="store_true", help="mask email and mobile")
     export.set_defaults(func=_export)
 
+    init = sub.add_parser(
+        "init",
+        help="create the SQL outbox tables (--url)",
+        **_fmt(
+            "Create the SQL outbox tables (gbtrack_outbox, gbtrack_outbox_dead) and their\n"
+            "indexes in the database at --url, if missing. With Alembic or Django\n"
+            "migrations, use `gbtrack outbox ddl` instead and keep the DDL in a migration."
+        ),
+    )
+    init.set_defaults(func=_init)
+
+    ddl = sub.add_parser(
+        "ddl",
+        help="print the SQL outbox's CREATE statements",
+        **_fmt(
+            "Print the CREATE TABLE / CREATE INDEX statements of the SQL outbox for a\n"
+            "dialect (--dialect postgresql|mysql|sqlite, or that of --url), for migrations."
+        ),
+    )
+    ddl.add_argument("--dialect", help="postgresql, mysql, sqlite, ... (default: --url's)")
+    ddl.set_defaults(func=_ddl)
+
 
 class _PathSubparsers:
     """Add subcommands that also take ``--path`` after their name.
@@ -164,6 +193,9 @@ class _PathSubparsers:
     def add_parser(self, name: str, **options: Any) -> argparse.ArgumentParser:
         parser: argparse.ArgumentParser = self._subparsers.add_parser(name, **options)
         parser.add_argument("--path", type=Path, default=argparse.SUPPRESS, help="the outbox file")
+        parser.add_argument(
+            "--url", default=argparse.SUPPRESS, help="the SQL outbox's database URL"
+        )
         return parser
 
 
@@ -215,12 +247,32 @@ def _err(message: str) -> None:
     print(f"gbtrack outbox: {message}", file=sys.stderr)
 
 
-def _open(args: argparse.Namespace) -> OutboxStore | None:
+def _url(args: argparse.Namespace) -> str | None:
+    """The SQL outbox's URL: ``--url``, else ``$GBTRACK_OUTBOX_URL`` unless ``--path``."""
+    if args.url:
+        return str(args.url)
+    if args.path is None:
+        return os.environ.get(ENV_URL, "").strip() or None
+    return None
+
+
+def _open(args: argparse.Namespace) -> OutboxStoreProtocol | None:
+    url = _url(args)
+    if url is not None:
+        if args.path is not None:
+            raise _Usage("give --path (a SQLite outbox file) or --url (a SQL outbox), not both")
+        from gbtrack.outbox._sql import SqlOutboxStore
+
+        return SqlOutboxStore(url)
     path = args.path if args.path is not None else default_outbox_path()
     if not Path(path).exists():
         _err(f"no outbox at {str(path)!r}")
         return None
     return OutboxStore(path)
+
+
+class _Usage(Exception):
+    """A usage error found after parsing (exit 2)."""
 
 
 def _guard(func: Any) -> Any:
@@ -231,8 +283,13 @@ def _guard(func: Any) -> Any:
             store = _open(args)
             if store is None:
                 return EXIT_ABORTED
-            with store:
+            try:
                 return int(func(args, store))
+            finally:
+                store.close()
+        except _Usage as exc:
+            _err(str(exc))
+            return EXIT_USAGE
         except GbtrackError as exc:  # OutboxError for a damaged file: one line, no traceback
             _err(str(exc).splitlines()[0] if str(exc) else type(exc).__name__)
             return EXIT_FAILURE
@@ -260,10 +317,10 @@ def _when(stamp: float | None) -> str:
 
 
 @_guard
-def _stats(args: argparse.Namespace, store: OutboxStore) -> int:
+def _stats(args: argparse.Namespace, store: OutboxStoreProtocol) -> int:
     stats = store.stats()
     data = {
-        "path": str(store.path),
+        "path" if isinstance(store, OutboxStore) else "url": store.location,
         "pending": stats.pending,
         "claimed": stats.claimed,
         "dead": stats.dead,
@@ -276,7 +333,7 @@ def _stats(args: argparse.Namespace, store: OutboxStore) -> int:
     if args.json:
         print(json.dumps(data))
     else:
-        print(f"outbox      {data['path']}")
+        print(f"outbox      {store.location}")
         print(f"pending     {stats.pending} ({stats.claimed} claimed)")
         print(f"dead        {stats.dead}")
         print(f"oldest age  {_age(stats.oldest_age())}")
@@ -299,7 +356,7 @@ def _line(row: OutboxRow) -> str:
 
 
 @_guard
-def _list(args: argparse.Namespace, store: OutboxStore) -> int:
+def _list(args: argparse.Namespace, store: OutboxStoreProtocol) -> int:
     table: Table = "dead" if args.dead else "pending"
     for row in store.rows(table, limit=max(0, args.limit)):
         print(json.dumps(row.to_dict()) if args.json else _line(row))
@@ -307,7 +364,7 @@ def _list(args: argparse.Namespace, store: OutboxStore) -> int:
 
 
 @_guard
-def _show(args: argparse.Namespace, store: OutboxStore) -> int:
+def _show(args: argparse.Namespace, store: OutboxStoreProtocol) -> int:
     table: Table = "dead" if args.dead else "pending"
     row = store.get(table, args.id)
     if row is None:
@@ -318,7 +375,7 @@ def _show(args: argparse.Namespace, store: OutboxStore) -> int:
 
 
 @_guard
-def _retry(args: argparse.Namespace, store: OutboxStore) -> int:
+def _retry(args: argparse.Namespace, store: OutboxStoreProtocol) -> int:
     moved = store.retry_dead(code=args.code, name=args.name, since=args.since)
     print(f"moved {moved} dead letter(s) back to pending")
     return EXIT_OK if moved else EXIT_ABORTED
@@ -332,7 +389,7 @@ def _confirm(question: str, stdin: TextIO) -> bool:
 
 
 @_guard
-def _purge(args: argparse.Namespace, store: OutboxStore) -> int:
+def _purge(args: argparse.Namespace, store: OutboxStoreProtocol) -> int:
     table: Table = "dead" if args.dead else "pending"
     count = store.count(table)
     if count == 0:
@@ -346,13 +403,55 @@ def _purge(args: argparse.Namespace, store: OutboxStore) -> int:
 
 
 @_guard
-def _export(args: argparse.Namespace, store: OutboxStore) -> int:
+def _export(args: argparse.Namespace, store: OutboxStoreProtocol) -> int:
     table: Table = "dead" if args.dead else "pending"
     n = 0
     for row in store.iter_rows(table):
         print(json.dumps(row.to_dict(mask=args.mask)))
         n += 1
     return EXIT_OK if n else EXIT_ABORTED
+
+
+def _init(args: argparse.Namespace) -> int:
+    """Create the SQL outbox tables (``--url`` or ``$GBTRACK_OUTBOX_URL``)."""
+    url = _url(args)
+    if url is None:
+        _err(f"init needs the database: --url URL or ${ENV_URL}")
+        return EXIT_USAGE
+    try:
+        from gbtrack.outbox._sql import SqlOutboxStore
+
+        with SqlOutboxStore(url, create=True) as store:
+            print(f"outbox tables ready in {store.location}")
+    except GbtrackError as exc:
+        _err(str(exc).splitlines()[0])
+        return EXIT_FAILURE
+    return EXIT_OK
+
+
+def _ddl(args: argparse.Namespace) -> int:
+    """Print the DDL for ``--dialect`` (or ``--url``'s dialect)."""
+    dialect = args.dialect
+    if dialect is None:
+        url = _url(args)
+        if url is None:
+            _err(f"ddl needs --dialect NAME or --url URL (or ${ENV_URL})")
+            return EXIT_USAGE
+        from sqlalchemy.engine import make_url
+
+        try:
+            dialect = make_url(url).get_backend_name()
+        except Exception as exc:
+            _err(f"not a database URL: {type(exc).__name__}")
+            return EXIT_USAGE
+    from gbtrack.outbox._sql import ddl
+
+    try:
+        print(ddl(dialect), end="")
+    except GbtrackError as exc:
+        _err(str(exc))
+        return EXIT_USAGE
+    return EXIT_OK
 
 
 def _setting(value: str | None, env: str) -> str | None:
@@ -369,7 +468,7 @@ def _bar(done: int, total: int, width: int = 24) -> str:
 
 
 @_guard
-def _drain(args: argparse.Namespace, store: OutboxStore) -> int:
+def _drain(args: argparse.Namespace, store: OutboxStoreProtocol) -> int:
     from gbtrack.gameball import DEFAULT_BASE_URL, GameballClient
     from gbtrack.outbox._sender import DrainResult, OutboxDrainer
 
