@@ -1,4 +1,4 @@
-"""The ``gbtrack`` command: ``gbtrack emulator``, ``gbtrack outbox`` and ``gbtrack events``.
+"""The ``gbtrack`` command: ``emulator``, ``outbox``, ``relay`` and ``events``.
 
 Each subcommand lives beside the code it drives and registers itself through a
 ``register(subparsers)`` function, so this module only dispatches.
@@ -16,6 +16,7 @@ __all__ = ["build_parser", "main"]
 _SUBCOMMANDS: tuple[tuple[str, str], ...] = (
     ("gbtrack.emulator._cli", "run the local Gameball emulator"),
     ("gbtrack.outbox._cli", "inspect and operate the durable outbox"),
+    ("gbtrack.outbox._relay", "deliver the SQL outbox to Gameball"),
     ("gbtrack._catalog", "list every tracked event and flag inconsistencies"),
 )
 

@@ -1,0 +1,529 @@
+"""``gbtrack relay --url URL``: a long-running process draining the SQL outbox into Gameball.
+
+Each relay runs :class:`~gbtrack.outbox.OutboxDrainer` rounds on a
+:class:`~gbtrack.outbox.SqlOutboxStore`: rows are claimed with leases (``SELECT ... FOR
+UPDATE SKIP LOCKED`` on PostgreSQL and MySQL 8, so relays on several machines take
+disjoint rows), deleted when Gameball acknowledged them, put back or moved to the dead
+letter otherwise; a backlog goes through the batch endpoint when a secret key is set.
+
+Gameball's rate limit is per account. Relays share it in one of two ways:
+
+- a :class:`~gbtrack.senders.RedisRateLimiter` (``--redis-url`` or
+  ``$GBTRACK_REDIS_URL``, when this gbtrack has it): every relay is active;
+- otherwise, on PostgreSQL, an *election*: one relay per account holds
+  ``pg_try_advisory_lock(key)`` (the key derived from the API key) on a dedicated
+  connection and delivers; the others wait as standbys and take over when its
+  connection dies (a crash, a SIGKILL, a lost machine: PostgreSQL releases the lock).
+
+SIGTERM or SIGINT stops the relay cleanly: waits are interrupted, rows it holds are
+released at once (a batch job in flight is abandoned: its rows go back to pending, the
+at-least-once window of docs/reliability.md), the lock is released, exit 0. A stats
+line goes to stderr every ``--stats-interval`` seconds, and ``--metrics-port`` serves
+Prometheus' text format.
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import hashlib
+import os
+import signal
+import sys
+import threading
+import time
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from typing import Any, Literal, TextIO
+
+from pydantic import SecretStr
+
+from gbtrack._errors import ConfigurationError, GbtrackError
+from gbtrack._report import logger
+from gbtrack.outbox._protocol import OutboxStoreProtocol
+from gbtrack.outbox._sender import DrainResult, OutboxDrainer
+
+__all__ = ["Relay", "RelayMetrics", "advisory_key", "register"]
+
+Election = Literal["auto", "lock", "none"]
+
+ENV_URL = "GBTRACK_OUTBOX_URL"
+ENV_REDIS_URL = "GBTRACK_REDIS_URL"
+_ENV_API_KEY = "GAMEBALL_API_KEY"
+_ENV_SECRET_KEY = "GAMEBALL_SECRET_KEY"  # noqa: S105 - a variable name
+_ENV_BASE_URL = "GAMEBALL_BASE_URL"
+
+
+def advisory_key(api_key: str | SecretStr) -> int:
+    """The PostgreSQL advisory-lock key of a Gameball account: a signed 64-bit hash.
+
+    Derived from the API key (never the key itself), so relays of one account contend
+    for one lock and relays of different accounts never meet.
+    """
+    secret = api_key.get_secret_value() if isinstance(api_key, SecretStr) else api_key
+    digest = hashlib.sha256(b"gbtrack-relay:" + secret.encode()).digest()
+    return int.from_bytes(digest[:8], "big", signed=True)
+
+
+@dataclass
+class RelayMetrics:
+    """What a relay did since it started; gauges refreshed from the outbox.
+
+    Attributes:
+        claimed: Rows leased for delivery.
+        delivered: Events Gameball acknowledged.
+        failed: Events put back for a later attempt (retryable or ambiguous outcomes).
+        dead: Events moved to the dead letter.
+        requests: Requests sent (per-request sends and batch jobs).
+        rounds: Drain rounds run.
+        errors: Rounds that failed (the database or the network), retried after a pause.
+        pending: Pending rows at the last refresh (all relays' backlog).
+        lag_seconds: Age of the oldest pending event at the last refresh.
+        active: Whether this relay delivers (holds the lock, or no election).
+        started: When the relay started (epoch seconds).
+        cpu_seconds: The process's CPU time at the last refresh.
+    """
+
+    claimed: int = 0
+    delivered: int = 0
+    failed: int = 0
+    dead: int = 0
+    requests: int = 0
+    rounds: int = 0
+    errors: int = 0
+    pending: int = 0
+    lag_seconds: float = 0.0
+    active: bool = False
+    started: float = field(default_factory=time.time)
+    cpu_seconds: float = 0.0
+    lock: threading.Lock = field(default_factory=threading.Lock, repr=False, compare=False)
+
+    def add(self, result: DrainResult) -> None:
+        """Count one round."""
+        with self.lock:
+            self.rounds += 1
+            self.claimed += result.claimed
+            self.delivered += result.delivered
+            self.failed += result.retried
+            self.dead += result.dead
+            self.requests += result.requests
+
+    def prometheus(self) -> str:
+        """The metrics in Prometheus' text exposition format (version 0.0.4)."""
+        with self.lock:
+            rows: list[tuple[str, str, str, float]] = [
+                ("claimed_total", "counter", "Rows leased for delivery.", self.claimed),
+                ("delivered_total", "counter", "Events Gameball acknowledged.", self.delivered),
+                ("failed_total", "counter", "Events put back to retry later.", self.failed),
+                ("dead_total", "counter", "Events moved to the dead letter.", self.dead),
+                ("requests_total", "counter", "Requests sent to Gameball.", self.requests),
+                ("errors_total", "counter", "Rounds that failed.", self.errors),
+                ("pending", "gauge", "Pending rows in the outbox.", self.pending),
+                ("lag_seconds", "gauge", "Age of the oldest pending event.", self.lag_seconds),
+                ("active", "gauge", "1 when this relay delivers, 0 on standby.", self.active),
+                ("cpu_seconds_total", "counter", "CPU time of the relay.", self.cpu_seconds),
+            ]
+        lines = []
+        for name, kind, text, value in rows:
+            metric = f"gbtrack_relay_{name}"
+            lines += [f"# HELP {metric} {text}", f"# TYPE {metric} {kind}"]
+            lines.append(f"{metric} {float(value):g}" if kind == "gauge" else f"{metric} {value}")
+        return "\n".join(lines) + "\n"
+
+    def line(self) -> str:
+        """The periodic stats line."""
+        with self.lock:
+            up = max(time.time() - self.started, 1e-9)
+            return (
+                f"gbtrack relay: {'active' if self.active else 'standby'}; "
+                f"delivered {self.delivered} ({self.delivered / up:.1f}/s), "
+                f"retried {self.failed}, dead {self.dead}, requests {self.requests}; "
+                f"pending {self.pending}, lag {self.lag_seconds:.1f}s"
+            )
+
+
+class Relay:
+    """Drain a SQL outbox into Gameball until stopped: election, rounds, stats, metrics.
+
+    Args:
+        store: The outbox (a :class:`~gbtrack.outbox.SqlOutboxStore`).
+        drainer: The drainer on that store (its ``stop`` event is the relay's).
+        election: ``"lock"``: deliver only while holding the account's PostgreSQL
+            advisory lock; ``"none"``: always deliver.
+        lock_key: The advisory-lock key (see :func:`advisory_key`), for ``"lock"``.
+        stats_interval: Seconds between stats lines on ``stats_stream`` (0: none).
+        idle_interval: The longest sleep when nothing is ready.
+        standby_interval: Seconds between two tries of a standby for the lock.
+        stats_stream: Where the stats lines go (stderr).
+    """
+
+    def __init__(
+        self,
+        store: OutboxStoreProtocol,
+        drainer: OutboxDrainer,
+        *,
+        election: Literal["lock", "none"] = "none",
+        lock_key: int | None = None,
+        stats_interval: float = 30.0,
+        idle_interval: float = 0.5,
+        standby_interval: float = 1.0,
+        stats_stream: TextIO | None = None,
+    ) -> None:
+        if election == "lock" and lock_key is None:
+            raise ConfigurationError("election='lock' needs a lock_key")
+        self.store = store
+        self.drainer = drainer
+        self.stop = drainer.stop
+        self.election = election
+        self.lock_key = lock_key
+        self.stats_interval = stats_interval
+        self.idle_interval = idle_interval
+        self.standby_interval = standby_interval
+        self.stats_stream = stats_stream
+        self.metrics = RelayMetrics()
+        self._lock_conn: Any = None
+        self._standby_said = False
+        self._next_stats = time.monotonic() + stats_interval
+        self._next_gauges = 0.0
+
+    # --- the election -----------------------------------------------------------------
+    def _hold_lock(self) -> bool:
+        """Whether this relay holds the lock now (trying to take it if not)."""
+        if self.election == "none":
+            return True
+        import sqlalchemy as sa
+
+        engine = getattr(self.store, "engine", None)
+        if engine is None:
+            raise ConfigurationError("the advisory-lock election needs a SqlOutboxStore")
+        try:
+            if self._lock_conn is not None:
+                self._lock_conn.execute(sa.text("SELECT 1"))  # still ours while alive
+                return True
+            # A dedicated connection, outside the pool: the lock lives with its session.
+            conn = engine.connect()
+            got = conn.execute(
+                sa.text("SELECT pg_try_advisory_lock(:k)").bindparams(k=self.lock_key)
+            ).scalar_one()
+            conn.commit()
+            if got:
+                self._lock_conn = conn
+                self._say("active: holds the account's advisory lock")
+                return True
+            conn.close()
+            if not self._standby_said:
+                self._say("standby: another relay holds the account's advisory lock")
+                self._standby_said = True
+        except Exception as exc:  # the database went away: standby until it is back
+            logger.warning("gbtrack relay: election: %s: %s", type(exc).__name__, exc)
+            self._drop_lock()
+        return False
+
+    def _say(self, message: str) -> None:
+        if self.stats_stream is not None:
+            print(f"gbtrack relay: {message}", file=self.stats_stream, flush=True)
+
+    def _drop_lock(self) -> None:
+        conn, self._lock_conn = self._lock_conn, None
+        if conn is None:
+            return
+        with contextlib.suppress(Exception):
+            import sqlalchemy as sa
+
+            conn.execute(sa.text("SELECT pg_advisory_unlock(:k)").bindparams(k=self.lock_key))
+            conn.commit()
+        with contextlib.suppress(Exception):
+            conn.close()
+
+    # --- the loop -----------------------------------------------------------------------
+    def run(self) -> int:
+        """Deliver until :attr:`stop` is set; return the exit code (0)."""
+        try:
+            while not self.stop.is_set():
+                if not self._hold_lock():
+                    self._set_active(False)
+                    self._tick()
+                    self.stop.wait(self.standby_interval)
+                    continue
+                self._set_active(True)
+                result = self._round()
+                self._tick()
+                if result is None:
+                    self.stop.wait(self.idle_interval)  # a failed round: pause, go on
+                elif not result.claimed:
+                    self._idle()
+        finally:
+            self._shutdown()
+        return 0
+
+    def _round(self) -> DrainResult | None:
+        try:
+            result = self.drainer.run_once()
+        except Exception as exc:
+            with self.metrics.lock:
+                self.metrics.errors += 1
+            logger.warning("gbtrack relay: round failed: %s: %s", type(exc).__name__, exc)
+            return None
+        self.metrics.add(result)
+        return result
+
+    def _idle(self) -> None:
+        wait = self.idle_interval
+        with contextlib.suppress(Exception):
+            ready = self.store.next_ready_in()
+            if ready is not None:
+                wait = min(wait, max(ready, 0.01))
+        self.stop.wait(wait)
+
+    def _set_active(self, active: bool) -> None:
+        with self.metrics.lock:
+            self.metrics.active = active
+
+    def _tick(self) -> None:
+        now = time.monotonic()
+        if now >= self._next_gauges:
+            self.refresh_gauges()
+            self._next_gauges = now + 1.0
+        if self.stats_interval > 0 and now >= self._next_stats:
+            self._next_stats = now + self.stats_interval
+            if self.stats_stream is not None:
+                print(self.metrics.line(), file=self.stats_stream, flush=True)
+
+    def refresh_gauges(self) -> None:
+        """Read the pending count and the lag from the outbox (at most once a second)."""
+        try:
+            stats = self.store.stats()
+        except Exception:
+            return
+        with self.metrics.lock:
+            self.metrics.pending = stats.pending
+            self.metrics.lag_seconds = stats.oldest_age() or 0.0
+            self.metrics.cpu_seconds = time.process_time()
+
+    def _shutdown(self) -> None:
+        try:
+            self.drainer.close()  # the request threads, then every row still held
+        except Exception as exc:
+            logger.warning("gbtrack relay: releasing rows failed: %s", exc)
+        self._drop_lock()
+        self._set_active(False)
+
+
+# --- the metrics endpoint ------------------------------------------------------------------
+def serve_metrics(
+    metrics: RelayMetrics, host: str, port: int, refresh: Callable[[], None] | None = None
+) -> ThreadingHTTPServer:
+    """Serve ``metrics`` at ``http://host:port/metrics`` from a daemon thread."""
+
+    class Handler(BaseHTTPRequestHandler):
+        def do_GET(self) -> None:
+            if self.path.split("?")[0] not in ("/metrics", "/"):
+                self.send_error(404)
+                return
+            body = metrics.prometheus().encode()
+            self.send_response(200)
+            self.send_header("Content-Type", "text/plain; version=0.0.4; charset=utf-8")
+            self.send_header("Content-Length", str(len(body)))
+            self.end_headers()
+            self.wfile.write(body)
+
+        def log_message(self, format: str, *args: Any) -> None:
+            pass  # scrapes are not news
+
+    server = ThreadingHTTPServer((host, port), Handler)
+    server.daemon_threads = True
+    thread = threading.Thread(
+        target=server.serve_forever, name="gbtrack-relay-metrics", daemon=True
+    )
+    thread.start()
+    return server
+
+
+# --- the command --------------------------------------------------------------------------
+def register(subparsers: Any) -> None:
+    """Add ``gbtrack relay`` to ``gbtrack``'s parser."""
+    from gbtrack.outbox._cli import EXIT_CODES
+
+    relay = subparsers.add_parser(
+        "relay",
+        help="deliver the SQL outbox to Gameball (long-running)",
+        description=(
+            "Drain the SQL outbox (gbtrack_outbox in your database) into Gameball until\n"
+            "SIGTERM/SIGINT. Several relays claim rows with FOR UPDATE SKIP LOCKED.\n"
+            "Without a Redis rate limiter, relays of one account on PostgreSQL elect one\n"
+            "active relay with an advisory lock; the others wait as standbys.\n\n"
+            f"Keys: --api-key/--secret-key or ${_ENV_API_KEY}/${_ENV_SECRET_KEY}; with a\n"
+            "secret key a backlog goes through the batch endpoint."
+        ),
+        epilog=EXIT_CODES,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    relay.add_argument("--url", help=f"the database URL (default ${ENV_URL})")
+    relay.add_argument("--api-key", help=f"Gameball API key (default ${_ENV_API_KEY})")
+    relay.add_argument("--secret-key", help=f"Gameball secret key (default ${_ENV_SECRET_KEY})")
+    relay.add_argument("--base-url", help=f"Gameball base URL (default ${_ENV_BASE_URL})")
+    relay.add_argument(
+        "--redis-url", help=f"share the rate limit through Redis (default ${ENV_REDIS_URL})"
+    )
+    relay.add_argument(
+        "--election",
+        choices=["auto", "lock", "none"],
+        default="auto",
+        help="lock: one active relay per account (PostgreSQL advisory lock); none: all "
+        "active; auto (default): lock on PostgreSQL without Redis, else none",
+    )
+    relay.add_argument(
+        "--concurrency", type=int, default=4, help="requests in flight per relay (4)"
+    )
+    relay.add_argument("--claim-size", type=int, default=100, help="rows per round (100)")
+    relay.add_argument(
+        "--bulk-threshold", type=int, default=2_000, help="backlog that uses the batch endpoint"
+    )
+    relay.add_argument("--lease", type=float, default=60.0, help="seconds a claim is held (60)")
+    relay.add_argument(
+        "--rate-share",
+        type=float,
+        default=1.0,
+        help="share of Gameball's rate limit this relay uses without Redis (1.0)",
+    )
+    relay.add_argument(
+        "--stats-interval", type=float, default=30.0, help="seconds between stats lines (30)"
+    )
+    relay.add_argument("--metrics-port", type=int, help="serve Prometheus metrics on this port")
+    relay.add_argument(
+        "--metrics-host", default="127.0.0.1", help="the metrics address (127.0.0.1)"
+    )
+    relay.set_defaults(func=_main)
+
+
+def _setting(value: str | None, env: str) -> str | None:
+    if value:
+        return value
+    return os.environ.get(env, "").strip() or None
+
+
+def _err(message: str) -> None:
+    print(f"gbtrack relay: {message}", file=sys.stderr, flush=True)
+
+
+def _redis_limiter(url: str, api_key: str) -> Any:
+    """A ``RedisRateLimiter`` when this gbtrack has one (the ``redis`` work), else None."""
+    try:
+        from gbtrack import senders
+    except ImportError:  # pragma: no cover
+        return None
+    cls = getattr(senders, "RedisRateLimiter", None)
+    if cls is None:
+        return None
+    return cls(url, api_key=api_key)
+
+
+@contextlib.contextmanager
+def _signals(stop: threading.Event) -> Iterator[None]:
+    """SIGTERM and SIGINT set ``stop`` (the main thread only); restored after."""
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+
+    def handler(signum: int, _frame: Any) -> None:
+        stop.set()
+
+    previous = {sig: signal.signal(sig, handler) for sig in (signal.SIGTERM, signal.SIGINT)}
+    try:
+        yield
+    finally:
+        for sig, old in previous.items():
+            signal.signal(sig, old)
+
+
+def _main(args: argparse.Namespace) -> int:
+    from gbtrack.outbox._cli import EXIT_FAILURE, EXIT_USAGE
+
+    url = _setting(args.url, ENV_URL)
+    api_key = _setting(args.api_key, _ENV_API_KEY)
+    if url is None:
+        _err(f"relay needs the database: --url URL or ${ENV_URL}")
+        return EXIT_USAGE
+    if api_key is None:
+        _err(f"relay needs an API key: --api-key or ${_ENV_API_KEY}")
+        return EXIT_USAGE
+    if not 0 < args.rate_share <= 1:
+        _err("--rate-share must be in (0, 1]")
+        return EXIT_USAGE
+    secret_key = _setting(args.secret_key, _ENV_SECRET_KEY)
+    redis_url = _setting(args.redis_url, ENV_REDIS_URL)
+    from gbtrack.gameball import DEFAULT_BASE_URL, GameballClient
+    from gbtrack.outbox._sql import SqlOutboxStore
+    from gbtrack.senders import RateLimiter
+
+    base_url = _setting(args.base_url, _ENV_BASE_URL) or DEFAULT_BASE_URL
+    stop = threading.Event()
+    try:
+        store = SqlOutboxStore(url)
+    except GbtrackError as exc:
+        _err(str(exc).splitlines()[0])
+        return EXIT_FAILURE
+    limiter: Any = None
+    if redis_url is not None:
+        limiter = _redis_limiter(redis_url, api_key)
+        if limiter is None:
+            _err("--redis-url given, but this gbtrack has no RedisRateLimiter; ignored")
+    if limiter is None:
+        share = args.rate_share
+        limiter = RateLimiter(
+            [(max(1, int(limit * share)), period) for limit, period in RateLimiter().limits]
+        )
+    election: Election = args.election
+    if election == "auto":
+        shared = redis_url is not None and not isinstance(limiter, RateLimiter)
+        election = "lock" if store.dialect == "postgresql" and not shared else "none"
+    if election == "lock" and store.dialect != "postgresql":
+        _err(f"--election lock needs PostgreSQL, not {store.dialect}")
+        store.close()
+        return EXIT_USAGE
+    server = None
+    try:
+        with (
+            GameballClient(api_key, secret_key=secret_key, base_url=base_url) as client,
+            _signals(stop),
+        ):
+            drainer = OutboxDrainer(
+                store,
+                client,
+                limiter=limiter,
+                lease=args.lease,
+                claim_size=args.claim_size,
+                concurrency=args.concurrency,
+                bulk_threshold=args.bulk_threshold,
+                stop=stop,
+            )
+            relay = Relay(
+                store,
+                drainer,
+                election=election,
+                lock_key=advisory_key(api_key) if election == "lock" else None,
+                stats_interval=args.stats_interval,
+                stats_stream=sys.stderr,
+            )
+            if args.metrics_port is not None:
+                server = serve_metrics(relay.metrics, args.metrics_host, args.metrics_port)
+                host, port = server.server_address[:2]
+                _err(f"metrics on http://{host!s}:{port}/metrics")
+            _err(f"started ({store.location}, election {election}, owner {drainer.owner})")
+            code = relay.run()
+    except GbtrackError as exc:
+        _err(str(exc).splitlines()[0])
+        return EXIT_FAILURE
+    finally:
+        if server is not None:
+            server.shutdown()
+            server.server_close()
+        store.close()
+    m = relay.metrics
+    print(
+        f"delivered {m.delivered}, retried {m.failed}, dead {m.dead}, "
+        f"requests {m.requests}, cpu {time.process_time():.2f}s",
+        flush=True,
+    )
+    return code
