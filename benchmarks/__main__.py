@@ -1,6 +1,6 @@
 """Run the benchmarks and print the results table.
 
-Usage: ``python -m benchmarks [--only hot|e2e|import] [--reference DIR]
+Usage: ``python -m benchmarks [--only hot|e2e|import|relay] [--reference DIR]
 [--write benchmarks/RESULTS.md] [--quick]``
 """
 
@@ -17,7 +17,9 @@ from benchmarks._harness import Table, machine
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m benchmarks", description=__doc__)
-    parser.add_argument("--only", choices=["hot", "e2e", "import"], help="run one group only")
+    parser.add_argument(
+        "--only", choices=["hot", "e2e", "import", "relay"], help="run one group only"
+    )
     parser.add_argument(
         "--reference",
         help="another gbtrack tree (its src/ is used) to compare the import time with",
@@ -39,6 +41,12 @@ def main(argv: list[str] | None = None) -> int:
 
         print("end to end (emulator in a subprocess on 127.0.0.1):", flush=True)
         bench_e2e.run(table, quick=args.quick)
+
+    if args.only in (None, "relay"):
+        from benchmarks import bench_relay
+
+        print("SQL outbox and relays (PostgreSQL and the emulator on 127.0.0.1):", flush=True)
+        bench_relay.run(table, quick=args.quick)
 
     text = table.markdown()
     print()

