@@ -179,7 +179,9 @@ def insert_events(connection: Connection, events: Sequence[Event]) -> None:
     """
     if events:
         stamp = time.time()
-        connection.execute(pending_table.insert(), [event_values(e, stamp) for e in events])
+        rows = [event_values(e, stamp) for e in events]
+        # One row: a plain INSERT (a list would take the executemany path).
+        connection.execute(pending_table.insert(), rows[0] if len(rows) == 1 else rows)
 
 
 _P = ParamSpec("_P")
