@@ -89,6 +89,8 @@ class TransactionBinding:
             if hooked is None:
                 return False
             event = hooked
+        if tracker._debug:
+            _tracker._log_event(event, self)  # "-> TransactionBinding"
         try:
             self._insert([event])
         except Exception as exc:

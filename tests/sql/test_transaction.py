@@ -295,3 +295,20 @@ def test_django_atomic(tmp_path: Path) -> None:
         "[10, 30]",
         "1 []",
     ]
+
+
+def test_debug_logs_the_bound_event(engine: sa.Engine, caplog: pytest.LogCaptureFixture) -> None:
+    tracker = Tracker(InMemorySender(), debug=True)
+    try:
+        with (
+            caplog.at_level("INFO", logger="gbtrack"),
+            engine.begin() as conn,
+            gbtrack.transaction(conn),
+        ):
+            tracker.emit("order_placed", customer_id="c-1", metadata={"total": 1})
+        assert any(
+            "order_placed" in r.getMessage() and "TransactionBinding" in r.getMessage()
+            for r in caplog.records
+        )
+    finally:
+        tracker.debug = False

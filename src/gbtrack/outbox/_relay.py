@@ -184,6 +184,7 @@ class Relay:
         self.metrics = RelayMetrics()
         self._lock_conn: Any = None
         self._standby_said = False
+        self._lock_checked = 0.0
         self._next_stats = time.monotonic() + stats_interval
         self._next_gauges = 0.0
 
@@ -199,7 +200,10 @@ class Relay:
             raise ConfigurationError("the advisory-lock election needs a SqlOutboxStore")
         try:
             if self._lock_conn is not None:
-                self._lock_conn.execute(sa.text("SELECT 1"))  # still ours while alive
+                # Still ours while its session lives: checked once a second, not per round.
+                if time.monotonic() >= self._lock_checked + 1.0:
+                    self._lock_conn.execute(sa.text("SELECT 1"))
+                    self._lock_checked = time.monotonic()
                 return True
             # A dedicated connection, outside the pool: the lock lives with its session.
             conn = engine.connect()
