@@ -223,3 +223,28 @@ def test_relay_sigkilled_mid_batch_loses_nothing(
 
 def _created(emu: GameballEmulator) -> bool:
     return any("batch" in str(key[0]) for key in emu.requests)
+
+
+def test_redis_url_uses_the_shared_limiter_when_there_is_one(
+    postgres_url: str, gameball_emulator: GameballEmulator, tmp_path: Path
+) -> None:
+    """With a RedisRateLimiter every relay is active; without one, --redis-url is ignored
+    (said once) and PostgreSQL relays elect one active relay."""
+    from tests.sql.conftest import fresh_tables
+
+    from gbtrack import senders
+
+    fresh_tables(postgres_url)
+    relay = RelayProcess(
+        postgres_url, gameball_emulator, tmp_path / "r.log", "--redis-url", "redis://127.0.0.1:1/0"
+    )
+    try:
+        said = relay.wait_for(r"started \(.*election (\w+)")
+    finally:
+        code, _ = relay.terminate()
+    assert code == 0
+    if hasattr(senders, "RedisRateLimiter"):
+        assert said.group(1) == "none"
+    else:
+        assert "no RedisRateLimiter; ignored" in relay.stderr()
+        assert said.group(1) == "lock"
