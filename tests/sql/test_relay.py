@@ -248,3 +248,51 @@ def test_redis_url_uses_the_shared_limiter_when_there_is_one(
     else:
         assert "no RedisRateLimiter; ignored" in relay.stderr()
         assert said.group(1) == "lock"
+
+
+def test_two_relays_share_a_redis_limiter_both_active(
+    postgres_url: str,
+    gameball_emulator: GameballEmulator,
+    tmp_path: Path,
+    request: pytest.FixtureRequest,
+) -> None:
+    """With Redis, no election: both relays deliver, through one limit, nothing twice."""
+    from tests.sql.conftest import fresh_tables
+
+    from gbtrack import senders
+
+    if not hasattr(senders, "RedisRateLimiter"):
+        pytest.skip("this gbtrack has no RedisRateLimiter (built on the redis branch)")
+    redis = request.getfixturevalue("redis_server")  # the redis work's fixture
+    fresh_tables(postgres_url)
+    n = 300
+    with SqlOutboxStore(postgres_url) as store:
+        store.append(make_events(n, customers=n))
+        relays = [
+            RelayProcess(
+                postgres_url,
+                gameball_emulator,
+                tmp_path / f"{i}.log",
+                "--redis-url",
+                redis.url,
+                "--claim-size",
+                "20",
+                "--bulk-threshold",
+                "100000",
+            )
+            for i in range(2)
+        ]
+        try:
+            for relay in relays:
+                assert relay.wait_for(r"election (\w+)").group(1) == "none"
+            wait_until(lambda: store.count("pending") == 0, 60, "delivery")
+        finally:
+            results = [relay.terminate() for relay in relays]
+    assert [code for code, _ in results] == [0, 0]
+    per_relay = [int(out.split()[1].rstrip(",")) for _, out in results]
+    assert sum(per_relay) == n
+    assert all(count > 0 for count in per_relay)  # both were active
+    counts = seqs(gameball_emulator)
+    assert len(counts) == n
+    assert max(counts.values()) == 1
+    assert gameball_emulator.rate_limited == 0  # one shared limit, not two
