@@ -16,6 +16,7 @@ from typing import Any
 
 import griffe
 
+LITERAL_BLOCK = re.compile(r"(\S)::\n\n")
 ROLE = re.compile(r":(?:class|meth|func|mod|attr|exc|data|obj|const):`(?P<target>[^`]+)`")
 
 
@@ -37,13 +38,23 @@ def _reference(obj: Any, target: str) -> str:
     )
 
 
+def _rewrite(obj: griffe.Object) -> None:
+    docstring = obj.docstring
+    if docstring is not None:
+        value = ROLE.sub(lambda m: _reference(obj, m["target"]), docstring.value)
+        # reST's "text::" before a literal block reads "text:" (the block stays code).
+        value = LITERAL_BLOCK.sub(r"\1:\n\n", value)
+        if value != docstring.value:
+            docstring.value = value
+            docstring.__dict__.pop("parsed", None)  # parsed lazily; drop a stale parse
+    for member in obj.members.values():
+        if not member.is_alias:
+            _rewrite(member)  # type: ignore[arg-type]
+
+
 class SphinxRoles(griffe.Extension):
     """Rewrites the Sphinx roles of every docstring into autorefs references."""
 
-    def on_object(self, *, obj: griffe.Object, **kwargs: Any) -> None:
-        """Rewrite one object's docstring, once the whole tree is known."""
-        docstring = obj.docstring
-        if docstring is None or ":`" not in docstring.value:
-            return
-        docstring.value = ROLE.sub(lambda m: _reference(obj, m["target"]), docstring.value)
-        docstring.__dict__.pop("parsed", None)  # parsed lazily; drop a stale parse
+    def on_package(self, *, pkg: griffe.Module, **kwargs: Any) -> None:
+        """Rewrite every docstring of a package once it is fully loaded."""
+        _rewrite(pkg)
