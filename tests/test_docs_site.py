@@ -51,8 +51,9 @@ needs_chromium = pytest.mark.skipif(
 )
 
 
-def _load_hooks() -> ModuleType:
-    spec = importlib.util.spec_from_file_location("gbtrack_docs_hooks", DOCS / "hooks.py")
+def _load(filename: str) -> ModuleType:
+    """Import one of the site's build-time Python files under docs/."""
+    spec = importlib.util.spec_from_file_location(f"gbtrack_docs_{filename[:-3]}", DOCS / filename)
     assert spec is not None
     assert spec.loader is not None
     module = importlib.util.module_from_spec(spec)
@@ -60,7 +61,7 @@ def _load_hooks() -> ModuleType:
     return module
 
 
-hooks = _load_hooks()
+hooks = _load("hooks.py")
 
 
 def public_modules() -> list[str]:
@@ -138,6 +139,33 @@ def test_reference_links_docstring_cross_references(site: Path) -> None:
     assert ":class:" not in text
     assert ":func:" not in text
     assert re.search(r'<a class="autorefs autorefs-internal"[^>]*href="#gbtrack\.Limits"', text)
+
+
+@needs_mkdocs
+def test_roles_resolve_from_the_docstrings_scope() -> None:
+    import griffe
+
+    roles = _load("griffe_roles.py")
+    package = griffe.load(
+        "gbtrack",
+        search_paths=[ROOT / "src"],
+        extensions=griffe.load_extensions(roles.SphinxRoles()),
+    )
+    config = package["senders._config.DeliveryConfig"].docstring.value
+    # ":meth:`resolve`" in the class: that class's method, shown as written.
+    assert (
+        '<autoref optional identifier="gbtrack.senders._config.DeliveryConfig.resolve">'
+        "<code>resolve</code></autoref>"
+    ) in config
+    # ":class:`~gbtrack.ConfigurationError`": the full path, shown by its last name.
+    assert (
+        '<autoref optional identifier="gbtrack.ConfigurationError">'
+        "<code>ConfigurationError</code></autoref>"
+    ) in config
+    assert ":class:" not in config
+    assert ":meth:" not in config
+    # reST's "result::" before a literal block reads "result:".
+    assert "result:\n\n" in package.docstring.value
 
 
 @needs_mkdocs
