@@ -127,7 +127,7 @@ class identify:
         InvalidEventError: For a customer id, email, mobile or token of the wrong type
             (a ``ValueError``), when the block is created.
 
-    Example:
+    Examples:
         >>> from gbtrack import identify, current_identity
         >>> with identify("cust-1", email="a@example.com") as block:
         ...     block.customer_id, current_identity().email

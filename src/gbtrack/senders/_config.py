@@ -40,13 +40,12 @@ class DeliveryConfig:
     """The options of Gameball delivery; see :class:`~gbtrack.senders.BackgroundSender`.
 
     Validated when built (``ValueError``); :meth:`resolve` adds the environment and
-    raises :class:`~gbtrack.ConfigurationError` instead.
+    raises :class:`~gbtrack.ConfigurationError` instead. Every attribute but ``outbox``
+    is the :class:`~gbtrack.senders.BackgroundSender` argument of the same name.
 
     Attributes:
         outbox: A path for a durable :class:`~gbtrack.outbox.OutboxSender` that the
             sender builds, uses as its ``spill`` and closes (exclusive with ``spill``).
-        Every other attribute is the :class:`~gbtrack.senders.BackgroundSender`
-        argument of the same name.
     """
 
     api_key: str | SecretStr | None = None
