@@ -1,10 +1,12 @@
-"""The SQLite store: schema, round trip, leases, dead letters, operations, paths."""
+"""The SQLite store: schema, round trip, operations, paths.
+
+Leases and dead letters are tested once for every store in tests/sql/test_store_contract.py.
+"""
 
 from __future__ import annotations
 
 import os
 import sqlite3
-import time
 from pathlib import Path
 
 import pytest
@@ -67,65 +69,6 @@ def test_append_claim_complete(store: OutboxStore) -> None:
     assert store.complete([r.id for r in rows]) == 4
     assert store.count("pending") == 6
     assert store.stats().claimed == 6
-
-
-def test_expired_lease_is_reclaimed(store: OutboxStore) -> None:
-    store.append(make_events(3))
-    now = time.time()
-    first = store.claim("dead-worker", 10, lease=5, now=now)
-    assert len(first) == 3
-    assert store.claim("w2", 10, lease=5, now=now + 1) == []
-    again = store.claim("w2", 10, lease=5, now=now + 6)
-    assert [r.id for r in again] == [r.id for r in first]
-    assert all(r.claimed_by == "w2" for r in again)
-
-
-def test_release_delays_and_counts_attempts(store: OutboxStore) -> None:
-    store.append(make_events(2))
-    rows = store.claim("w", 10, lease=30)
-    store.release("w", [rows[0].id], delay=3600, error="503 boom")
-    store.release("w", [rows[1].id], count_attempt=False)
-    ready = store.claim("w", 10, lease=30)
-    assert [r.id for r in ready] == [rows[1].id]
-    assert ready[0].attempts == 0
-    later = store.get("pending", rows[0].id)
-    assert later is not None
-    assert later.attempts == 1
-    assert later.last_error == "503 boom"
-    assert later.claimed_by is None
-    store.complete([ready[0].id])
-    in_ = store.next_ready_in()
-    assert in_ is not None
-    assert in_ > 3000
-
-
-def test_release_ignores_rows_of_another_owner(store: OutboxStore) -> None:
-    store.append(make_events(1))
-    (row,) = store.claim("w1", 1, lease=30)
-    store.release("w2", [row.id], delay=0)
-    assert store.get("pending", row.id).claimed_by == "w1"  # type: ignore[union-attr]
-    assert store.release_owner("w1") == 1
-    assert store.get("pending", row.id).claimed_by is None  # type: ignore[union-attr]
-
-
-def test_bury_and_retry_dead_with_filters(store: OutboxStore) -> None:
-    store.append(make_events(3, name="a") + make_events(2, name="b", start=3))
-    rows = store.claim("w", 10, lease=30)
-    store.bury([rows[0].id, rows[1].id], status=422, code=3003, message="rejected: invalid")
-    store.bury([rows[3].id], status=401, code=1000, message="rejected: unauthorized")
-    assert store.count("dead") == 3
-    dead = store.rows("dead")
-    assert [(d.status, d.code) for d in dead] == [(422, 3003), (422, 3003), (401, 1000)]
-    assert dead[0].attempts == 1
-    assert dead[0].failed_at is not None
-    assert store.retry_dead(code=1000) == 1
-    assert store.retry_dead(name="nope") == 0
-    assert store.retry_dead(since=time.time() + 60) == 0
-    assert store.retry_dead() == 2
-    assert store.count("dead") == 0
-    pending = store.rows("pending")
-    assert len(pending) == 5
-    assert all(r.attempts == 0 for r in pending if r.id > rows[-1].id)
 
 
 def test_purge_and_stats(store: OutboxStore) -> None:
@@ -212,24 +155,6 @@ def test_path_that_is_a_directory_or_under_a_file(tmp_path: Path) -> None:
     blocker.write_text("x")
     with pytest.raises(ConfigurationError, match="cannot create the outbox directory"):
         OutboxStore(blocker / "sub" / "outbox.sqlite3")
-
-
-def test_extend_keeps_the_lease_alive(store: OutboxStore) -> None:
-    store.append(make_events(2))
-    rows = store.claim("w1", 2, lease=0.001)
-    store.extend("w1", [rows[0].id], lease=3600)
-    store.extend("w2", [rows[1].id], lease=3600)  # not w2's row: unchanged
-    stolen = store.claim("w2", 10, lease=30, now=time.time() + 1)
-    assert [r.id for r in stolen] == [rows[1].id]
-
-
-def test_make_ready_clears_backoff(store: OutboxStore) -> None:
-    store.append(make_events(2))
-    rows = store.claim("w", 2, lease=30)
-    store.release("w", [r.id for r in rows], delay=3600)
-    assert store.claim("w", 10, lease=30) == []
-    assert store.make_ready() == 2
-    assert len(store.claim("w", 10, lease=30)) == 2
 
 
 @pytest.mark.skipif(not Path("/proc/self").is_dir(), reason="needs /proc")
