@@ -239,6 +239,18 @@ class RateLimiter:
                 # ``now`` is no earlier than any slot, so the window stays sorted.
                 window.append(now)
 
+    def ages(self) -> list[float]:
+        """Seconds since each slot the longest window still counts was taken (or moved).
+
+        For handing this limiter's recent slots to another (a
+        :class:`~gbtrack.senders.RedisRateLimiter` whose Redis is back).
+        """
+        longest = max(range(len(self.limits)), key=lambda i: self.limits[i][1])
+        with self._lock:
+            now = self.clock()
+            horizon = now - self.limits[longest][1] - self.margin
+            return [now - t for t in self._windows[longest] if t > horizon]
+
     def take(
         self, timeout: float | None = None, *, stop: threading.Event | None = None
     ) -> float | None:

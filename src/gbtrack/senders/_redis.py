@@ -110,6 +110,22 @@ return 1
 """
 
 
+# KEYS: log, seq. ARGV: log TTL (ms), seq TTL (ms), then ages (seconds). Logs slots
+# taken elsewhere (the local fallback) that long ago, so they count in Redis too.
+_ADOPT = """
+if redis.replicate_commands then pcall(redis.replicate_commands) end
+local t = redis.call('TIME')
+local now = tonumber(t[1]) + tonumber(t[2]) / 1000000
+for i = 3, #ARGV do
+  local seq = redis.call('INCR', KEYS[2])
+  redis.call('ZADD', KEYS[1], string.format('%.6f', now - tonumber(ARGV[i])), seq)
+end
+redis.call('PEXPIRE', KEYS[1], ARGV[1])
+redis.call('PEXPIRE', KEYS[2], ARGV[2])
+return #ARGV - 2
+"""
+
+
 def account_key(api_key: str | SecretStr) -> str:
     """The Redis name of a Gameball account: a hash of its API key, never the key itself.
 
@@ -161,9 +177,12 @@ class RedisRateLimiter:
 
     When Redis does not answer within ``socket_timeout`` seconds (down, unreachable,
     overloaded), each process limits itself with ``fallback_share`` of every window
-    (``0.25`` suits four processes), logs one WARNING, and tries Redis again every
-    ``retry_interval`` seconds; one INFO line says when Redis is back. Nothing raises
-    into the sender.
+    (``0.25`` suits four processes), after waiting out the shortest window (the slots
+    Redis held are unknown), logs one WARNING, and tries Redis again every
+    ``retry_interval`` seconds. When Redis answers again, the slots taken locally are
+    logged in Redis too, one INFO line says so, and for ``retry_interval`` and one
+    more shortest window a slot needs both Redis and the local share (other processes
+    may not be back yet). Nothing raises into the sender.
 
     Args:
         url: The Redis URL (``redis://``, ``rediss://`` or ``unix://``).
@@ -223,6 +242,7 @@ class RedisRateLimiter:
         self.retry_interval = float(retry_interval)
         longest = max(period for _, period in self.limits) + self.margin
         self._log_ttl = str(math.ceil(longest * 1000) + _RESTAMP_GRACE_MS)
+        self._shortest = min(period for _, period in self.limits) + self.margin
         self._windows = [str(v) for window in self.limits for v in window]
         self.fallback = RateLimiter(
             [(max(1, int(limit * fallback_share)), period) for limit, period in self.limits],
@@ -244,6 +264,7 @@ class RedisRateLimiter:
         self._state_lock = threading.Lock()
         self._down = False
         self._retry_at = 0.0
+        self._guarded_until = 0.0
         self._client = redis.Redis.from_url(
             self.url,
             socket_timeout=self.socket_timeout,
@@ -254,6 +275,7 @@ class RedisRateLimiter:
         self._reserve = self._client.register_script(_RESERVE)
         self._restamp = self._client.register_script(_RESTAMP)
         self._defer = self._client.register_script(_DEFER)
+        self._adopt = self._client.register_script(_ADOPT)
         self._errors: tuple[type[BaseException], ...] = (redis.RedisError, OSError)
 
     # --- availability ------------------------------------------------------------------
@@ -272,6 +294,9 @@ class RedisRateLimiter:
             if self._down:
                 return
             self._down = True
+        # The slots Redis holds are unknown now: wait out the shortest window before
+        # the local share starts, rather than add a full share on top of them.
+        self.fallback.defer(self._shortest)
         _log.warning(
             "gbtrack: Redis rate limiter unreachable at %s (%s); limiting this process "
             "to %g of the limits until it returns",
@@ -281,15 +306,35 @@ class RedisRateLimiter:
         )
 
     def _succeeded(self) -> None:
-        if not self._down:
-            return
-        with self._state_lock:  # one thread of those that saw it back logs it
+        if self._down and self._recover():
+            self._adopt_local_slots()
+
+    def _recover(self) -> bool:
+        """Mark Redis reachable; whether this thread is the one that switched back."""
+        with self._state_lock:
             was_down, self._down = self._down, False
-        if was_down:
-            _log.info(
-                "gbtrack: Redis rate limiter at %s reachable again; sharing the limits",
-                _safe_url(self.url),
-            )
+            if was_down:
+                # Every process retries within retry_interval: after that and one
+                # shortest window, none holds slots Redis does not know.
+                self._guarded_until = time.monotonic() + self.retry_interval + self._shortest
+        return was_down
+
+    def _adopt_local_slots(self) -> None:
+        # The slots taken locally meanwhile count in Redis too (a Redis that restarted
+        # empty, or one that was only out of reach, knows nothing of them).
+        ages = self.fallback.ages()
+        if ages:
+            try:
+                self._adopt(
+                    keys=[self._keys[0], self._keys[2]], args=[self._log_ttl, _SEQ_TTL_MS, *ages]
+                )
+            except self._errors as exc:
+                self._failed(exc)
+                return
+        _log.info(
+            "gbtrack: Redis rate limiter at %s reachable again; sharing the limits",
+            _safe_url(self.url),
+        )
 
     # --- the limiter interface -----------------------------------------------------------
     def reserve(self) -> tuple[float, float | None]:
@@ -300,19 +345,27 @@ class RedisRateLimiter:
             :meth:`restamp`: negative for a slot in Redis, the local limiter's stamp
             otherwise); else ``(wait, None)`` with the seconds to wait.
         """
-        if self._usable():
-            try:
-                reply = self._reserve(
-                    keys=self._keys, args=[self.margin, self._log_ttl, _SEQ_TTL_MS, *self._windows]
-                )
-            except self._errors as exc:
-                self._failed(exc)
-            else:
-                self._succeeded()
-                if len(reply) == 1:
-                    return max(float(reply[0]), 0.0005), None
-                return 0.0, -float(reply[1])
-        return self.fallback.reserve()
+        if not self._usable():
+            return self.fallback.reserve()
+        guard = None
+        if self._down or (self._guarded_until and time.monotonic() < self._guarded_until):
+            # Trying Redis again, or just back: other processes may still be limiting
+            # locally, their slots unknown to Redis; keep to the local share as well
+            # until they are back too.
+            wait, guard = self.fallback.reserve()
+            if guard is None:
+                return wait, None
+        try:
+            reply = self._reserve(
+                keys=self._keys, args=[self.margin, self._log_ttl, _SEQ_TTL_MS, *self._windows]
+            )
+        except self._errors as exc:
+            self._failed(exc)
+            return (0.0, guard) if guard is not None else self.fallback.reserve()
+        self._succeeded()
+        if len(reply) == 1:
+            return max(float(reply[0]), 0.0005), None
+        return 0.0, -float(reply[1])
 
     def try_acquire(self) -> float:
         """Take a slot now if one is free (:meth:`reserve` without the stamp).
