@@ -1,6 +1,6 @@
 """Run the benchmarks and print the results table.
 
-Usage: ``python -m benchmarks [--only hot|e2e|import] [--reference DIR]
+Usage: ``python -m benchmarks [--only hot|e2e|import|limiter] [--reference DIR]
 [--write benchmarks/RESULTS.md] [--quick]``
 """
 
@@ -17,7 +17,9 @@ from benchmarks._harness import Table, machine
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m benchmarks", description=__doc__)
-    parser.add_argument("--only", choices=["hot", "e2e", "import"], help="run one group only")
+    parser.add_argument(
+        "--only", choices=["hot", "e2e", "import", "limiter"], help="run one group only"
+    )
     parser.add_argument(
         "--reference",
         help="another gbtrack tree (its src/ is used) to compare the import time with",
@@ -34,6 +36,11 @@ def main(argv: list[str] | None = None) -> int:
     if args.only in (None, "import"):
         print("import time (fresh subprocesses):", flush=True)
         bench_import.run(table, quick=args.quick, reference=args.reference)
+    if args.only in (None, "limiter"):
+        from benchmarks import bench_limiter
+
+        print("rate-limit slots (median of interleaved repeats):", flush=True)
+        bench_limiter.run(table, quick=args.quick)
     if args.only in (None, "e2e"):
         from benchmarks import bench_e2e
 
