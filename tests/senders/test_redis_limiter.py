@@ -244,9 +244,10 @@ def test_redis_down_falls_back_logs_once_and_recovers(
     assert len([r for r in caplog.records if r.levelno == logging.WARNING]) == 2
 
 
-def test_unreachable_from_the_start_never_raises(tmp_path: object) -> None:
+def test_unreachable_from_the_start_never_raises(caplog: pytest.LogCaptureFixture) -> None:
+    caplog.set_level(logging.INFO, logger=LOGGER)
     limiter = RedisRateLimiter(
-        "redis://127.0.0.1:9/0", limits=((2, 0.2),), fallback_share=0.5, margin=0.0
+        "redis://:hunter2@127.0.0.1:9/0", limits=((2, 0.2),), fallback_share=0.5, margin=0.0
     )
     try:
         assert limiter.take(1.0) is not None  # the local share (1 of 2), after 0.2 s
@@ -254,6 +255,9 @@ def test_unreachable_from_the_start_never_raises(tmp_path: object) -> None:
         assert not limiter.available
     finally:
         limiter.close()
+    assert "127.0.0.1:9" in caplog.text
+    assert "hunter2" not in caplog.text  # a password in the URL is never logged
+    assert "hunter2" not in repr(limiter)
 
 
 @pytest.mark.skipif(not hasattr(os, "fork"), reason="needs fork")

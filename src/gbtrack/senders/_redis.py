@@ -230,7 +230,7 @@ class RedisRateLimiter:
         self._redis = _import_redis()
         self.limits = tuple((int(limit), float(period)) for limit, period in limits)
         self.margin = float(margin)
-        self.url = url
+        self._url = url
         if account is None:
             account = account_key(api_key) if api_key is not None else "default"
         self.account = account
@@ -266,7 +266,7 @@ class RedisRateLimiter:
         self._retry_at = 0.0
         self._guarded_until = 0.0
         self._client = redis.Redis.from_url(
-            self.url,
+            self._url,
             socket_timeout=self.socket_timeout,
             socket_connect_timeout=self.socket_timeout,
             retry=Retry(NoBackoff(), 0),  # a failed call falls back at once
@@ -300,7 +300,7 @@ class RedisRateLimiter:
         _log.warning(
             "gbtrack: Redis rate limiter unreachable at %s (%s); limiting this process "
             "to %g of the limits until it returns",
-            _safe_url(self.url),
+            _safe_url(self._url),
             type(exc).__name__,
             self.fallback_share,
         )
@@ -333,7 +333,7 @@ class RedisRateLimiter:
                 return
         _log.info(
             "gbtrack: Redis rate limiter at %s reachable again; sharing the limits",
-            _safe_url(self.url),
+            _safe_url(self._url),
         )
 
     # --- the limiter interface -----------------------------------------------------------
