@@ -352,3 +352,25 @@ def test_background_sender_takes_any_limiter(
         assert sender.rate_limiter is limiter
     finally:
         sender.close(timeout=0)
+
+
+def test_flask_workers_share_redis_instead_of_dividing(redis_server: RedisServer) -> None:
+    flask = pytest.importorskip("flask")
+    from gbtrack import InMemorySender, Tracker
+    from gbtrack.integrations.flask import GBTrack
+
+    app = flask.Flask(__name__)
+    app.config.update(
+        GBTRACK_API_KEY="k",
+        GBTRACK_BASE_URL="http://127.0.0.1:9",
+        GBTRACK_WORKERS=4,
+        GBTRACK_REDIS_URL=redis_server.url,
+    )
+    tracker = Tracker(InMemorySender())
+    GBTrack(app, tracker=tracker)
+    try:
+        limiter = tracker.sender.rate_limiter  # type: ignore[attr-defined]
+        assert isinstance(limiter, RedisRateLimiter)
+        assert limiter.limits == ((100, 1.0), (1200, 30.0))  # the whole limit, shared
+    finally:
+        tracker.close(timeout=1)
