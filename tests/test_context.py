@@ -8,7 +8,7 @@ import threading
 import pytest
 from pydantic import SecretStr
 
-from gbtrack import Identity, InvalidEventError, current_identity, identify
+from gbtrack import GbtrackError, Identity, InvalidEventError, current_identity, identify
 from gbtrack._context import complete_identity
 from gbtrack._expr import MISSING
 from gbtrack._types import UNSET
@@ -275,3 +275,24 @@ def test_current_identity_is_built_once_per_block() -> None:
         again = current_identity()
         assert first is again
         assert again == Identity(customer_id="c", email="a@x.io")
+
+
+def test_one_block_entered_again_while_open_restores_each_level() -> None:
+    """A block object re-entered while open stacks: each exit restores the level below."""
+    block = identify("c-1", email="a@x.io")
+    with identify("c-0"):
+        with block:
+            with identify(email="b@x.io"):
+                with block:
+                    assert current_identity().email == "a@x.io"
+                assert current_identity().email == "b@x.io"
+            assert current_identity().customer_id == "c-1"
+            assert block.email == "a@x.io"
+        assert current_identity().customer_id == "c-0"
+    assert current_identity().customer_id is None
+    assert block.customer_id == "c-1"  # closed: computed against the current identity
+
+
+def test_exit_without_enter_is_a_clear_error() -> None:
+    with pytest.raises(GbtrackError, match="without being entered"):
+        identify("c-1").__exit__(None, None, None)

@@ -320,7 +320,7 @@ def check() -> None:
         ExpressionError: Listing every problem, one function per line; its
             ``function``, ``expression`` and ``suggestions`` are the first problem's.
 
-    Example:
+    Examples:
         >>> import gbtrack
         >>> gbtrack.check()  # nothing wrong so far
     """

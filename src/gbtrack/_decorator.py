@@ -139,7 +139,7 @@ def track(
             annotations refuse, or metadata that breaks the event's schema (or an
             unplanned event when the tracker given has ``strict_plan``).
 
-    Example:
+    Examples:
         >>> from gbtrack import track
         >>> @track("signed_up", customer_id="user.id", metadata={"plan": "plan"})
         ... def sign_up(user, plan="free"): ...

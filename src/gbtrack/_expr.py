@@ -125,7 +125,7 @@ _INTERNAL_NAMES: Final = frozenset(
 class literal(str):
     """Mark a string as a constant, not a path expression.
 
-    Example:
+    Examples:
         >>> from gbtrack import literal
         >>> literal("web")
         literal('web')

@@ -59,7 +59,7 @@ def register_resolver(name: str, func: R | None = None) -> R | Callable[[R], R]:
         ExpressionError: If ``name`` is not a valid root name.
         TypeError: If ``func`` is not callable.
 
-    Example:
+    Examples:
         >>> from gbtrack import register_resolver, unregister_resolver
         >>> @register_resolver("tenant")
         ... def tenant(call):

@@ -219,7 +219,7 @@ SpanContext = Span
 span = Span
 """Open a manual event: ``span(name, ...)`` is the :class:`Span` itself (see there).
 
-Example:
+Examples:
     >>> from gbtrack import span
     >>> with span("cart_checked", customer_id="c-1") as s:
     ...     s["items"] = 3

@@ -91,7 +91,7 @@ class Tracker:
             and mobile masked) and the Gameball client's line per request on
             ``gbtrack.gameball``; adds a stderr handler when logging is not configured.
 
-    Example:
+    Examples:
         >>> from gbtrack import Tracker, InMemorySender
         >>> tracker = Tracker(InMemorySender())
         >>> @tracker.track("signed_up", customer_id="user_id")

@@ -15,11 +15,10 @@ from pathlib import Path
 
 import pytest
 
+from _chromium import Browser, Page, find_chromium
 from gbtrack import Tracker
 from gbtrack.emulator import GameballEmulator
 from gbtrack.senders import BackgroundSender, DirectSender, RetryPolicy
-
-from ._chromium import Browser, Page, find_chromium
 
 CHROMIUM = find_chromium()
 ARTIFACTS = Path(__file__).resolve().parents[2] / "build" / "test-artifacts"

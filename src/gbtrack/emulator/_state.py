@@ -56,11 +56,13 @@ NOT_FOUND: Final = "unknown"
 
 RATE_LIMITED_ENDPOINTS: Final = frozenset({EVENTS_V40, EVENTS_V41, BATCH_CREATE})
 MAX_BATCH_ITEMS: Final = 1000
+"""The most customer objects one batch-create request may carry (more: 422, code 3011)."""
 
 RateLimits = Sequence[tuple[int, float]]
 """Sliding windows as ``(max requests, window seconds)`` pairs."""
 
 DEFAULT_RATE_LIMITS: Final[tuple[tuple[int, float], ...]] = ((100, 1.0), (1200, 30.0))
+"""Gameball's documented limits: 100 requests a second and 1,200 every 30 seconds."""
 
 API_VERSIONS: Final = ("4.0", "4.1")
 """The events API versions, oldest first (the values ``min_version`` takes)."""

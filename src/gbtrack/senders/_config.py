@@ -41,7 +41,9 @@ class DeliveryConfig:
     """The options of Gameball delivery; see :class:`~gbtrack.senders.BackgroundSender`.
 
     Validated when built (``ValueError``); :meth:`resolve` adds the environment and
-    raises :class:`~gbtrack.ConfigurationError` instead.
+    raises :class:`~gbtrack.ConfigurationError` instead. Every attribute but ``outbox``
+    and ``redis_url`` is the :class:`~gbtrack.senders.BackgroundSender` argument of
+    the same name.
 
     Attributes:
         outbox: A path for a durable :class:`~gbtrack.outbox.OutboxSender` that the
@@ -50,8 +52,6 @@ class DeliveryConfig:
             :class:`~gbtrack.senders.RedisRateLimiter` there, shared by every process
             with the same API key (exclusive with ``rate_limiter``; needs
             ``gbtrack[redis]``).
-        Every other attribute is the :class:`~gbtrack.senders.BackgroundSender`
-        argument of the same name.
     """
 
     api_key: str | SecretStr | None = None

@@ -242,9 +242,11 @@ class Page:
                 raise AssertionError(f"still falsy after {timeout} s: {expression}")
             time.sleep(0.05)
 
-    def screenshot(self, path: Path) -> Path:
-        """Save a PNG of the whole page at ``path``."""
-        data = self.send("Page.captureScreenshot", {"format": "png", "captureBeyondViewport": True})
+    def screenshot(self, path: Path, *, full_page: bool = True) -> Path:
+        """Save a PNG of the whole page (or only the viewport) at ``path``."""
+        data = self.send(
+            "Page.captureScreenshot", {"format": "png", "captureBeyondViewport": full_page}
+        )
         path.parent.mkdir(parents=True, exist_ok=True)
         path.write_bytes(base64.b64decode(data["data"]))
         return path
