@@ -1,6 +1,6 @@
 """Run the benchmarks and print the results table.
 
-Usage: ``python -m benchmarks [--only hot|e2e|import|relay] [--reference DIR]
+Usage: ``python -m benchmarks [--only hot|e2e|import|relay|limiter] [--reference DIR]
 [--write benchmarks/RESULTS.md] [--quick]``
 """
 
@@ -18,7 +18,7 @@ from benchmarks._harness import Table, machine
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m benchmarks", description=__doc__)
     parser.add_argument(
-        "--only", choices=["hot", "e2e", "import", "relay"], help="run one group only"
+        "--only", choices=["hot", "e2e", "import", "relay", "limiter"], help="run one group only"
     )
     parser.add_argument(
         "--reference",
@@ -36,6 +36,11 @@ def main(argv: list[str] | None = None) -> int:
     if args.only in (None, "import"):
         print("import time (fresh subprocesses):", flush=True)
         bench_import.run(table, quick=args.quick, reference=args.reference)
+    if args.only in (None, "limiter"):
+        from benchmarks import bench_limiter
+
+        print("rate-limit slots (median of interleaved repeats):", flush=True)
+        bench_limiter.run(table, quick=args.quick)
     if args.only in (None, "e2e"):
         from benchmarks import bench_e2e
 

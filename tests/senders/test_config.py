@@ -137,7 +137,7 @@ def test_delivery_config_is_one_frozen_object_from_arguments_and_environment(
     import inspect
 
     params = set(inspect.signature(BackgroundSender).parameters)
-    assert DeliveryConfig.names() - {"outbox"} <= params
+    assert DeliveryConfig.names() - {"outbox", "redis_url"} <= params
     sender = BackgroundSender.from_config(
         dataclasses.replace(config, base_url="http://127.0.0.1:9")
     )

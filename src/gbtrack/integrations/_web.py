@@ -8,6 +8,7 @@ from __future__ import annotations
 import importlib
 import inspect
 import logging
+import os
 from collections.abc import Callable, Mapping
 from typing import Any
 
@@ -22,6 +23,7 @@ __all__ = [
     "configure_options",
     "identity_block",
     "import_string",
+    "needs_share",
     "rate_limit_share",
     "share_rate_limit",
 ]
@@ -154,6 +156,17 @@ def rate_limit_share(
     return RateLimiter(
         limits=tuple((max(1, limit // processes), period) for limit, period in limits)
     )
+
+
+def needs_share(options: Mapping[str, Any]) -> bool:
+    """Whether ``options`` leave the rate limit to divide: no limiter, no Redis to share.
+
+    A ``rate_limiter`` given, or a Redis URL (``redis_url`` or ``GBTRACK_REDIS_URL``)
+    whose limiter all the workers share, is kept as it is.
+    """
+    if "rate_limiter" in options or options.get("redis_url"):
+        return False
+    return not os.environ.get("GBTRACK_REDIS_URL", "").strip()
 
 
 def share_rate_limit(processes: int, tracker: Tracker | None = None) -> RateLimiter | None:

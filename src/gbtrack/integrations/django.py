@@ -60,6 +60,7 @@ from gbtrack.integrations._web import (
     identity_block,
     import_string,
     logger,
+    needs_share,
     rate_limit_share,
 )
 
@@ -104,7 +105,7 @@ def configure_from_settings(tracker: Tracker | None = None) -> Tracker | None:
     options.pop("identity", None)
     try:
         options = configure_options(options, "settings.GBTRACK")
-        if workers is not None and "rate_limiter" not in options:
+        if workers is not None and needs_share(options):
             options["rate_limiter"] = rate_limit_share(workers)
         if not options:
             return None

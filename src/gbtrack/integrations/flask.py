@@ -45,6 +45,7 @@ from gbtrack.integrations._web import (
     configure_from,
     configure_options,
     import_string,
+    needs_share,
     rate_limit_share,
 )
 
@@ -130,7 +131,7 @@ class GBTrack:
         identity: Any = self.identity if self.identity is not None else settings.get("identity")
         settings.pop("identity", None)
         options = configure_options(settings, "app.config['GBTRACK_*']")
-        if workers is not None and "rate_limiter" not in options:
+        if workers is not None and needs_share(options):
             options["rate_limiter"] = rate_limit_share(workers)
         if options:
             configure_from(options, self.tracker)

@@ -9,7 +9,7 @@ letter otherwise; a backlog goes through the batch endpoint when a secret key is
 Gameball's rate limit is per account. Relays share it in one of two ways:
 
 - a :class:`~gbtrack.senders.RedisRateLimiter` (``--redis-url`` or
-  ``$GBTRACK_REDIS_URL``, when this gbtrack has it): every relay is active;
+  ``$GBTRACK_REDIS_URL``; the ``redis`` extra): every relay is active;
 - otherwise, on PostgreSQL, an *election*: one relay per account holds
   ``pg_try_advisory_lock(key)`` (the key derived from the API key) on a dedicated
   connection and delivers; the others wait as standbys and take over when its
@@ -433,18 +433,6 @@ def _err(message: str) -> None:
     print(f"gbtrack relay: {message}", file=sys.stderr, flush=True)
 
 
-def _redis_limiter(url: str, api_key: str) -> Any:
-    """A ``RedisRateLimiter`` when this gbtrack has one (the ``redis`` work), else None."""
-    try:
-        from gbtrack import senders
-    except ImportError:  # pragma: no cover
-        return None
-    cls = getattr(senders, "RedisRateLimiter", None)
-    if cls is None:
-        return None
-    return cls(url, api_key=api_key)
-
-
 @contextlib.contextmanager
 def _signals(stop: threading.Event) -> Iterator[None]:
     """SIGTERM and SIGINT set ``stop`` (the main thread only); restored after."""
@@ -481,7 +469,7 @@ def _main(args: argparse.Namespace) -> int:
     redis_url = _setting(args.redis_url, ENV_REDIS_URL)
     from gbtrack.gameball import DEFAULT_BASE_URL, GameballClient
     from gbtrack.outbox._sql import SqlOutboxStore
-    from gbtrack.senders import RateLimiter
+    from gbtrack.senders import Limiter, RateLimiter, RedisRateLimiter
 
     base_url = _setting(args.base_url, _ENV_BASE_URL) or DEFAULT_BASE_URL
     stop = threading.Event()
@@ -490,19 +478,22 @@ def _main(args: argparse.Namespace) -> int:
     except GbtrackError as exc:
         _err(str(exc).splitlines()[0])
         return EXIT_FAILURE
-    limiter: Any = None
+    windows = args.rate_limits or RateLimiter().limits
+    limiter: Limiter
     if redis_url is not None:
-        limiter = _redis_limiter(redis_url, api_key)
-        if limiter is None:
-            _err("--redis-url given, but this gbtrack has no RedisRateLimiter; ignored")
-    if limiter is None:
+        # Every relay of the account takes its slots from one log in Redis: no share.
+        try:
+            limiter = RedisRateLimiter(redis_url, api_key=api_key, limits=windows)
+        except GbtrackError as exc:
+            _err(str(exc).splitlines()[0])
+            store.close()
+            return EXIT_USAGE
+    else:
         share = args.rate_share
-        windows = args.rate_limits or RateLimiter().limits
         limiter = RateLimiter([(max(1, int(limit * share)), period) for limit, period in windows])
     election: Election = args.election
     if election == "auto":
-        shared = redis_url is not None and not isinstance(limiter, RateLimiter)
-        election = "lock" if store.dialect == "postgresql" and not shared else "none"
+        election = "lock" if store.dialect == "postgresql" and redis_url is None else "none"
     if election == "lock" and store.dialect != "postgresql":
         _err(f"--election lock needs PostgreSQL, not {store.dialect}")
         store.close()

@@ -50,7 +50,7 @@ from gbtrack._report import ErrorHandler, Stats, logger
 from gbtrack.outbox._protocol import OutboxStoreProtocol
 from gbtrack.outbox._store import OutboxRow, OutboxStore
 from gbtrack.senders._base import BaseSender
-from gbtrack.senders._policy import DeliveryClient, RateLimiter, RetryPolicy
+from gbtrack.senders._policy import DeliveryClient, Limiter, RateLimiter, RetryPolicy
 
 __all__ = ["DrainResult", "OutboxDrainer", "OutboxSender"]
 
@@ -125,7 +125,7 @@ class OutboxDrainer:
         client: DeliveryClient,
         *,
         retry: RetryPolicy | None = None,
-        limiter: RateLimiter | None = None,
+        limiter: Limiter | None = None,
         lease: float = 60.0,
         claim_size: int = 100,
         concurrency: int = 4,
@@ -141,7 +141,7 @@ class OutboxDrainer:
         self.store = store
         self.client = client
         self.retry = retry or RetryPolicy()
-        self.limiter = limiter or RateLimiter()
+        self.limiter: Limiter = limiter or RateLimiter()
         self.lease = lease
         self.claim_size = claim_size
         self.concurrency = concurrency
@@ -444,7 +444,7 @@ class OutboxSender(BaseSender):
         overflow: OverflowPolicy = "drop_newest",
         block_timeout: float = 5.0,
         retry: RetryPolicy | None = None,
-        rate_limiter: RateLimiter | None = None,
+        rate_limiter: Limiter | None = None,
         lease: float = 60.0,
         claim_size: int = 100,
         concurrency: int = 4,

@@ -6,6 +6,8 @@
 - :class:`InMemorySender`: keeps events in a list (tests, examples).
 - :class:`LoggingSender`: logs events; the fallback when no delivery is configured.
 - :class:`RetryPolicy` (its :class:`Decision`), :class:`RateLimiter`: the delivery policy.
+- :class:`RedisRateLimiter`: one rate limit shared by every process through Redis
+  (``gbtrack[redis]``); :class:`Limiter`: what both limiters are to a sender.
 - :class:`DeliveryClient`, :class:`Spill`: the seams to the client and the outbox.
 - :class:`DeliveryConfig`: the delivery options, one frozen object (arguments and
   environment); :func:`sender_from_config` builds a :class:`BackgroundSender` from it.
@@ -15,7 +17,15 @@ from gbtrack.senders._background import BackgroundSender
 from gbtrack.senders._base import BaseSender, InMemorySender, LoggingSender, Sender
 from gbtrack.senders._config import DeliveryConfig, sender_from_config
 from gbtrack.senders._direct import DirectSender
-from gbtrack.senders._policy import Decision, DeliveryClient, RateLimiter, RetryPolicy, Spill
+from gbtrack.senders._policy import (
+    Decision,
+    DeliveryClient,
+    Limiter,
+    RateLimiter,
+    RetryPolicy,
+    Spill,
+)
+from gbtrack.senders._redis import RedisRateLimiter
 
 __all__ = [
     "BackgroundSender",
@@ -25,8 +35,10 @@ __all__ = [
     "DeliveryConfig",
     "DirectSender",
     "InMemorySender",
+    "Limiter",
     "LoggingSender",
     "RateLimiter",
+    "RedisRateLimiter",
     "RetryPolicy",
     "Sender",
     "Spill",

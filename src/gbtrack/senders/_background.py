@@ -51,7 +51,7 @@ from gbtrack._protocol import (
 from gbtrack._report import ErrorHandler, Reporter, Stats
 from gbtrack.senders._base import BaseSender, Sender
 from gbtrack.senders._config import DeliveryConfig, Overflow
-from gbtrack.senders._policy import DeliveryClient, RateLimiter, RetryPolicy, Spill
+from gbtrack.senders._policy import DeliveryClient, Limiter, RateLimiter, RetryPolicy, Spill
 
 if TYPE_CHECKING:
     from gbtrack._protocol import EventBatch, Outcome
@@ -256,7 +256,7 @@ class BackgroundSender(BaseSender):
         max_batch_size: int = 1_000,
         flush_interval: float = 0.5,
         concurrency: int = 16,
-        rate_limiter: RateLimiter | None = None,
+        rate_limiter: Limiter | None = None,
         retry: RetryPolicy | None = None,
         overflow: Overflow = "drop_newest",
         block_timeout: float = 1.0,
@@ -316,7 +316,7 @@ class BackgroundSender(BaseSender):
         self.max_batch_size = max_batch_size
         self.flush_interval = flush_interval
         self.concurrency = concurrency
-        self.rate_limiter = rate_limiter if rate_limiter is not None else RateLimiter()
+        self.rate_limiter: Limiter = rate_limiter if rate_limiter is not None else RateLimiter()
         self.retry = retry if retry is not None else RetryPolicy()
         self.overflow: Overflow = overflow
         self.block_timeout = block_timeout
@@ -350,8 +350,12 @@ class BackgroundSender(BaseSender):
         Raises:
             ConfigurationError: If the outbox cannot be opened.
         """
-        options = {f: getattr(config, f) for f in DeliveryConfig.names() - {"outbox"}}
+        options = {f: getattr(config, f) for f in DeliveryConfig.names() - {"outbox", "redis_url"}}
+        options["rate_limiter"] = limiter = config.build_rate_limiter(client)
         sender = cls(client, on_error=on_error, **options)
+        close_limiter = getattr(limiter, "close", None)
+        if config.redis_url is not None and callable(close_limiter):  # built here
+            sender._owned.append(lambda left: close_limiter())
         if config.outbox is not None:
             from gbtrack.outbox import OutboxSender
 

@@ -21,7 +21,7 @@ from gbtrack._protocol import DEFAULT_BASE_URL
 
 if TYPE_CHECKING:
     from gbtrack.senders._background import BackgroundSender
-    from gbtrack.senders._policy import RateLimiter, RetryPolicy, Spill
+    from gbtrack.senders._policy import DeliveryClient, Limiter, RetryPolicy, Spill
 
 __all__ = ["DeliveryConfig", "sender_from_config"]
 
@@ -33,6 +33,7 @@ _ENV = {
     "base_url": "GAMEBALL_BASE_URL",
 }
 _OUTBOX_ENV = "GBTRACK_OUTBOX"
+_REDIS_ENV = "GBTRACK_REDIS_URL"
 
 
 @dataclass(frozen=True)
@@ -41,11 +42,16 @@ class DeliveryConfig:
 
     Validated when built (``ValueError``); :meth:`resolve` adds the environment and
     raises :class:`~gbtrack.ConfigurationError` instead. Every attribute but ``outbox``
-    is the :class:`~gbtrack.senders.BackgroundSender` argument of the same name.
+    and ``redis_url`` is the :class:`~gbtrack.senders.BackgroundSender` argument of
+    the same name.
 
     Attributes:
         outbox: A path for a durable :class:`~gbtrack.outbox.OutboxSender` that the
             sender builds, uses as its ``spill`` and closes (exclusive with ``spill``).
+        redis_url: A Redis URL: the sender's rate limiter is a
+            :class:`~gbtrack.senders.RedisRateLimiter` there, shared by every process
+            with the same API key (exclusive with ``rate_limiter``; needs
+            ``gbtrack[redis]``).
     """
 
     api_key: str | SecretStr | None = None
@@ -58,7 +64,7 @@ class DeliveryConfig:
     max_batch_size: int = 1_000
     flush_interval: float = 0.5
     concurrency: int = 16
-    rate_limiter: RateLimiter | None = None
+    rate_limiter: Limiter | None = None
     retry: RetryPolicy | None = None
     overflow: Overflow = "drop_newest"
     block_timeout: float = 1.0
@@ -68,6 +74,7 @@ class DeliveryConfig:
     exit_timeout: float = 5.0
     auth_probe_interval: float = 30.0
     outbox: str | os.PathLike[str] | None = None
+    redis_url: str | None = None
 
     def __post_init__(self) -> None:
         if self.overflow not in ("drop_newest", "block"):
@@ -80,6 +87,27 @@ class DeliveryConfig:
             raise ValueError("auth_probe_interval must be positive")
         if self.outbox is not None and self.spill is not None:
             raise ValueError("pass either outbox= or spill=, not both")
+        if self.redis_url is not None and self.rate_limiter is not None:
+            raise ValueError(
+                "pass either redis_url= (or GBTRACK_REDIS_URL) or rate_limiter=, not both"
+            )
+
+    def build_rate_limiter(self, client: DeliveryClient | None = None) -> Limiter | None:
+        """The sender's rate limiter: ``rate_limiter``, one on ``redis_url``, or ``None``.
+
+        A :class:`~gbtrack.senders.RedisRateLimiter` is keyed by a hash of ``api_key``
+        (or of ``client``'s key when no ``api_key`` is configured).
+
+        Raises:
+            ConfigurationError: If ``redis_url`` is set and redis-py is missing or the
+                URL is invalid.
+        """
+        if self.redis_url is None:
+            return self.rate_limiter
+        from gbtrack.senders._redis import RedisRateLimiter
+
+        api_key = self.api_key if self.api_key is not None else getattr(client, "_api_key", None)
+        return RedisRateLimiter(self.redis_url, api_key=api_key)
 
     @classmethod
     def names(cls) -> frozenset[str]:
@@ -92,7 +120,8 @@ class DeliveryConfig:
 
         ``api_key``, ``secret_key`` and ``base_url`` fall back to ``GAMEBALL_API_KEY``,
         ``GAMEBALL_SECRET_KEY`` and ``GAMEBALL_BASE_URL``, ``outbox`` to
-        ``GBTRACK_OUTBOX``; an option given as ``None`` also falls back.
+        ``GBTRACK_OUTBOX``, ``redis_url`` to ``GBTRACK_REDIS_URL``; an option given as
+        ``None`` also falls back.
 
         Args:
             needs_key: Whether an API key is required (not when a client is given).
@@ -108,7 +137,7 @@ class DeliveryConfig:
                 f"unknown delivery option(s) {', '.join(map(repr, unknown))}; "
                 f"expected some of {', '.join(sorted(cls.names() | {'client', 'on_error'}))}"
             )
-        for name, variable in (*_ENV.items(), ("outbox", _OUTBOX_ENV)):
+        for name, variable in (*_ENV.items(), ("outbox", _OUTBOX_ENV), ("redis_url", _REDIS_ENV)):
             if options.get(name) is None:
                 options[name] = os.environ.get(variable, "").strip() or None
         given = {name: value for name, value in options.items() if value is not None}
@@ -131,11 +160,14 @@ def sender_from_config(**options: Any) -> BackgroundSender:
     path; falls back to ``GBTRACK_OUTBOX``) makes a durable
     :class:`~gbtrack.outbox.OutboxSender` the sender's ``spill``: events that would be
     dropped for overflow or an outage go to disk and are delivered from there, through
-    the same client and rate limiter. The sender owns it and closes it.
+    the same client and rate limiter. The sender owns it and closes it. ``redis_url``
+    (falls back to ``GBTRACK_REDIS_URL``) makes the rate limiter a
+    :class:`~gbtrack.senders.RedisRateLimiter` shared by every process of the account.
 
     Raises:
         ConfigurationError: If no API key is given or set, or an option is unknown
-            or invalid (including an outbox path that is not writable).
+            or invalid (including an outbox path that is not writable, ``redis_url``
+            without redis-py, or ``redis_url`` with ``rate_limiter``).
     """
     from gbtrack.senders._background import BackgroundSender
 

@@ -12,7 +12,7 @@ from gbtrack._event import Event
 from gbtrack._protocol import DEFAULT_BASE_URL, call_client, safe_error
 from gbtrack._report import ErrorHandler
 from gbtrack.senders._base import BaseSender
-from gbtrack.senders._policy import DeliveryClient, RateLimiter, RetryPolicy
+from gbtrack.senders._policy import DeliveryClient, Limiter, RateLimiter, RetryPolicy
 
 if TYPE_CHECKING:
     pass
@@ -54,7 +54,7 @@ class DirectSender(BaseSender):
         secure: bool | None = None,
         timeout: float = 10.0,
         retry: RetryPolicy | None = None,
-        rate_limiter: RateLimiter | None = None,
+        rate_limiter: Limiter | None = None,
         on_error: ErrorHandler | None = None,
     ) -> None:
         super().__init__(on_error=on_error)
@@ -73,7 +73,7 @@ class DirectSender(BaseSender):
             client = GameballClient(api_key, **options)
         self.client: DeliveryClient = client
         self.retry = retry if retry is not None else RetryPolicy()
-        self.rate_limiter = rate_limiter if rate_limiter is not None else RateLimiter()
+        self.rate_limiter: Limiter = rate_limiter if rate_limiter is not None else RateLimiter()
         self._close_lock = threading.Lock()
 
     def send(self, event: Event) -> None:

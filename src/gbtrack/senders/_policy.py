@@ -3,6 +3,8 @@
 - :class:`RetryPolicy`: the one retry decision (:meth:`RetryPolicy.decide`): which
   outcomes are retried, how often, and how long to wait.
 - :class:`RateLimiter`: sliding windows matching Gameball's per-account limits.
+- :class:`Limiter`: what a sender needs from a rate limiter (:class:`RateLimiter`, or
+  :class:`~gbtrack.senders.RedisRateLimiter` shared by every process through Redis).
 - :class:`DeliveryClient`: what a sender needs from a Gameball client
   (:class:`gbtrack.gameball.GameballClient` implements it).
 - :class:`Spill`: where events go instead of being dropped (the durable outbox).
@@ -24,7 +26,7 @@ if TYPE_CHECKING:
     from gbtrack._event import Event
     from gbtrack.gameball import EventBatch, Outcome
 
-__all__ = ["DeliveryClient", "Decision", "RateLimiter", "RetryPolicy", "Spill"]
+__all__ = ["DeliveryClient", "Decision", "Limiter", "RateLimiter", "RetryPolicy", "Spill"]
 
 
 @dataclass(frozen=True)
@@ -237,6 +239,18 @@ class RateLimiter:
                 # ``now`` is no earlier than any slot, so the window stays sorted.
                 window.append(now)
 
+    def ages(self) -> list[float]:
+        """Seconds since each slot the longest window still counts was taken (or moved).
+
+        For handing this limiter's recent slots to another (a
+        :class:`~gbtrack.senders.RedisRateLimiter` whose Redis is back).
+        """
+        longest = max(range(len(self.limits)), key=lambda i: self.limits[i][1])
+        with self._lock:
+            now = self.clock()
+            horizon = now - self.limits[longest][1] - self.margin
+            return [now - t for t in self._windows[longest] if t > horizon]
+
     def take(
         self, timeout: float | None = None, *, stop: threading.Event | None = None
     ) -> float | None:
@@ -253,23 +267,7 @@ class RateLimiter:
         Returns:
             The slot's stamp (for :meth:`restamp`), or ``None`` on timeout or stop.
         """
-        deadline = None if timeout is None else time.monotonic() + timeout
-        while True:
-            wait, stamp = self.reserve()
-            if stamp is not None:
-                return stamp
-            if deadline is not None:
-                left = deadline - time.monotonic()
-                if left <= 0:
-                    return None
-                wait = min(wait, left)
-            # Never spin: a wait computed as zero still yields a little.
-            wait = max(wait, 0.0005)
-            if stop is not None:
-                if stop.wait(wait):
-                    return None
-            else:
-                time.sleep(wait)
+        return take_slot(self.reserve, timeout, stop)
 
     def acquire(self, timeout: float | None = None) -> bool:
         """Take a slot, sleeping until one is free (blocking: not for the hot path).
@@ -306,6 +304,71 @@ class RateLimiter:
     def __repr__(self) -> str:
         windows = ", ".join(f"{limit}/{period:g}s" for limit, period in self.limits)
         return f"<RateLimiter {windows}>"
+
+
+def take_slot(
+    reserve: Callable[[], tuple[float, float | None]],
+    timeout: float | None,
+    stop: threading.Event | None,
+) -> float | None:
+    """Call ``reserve`` until it gives a slot: the waiting loop of every limiter's ``take``.
+
+    Returns:
+        The slot's stamp, or ``None`` on timeout or when ``stop`` is set.
+    """
+    deadline = None if timeout is None else time.monotonic() + timeout
+    while True:
+        wait, stamp = reserve()
+        if stamp is not None:
+            return stamp
+        if deadline is not None:
+            left = deadline - time.monotonic()
+            if left <= 0:
+                return None
+            wait = min(wait, left)
+        # Never spin: a wait computed as zero still yields a little.
+        wait = max(wait, 0.0005)
+        if stop is not None:
+            if stop.wait(wait):
+                return None
+        else:
+            time.sleep(wait)
+
+
+@runtime_checkable
+class Limiter(Protocol):
+    """What a sender needs from a rate limiter: slots taken at dispatch, moved at the answer.
+
+    :class:`RateLimiter` (one process) and :class:`~gbtrack.senders.RedisRateLimiter`
+    (every process of a Gameball account, through Redis) implement it. A stamp is
+    opaque: only :meth:`restamp` reads it.
+    """
+
+    def reserve(self) -> tuple[float, float | None]:
+        """Take a slot now if one is free: ``(0.0, stamp)``, else ``(wait, None)``."""
+
+    def restamp(self, stamp: float) -> None:
+        """Move the slot taken with ``stamp`` to now (the request's answer came)."""
+
+    def take(
+        self, timeout: float | None = None, *, stop: threading.Event | None = None
+    ) -> float | None:
+        """Take a slot, waiting until one is free; its stamp, or ``None`` on timeout or stop."""
+
+    def acquire(self, timeout: float | None = None) -> bool:
+        """Take a slot, sleeping until one is free; ``False`` on timeout."""
+
+    def try_acquire(self) -> float:
+        """Take a slot now if one is free: ``0.0``, else the seconds to wait."""
+
+    def defer(self, seconds: float) -> None:
+        """Let nothing through before ``seconds`` from now."""
+
+    def note(self, outcome: Outcome) -> None:
+        """Apply an answer's back-pressure (a 429 or a ``Retry-After``)."""
+
+    def _after_fork(self) -> None:
+        """Reset locks and connections in a forked child."""
 
 
 @runtime_checkable
