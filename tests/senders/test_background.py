@@ -592,14 +592,6 @@ def test_events_within_the_interval_share_a_request(make) -> None:
     assert [len(b) for b in client.sent] == [2]
 
 
-def test_constants_match_the_client() -> None:
-    from gbtrack import gameball
-    from gbtrack.senders import _background
-
-    assert _background.DEFAULT_BASE_URL == gameball.DEFAULT_BASE_URL
-    assert _background.MAX_BATCH_ITEMS == gameball.MAX_BATCH_ITEMS
-
-
 async def test_aflush_does_not_block_the_event_loop(make) -> None:
     gate = threading.Event()
     sender = make(ScriptedClient(gate=gate))
