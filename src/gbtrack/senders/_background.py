@@ -5,7 +5,7 @@ The shape follows OpenTelemetry's ``BatchSpanProcessor`` and sentry's
 (:class:`~gbtrack.senders._queue.EventQueue`); one lazily started, named daemon thread
 (the :class:`~gbtrack.senders._dispatch.Dispatcher`) drains it by size or time,
 coalesces each customer's events into one request, and keeps up to ``concurrency``
-requests in flight on a few daemon I/O threads (:mod:`gbtrack.senders._pool`). This
+requests in flight on a few daemon I/O threads (:mod:`gbtrack.senders._requests`). This
 module is the façade: the public API, the resources the sender owns (closed in one
 place), the ``atexit`` and fork hooks, and where given-up events go (a successor, the
 spill, or a counted drop).
@@ -35,8 +35,8 @@ from gbtrack.senders._base import BaseSender, Sender
 from gbtrack.senders._config import DeliveryConfig, Overflow
 from gbtrack.senders._dispatch import Dispatcher
 from gbtrack.senders._policy import DeliveryClient, RateLimiter, RetryPolicy, Spill
-from gbtrack.senders._pool import time_left
 from gbtrack.senders._queue import EventQueue
+from gbtrack.senders._requests import time_left
 
 __all__ = ["BackgroundSender"]
 
@@ -432,7 +432,7 @@ class BackgroundSender(BaseSender):
         done = True
         if target is not None:
             self._nudge()
-            done = q.wait_flushed(target, timeout, lambda: dispatcher.key_refused)
+            done = q.wait_flushed(target, timeout, lambda: dispatcher.gate.refused)
         q.report_overflow(force=True)
         clean = self._nothing_lost_since_flush()
         return done and clean

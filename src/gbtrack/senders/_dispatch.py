@@ -3,7 +3,7 @@
 One lazily started daemon thread drains the :class:`~gbtrack.senders._queue.EventQueue`
 by size or time, validates and coalesces each customer's events into one request
 (:meth:`Dispatcher.prepare`), and keeps up to ``concurrency`` requests in flight on a few
-daemon I/O threads (:class:`~gbtrack.senders._pool.IOPool`). Every decision is the
+daemon I/O threads (:class:`~gbtrack.senders._requests.IOPool`). Every decision is the
 engine's: retries by :meth:`~gbtrack.senders.RetryPolicy.decide`, batch jobs by
 :class:`~gbtrack._protocol.BulkJob`, one rate-limit slot per request. The worker never
 sleeps holding a lock: backoffs, polls and rate-limit waits are "not before" times it
@@ -22,11 +22,9 @@ from collections import deque
 from collections.abc import Iterable, Sequence
 from typing import TYPE_CHECKING, Any, Protocol
 
-from gbtrack._errors import AuthenticationError
 from gbtrack._protocol import (
     FALL_BACK_PAUSE,
     MAX_BATCH_ITEMS,
-    BulkJob,
     EventBatch,
     JobAction,
     client_failure,
@@ -36,7 +34,14 @@ from gbtrack._protocol import (
     job_items,
     safe_error,
 )
-from gbtrack.senders._pool import IOPool
+from gbtrack.senders._requests import (
+    BulkRequest,
+    IOPool,
+    KeyGate,
+    Request,
+    key_refused,
+    marks,
+)
 
 if TYPE_CHECKING:
     from gbtrack._event import Event, EventDraft
@@ -45,20 +50,11 @@ if TYPE_CHECKING:
     from gbtrack.senders._policy import DeliveryClient, RateLimiter, RetryPolicy, Spill
     from gbtrack.senders._queue import EventQueue
 
-__all__ = ["Dispatcher", "key_refused"]
+__all__ = ["Dispatcher", "Owner"]
 
 _log = logging.getLogger("gbtrack")
 
 _READY_CAP = 2 * MAX_BATCH_ITEMS  # coalesced requests held ready before draining more
-
-
-def key_refused(outcome: Outcome) -> bool:
-    """Whether Gameball refused the credentials (401/403, codes 1000-1999)."""
-    return (
-        outcome.permanent
-        and isinstance(outcome.error, AuthenticationError)
-        and not client_raised(outcome)
-    )
 
 
 class Owner(Protocol):
@@ -82,40 +78,6 @@ class Owner(Protocol):
     ) -> None: ...
 
 
-class _Job:
-    """One coalesced request (one customer's events) on its way."""
-
-    __slots__ = ("attempts", "batch", "direct", "key", "mark", "n", "probe")
-
-    def __init__(self, batch: EventBatch, mark: int) -> None:
-        self.batch = batch
-        self.key = batch.customer_id  # one request per customer at a time
-        self.n = len(batch.events)
-        self.attempts = 0
-        self.direct = False  # one request of its own, never in a batch job
-        self.probe = False  # the one request that tests a refused key
-        # The send ordinal of the first event of the drain that made this job: flush()
-        # waits for every job whose events may have been queued before its call.
-        self.mark = mark
-
-    def age(self, now_wall: float) -> float:
-        return now_wall - min(e.timestamp.timestamp() for e in self.batch.events)
-
-
-class _Bulk:
-    """One batch job in flight: the engine's state machine and the requests it carries."""
-
-    __slots__ = ("job", "jobs")
-
-    def __init__(self, jobs: list[_Job]) -> None:
-        self.jobs = jobs
-        self.job = BulkJob([job.batch for job in jobs])
-
-
-def _marks(jobs: Iterable[_Job]) -> Iterable[int]:
-    return (job.mark for job in jobs)
-
-
 class Dispatcher:
     """The worker: drains the queue into requests and settles every event it takes.
 
@@ -131,22 +93,18 @@ class Dispatcher:
         self.wake = wake
         self.stopping = False
         self.in_flight = 0  # events in requests under way
-        # A refused key (401/403, codes 1000-1999) stops sending: one probe request
-        # every ``auth_probe_interval`` seconds until the key works again.
-        self.key_refused = False
+        self.gate = KeyGate()
         self._done: queue.SimpleQueue[Any] = queue.SimpleQueue()
         self.pool = IOPool(owner.concurrency, "gbtrack-sender", self._done, wake)
-        self._ready: deque[_Job] = deque()
-        self._retry_heap: list[tuple[float, int, _Job]] = []
-        self._poll_heap: list[tuple[float, int, _Bulk]] = []
+        self._ready: deque[Request] = deque()
+        self._retry_heap: list[tuple[float, int, Request]] = []
+        self._poll_heap: list[tuple[float, int, BulkRequest]] = []
         self._seq = itertools.count()
         self._busy: set[str] = set()  # customers with a request in flight
         self._requests = 0  # requests (sends, batch creates, polls) in flight
-        self._in_flight_jobs: set[_Job] = set()
-        self._in_flight_bulks: set[_Bulk] = set()
+        self._in_flight_jobs: set[Request] = set()
+        self._in_flight_bulks: set[BulkRequest] = set()
         self._next_drain: float | None = None  # when the oldest queued event is due
-        self._probe_at = 0.0
-        self._probing = False
         self._bulk_off_until = 0.0  # a refused batch create pauses the batch endpoint
 
     # --- the loop -------------------------------------------------------------------------
@@ -220,7 +178,7 @@ class Dispatcher:
             # Outside the queue's lock (flush() waits on it).
             batches, valid = self.prepare(items)
             q.add_jobs(mark, len(batches))
-            self._ready.extend(_Job(batch, mark) for batch in batches)
+            self._ready.extend(Request(batch, mark) for batch in batches)
             # Invalid drafts are settled (validated() counted and reported them), and the
             # drain's placeholder job ends.
             q.settle(len(items) - valid, (mark,))
@@ -244,7 +202,7 @@ class Dispatcher:
         # count them, so they take no limiter slot (only a request slot).
         while polls and polls[0][0] <= now and self._requests < owner.concurrency:
             self._submit_poll(heapq.heappop(polls)[2])
-        if self.key_refused:
+        if self.gate.refused:
             return self._dispatch_probe(now)
         ready = self._ready
         if self._use_bulk(now):
@@ -254,7 +212,7 @@ class Dispatcher:
                     break
                 if bulk_wait > 0:
                     return bulk_wait
-        skipped: list[_Job] = []
+        skipped: list[Request] = []
         try:
             while ready and self._requests < owner.concurrency:
                 job = ready.popleft()
@@ -281,17 +239,17 @@ class Dispatcher:
 
     def _dispatch_probe(self, now: float) -> float | None:
         """The key was refused: send one request when a probe is due, nothing else."""
-        ready = self._ready
-        if self._probing or not ready or self._requests >= self.owner.concurrency:
+        ready, gate = self._ready, self.gate
+        if not ready or self._requests >= self.owner.concurrency:
             return None
-        if now < self._probe_at:
-            return self._probe_at - now
+        probe_wait = gate.probe_wait(now)
+        if probe_wait is not None:
+            return None if gate.probing else probe_wait
         wait, stamp = self.owner.rate_limiter.reserve()
         if stamp is None:
             return wait
         job = ready.popleft()
-        job.probe = True
-        self._probing = True
+        job.probe = gate.probing = True
         self._submit_send(job, stamp)
         return None
 
@@ -313,7 +271,7 @@ class Dispatcher:
             return wait
         ready.clear()
         ready.extend(jobs[i] for i in left)
-        bulk = _Bulk(chosen)
+        bulk = BulkRequest(chosen)
         for job in chosen:
             busy.add(job.key)
             self.in_flight += job.n
@@ -338,13 +296,13 @@ class Dispatcher:
 
         self.pool.submit(tag, obj, request, self._requests)
 
-    def _submit_send(self, job: _Job, stamp: float) -> None:
+    def _submit_send(self, job: Request, stamp: float) -> None:
         self._busy.add(job.key)
         self.in_flight += job.n
         self._in_flight_jobs.add(job)
         self._submit("send", job, self.owner.client.send, job.batch, stamp)
 
-    def _submit_poll(self, bulk: _Bulk) -> None:
+    def _submit_poll(self, bulk: BulkRequest) -> None:
         assert bulk.job.job_id is not None
         self._submit("poll", bulk, self.owner.client.batch_status, bulk.job.job_id, None)
 
@@ -369,18 +327,18 @@ class Dispatcher:
             else:
                 self._apply(obj, obj.job.on_status(outcome, time.monotonic()))
 
-    def _release(self, job: _Job) -> None:
+    def _release(self, job: Request) -> None:
         self._busy.discard(job.key)
         self.in_flight -= job.n
 
-    def _on_sent(self, job: _Job, outcome: Outcome) -> None:
+    def _on_sent(self, job: Request, outcome: Outcome) -> None:
         """Settle, retry, split or hold one request's events after its answer."""
         self._in_flight_jobs.discard(job)
         self._release(job)
         if job.probe:
-            job.probe = self._probing = False
-            if outcome.delivered:
-                self._key_accepted()
+            job.probe = False
+            if self.gate.answered(outcome):
+                self.wake.set()
         if key_refused(outcome):
             self._refuse_key(job, outcome)
         elif client_raised(outcome) and job.n > 1:
@@ -389,7 +347,7 @@ class Dispatcher:
             self.owner.rate_limiter.note(outcome)
             self._settle(job, outcome)
 
-    def _settle(self, job: _Job, outcome: Outcome) -> None:
+    def _settle(self, job: Request, outcome: Outcome) -> None:
         """Count ``job`` delivered, schedule its retry, or give its events up."""
         if outcome.delivered:
             self.owner.reporter.count("delivered", job.n)
@@ -406,7 +364,7 @@ class Dispatcher:
         assert decision.reason is not None
         self._give_up([job], decision.reason, decision.message, safe_error(outcome))
 
-    def _apply(self, bulk: _Bulk, step: JobStep) -> None:
+    def _apply(self, bulk: BulkRequest, step: JobStep) -> None:
         """Act on the batch job's step: poll later, settle each item, or fall back."""
         if step.action is JobAction.POLL:
             assert step.poll_at is not None
@@ -421,19 +379,19 @@ class Dispatcher:
             return
         # Items that share a fate share one outcome: the common case, every item
         # delivered, is counted and settled once per job.
-        groups: dict[int, tuple[Outcome, list[_Job]]] = {}
+        groups: dict[int, tuple[Outcome, list[Request]]] = {}
         for outcome, job in zip(step.outcomes, bulk.jobs, strict=True):
             groups.setdefault(id(outcome), (outcome, []))[1].append(job)
         for outcome, jobs in groups.values():
             if outcome.delivered:
                 n = sum(job.n for job in jobs)
                 self.owner.reporter.count("delivered", n)
-                self.queue.settle(n, _marks(jobs))
+                self.queue.settle(n, marks(jobs))
                 continue
             for job in jobs:
                 self._settle(job, outcome)
 
-    def _fall_back(self, jobs: list[_Job], cause: Outcome) -> None:
+    def _fall_back(self, jobs: list[Request], cause: Outcome) -> None:
         """No batch job was made: each request goes alone, the batch endpoint rests."""
         if key_refused(cause):
             for job in jobs:
@@ -450,7 +408,7 @@ class Dispatcher:
         )
 
     # --- a refused key, a raising client ------------------------------------------------------
-    def _refuse_key(self, job: _Job, outcome: Outcome) -> None:
+    def _refuse_key(self, job: Request, outcome: Outcome) -> None:
         """Gameball refused the key: stop sending, keep the events, probe later.
 
         With a spill (the outbox), the refused request's events go there (reason
@@ -459,19 +417,12 @@ class Dispatcher:
         Without one, they wait at the head of the line for the key to work again.
         """
         owner = self.owner
-        self._probe_at = time.monotonic() + owner.auth_probe_interval
-        if not self.key_refused:
-            self.key_refused = True
-            _log.error(
-                "gbtrack: Gameball refused the API key (%s): sending is stopped and events "
-                "are kept (%s); a probe every %gs resumes when the key works, or "
-                "configure() a new key",
-                describe_outcome(outcome),
-                "in the outbox"
-                if owner.spill is not None
-                else "in memory, then dropped as queue_overflow when the queue is full",
-                owner.auth_probe_interval,
-            )
+        kept = (
+            "in the outbox"
+            if owner.spill is not None
+            else "in memory, then dropped as queue_overflow when the queue is full"
+        )
+        if self.gate.refuse(outcome, owner.auth_probe_interval, kept):
             self.queue.wake_flushers()  # flush() answers at once: nothing will settle
         owner.reporter.note_error(f"API key refused: {describe_outcome(outcome)}")
         if owner.spill is not None:
@@ -480,32 +431,24 @@ class Dispatcher:
         else:
             self._ready.appendleft(job)
 
-    def _key_accepted(self) -> None:
-        if self.key_refused:
-            self.key_refused = False
-            _log.warning("gbtrack: Gameball accepts the API key again; sending resumed")
-            self.wake.set()
-
-    def _split(self, job: _Job) -> None:
+    def _split(self, job: Request) -> None:
         """The client raised on ``job``'s events: send each alone, now, to find the bad one.
 
         One poisoned event never delays its batch: the others go at once (no backoff,
         no attempt counted) and only the event that raises alone fails (``client_error``).
         """
-        singles = [_Job(EventBatch.from_event(event), job.mark) for event in job.batch.events]
-        for single in singles:
-            single.direct = True
+        singles = job.split()
         self.queue.add_jobs(job.mark, len(singles) - 1)
         self._ready.extendleft(reversed(singles))
 
     # --- giving up ----------------------------------------------------------------------------
     def _give_up(
-        self, jobs: list[_Job], reason: str, message: str, exc: BaseException | None = None
+        self, jobs: list[Request], reason: str, message: str, exc: BaseException | None = None
     ) -> None:
         """Hand over, spill or drop the events of ``jobs`` (the sender decides); settle them."""
         events = [event for job in jobs for event in job.batch.events]
         self.owner.give_up(events, reason, message, exc)
-        self.queue.settle(len(events), _marks(jobs))
+        self.queue.settle(len(events), marks(jobs))
 
     def abandon_all(self) -> None:
         """The worker stops: whatever is left is spilled or dropped with reason ``closed``."""
@@ -523,7 +466,7 @@ class Dispatcher:
         if jobs and report:
             self._give_up(jobs, "closed", "the sender closed before delivery finished")
         elif jobs:  # close() counted them: the worker was late
-            self.queue.settle(sum(job.n for job in jobs), _marks(jobs))
+            self.queue.settle(sum(job.n for job in jobs), marks(jobs))
         self.abandon_queue()
 
     def abandon_queue(self) -> None:
