@@ -277,6 +277,7 @@ class BackgroundSender(BaseSender):
             self.reporter,
             self._spill_overflow,
         )
+        self._items = self._queue.items  # send() appends here directly
         self._dispatcher = Dispatcher(self, self._queue, self._wake)
 
     def _after_fork(self) -> None:
@@ -300,8 +301,8 @@ class BackgroundSender(BaseSender):
         if self._closed:
             self._drop_closed(event)
             return
-        q = self._queue
-        if len(q) + q.held >= self.max_queue_size and not self._make_room(event):
+        q = self._items
+        if len(q) >= self._queue.full_at and not self._make_room(event):
             return
         q.append(event)
         if self._worker is None:

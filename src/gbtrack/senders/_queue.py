@@ -1,7 +1,8 @@
 """The background sender's bounded queue: what callers enqueue and its bookkeeping.
 
-:class:`EventQueue` is a ``deque`` (so that ``send()``'s ``len`` and ``append`` stay
-two C calls on one object) plus the books the caller's thread, the worker and
+:class:`EventQueue` is a ``deque`` of events (:attr:`EventQueue.items`, which
+``send()`` checks against :attr:`EventQueue.full_at` and appends to directly: C calls
+only, on the caller's thread) plus the books the caller's thread, the worker and
 ``flush()`` share: how many events are held past the queue, the overflow policy
 (``drop_newest`` or ``block``, spilling what overflows when a spill is configured),
 throttled overflow reports, and the flush marks (the send ordinal of each drain's
@@ -27,12 +28,14 @@ __all__ = ["EventQueue"]
 _OVERFLOW_LOG_INTERVAL = 5.0  # seconds between two overflow log lines during an outage
 
 
-class EventQueue(deque[Event | EventDraft]):
+class EventQueue:
     """A bounded queue of events (or drafts) and the books of what left it.
 
-    ``capacity`` bounds the events queued *plus* :attr:`held` (taken by the worker and
-    not yet settled: ready, retrying or in flight), so that memory stays bounded during
-    an outage. Counters other than the deque itself change under :attr:`lock`.
+    ``capacity`` bounds the events queued (:attr:`items`) *plus* :attr:`held` (taken by
+    the worker and not yet settled: ready, retrying or in flight), so that memory stays
+    bounded during an outage; :attr:`full_at` is the length at which :attr:`items` is
+    full (``capacity - held``), kept with :attr:`held`. Counters other than the deque
+    itself change under :attr:`lock`.
 
     Args:
         capacity: The most events queued and held together.
@@ -54,7 +57,9 @@ class EventQueue(deque[Event | EventDraft]):
         "blocked",
         "capacity",
         "flush_waiters",
+        "full_at",
         "held",
+        "items",
         "live",
         "lock",
         "overflow",
@@ -76,7 +81,7 @@ class EventQueue(deque[Event | EventDraft]):
         reporter: Reporter,
         spill_overflow: Callable[[Event | EventDraft], bool],
     ) -> None:
-        super().__init__()
+        self.items: deque[Event | EventDraft] = deque()
         self.capacity = capacity
         self.batch_size = batch_size
         self.overflow: Overflow = overflow
@@ -91,12 +96,16 @@ class EventQueue(deque[Event | EventDraft]):
         self.taken = 0  # events moved from the queue to the worker
         self.settled = 0  # events finally handled: delivered, dropped or spilled
         self.held = 0  # events taken and not yet settled
+        self.full_at = capacity  # capacity - held: one comparison on the hot path
         self.live: dict[int, int] = {}  # unfinished jobs by their drain's mark
         self._abandoned = False  # whoever sets it (worker or close) reports what is held
         self._overflow_lock = threading.Lock()
         self.overflow_pending = 0  # overflow drops counted but not yet reported
         self._overflow_event: Event | EventDraft | None = None
         self._overflow_reported_at = -_OVERFLOW_LOG_INTERVAL
+
+    def __len__(self) -> int:
+        return len(self.items)
 
     # --- overflow (the caller's thread) ---------------------------------------------------
     def make_room(
@@ -125,7 +134,7 @@ class EventQueue(deque[Event | EventDraft]):
         with self.space:
             self.blocked += 1
             try:
-                while len(self) + self.held >= self.capacity:
+                while len(self.items) >= self.full_at:
                     left = deadline - time.monotonic()
                     if left <= 0 or closed():
                         return False
@@ -167,22 +176,24 @@ class EventQueue(deque[Event | EventDraft]):
         :meth:`add_jobs` adds the jobs made of them, :meth:`settle` removes it.
         """
         with self.lock:
-            k = min(len(self), limit)
-            popleft = self.popleft
+            k = min(len(self.items), limit)
+            popleft = self.items.popleft
             items = [popleft() for _ in range(k)]
             mark = self.taken
             self.taken += k
             self.held += k
+            self.full_at = self.capacity - self.held
             self.live[mark] = self.live.get(mark, 0) + 1
         return items, mark
 
     def take_all(self) -> list[Event | EventDraft]:
         """Take every queued event (the sender is stopping); they count as held."""
         with self.lock:
-            items = list(self)
-            self.clear()
+            items = list(self.items)
+            self.items.clear()
             self.taken += len(items)
             self.held += len(items)
+            self.full_at = self.capacity - self.held
         return items
 
     def add_jobs(self, mark: int, n: int) -> None:
@@ -196,6 +207,7 @@ class EventQueue(deque[Event | EventDraft]):
         with self.lock:
             self.settled += n
             self.held -= n
+            self.full_at = self.capacity - self.held
             live = self.live
             for mark in marks:
                 left = live[mark] - 1
@@ -219,7 +231,7 @@ class EventQueue(deque[Event | EventDraft]):
     def flush_target(self) -> int | None:
         """The ordinal ``flush()`` waits for, registered as a waiter; None: settled already."""
         with self.lock:
-            target = self.taken + len(self)
+            target = self.taken + len(self.items)
             if self.flushed(target):
                 return None
             self.flush_waiters += 1
