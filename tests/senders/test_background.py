@@ -428,36 +428,6 @@ def test_bulk_item_errors_by_index_and_customer(make) -> None:
     assert "c-3" not in delivered_ids
 
 
-def test_bulk_unidentified_failures_make_the_job_ambiguous(make) -> None:
-    calls = {"n": 0}
-
-    def job_errors(batches):
-        calls["n"] += 1
-        return ([], 2) if calls["n"] == 1 else ([], 0)
-
-    client = ScriptedClient(secret_key=True, job_errors=job_errors)
-    sender = make(client, bulk_threshold=5, flush_interval=60)
-    for i in range(20):
-        sender.send(event("e", f"c-{i}"))
-    assert sender.flush(30)
-    stats = sender.stats()
-    # Every item of the first job was retried (ambiguous, retry_ambiguous=True).
-    assert stats.retried >= 1
-    assert stats.total_dropped == 0
-    assert stats.delivered == 20
-
-
-def test_bulk_ambiguous_job_dropped_when_ambiguous_retries_are_off(make) -> None:
-    client = ScriptedClient(secret_key=True, job_errors=lambda batches: ([], 1))
-    sender = make(
-        client, bulk_threshold=5, flush_interval=60, retry=RetryPolicy(retry_ambiguous=False)
-    )
-    for i in range(20):
-        sender.send(event("e", f"c-{i}"))
-    assert not sender.flush(30)  # settled, but an event was dropped (defect 5)
-    assert sender.stats().dropped.get("ambiguous", 0) >= 6
-
-
 def test_session_token_batches_skip_bulk(make) -> None:
     client = ScriptedClient(secret_key=True)
     sender = make(client, bulk_threshold=5, flush_interval=60)
