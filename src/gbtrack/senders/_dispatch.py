@@ -31,7 +31,6 @@ from gbtrack._protocol import (
     client_raised,
     coalesce,
     describe_outcome,
-    job_items,
     safe_error,
 )
 from gbtrack.senders._requests import (
@@ -255,22 +254,15 @@ class Dispatcher:
 
     def _dispatch_bulk(self) -> float | None:
         """Start one batch job from ready requests; None when none is eligible."""
-        ready = self._ready
-        jobs = list(ready)
-        busy = self._busy
-        # Split or fallen-back requests go alone; one request per customer at a time.
-        alone = {id(job.batch) for job in jobs if job.direct}
-        taken, left = job_items(
-            [job.batch for job in jobs], skip=lambda b: b.customer_id in busy or id(b) in alone
-        )
-        if not taken:
+        ready, busy = self._ready, self._busy
+        chosen, left = BulkRequest.choose(list(ready), busy)
+        if not chosen:
             return None
-        chosen = [jobs[i] for i in taken]
         wait, stamp = self.owner.rate_limiter.reserve()
         if stamp is None:
             return wait
         ready.clear()
-        ready.extend(jobs[i] for i in left)
+        ready.extend(left)
         bulk = BulkRequest(chosen)
         for job in chosen:
             busy.add(job.key)
@@ -377,12 +369,7 @@ class Dispatcher:
             assert step.cause is not None
             self._fall_back(bulk.jobs, step.cause)
             return
-        # Items that share a fate share one outcome: the common case, every item
-        # delivered, is counted and settled once per job.
-        groups: dict[int, tuple[Outcome, list[Request]]] = {}
-        for outcome, job in zip(step.outcomes, bulk.jobs, strict=True):
-            groups.setdefault(id(outcome), (outcome, []))[1].append(job)
-        for outcome, jobs in groups.values():
+        for outcome, jobs in bulk.fates(step.outcomes):
             if outcome.delivered:
                 n = sum(job.n for job in jobs)
                 self.owner.reporter.count("delivered", n)

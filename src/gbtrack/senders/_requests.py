@@ -19,11 +19,11 @@ import logging
 import queue
 import threading
 import time
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Sequence
 from typing import TYPE_CHECKING, Any
 
 from gbtrack._errors import AuthenticationError
-from gbtrack._protocol import BulkJob, client_raised, describe_outcome
+from gbtrack._protocol import BulkJob, client_raised, describe_outcome, job_items
 
 if TYPE_CHECKING:
     from gbtrack._protocol import EventBatch, Outcome
@@ -80,6 +80,30 @@ class BulkRequest:
     def __init__(self, jobs: list[Request]) -> None:
         self.jobs = jobs
         self.job = BulkJob([job.batch for job in jobs])
+
+    @staticmethod
+    def choose(ready: list[Request], busy: set[str]) -> tuple[list[Request], list[Request]]:
+        """The requests one job carries, by :func:`~gbtrack._protocol.job_items`, and the rest.
+
+        Also left out: a customer in ``busy`` (a request in flight) and a request that
+        must go alone (split, or fallen back from a job).
+        """
+        alone = {id(job.batch) for job in ready if job.direct}
+        taken, left = job_items(
+            [job.batch for job in ready], skip=lambda b: b.customer_id in busy or id(b) in alone
+        )
+        return [ready[i] for i in taken], [ready[i] for i in left]
+
+    def fates(self, outcomes: Sequence[Outcome]) -> Iterable[tuple[Outcome, list[Request]]]:
+        """The finished job's requests grouped by outcome, in order (one per item given).
+
+        Items that share a fate share one outcome object: the common case, every item
+        delivered, is then counted and settled once per job.
+        """
+        groups: dict[int, tuple[Outcome, list[Request]]] = {}
+        for outcome, job in zip(outcomes, self.jobs, strict=True):
+            groups.setdefault(id(outcome), (outcome, []))[1].append(job)
+        return groups.values()
 
 
 def marks(jobs: Iterable[Request]) -> Iterable[int]:
