@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import threading
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 
 import pytest
 from tests.senders import ScriptedClient
@@ -86,8 +86,11 @@ def _outbox(
     return delivered, retried, dead
 
 
+Deliver = Callable[..., tuple[int, int, dict[str, int]]]
+
+
 @pytest.fixture(params=["background", "outbox"])
-def deliver(request: pytest.FixtureRequest, tmp_path: object):  # type: ignore[no-untyped-def]
+def deliver(request: pytest.FixtureRequest, tmp_path: object) -> Deliver:
     if request.param == "background":
         return _background
     return lambda emulator, **kw: _outbox(emulator, f"{tmp_path}/outbox.sqlite3", **kw)
@@ -95,8 +98,8 @@ def deliver(request: pytest.FixtureRequest, tmp_path: object):  # type: ignore[n
 
 @pytest.mark.parametrize(("status", "code"), [(503, 5003), (429, 429), (500, 5000)])
 def test_a_failed_create_finishes_every_item_and_the_retry_delivers(
-    gameball_emulator: GameballEmulator, deliver, status: int, code: int
-) -> None:  # type: ignore[no-untyped-def]
+    gameball_emulator: GameballEmulator, deliver: Deliver, status: int, code: int
+) -> None:
     gameball_emulator.faults.fail_next(1, status=status, code=code)
     delivered, retried, dropped = deliver(gameball_emulator)
     assert (delivered, retried, dropped) == (N, N, {})
@@ -105,8 +108,8 @@ def test_a_failed_create_finishes_every_item_and_the_retry_delivers(
 
 
 def test_a_refused_create_falls_back_to_one_request_per_customer(
-    gameball_emulator: GameballEmulator, deliver
-) -> None:  # type: ignore[no-untyped-def]
+    gameball_emulator: GameballEmulator, deliver: Deliver
+) -> None:
     # Before the engine, the background sender dropped every event of a refused create
     # as "rejected"; the outbox sent each alone. The machine says: fall back.
     gameball_emulator.faults.fail_next(1, status=422, code=3003)

@@ -141,23 +141,6 @@ def test_permanent_errors_are_not_retried_and_reported(make, caplog) -> None:
     assert "1234567890" not in logged
 
 
-def test_retries_exhausted(make) -> None:
-    client = ScriptedClient(lambda b, a: unavailable())
-    errors: list[TrackingError] = []
-    policy = RetryPolicy(max_attempts=3, base_delay=0.001, max_delay=0.001)
-    sender = make(client, retry=policy, on_error=errors.append)
-    e = event()
-    sender.send(e)
-    assert not sender.flush(10)  # settled, but an event was dropped (defect 5)
-    assert client.attempts[e.event_id] == 3
-    stats = sender.stats()
-    assert stats.dropped == {"retries_exhausted": 1}
-    assert stats.retried == 2
-    assert errors[0].event == e
-    assert stats.last_error is not None
-    assert "503" in stats.last_error
-
-
 def test_old_events_expire(make) -> None:
     client = ScriptedClient(lambda b, a: unavailable())
     sender = make(client, retry=RetryPolicy(max_age=60.0, base_delay=0.001, max_delay=0.001))
@@ -166,16 +149,6 @@ def test_old_events_expire(make) -> None:
     assert not sender.flush(10)  # settled, but an event was dropped (defect 5)
     assert client.attempts[old.event_id] == 1
     assert sender.stats().dropped == {"expired": 1}
-
-
-def test_ambiguous_not_retried_when_disabled(make) -> None:
-    client = ScriptedClient(lambda b, a: timed_out())
-    sender = make(client, retry=RetryPolicy(retry_ambiguous=False))
-    e = event()
-    sender.send(e)
-    assert not sender.flush(10)  # settled, but an event was dropped (defect 5)
-    assert client.attempts[e.event_id] == 1
-    assert sender.stats().dropped == {"ambiguous": 1}
 
 
 def test_concurrency_bounds_requests_in_flight_and_one_per_customer(make) -> None:
