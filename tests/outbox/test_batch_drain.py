@@ -4,8 +4,6 @@ from __future__ import annotations
 
 import json
 
-import pytest
-
 from gbtrack.gameball import MAX_BATCH_ITEMS, GameballClient
 from gbtrack.outbox import OutboxDrainer, OutboxSender, OutboxStore
 from gbtrack.senders._policy import RateLimiter, RetryPolicy
@@ -66,43 +64,6 @@ def test_jobs_hold_at_most_1000_items(
     assert sizes == [MAX_BATCH_ITEMS, 500]
     assert sorted(fake_gameball.seqs()) == list(range(1500))
     assert store.count() == 0
-
-
-@pytest.mark.parametrize(("retry_ambiguous", "pending", "dead"), [(True, 5, 0), (False, 0, 5)])
-def test_unattributed_failures_make_the_job_ambiguous(
-    store: OutboxStore,
-    secure_client: GameballClient,
-    fake_gameball: FakeGameball,
-    retry_ambiguous: bool,
-    pending: int,
-    dead: int,
-) -> None:
-    store.append(make_events(5, customers=5))
-    fake_gameball.unattributed_failures = 2
-    drainer = _drainer(
-        store, secure_client, retry=RetryPolicy(retry_ambiguous=retry_ambiguous, base_delay=0)
-    )
-    drainer.run_once(bulk=True)
-    drainer.close()
-    assert store.count("pending") == pending
-    assert store.count("dead") == dead
-
-
-def test_refused_batch_falls_back_to_per_request(
-    store: OutboxStore, secure_client: GameballClient, fake_gameball: FakeGameball
-) -> None:
-    store.append(make_events(20, customers=20))
-    fake_gameball.batch_create_status = 400
-    drainer = _drainer(store, secure_client, bulk_threshold=5)
-    first = drainer.run_once()
-    assert first.delivered == 0
-    assert store.count() == 20
-    assert all(r.attempts == 0 for r in store.rows())  # not counted against the rows
-    assert not drainer.use_bulk()  # bulk is off for a while
-    while drainer.run_once().claimed:
-        pass
-    drainer.close()
-    assert sorted(fake_gameball.seqs()) == list(range(20))
 
 
 def test_no_secret_key_means_per_request(

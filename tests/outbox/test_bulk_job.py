@@ -56,28 +56,6 @@ def _unclaimed(store: OutboxStore) -> bool:
     return all(row.claimed_by is None for row in store.rows())
 
 
-@pytest.mark.parametrize(("status", "code"), [(503, 5003), (429, 429), (422, 2001), (500, 5000)])
-def test_a_failed_batch_create_finishes_its_events_and_the_next_round_delivers(
-    emulator: GameballEmulator,
-    store: OutboxStore,
-    drainer: OutboxDrainer,
-    status: int,
-    code: int,
-) -> None:
-    emulator.faults.fail_next(1, status=status, code=code)
-    first = drainer.run_once(bulk=True)
-    # Finished at once: every row back to pending, its attempt counted, none held.
-    assert (first.claimed, first.retried, first.delivered, first.dead) == (N, N, 0, 0)
-    assert first.requests == 1
-    assert _polls(emulator) == 0  # no job, no poll
-    assert store.count() == N
-    assert _unclaimed(store)
-    assert {row.attempts for row in store.rows()} == {1}
-    assert drainer.run_once(bulk=True).delivered == N
-    assert _seqs(emulator) == list(range(N))
-    assert store.count() == 0
-
-
 def test_a_failed_batch_create_with_retries_off_goes_dead(
     emulator: GameballEmulator, store: OutboxStore, drainer: OutboxDrainer
 ) -> None:
@@ -88,22 +66,6 @@ def test_a_failed_batch_create_with_retries_off_goes_dead(
     assert _polls(emulator) == 0
     assert store.count("pending") == 0
     assert store.count("dead") == N
-
-
-def test_a_refused_batch_create_falls_back_to_per_request(
-    emulator: GameballEmulator, store: OutboxStore, drainer: OutboxDrainer
-) -> None:
-    emulator.faults.fail_next(1, status=422, code=3003)
-    first = drainer.run_once()
-    assert (first.claimed, first.retried, first.delivered) == (N, N, 0)
-    assert _unclaimed(store)
-    assert _polls(emulator) == 0
-    assert {row.attempts for row in store.rows()} == {0}  # not the rows' fault
-    assert not drainer.use_bulk()  # per request for a while
-    while drainer.run_once().claimed:
-        pass
-    assert _seqs(emulator) == list(range(N))
-    assert {e.version for e in emulator.events} == {"v4.1"}
 
 
 def test_a_pending_job_is_polled_until_it_completes(

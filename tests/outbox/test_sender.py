@@ -113,35 +113,6 @@ def test_permanent_failure_goes_to_dead_letter(
     assert len(fake_gameball.requests) == 1  # coalesced into one request, never retried
 
 
-def test_ambiguous_without_retry_is_dead_not_lost(
-    outbox_path: Path, client: GameballClient, fake_gameball: FakeGameball
-) -> None:
-    fake_gameball.fail_all = (500, {"code": 5000, "message": "oops"})
-    policy = RetryPolicy(retry_ambiguous=False)
-    with OutboxSender(client, path=outbox_path, retry=policy) as sender:
-        sender.send(make_events(1)[0])
-        assert not sender.flush(timeout=60)  # settled, but an event was dropped (defect 5)
-        (dead,) = sender.store.rows("dead")
-        assert dead.status == 500
-        assert dead.message is not None
-        assert dead.message.startswith("ambiguous")
-
-
-def test_exhausted_retries_go_to_dead_letter(
-    outbox_path: Path, client: GameballClient, fake_gameball: FakeGameball
-) -> None:
-    fake_gameball.fail_all = (503, {"code": 5003, "message": "down"})
-    policy = RetryPolicy(max_attempts=3, base_delay=0.01, max_delay=0.02)
-    with OutboxSender(client, path=outbox_path, retry=policy) as sender:
-        sender.send(make_events(1)[0])
-        assert not sender.flush(timeout=60)  # settled, but an event was dropped (defect 5)
-        (dead,) = sender.store.rows("dead")
-        assert dead.attempts == 3
-        assert dead.message is not None
-        assert dead.message.startswith("retries_exhausted")
-    assert len(fake_gameball.requests) == 3
-
-
 def test_restart_resumes_the_backlog(
     outbox_path: Path, client: GameballClient, fake_gameball: FakeGameball
 ) -> None:

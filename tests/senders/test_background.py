@@ -141,23 +141,6 @@ def test_permanent_errors_are_not_retried_and_reported(make, caplog) -> None:
     assert "1234567890" not in logged
 
 
-def test_retries_exhausted(make) -> None:
-    client = ScriptedClient(lambda b, a: unavailable())
-    errors: list[TrackingError] = []
-    policy = RetryPolicy(max_attempts=3, base_delay=0.001, max_delay=0.001)
-    sender = make(client, retry=policy, on_error=errors.append)
-    e = event()
-    sender.send(e)
-    assert not sender.flush(10)  # settled, but an event was dropped (defect 5)
-    assert client.attempts[e.event_id] == 3
-    stats = sender.stats()
-    assert stats.dropped == {"retries_exhausted": 1}
-    assert stats.retried == 2
-    assert errors[0].event == e
-    assert stats.last_error is not None
-    assert "503" in stats.last_error
-
-
 def test_old_events_expire(make) -> None:
     client = ScriptedClient(lambda b, a: unavailable())
     sender = make(client, retry=RetryPolicy(max_age=60.0, base_delay=0.001, max_delay=0.001))
@@ -166,16 +149,6 @@ def test_old_events_expire(make) -> None:
     assert not sender.flush(10)  # settled, but an event was dropped (defect 5)
     assert client.attempts[old.event_id] == 1
     assert sender.stats().dropped == {"expired": 1}
-
-
-def test_ambiguous_not_retried_when_disabled(make) -> None:
-    client = ScriptedClient(lambda b, a: timed_out())
-    sender = make(client, retry=RetryPolicy(retry_ambiguous=False))
-    e = event()
-    sender.send(e)
-    assert not sender.flush(10)  # settled, but an event was dropped (defect 5)
-    assert client.attempts[e.event_id] == 1
-    assert sender.stats().dropped == {"ambiguous": 1}
 
 
 def test_concurrency_bounds_requests_in_flight_and_one_per_customer(make) -> None:
@@ -428,36 +401,6 @@ def test_bulk_item_errors_by_index_and_customer(make) -> None:
     assert "c-3" not in delivered_ids
 
 
-def test_bulk_unidentified_failures_make_the_job_ambiguous(make) -> None:
-    calls = {"n": 0}
-
-    def job_errors(batches):
-        calls["n"] += 1
-        return ([], 2) if calls["n"] == 1 else ([], 0)
-
-    client = ScriptedClient(secret_key=True, job_errors=job_errors)
-    sender = make(client, bulk_threshold=5, flush_interval=60)
-    for i in range(20):
-        sender.send(event("e", f"c-{i}"))
-    assert sender.flush(30)
-    stats = sender.stats()
-    # Every item of the first job was retried (ambiguous, retry_ambiguous=True).
-    assert stats.retried >= 1
-    assert stats.total_dropped == 0
-    assert stats.delivered == 20
-
-
-def test_bulk_ambiguous_job_dropped_when_ambiguous_retries_are_off(make) -> None:
-    client = ScriptedClient(secret_key=True, job_errors=lambda batches: ([], 1))
-    sender = make(
-        client, bulk_threshold=5, flush_interval=60, retry=RetryPolicy(retry_ambiguous=False)
-    )
-    for i in range(20):
-        sender.send(event("e", f"c-{i}"))
-    assert not sender.flush(30)  # settled, but an event was dropped (defect 5)
-    assert sender.stats().dropped.get("ambiguous", 0) >= 6
-
-
 def test_session_token_batches_skip_bulk(make) -> None:
     client = ScriptedClient(secret_key=True)
     sender = make(client, bulk_threshold=5, flush_interval=60)
@@ -590,14 +533,6 @@ def test_events_within_the_interval_share_a_request(make) -> None:
     assert not client.started.wait(0.2)  # waiting for company, not sent one by one
     assert sender.flush(10)
     assert [len(b) for b in client.sent] == [2]
-
-
-def test_constants_match_the_client() -> None:
-    from gbtrack import gameball
-    from gbtrack.senders import _background
-
-    assert _background.DEFAULT_BASE_URL == gameball.DEFAULT_BASE_URL
-    assert _background.MAX_BATCH_ITEMS == gameball.MAX_BATCH_ITEMS
 
 
 async def test_aflush_does_not_block_the_event_loop(make) -> None:

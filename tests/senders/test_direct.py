@@ -1,7 +1,7 @@
 from __future__ import annotations
 
 import pytest
-from tests.senders import ScriptedClient, delivered, event, rejected, timed_out, unavailable
+from tests.senders import ScriptedClient, delivered, event, rejected, unavailable
 
 from gbtrack import TrackingError
 from gbtrack.senders import DirectSender, RateLimiter, RetryPolicy
@@ -37,20 +37,6 @@ def test_permanent_error_dropped_and_reported() -> None:
     sender.send(e)
     assert client.attempts == {e.event_id: 1}
     assert [(x.reason, x.event) for x in errors] == [("rejected", e)]
-
-
-def test_exhausted_and_ambiguous() -> None:
-    sender = DirectSender(
-        ScriptedClient(lambda b, a: unavailable()),
-        retry=RetryPolicy(max_attempts=2, base_delay=0.001, max_delay=0.001),
-    )
-    sender.send(event())
-    assert sender.stats().dropped == {"retries_exhausted": 1}
-    sender = DirectSender(
-        ScriptedClient(lambda b, a: timed_out()), retry=RetryPolicy(retry_ambiguous=False)
-    )
-    sender.send(event())
-    assert sender.stats().dropped == {"ambiguous": 1}
 
 
 def test_takes_a_rate_limiter_slot_per_request() -> None:

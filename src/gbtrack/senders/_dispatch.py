@@ -1,0 +1,467 @@
+"""The background sender's dispatcher: the worker thread between the queue and Gameball.
+
+One lazily started daemon thread drains the :class:`~gbtrack.senders._queue.EventQueue`
+by size or time, validates and coalesces each customer's events into one request
+(:meth:`Dispatcher.prepare`), and keeps up to ``concurrency`` requests in flight on a few
+daemon I/O threads (:class:`~gbtrack.senders._requests.IOPool`). Every decision is the
+engine's: retries by :meth:`~gbtrack.senders.RetryPolicy.decide`, batch jobs by
+:class:`~gbtrack._protocol.BulkJob`, one rate-limit slot per request. The worker never
+sleeps holding a lock: backoffs, polls and rate-limit waits are "not before" times it
+waits on with its wake event.
+"""
+
+from __future__ import annotations
+
+import heapq
+import itertools
+import logging
+import queue
+import threading
+import time
+from collections import deque
+from collections.abc import Iterable, Sequence
+from typing import TYPE_CHECKING, Any, Protocol
+
+from gbtrack._protocol import (
+    FALL_BACK_PAUSE,
+    MAX_BATCH_ITEMS,
+    EventBatch,
+    JobAction,
+    client_failure,
+    client_raised,
+    coalesce,
+    describe_outcome,
+    safe_error,
+)
+from gbtrack.senders._requests import (
+    BulkRequest,
+    IOPool,
+    KeyGate,
+    Request,
+    key_refused,
+    marks,
+)
+
+if TYPE_CHECKING:
+    from gbtrack._event import Event, EventDraft
+    from gbtrack._protocol import JobStep, Outcome
+    from gbtrack._report import Reporter
+    from gbtrack.senders._policy import DeliveryClient, Limiter, RetryPolicy, Spill
+    from gbtrack.senders._queue import EventQueue
+
+__all__ = ["Dispatcher", "Owner"]
+
+_log = logging.getLogger("gbtrack")
+
+_READY_CAP = 2 * MAX_BATCH_ITEMS  # coalesced requests held ready before draining more
+
+
+class Owner(Protocol):
+    """What the dispatcher reads from its sender (options a caller may change later)."""
+
+    client: DeliveryClient
+    rate_limiter: Limiter
+    retry: RetryPolicy
+    spill: Spill | None
+    reporter: Reporter
+    flush_interval: float
+    concurrency: int
+    bulk: bool
+    bulk_threshold: int
+    auth_probe_interval: float
+
+    def validated(self, items: Iterable[Event | EventDraft]) -> list[Event]: ...
+
+    def give_up(
+        self, events: list[Event], reason: str, message: str, exc: BaseException | None = None
+    ) -> None: ...
+
+
+class Dispatcher:
+    """The worker: drains the queue into requests and settles every event it takes.
+
+    Args:
+        owner: The sender (client, limiter, retry policy, spill, reporter, options).
+        events: The sender's queue.
+        wake: Set to wake the worker (by ``send()``, ``flush()``, the I/O threads).
+    """
+
+    def __init__(self, owner: Owner, events: EventQueue, wake: threading.Event) -> None:
+        self.owner = owner
+        self.queue = events
+        self.wake = wake
+        self.stopping = False
+        self.in_flight = 0  # events in requests under way
+        self.gate = KeyGate()
+        self._done: queue.SimpleQueue[Any] = queue.SimpleQueue()
+        self.pool = IOPool(owner.concurrency, "gbtrack-sender", self._done, wake)
+        self._ready: deque[Request] = deque()
+        self._retry_heap: list[tuple[float, int, Request]] = []
+        self._poll_heap: list[tuple[float, int, BulkRequest]] = []
+        self._seq = itertools.count()
+        self._busy: set[str] = set()  # customers with a request in flight
+        self._requests = 0  # requests (sends, batch creates, polls) in flight
+        self._in_flight_jobs: set[Request] = set()
+        self._in_flight_bulks: set[BulkRequest] = set()
+        self._next_drain: float | None = None  # when the oldest queued event is due
+        self._bulk_off_until = 0.0  # a refused batch create pauses the batch endpoint
+
+    # --- the loop -------------------------------------------------------------------------
+    def run(self) -> None:
+        """The worker thread's body: loop until stopped, then give up what is left."""
+        try:
+            self._loop()
+        except BaseException:  # pragma: no cover - a bug; keep the process alive
+            _log.exception("gbtrack: sender worker crashed")
+            self.owner.reporter.note_error("sender worker crashed")
+        finally:
+            self.abandon_all()
+
+    def _loop(self) -> None:
+        wake, q = self.wake, self.queue
+        while True:
+            now = time.monotonic()
+            self._collect()
+            if self.stopping and not q.flush_waiters:
+                return
+            self._drain(now)
+            heap = self._retry_heap
+            while heap and heap[0][0] <= now:
+                self._ready.append(heapq.heappop(heap)[2])
+            limit_wait = self._dispatch(now)
+            if q.blocked:
+                q.wake_blocked()
+            if q.overflow_pending:
+                q.report_overflow(force=False)
+            # A floor, so that no timer arithmetic can ever make the worker spin.
+            wake.wait(max(self._sleep(now, limit_wait), 0.0005))
+            wake.clear()
+
+    def _sleep(self, now: float, limit_wait: float | None) -> float:
+        """Seconds until the next thing that can happen without a wake-up.
+
+        A full batch, a flush and a completion wake the worker; the drain timer, a retry
+        or poll due and a free rate-limit slot do not. Timers that cannot act now (no
+        room, no request slot) wait for a wake-up.
+        """
+        timeout = self.owner.flush_interval
+        if self.queue and self._next_drain is not None and len(self._ready) < _READY_CAP:
+            timeout = min(timeout, self._next_drain - now)
+        if self._retry_heap:
+            timeout = min(timeout, self._retry_heap[0][0] - now)
+        if self._poll_heap and self._requests < self.owner.concurrency:
+            timeout = min(timeout, self._poll_heap[0][0] - now)
+        if limit_wait is not None and self._ready:
+            timeout = min(timeout, limit_wait)
+        return timeout
+
+    # --- from the queue to requests ---------------------------------------------------------
+    def _drain(self, now: float) -> None:
+        """Move queued events into coalesced requests when a batch is due."""
+        q = self.queue
+        if not q:
+            self._next_drain = None
+            return
+        if self._next_drain is None:
+            # The first event since the last drain: it may wait one interval for company.
+            self._next_drain = now + self.owner.flush_interval
+        if len(self._ready) >= _READY_CAP:
+            return
+        if not (
+            len(q) >= q.batch_size or now >= self._next_drain or q.flush_waiters or self.stopping
+        ):
+            return
+        self._next_drain = None
+        while q and len(self._ready) < _READY_CAP:
+            items, mark = q.take(q.batch_size)
+            # Outside the queue's lock (flush() waits on it).
+            batches, valid = self.prepare(items)
+            q.add_jobs(mark, len(batches))
+            self._ready.extend(Request(batch, mark) for batch in batches)
+            # Invalid drafts are settled (validated() counted and reported them), and the
+            # drain's placeholder job ends.
+            q.settle(len(items) - valid, (mark,))
+
+    def prepare(self, items: Sequence[Event | EventDraft]) -> tuple[list[EventBatch], int]:
+        """Validate drafts and coalesce the events into one request per customer.
+
+        The one step between what callers queued and what goes on the wire.
+
+        Returns:
+            The requests, and how many of ``items`` were valid.
+        """
+        events = self.owner.validated(items)
+        return coalesce(events), len(events)
+
+    def _dispatch(self, now: float) -> float | None:
+        """Start requests while slots are free; return the rate limiter's wait, if any."""
+        owner = self.owner
+        polls = self._poll_heap
+        # Status polls are not event requests: Gameball's event rate limit does not
+        # count them, so they take no limiter slot (only a request slot).
+        while polls and polls[0][0] <= now and self._requests < owner.concurrency:
+            self._submit_poll(heapq.heappop(polls)[2])
+        if self.gate.refused:
+            return self._dispatch_probe(now)
+        ready = self._ready
+        if self._use_bulk(now):
+            while ready and self._requests < owner.concurrency:
+                bulk_wait = self._dispatch_bulk()
+                if bulk_wait is None:
+                    break
+                if bulk_wait > 0:
+                    return bulk_wait
+        skipped: list[Request] = []
+        try:
+            while ready and self._requests < owner.concurrency:
+                job = ready.popleft()
+                if job.key in self._busy:  # one request per customer at a time (code 2001)
+                    skipped.append(job)
+                    continue
+                wait, stamp = owner.rate_limiter.reserve()
+                if stamp is None:
+                    ready.appendleft(job)
+                    return wait
+                self._submit_send(job, stamp)
+        finally:
+            ready.extendleft(reversed(skipped))
+        return None
+
+    def _use_bulk(self, now: float) -> bool:
+        owner = self.owner
+        return (
+            owner.bulk
+            and len(self._ready) + len(self.queue) > owner.bulk_threshold
+            and now >= self._bulk_off_until
+            and getattr(owner.client, "has_secret_key", False)
+        )
+
+    def _dispatch_probe(self, now: float) -> float | None:
+        """The key was refused: send one request when a probe is due, nothing else."""
+        ready, gate = self._ready, self.gate
+        if not ready or self._requests >= self.owner.concurrency:
+            return None
+        probe_wait = gate.probe_wait(now)
+        if probe_wait is not None:
+            return None if gate.probing else probe_wait
+        wait, stamp = self.owner.rate_limiter.reserve()
+        if stamp is None:
+            return wait
+        job = ready.popleft()
+        job.probe = gate.probing = True
+        self._submit_send(job, stamp)
+        return None
+
+    def _dispatch_bulk(self) -> float | None:
+        """Start one batch job from ready requests; None when none is eligible."""
+        ready, busy = self._ready, self._busy
+        chosen, left = BulkRequest.choose(list(ready), busy)
+        if not chosen:
+            return None
+        wait, stamp = self.owner.rate_limiter.reserve()
+        if stamp is None:
+            return wait
+        ready.clear()
+        ready.extend(left)
+        bulk = BulkRequest(chosen)
+        for job in chosen:
+            busy.add(job.key)
+            self.in_flight += job.n
+        self._in_flight_bulks.add(bulk)
+        self._submit("create", bulk, self.owner.client.create_batch, bulk.job.items, stamp)
+        return 0.0
+
+    # --- requests on the I/O threads --------------------------------------------------------
+    def _submit(self, tag: str, obj: object, call: Any, arg: Any, stamp: float | None) -> None:
+        limiter = self.owner.rate_limiter
+        self._requests += 1
+
+        def request() -> Outcome:
+            # The slot counts from the answer, by when the request surely arrived:
+            # thread hand-offs and connection set-up cannot bunch arrivals at Gameball.
+            try:
+                result: Outcome = call(arg)
+                return result
+            finally:
+                if stamp is not None:
+                    limiter.restamp(stamp)
+
+        self.pool.submit(tag, obj, request, self._requests)
+
+    def _submit_send(self, job: Request, stamp: float) -> None:
+        self._busy.add(job.key)
+        self.in_flight += job.n
+        self._in_flight_jobs.add(job)
+        self._submit("send", job, self.owner.client.send, job.batch, stamp)
+
+    def _submit_poll(self, bulk: BulkRequest) -> None:
+        assert bulk.job.job_id is not None
+        self._submit("poll", bulk, self.owner.client.batch_status, bulk.job.job_id, None)
+
+    # --- answers --------------------------------------------------------------------------
+    def _collect(self) -> None:
+        done = self._done
+        while True:
+            try:
+                tag, obj, result = done.get_nowait()
+            except queue.Empty:
+                return
+            self._requests -= 1
+            # A client that raised is a permanent failure (client_error), never ambiguous.
+            outcome = client_failure(result)
+            if client_raised(outcome):
+                _log.error("gbtrack: %s instead of returning an outcome", outcome.error)
+            if tag == "send":
+                self._on_sent(obj, outcome)
+            elif tag == "create":
+                self.owner.rate_limiter.note(outcome)
+                self._apply(obj, obj.job.on_created(outcome, time.monotonic()))
+            else:
+                self._apply(obj, obj.job.on_status(outcome, time.monotonic()))
+
+    def _release(self, job: Request) -> None:
+        self._busy.discard(job.key)
+        self.in_flight -= job.n
+
+    def _on_sent(self, job: Request, outcome: Outcome) -> None:
+        """Settle, retry, split or hold one request's events after its answer."""
+        self._in_flight_jobs.discard(job)
+        self._release(job)
+        if job.probe:
+            job.probe = False
+            if self.gate.answered(outcome):
+                self.wake.set()
+        if key_refused(outcome):
+            self._refuse_key(job, outcome)
+        elif client_raised(outcome) and job.n > 1:
+            self._split(job)
+        else:
+            self.owner.rate_limiter.note(outcome)
+            self._settle(job, outcome)
+
+    def _settle(self, job: Request, outcome: Outcome) -> None:
+        """Count ``job`` delivered, schedule its retry, or give its events up."""
+        if outcome.delivered:
+            self.owner.reporter.count("delivered", job.n)
+            self.queue.settle(job.n, (job.mark,))
+            return
+        job.attempts += 1
+        decision = self.owner.retry.decide(outcome, job.attempts, job.age(time.time()))
+        if decision.retry:
+            self.owner.reporter.count("retried", job.n)
+            self.owner.reporter.note_error(decision.message)
+            not_before = time.monotonic() + decision.delay
+            heapq.heappush(self._retry_heap, (not_before, next(self._seq), job))
+            return
+        assert decision.reason is not None
+        self._give_up([job], decision.reason, decision.message, safe_error(outcome))
+
+    def _apply(self, bulk: BulkRequest, step: JobStep) -> None:
+        """Act on the batch job's step: poll later, settle each item, or fall back."""
+        if step.action is JobAction.POLL:
+            assert step.poll_at is not None
+            heapq.heappush(self._poll_heap, (step.poll_at, next(self._seq), bulk))
+            return
+        self._in_flight_bulks.discard(bulk)
+        for job in bulk.jobs:
+            self._release(job)
+        if step.action is JobAction.FALL_BACK:
+            assert step.cause is not None
+            self._fall_back(bulk.jobs, step.cause)
+            return
+        for outcome, jobs in bulk.fates(step.outcomes):
+            if outcome.delivered:
+                n = sum(job.n for job in jobs)
+                self.owner.reporter.count("delivered", n)
+                self.queue.settle(n, marks(jobs))
+                continue
+            for job in jobs:
+                self._settle(job, outcome)
+
+    def _fall_back(self, jobs: list[Request], cause: Outcome) -> None:
+        """No batch job was made: each request goes alone, the batch endpoint rests."""
+        if key_refused(cause):
+            for job in jobs:
+                self._refuse_key(job, cause)
+            return
+        self._bulk_off_until = time.monotonic() + FALL_BACK_PAUSE
+        for job in jobs:
+            job.direct = True
+        self._ready.extendleft(reversed(jobs))
+        _log.warning(
+            "gbtrack: batch create refused (%s); one request per customer for %gs",
+            describe_outcome(cause),
+            FALL_BACK_PAUSE,
+        )
+
+    # --- a refused key, a raising client ------------------------------------------------------
+    def _refuse_key(self, job: Request, outcome: Outcome) -> None:
+        """Gameball refused the key: stop sending, keep the events, probe later.
+
+        With a spill (the outbox), the refused request's events go there (reason
+        ``unauthorized``), where the outbox's worker moves them to its dead letter with
+        Gameball's code, for ``gbtrack outbox retry --code 1000`` once the key is fixed.
+        Without one, they wait at the head of the line for the key to work again.
+        """
+        owner = self.owner
+        kept = (
+            "in the outbox"
+            if owner.spill is not None
+            else "in memory, then dropped as queue_overflow when the queue is full"
+        )
+        if self.gate.refuse(outcome, owner.auth_probe_interval, kept):
+            self.queue.wake_flushers()  # flush() answers at once: nothing will settle
+        owner.reporter.note_error(f"API key refused: {describe_outcome(outcome)}")
+        if owner.spill is not None:
+            message = f"Gameball refused the API key: {describe_outcome(outcome)}"
+            self._give_up([job], "unauthorized", message, safe_error(outcome))
+        else:
+            self._ready.appendleft(job)
+
+    def _split(self, job: Request) -> None:
+        """The client raised on ``job``'s events: send each alone, now, to find the bad one.
+
+        One poisoned event never delays its batch: the others go at once (no backoff,
+        no attempt counted) and only the event that raises alone fails (``client_error``).
+        """
+        singles = job.split()
+        self.queue.add_jobs(job.mark, len(singles) - 1)
+        self._ready.extendleft(reversed(singles))
+
+    # --- giving up ----------------------------------------------------------------------------
+    def _give_up(
+        self, jobs: list[Request], reason: str, message: str, exc: BaseException | None = None
+    ) -> None:
+        """Hand over, spill or drop the events of ``jobs`` (the sender decides); settle them."""
+        events = [event for job in jobs for event in job.batch.events]
+        self.owner.give_up(events, reason, message, exc)
+        self.queue.settle(len(events), marks(jobs))
+
+    def abandon_all(self) -> None:
+        """The worker stops: whatever is left is spilled or dropped with reason ``closed``."""
+        report = self.queue.claim_abandon()
+        jobs = list(self._ready) + [item[2] for item in self._retry_heap]
+        jobs += self._in_flight_jobs
+        for bulk in self._in_flight_bulks:
+            jobs += bulk.jobs
+        self._ready.clear()
+        self._retry_heap.clear()
+        self._poll_heap.clear()
+        self._in_flight_jobs.clear()
+        self._in_flight_bulks.clear()
+        self.in_flight = 0
+        if jobs and report:
+            self._give_up(jobs, "closed", "the sender closed before delivery finished")
+        elif jobs:  # close() counted them: the worker was late
+            self.queue.settle(sum(job.n for job in jobs), marks(jobs))
+        self.abandon_queue()
+
+    def abandon_queue(self) -> None:
+        """Give up every event still queued (sends that raced with the shutdown)."""
+        items = self.queue.take_all()
+        if items:
+            events = self.owner.validated(items)
+            self.queue.settle(len(items) - len(events))
+            if events:
+                self.owner.give_up(events, "closed", "the sender closed before delivery")
+                self.queue.settle(len(events))

@@ -1,0 +1,218 @@
+"""The background sender's requests: what each carries, and the threads that run them.
+
+:class:`Request` is one customer's coalesced events on their way, :class:`BulkRequest`
+a batch job carrying many (its progress is the engine's :class:`~gbtrack._protocol.BulkJob`),
+:class:`IOPool` the few daemon threads that make the calls.
+
+Why threads rather than an ``AsyncGameballClient`` on a private event loop: the sync
+client is thread-safe and shares one connection pool, socket I/O releases the GIL, the
+:class:`~gbtrack.senders.DeliveryClient` seam stays a plain synchronous protocol for the
+background sender and :class:`~gbtrack.senders.DirectSender` alike, and the threads are
+daemons, so an ``atexit`` flush still works (``concurrent.futures`` pools refuse work
+once interpreter shutdown has begun). At 100 requests/s the per-request thread hand-off
+costs microseconds; bulk jobs carry 1,000 customer objects each.
+"""
+
+from __future__ import annotations
+
+import logging
+import queue
+import threading
+import time
+from collections.abc import Callable, Iterable, Sequence
+from typing import TYPE_CHECKING, Any
+
+from gbtrack._errors import AuthenticationError
+from gbtrack._protocol import BulkJob, client_raised, describe_outcome, job_items
+
+if TYPE_CHECKING:
+    from gbtrack._protocol import EventBatch, Outcome
+
+__all__ = ["BulkRequest", "IOPool", "KeyGate", "Request", "key_refused", "marks", "time_left"]
+
+
+_log = logging.getLogger("gbtrack")
+
+
+def key_refused(outcome: Outcome) -> bool:
+    """Whether Gameball refused the credentials (401/403, codes 1000-1999)."""
+    return (
+        outcome.permanent
+        and isinstance(outcome.error, AuthenticationError)
+        and not client_raised(outcome)
+    )
+
+
+class Request:
+    """One coalesced request (one customer's events) on its way."""
+
+    __slots__ = ("attempts", "batch", "direct", "key", "mark", "n", "probe")
+
+    def __init__(self, batch: EventBatch, mark: int) -> None:
+        self.batch = batch
+        self.key = batch.customer_id  # one request per customer at a time
+        self.n = len(batch.events)
+        self.attempts = 0
+        self.direct = False  # one request of its own, never in a batch job
+        self.probe = False  # the one request that tests a refused key
+        # The send ordinal of the first event of the drain that made this job: flush()
+        # waits for every job whose events may have been queued before its call.
+        self.mark = mark
+
+    def split(self) -> list[Request]:
+        """One request per event, each to go alone (never in a batch job)."""
+        from gbtrack._protocol import EventBatch
+
+        singles = [Request(EventBatch.from_event(event), self.mark) for event in self.batch.events]
+        for single in singles:
+            single.direct = True
+        return singles
+
+    def age(self, now_wall: float) -> float:
+        return now_wall - min(e.timestamp.timestamp() for e in self.batch.events)
+
+
+class BulkRequest:
+    """One batch job in flight: the engine's state machine and the requests it carries."""
+
+    __slots__ = ("job", "jobs")
+
+    def __init__(self, jobs: list[Request]) -> None:
+        self.jobs = jobs
+        self.job = BulkJob([job.batch for job in jobs])
+
+    @staticmethod
+    def choose(ready: list[Request], busy: set[str]) -> tuple[list[Request], list[Request]]:
+        """The requests one job carries, by :func:`~gbtrack._protocol.job_items`, and the rest.
+
+        Also left out: a customer in ``busy`` (a request in flight) and a request that
+        must go alone (split, or fallen back from a job).
+        """
+        alone = {id(job.batch) for job in ready if job.direct}
+        taken, left = job_items(
+            [job.batch for job in ready], skip=lambda b: b.customer_id in busy or id(b) in alone
+        )
+        return [ready[i] for i in taken], [ready[i] for i in left]
+
+    def fates(self, outcomes: Sequence[Outcome]) -> Iterable[tuple[Outcome, list[Request]]]:
+        """The finished job's requests grouped by outcome, in order (one per item given).
+
+        Items that share a fate share one outcome object: the common case, every item
+        delivered, is then counted and settled once per job.
+        """
+        groups: dict[int, tuple[Outcome, list[Request]]] = {}
+        for outcome, job in zip(outcomes, self.jobs, strict=True):
+            groups.setdefault(id(outcome), (outcome, []))[1].append(job)
+        return groups.values()
+
+
+def marks(jobs: Iterable[Request]) -> Iterable[int]:
+    return (job.mark for job in jobs)
+
+
+class KeyGate:
+    """A refused key (401/403, codes 1000-1999) stops sending until a probe is accepted.
+
+    While :attr:`refused`, the worker sends one probe request every ``interval``
+    seconds and nothing else; the first probe that is delivered reopens the gate.
+    """
+
+    __slots__ = ("probe_at", "probing", "refused")
+
+    def __init__(self) -> None:
+        self.refused = False
+        self.probing = False  # a probe request is in flight
+        self.probe_at = 0.0
+
+    def refuse(self, outcome: Outcome, interval: float, kept: str) -> bool:
+        """Gameball refused the key; True the first time (the one ERROR line is logged).
+
+        ``kept`` says where the events wait meanwhile.
+        """
+        self.probe_at = time.monotonic() + interval
+        if self.refused:
+            return False
+        self.refused = True
+        _log.error(
+            "gbtrack: Gameball refused the API key (%s): sending is stopped and events "
+            "are kept (%s); a probe every %gs resumes when the key works, or "
+            "configure() a new key",
+            describe_outcome(outcome),
+            kept,
+            interval,
+        )
+        return True
+
+    def probe_wait(self, now: float) -> float | None:
+        """Seconds until a probe may go, ``None`` when it may go now; ``inf``: one is out."""
+        if self.probing:
+            return float("inf")
+        return self.probe_at - now if now < self.probe_at else None
+
+    def answered(self, outcome: Outcome) -> bool:
+        """A probe's answer arrived; True when it reopens the gate."""
+        self.probing = False
+        if not (outcome.delivered and self.refused):
+            return False
+        self.refused = False
+        _log.warning("gbtrack: Gameball accepts the API key again; sending resumed")
+        return True
+
+
+def time_left(deadline: float | None) -> float | None:
+    """Seconds left until ``deadline`` (``None``: no deadline), never negative."""
+    return None if deadline is None else max(0.0, deadline - time.monotonic())
+
+
+class IOPool:
+    """Daemon threads running request callables; each result goes to ``done``.
+
+    Args:
+        size: The most threads.
+        name: The threads' name prefix.
+        done: Receives ``(tag, obj, result)`` per request (``result``: what the callable
+            returned, or the exception it raised).
+        wake: Set after each result, to wake the worker.
+    """
+
+    def __init__(
+        self, size: int, name: str, done: queue.SimpleQueue[Any], wake: threading.Event
+    ) -> None:
+        self.size = size
+        self.name = name
+        self.tasks: queue.SimpleQueue[Any] = queue.SimpleQueue()
+        self.done = done
+        self.wake = wake
+        self.threads: list[threading.Thread] = []
+
+    def submit(self, tag: str, obj: Any, fn: Callable[[], Any], in_flight: int) -> None:
+        """Queue ``fn``; start another thread while fewer exist than requests in flight."""
+        self.tasks.put((tag, obj, fn))
+        if len(self.threads) < min(self.size, in_flight):
+            thread = threading.Thread(
+                target=self._run, name=f"{self.name}-io-{len(self.threads) + 1}", daemon=True
+            )
+            self.threads.append(thread)
+            thread.start()
+
+    def _run(self) -> None:
+        tasks, done, wake = self.tasks, self.done, self.wake
+        while True:
+            item = tasks.get()
+            if item is None:
+                return
+            tag, obj, fn = item
+            try:
+                result = fn()
+            except BaseException as exc:  # a client must not raise; if it does, record it
+                result = exc
+            done.put((tag, obj, result))
+            wake.set()
+
+    def shutdown(self, timeout: float | None) -> None:
+        """Ask the threads to stop; wait at most ``timeout`` (a request may hang)."""
+        for _ in self.threads:
+            self.tasks.put(None)
+        deadline = None if timeout is None else time.monotonic() + timeout
+        for thread in self.threads:
+            thread.join(time_left(deadline))
