@@ -9,6 +9,7 @@ import pytest
 from pydantic import SecretStr
 
 from gbtrack import Event
+from gbtrack._event import mask
 from gbtrack._protocol import EventBatch, coalesce
 
 EMAIL, MOBILE = "john@example.com", "+1234567890"
@@ -57,3 +58,33 @@ def test_invalid_batches_are_refused_with_the_reason(
 ) -> None:
     with pytest.raises(ValueError, match=f"^{message}$"):
         EventBatch(*args)  # type: ignore[arg-type]
+
+
+# --- masking ----------------------------------------------------------------------------
+@pytest.mark.parametrize(
+    ("value", "shown"),
+    [
+        ("1234", "***"),  # four characters or fewer are never shown, not even as the tail
+        ("12345", "***2345"),
+        ("", ""),
+    ],
+)
+def test_a_short_mobile_is_hidden_whole(value: str, shown: str) -> None:
+    assert mask("mobile", value) == shown
+
+
+@pytest.mark.parametrize(
+    ("value", "shown"),
+    [
+        ('"john@home"@example.com', '"***@example.com'),
+        ("john@home@example.com", "j***@example.com"),
+        ("@example.com", "***@example.com"),
+    ],
+)
+def test_an_email_is_masked_up_to_its_last_at_sign(value: str, shown: str) -> None:
+    # Bug found by mutation testing: the mask split at the first "@", so a local part
+    # holding one (quoted, and accepted by Event) was shown after it: "j***@home@...".
+    assert mask("email", value) == shown
+    event = Event(name="purchase", customer_id="c-1", email=value)
+    assert "home" not in repr(event)
+    assert "home" not in repr(EventBatch.from_event(event))

@@ -190,12 +190,16 @@ def test_acquire_gives_up_at_its_timeout() -> None:
 def test_take_with_a_stop_event_still_takes_the_slot_when_it_frees() -> None:
     limiter = RateLimiter([(1, 0.2)], margin=0)
     stop = threading.Event()
-    assert limiter.take(stop=stop) is not None
+    first = limiter.take(stop=stop)
+    assert first is not None
     stamp, waited = bounded(lambda: limiter.take(stop=stop))
     assert stamp is not None
-    assert 0.1 < waited < 2.0
-    stamp, waited = bounded(lambda: limiter.take(0.05, stop=stop))
-    assert stamp is None
+    assert stamp - first >= 0.2 - 1e-6  # it waited for the slot to free ...
+    assert waited < 2.0  # ... and no longer
+    full = RateLimiter([(1, 60.0)])
+    assert full.take(stop=stop) is not None
+    stamp, waited = bounded(lambda: full.take(0.05, stop=stop))
+    assert stamp is None  # and gives up at its timeout with a stop event
     assert waited < 2.0
 
 
