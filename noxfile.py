@@ -1,4 +1,5 @@
-"""Developer tasks: `python -m nox -s tests`, `lint`, `typecheck`, `demo`, `bench`, `docs`."""
+"""Developer tasks: `python -m nox -s tests`, `lint`, `typecheck`, `demo`, `bench`, `docs`,
+`mutate`."""
 
 from __future__ import annotations
 
