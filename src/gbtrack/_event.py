@@ -186,7 +186,8 @@ def mask_email(email: str | None) -> str | None:
     """Mask an email for logs: ``john@example.com`` -> ``j***@example.com``."""
     if not email:
         return email
-    local, sep, domain = email.partition("@")
+    # The domain follows the last "@": a quoted local part may hold one ("a@b"@x.com).
+    local, sep, domain = email.rpartition("@")
     return f"{local[:1]}***{sep}{domain}" if sep else "***"
 
 

@@ -101,7 +101,8 @@ def as_int(value: object) -> int | None:
         return int(value)
     if isinstance(value, str):
         text = value.strip()
-        if text.lstrip("-").isdigit():
+        # isdecimal, not isdigit: int() refuses "²" and "--3", and parsing never raises.
+        if text.removeprefix("-").isdecimal():
             return int(text)
     return None
 
