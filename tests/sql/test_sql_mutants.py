@@ -19,7 +19,7 @@ from sqlalchemy.exc import SQLAlchemyError
 from tests.outbox.conftest import make_events
 
 import gbtrack
-from gbtrack import ConfigurationError, Event, InMemorySender, Tracker, TrackingError
+from gbtrack import ConfigurationError, Event, InMemorySender, Limits, Tracker, TrackingError
 from gbtrack.outbox import OutboxError
 from gbtrack.outbox._sql import (
     _CHUNK,
@@ -179,11 +179,13 @@ def test_bury_keeps_pending_id_order(sql_store: SqlOutboxStore) -> None:
 
 
 def test_iter_rows_reads_page_by_page(sql_store: SqlOutboxStore) -> None:
-    sql_store.append(make_events(3))
+    sql_store.append(make_events(4))
+    ids = [r.id for r in sql_store.rows()]
     rows = sql_store.iter_rows(page=2)
     assert next(rows).event().metadata["seq"] == 0
-    sql_store.append(make_events(2, start=3))  # beyond the first page: still read
-    assert [r.event().metadata["seq"] for r in rows] == [1, 2, 3, 4]
+    sql_store.complete([ids[2]])  # on the next page: not read
+    sql_store.append(make_events(1, start=4))  # beyond the first page: read
+    assert [r.event().metadata["seq"] for r in rows] == [1, 3, 4]
 
 
 # --- leases, readiness and stats ---------------------------------------------------------
@@ -266,6 +268,8 @@ def test_max_bytes_is_exact(tmp_path: Path) -> None:
     with SqlOutboxStore(url, max_bytes=4 * size - 1, max_rows=100) as store:
         assert store.room() == min(100 - 3, (size - 1) // (ROW_OVERHEAD + 1))
         assert store.append([_event(4)]) == 0  # one byte short
+    with SqlOutboxStore(url, max_bytes=10**7) as store:
+        assert store.room() == (10**7 - 3 * size) // (ROW_OVERHEAD + 1)
 
 
 def test_without_caps(sql_store: SqlOutboxStore) -> None:
@@ -447,10 +451,11 @@ def test_binding_counts_and_describes(app_engine: sa.Engine) -> None:
         assert (binding.target, binding.savepoint, binding.tracker) == (conn, False, None)
         assert tracker.emit("a", customer_id="c-1")
         assert tracker.emit("b", customer_id="c-1", session_token="tok")
-        assert binding.inserted == 2
-        assert repr(binding) == "<TransactionBinding Connection inserted=2>"
-    assert _names(app_engine) == ["a", "b"]
-    assert tracker.stats.sent == 2
+        assert tracker.emit("c", customer_id="c-1")
+        assert binding.inserted == 3
+        assert repr(binding) == "<TransactionBinding Connection inserted=3>"
+    assert _names(app_engine) == ["a", "b", "c"]
+    assert tracker.stats.sent == 3
     assert tracker._reporter.get("session_token_stripped") == 1
 
 
@@ -465,9 +470,9 @@ def test_binding_samples_and_runs_before_send(app_engine: sa.Engine) -> None:
 
     tracker = Tracker(InMemorySender(), before_send=hook, sample={"never": 0.0, "always": 1.0})
     with app_engine.begin() as conn, gbtrack.transaction(conn) as binding:
-        tracker.emit("never", customer_id="c-1")
-        tracker.emit("always", customer_id="c-1")
-        tracker.emit("drop-me", customer_id="c-1")
+        assert tracker.emit("never", customer_id="c-1") is None  # dropped: None
+        assert tracker.emit("always", customer_id="c-1") is not None
+        assert tracker.emit("drop-me", customer_id="c-1") is None
         assert binding.inserted == 1
     assert seen == ["always", "drop-me"]
     assert _names(app_engine) == ["always"]
@@ -486,7 +491,7 @@ def test_binding_drops_say_where_and_why(app_engine: sa.Engine) -> None:
 
     with app_engine.begin() as conn, gbtrack.transaction(conn):
         checkout("c" * 1000)  # converts, but is no valid Event
-        tracker.emit("bad", customer_id="c-1", metadata={"x": object()})
+        assert tracker.emit("bad", customer_id="c-1", metadata={"x": object()}) is None
     assert _names(app_engine) == []
     first, second = errors
     assert first.reason == "invalid_event"
@@ -501,16 +506,51 @@ def test_binding_drops_say_where_and_why(app_engine: sa.Engine) -> None:
 def test_failed_insert_says_why(app_engine: sa.Engine) -> None:
     errors: list[TrackingError] = []
     tracker = Tracker(InMemorySender(), on_error=errors.append)
+
+    @tracker.track("lost", customer_id="user")
+    def checkout(user: str) -> None:
+        pass
+
     pending_table.drop(app_engine)
     with app_engine.begin() as conn, gbtrack.transaction(conn, savepoint=False):
-        tracker.emit("lost", customer_id="c-1")
-    (error,) = errors
+        assert tracker.emit("lost", customer_id="c-1") is None
+        checkout("c-1")
+    error, tracked = errors
+    assert error.function is None
+    assert tracked.function is not None
+    assert str(tracked).startswith(f"event 'lost' in {tracked.function}: the INSERT")
     assert error.reason == "outbox_error"
     assert str(error).startswith(
         "event 'lost': the INSERT into the outbox table failed (OperationalError); "
         "the business transaction goes on without it"
     )
     assert isinstance(error.__cause__, sa.exc.OperationalError)
+
+
+def test_binding_uses_the_trackers_limits_and_names_the_function(app_engine: sa.Engine) -> None:
+    errors: list[TrackingError] = []
+
+    def hook(event: Event) -> Event:
+        raise RuntimeError("hook bug")
+
+    tracker = Tracker(
+        InMemorySender(), on_error=errors.append, limits=Limits(max_customer_id_length=3)
+    )
+
+    @tracker.track("checked_out", customer_id="user")
+    def checkout(user: str) -> None:
+        pass
+
+    with app_engine.begin() as conn, gbtrack.transaction(conn):
+        assert tracker.emit("long", customer_id="c-12") is None  # over this tracker's limit
+        tracker.before_send = hook
+        checkout("c-1")
+    assert _names(app_engine) == []
+    invalid, failed = errors
+    assert invalid.reason == "invalid_event"
+    assert failed.reason == "before_send_error"
+    assert failed.function is not None
+    assert failed.function.endswith("checkout")
 
 
 def test_unknown_target_names_its_type() -> None:
