@@ -9,14 +9,17 @@ SQLite ones.
 
 from __future__ import annotations
 
+import threading
 import time
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 import sqlalchemy as sa
+from sqlalchemy.dialects import sqlite
 from sqlalchemy.exc import SQLAlchemyError
 from tests.outbox.conftest import make_events
+from tests.sql.conftest import fresh_tables
 
 import gbtrack
 from gbtrack import ConfigurationError, Event, InMemorySender, Limits, Tracker, TrackingError
@@ -189,6 +192,58 @@ def test_iter_rows_reads_page_by_page(sql_store: SqlOutboxStore) -> None:
 
 
 # --- leases, readiness and stats ---------------------------------------------------------
+
+
+def _count(engine: sa.Engine, query: sa.TextClause) -> int:
+    with engine.connect() as conn:
+        return int(conn.execute(query).scalar_one())
+
+
+def test_postgresql_bury_never_dead_letters_a_row_deleted_meanwhile(postgres_url: str) -> None:
+    """Another relay completes the row while bury runs: no dead letter of a delivered event.
+
+    The other transaction deletes the row and holds it; bury waits for it (polled in
+    pg_stat_activity, not timed), then finds nothing to move.
+    """
+    fresh_tables(postgres_url)
+    with SqlOutboxStore(postgres_url) as store:
+        store.append(make_events(1))
+        (row,) = store.rows()
+        t = pending_table
+        results: list[int] = []
+        with store.engine.connect() as other:
+            with other.begin():
+                other.execute(t.delete().where(t.c.id == row.id))  # delivered elsewhere
+                worker = threading.Thread(
+                    target=lambda: results.append(
+                        store.bury([row.id], status=1, code=1, message="m")
+                    )
+                )
+                worker.start()
+                waiting = sa.text(
+                    "SELECT count(*) FROM pg_stat_activity WHERE wait_event_type = 'Lock'"
+                )
+                deadline = time.monotonic() + 30
+                while not _count(store.engine, waiting):  # a fresh snapshot each time
+                    assert time.monotonic() < deadline, "bury never waited for the row"
+                    time.sleep(0.01)
+            worker.join(30)
+        assert results == [0]
+        assert store.count("dead") == 0
+        assert store.count("pending") == 0
+
+
+def test_postgresql_claim_skips_rows_locked_elsewhere(postgres_url: str) -> None:
+    """SKIP LOCKED: a row locked by another transaction is passed over, not waited for."""
+    fresh_tables(postgres_url)
+    options = {"connect_args": {"options": "-c lock_timeout=5000"}}  # waiting fails the test
+    with SqlOutboxStore(postgres_url, engine_options=options) as store:
+        store.append(make_events(2))
+        first, second = (r.id for r in store.rows())
+        with store.engine.connect() as other, other.begin():
+            t = pending_table
+            other.execute(sa.select(t.c.id).where(t.c.id == first).with_for_update())
+            assert [r.id for r in store.claim("w", 10, lease=30)] == [second]
 
 
 def test_make_ready_takes_expired_leases_not_live_ones(sql_store: SqlOutboxStore) -> None:
@@ -393,7 +448,7 @@ def test_unknown_table_and_dialect(sql_store: SqlOutboxStore) -> None:
         sql_store.count("archive")  # type: ignore[arg-type]
     with pytest.raises(ConfigurationError, match=r"^unknown SQL dialect 'nosuch'$"):
         ddl("nosuch")
-    assert ddl(sa.dialects.sqlite.dialect()) == ddl("sqlite")  # type: ignore[attr-defined]
+    assert ddl(sqlite.dialect()) == ddl("sqlite")
 
 
 # --- inserting in the caller's transaction ------------------------------------------------

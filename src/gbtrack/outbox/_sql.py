@@ -227,7 +227,17 @@ def _move(
     an expression (a literal, ``attempts + 1``).
     """
     moved = 0
-    for part in _chunks(ids):
+    for chunk in _chunks(ids):
+        # Lock the rows first (PostgreSQL, MySQL): a row another transaction deletes
+        # meanwhile is neither copied nor deleted; what is inserted is what is deleted.
+        part = list(
+            conn.execute(
+                sa.select(source.c.id)
+                .where(source.c.id.in_(chunk))
+                .order_by(source.c.id)
+                .with_for_update()
+            ).scalars()
+        )
         rows = sa.select(*columns.values()).where(source.c.id.in_(part)).order_by(source.c.id)
         conn.execute(target.insert().from_select(list(columns), rows))
         # INSERT ... SELECT's rowcount is -1 on some drivers: count the delete.
@@ -554,7 +564,6 @@ class SqlOutboxStore:
         # enqueued_at restarts: the row is new to the pending table.
         columns = _carried(d) | {"enqueued_at": sa.literal(time.time(), _TIME)}
         with self._begin() as conn:
-            # Lock the ids first: what is inserted is exactly what is deleted.
             chosen = conn.execute(
                 sa.select(d.c.id).where(*where).order_by(d.c.id).with_for_update()
             ).scalars()
