@@ -77,6 +77,8 @@ ENGINE_MUTANTS = {
     "_protocol._jobs": "gbtrack._protocol._jobs.*",
     "_protocol._wire": "gbtrack._protocol._wire.*",
     "masking": "gbtrack._event.x_*mask*",
+    "outbox._sql": "gbtrack.outbox._sql.*",
+    "_transaction": "gbtrack._transaction.*",
 }
 
 

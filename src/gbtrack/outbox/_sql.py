@@ -25,10 +25,10 @@ SQLite (one writer at a time) the store's own engine begins every transaction wi
 
 from __future__ import annotations
 
-import functools
+import contextlib
 import time
 from collections.abc import Callable, Iterable, Iterator, Sequence
-from typing import Any, ParamSpec, TypeVar
+from typing import Any
 
 import sqlalchemy as sa
 from sqlalchemy.dialects import mysql
@@ -184,31 +184,65 @@ def insert_events(connection: Connection, events: Sequence[Event]) -> None:
         connection.execute(pending_table.insert(), rows[0] if len(rows) == 1 else rows)
 
 
-_P = ParamSpec("_P")
-_R = TypeVar("_R")
+def _failure(location: str, exc: SQLAlchemyError) -> OutboxError:
+    first = str(exc).splitlines()[0] if str(exc) else ""
+    return OutboxError(f"outbox {location} failed: {type(exc).__name__}: {first}")
 
 
-def _translated(method: Callable[_P, _R]) -> Callable[_P, _R]:
-    """Raise :class:`OutboxError` (chained) instead of SQLAlchemy's exceptions."""
+@contextlib.contextmanager
+def _translating(store: SqlOutboxStore, opened: Callable[[], Any]) -> Iterator[Connection]:
+    """``with`` ``opened()``: raise :class:`OutboxError` (chained) for SQLAlchemy's errors.
 
-    @functools.wraps(method)
-    def run(*args: _P.args, **kwargs: _P.kwargs) -> _R:
-        try:
-            return method(*args, **kwargs)
-        except SQLAlchemyError as exc:
-            store = args[0]
-            assert isinstance(store, SqlOutboxStore)
-            first = str(exc).splitlines()[0] if str(exc) else ""
-            raise OutboxError(
-                f"outbox {store.location} failed: {type(exc).__name__}: {first}"
-            ) from exc
-
-    return run
+    Every statement of :class:`SqlOutboxStore` runs inside one of these (its ``_begin``
+    and ``_connect``), so none of SQLAlchemy's exceptions leave the store.
+    """
+    try:
+        with opened() as conn:
+            yield conn
+    except SQLAlchemyError as exc:
+        raise _failure(store.location, exc) from exc
 
 
 def _chunks(ids: Sequence[int]) -> Iterator[list[int]]:
     for start in range(0, len(ids), _CHUNK):
         yield list(ids[start : start + _CHUNK])
+
+
+def _carried(source: sa.Table) -> dict[str, Any]:
+    """The columns a row keeps when it moves between the pending and dead tables."""
+    names = ("event_id", "name", "customer_id", "payload", "size", "created_at", "enqueued_at")
+    return {name: source.c[name] for name in names}
+
+
+def _move(
+    conn: Connection,
+    source: sa.Table,
+    target: sa.Table,
+    ids: Sequence[int],
+    columns: dict[str, Any],
+) -> int:
+    """Move rows ``ids`` of ``source`` into ``target``, in id order; return how many.
+
+    ``columns`` maps each ``target`` column to what it takes: a ``source`` column or
+    an expression (a literal, ``attempts + 1``).
+    """
+    moved = 0
+    for chunk in _chunks(ids):
+        # Lock the rows first (PostgreSQL, MySQL): a row another transaction deletes
+        # meanwhile is neither copied nor deleted; what is inserted is what is deleted.
+        part = list(
+            conn.execute(
+                sa.select(source.c.id)
+                .where(source.c.id.in_(chunk))
+                .order_by(source.c.id)
+                .with_for_update()
+            ).scalars()
+        )
+        rows = sa.select(*columns.values()).where(source.c.id.in_(part)).order_by(source.c.id)
+        conn.execute(target.insert().from_select(list(columns), rows))
+        # INSERT ... SELECT's rowcount is -1 on some drivers: count the delete.
+        moved += int(conn.execute(source.delete().where(source.c.id.in_(part))).rowcount)
+    return moved
 
 
 def _sqlite_immediate(engine: Engine) -> None:
@@ -326,18 +360,19 @@ class SqlOutboxStore:
     def __repr__(self) -> str:
         return f"<SqlOutboxStore url={self.location!r}>"
 
-    def _begin(self) -> Any:
+    def _begin(self) -> contextlib.AbstractContextManager[Connection]:
+        """``with self._begin() as conn``: one transaction, committed at the end."""
         if self._closed:
             raise ConfigurationError("the outbox store is closed")
-        return self.engine.begin()
+        return _translating(self, self.engine.begin)
 
-    def _connect(self) -> Any:
+    def _connect(self) -> contextlib.AbstractContextManager[Connection]:
+        """``with self._connect() as conn``: a connection for reading."""
         if self._closed:
             raise ConfigurationError("the outbox store is closed")
-        return self.engine.connect()
+        return _translating(self, self.engine.connect)
 
     # --- writing ------------------------------------------------------------------------
-    @_translated
     def append(self, events: Iterable[Event], *, now: float | None = None) -> int:
         """Insert events in one transaction, in order, as many as the caps allow.
 
@@ -379,7 +414,6 @@ class SqlOutboxStore:
             bytes_ += int(size)
         return rows, bytes_
 
-    @_translated
     def room(self) -> int:
         """How many more rows fit under the caps (an upper bound for ``max_bytes``)."""
         if self.max_rows is None and self.max_bytes is None:
@@ -392,7 +426,6 @@ class SqlOutboxStore:
         return max(0, free)
 
     # --- leases -------------------------------------------------------------------------
-    @_translated
     def claim(
         self, owner: str, limit: int, *, lease: float, now: float | None = None
     ) -> list[OutboxRow]:
@@ -422,7 +455,6 @@ class SqlOutboxStore:
                 )
         return [_pending_row((*r[:10], owner, until, r[12])) for r in found]
 
-    @_translated
     def extend(self, owner: str, ids: Sequence[int], *, lease: float) -> None:
         """Push the lease of ``owner``'s rows ``ids`` to ``lease`` seconds from now."""
         until = time.time() + lease
@@ -435,7 +467,6 @@ class SqlOutboxStore:
                     .values(lease_until=until)
                 )
 
-    @_translated
     def release_owner(self, owner: str) -> int:
         """Give back every row ``owner`` holds, attempts unchanged (a clean shutdown)."""
         t = pending_table
@@ -445,7 +476,6 @@ class SqlOutboxStore:
             )
             return int(result.rowcount)
 
-    @_translated
     def complete(self, ids: Sequence[int]) -> int:
         """Delete delivered rows; return how many were deleted."""
         deleted = 0
@@ -455,7 +485,6 @@ class SqlOutboxStore:
                 deleted += int(conn.execute(t.delete().where(t.c.id.in_(part))).rowcount)
         return deleted
 
-    @_translated
     def release(
         self,
         owner: str,
@@ -482,7 +511,6 @@ class SqlOutboxStore:
                     t.update().where(t.c.claimed_by == owner, t.c.id.in_(part)).values(**values)
                 )
 
-    @_translated
     def bury(
         self,
         ids: Sequence[int],
@@ -493,55 +521,18 @@ class SqlOutboxStore:
         count_attempt: bool = True,
     ) -> int:
         """Move pending rows to the dead letter with the final failure; return how many."""
-        stamp = time.time()
-        bump = 1 if count_attempt else 0
-        p, d = pending_table, dead_table
-        moved = 0
+        p = pending_table
+        columns = _carried(p) | {
+            "attempts": p.c.attempts + (1 if count_attempt else 0),
+            "status": sa.literal(status, sa.Integer()),
+            "code": sa.literal(code, sa.Integer()),
+            "message": sa.literal(message, sa.Text()),
+            "failed_at": sa.literal(time.time(), _TIME),
+        }
         with self._begin() as conn:
-            for part in _chunks(ids):
-                source = (
-                    sa.select(
-                        p.c.event_id,
-                        p.c.name,
-                        p.c.customer_id,
-                        p.c.payload,
-                        p.c.size,
-                        p.c.created_at,
-                        p.c.enqueued_at,
-                        p.c.attempts + bump,
-                        sa.literal(status, sa.Integer()),
-                        sa.literal(code, sa.Integer()),
-                        sa.literal(message, sa.Text()),
-                        sa.literal(stamp, _TIME),
-                    )
-                    .where(p.c.id.in_(part))
-                    .order_by(p.c.id)
-                )
-                conn.execute(
-                    d.insert().from_select(
-                        [
-                            "event_id",
-                            "name",
-                            "customer_id",
-                            "payload",
-                            "size",
-                            "created_at",
-                            "enqueued_at",
-                            "attempts",
-                            "status",
-                            "code",
-                            "message",
-                            "failed_at",
-                        ],
-                        source,
-                    )
-                )
-                # INSERT ... SELECT's rowcount is -1 on some drivers: count the delete.
-                moved += int(conn.execute(p.delete().where(p.c.id.in_(part))).rowcount)
-        return moved
+            return _move(conn, p, dead_table, ids, columns)
 
     # --- operations (the CLI) ------------------------------------------------------------
-    @_translated
     def retry_dead(
         self,
         *,
@@ -558,7 +549,7 @@ class SqlOutboxStore:
             since: Only those that failed at or after this time (epoch seconds).
             ids: Only these dead-letter ids.
         """
-        d, p = dead_table, pending_table
+        d = dead_table
         where: list[Any] = []
         if code is not None:
             where.append(d.c.code == code)
@@ -570,45 +561,14 @@ class SqlOutboxStore:
             if not ids:
                 return 0
             where.append(d.c.id.in_(list(ids)))
-        stamp = time.time()
-        moved = 0
+        # enqueued_at restarts: the row is new to the pending table.
+        columns = _carried(d) | {"enqueued_at": sa.literal(time.time(), _TIME)}
         with self._begin() as conn:
-            # Lock the ids first: what is inserted is exactly what is deleted.
             chosen = conn.execute(
                 sa.select(d.c.id).where(*where).order_by(d.c.id).with_for_update()
             ).scalars()
-            for part in _chunks(list(chosen)):
-                source = (
-                    sa.select(
-                        d.c.event_id,
-                        d.c.name,
-                        d.c.customer_id,
-                        d.c.payload,
-                        d.c.size,
-                        d.c.created_at,
-                        sa.literal(stamp, _TIME),
-                    )
-                    .where(d.c.id.in_(part))
-                    .order_by(d.c.id)
-                )
-                conn.execute(
-                    p.insert().from_select(
-                        [
-                            "event_id",
-                            "name",
-                            "customer_id",
-                            "payload",
-                            "size",
-                            "created_at",
-                            "enqueued_at",
-                        ],
-                        source,
-                    )
-                )
-                moved += int(conn.execute(d.delete().where(d.c.id.in_(part))).rowcount)
-        return moved
+            return _move(conn, d, pending_table, list(chosen), columns)
 
-    @_translated
     def make_ready(self) -> int:
         """Clear the backoff of every unclaimed pending row (deliver now); return how many."""
         t = pending_table
@@ -620,7 +580,6 @@ class SqlOutboxStore:
             )
             return int(result.rowcount)
 
-    @_translated
     def purge(self, table: Table) -> int:
         """Delete every row of ``table``; return how many."""
         target = _table(table)
@@ -628,7 +587,6 @@ class SqlOutboxStore:
             return int(conn.execute(target.delete()).rowcount)
 
     # --- reading ----------------------------------------------------------------------------
-    @_translated
     def stats(self) -> OutboxStats:
         """Counts, the oldest pending event and the sizes.
 
@@ -660,7 +618,6 @@ class SqlOutboxStore:
             file_bytes=int(on_disk),
         )
 
-    @_translated
     def count(self, table: Table = "pending", *, up_to_id: int | None = None) -> int:
         """Count rows of ``table`` (pending rows with ``id <= up_to_id`` when given)."""
         target = _table(table)
@@ -670,7 +627,6 @@ class SqlOutboxStore:
         with self._connect() as conn:
             return int(conn.execute(query).scalar_one())
 
-    @_translated
     def max_id(self, table: Table = "pending") -> int:
         """The highest row id in ``table`` (0 when none)."""
         target = _table(table)
@@ -678,7 +634,6 @@ class SqlOutboxStore:
             value = conn.execute(sa.select(sa.func.max(target.c.id))).scalar_one()
         return int(value or 0)
 
-    @_translated
     def next_ready_in(self, now: float | None = None) -> float | None:
         """Seconds until some pending row becomes claimable; ``None`` when none is pending."""
         stamp = time.time() if now is None else now
@@ -689,7 +644,6 @@ class SqlOutboxStore:
             value = conn.execute(sa.select(sa.func.min(ready))).scalar_one()
         return None if value is None else max(0.0, float(value) - stamp)
 
-    @_translated
     def get(self, table: Table, row_id: int) -> OutboxRow | None:
         """Return row ``row_id`` of ``table``, or ``None``."""
         target = _table(table)
@@ -700,7 +654,6 @@ class SqlOutboxStore:
             return None
         return _pending_row(row) if table == "pending" else _dead_row(row)
 
-    @_translated
     def rows(
         self, table: Table = "pending", *, limit: int | None = None, offset: int = 0
     ) -> list[OutboxRow]:
@@ -729,7 +682,6 @@ class SqlOutboxStore:
                 yield make(r)
             last = found[-1][0]
 
-    @_translated
     def _page(self, target: sa.Table, cols: list[Any], after: int, page: int) -> list[Any]:
         query = sa.select(*cols).where(target.c.id > after).order_by(target.c.id).limit(page)
         with self._connect() as conn:
