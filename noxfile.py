@@ -84,7 +84,7 @@ ENGINE_MUTANTS = {
 
 @nox.session(python=PYTHON)
 def mutate(session: nox.Session) -> None:
-    """Mutation testing of the delivery engine (mutmut 3); prints the score per module.
+    """Mutation testing of the delivery engine and the SQL outbox (mutmut 3); score per module.
 
     Starts from scratch (``mutants/`` is removed) unless ``-- --keep`` is given; other
     arguments go to ``mutmut run`` instead of the engine's mutants (e.g. one mutant's name).
