@@ -366,3 +366,46 @@ def test_a_blocked_sender_is_counted_while_it_waits() -> None:
     thread.join(10)
     assert not thread.is_alive()
     assert q.blocked == 0
+
+
+def test_a_second_drain_adds_to_what_is_held() -> None:
+    q = make(10)
+    fill(q, 6)
+    q.take(2)
+    _, mark = q.take(3)
+    assert mark == 2
+    assert q.held == 5
+    assert q.full_at == 5
+
+
+def test_every_flush_waiting_is_counted() -> None:
+    q = make()
+    fill(q, 2)
+    first, second = q.flush_target(), q.flush_target()
+    assert first == second == 2
+    assert q.flush_waiters == 2
+    assert q.wait_flushed(2, 0.0, lambda: False) is False
+    assert q.flush_waiters == 1
+
+
+def test_two_blocked_senders_are_both_counted_until_each_leaves() -> None:
+    q = make(1, overflow="block", block_timeout=10.0)
+    fill(q, 1)
+    threads = [
+        threading.Thread(target=q.make_room, args=(event("x"), lambda: False, lambda: None))
+        for _ in range(2)
+    ]
+    for thread in threads:
+        thread.daemon = True
+        thread.start()
+    deadline = time.monotonic() + 10
+    while q.blocked != 2 and time.monotonic() < deadline:
+        time.sleep(0.001)
+    assert q.blocked == 2
+    _, mark = q.take(1)
+    q.settle(1, [mark])
+    q.wake_blocked()  # both see room (neither appends here): both leave
+    for thread in threads:
+        thread.join(10)
+        assert not thread.is_alive()
+    assert q.blocked == 0

@@ -155,10 +155,12 @@ def test_refuse_logs_one_error_the_first_time_only(caplog: pytest.LogCaptureFixt
     assert gate.refused
     errors = [r for r in caplog.records if r.levelno == logging.ERROR]
     assert len(errors) == 1
-    message = errors[0].getMessage()
-    assert "refused the API key (HTTP 401, code 1001" in message
-    assert "(in the outbox)" in message
-    assert "a probe every 2.5s" in message
+    assert errors[0].getMessage() == (
+        "gbtrack: Gameball refused the API key "
+        "(HTTP 401, code 1001, AuthenticationError (permanent)): "
+        "sending is stopped and events are kept (in the outbox); a probe every 2.5s "
+        "resumes when the key works, or configure() a new key"
+    )
 
 
 def test_a_refused_key_waits_one_interval_before_a_probe() -> None:
@@ -193,11 +195,15 @@ def test_a_delivered_probe_reopens_the_gate(caplog: pytest.LogCaptureFixture) ->
     gate = KeyGate()
     gate.refuse(refused(), 5.0, "kept")
     gate.probing = True
+    caplog.clear()
     with caplog.at_level(logging.WARNING, logger="gbtrack"):
         assert gate.answered(delivered()) is True
     assert not gate.refused
     assert not gate.probing
-    assert any("accepts the API key again" in r.getMessage() for r in caplog.records)
+    assert [r.getMessage() for r in caplog.records] == [
+        "gbtrack: Gameball accepts the API key again; sending resumed"
+    ]
+    assert caplog.records[0].levelno == logging.WARNING
     # Open again: the next refusal is a first one (logged, True).
     assert gate.refuse(refused(), 5.0, "kept") is True
 
@@ -320,3 +326,13 @@ def test_shutdown_waits_at_most_its_timeout_for_a_hung_call(pool: Any) -> None:
     assert p.result() == ("a", 0, True)
     p.pool.threads[0].join(10)
     assert not p.pool.threads[0].is_alive()  # the stop request still reaches it
+
+
+def test_shutdown_without_a_timeout_waits_for_the_threads(pool: Any) -> None:
+    p = pool(1)
+    release = threading.Event()
+    p.pool.submit("a", 0, release.wait, in_flight=1)
+    threading.Timer(0.05, release.set).start()
+    p.pool.shutdown(None)
+    assert not p.pool.threads[0].is_alive()
+    assert p.result() == ("a", 0, True)
