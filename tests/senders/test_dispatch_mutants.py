@@ -63,7 +63,8 @@ class Owner:
         self.retry = options.pop("retry", FAST)
         self.spill = options.pop("spill", None)
         self.reporter = Reporter()
-        self.flush_interval = options.pop("flush_interval", 0.01)
+        # Long: a test that waits for no timer sees whether the worker wakes on its own.
+        self.flush_interval = options.pop("flush_interval", 60.0)
         self.concurrency = options.pop("concurrency", 4)
         self.bulk = options.pop("bulk", False)
         self.bulk_threshold = options.pop("bulk_threshold", 100)
@@ -230,7 +231,7 @@ def test_a_full_limiter_holds_the_request_until_a_slot_frees(harness: Any) -> No
 def test_one_request_per_customer_and_at_most_concurrency_in_flight(harness: Any) -> None:
     gate = threading.Event()
     client = ScriptedClient(gate=gate)
-    h = harness(client, concurrency=2)
+    h = harness(client, concurrency=2, flush_interval=0.01)
     h.send(*(event("a", f"c-{i % 3}") for i in range(6)))
     wait_until(lambda: client.active == 2)
     time.sleep(0.05)
@@ -276,7 +277,7 @@ def test_a_refused_key_keeps_the_events_and_a_probe_resumes(harness: Any) -> Non
 
 def test_a_refused_key_with_a_spill_gives_the_events_to_it(harness: Any) -> None:
     client = KeyClient()
-    h = harness(client, spill=object())
+    h = harness(client, spill=object(), flush_interval=0.01)
     events = [event("a"), event("b")]
     h.send(*events)
     wait_until(lambda: h.owner.given_up != [])
@@ -365,7 +366,7 @@ def test_a_refused_batch_create_falls_back_to_one_request_each(harness: Any) -> 
 def test_stopping_gives_up_requests_in_flight_as_closed(harness: Any) -> None:
     gate = threading.Event()
     client = ScriptedClient(gate=gate)
-    h = harness(client)
+    h = harness(client, flush_interval=0.01)
     e = event("a")
     h.send(e)
     wait_until(lambda: client.active == 1)
@@ -376,7 +377,7 @@ def test_stopping_gives_up_requests_in_flight_as_closed(harness: Any) -> None:
 
 def test_stopping_gives_up_requests_waiting_to_retry(harness: Any) -> None:
     client = ScriptedClient(lambda b, n: unavailable())
-    h = harness(client, retry=RetryPolicy(base_delay=30.0, max_delay=30.0))
+    h = harness(client, retry=RetryPolicy(base_delay=30.0, max_delay=30.0), flush_interval=0.01)
     e = event("a")
     h.send(e)
     wait_until(lambda: len(client.outcomes) == 1)
@@ -389,7 +390,7 @@ def test_stopping_gives_up_requests_waiting_to_retry(harness: Any) -> None:
 def test_events_abandoned_by_close_are_settled_not_given_up_twice(harness: Any) -> None:
     gate = threading.Event()
     client = ScriptedClient(gate=gate)
-    h = harness(client)
+    h = harness(client, flush_interval=0.01)
     h.send(event("a"))
     wait_until(lambda: client.active == 1)
     assert h.queue.claim_abandon() is True  # close() reported them already
