@@ -7,6 +7,7 @@ the :class:`~gbtrack.senders.BackgroundSender` around it; every wait is bounded.
 
 from __future__ import annotations
 
+import logging
 import threading
 import time
 from collections.abc import Iterable
@@ -15,7 +16,7 @@ from typing import Any
 import pytest
 from tests.senders import ScriptedClient, delivered, event, rejected, unavailable
 
-from gbtrack._errors import AuthenticationError
+from gbtrack._errors import AuthenticationError, PayloadError
 from gbtrack._event import Event, EventDraft
 from gbtrack._protocol import Outcome, OutcomeKind
 from gbtrack._report import Reporter
@@ -71,6 +72,8 @@ class Owner:
         self.auth_probe_interval = options.pop("auth_probe_interval", 0.05)
         assert not options, options
         self.given_up: list[tuple[str, list[Event]]] = []
+        self.messages: list[str] = []
+        self.errors: list[BaseException | None] = []
 
     def validated(self, items: Iterable[Event | EventDraft]) -> list[Event]:
         return [item if isinstance(item, Event) else item.to_event() for item in items]
@@ -79,6 +82,8 @@ class Owner:
         self, events: list[Event], reason: str, message: str, exc: BaseException | None = None
     ) -> None:
         self.given_up.append((reason, list(events)))
+        self.messages.append(message)
+        self.errors.append(exc)
 
 
 class Harness:
@@ -205,6 +210,13 @@ def test_a_permanent_answer_gives_the_events_up(harness: Any) -> None:
     h.send(*events)
     assert h.flush()
     assert h.owner.given_up == [("rejected", events)]
+    assert h.owner.messages == [
+        "Gameball rejected the request: HTTP 422, code 3003, type VALIDATION_ERROR, "
+        "PayloadError (permanent)"
+    ]
+    (error,) = h.owner.errors
+    assert isinstance(error, PayloadError)
+    assert error.code == 3003
     assert h.owner.reporter.get("delivered") == 0
     assert h.queue.held == 0
 
@@ -258,13 +270,25 @@ def refused_key() -> Outcome:
     )
 
 
-def test_a_refused_key_keeps_the_events_and_a_probe_resumes(harness: Any) -> None:
+REFUSAL = "HTTP 401, code 1001, AuthenticationError (permanent)"
+
+
+def test_a_refused_key_keeps_the_events_and_a_probe_resumes(
+    harness: Any, caplog: pytest.LogCaptureFixture
+) -> None:
     client = KeyClient()
     h = harness(client, auth_probe_interval=0.05)
     events = [event("a", f"c-{i}") for i in range(3)]
-    h.send(*events)
-    assert h.flush() is False  # nothing settles while the key is refused
+    with caplog.at_level(logging.ERROR, logger="gbtrack"):
+        h.send(*events)
+        assert h.flush() is False  # nothing settles while the key is refused
     assert h.dispatcher.gate.refused
+    assert [r.getMessage() for r in caplog.records if r.levelno == logging.ERROR] == [
+        f"gbtrack: Gameball refused the API key ({REFUSAL}): sending is stopped and events"
+        " are kept (in memory, then dropped as queue_overflow when the queue is full);"
+        " a probe every 0.05s resumes when the key works, or configure() a new key"
+    ]
+    assert h.owner.reporter.last_error == f"API key refused: {REFUSAL}"
     wait_until(lambda: len(client.outcomes) >= 3)  # probes go, one at a time
     assert client.max_active == 1
     assert h.owner.given_up == []
@@ -273,16 +297,31 @@ def test_a_refused_key_keeps_the_events_and_a_probe_resumes(harness: Any) -> Non
     assert h.flush()
     assert sorted(e.customer_id for e in client.delivered_events) == ["c-0", "c-1", "c-2"]
     assert h.owner.given_up == []
+    limiter = h.owner.rate_limiter
+    # Every request took a slot, probes too, and each slot was restamped at its answer.
+    assert sorted(limiter.restamped) == [float(i) for i in range(1, limiter.stamps + 1)]
+    assert limiter.stamps == len(client.outcomes)
 
 
-def test_a_refused_key_with_a_spill_gives_the_events_to_it(harness: Any) -> None:
+def test_a_refused_key_with_a_spill_gives_the_events_to_it(
+    harness: Any, caplog: pytest.LogCaptureFixture
+) -> None:
     client = KeyClient()
-    h = harness(client, spill=object(), flush_interval=0.01)
+    h = harness(client, spill=object(), flush_interval=0.01, auth_probe_interval=0.05)
     events = [event("a"), event("b")]
-    h.send(*events)
-    wait_until(lambda: h.owner.given_up != [])
+    with caplog.at_level(logging.ERROR, logger="gbtrack"):
+        h.send(*events)
+        wait_until(lambda: h.owner.given_up != [])
     assert h.owner.given_up == [("unauthorized", events)]
+    assert h.owner.messages == [f"Gameball refused the API key: {REFUSAL}"]
+    assert "are kept (in the outbox); a probe every 0.05s" in caplog.records[0].getMessage()
     assert h.queue.held == 0
+    # Nothing is left to probe with; a later event is the probe, spilled in turn.
+    time.sleep(0.1)
+    later = event("c", "c-2")
+    h.send(later)
+    wait_until(lambda: len(h.owner.given_up) == 2)
+    assert h.owner.given_up[1] == ("unauthorized", [later])
 
 
 def test_a_raising_client_fails_only_the_poisoned_event(harness: Any) -> None:
@@ -352,14 +391,57 @@ class RefusedCreate(ScriptedClient):
         return rejected(3003)
 
 
-def test_a_refused_batch_create_falls_back_to_one_request_each(harness: Any) -> None:
+def test_a_refused_batch_create_falls_back_to_one_request_each(
+    harness: Any, caplog: pytest.LogCaptureFixture
+) -> None:
     client = RefusedCreate(secret_key=True)
     h = harness(client, bulk=True, bulk_threshold=1)
-    h.send(*(event("a", f"c-{i}") for i in range(3)))
-    assert h.flush()
-    assert len(client.jobs) == 1  # the endpoint rests after a refusal
+    with caplog.at_level(logging.WARNING, logger="gbtrack"):
+        h.send(*(event("a", f"c-{i}") for i in range(3)))
+        assert h.flush()
+    assert len(client.jobs) == 1
     assert len(client.outcomes) == 3
     assert h.owner.reporter.get("delivered") == 3
+    assert [r.getMessage() for r in caplog.records] == [
+        "gbtrack: batch create refused (HTTP 422, code 3003, type VALIDATION_ERROR, "
+        "PayloadError (permanent)); one request per customer for 300s"
+    ]
+    # The batch endpoint rests: a later backlog goes request by request too.
+    h.send(*(event("b", f"c-{i}") for i in range(3)))
+    assert h.flush()
+    assert len(client.jobs) == 1
+    assert len(client.outcomes) == 6
+
+
+class KeyRefusedCreate(ScriptedClient):
+    """Refuses the key on the batch endpoint and on sends until ``fixed`` is set."""
+
+    def __init__(self) -> None:
+        self.fixed = threading.Event()
+        super().__init__(
+            lambda b, n: delivered() if self.fixed.is_set() else refused_key(), secret_key=True
+        )
+
+    def create_batch(self, batches: Any) -> Outcome:
+        if self.fixed.is_set():
+            return super().create_batch(batches)
+        with self.lock:
+            self.jobs[f"refused-{len(self.jobs)}"] = list(batches)
+        return refused_key()
+
+
+def test_a_key_refused_on_a_batch_create_keeps_every_event(harness: Any) -> None:
+    client = KeyRefusedCreate()
+    h = harness(client, bulk=True, bulk_threshold=1, auth_probe_interval=0.05)
+    h.send(*(event("a", f"c-{i}") for i in range(3)))
+    assert h.flush() is False
+    assert h.dispatcher.gate.refused
+    assert h.owner.reporter.last_error == f"API key refused: {REFUSAL}"
+    client.fixed.set()
+    wait_until(lambda: not h.dispatcher.gate.refused)
+    assert h.flush()
+    assert h.owner.given_up == []
+    assert sorted(e.customer_id for e in client.delivered_events) == ["c-0", "c-1", "c-2"]
 
 
 # --- stopping ------------------------------------------------------------------------------
