@@ -491,3 +491,55 @@ def test_events_queued_after_the_worker_stopped_are_given_up(harness: Any) -> No
     assert len(h.queue) == 0
     assert h.queue.held == 0
     assert h.queue.settled == 2
+
+
+# --- what is in flight -----------------------------------------------------------------------
+def test_a_customer_second_request_waits_for_the_first(harness: Any) -> None:
+    gate = threading.Event()
+    client = ScriptedClient(gate=gate)
+    h = harness(client, concurrency=4, flush_interval=0.01)
+    first, second = event("a", "c-1"), event("a", "c-1")  # the same name: two requests
+    h.send(first, second, event("a", "c-2"))
+    wait_until(lambda: client.active == 2)  # c-1's first request and c-2's
+    assert h.dispatcher.in_flight == 2  # events in requests under way
+    time.sleep(0.05)
+    assert client.active == 2
+    gate.set()
+    assert h.flush()
+    assert not client.customer_overlap
+    assert len(client.outcomes) == 3
+    assert h.dispatcher.in_flight == 0
+
+
+class SlowCreate(ScriptedClient):
+    """Holds every batch create until ``release`` is set; sends answer at once."""
+
+    def __init__(self) -> None:
+        self.release = threading.Event()
+        self.created = threading.Event()
+        super().__init__(secret_key=True)
+
+    def create_batch(self, batches: Any) -> Outcome:
+        self.created.set()
+        assert self.release.wait(30)
+        return super().create_batch(batches)
+
+
+def test_a_batch_job_in_flight_holds_its_customers_and_nothing_else(harness: Any) -> None:
+    client = SlowCreate()
+    h = harness(client, bulk=True, bulk_threshold=2, flush_interval=0.01)
+    h.send(*(event("a", f"c-{i}") for i in range(3)))
+    assert client.created.wait(10)
+    assert h.dispatcher.in_flight == 3
+    # Below the threshold: requests of their own, while the job is still being created.
+    h.send(event("b", "c-0"), event("b", "c-9"))
+    wait_until(lambda: len(client.outcomes) == 1)
+    assert [b.customer_id for b in client.sent] == ["c-9"]  # c-0 waits for its job
+    assert h.dispatcher.in_flight == 4
+    client.release.set()
+    assert h.flush()
+    assert sorted(b.customer_id for b in client.sent) == ["c-0", "c-0", "c-1", "c-2", "c-9"]
+    assert h.dispatcher.in_flight == 0
+    limiter = h.owner.rate_limiter
+    assert sorted(limiter.restamped) == [float(i) for i in range(1, limiter.stamps + 1)]
+    assert limiter.stamps == 3  # the create and two sends; polls take no slot
