@@ -18,7 +18,7 @@ from tests.senders import ScriptedClient, delivered, event, rejected, unavailabl
 
 from gbtrack._errors import AuthenticationError, PayloadError
 from gbtrack._event import Event, EventDraft
-from gbtrack._protocol import Outcome, OutcomeKind
+from gbtrack._protocol import Outcome, OutcomeKind, describe_outcome
 from gbtrack._report import Reporter
 from gbtrack.senders import RetryPolicy
 from gbtrack.senders._dispatch import Dispatcher
@@ -198,6 +198,7 @@ def test_a_retryable_answer_is_retried_until_delivered(harness: Any) -> None:
     h.send(event("a"), event("b"))
     assert h.flush()
     assert h.owner.reporter.get("retried") == 4  # two failed sends of two events
+    assert h.owner.reporter.last_error == describe_outcome(unavailable())
     assert h.owner.reporter.get("delivered") == 2
     assert h.owner.given_up == []
     assert len(h.owner.rate_limiter.noted) == 3
@@ -454,7 +455,9 @@ def test_stopping_gives_up_requests_in_flight_as_closed(harness: Any) -> None:
     wait_until(lambda: client.active == 1)
     h.stop()
     assert h.owner.given_up == [("closed", [e])]
+    assert h.owner.messages == ["the sender closed before delivery finished"]
     assert h.queue.held == 0
+    assert h.dispatcher.in_flight == 0
 
 
 def test_stopping_gives_up_requests_waiting_to_retry(harness: Any) -> None:
@@ -479,6 +482,7 @@ def test_events_abandoned_by_close_are_settled_not_given_up_twice(harness: Any) 
     h.stop()
     assert h.owner.given_up == []
     assert h.queue.held == 0
+    assert h.queue.flush_target() is None  # every job of the drain ended
 
 
 def test_events_queued_after_the_worker_stopped_are_given_up(harness: Any) -> None:
@@ -488,6 +492,7 @@ def test_events_queued_after_the_worker_stopped_are_given_up(harness: Any) -> No
     h.queue.items.extend(late)
     h.dispatcher.abandon_queue()
     assert h.owner.given_up == [("closed", late)]
+    assert h.owner.messages == ["the sender closed before delivery"]
     assert len(h.queue) == 0
     assert h.queue.held == 0
     assert h.queue.settled == 2
@@ -535,7 +540,6 @@ def test_a_batch_job_in_flight_holds_its_customers_and_nothing_else(harness: Any
     h.send(event("b", "c-0"), event("b", "c-9"))
     wait_until(lambda: len(client.outcomes) == 1)
     assert [b.customer_id for b in client.sent] == ["c-9"]  # c-0 waits for its job
-    assert h.dispatcher.in_flight == 4
     client.release.set()
     assert h.flush()
     assert sorted(b.customer_id for b in client.sent) == ["c-0", "c-0", "c-1", "c-2", "c-9"]
@@ -543,3 +547,75 @@ def test_a_batch_job_in_flight_holds_its_customers_and_nothing_else(harness: Any
     limiter = h.owner.rate_limiter
     assert sorted(limiter.restamped) == [float(i) for i in range(1, limiter.stamps + 1)]
     assert limiter.stamps == 3  # the create and two sends; polls take no slot
+
+
+def test_stopping_gives_up_a_batch_job_in_flight_and_the_requests_waiting(
+    harness: Any,
+) -> None:
+    client = SlowCreate()
+    h = harness(client, bulk=True, bulk_threshold=2, flush_interval=0.01)
+    in_job = [event("a", f"c-{i}") for i in range(3)]
+    h.send(*in_job)
+    assert client.created.wait(10)
+    waiting = event("b", "c-0")  # its customer is in the job: it waits
+    h.send(waiting)
+    time.sleep(0.05)
+    h.dispatcher.stopping = True
+    h.wake.set()
+    h.thread.join(10)
+    assert not h.thread.is_alive()
+    client.release.set()
+    ((reason, events),) = h.owner.given_up
+    assert reason == "closed"
+    assert sorted(events, key=lambda e: e.name) == [*in_job, waiting]
+    assert h.queue.held == 0
+
+
+def test_io_threads_are_named_for_the_sender(harness: Any) -> None:
+    gate = threading.Event()
+    client = ScriptedClient(gate=gate)
+    h = harness(client, flush_interval=0.01)
+    h.send(event("a"))
+    wait_until(lambda: client.active == 1)
+    assert [t.name for t in h.dispatcher.pool.threads] == ["gbtrack-sender-io-1"]
+    gate.set()
+    assert h.flush()
+
+
+def test_the_worker_reports_overflow_drops_no_faster_than_the_queue_allows(
+    harness: Any,
+) -> None:
+    gate = threading.Event()
+    client = ScriptedClient(gate=gate)
+    h = harness(client, capacity=1, flush_interval=0.01)
+    errors: list[Any] = []
+    h.owner.reporter.on_error = errors.append
+    h.send(event("a"))
+    wait_until(lambda: client.active == 1)  # held: the queue is full
+    for name in ("b", "c", "d"):
+        h.queue.make_room(event(name), lambda: False, h.wake.set)
+    assert len(errors) == 1  # the first drop at once, the next ones throttled
+    for _ in range(5):
+        h.wake.set()
+        time.sleep(0.01)
+    assert len(errors) == 1
+    assert h.queue.overflow_pending == 2
+    gate.set()
+    assert h.flush()
+
+
+def test_a_crashed_worker_logs_and_notes_the_error(
+    harness: Any, caplog: pytest.LogCaptureFixture
+) -> None:
+    h = harness(flush_interval=0.01)
+
+    def validated(items: Iterable[Event | EventDraft]) -> list[Event]:
+        raise RuntimeError("a bug")
+
+    h.owner.validated = validated
+    with caplog.at_level(logging.ERROR, logger="gbtrack"):
+        h.send(event("a"))
+        h.thread.join(10)
+    assert not h.thread.is_alive()
+    assert [r.getMessage() for r in caplog.records] == ["gbtrack: sender worker crashed"]
+    assert h.owner.reporter.last_error == "sender worker crashed"
