@@ -619,3 +619,22 @@ def test_a_crashed_worker_logs_and_notes_the_error(
     assert not h.thread.is_alive()
     assert [r.getMessage() for r in caplog.records] == ["gbtrack: sender worker crashed"]
     assert h.owner.reporter.last_error == "sender worker crashed"
+
+
+def test_the_drain_timer_restarts_after_each_drain(harness: Any) -> None:
+    h = harness(batch_size=100, flush_interval=0.05)
+    for n, name in enumerate("abc", start=1):
+        h.send(event(name))
+        wait_until(lambda n=n: len(h.owner.client.sent) == n)
+    assert h.owner.given_up == []
+
+
+def test_backoffs_are_waited_on_their_own_timers_not_a_fixed_tick(harness: Any) -> None:
+    client = ScriptedClient(lambda b, n: unavailable() if n < 5 else delivered())
+    h = harness(client)
+    began = time.monotonic()
+    h.send(event("a"))
+    assert h.flush()
+    # Four backoffs of at most 10 ms: generous room, far below a one-second tick each.
+    assert time.monotonic() - began < 2.0
+    assert h.owner.reporter.get("delivered") == 1
