@@ -7,6 +7,7 @@ the :class:`~gbtrack.senders.BackgroundSender` around it; every wait is bounded.
 
 from __future__ import annotations
 
+import itertools
 import logging
 import threading
 import time
@@ -35,11 +36,13 @@ class Limiter:
         self.wait = wait
         self.lock = threading.Lock()
         self.stamps = 0
+        self.times: list[float] = []  # when each reservation was asked for
         self.restamped: list[float] = []
         self.noted: list[Outcome] = []
 
     def reserve(self) -> tuple[float, float | None]:
         with self.lock:
+            self.times.append(time.monotonic())
             if self.deny:
                 self.deny -= 1
                 return self.wait, None
@@ -249,6 +252,7 @@ def test_one_request_per_customer_and_at_most_concurrency_in_flight(harness: Any
     wait_until(lambda: client.active == 2)
     time.sleep(0.05)
     assert client.active == 2
+    assert h.owner.rate_limiter.stamps == 2  # no slot for a request that cannot go yet
     gate.set()
     assert h.flush()
     assert client.max_active == 2
@@ -638,3 +642,54 @@ def test_backoffs_are_waited_on_their_own_timers_not_a_fixed_tick(harness: Any) 
     # Four backoffs of at most 10 ms: generous room, far below a one-second tick each.
     assert time.monotonic() - began < 2.0
     assert h.owner.reporter.get("delivered") == 1
+
+
+class TimedClient(ScriptedClient):
+    """Records when each batch create and status poll arrived."""
+
+    def __init__(self, **options: Any) -> None:
+        super().__init__(secret_key=True, **options)
+        self.calls: list[tuple[str, float]] = []
+
+    def create_batch(self, batches: Any) -> Outcome:
+        self.calls.append(("create", time.monotonic()))
+        return super().create_batch(batches)
+
+    def batch_status(self, job_id: str) -> Outcome:
+        self.calls.append(("poll", time.monotonic()))
+        return super().batch_status(job_id)
+
+
+def test_status_polls_wait_for_their_time(harness: Any) -> None:
+    client = TimedClient(polls_until_done=3)
+    h = harness(client, bulk=True, bulk_threshold=1)
+    h.send(*(event("a", f"c-{i}") for i in range(3)))
+    assert h.flush()
+    assert [what for what, _ in client.calls] == ["create", "poll", "poll", "poll"]
+    gaps = [b - a for (_, a), (_, b) in itertools.pairwise(client.calls)]
+    # 50 ms after the create, then doubling (at least: a busy machine only adds).
+    assert gaps[0] >= 0.045
+    assert gaps[1] >= 0.095
+    assert gaps[2] >= 0.195
+
+
+@pytest.mark.parametrize("bulk", [False, True], ids=["requests", "batch-job"])
+def test_a_full_limiter_is_asked_again_only_after_its_wait(harness: Any, bulk: bool) -> None:
+    limiter = Limiter(deny=2, wait=0.05)
+    h = harness(ScriptedClient(secret_key=True), limiter=limiter, bulk=bulk, bulk_threshold=1)
+    h.send(*(event("a", f"c-{i}") for i in range(3)))
+    assert h.flush()
+    first, second, third = limiter.times[:3]
+    assert second - first >= 0.045
+    assert third - second >= 0.045
+    assert h.owner.reporter.get("delivered") == 3
+
+
+def test_session_token_requests_go_alone_with_bulk_on(harness: Any) -> None:
+    client = ScriptedClient(secret_key=True)
+    h = harness(client, bulk=True, bulk_threshold=1)
+    h.send(*(event("a", f"c-{i}", session_token="tok") for i in range(3)))
+    assert h.flush()
+    assert client.jobs == {}
+    assert len(client.outcomes) == 3
+    assert h.owner.given_up == []
