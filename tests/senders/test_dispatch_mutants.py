@@ -258,6 +258,16 @@ def test_one_request_per_customer_and_at_most_concurrency_in_flight(harness: Any
     assert client.max_active == 2
     assert not client.customer_overlap
     assert len(client.delivered_events) == 6
+    # Slots are given back as answers come: a second round is bounded the same way.
+    gate.clear()
+    stamps = h.owner.rate_limiter.stamps
+    h.send(*(event("b", f"c-{i}") for i in range(4)))
+    wait_until(lambda: client.active == 2)
+    time.sleep(0.05)
+    assert h.owner.rate_limiter.stamps == stamps + 2
+    gate.set()
+    assert h.flush()
+    assert len(client.delivered_events) == 10
 
 
 # --- a refused key, a raising client -------------------------------------------------------
@@ -319,6 +329,9 @@ def test_a_refused_key_with_a_spill_gives_the_events_to_it(
         wait_until(lambda: h.owner.given_up != [])
     assert h.owner.given_up == [("unauthorized", events)]
     assert h.owner.messages == [f"Gameball refused the API key: {REFUSAL}"]
+    (error,) = h.owner.errors
+    assert isinstance(error, AuthenticationError)
+    assert error.code == 1001
     assert "are kept (in the outbox); a probe every 0.05s" in caplog.records[0].getMessage()
     assert h.queue.held == 0
     # Nothing is left to probe with; a later event is the probe, spilled in turn.
@@ -329,7 +342,9 @@ def test_a_refused_key_with_a_spill_gives_the_events_to_it(
     assert h.owner.given_up[1] == ("unauthorized", [later])
 
 
-def test_a_raising_client_fails_only_the_poisoned_event(harness: Any) -> None:
+def test_a_raising_client_fails_only_the_poisoned_event(
+    harness: Any, caplog: pytest.LogCaptureFixture
+) -> None:
     def script(batch: Any, attempt: int) -> Outcome:
         if any(e.name == "bad" for e in batch.events):
             raise ValueError("cannot serialise")
@@ -337,8 +352,12 @@ def test_a_raising_client_fails_only_the_poisoned_event(harness: Any) -> None:
 
     h = harness(ScriptedClient(script))
     events = [event("a"), event("bad"), event("c")]
-    h.send(*events)
-    assert h.flush()
+    with caplog.at_level(logging.ERROR, logger="gbtrack"):
+        h.send(*events)
+        assert h.flush()
+    assert "gbtrack: the Gameball client raised ValueError instead of returning an outcome" in [
+        r.getMessage() for r in caplog.records
+    ]
     assert sorted(e.name for e in h.owner.client.delivered_events) == ["a", "c"]
     assert h.owner.given_up == [("client_error", [events[1]])]
     assert h.queue.held == 0
@@ -693,3 +712,17 @@ def test_session_token_requests_go_alone_with_bulk_on(harness: Any) -> None:
     assert client.jobs == {}
     assert len(client.outcomes) == 3
     assert h.owner.given_up == []
+
+
+def test_a_raising_two_event_request_is_split_too(harness: Any) -> None:
+    def script(batch: Any, attempt: int) -> Outcome:
+        if any(e.name == "bad" for e in batch.events):
+            raise ValueError("cannot serialise")
+        return delivered()
+
+    h = harness(ScriptedClient(script))
+    events = [event("good"), event("bad")]
+    h.send(*events)
+    assert h.flush()
+    assert [e.name for e in h.owner.client.delivered_events] == ["good"]
+    assert h.owner.given_up == [("client_error", [events[1]])]
