@@ -77,6 +77,9 @@ ENGINE_MUTANTS = {
     "_protocol._jobs": "gbtrack._protocol._jobs.*",
     "_protocol._wire": "gbtrack._protocol._wire.*",
     "masking": "gbtrack._event.x_*mask*",
+    "senders._requests": "gbtrack.senders._requests.*",
+    "senders._queue": "gbtrack.senders._queue.*",
+    "senders._dispatch": "gbtrack.senders._dispatch.*",
     "outbox._sql": "gbtrack.outbox._sql.*",
     "_transaction": "gbtrack._transaction.*",
 }
