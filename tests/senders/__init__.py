@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import itertools
 import threading
+import time
 from collections.abc import Callable, Sequence
 from typing import Any
 
@@ -193,3 +194,17 @@ class RecordingSpill:
 
 
 API_KEY = "gb-api-KEY-4242-abcdef"
+
+
+def bounded(call: Callable[[], Any], bound: float = 10.0) -> tuple[Any, float]:
+    """Run ``call`` in a thread; fail if it has not returned within ``bound`` seconds.
+
+    Returns ``call``'s result and the seconds it took.
+    """
+    result: list[Any] = []
+    thread = threading.Thread(target=lambda: result.append(call()), daemon=True)
+    began = time.monotonic()
+    thread.start()
+    thread.join(bound)
+    assert not thread.is_alive(), f"still blocked after {bound} s"
+    return result[0], time.monotonic() - began

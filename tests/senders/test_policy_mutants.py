@@ -10,11 +10,10 @@ from __future__ import annotations
 import os
 import threading
 import time
-from collections.abc import Callable
 from typing import Any
 
 import pytest
-from tests.senders import delivered, rate_limited, rejected, unavailable
+from tests.senders import bounded, delivered, rate_limited, rejected, unavailable
 
 from gbtrack._fork import forget, reset_after_fork
 from gbtrack._protocol import Outcome, OutcomeKind, call_client
@@ -27,17 +26,6 @@ class FakeClock:
 
     def __call__(self) -> float:
         return self.now
-
-
-def bounded(call: Callable[[], Any], bound: float = 5.0) -> tuple[Any, float]:
-    """Run ``call`` in a thread; fail if it has not returned within ``bound`` seconds."""
-    result: list[Any] = []
-    thread = threading.Thread(target=lambda: result.append(call()), daemon=True)
-    began = time.monotonic()
-    thread.start()
-    thread.join(bound)
-    assert not thread.is_alive(), f"still blocked after {bound} s"
-    return result[0], time.monotonic() - began
 
 
 def refused(limiter: RateLimiter) -> float:

@@ -16,7 +16,7 @@ from types import SimpleNamespace
 from typing import Any
 
 import pytest
-from tests.senders import event
+from tests.senders import bounded, event
 
 from gbtrack import TrackingError
 from gbtrack._event import Event, EventDraft
@@ -51,16 +51,6 @@ def fill(q: EventQueue, n: int, start: int = 0) -> list[Event]:
     events = [event(f"e{i}", f"c-{i}") for i in range(start, start + n)]
     q.items.extend(events)
     return events
-
-
-def bounded(call: Callable[[], Any], bound: float = 10.0) -> tuple[Any, float]:
-    result: list[Any] = []
-    thread = threading.Thread(target=lambda: result.append(call()), daemon=True)
-    began = time.monotonic()
-    thread.start()
-    thread.join(bound)
-    assert not thread.is_alive(), f"still blocked after {bound} s"
-    return result[0], time.monotonic() - began
 
 
 # --- taking and settling -------------------------------------------------------------------
