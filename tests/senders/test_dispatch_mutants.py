@@ -11,7 +11,7 @@ import itertools
 import logging
 import threading
 import time
-from collections.abc import Iterable
+from collections.abc import Iterable, Sequence
 from typing import Any
 
 import pytest
@@ -21,6 +21,7 @@ from gbtrack._errors import AuthenticationError, PayloadError
 from gbtrack._event import Event, EventDraft
 from gbtrack._protocol import Outcome, OutcomeKind, describe_outcome
 from gbtrack._report import Reporter
+from gbtrack.gameball import EventBatch
 from gbtrack.senders import RetryPolicy
 from gbtrack.senders._dispatch import Dispatcher
 from gbtrack.senders._queue import EventQueue
@@ -395,6 +396,31 @@ def test_no_batch_job_without_the_secret_key_or_with_bulk_off(harness: Any) -> N
         assert h.flush()
         assert client.jobs == {}
         assert len(client.outcomes) == 4
+
+
+def test_a_client_that_does_not_say_it_has_a_secret_key_gets_no_batch_job(
+    harness: Any,
+) -> None:
+    """A custom client without ``has_secret_key`` is taken as having none."""
+
+    class Unsaid(ScriptedClient):
+        creates = 0
+
+        def __getattribute__(self, name: str) -> Any:
+            if name == "has_secret_key":
+                raise AttributeError(name)
+            return super().__getattribute__(name)
+
+        def create_batch(self, batches: Sequence[EventBatch]) -> Outcome:
+            self.creates += 1
+            return super().create_batch(batches)
+
+    client = Unsaid()
+    h = harness(client, bulk=True, bulk_threshold=1)
+    h.send(*(event("a", f"c-{i}") for i in range(4)))
+    assert h.flush()
+    assert client.creates == 0  # not even tried (a refused create would fall back)
+    assert len(client.outcomes) == 4
 
 
 def test_item_errors_settle_each_item_by_its_own_fate(harness: Any) -> None:
