@@ -16,7 +16,7 @@ import time
 import warnings
 import weakref
 from collections.abc import Callable, Mapping
-from contextvars import ContextVar
+from contextvars import ContextVar, Token
 from typing import TYPE_CHECKING, Any, Literal
 
 from pydantic import SecretStr
@@ -33,6 +33,7 @@ from gbtrack.senders._base import LoggingSender, Sender
 if TYPE_CHECKING:
     from gbtrack._decorator import _Decorator
     from gbtrack._span import Span
+    from gbtrack._transaction import TransactionBinding
     from gbtrack.senders._config import Overflow
     from gbtrack.senders._policy import Limiter, RetryPolicy, Spill
 
@@ -628,10 +629,8 @@ class Tracker:
             return False
         if _bindings_open:  # gbtrack.transaction(): a plain global test while none is open
             bound = _bound_transaction.get()
-            if bound is not None:
-                handled: bool | None = bound.submit(self, draft)
-                if handled is not None:
-                    return handled
+            if bound is not None and bound.binds(self):
+                return self._submit_bound(draft, bound)
         send = self._pass_through
         if send is not None:  # the common case: the sender validates where it serialises
             try:
@@ -680,6 +679,44 @@ class Tracker:
         except Exception as exc:
             self._send_failed(draft, sender, exc)
             return False
+        self._reporter.count_sent()
+        return True
+
+    def _submit_bound(self, draft: EventDraft, bound: TransactionBinding) -> bool:
+        """Validate ``draft`` and INSERT it in the transaction ``gbtrack.transaction()`` bound.
+
+        Sampling, the tracker's limits and ``before_send`` apply here, as for a sender
+        that takes events; a failed INSERT is an ``outbox_error`` drop (raised under
+        ``strict``), and the business transaction goes on.
+        """
+        if self._sample and self._sampled_out(draft):
+            return False
+        where = f"event {draft.name!r}" + (f" in {draft.function}" if draft.function else "")
+        try:
+            event = draft.to_event(self._limits)
+        except InvalidEventError as exc:
+            self.drop("invalid_event", f"{where}: {exc}", function=draft.function, exc=exc)
+            return False
+        if self._before_send is not None:
+            hooked = self._run_before_send(event, draft.function)
+            if hooked is None:
+                return False
+            event = hooked
+        if self._debug:
+            _log_event(event, bound)  # "-> TransactionBinding"
+        try:
+            bound.insert(event)
+        except Exception as exc:
+            self.drop(
+                "outbox_error",
+                f"{where}: the INSERT into the outbox table failed "
+                f"({type(exc).__name__}); the business transaction goes on without it",
+                function=draft.function,
+                exc=exc,
+            )
+            return False
+        if event.session_token is not None:
+            self.count("session_token_stripped")  # tokens are never stored
         self._reporter.count_sent()
         return True
 
@@ -843,8 +880,28 @@ _random = random.random
 # gbtrack.transaction() (gbtrack._transaction): the binding of this context, and how many
 # bindings are open in the whole process, so that submit() pays a global test, not a
 # ContextVar lookup, while none is.
-_bound_transaction: ContextVar[Any] = ContextVar("gbtrack_transaction", default=None)
+_bound_transaction: ContextVar[TransactionBinding | None] = ContextVar(
+    "gbtrack_transaction", default=None
+)
 _bindings_open = 0
+_bindings_lock = threading.Lock()
+
+
+def bind_transaction(binding: TransactionBinding) -> Token[TransactionBinding | None]:
+    """Make ``binding`` the current context's transaction; for ``gbtrack.transaction()``."""
+    global _bindings_open
+    token = _bound_transaction.set(binding)
+    with _bindings_lock:
+        _bindings_open += 1
+    return token
+
+
+def unbind_transaction(token: Token[TransactionBinding | None]) -> None:
+    """Undo :func:`bind_transaction` (the previous binding, if any, is current again)."""
+    global _bindings_open
+    with _bindings_lock:
+        _bindings_open -= 1
+    _bound_transaction.reset(token)
 
 
 def _on_event_loop() -> bool:

@@ -8,7 +8,7 @@ rollback takes them away with the rest. Outside a bound block nothing changes.
 
 The binding lives in a :class:`contextvars.ContextVar` (per thread and per asyncio
 task). The tracker's hot path pays one global integer test while no binding is open
-anywhere in the process (:data:`gbtrack._tracker._bindings_open`), and one
+anywhere in the process (:func:`gbtrack._tracker.bind_transaction` counts them), and one
 ``ContextVar.get()`` while some is.
 
 Each INSERT runs inside a SAVEPOINT by default: on PostgreSQL a failed statement
@@ -20,21 +20,18 @@ and the business transaction goes on.
 
 from __future__ import annotations
 
-import threading
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from typing import TYPE_CHECKING, Any
 
-from gbtrack import _tracker
-from gbtrack._errors import ConfigurationError, InvalidEventError
-from gbtrack._event import Event, EventDraft
+from gbtrack._errors import ConfigurationError
+from gbtrack._event import Event
+from gbtrack._tracker import bind_transaction, unbind_transaction
 
 if TYPE_CHECKING:
     from gbtrack._tracker import Tracker
 
 __all__ = ["TransactionBinding", "transaction"]
-
-_count_lock = threading.Lock()
 
 
 class TransactionBinding:
@@ -64,49 +61,20 @@ class TransactionBinding:
     def __repr__(self) -> str:
         return f"<TransactionBinding {type(self.target).__name__} inserted={self.inserted}>"
 
-    def submit(self, tracker: Tracker, draft: EventDraft) -> bool | None:
-        """Validate ``draft`` and insert it; the tracker's door while bound.
+    def binds(self, tracker: Tracker) -> bool:
+        """Whether ``tracker``'s events go into this transaction."""
+        return self.tracker is None or tracker is self.tracker
 
-        Returns:
-            ``True`` when inserted, ``False`` when dropped (counted), ``None`` when this
-            binding is for another tracker (the tracker then goes its usual way).
+    def insert(self, event: Event) -> None:
+        """INSERT ``event`` into the outbox table in the bound transaction.
+
+        The tracker validates the event and counts a failure (``outbox_error``).
 
         Raises:
-            TrackingError: Under ``strict``, for an invalid event or a failed insert.
+            Exception: Whatever the database raised (after the SAVEPOINT rolled back).
         """
-        if self.tracker is not None and tracker is not self.tracker:
-            return None
-        if tracker._sample and tracker._sampled_out(draft):
-            return False
-        where = f"event {draft.name!r}" + (f" in {draft.function}" if draft.function else "")
-        try:
-            event = draft.to_event(tracker._limits)
-        except InvalidEventError as exc:
-            tracker.drop("invalid_event", f"{where}: {exc}", function=draft.function, exc=exc)
-            return False
-        if tracker._before_send is not None:
-            hooked = tracker._run_before_send(event, draft.function)
-            if hooked is None:
-                return False
-            event = hooked
-        if tracker._debug:
-            _tracker._log_event(event, self)  # "-> TransactionBinding"
-        try:
-            self._insert([event])
-        except Exception as exc:
-            tracker.drop(
-                "outbox_error",
-                f"{where}: the INSERT into the outbox table failed "
-                f"({type(exc).__name__}); the business transaction goes on without it",
-                function=draft.function,
-                exc=exc,
-            )
-            return False
+        self._insert([event])
         self.inserted += 1
-        if event.session_token is not None:
-            tracker.count("session_token_stripped")  # tokens are never stored
-        tracker._reporter.count_sent()
-        return True
 
 
 @contextmanager
@@ -146,15 +114,11 @@ def transaction(
     binding = TransactionBinding(
         target, _inserter(target, savepoint), savepoint=savepoint, tracker=tracker
     )
-    token = _tracker._bound_transaction.set(binding)
-    with _count_lock:
-        _tracker._bindings_open += 1
+    token = bind_transaction(binding)
     try:
         yield binding
     finally:
-        with _count_lock:
-            _tracker._bindings_open -= 1
-        _tracker._bound_transaction.reset(token)
+        unbind_transaction(token)
 
 
 def _inserter(target: Any, savepoint: bool) -> Callable[[list[Event]], None]:
