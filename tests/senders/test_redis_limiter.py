@@ -331,6 +331,23 @@ def test_configure_redis_url_builds_a_shared_limiter(
     )
 
 
+def test_redis_url_with_a_client_keys_the_limiter_by_the_clients_account(
+    redis_server: RedisServer, emulator: GameballEmulator
+) -> None:
+    from gbtrack.gameball import GameballClient
+
+    client = GameballClient(API_KEY, base_url=emulator.url)
+    assert API_KEY not in repr(client.api_key)
+    sender = sender_from_config(client=client, redis_url=redis_server.url)
+    try:
+        limiter = sender.rate_limiter
+        assert isinstance(limiter, RedisRateLimiter)
+        assert limiter.account == account_key(API_KEY)  # not the keyless "default"
+    finally:
+        sender.close()
+        client.close()
+
+
 def test_a_shared_limiter_is_not_divided_for_web_workers(
     redis_server: RedisServer, monkeypatch: pytest.MonkeyPatch
 ) -> None:

@@ -171,6 +171,15 @@ class _ClientCore:
 
     # --- configuration ---------------------------------------------------------------------
     @property
+    def api_key(self) -> SecretStr:
+        """The API key, as a ``SecretStr`` (masked in reprs and logs).
+
+        It names the Gameball account, e.g. to key a
+        :class:`~gbtrack.senders.RedisRateLimiter` shared by the account's processes.
+        """
+        return self._api_key
+
+    @property
     def has_secret_key(self) -> bool:
         """Whether a secret key is configured (needed by v4.1 and the batch endpoints)."""
         return self._secret_key is not None

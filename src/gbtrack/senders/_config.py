@@ -106,7 +106,7 @@ class DeliveryConfig:
             return self.rate_limiter
         from gbtrack.senders._redis import RedisRateLimiter
 
-        api_key = self.api_key if self.api_key is not None else getattr(client, "_api_key", None)
+        api_key = self.api_key if self.api_key is not None else getattr(client, "api_key", None)
         return RedisRateLimiter(self.redis_url, api_key=api_key)
 
     @classmethod
