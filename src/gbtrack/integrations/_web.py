@@ -15,6 +15,7 @@ from typing import Any
 from gbtrack._context import identify
 from gbtrack._tracker import Tracker, configure, get_tracker
 from gbtrack.senders import RateLimiter
+from gbtrack.senders._config import REDIS_URL_ENV
 
 __all__ = [
     "CONFIGURE_OPTIONS",
@@ -166,7 +167,7 @@ def needs_share(options: Mapping[str, Any]) -> bool:
     """
     if "rate_limiter" in options or options.get("redis_url"):
         return False
-    return not os.environ.get("GBTRACK_REDIS_URL", "").strip()
+    return not os.environ.get(REDIS_URL_ENV, "").strip()
 
 
 def share_rate_limit(processes: int, tracker: Tracker | None = None) -> RateLimiter | None:

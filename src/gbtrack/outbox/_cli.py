@@ -44,9 +44,9 @@ exit codes:
   3  nothing to do (no outbox file, nothing matched, nothing pending) or aborted
 """
 
-_ENV_API_KEY = "GAMEBALL_API_KEY"
-_ENV_SECRET_KEY = "GAMEBALL_SECRET_KEY"  # noqa: S105 - a variable name, not a key
-_ENV_BASE_URL = "GAMEBALL_BASE_URL"
+ENV_API_KEY = "GAMEBALL_API_KEY"
+ENV_SECRET_KEY = "GAMEBALL_SECRET_KEY"  # noqa: S105 - a variable name, not a key
+ENV_BASE_URL = "GAMEBALL_BASE_URL"
 ENV_URL = "GBTRACK_OUTBOX_URL"
 """The SQL outbox's database URL when neither ``--url`` nor ``--path`` is given."""
 _PROGRESS_INTERVAL = 5.0  # seconds between progress lines when stderr is not a terminal
@@ -130,15 +130,15 @@ def register(subparsers: Any) -> None:
             "Deliver pending rows now, with progress on stderr (on a terminal; otherwise at\n"
             f"most one line every {_PROGRESS_INTERVAL:g} s) and a summary on stdout, with the "
             "last error.\n"
-            f"Keys come from --api-key/--secret-key or ${_ENV_API_KEY}/${_ENV_SECRET_KEY};\n"
+            f"Keys come from --api-key/--secret-key or ${ENV_API_KEY}/${ENV_SECRET_KEY};\n"
             "with a secret key a large backlog goes through the batch endpoint.\n"
             "A refused key (401/403) stops the drain at once and leaves the rows pending."
         ),
     )
-    drain.add_argument("--api-key", help=f"Gameball API key (default ${_ENV_API_KEY})")
-    drain.add_argument("--secret-key", help=f"Gameball secret key (default ${_ENV_SECRET_KEY})")
+    drain.add_argument("--api-key", help=f"Gameball API key (default ${ENV_API_KEY})")
+    drain.add_argument("--secret-key", help=f"Gameball secret key (default ${ENV_SECRET_KEY})")
     drain.add_argument(
-        "--base-url", type=_base_url, help=f"Gameball base URL (default ${_ENV_BASE_URL})"
+        "--base-url", type=_base_url, help=f"Gameball base URL (default ${ENV_BASE_URL})"
     )
     drain.add_argument(
         "--timeout", type=_seconds, default=300.0, help="give up after this many seconds (300)"
@@ -454,7 +454,8 @@ def _ddl(args: argparse.Namespace) -> int:
     return EXIT_OK
 
 
-def _setting(value: str | None, env: str) -> str | None:
+def setting(value: str | None, env: str) -> str | None:
+    """A command-line value, else the environment variable ``env`` (blank: ``None``)."""
     if value:
         return value
     return os.environ.get(env, "").strip() or None
@@ -472,12 +473,12 @@ def _drain(args: argparse.Namespace, store: OutboxStoreProtocol) -> int:
     from gbtrack.gameball import DEFAULT_BASE_URL, GameballClient
     from gbtrack.outbox._sender import DrainResult, OutboxDrainer
 
-    api_key = _setting(args.api_key, _ENV_API_KEY)
+    api_key = setting(args.api_key, ENV_API_KEY)
     if api_key is None:
-        _err(f"drain needs an API key: --api-key or ${_ENV_API_KEY}")
+        _err(f"drain needs an API key: --api-key or ${ENV_API_KEY}")
         return EXIT_USAGE
-    secret_key = _setting(args.secret_key, _ENV_SECRET_KEY)
-    base_url = _setting(args.base_url, _ENV_BASE_URL) or DEFAULT_BASE_URL
+    secret_key = setting(args.secret_key, ENV_SECRET_KEY)
+    base_url = setting(args.base_url, ENV_BASE_URL) or DEFAULT_BASE_URL
     mark = store.max_id("pending")
     total = store.count("pending")
     if total == 0:
@@ -513,8 +514,8 @@ def _drain(args: argparse.Namespace, store: OutboxStoreProtocol) -> int:
     if drainer.halted is not None:
         _err(
             f"drain stopped: Gameball refused the credentials ({drainer.halted.error}); "
-            f"check the API key and secret key (--api-key/--secret-key or ${_ENV_API_KEY}/"
-            f"${_ENV_SECRET_KEY}); {left} row(s) left pending, none moved to the dead letter"
+            f"check the API key and secret key (--api-key/--secret-key or ${ENV_API_KEY}/"
+            f"${ENV_SECRET_KEY}); {left} row(s) left pending, none moved to the dead letter"
         )
     line = (
         f"delivered {summary.delivered}, dead {summary.dead}, retried {summary.retried}, "

@@ -27,7 +27,6 @@ from __future__ import annotations
 import argparse
 import contextlib
 import hashlib
-import os
 import signal
 import sys
 import threading
@@ -41,18 +40,23 @@ from pydantic import SecretStr
 
 from gbtrack._errors import ConfigurationError, GbtrackError
 from gbtrack._report import logger
+from gbtrack.outbox._cli import (
+    ENV_API_KEY,
+    ENV_BASE_URL,
+    ENV_SECRET_KEY,
+    ENV_URL,
+    EXIT_CODES,
+    EXIT_FAILURE,
+    EXIT_USAGE,
+    setting,
+)
 from gbtrack.outbox._protocol import OutboxStoreProtocol
 from gbtrack.outbox._sender import DrainResult, OutboxDrainer
+from gbtrack.senders._config import REDIS_URL_ENV
 
 __all__ = ["Relay", "RelayMetrics", "advisory_key", "register"]
 
 Election = Literal["auto", "lock", "none"]
-
-ENV_URL = "GBTRACK_OUTBOX_URL"
-ENV_REDIS_URL = "GBTRACK_REDIS_URL"
-_ENV_API_KEY = "GAMEBALL_API_KEY"
-_ENV_SECRET_KEY = "GAMEBALL_SECRET_KEY"  # noqa: S105 - a variable name
-_ENV_BASE_URL = "GAMEBALL_BASE_URL"
 
 
 def advisory_key(api_key: str | SecretStr) -> int:
@@ -347,8 +351,6 @@ def serve_metrics(
 # --- the command --------------------------------------------------------------------------
 def register(subparsers: Any) -> None:
     """Add ``gbtrack relay`` to ``gbtrack``'s parser."""
-    from gbtrack.outbox._cli import EXIT_CODES
-
     relay = subparsers.add_parser(
         "relay",
         help="deliver the SQL outbox to Gameball (long-running)",
@@ -357,18 +359,18 @@ def register(subparsers: Any) -> None:
             "SIGTERM/SIGINT. Several relays claim rows with FOR UPDATE SKIP LOCKED.\n"
             "Without a Redis rate limiter, relays of one account on PostgreSQL elect one\n"
             "active relay with an advisory lock; the others wait as standbys.\n\n"
-            f"Keys: --api-key/--secret-key or ${_ENV_API_KEY}/${_ENV_SECRET_KEY}; with a\n"
+            f"Keys: --api-key/--secret-key or ${ENV_API_KEY}/${ENV_SECRET_KEY}; with a\n"
             "secret key a backlog goes through the batch endpoint."
         ),
         epilog=EXIT_CODES,
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     relay.add_argument("--url", help=f"the database URL (default ${ENV_URL})")
-    relay.add_argument("--api-key", help=f"Gameball API key (default ${_ENV_API_KEY})")
-    relay.add_argument("--secret-key", help=f"Gameball secret key (default ${_ENV_SECRET_KEY})")
-    relay.add_argument("--base-url", help=f"Gameball base URL (default ${_ENV_BASE_URL})")
+    relay.add_argument("--api-key", help=f"Gameball API key (default ${ENV_API_KEY})")
+    relay.add_argument("--secret-key", help=f"Gameball secret key (default ${ENV_SECRET_KEY})")
+    relay.add_argument("--base-url", help=f"Gameball base URL (default ${ENV_BASE_URL})")
     relay.add_argument(
-        "--redis-url", help=f"share the rate limit through Redis (default ${ENV_REDIS_URL})"
+        "--redis-url", help=f"share the rate limit through Redis (default ${REDIS_URL_ENV})"
     )
     relay.add_argument(
         "--election",
@@ -423,12 +425,6 @@ def _windows(text: str) -> list[tuple[int, float]]:
     return windows
 
 
-def _setting(value: str | None, env: str) -> str | None:
-    if value:
-        return value
-    return os.environ.get(env, "").strip() or None
-
-
 def _err(message: str) -> None:
     print(f"gbtrack relay: {message}", file=sys.stderr, flush=True)
 
@@ -452,26 +448,25 @@ def _signals(stop: threading.Event) -> Iterator[None]:
 
 
 def _main(args: argparse.Namespace) -> int:
-    from gbtrack.outbox._cli import EXIT_FAILURE, EXIT_USAGE
 
-    url = _setting(args.url, ENV_URL)
-    api_key = _setting(args.api_key, _ENV_API_KEY)
+    url = setting(args.url, ENV_URL)
+    api_key = setting(args.api_key, ENV_API_KEY)
     if url is None:
         _err(f"relay needs the database: --url URL or ${ENV_URL}")
         return EXIT_USAGE
     if api_key is None:
-        _err(f"relay needs an API key: --api-key or ${_ENV_API_KEY}")
+        _err(f"relay needs an API key: --api-key or ${ENV_API_KEY}")
         return EXIT_USAGE
     if not 0 < args.rate_share <= 1:
         _err("--rate-share must be in (0, 1]")
         return EXIT_USAGE
-    secret_key = _setting(args.secret_key, _ENV_SECRET_KEY)
-    redis_url = _setting(args.redis_url, ENV_REDIS_URL)
+    secret_key = setting(args.secret_key, ENV_SECRET_KEY)
+    redis_url = setting(args.redis_url, REDIS_URL_ENV)
     from gbtrack.gameball import DEFAULT_BASE_URL, GameballClient
     from gbtrack.outbox._sql import SqlOutboxStore
     from gbtrack.senders import Limiter, RateLimiter, RedisRateLimiter
 
-    base_url = _setting(args.base_url, _ENV_BASE_URL) or DEFAULT_BASE_URL
+    base_url = setting(args.base_url, ENV_BASE_URL) or DEFAULT_BASE_URL
     stop = threading.Event()
     try:
         store = SqlOutboxStore(url)

@@ -33,7 +33,8 @@ _ENV = {
     "base_url": "GAMEBALL_BASE_URL",
 }
 _OUTBOX_ENV = "GBTRACK_OUTBOX"
-_REDIS_ENV = "GBTRACK_REDIS_URL"
+REDIS_URL_ENV = "GBTRACK_REDIS_URL"
+"""The Redis URL of a rate limiter shared by every process (``redis_url``)."""
 
 
 @dataclass(frozen=True)
@@ -137,7 +138,8 @@ class DeliveryConfig:
                 f"unknown delivery option(s) {', '.join(map(repr, unknown))}; "
                 f"expected some of {', '.join(sorted(cls.names() | {'client', 'on_error'}))}"
             )
-        for name, variable in (*_ENV.items(), ("outbox", _OUTBOX_ENV), ("redis_url", _REDIS_ENV)):
+        fallbacks = (*_ENV.items(), ("outbox", _OUTBOX_ENV), ("redis_url", REDIS_URL_ENV))
+        for name, variable in fallbacks:
             if options.get(name) is None:
                 options[name] = os.environ.get(variable, "").strip() or None
         given = {name: value for name, value in options.items() if value is not None}
