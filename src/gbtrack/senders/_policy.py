@@ -175,12 +175,7 @@ class RateLimiter:
         clock: Callable[[], float] = time.monotonic,
         margin: float = 0.05,
     ) -> None:
-        for limit, period in limits:
-            if limit < 1 or period <= 0:
-                raise ValueError(f"invalid rate limit window ({limit}, {period})")
-        if margin < 0:
-            raise ValueError("margin must not be negative")
-        self.limits = tuple((int(limit), float(period)) for limit, period in limits)
+        self.limits = checked_windows(limits, margin)
         self.clock = clock
         self.margin = float(margin)
         self._lock = threading.Lock()
@@ -304,6 +299,23 @@ class RateLimiter:
     def __repr__(self) -> str:
         windows = ", ".join(f"{limit}/{period:g}s" for limit, period in self.limits)
         return f"<RateLimiter {windows}>"
+
+
+def checked_windows(
+    limits: Sequence[tuple[int, float]], margin: float
+) -> tuple[tuple[int, float], ...]:
+    """Every limiter's windows, checked: ``(limit, seconds)`` pairs as ints and floats.
+
+    Raises:
+        ValueError: If a window's limit is below 1 or its period not positive, or
+            ``margin`` is negative.
+    """
+    for limit, period in limits:
+        if limit < 1 or period <= 0:
+            raise ValueError(f"invalid rate limit window ({limit}, {period})")
+    if margin < 0:
+        raise ValueError("margin must not be negative")
+    return tuple((int(limit), float(period)) for limit, period in limits)
 
 
 def take_slot(

@@ -31,7 +31,7 @@ from pydantic import SecretStr
 
 from gbtrack._errors import ConfigurationError
 from gbtrack._fork import reset_after_fork
-from gbtrack.senders._policy import RateLimiter, take_slot
+from gbtrack.senders._policy import RateLimiter, checked_windows, take_slot
 
 if TYPE_CHECKING:
     from gbtrack.gameball import Outcome
@@ -216,19 +216,15 @@ class RedisRateLimiter:
         socket_timeout: float = 0.1,
         retry_interval: float = 1.0,
     ) -> None:
-        for limit, period in limits:
-            if limit < 1 or period <= 0:
-                raise ValueError(f"invalid rate limit window ({limit}, {period})")
         if not limits:
             raise ValueError("a rate limiter needs at least one window")
-        if margin < 0:
-            raise ValueError("margin must not be negative")
+        windows = checked_windows(limits, margin)
         if not 0 < fallback_share <= 1:
             raise ValueError("fallback_share must be in (0, 1]")
         if socket_timeout <= 0 or retry_interval <= 0:
             raise ValueError("socket_timeout and retry_interval must be positive")
         self._redis = _import_redis()
-        self.limits = tuple((int(limit), float(period)) for limit, period in limits)
+        self.limits = windows
         self.margin = float(margin)
         self._url = url
         if account is None:
