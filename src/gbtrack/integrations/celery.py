@@ -48,6 +48,7 @@ from billiard import util as billiard_util
 from celery import signals
 
 from gbtrack import Tracker, current_identity, get_tracker, identify
+from gbtrack.integrations._web import IDENTITY_FIELDS, identity_from
 
 __all__ = ["HEADER", "instrument", "is_instrumented", "uninstrument"]
 
@@ -184,6 +185,8 @@ def _prerun(task_id: str | None = None, task: Any = None, **_: Any) -> None:
         if carried is None:
             return
         block = _block_from(carried, settings.session_token)
+        if block is None:
+            return
         block.__enter__()
         _blocks[task_id] = block
     except Exception:
@@ -205,14 +208,13 @@ def _incoming(request: Any) -> Mapping[str, Any] | None:
     return carried
 
 
-def _block_from(carried: Mapping[str, Any], with_token: bool) -> identify:
-    token = carried.get("session_token") if with_token else None
-    return identify(
-        carried.get("customer_id"),
-        email=carried.get("email"),
-        mobile=carried.get("mobile"),
-        session_token=token,  # None: no token, never an outer one
-    )
+def _block_from(carried: Mapping[str, Any], with_token: bool) -> identify | None:
+    # The integrations' one conversion; keys a newer publisher may add are left out, and
+    # the token only when carried on purpose (absent: no token, never an outer one).
+    fields = {k: v for k, v in carried.items() if k in IDENTITY_FIELDS}
+    if not with_token:
+        fields.pop("session_token", None)
+    return identity_from(fields)
 
 
 def _postrun(task_id: str | None = None, **_: Any) -> None:
