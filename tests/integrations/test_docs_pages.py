@@ -35,6 +35,11 @@ def test_no_example_takes_the_customer_from_a_client_header(page: str) -> None:
             assert not re.search(r"customer-id", block.code, re.I), f"{page}:{block.line}"
 
 
+@pytest.mark.parametrize("example", ["fastapi_app.py", "flask_app.py"])
+def test_no_example_script_takes_the_customer_from_a_client_header(example: str) -> None:
+    assert not re.search(r"customer-id", (ROOT / "examples" / example).read_text(), re.I)
+
+
 def test_the_django_page_says_what_atomic_needs() -> None:
     text = (DOCS / "integrations" / "django.md").read_text()
     section = text[text.index("## Events that commit with your data: `atomic()`") :]
