@@ -17,7 +17,7 @@ from tests.test_docs import blocks_of
 ROOT = Path(__file__).resolve().parent.parent.parent
 DOCS = ROOT / "docs"
 IDENTITY_LINK = "../spans.md#who-the-customer-is"
-INTEGRATION_PAGES = ["asgi.md", "flask.md", "django.md", "celery.md"]
+INTEGRATION_PAGES = ["asgi.md", "flask.md", "django.md", "celery.md", "serverless.md"]
 
 
 def test_the_identity_contract_is_documented_once_and_linked_from_each_integration() -> None:

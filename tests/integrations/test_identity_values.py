@@ -3,9 +3,10 @@
 Issue 20 item 6: the ASGI middleware took a customer id or a ``gbtrack.Identity`` and
 refused a dict; Flask's and Django's took a dict and refused an ``Identity``. Each
 integration's identity function (or dependency) returns one value per kind below, in a
-real request of that framework, in process; the view reports the identity it runs
-under. The conversion is ``gbtrack.integrations._web.identity_from``; Celery's carried
-identity goes through it too (tests/integrations/test_celery.py).
+real request of that framework (an invocation, for serverless), in process; the view
+reports the identity it runs under. The conversion is
+``gbtrack.integrations._web.identity_from``; Celery's carried identity goes through it
+too (tests/integrations/test_celery.py).
 """
 
 from __future__ import annotations
@@ -47,6 +48,7 @@ from starlette.routing import Route  # noqa: E402
 from gbtrack.integrations import django as gb_django  # noqa: E402
 from gbtrack.integrations.asgi import GbtrackMiddleware, identity_dependency  # noqa: E402
 from gbtrack.integrations.flask import GBTrack  # noqa: E402
+from gbtrack.integrations.serverless import serverless_function  # noqa: E402
 
 Seen = dict[str, Any]
 ANONYMOUS: Seen = {"customer": None, "email": None, "mobile": None, "token": False}
@@ -132,12 +134,23 @@ def via_django_async(value: object) -> Seen:
     return _django_answer(asyncio.run(middleware(RequestFactory().get("/"))))
 
 
+def via_serverless(value: object) -> Seen:
+    @serverless_function(
+        tracker=gbtrack.Tracker(gbtrack.InMemorySender()), identity=lambda e, c: value
+    )
+    def handler(event: object, context: object) -> Seen:
+        return _seen()
+
+    return handler({}, None)
+
+
 INTEGRATIONS: dict[str, Callable[[object], Seen]] = {
     "asgi-middleware": via_asgi_middleware,
     "fastapi-dependency": via_fastapi_dependency,
     "flask": via_flask,
     "django": via_django,
     "django-async": via_django_async,
+    "serverless": via_serverless,
 }
 
 # --- what an identity function may return ------------------------------------------------

@@ -2,12 +2,12 @@
 
 Install with ``pip install gbtrack[flask]``::
 
-    from flask import Flask
+    from flask import Flask, session
     from gbtrack.integrations.flask import GBTrack
 
     app = Flask(__name__)
     app.config["GBTRACK_API_KEY"] = "..."
-    GBTrack(app, identity=lambda request: request.headers.get("X-Customer-Id"))
+    GBTrack(app, identity=lambda request: session.get("customer_id"))  # set at login
 
 or, with an application factory, ``gbtrack_ext = GBTrack()`` at import and
 ``gbtrack_ext.init_app(app)`` in the factory.
