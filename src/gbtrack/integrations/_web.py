@@ -102,7 +102,8 @@ def identity_from(value: object) -> identify | None:
     """Turn what an identity function returned into an :class:`~gbtrack.identify` block.
 
     The one conversion behind every integration (ASGI middleware and dependency, Flask,
-    Django, the identity a Celery message carries), so they all accept the same values:
+    Django, serverless, the identity a Celery message carries), so they all accept the
+    same values:
 
     - ``None``, or no customer id (a mapping or ``Identity`` without ``customer_id``, a
       blank id): ``None``, the request is anonymous;
