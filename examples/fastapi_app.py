@@ -5,9 +5,10 @@ What it shows, all on 127.0.0.1 and in one process:
 1. ``lifespan(...)`` configures the default tracker at start-up (here against a local
    :class:`~gbtrack.emulator.GameballEmulator`) and closes it at shutdown, bounded and
    in a worker thread, so queued events are delivered before the process ends;
-2. ``GbtrackMiddleware`` binds the customer named by the ``X-Customer-Id`` header for
-   the whole request: the ``@track``-ed functions need no ``customer_id``, in async and
-   sync endpoints and in background tasks alike;
+2. ``GbtrackMiddleware`` binds the customer of the request's session (looked up on the
+   server, never a customer id the client sends: any client could name another
+   customer) for the whole request: the ``@track``-ed functions need no
+   ``customer_id``, in async and sync endpoints and in background tasks alike;
 3. ``identity_dependency`` does the same from a FastAPI dependency (a sync one here,
    reading a bearer token), for identities other dependencies know;
 4. concurrent requests for different customers; the script prints what the emulator
@@ -36,6 +37,7 @@ from gbtrack.emulator import GameballEmulator
 from gbtrack.integrations.asgi import GbtrackMiddleware, identity_dependency, lifespan
 
 TOKENS = {"token-of-c-3": "c-3", "token-of-c-4": "c-4"}  # a stand-in for real auth
+SESSIONS = {"session-of-c-1": "c-1", "session-of-c-2": "c-2"}  # the server's, set at login
 
 
 @track("product_viewed", metadata={"sku": "sku"})
@@ -84,8 +86,10 @@ def build_app(gameball: GameballEmulator) -> FastAPI:
         view_product("profile")
         return {"customer": customer.customer_id if customer else None}
 
-    # The middleware reads a header; anonymous requests (no header) are not tracked.
-    app.add_middleware(GbtrackMiddleware, identity=lambda c: c.headers.get("x-customer-id"))
+    # The middleware reads the session; anonymous requests (no session) are not tracked.
+    app.add_middleware(
+        GbtrackMiddleware, identity=lambda c: SESSIONS.get(c.cookies.get("session", ""))
+    )
     return app
 
 
@@ -96,7 +100,7 @@ async def shop(url: str) -> list[tuple[str, str]]:
     async with httpx.AsyncClient(base_url=url, timeout=30) as client:
         for n in range(20):
             customer = f"c-{n % 2 + 1}"
-            headers = {"x-customer-id": customer}
+            headers = {"cookie": f"session=session-of-{customer}"}
             calls.append(client.get(f"/products/sku-{n}", headers=headers))
             calls.append(client.post(f"/orders/sku-{n}", params={"n": n}, headers=headers))
             expected += [(customer, "product_viewed"), (customer, "order_placed")]

@@ -2,8 +2,9 @@
 
 ``GBTrack(app)`` reads the ``GBTRACK_*`` keys of ``app.config`` (the options of
 ``gbtrack.configure``) and runs each request inside ``identify()`` for the customer its
-identity function returns: here the ``X-Customer-Id`` header, standing in for a login.
-The decorated function names no customer: it takes the request's.
+identity function returns: here the customer the login stored in Flask's signed session
+(never a customer id the client sends: any client could name another customer). The
+decorated function names no customer: it takes the request's.
 
 The requests go through Flask's test client so the example runs in a second; in
 production run it under gunicorn with the hooks::
@@ -13,7 +14,7 @@ production run it under gunicorn with the hooks::
 
 from __future__ import annotations
 
-from flask import Flask, request
+from flask import Flask, request, session
 
 import gbtrack
 from gbtrack.emulator import GameballEmulator
@@ -32,7 +33,13 @@ def create_app(gameball: GameballEmulator) -> Flask:
         GBTRACK_BASE_URL=gameball.url,
         GBTRACK_FLUSH_INTERVAL=0.05,
     )
-    GBTrack(app, identity=lambda request: request.headers.get("X-Customer-Id"))
+    app.secret_key = "example-only"  # signs the session cookie
+    GBTrack(app, identity=lambda request: session.get("customer_id"))
+
+    @app.post("/login/<customer>")
+    def login(customer: str) -> dict[str, object]:
+        session["customer_id"] = customer  # a stand-in for checking credentials
+        return {}
 
     @app.post("/orders")
     def orders() -> dict[str, object]:
@@ -44,10 +51,13 @@ def create_app(gameball: GameballEmulator) -> Flask:
 def main() -> int:
     with GameballEmulator() as gameball:
         app = create_app(gameball)
-        client = app.test_client()
+        clients = {customer: app.test_client() for customer in ("cust-1", "cust-2")}
+        for customer, client in clients.items():
+            client.post(f"/login/{customer}")
         for customer, total in [("cust-1", 64.9), ("cust-2", 12.5), ("cust-1", 30.0)]:
-            client.post("/orders", json={"total": total}, headers={"X-Customer-Id": customer})
-        client.post("/orders", json={"total": 1.0})  # anonymous: no customer, not sent
+            clients[customer].post("/orders", json={"total": total})
+        anonymous = app.test_client()  # not logged in: no customer, not sent
+        anonymous.post("/orders", json={"total": 1.0})
         tracker = gbtrack.get_tracker()
         tracker.close(timeout=10)
         for event in sorted(gameball.events, key=lambda e: (e.customer_id, e.metadata["total"])):

@@ -4,13 +4,14 @@ from __future__ import annotations
 
 import datetime as dt
 import enum
+import time
 import uuid
 from decimal import Decimal
 
 import pytest
 from pydantic import SecretStr, ValidationError
 
-from gbtrack import Event, Identity, InvalidEventError
+from gbtrack import Event, EventDraft, Identity, InvalidEventError
 from gbtrack._event import (
     mask_email,
     mask_mobile,
@@ -18,6 +19,7 @@ from gbtrack._event import (
     normalize_customer_id,
     normalize_metadata,
     normalize_value,
+    validate_drafts,
 )
 
 
@@ -152,3 +154,52 @@ def test_identity_validation() -> None:
 def test_event_ids_unique() -> None:
     ids = {new_event_id() for _ in range(1000)}
     assert len(ids) == 1000
+
+
+SECRET = "s3cr3t-session"
+
+# Tokens that cannot be an HTTP header value (RFC 9110 field-value, ASCII as httpx sends).
+BAD_TOKENS = [
+    (f"{SECRET}\r\nX-Evil: 1", "holds a line break (CR or LF) at index 14"),
+    (f"{SECRET}\n", "holds a line break (CR or LF) at index 14"),
+    (f"{SECRET}\x00", "holds a control character at index 14"),
+    (f"{SECRET}\x7f", "holds a control character at index 14"),
+    (f"{SECRET}\u00e9", "holds a non-ASCII character at index 14"),
+    (f" {SECRET}", "starts or ends with whitespace"),
+    (f"{SECRET}\t ", "starts or ends with whitespace"),
+]
+GOOD_TOKENS = ["eyJhbGciOiJkaXIifQ..x-y_z~.A+/=", "a b\tc", ""]
+
+
+def _draft(token: str) -> EventDraft:
+    return EventDraft("purchase", "c-1", None, None, SecretStr(token), (), (), None, time.time())
+
+
+@pytest.mark.parametrize(("token", "why"), BAD_TOKENS, ids=[why for _, why in BAD_TOKENS])
+def test_a_token_that_cannot_be_a_header_value_is_an_invalid_event(token: str, why: str) -> None:
+    events, failed = validate_drafts([_draft(token), _draft("fine")])
+    assert [e.customer_id for e in events] == ["c-1"]
+    ((_, error),) = failed
+    assert error.field == "session_token"
+    assert str(error) == (
+        f"event 'purchase': session_token {why}, so it cannot be sent as the X-GB-TOKEN "
+        "header (visible ASCII only; the token is not shown)"
+    )
+    # The models refuse it the same way, without echoing it (pydantic shows inputs).
+    for build in (
+        lambda: Event(name="e", customer_id="c", session_token=token),
+        lambda: Identity(customer_id="c", session_token=token),
+    ):
+        with pytest.raises(ValidationError, match="session_token") as info:
+            build()
+        assert SECRET not in str(info.value)
+        assert SECRET not in repr(info.value)
+
+
+@pytest.mark.parametrize("token", GOOD_TOKENS)
+def test_a_token_that_is_a_header_value_is_kept(token: str) -> None:
+    (event,), failed = validate_drafts([_draft(token)])
+    assert not failed
+    assert event.session_token is not None
+    assert event.session_token.get_secret_value() == token
+    assert Identity(customer_id="c", session_token=token).session_token == SecretStr(token)

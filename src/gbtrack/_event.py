@@ -29,6 +29,7 @@ import dataclasses
 import datetime as _dt
 import itertools
 import os
+import re
 import secrets
 from collections.abc import Callable, Iterable, Iterator, Mapping
 from typing import Any, NamedTuple
@@ -416,6 +417,39 @@ def _checked_contact(value: object, field: str, limits: Limits) -> str | None:
     return text
 
 
+# RFC 9110 field-value without obs-text (httpx encodes header values as ASCII): visible
+# ASCII, spaces and tabs only between visible characters; empty is a valid value.
+_HEADER_VALUE = re.compile(r"(?:[\x21-\x7e]+(?:[ \t]+[\x21-\x7e]+)*)?")
+
+
+def _token_fault(token: str) -> str:
+    """Why ``token`` cannot be a header value, without showing any of it."""
+    for index, char in enumerate(token):
+        if char in "\r\n":
+            return f"holds a line break (CR or LF) at index {index:,}"
+        if not char.isascii():
+            return f"holds a non-ASCII character at index {index:,}"
+        if not char.isprintable() and char != "\t":
+            return f"holds a control character at index {index:,}"
+    return "starts or ends with whitespace"
+
+
+def _checked_token(value: SecretStr | None) -> SecretStr | None:
+    """Refuse a session token that cannot be sent as the ``X-GB-TOKEN`` header value.
+
+    Refused here, at validation, it is counted ``invalid_event``; sent, httpx would
+    refuse it before any byte left, with the token in its exception (and in httpcore's
+    DEBUG log). The message never shows the token.
+    """
+    if value is None or _HEADER_VALUE.fullmatch(value.get_secret_value()) is not None:
+        return value
+    raise InvalidEventError(
+        f"session_token {_token_fault(value.get_secret_value())}, so it cannot be sent as "
+        "the X-GB-TOKEN header (visible ASCII only; the token is not shown)",
+        field="session_token",
+    )
+
+
 def _checked_metadata(value: object, limits: Limits) -> dict[str, MetadataValue]:
     """Convert and check a metadata mapping in one pass, first fault first.
 
@@ -540,10 +574,12 @@ class Identity(BaseModel):
         customer_id: Gameball's ``customerId``; ints are stringified.
         email: Optional email, sent for channel merging.
         mobile: Optional mobile number, sent for channel merging.
-        session_token: Optional Gameball session token, forwarded as ``X-GB-TOKEN``.
+        session_token: Optional Gameball session token, forwarded as ``X-GB-TOKEN``;
+            it must be a header value (visible ASCII, no line breaks).
     """
 
-    model_config = ConfigDict(frozen=True, extra="forbid")
+    # hide_input_in_errors: a refused value (a session token) is never echoed.
+    model_config = ConfigDict(frozen=True, extra="forbid", hide_input_in_errors=True)
 
     customer_id: str | None = None
     email: str | None = None
@@ -559,6 +595,11 @@ class Identity(BaseModel):
     @classmethod
     def _check_text(cls, value: object, info: ValidationInfo) -> str | None:
         return _checked_contact(value, info.field_name or "email/mobile", _limits_from(info))
+
+    @field_validator("session_token")
+    @classmethod
+    def _check_token(cls, value: SecretStr | None) -> SecretStr | None:
+        return _checked_token(value)
 
     def __repr_args__(self) -> Any:
         return _masked_repr_args(self)
@@ -578,12 +619,15 @@ class Event(BaseModel):
         email: Optional email for channel merging (masked in reprs and logs).
         mobile: Optional mobile for channel merging (masked in reprs and logs).
         metadata: Event metadata: ``str``, ``int``, finite ``float`` or ``bool`` values.
-        session_token: Optional session token sent as ``X-GB-TOKEN``; never shown.
+        session_token: Optional session token sent as ``X-GB-TOKEN``; never shown. It
+            must be a header value (visible ASCII, no line breaks), or the event is
+            invalid.
         event_id: A process-unique id, for logs and de-duplication on our side only.
         timestamp: When the event was created (UTC).
     """
 
-    model_config = ConfigDict(frozen=True, extra="forbid")
+    # hide_input_in_errors: a refused value (a session token) is never echoed.
+    model_config = ConfigDict(frozen=True, extra="forbid", hide_input_in_errors=True)
 
     name: str
     customer_id: str
@@ -616,6 +660,11 @@ class Event(BaseModel):
     @classmethod
     def _check_metadata(cls, value: object, info: ValidationInfo) -> dict[str, MetadataValue]:
         return _checked_metadata(value, _limits_from(info))
+
+    @field_validator("session_token")
+    @classmethod
+    def _check_token(cls, value: SecretStr | None) -> SecretStr | None:
+        return _checked_token(value)
 
     @property
     def identity(self) -> Identity:
@@ -790,6 +839,7 @@ def validate_drafts(
     fromtimestamp = _dt.datetime.fromtimestamp
     utc = _UTC
     ids = _ids
+    header_value = _HEADER_VALUE.fullmatch
     append = events.append
     check = _metadata_check  # a tracking plan: every valid event is checked against it
     for draft in drafts:
@@ -822,7 +872,10 @@ def validate_drafts(
                     and not mobile.isspace()
                 )
             )
-            and (token is None or type(token) is SecretStr)
+            and (
+                token is None
+                or (type(token) is SecretStr and header_value(token.get_secret_value()))
+            )
             and len(keys) <= max_keys
             and len(keys) == len(values)
             and type(timestamp) is float

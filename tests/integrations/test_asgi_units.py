@@ -1,4 +1,8 @@
-"""gbtrack.integrations.asgi in process: errors, identities, the lifespan's composition."""
+"""gbtrack.integrations.asgi in process: errors, the lifespan's composition.
+
+What an identity function may return is tested for every integration at once, in
+test_identity_values.py.
+"""
 
 from __future__ import annotations
 
@@ -15,7 +19,7 @@ from starlette.responses import JSONResponse
 from starlette.routing import Route
 
 import gbtrack
-from gbtrack import Identity, InMemorySender, Tracker
+from gbtrack import InMemorySender, Tracker
 from gbtrack.integrations.asgi import GbtrackMiddleware, identity_dependency, lifespan
 
 
@@ -38,25 +42,6 @@ def starlette_app(identity: Any, tracker: Tracker | None = None) -> Any:
 async def get(app: Any, path: str = "/", **headers: str) -> httpx.Response:
     async with httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url="http://t") as c:
         return await c.get(path, headers=headers)
-
-
-@pytest.mark.parametrize(
-    ("returned", "expected"),
-    [
-        ("c-1", {"customer": "c-1", "email": None, "token": False}),
-        (42, {"customer": "42", "email": None, "token": False}),
-        (
-            Identity(customer_id="c-2", email="a@example.com", session_token="t"),
-            {"customer": "c-2", "email": "a@example.com", "token": True},
-        ),
-        (None, {"customer": None, "email": None, "token": False}),
-        (Identity(email="a@example.com"), {"customer": None, "email": None, "token": False}),
-    ],
-)
-async def test_what_an_identity_function_may_return(returned: object, expected: object) -> None:
-    answer = await get(starlette_app(lambda connection: returned))
-    assert answer.json() == expected
-    assert gbtrack.current_identity().customer_id is None  # nothing leaks out
 
 
 async def test_async_identity_function_reads_headers_and_state() -> None:

@@ -247,3 +247,47 @@ def test_sigterm_to_the_whole_process_group_loses_nothing(
     os.killpg(worker.proc.pid, signal.SIGTERM)
     assert worker.proc.wait(60) == 0
     _check_at_emulator(emulator, count)
+
+
+def _wait_for(condition: Any, timeout: float = 30.0) -> bool:
+    deadline = time.monotonic() + timeout
+    while not condition():
+        if time.monotonic() > deadline:
+            return False
+        time.sleep(0.01)
+    return True
+
+
+@pytest.mark.parametrize("where", ["in_the_flush", "in_an_earlier_exit_hook"])
+def test_sigterm_to_the_group_as_a_recycled_child_exits_loses_nothing(
+    where: str, start_worker: Any, publisher: Celery, emulator: GameballEmulator, tmp_path: Path
+) -> None:
+    # Issue 18 item 4: --max-tasks-per-child=1 and a process-group SIGTERM (systemd's
+    # KillMode=control-group) that lands while a child is on its way out, either
+    # - in its exit flush: the first attempt is answered 503 with Retry-After: 2, so
+    #   the flush surely lasts two seconds; the SIGTERM is sent inside them, and then a
+    #   second one to the child (an impatient operator: billiard's handler has reset
+    #   SIGTERM to its default, which kills); or
+    # - in another library's worker_process_shutdown receiver that runs before ours
+    #   (HOLD_EXIT): its SystemExit skips our receiver.
+    in_the_flush = where == "in_the_flush"
+    if in_the_flush:
+        emulator.faults.fail_next(1, status=503, retry_after=2)
+        worker = start_worker("prefork", "--max-tasks-per-child=1", concurrency=2)
+    else:
+        worker = start_worker("prefork", "--max-tasks-per-child=1", concurrency=2, HOLD_EXIT="1")
+    child = _publish(publisher, 0)["pid"]
+    if in_the_flush:
+        # The only send is a flush (the sender waits 60 s): the 503 went to the exit flush.
+        assert _wait_for(lambda: emulator.injected_faults), "the child never flushed"
+    else:
+        assert _wait_for(lambda: any(tmp_path.glob("exiting-*"))), "the child never exited"
+    assert emulator.event_count == 0
+    os.killpg(worker.proc.pid, signal.SIGTERM)
+    if in_the_flush:
+        assert _wait_for(lambda: "Warm shutdown" in worker.log.read_text(errors="replace"))
+        os.kill(child, signal.SIGTERM)
+    assert worker.proc.wait(60) == 0
+    # The child flushes anyway before it exits.
+    assert emulator.wait_for_events(1, timeout=15), worker.log.read_text()
+    _check_at_emulator(emulator, 1)

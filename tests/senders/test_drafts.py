@@ -13,7 +13,7 @@ from typing import Any
 import pytest
 from tests.senders import API_KEY
 
-from gbtrack import EventDraft, InMemorySender, Limits, Tracker, TrackingError
+from gbtrack import EventDraft, InMemorySender, Limits, Tracker, TrackingError, identify
 from gbtrack.emulator import GameballEmulator
 from gbtrack.senders import BackgroundSender, RetryPolicy
 
@@ -156,3 +156,32 @@ def test_before_send_runs_in_the_worker_and_the_caller_keeps_its_fast_path(
     assert threading.current_thread().name not in threads
     assert [(e.customer_id, e.email) for e in emulator.events] == [("c-1", None)]
     assert tracker.stats.dropped.get("before_send") == 1
+
+
+def test_a_token_that_cannot_be_a_header_is_invalid_and_never_logged(
+    emulator: GameballEmulator, caplog: pytest.LogCaptureFixture
+) -> None:
+    # Issue 18 item 7: a CR/LF token reached httpcore's DEBUG log ("Illegal header value
+    # b'...'") and was reported as "Gameball rejected the request", though Gameball never
+    # saw it. It is an invalid event, refused before any request, its value logged nowhere.
+    secret = "s3cr3t-session"
+    errors: list[TrackingError] = []
+    sender = BackgroundSender(
+        api_key=API_KEY, secret_key=emulator.secret_key, base_url=emulator.url, flush_interval=0.05
+    )
+    tracker = Tracker(sender, on_error=errors.append)
+    with caplog.at_level("DEBUG"):  # every logger: httpx's and httpcore's too
+        with identify("c-1", session_token=f"{secret}\r\nX-Evil: 1"):
+            tracker.emit("purchase")
+        tracker.emit("purchase", customer_id="c-2", session_token="eyJ.a-b_c~d.e")
+        assert not tracker.flush(10)  # one dropped
+    tracker.close(10)
+    assert sender.stats().dropped == {"invalid_event": 1}
+    assert [(e.customer_id, e.has_session_token) for e in emulator.events] == [("c-2", True)]
+    assert len(emulator.request_log) == 1  # the bad token never left
+    (error,) = errors
+    assert error.reason == "invalid_event"
+    assert "session_token holds a line break (CR or LF) at index 14" in str(error)
+    texts = [caplog.text, str(error), repr(error), str(tracker.stats)]
+    texts += [r.exc_text or "" for r in caplog.records]
+    assert not [t for t in texts if secret in t or "X-Evil" in t]

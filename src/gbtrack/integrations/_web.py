@@ -1,4 +1,4 @@
-"""What the web integrations share: options for ``configure``, identity per request.
+"""What the integrations share: options for ``configure``, identity per request.
 
 Private to :mod:`gbtrack.integrations`; the framework modules are the public face.
 """
@@ -9,20 +9,26 @@ import importlib
 import inspect
 import logging
 import os
+import uuid
 from collections.abc import Callable, Mapping
-from typing import Any
+from typing import Any, Union
 
 from gbtrack._context import identify
+from gbtrack._event import Identity
+from gbtrack._plain import plain_customer_id
 from gbtrack._tracker import Tracker, configure, get_tracker
 from gbtrack.senders import RateLimiter
 from gbtrack.senders._config import REDIS_URL_ENV
 
 __all__ = [
     "CONFIGURE_OPTIONS",
+    "IDENTITY_FIELDS",
+    "IdentityLike",
     "call_identity",
     "configure_from",
     "configure_options",
     "identity_block",
+    "identity_from",
     "import_string",
     "needs_share",
     "rate_limit_share",
@@ -82,29 +88,80 @@ def configure_from(options: Mapping[str, Any], tracker: Tracker | None) -> Track
     return tracker.configure(**options)
 
 
-IdentityValue = Any
-"""What an identity function returns: ``None``, a customer id, or a mapping of
-``customer_id``/``email``/``mobile``/``session_token``."""
+IdentityLike = Union[str, int, uuid.UUID, Identity, Mapping[str, Any], None]  # noqa: UP007
+"""What an identity function returns, in every integration: ``None`` (an anonymous
+request), a customer id (``str``, ``int`` or ``UUID``), a mapping of
+:class:`~gbtrack.Identity`'s fields (``customer_id``, ``email``, ``mobile``,
+``session_token``) or an :class:`~gbtrack.Identity`. See :func:`identity_from`."""
+
+IDENTITY_FIELDS = frozenset(Identity.model_fields)
+"""The keys an identity mapping may have: :class:`~gbtrack.Identity`'s fields."""
 
 
-def identity_block(value: IdentityValue, source: Callable[..., Any]) -> identify | None:
+def identity_from(value: object) -> identify | None:
     """Turn what an identity function returned into an :class:`~gbtrack.identify` block.
 
-    Never raises: a value that is not an identity is logged on the ``gbtrack`` logger and
-    the request runs without an ambient customer.
+    The one conversion behind every integration (ASGI middleware and dependency, Flask,
+    Django, serverless, the identity a Celery message carries), so they all accept the
+    same values:
+
+    - ``None``, or no customer id (a mapping or ``Identity`` without ``customer_id``, a
+      blank id): ``None``, the request is anonymous;
+    - a customer id (``str``, ``int``, ``UUID``): ``identify(customer_id)``;
+    - a mapping with :data:`IDENTITY_FIELDS` keys, or an :class:`~gbtrack.Identity`:
+      ``identify(customer_id, email=..., mobile=..., session_token=...)``.
+
+    The block is the request's whole identity: a field left out is not taken from an
+    outer block (no session token means none, not an enclosing one).
+
+    Raises:
+        TypeError: For any other value, or a mapping with other keys (a typo such as
+            ``{"id": 7}`` would otherwise make every request anonymous).
+        InvalidEventError: For a field of the wrong type (a ``float`` id, say).
     """
     if value is None:
         return None
+    if isinstance(value, Identity):
+        fields: Mapping[str, Any] = {
+            "customer_id": value.customer_id,
+            "email": value.email,
+            "mobile": value.mobile,
+            "session_token": value.session_token,
+        }
+    elif isinstance(value, Mapping):
+        unknown = [key for key in value if key not in IDENTITY_FIELDS]
+        if unknown:
+            raise TypeError(
+                f"an identity mapping takes the keys {', '.join(sorted(IDENTITY_FIELDS))}; "
+                f"got {', '.join(repr(key) for key in unknown)}"
+            )
+        fields = value
+    elif isinstance(value, str | int | uuid.UUID) and not isinstance(value, bool):
+        fields = {"customer_id": value}
+    else:
+        raise TypeError(
+            "an identity must be None, a customer id (str, int or UUID), a mapping of "
+            f"gbtrack.Identity's fields or a gbtrack.Identity; got a {type(value).__name__}"
+        )
+    customer_id = plain_customer_id(fields.get("customer_id"))
+    if customer_id is None:
+        return None
+    return identify(
+        customer_id,
+        email=fields.get("email"),
+        mobile=fields.get("mobile"),
+        session_token=fields.get("session_token"),
+    )
+
+
+def identity_block(value: object, source: Callable[..., Any]) -> identify | None:
+    """:func:`identity_from` that never raises.
+
+    A value that is not an identity is logged on the ``gbtrack`` logger and the request
+    runs without an ambient customer.
+    """
     try:
-        if isinstance(value, Mapping):
-            fields = dict(value)
-            customer_id = fields.pop("customer_id", None)
-            if customer_id is None:
-                return None
-            return identify(customer_id, **fields)
-        if isinstance(value, identify):
-            return value
-        return identify(value)
+        return identity_from(value)
     except Exception as exc:
         name = getattr(source, "__qualname__", repr(source))
         logger.warning(

@@ -16,8 +16,10 @@ Three pieces, each usable alone (``pip install gbtrack[fastapi]``):
 - :func:`lifespan`: configures the tracker at start-up and closes it at shutdown,
   bounded and in a worker thread, never blocking the event loop.
 
-An identity is a customer id (``str`` or ``int``), a :class:`gbtrack.Identity` (with
-email, mobile or session token), or ``None`` for an anonymous request.
+An identity is what every integration's identity function returns (see
+:data:`IdentityLike`): ``None`` for an anonymous request, a customer id (``str``,
+``int``, ``UUID``), a mapping of :class:`gbtrack.Identity`'s fields, or an
+:class:`gbtrack.Identity` (with email, mobile or session token).
 """
 
 from __future__ import annotations
@@ -26,7 +28,7 @@ import contextlib
 import inspect
 from collections.abc import AsyncIterator, Awaitable, Callable, MutableMapping
 from contextlib import AbstractAsyncContextManager, asynccontextmanager
-from typing import Any, Union
+from typing import Any
 
 try:
     import anyio.to_thread
@@ -39,46 +41,17 @@ except ImportError as exc:  # pragma: no cover - depends on the environment
 
 from gbtrack._context import identify
 from gbtrack._errors import TrackingError
-from gbtrack._event import Identity
 from gbtrack._report import logger
 from gbtrack._tracker import Tracker, get_tracker
+from gbtrack.integrations._web import IdentityLike, identity_from
 
 __all__ = ["GbtrackMiddleware", "IdentityLike", "identity_dependency", "lifespan"]
-
-IdentityLike = Union[str, int, Identity, None]  # noqa: UP007 - a runtime alias on 3.10
-"""What an identity function returns: a customer id, an :class:`~gbtrack.Identity`, or ``None``."""
 
 Scope = MutableMapping[str, Any]
 Message = MutableMapping[str, Any]
 Receive = Callable[[], Awaitable[Message]]
 Send = Callable[[Message], Awaitable[None]]
 ASGIApp = Callable[[Scope, Receive, Send], Awaitable[None]]
-
-
-def _block(value: object) -> identify | None:
-    """The ``identify`` block for what an identity function returned (``None``: anonymous).
-
-    Raises:
-        TypeError: For a value that is not an identity.
-        InvalidEventError: For an id, email, mobile or token of the wrong type.
-    """
-    if value is None:
-        return None
-    if isinstance(value, Identity):
-        if value.customer_id is None:
-            return None
-        return identify(
-            value.customer_id,
-            email=value.email,
-            mobile=value.mobile,
-            session_token=value.session_token,
-        )
-    if isinstance(value, str | int) and not isinstance(value, bool):
-        return identify(value)
-    raise TypeError(
-        f"an identity function must return a customer id (str or int), a gbtrack.Identity "
-        f"or None, not a {type(value).__name__}"
-    )
 
 
 def _failed(what: str, exc: Exception, tracker: Tracker | None) -> None:
@@ -95,18 +68,19 @@ class GbtrackMiddleware:
 
     Args:
         app: The ASGI application to wrap.
-        identity: ``identity(connection) -> customer id | Identity | None``, sync or
-            async, given a :class:`starlette.requests.HTTPConnection` (headers, cookies,
-            ``state``, ``user``, path and query; not the body). A sync function runs on
-            the event loop: keep it to reading the connection, and make it ``async`` for
-            any I/O. If it raises, the request runs without an identity and the error is
-            logged on the ``gbtrack`` logger (raised under ``strict``).
+        identity: ``identity(connection) -> IdentityLike``, sync or async, given a
+            :class:`starlette.requests.HTTPConnection` (headers, cookies, ``state``,
+            ``user``, path and query; not the body). A sync function runs on the event
+            loop: keep it to reading the connection, and make it ``async`` for any I/O.
+            If it raises or returns something that is not an identity, the request runs
+            without an identity and the error is logged on the ``gbtrack`` logger
+            (raised under ``strict``).
         tracker: The tracker whose ``strict`` and ``debug`` apply (the default tracker,
             looked up per request, when ``None``). With ``debug``, one INFO line per
             request says which customer it runs as (method and path, no query).
 
     Example:
-        ``app.add_middleware(GbtrackMiddleware, identity=lambda c: c.headers.get("x-user"))``
+        ``app.add_middleware(GbtrackMiddleware, identity=lambda c: getattr(c.user, "id", None))``
         (added before an authentication middleware, it runs after it: Starlette runs
         the middleware added last first).
     """
@@ -150,7 +124,7 @@ class GbtrackMiddleware:
             value = self.identity(HTTPConnection(scope))
             if inspect.isawaitable(value):
                 value = await value
-            return _block(value)
+            return identity_from(value)
         except Exception as exc:
             _failed(f"the identity function {self._name}", exc, self.tracker)
             return None
@@ -162,8 +136,9 @@ def identity_dependency(
     """Make a FastAPI dependency that runs the request inside :func:`gbtrack.identify`.
 
     ``resolve`` is a FastAPI dependency itself (sync or async, taking ``Request``,
-    ``Header(...)``, ``Depends(current_user)``, ...) that returns a customer id, an
-    :class:`~gbtrack.Identity` or ``None``. The returned dependency binds what it
+    ``Header(...)``, ``Depends(current_user)``, ...) that returns an identity
+    (:data:`IdentityLike`: ``None``, a customer id, a mapping or an
+    :class:`~gbtrack.Identity`). The returned dependency binds what it
     returns for the rest of the request: the endpoint (async or sync), later
     dependencies and background tasks. Use it per route or for the whole app:
     ``FastAPI(dependencies=[Depends(identity_dependency(user_id))])``. It yields the
@@ -186,7 +161,7 @@ def identity_dependency(
 
     async def gbtrack_identity(value: Any = Depends(resolve)) -> AsyncIterator[identify | None]:  # noqa: B008
         try:
-            block = _block(value)
+            block = identity_from(value)
         except Exception as exc:
             _failed(f"the identity dependency {name}", exc, tracker)
             block = None

@@ -24,6 +24,12 @@ integrations do; ``before_task_publish`` does not say which app publishes):
   ``max_memory_per_child``, warm shutdown: billiard ends children with ``os._exit``,
   so no ``atexit`` hook runs) and when the worker stops (SIGTERM).
 
+An exit flush ignores SIGTERM while it runs: the process is already on its way out, and
+a SIGTERM (systemd's ``KillMode=control-group`` sends one to every pool child) landing
+in a child's flush would otherwise end it mid-flush, with its events. A child that
+leaves before its ``worker_process_shutdown`` receiver ran (a SIGTERM during an earlier
+receiver) still flushes, from billiard's exit finalizers.
+
 Nothing here ever raises into Celery: a malformed header is logged on the ``gbtrack``
 logger and the task runs without an identity.
 """
@@ -31,14 +37,18 @@ logger and the task runs without an identity.
 from __future__ import annotations
 
 import logging
+import signal
 import threading
-from collections.abc import Mapping
+from collections.abc import Iterator, Mapping
+from contextlib import contextmanager
 from dataclasses import dataclass
 from typing import Any
 
+from billiard import util as billiard_util
 from celery import signals
 
 from gbtrack import Tracker, current_identity, get_tracker, identify
+from gbtrack.integrations._web import IDENTITY_FIELDS, identity_from
 
 __all__ = ["HEADER", "instrument", "is_instrumented", "uninstrument"]
 
@@ -113,6 +123,7 @@ def instrument(
         signals.before_task_publish.connect(_before_publish, weak=False, dispatch_uid=_UID)
         signals.task_prerun.connect(_prerun, weak=False, dispatch_uid=_UID)
         signals.task_postrun.connect(_postrun, weak=False, dispatch_uid=_UID)
+        signals.worker_process_init.connect(_process_init, weak=False, dispatch_uid=_UID)
         signals.worker_process_shutdown.connect(_process_shutdown, weak=False, dispatch_uid=_UID)
         signals.worker_shutdown.connect(_worker_shutdown, weak=False, dispatch_uid=_UID)
 
@@ -125,6 +136,7 @@ def uninstrument() -> None:
         signals.before_task_publish.disconnect(_before_publish, dispatch_uid=_UID)
         signals.task_prerun.disconnect(_prerun, dispatch_uid=_UID)
         signals.task_postrun.disconnect(_postrun, dispatch_uid=_UID)
+        signals.worker_process_init.disconnect(_process_init, dispatch_uid=_UID)
         signals.worker_process_shutdown.disconnect(_process_shutdown, dispatch_uid=_UID)
         signals.worker_shutdown.disconnect(_worker_shutdown, dispatch_uid=_UID)
 
@@ -173,6 +185,8 @@ def _prerun(task_id: str | None = None, task: Any = None, **_: Any) -> None:
         if carried is None:
             return
         block = _block_from(carried, settings.session_token)
+        if block is None:
+            return
         block.__enter__()
         _blocks[task_id] = block
     except Exception:
@@ -194,14 +208,13 @@ def _incoming(request: Any) -> Mapping[str, Any] | None:
     return carried
 
 
-def _block_from(carried: Mapping[str, Any], with_token: bool) -> identify:
-    token = carried.get("session_token") if with_token else None
-    return identify(
-        carried.get("customer_id"),
-        email=carried.get("email"),
-        mobile=carried.get("mobile"),
-        session_token=token,  # None: no token, never an outer one
-    )
+def _block_from(carried: Mapping[str, Any], with_token: bool) -> identify | None:
+    # The integrations' one conversion; keys a newer publisher may add are left out, and
+    # the token only when carried on purpose (absent: no token, never an outer one).
+    fields = {k: v for k, v in carried.items() if k in IDENTITY_FIELDS}
+    if not with_token:
+        fields.pop("session_token", None)
+    return identity_from(fields)
 
 
 def _postrun(task_id: str | None = None, **_: Any) -> None:
@@ -216,13 +229,46 @@ def _postrun(task_id: str | None = None, **_: Any) -> None:
         settings.flush(f"after task {task_id}")
 
 
-def _process_shutdown(**_: Any) -> None:
+@contextmanager
+def _sigterm_ignored() -> Iterator[None]:
+    """Ignore SIGTERM inside the block: an exit flush is what a SIGTERM asks for.
+
+    Billiard's handler in a pool child raises ``SystemExit`` (and a second SIGTERM
+    kills outright); arriving in a flush, either would end the process with its events
+    still queued. The flush is bounded by ``flush_timeout``, and the process exits
+    right after it. Outside the main thread nothing can be changed, nor is needed; a
+    handler installed outside Python could not be put back, so it is left alone.
+    """
+    previous = signal.getsignal(signal.SIGTERM)
+    if previous is None or threading.current_thread() is not threading.main_thread():
+        yield
+        return
+    signal.signal(signal.SIGTERM, signal.SIG_IGN)
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGTERM, previous)
+
+
+def _exit_flush(why: str) -> None:
     settings = _settings
     if settings is not None:
-        settings.flush("as the pool process exits")
+        with _sigterm_ignored():
+            settings.flush(why)
+
+
+def _process_init(**_: Any) -> None:
+    # Normally a child leaves through worker_process_shutdown, then os._exit, and no
+    # finalizer runs. A SIGTERM during an earlier receiver of that signal (or before it
+    # is sent) raises SystemExit past ours into billiard's bootstrap, which runs the
+    # process's exit finalizers: flush there. Registered per child (the registry is
+    # cleared at fork).
+    billiard_util.Finalize(None, _exit_flush, args=("as the pool process exits",), exitpriority=10)
+
+
+def _process_shutdown(**_: Any) -> None:
+    _exit_flush("as the pool process exits")
 
 
 def _worker_shutdown(**_: Any) -> None:
-    settings = _settings
-    if settings is not None:
-        settings.flush("at worker shutdown")
+    _exit_flush("at worker shutdown")

@@ -22,12 +22,16 @@ Install with ``pip install gbtrack[django]``, then in ``settings.py``::
   :func:`gbtrack.identify` for the customer ``IDENTITY`` names: by default the
   authenticated ``request.user`` (``customer_id=user.pk``, and ``user.email`` when set);
   anonymous requests get no ambient customer. ``IDENTITY`` may be a function (or its
-  dotted path) taking the request and returning ``None``, a customer id, or a mapping
-  of :func:`~gbtrack.identify`'s arguments; an ``async def`` one is awaited under ASGI.
+  dotted path) taking the request and returning what every integration's identity
+  function returns (``None``, a customer id, a mapping of :class:`~gbtrack.Identity`'s
+  fields, or an :class:`~gbtrack.Identity`; see
+  :data:`gbtrack.integrations.asgi.IdentityLike`); an ``async def`` one is awaited
+  under ASGI.
 
 - :func:`atomic` is ``transaction.atomic`` with :func:`gbtrack.transaction` bound to
   it: events tracked inside are rows of the ``gbtrack_outbox`` table in the same
-  database transaction (see docs/scaling.md).
+  database transaction (see docs/scaling.md). It needs that table (``gbtrack outbox
+  init``) and a running ``gbtrack relay`` to send the rows.
 
 Tracking never breaks a request: an identity function that raises, or returns
 something that is not an identity, is logged on the ``gbtrack`` logger and the request
@@ -297,7 +301,9 @@ def atomic(using: str | None = None, *, savepoint: bool = True) -> Iterator[Any]
     """``transaction.atomic(using)`` with :func:`gbtrack.transaction` bound to it.
 
     Events tracked inside are INSERTed into the ``gbtrack_outbox`` table in the same
-    database transaction: they commit with the block, or roll back with it.
+    database transaction: they commit with the block, or roll back with it. The table
+    must exist (``gbtrack outbox init --url ...`` creates it), and a ``gbtrack relay``
+    must run against the same database: it is what sends the committed rows.
 
     Args:
         using: The database alias (``None``: ``"default"``).

@@ -2,12 +2,12 @@
 
 Install with ``pip install gbtrack[flask]``::
 
-    from flask import Flask
+    from flask import Flask, session
     from gbtrack.integrations.flask import GBTrack
 
     app = Flask(__name__)
     app.config["GBTRACK_API_KEY"] = "..."
-    GBTrack(app, identity=lambda request: request.headers.get("X-Customer-Id"))
+    GBTrack(app, identity=lambda request: session.get("customer_id"))  # set at login
 
 or, with an application factory, ``gbtrack_ext = GBTrack()`` at import and
 ``gbtrack_ext.init_app(app)`` in the factory.
@@ -20,8 +20,10 @@ or, with an application factory, ``gbtrack_ext = GBTrack()`` at import and
   ``GBTRACK_IDENTITY`` is the identity function (or its dotted path). Other
   ``GBTRACK_*`` keys are refused, so a typo fails at start-up.
 - Identity per request: each request runs inside :func:`gbtrack.identify` for the customer
-  the identity function returns (``None``, a customer id, or a mapping of
-  :func:`~gbtrack.identify`'s arguments); it gets the request. By default: Flask-Login's
+  the identity function returns; it gets the request and returns what every integration's
+  identity function returns (``None``, a customer id, a mapping of
+  :class:`~gbtrack.Identity`'s fields, or an :class:`~gbtrack.Identity`; see
+  :data:`gbtrack.integrations.asgi.IdentityLike`). By default: Flask-Login's
   ``current_user`` when Flask-Login is installed and the user is authenticated,
   otherwise ``g.user`` (``user.id`` or ``user["id"]``, and its ``email``) as the Flask
   tutorial sets it. Hooks run in registration order: call ``GBTrack(app)`` after

@@ -24,6 +24,7 @@ from typing import Any, TypeVar, overload
 from gbtrack._context import identify
 from gbtrack._report import logger
 from gbtrack._tracker import Tracker, get_tracker
+from gbtrack.integrations._web import IdentityLike, identity_from
 
 __all__ = ["serverless_function"]
 
@@ -41,7 +42,7 @@ def serverless_function(
     *,
     timeout: float = 2.0,
     tracker: Tracker | None = None,
-    identity: Callable[[Any, Any], str | int | None] | None = None,
+    identity: Callable[[Any, Any], IdentityLike] | None = None,
 ) -> Callable[[F], F]: ...
 
 
@@ -51,7 +52,7 @@ def serverless_function(
     *,
     timeout: float = 2.0,
     tracker: Tracker | None = None,
-    identity: Callable[[Any, Any], str | int | None] | None = None,
+    identity: Callable[[Any, Any], IdentityLike] | None = None,
 ) -> F | Callable[[F], F]:
     """Decorate a serverless handler so that each invocation ends with a bounded flush.
 
@@ -64,9 +65,13 @@ def serverless_function(
             has it) minus half a second is shorter.
         tracker: The tracker to flush (the default tracker, looked up at each
             invocation, when ``None``).
-        identity: ``identity(event, context) -> customer id | None``: the invocation
-            runs inside :func:`gbtrack.identify` for that customer (e.g. a Cognito
-            claim). If it raises, the invocation runs without an identity (logged).
+        identity: ``identity(event, context)``: the invocation runs inside
+            :func:`gbtrack.identify` for the customer it returns (e.g. a Cognito claim):
+            any value every integration's identity function may return (``None``, a
+            customer id, a mapping of :class:`~gbtrack.Identity`'s fields, an
+            :class:`~gbtrack.Identity`; see
+            :data:`gbtrack.integrations.asgi.IdentityLike`). If it raises or returns
+            something else, the invocation runs without an identity (logged).
 
     Returns:
         The wrapped handler (or a decorator, without ``handler``).
@@ -114,15 +119,15 @@ _NOBODY = _Nobody()
 
 
 def _identity(
-    identity: Callable[[Any, Any], str | int | None] | None, args: tuple[Any, ...]
+    identity: Callable[[Any, Any], IdentityLike] | None, args: tuple[Any, ...]
 ) -> identify | _Nobody:
     if identity is None:
         return _NOBODY
     event = args[0] if args else None
     context = args[1] if len(args) > 1 else None
     try:
-        customer_id = identity(event, context)
-        return _NOBODY if customer_id is None else identify(customer_id)
+        block = identity_from(identity(event, context))
+        return _NOBODY if block is None else block
     except Exception as exc:
         logger.warning(
             "gbtrack: the identity function raised %s; the invocation runs without an identity",
