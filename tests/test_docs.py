@@ -93,13 +93,26 @@ def test_block_parser() -> None:
     ]
 
 
-@pytest.mark.parametrize("page", PAGES, ids=_page_id)
+def _runnable(page: Path) -> list[Block]:
+    return [b for b in blocks_of(page.read_text()) if b.lang == "python" and not b.skipped]
+
+
+# Only pages with something to run become tests: a page of prose and shell commands is
+# not a skipped test (a skip is for something the user could make run).
+RUNNABLE_PAGES = [page for page in PAGES if _runnable(page)]
+
+
+def test_runnable_pages_are_the_pages_with_python() -> None:
+    assert ROOT / "README.md" in RUNNABLE_PAGES
+    for page in PAGES:
+        assert (page in RUNNABLE_PAGES) == bool(_runnable(page)), page
+
+
+@pytest.mark.parametrize("page", RUNNABLE_PAGES, ids=_page_id)
 def test_python_blocks_run(page: Path, tmp_path: Path) -> None:
     if page.name in NOT_RUNNABLE and page.parent == DOCS:
         pytest.skip(NOT_RUNNABLE[page.name])
-    runnable = [b for b in blocks_of(page.read_text()) if b.lang == "python" and not b.skipped]
-    if not runnable:
-        pytest.skip(f"{_page_id(page)} has no runnable python block")
+    runnable = _runnable(page)
     env = {k: v for k, v in os.environ.items() if not k.startswith(("GAMEBALL_", "GBTRACK_"))}
     # Warnings are errors, except the one-time "no delivery configured" notice.
     env["PYTHONWARNINGS"] = "error,default:gbtrack:RuntimeWarning"
