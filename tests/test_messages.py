@@ -6,6 +6,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import pickle
+import re
 import traceback
 import warnings
 from pathlib import Path
@@ -179,3 +180,12 @@ def test_stats_read_plainly() -> None:
         "in_flight=0, persisted=0, last_error=None, missing={('n', 'x'): 3})"
     )
     assert "mappingproxy" not in str(Tracker(InMemorySender()).stats)
+
+
+def test_get_tracker_names_only_functions_that_exist() -> None:
+    doc = gbtrack.get_tracker.__doc__ or ""
+    named = re.findall(r"``([a-z_]+)``", doc)
+    assert named, doc
+    for name in named:
+        assert callable(getattr(gbtrack, name, None)), f"gbtrack.{name} does not exist"
+    assert "emit" not in named  # a Tracker method, not a module-level function
