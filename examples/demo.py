@@ -12,7 +12,7 @@ What happens, all in this one process and on 127.0.0.1 only:
    what the emulator received and ``tracker.stats``.
 
 Exit status 1 if any event was lost (dropped, or not received by the emulator).
-Run it with ``python -m nox -s demo`` or ``python examples/demo.py``.
+Run it with ``./nox -s demo`` or ``python examples/demo.py``.
 """
 
 from __future__ import annotations

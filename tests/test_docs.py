@@ -167,17 +167,39 @@ def test_relative_links_resolve(page: Path) -> None:
         assert path.exists(), f"{_page_id(page)} links a missing {target}"
 
 
-def test_readme_quick_start_has_exactly_the_two_commands() -> None:
+def _quick_start() -> list[str]:
     readme = (ROOT / "README.md").read_text()
     start = readme.index("## Quick start")
     section = readme[start : readme.index("\n## ", start + 1)]
-    commands = [
+    return [
         line.split("#")[0].strip()
         for b in blocks_of(section)
         for line in b.code.splitlines()
         if line.strip()
     ]
-    assert commands == [
-        "python -m pip install nox && python -m nox -s demo",
-        "python -m pip install nox && python -m nox -s tests",
-    ]
+
+
+def test_readme_quick_start_has_exactly_the_two_commands() -> None:
+    assert _quick_start() == ["./nox -s demo", "./nox -s tests"]
+    assert os.access(ROOT / "nox", os.X_OK)  # git keeps the mode: ./nox runs as written
+
+
+def test_ci_runs_the_readme_commands_verbatim() -> None:
+    ci = [line.strip() for line in (ROOT / ".ci" / "run").read_text().splitlines()]
+    demo, tests = _quick_start()
+    assert demo in ci
+    # the same command, its output kept to refuse a run in which no test passed
+    assert f"{tests} | tee .ci-tests.log" in ci
+    assert ci.index(demo) < ci.index(f"{tests} | tee .ci-tests.log")
+    assert not [line for line in ci if "pip install" in line]  # ./nox does the installing
+
+
+def test_changelog_has_a_dated_entry_per_version() -> None:
+    text = (ROOT / "CHANGELOG.md").read_text()
+    headings = re.findall(r"^## (.*)$", text, re.M)
+    assert headings[0] == "[Unreleased]"
+    for heading in headings[1:]:
+        assert re.fullmatch(r"\[\d+\.\d+\.\d+\] - \d{4}-\d{2}-\d{2}", heading), heading
+    version = re.search(r'^version = "(.+)"$', (ROOT / "pyproject.toml").read_text(), re.M)
+    assert version is not None
+    assert any(h.startswith(f"[{version[1]}] - ") for h in headings), "no entry for the version"
