@@ -5,6 +5,7 @@ from __future__ import annotations
 from collections.abc import Iterator
 
 import pytest
+from tests._chromium import Browser, find_chromium
 from tests._redis import RedisServer, running_redis
 
 from gbtrack import (
@@ -91,3 +92,20 @@ def redis_server(_redis_service: RedisServer) -> RedisServer:
         client.flushall()
         client.script_flush()
     return server
+
+
+@pytest.fixture(scope="session")
+def _chromium(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Browser]:
+    """One headless Chromium per test session (per xdist worker), started on first use."""
+    executable = find_chromium()
+    if executable is None:
+        pytest.skip("headless Chromium is not installed (apt-get install chromium; .ci/run does)")
+    with Browser(executable, tmp_path_factory.mktemp("chromium") / "profile") as browser:
+        yield browser
+
+
+@pytest.fixture
+def browser(_chromium: Browser) -> Iterator[Browser]:
+    """The session's headless Chromium; the tabs a test opens are closed after it."""
+    yield _chromium
+    _chromium.close_pages()

@@ -28,9 +28,9 @@ from pathlib import Path
 from types import ModuleType
 
 import pytest
+from tests._chromium import Browser, Page, find_chromium
 
 import gbtrack
-from _chromium import Browser, Page, find_chromium
 from gbtrack.cli import build_parser
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -40,6 +40,9 @@ ARTIFACTS = ROOT / "build" / "test-artifacts" / "docs"
 CHROMIUM = find_chromium()
 NEEDS = ("mkdocs", "material", "mkdocstrings", "mkdocstrings_handlers.python")
 MISSING = [name for name in NEEDS if importlib.util.find_spec(name.split(".")[0]) is None]
+
+# One worker builds the site once for all these tests (pytest-xdist, --dist loadgroup).
+pytestmark = pytest.mark.xdist_group("docs_site")
 
 needs_mkdocs = pytest.mark.skipif(
     bool(MISSING),
@@ -202,6 +205,7 @@ def test_links_to_repository_files_get_a_page(site: Path) -> None:
 
 
 # --- the CLI pages --------------------------------------------------------------------
+@functools.cache  # two tests compare each command's help: one subprocess per command
 def _real_help(words: tuple[str, ...]) -> str:
     env = {**os.environ, **hooks.HELP_ENV}
     proc = subprocess.run(
@@ -313,13 +317,6 @@ def served(site: Path) -> Iterator[str]:
         server.shutdown()
         server.server_close()
         thread.join(10)
-
-
-@pytest.fixture
-def browser(tmp_path: Path) -> Iterator[Browser]:
-    assert CHROMIUM is not None
-    with Browser(CHROMIUM, tmp_path / "profile") as opened:
-        yield opened
 
 
 NAV_LINKS = "[...document.querySelectorAll('nav.md-nav--primary .md-nav__link')]"
