@@ -1,7 +1,12 @@
-"""Developer tasks: `python -m nox -s tests`, `lint`, `typecheck`, `demo`, `bench`, `docs`,
-`mutate`."""
+"""Developer tasks: `./nox -s tests`, `lint`, `typecheck`, `demo`, `build`, `bench`, `docs`,
+`mutate` (`./nox` runs nox from `.venv`; `python -m nox` works where nox is installed)."""
 
 from __future__ import annotations
+
+import glob
+import shutil
+import zipfile
+from pathlib import Path
 
 import nox
 
@@ -27,9 +32,14 @@ _LINTED = (
 
 @nox.session(python=PYTHON)
 def tests(session: nox.Session) -> None:
-    """Run the test suite (pytest); extra arguments go to pytest."""
+    """Run the test suite (pytest) on one worker per CPU; extra arguments go to pytest.
+
+    ``-- -n 0`` runs it in one process (e.g. with ``--pdb``).
+    """
     session.install("-e", ".[test]")
-    session.run("pytest", *session.posargs)
+    # pytest-xdist: one worker per core; each worker starts its servers (PostgreSQL,
+    # Redis) once. The slowest tests are printed, so a slow newcomer shows.
+    session.run("pytest", "-n", "auto", "--durations=15", *session.posargs)
 
 
 @nox.session(python=PYTHON)
@@ -52,6 +62,69 @@ def demo(session: nox.Session) -> None:
     """Run the example checkout service against the local Gameball emulator."""
     session.install("-e", ".")
     session.run("python", "examples/demo.py", *session.posargs)
+
+
+# What the wheel must carry (issue 20): the typing marker, the emulator's live page, the CLI.
+_WHEEL_MUST_HAVE = ("gbtrack/py.typed", "gbtrack/emulator/_page.py", "gbtrack/cli.py")
+
+
+@nox.session(python=PYTHON)
+def build(session: nox.Session) -> None:
+    """Build the sdist and wheel into dist/, check them (twine, contents), then test the wheel.
+
+    The ``wheel`` session runs next: it installs the wheel into a fresh virtual
+    environment and runs the demo from it.
+    """
+    shutil.rmtree("dist", ignore_errors=True)
+    session.install("build>=1.2", "twine>=5")
+    session.run("python", "-m", "build", "--outdir", "dist")
+    dists = sorted(glob.glob("dist/*"))
+    session.run("twine", "check", "--strict", *dists)
+    (wheel_path,) = glob.glob("dist/*.whl")
+    with zipfile.ZipFile(wheel_path) as wheel_zip:
+        names = set(wheel_zip.namelist())
+        missing = [name for name in _WHEEL_MUST_HAVE if name not in names]
+        entry_points = next((n for n in names if n.endswith(".dist-info/entry_points.txt")), "")
+        scripts = wheel_zip.read(entry_points).decode() if entry_points else ""
+    if missing:
+        session.error(f"the wheel lacks {', '.join(missing)}")
+    if "gbtrack = gbtrack.cli:main" not in scripts:
+        session.error("the wheel declares no gbtrack command (gbtrack = gbtrack.cli:main)")
+    session.log(f"{wheel_path}: {len(names)} files, py.typed, the emulator page, the CLI")
+    session.notify("wheel")
+
+
+@nox.session(python=PYTHON, reuse_venv=False)
+def wheel(session: nox.Session) -> None:
+    """Install the wheel that ``build`` made into a fresh virtual environment; run the demo."""
+    wheels = glob.glob("dist/*.whl")
+    if len(wheels) != 1:
+        session.error("no single wheel in dist/: run `./nox -s build`")
+    session.install(wheels[0])
+    root = Path.cwd()
+    session.chdir(session.create_tmp())  # nothing of the checkout on sys.path
+    session.run(
+        "python",
+        "-c",
+        "import gbtrack, sys; sys.exit('site-packages' not in gbtrack.__file__)",
+    )
+    session.run("gbtrack", "--version")
+    help_text = session.run("gbtrack", "emulator", "--help", silent=True) or ""
+    if "live page" not in str(help_text):
+        session.error("`gbtrack emulator --help` does not mention the live page")
+    session.run("python", "-c", _LIVE_PAGE_CHECK)
+    session.run("python", str(root / "examples" / "demo.py"))
+
+
+# The installed emulator serves its live page (the HTML lives in gbtrack/emulator/_page.py).
+_LIVE_PAGE_CHECK = """
+import httpx
+from gbtrack.emulator import GameballEmulator
+with GameballEmulator() as emulator:
+    page = httpx.get(emulator.url + "/")
+assert page.status_code == 200 and "Gameball emulator: live" in page.text, page.status_code
+print("the installed emulator serves its live page")
+"""
 
 
 @nox.session(python=PYTHON)

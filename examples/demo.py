@@ -12,7 +12,7 @@ What happens, all in this one process and on 127.0.0.1 only:
    what the emulator received and ``tracker.stats``.
 
 Exit status 1 if any event was lost (dropped, or not received by the emulator).
-Run it with ``python -m nox -s demo`` or ``python examples/demo.py``.
+Run it with ``./nox -s demo`` or ``python examples/demo.py``.
 """
 
 from __future__ import annotations
@@ -82,7 +82,7 @@ def print_table(events: list[ReceivedEvent]) -> None:
 def main() -> int:
     """Run the demo; return the exit status."""
     with GameballEmulator() as emulator:
-        print(f"Gameball emulator listening on {emulator.url}\n")
+        print(f"Gameball emulator listening on {emulator.url} (until the demo ends)\n")
         tracker = gbtrack.configure(
             api_key=emulator.api_key,
             secret_key=emulator.secret_key,
@@ -113,6 +113,13 @@ def main() -> int:
         print(f"LOST: {max(lost, stats.total_dropped)} event(s); settled={settled}")
         return 1
     print("nothing lost")
+    # The emulator above stopped with the demo: its URL is gone now.
+    print(
+        "\nThe demo's emulator stopped with it. To watch events arrive live, keep one "
+        "running:\n  gbtrack emulator --port 8080   (then open http://127.0.0.1:8080/)\n"
+        "and point your app at it: gbtrack.configure(api_key='test-api-key', "
+        "secret_key='test-secret-key', base_url='http://127.0.0.1:8080')"
+    )
     return 0
 
 

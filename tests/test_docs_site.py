@@ -10,6 +10,7 @@ OS's headless Chromium over CDP (``_chromium.py``); screenshots are kept in
 from __future__ import annotations
 
 import argparse
+import fcntl
 import functools
 import html
 import http.server
@@ -28,9 +29,9 @@ from pathlib import Path
 from types import ModuleType
 
 import pytest
+from tests._chromium import Browser, Page, find_chromium
 
 import gbtrack
-from _chromium import Browser, Page, find_chromium
 from gbtrack.cli import build_parser
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -98,11 +99,24 @@ def test_every_public_module_declares_its_names() -> None:
 
 
 # --- the built site -------------------------------------------------------------------
-@pytest.fixture(scope="module")
+@pytest.fixture(scope="session")
 def site(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """The site, built once per test run: under pytest-xdist the first worker to get here
+    builds it into the run's shared temporary directory while the others wait."""
     if MISSING:
         pytest.skip(f"{', '.join(MISSING)} not installed (pip install -e '.[docs]')")
-    out = tmp_path_factory.mktemp("site")
+    base = tmp_path_factory.getbasetemp()
+    if os.environ.get("PYTEST_XDIST_WORKER"):
+        base = base.parent  # this run's directory, shared by its workers
+    out = base / "docs-site"
+    with (base / "docs-site.lock").open("w") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)  # released when the file closes
+        if not (out / "index.html").is_file():
+            _build_site(out)
+    return out
+
+
+def _build_site(out: Path) -> None:
     env = {**os.environ, "NO_MKDOCS_2_WARNING": "1"}
     proc = subprocess.run(
         [sys.executable, "-m", "mkdocs", "build", "--strict", "--config-file",
@@ -115,7 +129,6 @@ def site(tmp_path_factory: pytest.TempPathFactory) -> Path:
         check=False,
     )  # fmt: skip
     assert proc.returncode == 0, f"mkdocs build --strict failed:\n{proc.stdout}\n{proc.stderr}"
-    return out
 
 
 @needs_mkdocs
@@ -202,6 +215,7 @@ def test_links_to_repository_files_get_a_page(site: Path) -> None:
 
 
 # --- the CLI pages --------------------------------------------------------------------
+@functools.cache  # two tests compare each command's help: one subprocess per command
 def _real_help(words: tuple[str, ...]) -> str:
     env = {**os.environ, **hooks.HELP_ENV}
     proc = subprocess.run(
@@ -301,7 +315,7 @@ class _QuietHandler(http.server.SimpleHTTPRequestHandler):
         pass
 
 
-@pytest.fixture(scope="module")
+@pytest.fixture(scope="session")
 def served(site: Path) -> Iterator[str]:
     handler = functools.partial(_QuietHandler, directory=str(site))
     server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), handler)
@@ -313,13 +327,6 @@ def served(site: Path) -> Iterator[str]:
         server.shutdown()
         server.server_close()
         thread.join(10)
-
-
-@pytest.fixture
-def browser(tmp_path: Path) -> Iterator[Browser]:
-    assert CHROMIUM is not None
-    with Browser(CHROMIUM, tmp_path / "profile") as opened:
-        yield opened
 
 
 NAV_LINKS = "[...document.querySelectorAll('nav.md-nav--primary .md-nav__link')]"

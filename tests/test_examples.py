@@ -40,6 +40,8 @@ EXPECTED: dict[str, list[str]] = {
         r"(?m)^20 events received by the emulator in \d+ requests$",
         r"tracker\.stats: sent=20 delivered=20 retried=\d+ dropped=\{\}",
         r"(?m)^nothing lost$",
+        # the demo's emulator is gone when it ends: how to keep one running
+        r"gbtrack emulator --port 8080 +\(then open http://127\.0\.0\.1:8080/\)",
     ],
     "custom_resolver.py": [
         r"customer=u-42 metadata=\{'plan': 'gold', 'tenant': 'acme', 'setting': 'theme', "

@@ -29,10 +29,14 @@ def test_failing_assertion_lists_events(gbtrack_events):
     gbtrack_events.assert_tracked("signed_up", customer_id="someone-else")
 """
 
+# A pytest in a subprocess without the plugins these runs never use (importing
+# hypothesis's alone takes seconds).
+LEAN = ("-p", "no:cacheprovider", "-p", "no:hypothesispytest", "-p", "no:xdist")
+
 
 def test_plugin_fixture_through_pytester(pytester: pytest.Pytester) -> None:
     pytester.makepyfile(test_plugin_use=PLUGIN_TESTS)
-    result = pytester.runpytest_subprocess("-p", "no:cacheprovider")
+    result = pytester.runpytest_subprocess(*LEAN)
     result.assert_outcomes(passed=2, failed=1)
     result.stdout.fnmatch_lines(
         ["*no event 'signed_up' matches {'customer_id': 'someone-else'}*u-2*"]
@@ -40,7 +44,7 @@ def test_plugin_fixture_through_pytester(pytester: pytest.Pytester) -> None:
 
 
 def test_plugin_fixture_listed(pytester: pytest.Pytester) -> None:
-    result = pytester.runpytest_subprocess("--fixtures")
+    result = pytester.runpytest_subprocess(*LEAN, "--fixtures")
     result.stdout.fnmatch_lines(["gbtrack_events*", "*Capture the default tracker*"])
 
 

@@ -182,3 +182,10 @@ class ServerError(DeliveryError):
 
 class TransportError(DeliveryError):
     """No HTTP answer: the connection was refused, reset, or timed out."""
+
+
+# Tracebacks and reprs name each exception's public home (``gbtrack.ExpressionError``),
+# not this private module; pickle finds them there too (tests/test_messages.py).
+for _name in __all__:
+    globals()[_name].__module__ = "gbtrack.outbox" if _name == "OutboxError" else "gbtrack"
+del _name

@@ -7,25 +7,58 @@ One :class:`Reporter` per tracker and one per sender. A sender built by
 from __future__ import annotations
 
 import logging
+import os
+import sys
 import threading
 import time
+import warnings
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, fields
 from types import MappingProxyType
 from typing import TYPE_CHECKING
 
-from gbtrack._errors import TrackingError
+from gbtrack._errors import GbtrackError, TrackingError
 
 if TYPE_CHECKING:
     from gbtrack._event import Event
 
-__all__ = ["ErrorHandler", "Reporter", "Stats", "logger"]
+__all__ = ["ErrorHandler", "Reporter", "Stats", "logger", "warn_user"]
 
 logger = logging.getLogger("gbtrack")
 """The ``gbtrack`` logger: drops and delivery failures are logged here, keys never."""
 
 ErrorHandler = Callable[[TrackingError], None]
 """The ``on_error`` hook: receives a :class:`~gbtrack.TrackingError` for every dropped event."""
+
+# Frames in files under this directory are gbtrack's own; a warning names the first
+# frame outside it: the user's line that called into gbtrack.
+_PACKAGE_DIR = os.path.dirname(__file__) + os.sep
+
+
+def warn_user(message: str, category: type[Warning] = RuntimeWarning) -> None:
+    """Warn at the user's call site (the first frame outside gbtrack), never raise.
+
+    When warnings are turned into errors (``-W error``, pytest's ``filterwarnings =
+    error``), the message is logged on the ``gbtrack`` logger instead: a warning about
+    tracking must not break the business call.
+    """
+    try:
+        if sys.version_info >= (3, 12):
+            warnings.warn(message, category, skip_file_prefixes=(_PACKAGE_DIR,))
+        else:
+            warnings.warn(message, category, stacklevel=_user_stacklevel())
+    except category:
+        logger.warning(message)
+
+
+def _user_stacklevel() -> int:
+    """Return the ``stacklevel`` at which a warning from :func:`warn_user` names user code."""
+    frame = sys._getframe(1)  # warn_user: stacklevel 1
+    level = 1
+    while frame.f_back is not None and frame.f_code.co_filename.startswith(_PACKAGE_DIR):
+        frame = frame.f_back
+        level += 1
+    return level
 
 
 @dataclass(frozen=True)
@@ -55,6 +88,16 @@ class Stats:
     persisted: int = 0
     last_error: str | None = None
     missing: Mapping[tuple[str, str], int] = field(default_factory=lambda: MappingProxyType({}))
+
+    def __repr__(self) -> str:
+        # The mappings are read-only proxies; shown as the dicts they hold, not
+        # "mappingproxy({...})", so that print(tracker.stats) reads plainly.
+        shown = ", ".join(
+            f"{f.name}={dict(value) if isinstance(value, Mapping) else value!r}"
+            for f in fields(self)
+            for value in (getattr(self, f.name),)
+        )
+        return f"Stats({shown})"
 
     @property
     def total_dropped(self) -> int:
@@ -201,14 +244,20 @@ class Reporter:
                 self._unlogged[reason] = self._unlogged.get(reason, 0) + n
         if log_now:
             more = f" (and {earlier} more since the last line)" if earlier else ""
+            # gbtrack's own errors say it all in the message: their traceback runs through
+            # gbtrack's internals, so it goes to DEBUG. Any other exception (a hook's, a
+            # resolver's, a custom sender's) keeps it: it points at the bug.
+            internal = isinstance(exc_info, GbtrackError)
             self.log.warning(
                 "gbtrack dropped %d event(s) [%s]: %s%s",
                 n,
                 reason,
                 message,
                 more,
-                exc_info=exc_info,
+                exc_info=None if internal else exc_info,
             )
+            if internal and self.log.isEnabledFor(logging.DEBUG):
+                self.log.debug("gbtrack: the traceback of the drop above", exc_info=exc_info)
         self.report(error)
         return error
 

@@ -13,7 +13,6 @@ import os
 import random
 import threading
 import time
-import warnings
 import weakref
 from collections.abc import Callable, Mapping
 from contextvars import ContextVar, Token
@@ -25,7 +24,7 @@ from gbtrack._context import complete_identity
 from gbtrack._errors import ConfigurationError, GbtrackError, InvalidEventError, TrackingError
 from gbtrack._event import DEFAULT_LIMITS, Event, EventDraft, Limits, mask_email, mask_mobile
 from gbtrack._plain import plain_value
-from gbtrack._report import ErrorHandler, Reporter, Stats, logger
+from gbtrack._report import ErrorHandler, Reporter, Stats, logger, warn_user
 from gbtrack._schema import check_planned
 from gbtrack._types import UNSET, Unset
 from gbtrack.senders._base import LoggingSender, Sender
@@ -54,8 +53,8 @@ BeforeSend = Callable[[Event], "Event | None"]
 
 _NO_DELIVERY_WARNING = (
     "gbtrack: no Gameball delivery is configured, so events are only logged on the "
-    "'gbtrack.events' logger. Call gbtrack.configure(api_key=...) or set "
-    "GAMEBALL_API_KEY to deliver them."
+    "'gbtrack.events' logger at INFO (see them with logging.basicConfig(level=logging.INFO)). "
+    "Call gbtrack.configure(api_key=...) or set GAMEBALL_API_KEY to deliver them."
 )
 
 
@@ -133,6 +132,7 @@ class Tracker:
         self._debug = False
         self._filtered: dict[str, int] = {}  # deliberate drops: sampled_out, before_send
         self._blocking_warned: set[int] = set()  # ids of DirectSenders warned about
+        self._loop_warned: set[str] = set()  # flush/close called on an event loop
         self.before_send = before_send
         self.sample = sample or {}
         self.debug = debug
@@ -315,10 +315,7 @@ class Tracker:
             from gbtrack.senders import sender_from_config
 
             return sender_from_config()
-        try:
-            warnings.warn(_NO_DELIVERY_WARNING, RuntimeWarning, stacklevel=4)
-        except RuntimeWarning:  # warnings turned into errors: say it, never raise it
-            logger.warning(_NO_DELIVERY_WARNING)
+        warn_user(_NO_DELIVERY_WARNING)
         return LoggingSender()
 
     def configure(
@@ -569,7 +566,11 @@ class Tracker:
             ``True`` if everything was settled within ``timeout`` seconds.
         """
         sender = self._sender
-        return True if sender is None else bool(sender.flush(timeout))
+        if sender is None:
+            return True
+        if timeout != 0:
+            self._warn_if_on_loop("flush", timeout)
+        return bool(sender.flush(timeout))
 
     def close(self, timeout: float | None = None) -> bool:
         """Flush and close the sender; later events are dropped with reason ``closed``.
@@ -578,7 +579,11 @@ class Tracker:
             ``True`` if everything was settled within ``timeout`` seconds.
         """
         sender = self._sender
-        return True if sender is None else bool(sender.close(timeout))
+        if sender is None:
+            return True
+        if timeout != 0:
+            self._warn_if_on_loop("close", timeout)
+        return bool(sender.close(timeout))
 
     @property
     def stats(self) -> Stats:
@@ -657,12 +662,8 @@ class Tracker:
                 try:
                     event = draft.to_event(self._limits)
                 except InvalidEventError as exc:
-                    self.drop(
-                        "invalid_event",
-                        f"event {draft.name!r}{_where(draft.function)}: {exc}",
-                        function=draft.function,
-                        exc=exc,
-                    )
+                    # to_event's message already names the event and the function
+                    self.drop("invalid_event", str(exc), function=draft.function, exc=exc)
                     return False
                 if hook_here:
                     hooked = self._run_before_send(event, draft.function)
@@ -695,7 +696,8 @@ class Tracker:
         try:
             event = draft.to_event(self._limits)
         except InvalidEventError as exc:
-            self.drop("invalid_event", f"{where}: {exc}", function=draft.function, exc=exc)
+            # to_event's message already names the event and the function
+            self.drop("invalid_event", str(exc), function=draft.function, exc=exc)
             return False
         if self._before_send is not None:
             hooked = self._run_before_send(event, draft.function)
@@ -789,6 +791,18 @@ class Tracker:
         else:
             self._reporter.drop(reason, message, function=function, exc_info=exc)
 
+    def _warn_if_on_loop(self, method: str, timeout: float | None) -> None:
+        """Warn once per method when flush()/close() would block a running event loop."""
+        if method in self._loop_warned or not _on_event_loop():
+            return
+        self._loop_warned.add(method)
+        wait = "with no time limit" if timeout is None else f"for up to {timeout:g} s"
+        warn_user(
+            f"gbtrack: {method}() blocks {wait} until the sender settles, and it is being "
+            "called on a running asyncio event loop, which it stalls; run it in a thread: "
+            f"await asyncio.to_thread(gbtrack.{method}, {5 if timeout is None else timeout:g})"
+        )
+
     def _warn_if_blocking(self, sender: Sender) -> None:
         """Warn once per sender when a blocking DirectSender is used on an event loop."""
         if id(sender) in self._blocking_warned or not _on_event_loop():
@@ -799,10 +813,7 @@ class Tracker:
             "called on a running asyncio event loop, which it stalls; use the default "
             "BackgroundSender (gbtrack.configure(api_key=...)) in async applications"
         )
-        try:
-            warnings.warn(message, RuntimeWarning, stacklevel=2)
-        except RuntimeWarning:  # warnings turned into errors: say it, never raise it
-            logger.warning(message)
+        warn_user(message)
 
     def _send_failed(self, draft: EventDraft, sender: object, exc: Exception) -> None:
         self.drop(
@@ -1006,7 +1017,11 @@ active = _Active(Tracker(enabled=not _env_disabled()))
 
 
 def get_tracker() -> Tracker:
-    """Return the default tracker used by the module-level ``track``, ``span`` and ``emit``."""
+    """Return the default tracker, the one module-level functions act on.
+
+    ``track``, ``span``, ``configure``, ``flush`` and ``close`` use it; send a manual event
+    with ``get_tracker().emit(...)``.
+    """
     return active.tracker
 
 

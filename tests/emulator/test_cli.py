@@ -38,6 +38,7 @@ def test_gbtrack_emulator_help(capsys: pytest.CaptureFixture[str]) -> None:
     ):
         assert option in out
     assert "--rate-limit N/S[,N/S...]" in out
+    assert "live page" in " ".join(out.split())  # where to watch the events arrive
     assert "100/1,1200/30" in out
 
 

@@ -10,12 +10,11 @@ came from polling, not a reload. Screenshots are kept in ``build/test-artifacts/
 from __future__ import annotations
 
 import json
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+from tests._chromium import Browser, Page, find_chromium
 
-from _chromium import Browser, Page, find_chromium
 from gbtrack import Tracker
 from gbtrack.emulator import GameballEmulator
 from gbtrack.senders import BackgroundSender, DirectSender, RetryPolicy
@@ -39,10 +38,8 @@ CELLS = """JSON.stringify([...document.querySelectorAll('#events-body tr.event')
 
 
 @pytest.fixture
-def page(tmp_path: Path, gameball_emulator: GameballEmulator) -> Iterator[Page]:
-    assert CHROMIUM is not None
-    with Browser(CHROMIUM, tmp_path / "profile") as browser:
-        yield browser.open(f"{gameball_emulator.url}/")
+def page(browser: Browser, gameball_emulator: GameballEmulator) -> Page:
+    return browser.open(f"{gameball_emulator.url}/")
 
 
 def rows(page: Page) -> list[list[str]]:

@@ -551,7 +551,8 @@ def test_binding_drops_say_where_and_why(app_engine: sa.Engine) -> None:
     first, second = errors
     assert first.reason == "invalid_event"
     assert first.function is not None
-    assert f"event 'checked_out' in {first.function}: " in str(first)
+    assert str(first).startswith(f"event 'checked_out' from {first.function}: customer_id ")
+    assert str(first).count("event 'checked_out'") == 1  # named once (issue 20)
     assert isinstance(first.__cause__, Exception)
     assert second.reason == "invalid_event"
     assert str(second).startswith("event 'bad': ")

@@ -16,8 +16,9 @@ __all__ = ["add_arguments", "main", "register", "run"]
 
 _DESCRIPTION = """\
 Run a local Gameball emulator: the events API (v4.0, v4.1, batch) with Gameball's auth
-rules, validation codes and rate limits, recording what it accepts. Inspect it at
-/_emulator/events and /_emulator/stats; inject faults through /_emulator/faults/...
+rules, validation codes and rate limits, recording what it accepts. Its live page,
+http://HOST:PORT/ in a browser, shows the events as they arrive; the same data as JSON
+at /_emulator/events and /_emulator/stats; inject faults through /_emulator/faults/...
 (see the gbtrack.emulator docs). Runs until Ctrl-C or SIGTERM.
 """
 
