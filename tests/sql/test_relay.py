@@ -62,25 +62,28 @@ def test_advisory_key_is_per_account_and_hides_the_key() -> None:
     assert -(2**63) <= advisory_key("key-a") < 2**63
 
 
-def test_relay_sigterm_releases_rows_and_exits_0(
+def test_relay_sigterm_past_the_grace_releases_rows_and_exits_0(
     sql_url: str, gameball_emulator_factory: object, tmp_path: Path
 ) -> None:
-    """A batch job in flight holds 20 rows; SIGTERM gives them back at once and exits 0."""
+    """A batch job that outlasts --grace: its 20 rows go back at the deadline, counted as
+    possibly sent, exit 0."""
     emu: GameballEmulator = gameball_emulator_factory(batch_delay=60.0)  # type: ignore[operator]
     with SqlOutboxStore(sql_url) as store:
         store.append(make_events(20, customers=20))
         relay = RelayProcess(
-            sql_url, emu, tmp_path / "r.log", "--election", "none", "--bulk-threshold", "10"
-        )
+            sql_url, emu, tmp_path / "r.log",
+            "--election", "none", "--bulk-threshold", "10", "--grace", "1",
+        )  # fmt: skip
         try:
             wait_until(lambda: store.stats().claimed == 20, 30, "the job's claim")
             wait_until(lambda: _created(emu), 30, "the batch job")
         finally:
             started = time.monotonic()
             code, out = relay.terminate()
-        assert time.monotonic() - started < 10  # not the lease (60 s), not the job
+        assert time.monotonic() - started < 10  # the grace, not the lease (60 s) or the job
         assert code == 0, relay.stderr()
         assert out.startswith("delivered 0,")
+        assert "possibly sent 20" in out
         assert store.stats().claimed == 0  # released at exit, not left to the lease
         assert store.count("pending") == 20
 
