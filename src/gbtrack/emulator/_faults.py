@@ -109,7 +109,7 @@ class FaultPlan:
         self._latency = 0.0
         self._latency_up_to = 0.0
         self._latency_remaining: int | None = None
-        self._random = random.Random()  # noqa: S311 - test latency, not a secret
+        self._random = random.Random()  # test latency, not a secret
         self._item_ids: dict[str, tuple[int, str | None]] = {}
         self._item_next = 0
         self._item_next_fault: tuple[int, str | None] = (5003, None)
