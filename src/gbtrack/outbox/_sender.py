@@ -375,19 +375,16 @@ class OutboxDrainer:
     def _send_group(self, group: list[tuple[EventBatch, list[OutboxRow]]]) -> DrainResult:
         result = DrainResult()
         for batch, batch_rows in group:
+            # Checked before waiting for a slot (no wait for rows already lost), and
+            # after: the wait may have outlasted the lease (a frozen process).
+            if not self._still_ours(batch_rows, result):
+                continue
             stamp = self._take_slot()
             if stamp is None:
-                # Shutting down, or halted: give the rows back untouched.
+                # Shutting down, or halted: give the rows back untouched (never sent).
                 self._give_back(batch_rows, count_attempt=False)
                 continue
-            usable = self._usable(batch_rows)
-            if len(usable) < len(batch_rows):
-                # Claimed elsewhere since our lease ran out: that worker sends them.
-                result.fenced += len(batch_rows) - len(usable)
-                kept = {r.id for r in usable}
-                self._forget([r for r in batch_rows if r.id not in kept])
-                if usable:
-                    result.add(self._send_group(_regroup(usable)))
+            if not self._still_ours(batch_rows, result):
                 continue
             self._sending(batch_rows)
             outcome = call_client(self.client.send, batch)
@@ -405,9 +402,29 @@ class OutboxDrainer:
             result.add(self._settle(batch_rows, outcome))
         return result
 
+    def _still_ours(self, rows: list[OutboxRow], result: DrainResult) -> bool:
+        """Whether every row is still surely ours; if not, send those that are, elsewhere.
+
+        Rows claimed by another worker since this one's lease ran out are that worker's
+        to send: counted as fenced, forgotten here.
+        """
+        usable = self._usable(rows)
+        if len(usable) == len(rows):
+            return True
+        result.fenced += len(rows) - len(usable)
+        kept = {r.id for r in usable}
+        self._forget([r for r in rows if r.id not in kept])
+        if usable:
+            result.add(self._send_group(_regroup(usable)))
+        return False
+
     def _take_slot(self) -> float | None:
-        """A rate-limit slot's stamp (restamp it at the answer); None when stopping."""
-        while not self.stop.is_set() and self.halted is None:
+        """A rate-limit slot's stamp (restamp it at the answer); None when stopping.
+
+        ``finishing`` counts as stopping here: rows not yet sent go back at once; only
+        requests already sent (and batch jobs already created) are finished.
+        """
+        while not (self.stop.is_set() or self.finishing.is_set()) and self.halted is None:
             stamp = self.limiter.take(1.0, stop=self.stop)
             if stamp is not None:
                 return stamp
