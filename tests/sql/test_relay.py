@@ -290,3 +290,32 @@ def test_two_relays_share_a_redis_limiter_both_active(
     assert len(counts) == n
     assert max(counts.values()) == 1
     assert gameball_emulator.rate_limited == 0  # one shared limit, not two
+
+
+def test_help_steers_keys_to_the_environment(capsys: pytest.CaptureFixture[str]) -> None:
+    from gbtrack.cli import main
+
+    with pytest.raises(SystemExit) as exited:
+        main(["relay", "--help"])
+    assert exited.value.code == 0
+    text = " ".join(capsys.readouterr().out.split())
+    assert "GAMEBALL_API_KEY and $GAMEBALL_SECRET_KEY from the environment" in text
+    assert "visible to all in `ps`" in text
+    assert "--grace" in text
+
+
+def test_api_key_flag_warns_that_ps_shows_it(
+    capsys: pytest.CaptureFixture[str],
+    caplog: pytest.LogCaptureFixture,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    from gbtrack.cli import main
+
+    monkeypatch.delenv("GBTRACK_OUTBOX_URL", raising=False)
+    code = main(["relay", "--api-key", "k-123", "--secret-key", "s-456"])  # no URL: stops there
+    assert code == 2
+    err = capsys.readouterr().err
+    assert "--api-key is visible to every user in `ps`; set $GAMEBALL_API_KEY instead" in err
+    assert "--secret-key is visible" in err
+    assert "k-123" not in err + caplog.text
+    assert any("--api-key is visible" in r.getMessage() for r in caplog.records)
