@@ -318,10 +318,9 @@ class Relay:
                     self.stop.wait(self.idle_interval)  # a failed round: pause, go on
                 elif not result.claimed:
                     self._idle()
-        except BaseException as exc:  # never silently: the main thread then shuts down
+        except Exception as exc:  # never silently: the main thread then shuts down
             logger.error("gbtrack relay: rounds stopped: %s: %s", type(exc).__name__, exc)
             self.stop.set()
-            raise
 
     def _round(self) -> DrainResult | None:
         try:
@@ -377,15 +376,18 @@ class Relay:
         except Exception as exc:
             logger.warning("gbtrack relay: releasing rows failed: %s", exc)
             in_flight = 0
-        if in_flight:
-            with self.metrics.lock:
-                self.metrics.released += in_flight
-                self.metrics.possibly_sent += in_flight
+        released = self.drainer.released_at_close
+        with self.metrics.lock:
+            self.metrics.released += released
+            self.metrics.possibly_sent += in_flight
+        if released:
             logger.warning(
-                "gbtrack relay: %d row(s) in flight at the deadline put back: possibly sent",
+                "gbtrack relay: %d row(s) unsettled at the deadline put back, %d of them "
+                "in flight (possibly sent)",
+                released,
                 in_flight,
             )
-            self._say(f"released {in_flight} row(s) in flight at the deadline (possibly sent)")
+            self._say(f"released {released} row(s) at the deadline, {in_flight} possibly sent")
         self._drop_lock()
         self._set_active(False)
 

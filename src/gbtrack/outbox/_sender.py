@@ -195,6 +195,7 @@ class OutboxDrainer:
         self._in_flight: set[int] = set()  # rows of requests and jobs sent, not settled
         self._beat: threading.Thread | None = None
         self._beat_stop = threading.Event()
+        self.released_at_close = 0  # rows still held when close() gave them back
 
     def after_fork(self, stop: threading.Event) -> None:
         """In a forked child: a new owner, no threads, no claims (the parent's are its own)."""
@@ -220,7 +221,7 @@ class OutboxDrainer:
             in_flight = len(self._in_flight)
             self._in_flight.clear()
             self._claims.clear()
-        self.store.release_owner(self.owner)
+        self.released_at_close = self.store.release_owner(self.owner)
         return in_flight
 
     # --- leases: a heartbeat, and a check before each send ------------------------------------
