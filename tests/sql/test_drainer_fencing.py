@@ -101,3 +101,57 @@ def test_two_drainers_slow_answers_short_lease_none_twice(
     counts = seqs(emu)
     assert sorted(counts) == list(range(n))  # none lost
     assert max(counts.values()) == 1  # none twice
+
+
+def test_a_failed_round_stops_renewing_its_rows(tmp_path: Path) -> None:
+    """The store is locked while a row waits for its rate-limit slot: the check before
+    sending cannot reach the store and the round raises. Its rows must then no longer be
+    renewed by the heartbeat, so their lease runs out and another worker claims them
+    (renewed forever by a live process, they would never be delivered)."""
+    import sqlite3
+
+    import httpx
+
+    path = tmp_path / "outbox.sqlite3"
+    sent = threading.Event()
+
+    def gameball(request: httpx.Request) -> httpx.Response:
+        sent.set()
+        return httpx.Response(200, json={"success": True})
+
+    failures: list[BaseException] = []
+    with (
+        OutboxStore(path, busy_timeout=0.2) as store,
+        OutboxStore(path) as other,
+        GameballClient("k", transport=httpx.MockTransport(gameball)) as client,
+    ):
+        store.append(make_events(2, customers=2))
+        drainer = OutboxDrainer(
+            store, client, lease=0.4, concurrency=1, limiter=RateLimiter([(1, 2.0)])
+        )
+
+        def round_() -> None:
+            try:
+                drainer.run_once(bulk=False)
+            except Exception as exc:
+                failures.append(exc)
+
+        thread = threading.Thread(target=round_)
+        thread.start()
+        assert sent.wait(10)
+        deadline = time.monotonic() + 10
+        while store.count("pending") != 1 and time.monotonic() < deadline:
+            time.sleep(0.01)  # the first row settled; the second waits ~2 s for a slot
+        locker = sqlite3.connect(path, isolation_level=None)
+        locker.execute("BEGIN EXCLUSIVE")  # until the round has failed
+        thread.join(10)
+        locker.execute("COMMIT")
+        locker.close()
+        assert failures, "the round was expected to fail on the locked store"
+        taken: list[Any] = []
+        deadline = time.monotonic() + 5
+        while not taken and time.monotonic() < deadline:
+            time.sleep(0.1)
+            taken = other.claim("other", 10, lease=30)
+        drainer.close()
+        assert len(taken) == 1  # the lease ran out: not renewed for a round that failed

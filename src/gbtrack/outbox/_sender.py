@@ -302,6 +302,13 @@ class OutboxDrainer:
                     if not claim.ids:
                         del self._claims[token]  # type: ignore[arg-type]
 
+    def _drop_claim(self, rows: Sequence[OutboxRow]) -> None:
+        with self._claims_lock:
+            for token in {r.claim_token for r in rows}:
+                if token is not None:
+                    self._claims.pop(token, None)
+            self._in_flight.difference_update(r.id for r in rows)
+
     def _sending(self, rows: Sequence[OutboxRow]) -> None:
         with self._claims_lock:
             self._in_flight.update(r.id for r in rows)
@@ -339,7 +346,13 @@ class OutboxDrainer:
         if not rows:
             return DrainResult()
         self._hold(rows, started)
-        return self._bulk(rows) if bulk else self._per_request(rows)
+        try:
+            return self._bulk(rows) if bulk else self._per_request(rows)
+        finally:
+            # Every row is settled or given back by now, unless the round failed (the
+            # store went away): then the heartbeat must not keep its rows forever; their
+            # lease runs out and they are claimed again.
+            self._drop_claim(rows)
 
     # --- the per-request path ---------------------------------------------------------------
     def _per_request(self, rows: list[OutboxRow]) -> DrainResult:
