@@ -103,9 +103,10 @@ def test_second_sigterm_stops_at_once_and_exits_0(
 def test_deploy_loop_three_relays_restarted_under_slow_answers(
     postgres_url: str, gameball_emulator_factory: object, tmp_path: Path
 ) -> None:
-    """3 relays on PostgreSQL over 20,000 events; one of them is SIGTERMed (and a new one
-    started) every 1.5 s, so that each relay lives ~4.5 s; every create answer takes
-    0.2-3 s: 0 lost, 0 duplicated, counted at the emulator."""
+    """3 relays on PostgreSQL over 20,000 events (the batch endpoint, 1,000 rows a job);
+    in turn, a new relay is started and, once it runs, an old one is SIGTERMed (grace
+    8 s), so that each relay lives a few seconds; every create answer takes 0.2-3 s:
+    0 lost, 0 duplicated, counted at the emulator."""
     from tests.sql.conftest import fresh_tables
 
     emu: GameballEmulator = gameball_emulator_factory()  # type: ignore[operator]
@@ -122,6 +123,8 @@ def test_deploy_loop_three_relays_restarted_under_slow_answers(
         for first in range(0, n, 5_000):
             store.append(make_events(5_000, customers=5_000, start=first))
         relays = [start() for _ in range(3)]
+        for relay in relays:
+            relay.wait_for(r"started \(")  # a SIGTERM before that is not a deploy
         stopped: list[RelayProcess] = []
         started = time.monotonic()
         try:
