@@ -103,3 +103,33 @@ def test_relay_frozen_past_its_lease_neither_sends_nor_settles_fenced_rows(
 def _last_arrival(emu: GameballEmulator) -> float:
     log = emu.request_log
     return max((r.received_at for r in log), default=0.0)
+
+
+def test_leases_and_retry_times_follow_the_database_clock(
+    postgres_url: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A relay whose clock runs an hour fast still leases for 30 s and backs off for 10 s
+    as PostgreSQL counts them: its claims neither outlive nor undercut the others'."""
+    fresh_tables(postgres_url)
+    real = time.time
+    with SqlOutboxStore(postgres_url) as store:
+        store.append(make_events(2))
+        monkeypatch.setattr(time, "time", lambda: real() + 3600.0)
+        first, second = store.claim("fast", 2, lease=30)
+        assert first.lease_until is not None
+        assert abs(first.lease_until - (real() + 30)) < 5
+        assert first.claim_token is not None
+        assert store.extend("fast", [first.id], lease=60, token=first.claim_token) == [first.id]
+        renewed = store.get("pending", first.id)
+        assert renewed is not None
+        assert renewed.lease_until is not None
+        assert abs(renewed.lease_until - (real() + 60)) < 5
+        store.release("fast", [second.id], delay=10, token=second.claim_token)
+        back = store.get("pending", second.id)
+        assert back is not None
+        assert back.next_attempt_at is not None
+        assert abs(back.next_attempt_at - (real() + 10)) < 5
+        monkeypatch.setattr(time, "time", real)
+        wait = store.next_ready_in()
+        assert wait is not None
+        assert 5 < wait <= 10.5
