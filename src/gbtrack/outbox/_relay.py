@@ -19,16 +19,19 @@ Gameball's rate limit is per account. Relays share it in one of two ways:
   connection and delivers; the others wait as standbys and take over when its
   connection dies (a crash, a SIGKILL, a lost machine: PostgreSQL releases the lock).
 
-SIGTERM or SIGINT stops the relay gracefully: it claims nothing more, finishes the
-requests and batch jobs in flight (polling each job to its end) and settles their rows,
-within ``--grace`` seconds (25 by default, under Kubernetes' 30); rows still unsettled
-then are released, counted and logged as possibly sent; the lock is released, exit 0.
-A second signal during that time stops at once (the same release), still exit 0; so
-does any signal after the summary line. Rounds run on a thread of their own so that the
-main thread keeps the deadline. A stats line goes to stderr every ``--stats-interval``
-seconds, and ``--metrics-port`` serves Prometheus' text format. The gauges (pending
-rows, lag) are read at a cost that does not grow with the backlog
-(:meth:`~gbtrack.outbox.SqlOutboxStore.backlog`).
+SIGTERM or SIGINT stops the relay gracefully: it claims nothing more, gives back at once
+the rows it has not sent yet, finishes the requests and batch jobs in flight (polling
+each job to its end) and settles their rows, within ``--grace`` seconds (25 by default,
+under Kubernetes' 30); rows still unsettled then are released, counted and logged as
+possibly sent; the lock is released, exit 0. A second signal during that time stops at
+once (the same release), still exit 0; signals after that (while the process exits)
+are ignored. Rounds run on a thread of their own so that the main thread keeps the
+deadline. Keys come from ``$GAMEBALL_API_KEY`` and ``$GAMEBALL_SECRET_KEY``;
+``--api-key``/``--secret-key`` work but warn (``ps`` shows them to every user).
+
+A stats line goes to stderr every ``--stats-interval`` seconds, and ``--metrics-port``
+serves Prometheus' text format. The gauges (pending rows, lag) are read at a cost that
+does not grow with the backlog (:meth:`~gbtrack.outbox.SqlOutboxStore.backlog`).
 """
 
 from __future__ import annotations
