@@ -133,6 +133,21 @@ def test_latency_for_every_request_until_cleared(
     assert gameball_emulator.faults.take_latency() == 0.0
 
 
+def test_latency_range_draws_each_delay_between_its_bounds() -> None:
+    from gbtrack.emulator._faults import FaultPlan
+
+    plan = FaultPlan()
+    plan.set_latency(0.2, up_to=3.0, count=200)
+    delays = [plan.take_latency() for _ in range(200)]
+    assert all(0.2 <= d <= 3.0 for d in delays)
+    assert len(set(delays)) > 100  # drawn, not one value
+    assert plan.take_latency() == 0.0  # count spent
+    plan.set_latency(0.0, up_to=0.5)  # from zero up
+    assert 0.0 <= plan.take_latency() <= 0.5
+    with pytest.raises(ValueError, match="up_to"):
+        plan.set_latency(1.0, up_to=0.5)
+
+
 def test_stop_does_not_wait_for_latency(gameball_emulator_factory: Any) -> None:
     emulator: GameballEmulator = gameball_emulator_factory()
     emulator.faults.set_latency(60.0)

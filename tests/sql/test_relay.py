@@ -62,25 +62,28 @@ def test_advisory_key_is_per_account_and_hides_the_key() -> None:
     assert -(2**63) <= advisory_key("key-a") < 2**63
 
 
-def test_relay_sigterm_releases_rows_and_exits_0(
+def test_relay_sigterm_past_the_grace_releases_rows_and_exits_0(
     sql_url: str, gameball_emulator_factory: object, tmp_path: Path
 ) -> None:
-    """A batch job in flight holds 20 rows; SIGTERM gives them back at once and exits 0."""
+    """A batch job that outlasts --grace: its 20 rows go back at the deadline, counted as
+    possibly sent, exit 0."""
     emu: GameballEmulator = gameball_emulator_factory(batch_delay=60.0)  # type: ignore[operator]
     with SqlOutboxStore(sql_url) as store:
         store.append(make_events(20, customers=20))
         relay = RelayProcess(
-            sql_url, emu, tmp_path / "r.log", "--election", "none", "--bulk-threshold", "10"
-        )
+            sql_url, emu, tmp_path / "r.log",
+            "--election", "none", "--bulk-threshold", "10", "--grace", "1",
+        )  # fmt: skip
         try:
             wait_until(lambda: store.stats().claimed == 20, 30, "the job's claim")
             wait_until(lambda: _created(emu), 30, "the batch job")
         finally:
             started = time.monotonic()
             code, out = relay.terminate()
-        assert time.monotonic() - started < 10  # not the lease (60 s), not the job
+        assert time.monotonic() - started < 10  # the grace, not the lease (60 s) or the job
         assert code == 0, relay.stderr()
         assert out.startswith("delivered 0,")
+        assert "possibly sent 20" in out
         assert store.stats().claimed == 0  # released at exit, not left to the lease
         assert store.count("pending") == 20
 
@@ -287,3 +290,32 @@ def test_two_relays_share_a_redis_limiter_both_active(
     assert len(counts) == n
     assert max(counts.values()) == 1
     assert gameball_emulator.rate_limited == 0  # one shared limit, not two
+
+
+def test_help_steers_keys_to_the_environment(capsys: pytest.CaptureFixture[str]) -> None:
+    from gbtrack.cli import main
+
+    with pytest.raises(SystemExit) as exited:
+        main(["relay", "--help"])
+    assert exited.value.code == 0
+    text = " ".join(capsys.readouterr().out.split())
+    assert "GAMEBALL_API_KEY and $GAMEBALL_SECRET_KEY from the environment" in text
+    assert "visible to all in `ps`" in text
+    assert "--grace" in text
+
+
+def test_api_key_flag_warns_that_ps_shows_it(
+    capsys: pytest.CaptureFixture[str],
+    caplog: pytest.LogCaptureFixture,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    from gbtrack.cli import main
+
+    monkeypatch.delenv("GBTRACK_OUTBOX_URL", raising=False)
+    code = main(["relay", "--api-key", "k-123", "--secret-key", "s-456"])  # no URL: stops there
+    assert code == 2
+    err = capsys.readouterr().err
+    assert "--api-key is visible to every user in `ps`; set $GAMEBALL_API_KEY instead" in err
+    assert "--secret-key is visible" in err
+    assert "k-123" not in err + caplog.text
+    assert any("--api-key is visible" in r.getMessage() for r in caplog.records)

@@ -215,3 +215,80 @@ def test_closed_store_refuses(store: OutboxStoreProtocol) -> None:
     assert store.closed
     with pytest.raises(Exception, match="closed"):
         store.count()
+
+
+# --- fencing: claim tokens ---------------------------------------------------------------
+
+
+def test_each_claim_has_its_own_token(store: OutboxStoreProtocol) -> None:
+    store.append(make_events(4))
+    first = store.claim("w", 2, lease=30)
+    second = store.claim("w", 2, lease=30)
+    tokens = {r.claim_token for r in first} | {r.claim_token for r in second}
+    assert None not in tokens
+    assert len({r.claim_token for r in first}) == 1
+    assert len(tokens) == 2  # same owner, two claims, two tokens
+    assert store.get("pending", first[0].id).claim_token == first[0].claim_token  # type: ignore[union-attr]
+
+
+def test_a_stale_token_renews_settles_nothing(store: OutboxStoreProtocol) -> None:
+    """w1's lease ran out and w2 claimed the rows: w1's token no longer touches them."""
+    store.append(make_events(3))
+    now = time.time()
+    stale = store.claim("w", 10, lease=5, now=now - 60)  # expired long ago
+    ids = [r.id for r in stale]
+    token = stale[0].claim_token
+    fresh = store.claim("w", 10, lease=30)  # the same owner name: only the token tells
+    assert [r.id for r in fresh] == ids
+    assert store.extend("w", ids, lease=3600, token=token) == []
+    assert store.complete(ids, token=token) == 0
+    store.release("w", ids, delay=0, token=token)
+    assert store.bury(ids, status=400, code=3000, message="x", token=token) == 0
+    rows = [store.get("pending", i) for i in ids]
+    assert all(r is not None and r.claim_token == fresh[0].claim_token for r in rows)
+    assert all(r is not None and r.lease_until is not None for r in rows)
+    # ... and the current token does.
+    assert store.extend("w", ids, lease=30, token=fresh[0].claim_token) == ids
+    assert store.complete(ids[:1], token=fresh[0].claim_token) == 1
+    assert store.bury(ids[1:2], status=400, code=3000, message="x", token=fresh[0].claim_token) == 1
+    store.release("w", ids[2:], token=fresh[0].claim_token)
+    back = store.get("pending", ids[2])
+    assert back is not None
+    assert (back.claimed_by, back.claim_token) == (None, None)
+
+
+def test_extend_renews_an_expired_lease_nobody_took(store: OutboxStoreProtocol) -> None:
+    store.append(make_events(2))
+    rows = store.claim("w", 10, lease=5, now=time.time() - 60)
+    ids = [r.id for r in rows]
+    assert store.extend("w", ids, lease=60, token=rows[0].claim_token) == ids
+    assert store.claim("x", 10, lease=30) == []  # renewed: held again
+
+
+def test_bounded_count_and_backlog(store: OutboxStoreProtocol) -> None:
+    store.append(make_events(25))
+    assert store.count("pending", limit=10) == 10
+    assert store.count("pending", limit=100) == 25
+    assert store.count("pending", up_to_id=store.max_id(), limit=5) == 5
+    backlog = store.backlog(cap=10)
+    assert (backlog.pending, backlog.exact) == (10, False)
+    first = store.rows(limit=1)[0]
+    assert backlog.oldest_created_at == first.created_at
+    whole = store.backlog(cap=100)
+    assert (whole.pending, whole.exact) == (25, True)
+    store.purge("pending")
+    empty = store.backlog()
+    assert (empty.pending, empty.exact, empty.oldest_created_at) == (0, True, None)
+
+
+def test_next_ready_in_sees_free_and_held_rows(store: OutboxStoreProtocol) -> None:
+    store.append(make_events(2))
+    rows = store.claim("w", 10, lease=100)
+    store.release("w", [rows[0].id], delay=500)
+    wait = store.next_ready_in()
+    assert wait is not None
+    assert 90 < wait <= 100  # the held row's lease ends first
+    store.complete([rows[1].id])
+    wait = store.next_ready_in()
+    assert wait is not None
+    assert 490 < wait <= 500

@@ -8,6 +8,7 @@ the lock only when a fault is armed, which keeps a fault-free emulator fast.
 
 from __future__ import annotations
 
+import random
 import threading
 from collections import deque
 from collections.abc import Iterable
@@ -106,7 +107,9 @@ class FaultPlan:
         self._lock = threading.Lock()
         self._queue: deque[_Armed] = deque()
         self._latency = 0.0
+        self._latency_up_to = 0.0
         self._latency_remaining: int | None = None
+        self._random = random.Random()  # test latency, not a secret
         self._item_ids: dict[str, tuple[int, str | None]] = {}
         self._item_next = 0
         self._item_next_fault: tuple[int, str | None] = (5003, None)
@@ -177,8 +180,10 @@ class FaultPlan:
             raise ValueError(f"when must be one of {sorted(_DROP_WHEN)}, got {when!r}")
         self._push(DropFault(when), count)
 
-    def set_latency(self, seconds: float, *, count: int | None = None) -> None:
-        """Delay the answer of event requests by ``seconds``.
+    def set_latency(
+        self, seconds: float, *, count: int | None = None, up_to: float | None = None
+    ) -> None:
+        """Delay the answer of event requests by ``seconds`` (or a random time up to ``up_to``).
 
         The request is processed (and its events recorded) first; only the answer waits,
         so a client whose read timeout is shorter sees a timeout for a delivered request:
@@ -187,16 +192,21 @@ class FaultPlan:
         Args:
             seconds: The delay per request; 0 turns latency off.
             count: Delay only the next ``count`` requests; every request when ``None``.
+            up_to: When given, each delay is drawn uniformly from ``[seconds, up_to]``
+                (answers of mixed speed, as under load).
 
         Raises:
-            ValueError: If ``seconds`` or ``count`` is negative.
+            ValueError: If ``seconds`` or ``count`` is negative, or ``up_to < seconds``.
         """
         if seconds < 0:
             raise ValueError("seconds must be >= 0")
+        if up_to is not None and up_to < seconds:
+            raise ValueError("up_to must be >= seconds")
         if count is not None:
             _check_count(count)
         with self._lock:
             self._latency = float(seconds)
+            self._latency_up_to = float(seconds if up_to is None else up_to)
             self._latency_remaining = count
 
     def fail_batch_items(
@@ -235,6 +245,7 @@ class FaultPlan:
         with self._lock:
             self._queue.clear()
             self._latency = 0.0
+            self._latency_up_to = 0.0
             self._latency_remaining = None
             self._item_ids.clear()
             self._item_next = 0
@@ -256,6 +267,7 @@ class FaultPlan:
             return {
                 "queue": queue,
                 "latency": self._latency,
+                "latencyUpTo": self._latency_up_to,
                 "latencyRemaining": self._latency_remaining,
                 "batchItemCustomerIds": sorted(self._item_ids),
                 "batchNextItems": self._item_next,
@@ -277,14 +289,16 @@ class FaultPlan:
 
     def take_latency(self) -> float:
         """Consume one request's latency; return the seconds to wait (0.0 for none)."""
-        if not self._latency:
+        if not self._latency_up_to:
             return 0.0
         with self._lock:
             latency = self._latency
+            if self._latency_up_to > latency:
+                latency = self._random.uniform(latency, self._latency_up_to)
             if self._latency_remaining is not None:
                 self._latency_remaining -= 1
                 if self._latency_remaining <= 0:
-                    self._latency = 0.0
+                    self._latency = self._latency_up_to = 0.0
                     self._latency_remaining = None
             return latency
 

@@ -278,8 +278,11 @@ def _control(emulator: GameballEmulator, incoming: Incoming, body: bytes) -> Res
             return _ok()
         if route == "faults/latency":
             count = args.get("count")
+            up_to = args.get("upTo")
             faults.set_latency(
-                float(args.get("seconds", 0.0)), count=None if count is None else int(count)
+                float(args.get("seconds", 0.0)),
+                count=None if count is None else int(count),
+                up_to=None if up_to is None else float(up_to),
             )
             return _ok()
         if route == "faults/batch-items":

@@ -12,7 +12,7 @@ from collections.abc import Iterable, Iterator, Sequence
 from typing import Protocol
 
 from gbtrack._event import Event
-from gbtrack.outbox._store import OutboxRow, OutboxStats, Table
+from gbtrack.outbox._store import OutboxBacklog, OutboxRow, OutboxStats, Table
 
 __all__ = ["OutboxStoreProtocol"]
 
@@ -24,6 +24,10 @@ class OutboxStoreProtocol(Protocol):
     has come and nobody holds a live lease on it; :meth:`claim` leases ready rows to an
     owner; a delivered row is deleted (:meth:`complete`), a retryable failure puts it
     back (:meth:`release`), a final one moves it to the dead letter (:meth:`bury`).
+
+    Each claim gives its rows a new claim token (:attr:`OutboxRow.claim_token`);
+    :meth:`extend`, :meth:`complete`, :meth:`release` and :meth:`bury` given that token
+    touch only rows still under that claim (fencing).
     """
 
     max_rows: int | None
@@ -50,19 +54,21 @@ class OutboxStoreProtocol(Protocol):
     def claim(
         self, owner: str, limit: int, *, lease: float, now: float | None = None
     ) -> list[OutboxRow]:
-        """Lease up to ``limit`` ready rows to ``owner``, oldest first."""
+        """Lease up to ``limit`` ready rows to ``owner``, oldest first, under a new token."""
         ...
 
-    def extend(self, owner: str, ids: Sequence[int], *, lease: float) -> None:
-        """Push the lease of ``owner``'s rows ``ids`` to ``lease`` seconds from now."""
+    def extend(
+        self, owner: str, ids: Sequence[int], *, lease: float, token: str | None = None
+    ) -> list[int]:
+        """Renew ``owner``'s rows ``ids`` (under ``token``) for ``lease`` s; return those held."""
         ...
 
     def release_owner(self, owner: str) -> int:
         """Give back every row ``owner`` holds, attempts unchanged."""
         ...
 
-    def complete(self, ids: Sequence[int]) -> int:
-        """Delete delivered rows; return how many."""
+    def complete(self, ids: Sequence[int], *, token: str | None = None) -> int:
+        """Delete delivered rows (still under ``token`` when given); return how many."""
         ...
 
     def release(
@@ -73,8 +79,9 @@ class OutboxStoreProtocol(Protocol):
         delay: float = 0.0,
         error: str | None = None,
         count_attempt: bool = True,
+        token: str | None = None,
     ) -> None:
-        """Give ``owner``'s rows back, ready again after ``delay`` seconds."""
+        """Give ``owner``'s rows (under ``token``) back, ready again after ``delay`` s."""
         ...
 
     def bury(
@@ -85,8 +92,9 @@ class OutboxStoreProtocol(Protocol):
         code: int | None,
         message: str,
         count_attempt: bool = True,
+        token: str | None = None,
     ) -> int:
-        """Move pending rows to the dead letter; return how many."""
+        """Move pending rows (under ``token``) to the dead letter; return how many."""
         ...
 
     def retry_dead(
@@ -112,8 +120,14 @@ class OutboxStoreProtocol(Protocol):
         """Counts, the oldest pending event, sizes."""
         ...
 
-    def count(self, table: Table = "pending", *, up_to_id: int | None = None) -> int:
-        """Count rows of ``table`` (pending rows with ``id <= up_to_id`` when given)."""
+    def count(
+        self, table: Table = "pending", *, up_to_id: int | None = None, limit: int | None = None
+    ) -> int:
+        """Count rows of ``table`` (``id <= up_to_id`` when given; at most ``limit``)."""
+        ...
+
+    def backlog(self, cap: int = 10_000) -> OutboxBacklog:
+        """Pending rows (exact up to ``cap``) and the oldest: a cost bounded by ``cap``."""
         ...
 
     def max_id(self, table: Table = "pending") -> int:

@@ -5,6 +5,10 @@ Each relay runs :class:`~gbtrack.outbox.OutboxDrainer` rounds on a
 UPDATE SKIP LOCKED`` on PostgreSQL and MySQL 8, so relays on several machines take
 disjoint rows), deleted when Gameball acknowledged them, put back or moved to the dead
 letter otherwise; a backlog goes through the batch endpoint when a secret key is set.
+Leases are timed on the database's clock and renewed by a heartbeat while rows are in
+flight; each claim has a token, checked before a request is sent and before its rows
+are deleted or put back, so a relay that lost its lease (frozen past it) neither sends
+nor settles rows another relay has claimed since.
 
 Gameball's rate limit is per account. Relays share it in one of two ways:
 
@@ -15,11 +19,19 @@ Gameball's rate limit is per account. Relays share it in one of two ways:
   connection and delivers; the others wait as standbys and take over when its
   connection dies (a crash, a SIGKILL, a lost machine: PostgreSQL releases the lock).
 
-SIGTERM or SIGINT stops the relay cleanly: waits are interrupted, rows it holds are
-released at once (a batch job in flight is abandoned: its rows go back to pending, the
-at-least-once window of docs/reliability.md), the lock is released, exit 0. A stats
-line goes to stderr every ``--stats-interval`` seconds, and ``--metrics-port`` serves
-Prometheus' text format.
+SIGTERM or SIGINT stops the relay gracefully: it claims nothing more, gives back at once
+the rows it has not sent yet, finishes the requests and batch jobs in flight (polling
+each job to its end) and settles their rows, within ``--grace`` seconds (25 by default,
+under Kubernetes' 30); rows still unsettled then are released, counted and logged as
+possibly sent; the lock is released, exit 0. A second signal during that time stops at
+once (the same release), still exit 0; signals after that (while the process exits)
+are ignored. Rounds run on a thread of their own so that the main thread keeps the
+deadline. Keys come from ``$GAMEBALL_API_KEY`` and ``$GAMEBALL_SECRET_KEY``;
+``--api-key``/``--secret-key`` work but warn (``ps`` shows them to every user).
+
+A stats line goes to stderr every ``--stats-interval`` seconds, and ``--metrics-port``
+serves Prometheus' text format. The gauges (pending rows, lag) are read at a cost that
+does not grow with the backlog (:meth:`~gbtrack.outbox.SqlOutboxStore.backlog`).
 """
 
 from __future__ import annotations
@@ -27,6 +39,7 @@ from __future__ import annotations
 import argparse
 import contextlib
 import hashlib
+import os
 import signal
 import sys
 import threading
@@ -82,7 +95,13 @@ class RelayMetrics:
         requests: Requests sent (per-request sends and batch jobs).
         rounds: Drain rounds run.
         errors: Rounds that failed (the database or the network), retried after a pause.
-        pending: Pending rows at the last refresh (all relays' backlog).
+        fenced: Rows left to another relay that claimed them after this one's lease
+            ran out (not sent, or not settled, here).
+        released: Rows still unsettled at the shutdown deadline, put back.
+        possibly_sent: Of those, rows of a request or batch job in flight (may be sent
+            again by the next relay).
+        pending: Pending rows at the last refresh (all relays' backlog; exact up to
+            10,000, an estimate above).
         lag_seconds: Age of the oldest pending event at the last refresh.
         active: Whether this relay delivers (holds the lock, or no election).
         started: When the relay started (epoch seconds).
@@ -96,6 +115,9 @@ class RelayMetrics:
     requests: int = 0
     rounds: int = 0
     errors: int = 0
+    fenced: int = 0
+    released: int = 0
+    possibly_sent: int = 0
     pending: int = 0
     lag_seconds: float = 0.0
     active: bool = False
@@ -112,6 +134,8 @@ class RelayMetrics:
             self.failed += result.retried
             self.dead += result.dead
             self.requests += result.requests
+            self.fenced += result.fenced
+            self.possibly_sent += result.abandoned
 
     def prometheus(self) -> str:
         """The metrics in Prometheus' text exposition format (version 0.0.4)."""
@@ -123,6 +147,7 @@ class RelayMetrics:
                 ("dead_total", "counter", "Events moved to the dead letter.", self.dead),
                 ("requests_total", "counter", "Requests sent to Gameball.", self.requests),
                 ("errors_total", "counter", "Rounds that failed.", self.errors),
+                ("fenced_total", "counter", "Rows left to a relay that claimed them.", self.fenced),
                 ("pending", "gauge", "Pending rows in the outbox.", self.pending),
                 ("lag_seconds", "gauge", "Age of the oldest pending event.", self.lag_seconds),
                 ("active", "gauge", "1 when this relay delivers, 0 on standby.", self.active),
@@ -160,6 +185,10 @@ class Relay:
         idle_interval: The longest sleep when nothing is ready.
         standby_interval: Seconds between two tries of a standby for the lock.
         stats_stream: Where the stats lines go (stderr).
+        grace: Seconds :meth:`run` gives the work in flight once :attr:`finishing` is
+            set, before it stops it (sets :attr:`stop`).
+        abort_wait: Seconds :meth:`run` then waits for the round to give its rows
+            back before it releases what is left itself.
     """
 
     def __init__(
@@ -173,12 +202,19 @@ class Relay:
         idle_interval: float = 0.5,
         standby_interval: float = 1.0,
         stats_stream: TextIO | None = None,
+        grace: float = 25.0,
+        abort_wait: float = 1.0,
     ) -> None:
         if election == "lock" and lock_key is None:
             raise ConfigurationError("election='lock' needs a lock_key")
+        if grace < 0 or abort_wait < 0:
+            raise ConfigurationError("grace and abort_wait must be >= 0")
         self.store = store
         self.drainer = drainer
         self.stop = drainer.stop
+        self.finishing = drainer.finishing
+        self.grace = grace
+        self.abort_wait = abort_wait
         self.election = election
         self.lock_key = lock_key
         self.stats_interval = stats_interval
@@ -246,9 +282,33 @@ class Relay:
 
     # --- the loop -----------------------------------------------------------------------
     def run(self) -> int:
-        """Deliver until :attr:`stop` is set; return the exit code (0)."""
+        """Deliver until :attr:`finishing` or :attr:`stop` is set; return the exit code (0).
+
+        ``finishing``: the work in flight gets :attr:`grace` seconds to end; ``stop``:
+        it is interrupted now. Either way, rows still held at the end are released.
+        """
+        rounds = threading.Thread(target=self._loop, name="gbtrack-relay-rounds", daemon=True)
+        rounds.start()
         try:
-            while not self.stop.is_set():
+            while rounds.is_alive() and not (self.finishing.is_set() or self.stop.is_set()):
+                rounds.join(0.5)  # signals reach the main thread between joins
+            if rounds.is_alive() and not self.stop.is_set():
+                deadline = time.monotonic() + self.grace
+                self._say(f"stopping: finishing the work in flight (grace {self.grace:g} s)")
+                while rounds.is_alive() and not self.stop.is_set():
+                    left = deadline - time.monotonic()
+                    if left <= 0:
+                        break
+                    rounds.join(min(left, 0.2))
+            self.stop.set()  # interrupts waits: the round gives its rows back
+            rounds.join(self.abort_wait)
+        finally:
+            self._shutdown(wait=not rounds.is_alive())
+        return 0
+
+    def _loop(self) -> None:
+        try:
+            while not (self.stop.is_set() or self.finishing.is_set()):
                 if not self._hold_lock():
                     self._set_active(False)
                     self._tick()
@@ -261,9 +321,9 @@ class Relay:
                     self.stop.wait(self.idle_interval)  # a failed round: pause, go on
                 elif not result.claimed:
                     self._idle()
-        finally:
-            self._shutdown()
-        return 0
+        except Exception as exc:  # never silently: the main thread then shuts down
+            logger.error("gbtrack relay: rounds stopped: %s: %s", type(exc).__name__, exc)
+            self.stop.set()
 
     def _round(self) -> DrainResult | None:
         try:
@@ -277,6 +337,8 @@ class Relay:
         return result
 
     def _idle(self) -> None:
+        if self.finishing.is_set():
+            return
         wait = self.idle_interval
         with contextlib.suppress(Exception):
             ready = self.store.next_ready_in()
@@ -299,21 +361,36 @@ class Relay:
                 print(self.metrics.line(), file=self.stats_stream, flush=True)
 
     def refresh_gauges(self) -> None:
-        """Read the pending count and the lag from the outbox (at most once a second)."""
+        """Read the pending rows and the lag (bounded cost; at most once a second)."""
         try:
-            stats = self.store.stats()
+            backlog = self.store.backlog()
         except Exception:
             return
+        oldest = backlog.oldest_created_at
         with self.metrics.lock:
-            self.metrics.pending = stats.pending
-            self.metrics.lag_seconds = stats.oldest_age() or 0.0
+            self.metrics.pending = backlog.pending
+            self.metrics.lag_seconds = 0.0 if oldest is None else max(0.0, time.time() - oldest)
             self.metrics.cpu_seconds = time.process_time()
 
-    def _shutdown(self) -> None:
+    def _shutdown(self, *, wait: bool = True) -> None:
         try:
-            self.drainer.close()  # the request threads, then every row still held
+            # The request threads, then every row still held: unsettled at the deadline.
+            in_flight = self.drainer.close(wait=wait)
         except Exception as exc:
             logger.warning("gbtrack relay: releasing rows failed: %s", exc)
+            in_flight = 0
+        released = self.drainer.released_at_close
+        with self.metrics.lock:
+            self.metrics.released += released
+            self.metrics.possibly_sent += in_flight
+        if released:
+            logger.warning(
+                "gbtrack relay: %d row(s) unsettled at the deadline put back, %d of them "
+                "in flight (possibly sent)",
+                released,
+                in_flight,
+            )
+            self._say(f"released {released} row(s) at the deadline, {in_flight} possibly sent")
         self._drop_lock()
         self._set_active(False)
 
@@ -359,15 +436,25 @@ def register(subparsers: Any) -> None:
             "SIGTERM/SIGINT. Several relays claim rows with FOR UPDATE SKIP LOCKED.\n"
             "Without a Redis rate limiter, relays of one account on PostgreSQL elect one\n"
             "active relay with an advisory lock; the others wait as standbys.\n\n"
-            f"Keys: --api-key/--secret-key or ${ENV_API_KEY}/${ENV_SECRET_KEY}; with a\n"
-            "secret key a backlog goes through the batch endpoint."
+            f"Keys: ${ENV_API_KEY} and ${ENV_SECRET_KEY} from the environment (with a\n"
+            "secret key a backlog goes through the batch endpoint). --api-key and\n"
+            "--secret-key work too, but every user of the machine sees them in `ps`.\n\n"
+            "SIGTERM/SIGINT: claim nothing more, finish the requests and batch jobs in\n"
+            "flight within --grace seconds, release what is left (logged as possibly\n"
+            "sent), exit 0; a second signal stops at once."
         ),
         epilog=EXIT_CODES,
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     relay.add_argument("--url", help=f"the database URL (default ${ENV_URL})")
-    relay.add_argument("--api-key", help=f"Gameball API key (default ${ENV_API_KEY})")
-    relay.add_argument("--secret-key", help=f"Gameball secret key (default ${ENV_SECRET_KEY})")
+    relay.add_argument(
+        "--api-key",
+        help=f"Gameball API key; prefer ${ENV_API_KEY}: a flag is visible to all in `ps`",
+    )
+    relay.add_argument(
+        "--secret-key",
+        help=f"Gameball secret key; prefer ${ENV_SECRET_KEY}: a flag is visible in `ps`",
+    )
     relay.add_argument("--base-url", help=f"Gameball base URL (default ${ENV_BASE_URL})")
     relay.add_argument(
         "--redis-url", help=f"share the rate limit through Redis (default ${REDIS_URL_ENV})"
@@ -386,7 +473,19 @@ def register(subparsers: Any) -> None:
     relay.add_argument(
         "--bulk-threshold", type=int, default=2_000, help="backlog that uses the batch endpoint"
     )
-    relay.add_argument("--lease", type=float, default=60.0, help="seconds a claim is held (60)")
+    relay.add_argument(
+        "--lease",
+        type=float,
+        default=60.0,
+        help="seconds a claim is held, renewed while in flight (60)",
+    )
+    relay.add_argument(
+        "--grace",
+        type=float,
+        default=25.0,
+        help="seconds to finish the work in flight after SIGTERM (25; keep it under the "
+        "pod's terminationGracePeriodSeconds)",
+    )
     relay.add_argument(
         "--rate-limits",
         type=_windows,
@@ -430,27 +529,45 @@ def _err(message: str) -> None:
 
 
 @contextlib.contextmanager
-def _signals(stop: threading.Event) -> Iterator[None]:
-    """SIGTERM and SIGINT set ``stop`` (the main thread only); restored after."""
+def _signals(finishing: threading.Event, stop: threading.Event) -> Iterator[None]:
+    """SIGTERM and SIGINT set ``finishing``, a second one ``stop`` (the main thread only).
+
+    Afterwards the previous handlers come back, except the default action (die): a
+    late signal, once the relay has stopped, would kill the process during its exit
+    (after the summary line, exit -15), so it is ignored instead.
+    """
     if threading.current_thread() is not threading.main_thread():
         yield
         return
 
     def handler(signum: int, _frame: Any) -> None:
-        stop.set()
+        # No I/O here: the handler may interrupt a print on the same stream.
+        if finishing.is_set():
+            stop.set()
+        finishing.set()
 
     previous = {sig: signal.signal(sig, handler) for sig in (signal.SIGTERM, signal.SIGINT)}
     try:
         yield
     finally:
         for sig, old in previous.items():
-            signal.signal(sig, old)
+            signal.signal(sig, signal.SIG_IGN if old == signal.SIG_DFL else old)
 
 
 def _main(args: argparse.Namespace) -> int:
 
     url = setting(args.url, ENV_URL)
     api_key = setting(args.api_key, ENV_API_KEY)
+    for flag, env in (("--api-key", ENV_API_KEY), ("--secret-key", ENV_SECRET_KEY)):
+        if getattr(args, flag[2:].replace("-", "_")):
+            logger.warning(
+                "gbtrack relay: %s is visible to every user of this machine (ps, "
+                "/proc/%d/cmdline): set $%s in the environment instead",
+                flag,
+                os.getpid(),
+                env,
+            )
+            _err(f"warning: {flag} is visible to every user in `ps`; set ${env} instead")
     if url is None:
         _err(f"relay needs the database: --url URL or ${ENV_URL}")
         return EXIT_USAGE
@@ -460,6 +577,9 @@ def _main(args: argparse.Namespace) -> int:
     if not 0 < args.rate_share <= 1:
         _err("--rate-share must be in (0, 1]")
         return EXIT_USAGE
+    if args.grace < 0:
+        _err("--grace must be >= 0")
+        return EXIT_USAGE
     secret_key = setting(args.secret_key, ENV_SECRET_KEY)
     redis_url = setting(args.redis_url, REDIS_URL_ENV)
     from gbtrack.gameball import DEFAULT_BASE_URL, GameballClient
@@ -468,6 +588,7 @@ def _main(args: argparse.Namespace) -> int:
 
     base_url = setting(args.base_url, ENV_BASE_URL) or DEFAULT_BASE_URL
     stop = threading.Event()
+    finishing = threading.Event()
     try:
         store = SqlOutboxStore(url)
     except GbtrackError as exc:
@@ -497,7 +618,7 @@ def _main(args: argparse.Namespace) -> int:
     try:
         with (
             GameballClient(api_key, secret_key=secret_key, base_url=base_url) as client,
-            _signals(stop),
+            _signals(finishing, stop),
         ):
             drainer = OutboxDrainer(
                 store,
@@ -508,6 +629,7 @@ def _main(args: argparse.Namespace) -> int:
                 concurrency=args.concurrency,
                 bulk_threshold=args.bulk_threshold,
                 stop=stop,
+                finishing=finishing,
             )
             relay = Relay(
                 store,
@@ -516,6 +638,7 @@ def _main(args: argparse.Namespace) -> int:
                 lock_key=advisory_key(api_key) if election == "lock" else None,
                 stats_interval=args.stats_interval,
                 stats_stream=sys.stderr,
+                grace=args.grace,
             )
             if args.metrics_port is not None:
                 server = serve_metrics(relay.metrics, args.metrics_host, args.metrics_port)
@@ -534,7 +657,8 @@ def _main(args: argparse.Namespace) -> int:
     m = relay.metrics
     print(
         f"delivered {m.delivered}, retried {m.failed}, dead {m.dead}, "
-        f"requests {m.requests}, cpu {time.process_time():.2f}s",
+        f"requests {m.requests}, cpu {time.process_time():.2f}s, fenced {m.fenced}, "
+        f"possibly sent {m.possibly_sent}",
         flush=True,
     )
     return code

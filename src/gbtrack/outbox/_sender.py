@@ -5,7 +5,15 @@ buffer every ``commit_interval`` seconds or ``commit_events`` events, and a *del
 worker* that claims rows with a lease, sends them through the Gameball client under the
 retry policy and the rate limiter, deletes them only after a delivered outcome and
 moves final failures to the dead letter. :class:`OutboxDrainer` is that worker's logic,
-also used by ``gbtrack outbox drain``.
+also used by ``gbtrack outbox drain`` and ``gbtrack relay``.
+
+A row is sent by one live worker only: each claim has a token; a heartbeat thread renews
+the leases of every row the drainer holds (every quarter lease) while requests and batch
+jobs are in flight; before each request the drainer checks that its lease on the rows is
+fresh (renewing at the store, fenced by the token, when the heartbeat is late: a frozen
+or starved process), and rows claimed by another worker meanwhile are neither sent nor
+settled. What remains is the request already in flight when a process freezes past its
+lease: its rows may be sent again by the worker that claims them next.
 """
 
 from __future__ import annotations
@@ -18,7 +26,7 @@ import time
 from collections import deque
 from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Literal
 
 from gbtrack._errors import (
@@ -73,6 +81,10 @@ class DrainResult:
         dead: Events moved to the dead letter.
         requests: Requests sent (per-request sends and batch jobs).
         last_error: The most recent failure (retried or final), keys never included.
+        fenced: Rows left unsent or unsettled because another worker claimed them after
+            this one's lease ran out (that worker delivers them).
+        abandoned: Rows of a batch job given up when the drainer was stopped before
+            the job finished: they may have been sent; put back to retry.
     """
 
     claimed: int = 0
@@ -81,6 +93,8 @@ class DrainResult:
     dead: int = 0
     requests: int = 0
     last_error: str | None = None
+    fenced: int = 0
+    abandoned: int = 0
 
     def add(self, other: DrainResult) -> None:
         """Add ``other``'s counts to these; ``other``'s last error wins."""
@@ -89,7 +103,18 @@ class DrainResult:
         self.retried += other.retried
         self.dead += other.dead
         self.requests += other.requests
+        self.fenced += other.fenced
+        self.abandoned += other.abandoned
         self.last_error = other.last_error or self.last_error
+
+
+@dataclass
+class _Claim:
+    """Rows held under one claim token, and until when their lease surely lasts."""
+
+    ids: set[int]
+    valid_until: float  # time.monotonic(): taken before the statement that set the lease
+    lock: threading.Lock = field(default_factory=threading.Lock, repr=False)
 
 
 class OutboxDrainer:
@@ -112,6 +137,9 @@ class OutboxDrainer:
         job_timeout: Seconds to wait for a batch job before its outcome is ambiguous.
         on_dead: Called with (rows, reason, outcome) when rows move to the dead letter.
         stop: An event that interrupts waits (set when the owner shuts down).
+        finishing: An event that stops claiming: rounds in progress go on to their end
+            (requests answered, batch jobs polled until done), then :meth:`run_once`
+            claims nothing; ``stop`` still interrupts them.
         halt_on_auth: Stop at the first refused credential (an
             :class:`~gbtrack.AuthenticationError`: 401/403, codes 1000, 1001, 1002, or the
             account's minimum API version): its rows go back untouched instead of to the
@@ -134,6 +162,7 @@ class OutboxDrainer:
         job_timeout: float = JOB_TIMEOUT,
         on_dead: Callable[[Sequence[OutboxRow], str, Outcome], None] | None = None,
         stop: threading.Event | None = None,
+        finishing: threading.Event | None = None,
         halt_on_auth: bool = False,
     ) -> None:
         if lease <= 0 or claim_size < 1 or concurrency < 1 or bulk_threshold < 1:
@@ -150,27 +179,154 @@ class OutboxDrainer:
         self.job_timeout = job_timeout
         self.on_dead = on_dead
         self.stop = stop or threading.Event()
+        self.finishing = finishing or threading.Event()
         self.halt_on_auth = halt_on_auth
         self.halted: Outcome | None = None
         self._keys_accepted = False  # set by the first delivered answer
-        self.owner = _new_owner()
         self._bulk_off_until = 0.0
-        self._pool: ThreadPoolExecutor | None = None
+        self._reset()
 
-    def close(self) -> None:
-        """Stop the request threads and give back rows this drainer still holds."""
+    def _reset(self) -> None:
+        """Fresh per-process state (at start and in a forked child)."""
+        self.owner = _new_owner()
+        self._pool: ThreadPoolExecutor | None = None
+        self._claims: dict[str, _Claim] = {}
+        self._claims_lock = threading.Lock()
+        self._in_flight: set[int] = set()  # rows of requests and jobs sent, not settled
+        self._beat: threading.Thread | None = None
+        self._beat_stop = threading.Event()
+        self.released_at_close = 0  # rows still held when close() gave them back
+
+    def after_fork(self, stop: threading.Event) -> None:
+        """In a forked child: a new owner, no threads, no claims (the parent's are its own)."""
+        self.stop = stop
+        self.finishing = threading.Event()
+        self._reset()
+
+    def close(self, *, wait: bool = True) -> int:
+        """Stop the request threads and give back rows this drainer still holds.
+
+        Args:
+            wait: Wait for requests in flight (``False``: at a deadline, their rows
+                are released with the rest and may have been sent).
+
+        Returns:
+            How many of the released rows were in flight (possibly sent).
+        """
         if self._pool is not None:
-            self._pool.shutdown(wait=True)
+            self._pool.shutdown(wait=wait, cancel_futures=True)
             self._pool = None
-        self.store.release_owner(self.owner)
+        self._beat_stop.set()
+        with self._claims_lock:
+            in_flight = len(self._in_flight)
+            self._in_flight.clear()
+            self._claims.clear()
+        self.released_at_close = self.store.release_owner(self.owner)
+        return in_flight
+
+    # --- leases: a heartbeat, and a check before each send ------------------------------------
+    def _hold(self, rows: Sequence[OutboxRow], started: float) -> None:
+        token = rows[0].claim_token if rows else None
+        if token is None:
+            return
+        with self._claims_lock:
+            self._claims[token] = _Claim({r.id for r in rows}, started + self.lease)
+            if self._beat is None or not self._beat.is_alive():
+                self._beat_stop = threading.Event()
+                self._beat = threading.Thread(
+                    target=self._heartbeat, name="gbtrack-outbox-lease", daemon=True
+                )
+                self._beat.start()
+
+    def _heartbeat(self) -> None:
+        stop = self._beat_stop
+        while not stop.wait(self.lease / 4):
+            with self._claims_lock:
+                tokens = list(self._claims)
+            for token in tokens:
+                try:
+                    self._renew(token)
+                except Exception as exc:  # the database is away: the check before sending decides
+                    logger.warning("gbtrack outbox: lease renewal failed: %s", exc)
+
+    def _renew(self, token: str) -> None:
+        """Renew claim ``token`` at the store; forget the rows it no longer holds."""
+        with self._claims_lock:
+            claim = self._claims.get(token)
+            if claim is None:
+                return
+        with claim.lock:  # one renewal per claim at a time: valid_until stays honest
+            with self._claims_lock:
+                asked = set(claim.ids)
+            if not asked:
+                return
+            started = time.monotonic()
+            held = set(self.store.extend(self.owner, sorted(asked), lease=self.lease, token=token))
+            with self._claims_lock:
+                lost = claim.ids & (asked - held)
+                claim.ids -= lost
+                claim.valid_until = started + self.lease
+        if lost:
+            logger.warning(
+                "gbtrack outbox: %d row(s) were claimed by another worker after this one's "
+                "lease ran out (a paused process?): not sent again from here",
+                len(lost),
+            )
+
+    def _usable(self, rows: Sequence[OutboxRow]) -> list[OutboxRow]:
+        """The rows still surely ours for at least half a lease (renewed here if need be)."""
+        token = rows[0].claim_token if rows else None
+        if token is None:
+            return list(rows)
+        with self._claims_lock:
+            claim = self._claims.get(token)
+            fresh = claim is not None and claim.valid_until - time.monotonic() >= self.lease / 2
+        if claim is None:
+            return []
+        if not fresh:
+            self._renew(token)  # the heartbeat is late: ask the database (fenced)
+        with self._claims_lock:
+            if claim.valid_until - time.monotonic() <= 0:
+                return []
+            return [r for r in rows if r.id in claim.ids]
+
+    def _forget(self, rows: Sequence[OutboxRow]) -> None:
+        """The rows are settled (or about to be): no more renewal, not in flight."""
+        with self._claims_lock:
+            for row in rows:
+                self._in_flight.discard(row.id)
+                token = row.claim_token
+                claim = self._claims.get(token) if token is not None else None
+                if claim is not None:
+                    claim.ids.discard(row.id)
+                    if not claim.ids:
+                        del self._claims[token]  # type: ignore[arg-type]
+
+    def _drop_claim(self, rows: Sequence[OutboxRow]) -> None:
+        with self._claims_lock:
+            for token in {r.claim_token for r in rows}:
+                if token is not None:
+                    self._claims.pop(token, None)
+            self._in_flight.difference_update(r.id for r in rows)
+
+    def _sending(self, rows: Sequence[OutboxRow]) -> None:
+        with self._claims_lock:
+            self._in_flight.update(r.id for r in rows)
+
+    def _give_back(self, rows: Sequence[OutboxRow], **how: object) -> None:
+        """Release rows (fenced by their claim token): untouched unless ``how`` says."""
+        self._forget(rows)
+        for token, ids in _by_token(rows).items():
+            self.store.release(self.owner, ids, token=token, **how)  # type: ignore[arg-type]
 
     # --- rounds ---------------------------------------------------------------------------
     def use_bulk(self) -> bool:
         """Whether the next round goes through the batch endpoint."""
+        # A bounded count: its cost stops at the threshold, whatever the backlog.
         return (
             bool(getattr(self.client, "has_secret_key", False))
             and time.monotonic() >= self._bulk_off_until
-            and self.store.count("pending") >= self.bulk_threshold
+            and self.store.count("pending", limit=self.bulk_threshold) >= self.bulk_threshold
         )
 
     def run_once(self, *, bulk: bool | None = None) -> DrainResult:
@@ -180,13 +336,23 @@ class OutboxDrainer:
             bulk: Force (``True``) or forbid (``False``) the batch endpoint; ``None``
                 decides by :meth:`use_bulk`.
         """
+        if self.finishing.is_set() or self.stop.is_set():
+            return DrainResult()  # shutting down: nothing new
         if bulk is None:
             bulk = self.use_bulk()
-        if bulk:
-            rows = self.store.claim(self.owner, MAX_BATCH_ITEMS, lease=self.lease)
-            return self._bulk(rows) if rows else DrainResult()
-        rows = self.store.claim(self.owner, self.claim_size, lease=self.lease)
-        return self._per_request(rows) if rows else DrainResult()
+        started = time.monotonic()
+        size = MAX_BATCH_ITEMS if bulk else self.claim_size
+        rows = self.store.claim(self.owner, size, lease=self.lease)
+        if not rows:
+            return DrainResult()
+        self._hold(rows, started)
+        try:
+            return self._bulk(rows) if bulk else self._per_request(rows)
+        finally:
+            # Every row is settled or given back by now, unless the round failed (the
+            # store went away): then the heartbeat must not keep its rows forever; their
+            # lease runs out and they are claimed again.
+            self._drop_claim(rows)
 
     # --- the per-request path ---------------------------------------------------------------
     def _per_request(self, rows: list[OutboxRow]) -> DrainResult:
@@ -208,9 +374,7 @@ class OutboxDrainer:
             result.add(self._send_group(groups.pop(0)))
             if self.halted is not None or not groups:
                 for group in groups:
-                    self.store.release(
-                        self.owner, [r.id for _, rows in group for r in rows], count_attempt=False
-                    )
+                    self._give_back([r for _, rows in group for r in rows], count_attempt=False)
                 return result
         if self.concurrency == 1 or len(groups) == 1:
             for group in groups:
@@ -225,11 +389,18 @@ class OutboxDrainer:
     def _send_group(self, group: list[tuple[EventBatch, list[OutboxRow]]]) -> DrainResult:
         result = DrainResult()
         for batch, batch_rows in group:
+            # Checked before waiting for a slot (no wait for rows already lost), and
+            # after: the wait may have outlasted the lease (a frozen process).
+            if not self._still_ours(batch_rows, result):
+                continue
             stamp = self._take_slot()
             if stamp is None:
-                # Shutting down, or halted: give the rows back untouched.
-                self.store.release(self.owner, [r.id for r in batch_rows], count_attempt=False)
+                # Shutting down, or halted: give the rows back untouched (never sent).
+                self._give_back(batch_rows, count_attempt=False)
                 continue
+            if not self._still_ours(batch_rows, result):
+                continue
+            self._sending(batch_rows)
             outcome = call_client(self.client.send, batch)
             self.limiter.restamp(stamp)
             result.requests += 1
@@ -245,26 +416,57 @@ class OutboxDrainer:
             result.add(self._settle(batch_rows, outcome))
         return result
 
+    def _still_ours(self, rows: list[OutboxRow], result: DrainResult) -> bool:
+        """Whether every row is still surely ours; if not, send those that are, elsewhere.
+
+        Rows claimed by another worker since this one's lease ran out are that worker's
+        to send: counted as fenced, forgotten here.
+        """
+        usable = self._usable(rows)
+        if len(usable) == len(rows):
+            return True
+        result.fenced += len(rows) - len(usable)
+        kept = {r.id for r in usable}
+        self._forget([r for r in rows if r.id not in kept])
+        if usable:
+            result.add(self._send_group(_regroup(usable)))
+        return False
+
     def _take_slot(self) -> float | None:
-        """A rate-limit slot's stamp (restamp it at the answer); None when stopping."""
-        while not self.stop.is_set() and self.halted is None:
+        """A rate-limit slot's stamp (restamp it at the answer); None when stopping.
+
+        ``finishing`` counts as stopping here: rows not yet sent go back at once; only
+        requests already sent (and batch jobs already created) are finished.
+        """
+        while not (self.stop.is_set() or self.finishing.is_set()) and self.halted is None:
             stamp = self.limiter.take(1.0, stop=self.stop)
             if stamp is not None:
                 return stamp
         return None
 
     def _settle(self, rows: Sequence[OutboxRow], outcome: Outcome) -> DrainResult:
-        """Apply one outcome to the rows it covers: delete, put back, or bury."""
+        """Apply one outcome to the rows it covers: delete, put back, or bury.
+
+        Every store call is fenced by the rows' claim token: rows claimed again by
+        another worker (after this one's lease ran out) are left to that worker.
+        """
         ids = [r.id for r in rows]
+        self._forget(rows)
         if outcome.delivered:
             self._keys_accepted = True
-            self.store.complete(ids)
-            return DrainResult(delivered=len(ids))
+            done = sum(self.store.complete(i, token=t) for t, i in _by_token(rows).items())
+            if done < len(ids):
+                logger.warning(
+                    "gbtrack outbox: %d delivered row(s) had been claimed by another worker "
+                    "(this one's lease ran out mid-request): they may be sent twice",
+                    len(ids) - done,
+                )
+            return DrainResult(delivered=len(ids), fenced=len(ids) - done)
         error = outcome.error
         described = str(error) if error is not None else outcome.kind.value
         if self.halt_on_auth and outcome.permanent and isinstance(error, AuthenticationError):
             # The credentials, not the events: give the rows back as they were, and stop.
-            self.store.release(self.owner, ids, count_attempt=False)
+            self._give_back(rows, count_attempt=False)
             if self.halted is None:
                 self.halted = outcome
             return DrainResult(last_error=described)
@@ -273,15 +475,19 @@ class OutboxDrainer:
         decision = self.retry.decide(outcome, attempts, age)
         reason = decision.reason
         if reason is None:
-            self.store.release(self.owner, ids, delay=decision.delay, error=described)
+            self._give_back(rows, delay=decision.delay, error=described)
             return DrainResult(retried=len(ids), last_error=described)
         message = f"{reason}: {error}" if error is not None else reason
-        self.store.bury(
-            ids,
-            status=outcome.status if outcome.status is not None else getattr(error, "status", None),
-            code=getattr(error, "code", None),
-            message=message,
-        )
+        for token, part in _by_token(rows).items():
+            self.store.bury(
+                part,
+                status=outcome.status
+                if outcome.status is not None
+                else getattr(error, "status", None),
+                code=getattr(error, "code", None),
+                message=message,
+                token=token,
+            )
         if self.on_dead is not None:
             self.on_dead(rows, reason, outcome)
         return DrainResult(dead=len(ids), last_error=message)
@@ -310,21 +516,47 @@ class OutboxDrainer:
         taken, left = job_items(coalesced)
         if left:
             # A customer's later requests wait for a later round (one per customer per job).
-            later = [r.id for i in left for r in every[i][1]]
-            self.store.release(self.owner, later, count_attempt=False)
+            self._give_back([r for i in left for r in every[i][1]], count_attempt=False)
         items = [every[i] for i in taken]
-        batches = [batch for batch, _ in items]
         all_rows = [r for _, item_rows in items for r in item_rows]
         stamp = self._take_slot()
         if stamp is None:
-            self.store.release(self.owner, [r.id for r in all_rows], count_attempt=False)
+            self._give_back(all_rows, count_attempt=False)
             return result
+        usable = {r.id for r in self._usable(all_rows)}
+        if len(usable) < len(all_rows):
+            # Claimed elsewhere since our lease ran out: only items wholly ours go.
+            whole: list[tuple[EventBatch, list[OutboxRow]]] = []
+            partial: list[OutboxRow] = []
+            for item in items:
+                if all(r.id in usable for r in item[1]):
+                    whole.append(item)
+                else:
+                    partial += [r for r in item[1] if r.id in usable]
+            result.fenced += len(all_rows) - len(usable)
+            self._forget([r for r in all_rows if r.id not in usable])
+            self._give_back(partial, count_attempt=False)
+            items = whole
+            all_rows = [r for _, item_rows in items for r in item_rows]
+            if not items:
+                return result
+        batches = [batch for batch, _ in items]
+        self._sending(all_rows)
         created = call_client(self.client.create_batch, batches)
         self.limiter.restamp(stamp)
         result.requests += 1
         self.limiter.note(created)
         job = BulkJob(batches, longest_poll=self.poll_interval, timeout=self.job_timeout)
-        step = self._run_job(job, created, [r.id for r in all_rows])
+        step = self._run_job(job, created)
+        stopped = job.job_id is not None and self.stop.is_set()
+        if stopped and any(o.ambiguous for o in step.outcomes):  # abandoned at the stop
+            result.abandoned += len(all_rows)
+            logger.warning(
+                "gbtrack outbox: stopped before batch job %s finished: %d row(s) put back "
+                "(possibly sent)",
+                job.job_id,
+                len(all_rows),
+            )
         if step.action is JobAction.FALL_BACK:
             result.add(self._fall_back(all_rows, step.cause or created))
             return result
@@ -336,18 +568,14 @@ class OutboxDrainer:
             result.add(self._settle(group_rows, outcome))
         return result
 
-    def _run_job(self, job: BulkJob, created: Outcome, ids: list[int]) -> JobStep:
-        """Drive ``job`` to its end: poll when it asks, keep the rows' lease alive."""
+    def _run_job(self, job: BulkJob, created: Outcome) -> JobStep:
+        """Drive ``job`` to its end: poll when it asks (the heartbeat keeps the lease)."""
         step = job.on_created(created, time.monotonic())
-        renew = time.monotonic() + self.lease / 3
         while step.action is JobAction.POLL:
             assert step.poll_at is not None
             assert job.job_id is not None
             if self.stop.wait(max(0.0, step.poll_at - time.monotonic())):
                 return job.abandon("the drainer stopped before the job finished")
-            if time.monotonic() >= renew:
-                self.store.extend(self.owner, ids, lease=self.lease)
-                renew = time.monotonic() + self.lease / 3
             answer = call_client(self.client.batch_status, job.job_id)
             step = job.on_status(answer, time.monotonic())
         return step
@@ -359,7 +587,7 @@ class OutboxDrainer:
         # Refused as a whole (e.g. one bad item, or no batch access): deliver these rows
         # one request each, where each gets its own answer.
         self._bulk_off_until = time.monotonic() + FALL_BACK_PAUSE
-        self.store.release(self.owner, [r.id for r in rows], count_attempt=False)
+        self._give_back(rows, count_attempt=False)
         logger.warning("gbtrack outbox: batch create refused (%s); per-request", cause)
         return DrainResult(retried=len(rows))
 
@@ -373,6 +601,20 @@ def _row_map(pairs: list[tuple[OutboxRow, Event]]) -> dict[str, deque[OutboxRow]
 
 def _take(owners: dict[str, deque[OutboxRow]], batch: EventBatch) -> list[OutboxRow]:
     return [owners[event.event_id].popleft() for event in batch.events]
+
+
+def _regroup(rows: Sequence[OutboxRow]) -> list[tuple[EventBatch, list[OutboxRow]]]:
+    """One customer's rows as batches again (after some of them were fenced off)."""
+    pairs = [(row, row.event()) for row in rows]
+    owners = _row_map(pairs)
+    return [(batch, _take(owners, batch)) for batch in coalesce(e for _, e in pairs)]
+
+
+def _by_token(rows: Sequence[OutboxRow]) -> dict[str | None, list[int]]:
+    groups: dict[str | None, list[int]] = {}
+    for row in rows:
+        groups.setdefault(row.claim_token, []).append(row.id)
+    return groups
 
 
 # --- the sender ------------------------------------------------------------------------------
@@ -525,9 +767,7 @@ class OutboxSender(BaseSender):
         self._init_runtime()
         self._stop = threading.Event()
         if self.drainer is not None:
-            self.drainer.stop = self._stop
-            self.drainer.owner = _new_owner()
-            self.drainer._pool = None
+            self.drainer.after_fork(self._stop)
             self.drainer.limiter._after_fork()
         if self.deliver and not self._closed:
             self._start_worker()

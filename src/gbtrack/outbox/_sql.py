@@ -4,7 +4,7 @@ Two tables in one :class:`sqlalchemy.MetaData` (:data:`metadata`)::
 
     gbtrack_outbox(id, event_id, name, customer_id, payload, size, created_at,
                    enqueued_at, attempts, next_attempt_at, claimed_by, lease_until,
-                   last_error)
+                   last_error, claim_token)
     gbtrack_outbox_dead(id, event_id, name, customer_id, payload, size, created_at,
                         enqueued_at, attempts, status, code, message, failed_at)
 
@@ -19,6 +19,15 @@ Claims run ``SELECT ... FOR UPDATE SKIP LOCKED`` on PostgreSQL and MySQL 8, so s
 relays on several machines take disjoint rows without waiting for each other; on
 SQLite (one writer at a time) the store's own engine begins every transaction with
 ``BEGIN IMMEDIATE``.
+
+Every claim writes a fresh ``claim_token`` on its rows: renewing a lease
+(:meth:`SqlOutboxStore.extend`), deleting a delivered row, putting it back or burying it
+can be fenced by that token, so a relay whose lease ran out (a pause, a freeze) can
+neither renew nor settle rows another relay has claimed since. Lease and retry times
+come from the database's clock (``clock_timestamp()`` on PostgreSQL, ``NOW(6)`` on
+MySQL), so relays on machines whose clocks disagree still agree on when a lease ends;
+SQLite has no server: its clock is the one machine's clock. Tables made by gbtrack
+0.1.0 (without ``claim_token``) get the column when a store opens them.
 """
 
 # SQL below is built by SQLAlchemy Core from constant tables, never from input.
@@ -26,6 +35,7 @@ SQLite (one writer at a time) the store's own engine begins every transaction wi
 from __future__ import annotations
 
 import contextlib
+import secrets
 import time
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from typing import Any
@@ -38,10 +48,18 @@ from sqlalchemy.exc import SQLAlchemyError
 from gbtrack._errors import ConfigurationError, OutboxError
 from gbtrack._event import Event
 from gbtrack._fork import reset_after_fork
-from gbtrack.outbox._store import ROW_OVERHEAD, OutboxRow, OutboxStats, Table, encode_event
+from gbtrack.outbox._store import (
+    ROW_OVERHEAD,
+    OutboxBacklog,
+    OutboxRow,
+    OutboxStats,
+    Table,
+    encode_event,
+)
 
 __all__ = [
     "DEAD_TABLE",
+    "GAUGE_CAP",
     "PENDING_TABLE",
     "SqlOutboxStore",
     "dead_table",
@@ -87,6 +105,7 @@ pending_table = sa.Table(
     sa.Column("claimed_by", sa.String(255)),
     sa.Column("lease_until", _TIME),
     sa.Column("last_error", sa.Text()),
+    sa.Column("claim_token", sa.String(64)),
     sa.Index(f"ix_{PENDING_TABLE}_ready", "next_attempt_at"),
     sa.Index(f"ix_{PENDING_TABLE}_claimed_by", "claimed_by"),
 )
@@ -111,6 +130,7 @@ _PENDING_COLS = [pending_table.c[n] for n in _COMMON] + [
     pending_table.c.claimed_by,
     pending_table.c.lease_until,
     pending_table.c.last_error,
+    pending_table.c.claim_token,
 ]
 _DEAD_COLS = [dead_table.c[n] for n in _COMMON] + [
     dead_table.c.status,
@@ -119,6 +139,8 @@ _DEAD_COLS = [dead_table.c[n] for n in _COMMON] + [
     dead_table.c.failed_at,
 ]
 _CHUNK = 500  # ids per IN (...) clause: well under every driver's parameter limit
+GAUGE_CAP = 10_000
+"""Pending rows counted exactly by :meth:`SqlOutboxStore.backlog`; above, an estimate."""
 
 
 def ddl(dialect: str | sa.engine.Dialect) -> str:
@@ -220,11 +242,13 @@ def _move(
     target: sa.Table,
     ids: Sequence[int],
     columns: dict[str, Any],
+    *fence: Any,
 ) -> int:
     """Move rows ``ids`` of ``source`` into ``target``, in id order; return how many.
 
     ``columns`` maps each ``target`` column to what it takes: a ``source`` column or
-    an expression (a literal, ``attempts + 1``).
+    an expression (a literal, ``attempts + 1``); ``fence``: further conditions a row
+    must meet to move (its claim token).
     """
     moved = 0
     for chunk in _chunks(ids):
@@ -233,7 +257,7 @@ def _move(
         part = list(
             conn.execute(
                 sa.select(source.c.id)
-                .where(source.c.id.in_(chunk))
+                .where(source.c.id.in_(chunk), *fence)
                 .order_by(source.c.id)
                 .with_for_update()
             ).scalars()
@@ -325,11 +349,41 @@ class SqlOutboxStore:
                         f"{self.location}: create them with `gbtrack outbox init --url URL`, "
                         "or with the DDL in docs/scaling.md"
                     )
+            self._migrate()
         except SQLAlchemyError as exc:
             if self._owns_engine:
                 self.engine.dispose()
             raise ConfigurationError(f"cannot open the outbox {self.location}: {exc}") from exc
         reset_after_fork(self)
+
+    def _migrate(self) -> None:
+        """Bring a table of an older layout up to date: gbtrack 0.1.0 had no ``claim_token``."""
+        columns = {c["name"] for c in sa.inspect(self.engine).get_columns(PENDING_TABLE)}
+        if "claim_token" in columns:
+            return
+        column = pending_table.c.claim_token.type.compile(dialect=self.engine.dialect)
+        exists = "IF NOT EXISTS " if self.dialect == "postgresql" else ""
+        try:
+            with self.engine.begin() as conn:
+                # Nullable, no default: a change of the catalogue only, instant on a big table.
+                conn.exec_driver_sql(
+                    f"ALTER TABLE {PENDING_TABLE} ADD COLUMN {exists}claim_token {column}"
+                )
+        except SQLAlchemyError:
+            # Another process opening the table at the same time added it first.
+            columns = {c["name"] for c in sa.inspect(self.engine).get_columns(PENDING_TABLE)}
+            if "claim_token" not in columns:
+                raise
+
+    def _clock(self, conn: Connection) -> float:
+        """Now, in epoch seconds, on the database's clock (SQLite: this machine's)."""
+        if self.dialect == "postgresql":
+            query = "SELECT EXTRACT(EPOCH FROM clock_timestamp())"
+        elif self.dialect in ("mysql", "mariadb"):
+            query = "SELECT UNIX_TIMESTAMP(NOW(6))"
+        else:
+            return time.time()
+        return float(conn.exec_driver_sql(query).scalar_one())
 
     def _after_fork(self) -> None:
         # Pooled connections must not cross fork: the child opens its own.
@@ -429,60 +483,87 @@ class SqlOutboxStore:
     def claim(
         self, owner: str, limit: int, *, lease: float, now: float | None = None
     ) -> list[OutboxRow]:
-        """Lease up to ``limit`` ready rows to ``owner``, oldest first.
+        """Lease up to ``limit`` ready rows to ``owner``, oldest first, under a new token.
 
         PostgreSQL and MySQL lock the chosen rows with ``FOR UPDATE SKIP LOCKED``:
         concurrent claimers skip each other's rows instead of waiting or taking them.
+        The rows' :attr:`~gbtrack.outbox.OutboxRow.claim_token` is new to this claim;
+        ``now`` (for tests) replaces the database's clock.
         """
-        stamp = time.time() if now is None else now
         t = pending_table
-        query = (
-            sa.select(*_PENDING_COLS)
-            .where(
-                t.c.next_attempt_at <= stamp,
-                sa.or_(t.c.lease_until.is_(None), t.c.lease_until <= stamp),
-            )
-            .order_by(t.c.id)
-            .limit(limit)
-            .with_for_update(skip_locked=True)
-        )
-        until = stamp + lease
+        token = secrets.token_hex(8)
         with self._begin() as conn:
+            stamp = self._clock(conn) if now is None else now
+            query = (
+                sa.select(*_PENDING_COLS)
+                .where(
+                    t.c.next_attempt_at <= stamp,
+                    sa.or_(t.c.lease_until.is_(None), t.c.lease_until <= stamp),
+                )
+                .order_by(t.c.id)
+                .limit(limit)
+                .with_for_update(skip_locked=True)
+            )
+            until = stamp + lease
             found = conn.execute(query).all()
             for part in _chunks([r[0] for r in found]):
                 conn.execute(
-                    t.update().where(t.c.id.in_(part)).values(claimed_by=owner, lease_until=until)
-                )
-        return [_pending_row((*r[:10], owner, until, r[12])) for r in found]
-
-    def extend(self, owner: str, ids: Sequence[int], *, lease: float) -> None:
-        """Push the lease of ``owner``'s rows ``ids`` to ``lease`` seconds from now."""
-        until = time.time() + lease
-        t = pending_table
-        with self._begin() as conn:
-            for part in _chunks(ids):
-                conn.execute(
                     t.update()
-                    .where(t.c.claimed_by == owner, t.c.id.in_(part))
-                    .values(lease_until=until)
+                    .where(t.c.id.in_(part))
+                    .values(claimed_by=owner, lease_until=until, claim_token=token)
                 )
+        return [_pending_row((*r[:10], owner, until, r[12], token)) for r in found]
+
+    def extend(
+        self, owner: str, ids: Sequence[int], *, lease: float, token: str | None = None
+    ) -> list[int]:
+        """Push the lease of ``owner``'s rows ``ids`` to ``lease`` seconds from now.
+
+        Args:
+            owner: The claimer.
+            ids: The rows.
+            lease: Seconds from now, on the database's clock.
+            token: Only rows still under this claim token (fencing): a row claimed
+                again since, by anyone, is not renewed.
+
+        Returns:
+            The ids of ``ids`` still held (renewed), in id order.
+        """
+        t = pending_table
+        held: list[int] = []
+        with self._begin() as conn:
+            until = self._clock(conn) + lease
+            for part in _chunks(ids):
+                where = [t.c.claimed_by == owner, t.c.id.in_(part)]
+                if token is not None:
+                    where.append(t.c.claim_token == token)
+                conn.execute(t.update().where(*where).values(lease_until=until))
+                held += conn.execute(sa.select(t.c.id).where(*where).order_by(t.c.id)).scalars()
+        return held
 
     def release_owner(self, owner: str) -> int:
         """Give back every row ``owner`` holds, attempts unchanged (a clean shutdown)."""
         t = pending_table
         with self._begin() as conn:
             result = conn.execute(
-                t.update().where(t.c.claimed_by == owner).values(claimed_by=None, lease_until=None)
+                t.update()
+                .where(t.c.claimed_by == owner)
+                .values(claimed_by=None, lease_until=None, claim_token=None)
             )
             return int(result.rowcount)
 
-    def complete(self, ids: Sequence[int]) -> int:
-        """Delete delivered rows; return how many were deleted."""
+    def complete(self, ids: Sequence[int], *, token: str | None = None) -> int:
+        """Delete delivered rows (only those still under claim ``token`` when given).
+
+        Returns:
+            How many rows were deleted.
+        """
         deleted = 0
         t = pending_table
+        fence = [] if token is None else [t.c.claim_token == token]
         with self._begin() as conn:
             for part in _chunks(ids):
-                deleted += int(conn.execute(t.delete().where(t.c.id.in_(part))).rowcount)
+                deleted += int(conn.execute(t.delete().where(t.c.id.in_(part), *fence)).rowcount)
         return deleted
 
     def release(
@@ -493,22 +574,29 @@ class SqlOutboxStore:
         delay: float = 0.0,
         error: str | None = None,
         count_attempt: bool = True,
+        token: str | None = None,
     ) -> None:
-        """Give ``owner``'s rows back: ready again after ``delay`` seconds."""
-        ready = time.time() + delay
+        """Give ``owner``'s rows back: ready again after ``delay`` seconds.
+
+        With ``token``, only rows still under that claim (fencing).
+        """
         t = pending_table
         values: dict[str, Any] = {
             "claimed_by": None,
             "lease_until": None,
-            "next_attempt_at": ready,
+            "claim_token": None,
             "attempts": t.c.attempts + (1 if count_attempt else 0),
         }
         if error is not None:
             values["last_error"] = error
+        fence = [] if token is None else [t.c.claim_token == token]
         with self._begin() as conn:
+            values["next_attempt_at"] = self._clock(conn) + delay
             for part in _chunks(ids):
                 conn.execute(
-                    t.update().where(t.c.claimed_by == owner, t.c.id.in_(part)).values(**values)
+                    t.update()
+                    .where(t.c.claimed_by == owner, t.c.id.in_(part), *fence)
+                    .values(**values)
                 )
 
     def bury(
@@ -519,9 +607,14 @@ class SqlOutboxStore:
         code: int | None,
         message: str,
         count_attempt: bool = True,
+        token: str | None = None,
     ) -> int:
-        """Move pending rows to the dead letter with the final failure; return how many."""
+        """Move pending rows to the dead letter with the final failure; return how many.
+
+        With ``token``, only rows still under that claim (fencing).
+        """
         p = pending_table
+        fence = [] if token is None else [p.c.claim_token == token]
         columns = _carried(p) | {
             "attempts": p.c.attempts + (1 if count_attempt else 0),
             "status": sa.literal(status, sa.Integer()),
@@ -530,7 +623,7 @@ class SqlOutboxStore:
             "failed_at": sa.literal(time.time(), _TIME),
         }
         with self._begin() as conn:
-            return _move(conn, p, dead_table, ids, columns)
+            return _move(conn, p, dead_table, ids, columns, *fence)
 
     # --- operations (the CLI) ------------------------------------------------------------
     def retry_dead(
@@ -573,9 +666,10 @@ class SqlOutboxStore:
         """Clear the backoff of every unclaimed pending row (deliver now); return how many."""
         t = pending_table
         with self._begin() as conn:
+            now = self._clock(conn)
             result = conn.execute(
                 t.update()
-                .where(sa.or_(t.c.claimed_by.is_(None), t.c.lease_until <= time.time()))
+                .where(sa.or_(t.c.claimed_by.is_(None), t.c.lease_until <= now))
                 .values(next_attempt_at=0.0)
             )
             return int(result.rowcount)
@@ -590,12 +684,13 @@ class SqlOutboxStore:
     def stats(self) -> OutboxStats:
         """Counts, the oldest pending event and the sizes.
 
-        ``file_bytes`` is the tables' size on disk on PostgreSQL, else 0.
+        ``file_bytes`` is the tables' size on disk on PostgreSQL, else 0. Reads both
+        tables whole: for ``gbtrack outbox stats``; a relay's gauges use :meth:`backlog`.
         """
-        now = time.time()
         t = pending_table
-        claimed = sa.func.coalesce(sa.func.sum(sa.case((t.c.lease_until > now, 1), else_=0)), 0)
         with self._connect() as conn:
+            now = self._clock(conn)
+            claimed = sa.func.coalesce(sa.func.sum(sa.case((t.c.lease_until > now, 1), else_=0)), 0)
             pending, held, oldest = conn.execute(
                 sa.select(sa.func.count(), claimed, sa.func.min(t.c.created_at))
             ).one()
@@ -618,14 +713,53 @@ class SqlOutboxStore:
             file_bytes=int(on_disk),
         )
 
-    def count(self, table: Table = "pending", *, up_to_id: int | None = None) -> int:
-        """Count rows of ``table`` (pending rows with ``id <= up_to_id`` when given)."""
+    def count(
+        self, table: Table = "pending", *, up_to_id: int | None = None, limit: int | None = None
+    ) -> int:
+        """Count rows of ``table`` (pending rows with ``id <= up_to_id`` when given).
+
+        Args:
+            table: ``"pending"`` or ``"dead"``.
+            up_to_id: Only rows with ``id <= up_to_id``.
+            limit: Stop counting at ``limit`` (the answer is at most ``limit``): a cost
+                bounded by ``limit``, whatever the backlog.
+        """
         target = _table(table)
-        query = sa.select(sa.func.count()).select_from(target)
+        inner = sa.select(sa.literal(1).label("one")).select_from(target)
         if up_to_id is not None:
-            query = query.where(target.c.id <= up_to_id)
+            inner = inner.where(target.c.id <= up_to_id)
+        if limit is not None:
+            inner = inner.limit(max(0, limit))
+        query = sa.select(sa.func.count()).select_from(inner.subquery())
         with self._connect() as conn:
             return int(conn.execute(query).scalar_one())
+
+    def backlog(self, cap: int = GAUGE_CAP) -> OutboxBacklog:
+        """Pending rows and the oldest one, at a cost that does not grow with the backlog.
+
+        Up to ``cap`` pending rows are counted exactly; beyond, PostgreSQL's planner
+        estimate (``pg_class.reltuples``, refreshed by autovacuum) when larger, else
+        ``cap`` (``exact=False`` either way). The oldest row is the one with the lowest
+        id (a primary-key lookup): rows committed out of order make it approximate.
+        """
+        t = pending_table
+        with self._connect() as conn:
+            inner = sa.select(sa.literal(1).label("one")).select_from(t).limit(cap + 1)
+            pending = int(
+                conn.execute(sa.select(sa.func.count()).select_from(inner.subquery())).scalar_one()
+            )
+            exact = pending <= cap
+            if not exact and self.dialect == "postgresql":
+                estimate = conn.execute(
+                    sa.text(
+                        "SELECT reltuples FROM pg_class WHERE oid = to_regclass(:t)"
+                    ).bindparams(t=PENDING_TABLE)
+                ).scalar()
+                pending = max(cap, int(estimate or 0))
+            elif not exact:
+                pending = cap
+            oldest = conn.execute(sa.select(t.c.created_at).order_by(t.c.id).limit(1)).scalar()
+        return OutboxBacklog(pending, exact, None if oldest is None else float(oldest))
 
     def max_id(self, table: Table = "pending") -> int:
         """The highest row id in ``table`` (0 when none)."""
@@ -635,14 +769,27 @@ class SqlOutboxStore:
         return int(value or 0)
 
     def next_ready_in(self, now: float | None = None) -> float | None:
-        """Seconds until some pending row becomes claimable; ``None`` when none is pending."""
-        stamp = time.time() if now is None else now
+        """Seconds until some pending row becomes claimable; ``None`` when none is pending.
+
+        Two index-backed reads (free rows by ``next_attempt_at``, held rows by
+        ``claimed_by``): the cost does not grow with the backlog.
+        """
         t = pending_table
         lease = sa.func.coalesce(t.c.lease_until, 0.0)
-        ready = sa.case((lease > t.c.next_attempt_at, lease), else_=t.c.next_attempt_at)
+        held = sa.case((lease > t.c.next_attempt_at, lease), else_=t.c.next_attempt_at)
         with self._connect() as conn:
-            value = conn.execute(sa.select(sa.func.min(ready))).scalar_one()
-        return None if value is None else max(0.0, float(value) - stamp)
+            stamp = self._clock(conn) if now is None else now
+            free = conn.execute(
+                sa.select(t.c.next_attempt_at)
+                .where(t.c.claimed_by.is_(None))
+                .order_by(t.c.next_attempt_at)
+                .limit(1)
+            ).scalar()
+            taken = conn.execute(
+                sa.select(sa.func.min(held)).where(t.c.claimed_by.is_not(None))
+            ).scalar()
+        found = [float(v) for v in (free, taken) if v is not None]
+        return max(0.0, min(found) - stamp) if found else None
 
     def get(self, table: Table, row_id: int) -> OutboxRow | None:
         """Return row ``row_id`` of ``table``, or ``None``."""
@@ -701,6 +848,7 @@ def _pending_row(r: Sequence[Any]) -> OutboxRow:
         "pending", int(r[0]), r[1], r[2], r[3], r[4], int(r[5]), float(r[6]), float(r[7]),
         int(r[8]), next_attempt_at=float(r[9]), claimed_by=r[10],
         lease_until=None if r[11] is None else float(r[11]), last_error=r[12],
+        claim_token=r[13],
     )  # fmt: skip
 
 

@@ -3,7 +3,7 @@
 Schema (``PRAGMA user_version`` = 1)::
 
     pending(id, event_id, name, customer_id, payload, size, created_at, enqueued_at,
-            attempts, next_attempt_at, claimed_by, lease_until, last_error)
+            attempts, next_attempt_at, claimed_by, lease_until, last_error, claim_token)
     dead(id, event_id, name, customer_id, payload, size, created_at, enqueued_at,
          attempts, status, code, message, failed_at)
     totals(rows, bytes)        kept by triggers: both tables together, for the size cap
@@ -16,7 +16,12 @@ stored without its token.
 
 Several processes may open one file: a worker claims rows inside ``BEGIN IMMEDIATE``
 (SQLite's single writer lock), so two workers never hold the same row at once; a row
-whose lease expired (its worker died) is claimed again.
+whose lease expired (its worker died) is claimed again. Each claim writes a fresh
+``claim_token``: renewing, deleting, releasing and burying can be fenced by it, so a
+worker whose lease ran out (a frozen process) cannot touch rows claimed again since.
+Lease times are this machine's clock, the one clock every process on the file shares.
+A file of gbtrack 0.1.0 (no ``claim_token``) gets the column when it is opened; the
+change is additive, so ``user_version`` stays 1 and an older gbtrack still opens it.
 """
 
 # SQL text below is built only from constant names and "?" placeholders, never from input.
@@ -29,6 +34,7 @@ import datetime as _dt
 import functools
 import json
 import os
+import secrets
 import sqlite3
 import threading
 import time
@@ -45,6 +51,7 @@ from gbtrack.outbox._paths import resolve_outbox_path
 
 __all__ = [
     "ROW_OVERHEAD",
+    "OutboxBacklog",
     "OutboxRow",
     "OutboxStats",
     "OutboxStore",
@@ -74,7 +81,8 @@ CREATE TABLE IF NOT EXISTS pending (
     next_attempt_at REAL    NOT NULL DEFAULT 0,
     claimed_by      TEXT,
     lease_until     REAL,
-    last_error      TEXT
+    last_error      TEXT,
+    claim_token     TEXT
 );
 CREATE INDEX IF NOT EXISTS pending_ready ON pending (next_attempt_at);
 CREATE TABLE IF NOT EXISTS dead (
@@ -109,7 +117,7 @@ CREATE TRIGGER IF NOT EXISTS dead_del AFTER DELETE ON dead BEGIN
 """
 
 _COMMON = "id, event_id, name, customer_id, payload, size, created_at, enqueued_at, attempts"
-_PENDING_COLS = f"{_COMMON}, next_attempt_at, claimed_by, lease_until, last_error"
+_PENDING_COLS = f"{_COMMON}, next_attempt_at, claimed_by, lease_until, last_error, claim_token"
 _DEAD_COLS = f"{_COMMON}, status, code, message, failed_at"
 _MAX_PARAMS = 500  # ids per IN (...) clause, well under SQLite's variable limit
 
@@ -166,6 +174,8 @@ class OutboxRow:
         claimed_by: Pending rows: the worker holding the lease, if any.
         lease_until: Pending rows: when that lease expires.
         last_error: Pending rows: the last retryable failure.
+        claim_token: Pending rows: the token of the claim holding the row (new to each
+            claim), for fencing.
         status: Dead rows: the HTTP status of the final failure, if there was one.
         code: Dead rows: Gameball's error code, if there was one.
         message: Dead rows: why the event is dead.
@@ -190,6 +200,7 @@ class OutboxRow:
     code: int | None = None
     message: str | None = None
     failed_at: float | None = None
+    claim_token: str | None = None
 
     def event(self) -> Event:
         """Return the stored event."""
@@ -244,6 +255,21 @@ class OutboxStats:
         if self.oldest_created_at is None:
             return None
         return max(0.0, (time.time() if now is None else now) - self.oldest_created_at)
+
+
+@dataclass(frozen=True)
+class OutboxBacklog:
+    """A relay's view of the backlog, read at a cost that does not grow with it.
+
+    Attributes:
+        pending: Pending rows: exact when ``exact``, else a lower bound or an estimate.
+        exact: Whether ``pending`` was counted exactly (at most the counting cap).
+        oldest_created_at: Timestamp (epoch seconds) of the oldest pending row by id.
+    """
+
+    pending: int
+    exact: bool
+    oldest_created_at: float | None
 
 
 _P = ParamSpec("_P")
@@ -358,6 +384,7 @@ class OutboxStore:
             conn.executescript(
                 f"BEGIN IMMEDIATE;{_SCHEMA}PRAGMA user_version={_SCHEMA_VERSION};COMMIT;"
             )
+            _add_claim_token(conn)
         except sqlite3.Error as exc:
             conn.close()
             raise ConfigurationError(f"cannot use the outbox {str(self.path)!r}: {exc}") from exc
@@ -481,6 +508,7 @@ class OutboxStore:
         it; a lease left by a dead worker expires and the row becomes ready again.
         """
         stamp = time.time() if now is None else now
+        token = secrets.token_hex(8)
         with self._write() as db:
             found = db.execute(
                 f"SELECT {_PENDING_COLS} FROM pending WHERE next_attempt_at <= ?"
@@ -490,42 +518,70 @@ class OutboxStore:
             ids = [r[0] for r in found]
             for part in _chunks(ids):
                 db.execute(
-                    "UPDATE pending SET claimed_by = ?, lease_until = ?"
+                    "UPDATE pending SET claimed_by = ?, lease_until = ?, claim_token = ?"
                     f" WHERE id IN ({_marks(len(part))})",
-                    (owner, stamp + lease, *part),
+                    (owner, stamp + lease, token, *part),
                 )
-        return [_pending_row((*r[:10], owner, stamp + lease, r[12])) for r in found]
+        return [_pending_row((*r[:10], owner, stamp + lease, r[12], token)) for r in found]
 
     @_translated
-    def extend(self, owner: str, ids: Sequence[int], *, lease: float) -> None:
-        """Push the lease of ``owner``'s rows ``ids`` to ``lease`` seconds from now."""
+    def extend(
+        self, owner: str, ids: Sequence[int], *, lease: float, token: str | None = None
+    ) -> list[int]:
+        """Push the lease of ``owner``'s rows ``ids`` to ``lease`` seconds from now.
+
+        Args:
+            owner: The claimer.
+            ids: The rows.
+            lease: Seconds from now.
+            token: Only rows still under this claim token (fencing).
+
+        Returns:
+            The ids of ``ids`` still held (renewed), in id order.
+        """
         until = time.time() + lease
+        held: list[int] = []
+        fence, extra = ("", ()) if token is None else (" AND claim_token = ?", (token,))
         with self._write() as db:
             for part in _chunks(ids):
+                where = f"claimed_by = ? AND id IN ({_marks(len(part))}){fence}"
                 db.execute(
-                    "UPDATE pending SET lease_until = ?"
-                    f" WHERE claimed_by = ? AND id IN ({_marks(len(part))})",
-                    (until, owner, *part),
+                    f"UPDATE pending SET lease_until = ? WHERE {where}",
+                    (until, owner, *part, *extra),
                 )
+                held += [
+                    r[0]
+                    for r in db.execute(
+                        f"SELECT id FROM pending WHERE {where} ORDER BY id", (owner, *part, *extra)
+                    )
+                ]
+        return held
 
     @_translated
     def release_owner(self, owner: str) -> int:
         """Give back every row ``owner`` holds, attempts unchanged (a clean shutdown)."""
         with self._write() as db:
             cur = db.execute(
-                "UPDATE pending SET claimed_by = NULL, lease_until = NULL WHERE claimed_by = ?",
+                "UPDATE pending SET claimed_by = NULL, lease_until = NULL, claim_token = NULL"
+                " WHERE claimed_by = ?",
                 (owner,),
             )
             return int(cur.rowcount)
 
     @_translated
-    def complete(self, ids: Sequence[int]) -> int:
-        """Delete delivered rows; return how many were deleted."""
+    def complete(self, ids: Sequence[int], *, token: str | None = None) -> int:
+        """Delete delivered rows (only those still under claim ``token`` when given).
+
+        Returns:
+            How many rows were deleted.
+        """
         deleted = 0
+        fence, extra = ("", ()) if token is None else (" AND claim_token = ?", (token,))
         with self._write() as db:
             for part in _chunks(ids):
                 cur = db.execute(
-                    f"DELETE FROM pending WHERE id IN ({_marks(len(part))})", tuple(part)
+                    f"DELETE FROM pending WHERE id IN ({_marks(len(part))}){fence}",
+                    (*part, *extra),
                 )
                 deleted += cur.rowcount
         return deleted
@@ -539,18 +595,23 @@ class OutboxStore:
         delay: float = 0.0,
         error: str | None = None,
         count_attempt: bool = True,
+        token: str | None = None,
     ) -> None:
-        """Give ``owner``'s rows back: ready again after ``delay`` seconds."""
+        """Give ``owner``'s rows back: ready again after ``delay`` seconds.
+
+        With ``token``, only rows still under that claim (fencing).
+        """
         ready = time.time() + delay
         bump = 1 if count_attempt else 0
+        fence, extra = ("", ()) if token is None else (" AND claim_token = ?", (token,))
         with self._write() as db:
             for part in _chunks(ids):
                 db.execute(
-                    "UPDATE pending SET claimed_by = NULL, lease_until = NULL,"
+                    "UPDATE pending SET claimed_by = NULL, lease_until = NULL, claim_token = NULL,"
                     " attempts = attempts + ?, next_attempt_at = ?,"
                     " last_error = COALESCE(?, last_error)"
-                    f" WHERE claimed_by = ? AND id IN ({_marks(len(part))})",
-                    (bump, ready, error, owner, *part),
+                    f" WHERE claimed_by = ? AND id IN ({_marks(len(part))}){fence}",
+                    (bump, ready, error, owner, *part, *extra),
                 )
 
     @_translated
@@ -562,23 +623,28 @@ class OutboxStore:
         code: int | None,
         message: str,
         count_attempt: bool = True,
+        token: str | None = None,
     ) -> int:
-        """Move pending rows to the dead letter with the final failure; return how many."""
+        """Move pending rows to the dead letter with the final failure; return how many.
+
+        With ``token``, only rows still under that claim (fencing).
+        """
         moved = 0
         stamp = time.time()
         bump = 1 if count_attempt else 0
+        fence, extra = ("", ()) if token is None else (" AND claim_token = ?", (token,))
         with self._write() as db:
             for part in _chunks(ids):
-                marks = _marks(len(part))
+                where = f"id IN ({_marks(len(part))}){fence}"
                 cur = db.execute(
                     "INSERT INTO dead (event_id, name, customer_id, payload, size, created_at,"
                     " enqueued_at, attempts, status, code, message, failed_at)"
                     " SELECT event_id, name, customer_id, payload, size, created_at, enqueued_at,"
-                    f" attempts + ?, ?, ?, ?, ? FROM pending WHERE id IN ({marks}) ORDER BY id",
-                    (bump, status, code, message, stamp, *part),
+                    f" attempts + ?, ?, ?, ?, ? FROM pending WHERE {where} ORDER BY id",
+                    (bump, status, code, message, stamp, *part, *extra),
                 )
                 moved += cur.rowcount
-                db.execute(f"DELETE FROM pending WHERE id IN ({marks})", tuple(part))
+                db.execute(f"DELETE FROM pending WHERE {where}", (*part, *extra))
         return moved
 
     # --- operations (the CLI) --------------------------------------------------------------
@@ -674,15 +740,37 @@ class OutboxStore:
         )
 
     @_translated
-    def count(self, table: Table = "pending", *, up_to_id: int | None = None) -> int:
-        """Count rows of ``table`` (pending rows with ``id <= up_to_id`` when given)."""
-        sql = f"SELECT COUNT(*) FROM {_table(table)}"
+    def count(
+        self, table: Table = "pending", *, up_to_id: int | None = None, limit: int | None = None
+    ) -> int:
+        """Count rows of ``table`` (pending rows with ``id <= up_to_id`` when given).
+
+        Args:
+            table: ``"pending"`` or ``"dead"``.
+            up_to_id: Only rows with ``id <= up_to_id``.
+            limit: Stop counting at ``limit``: a cost bounded by ``limit``.
+        """
+        inner = f"SELECT 1 FROM {_table(table)}"
         params: tuple[int, ...] = ()
         if up_to_id is not None:
-            sql += " WHERE id <= ?"
+            inner += " WHERE id <= ?"
             params = (up_to_id,)
+        if limit is not None:
+            inner += " LIMIT ?"
+            params = (*params, max(0, limit))
         with self._lock:
-            return int(self._db().execute(sql, params).fetchone()[0])
+            return int(self._db().execute(f"SELECT COUNT(*) FROM ({inner})", params).fetchone()[0])
+
+    @_translated
+    def backlog(self, cap: int = 10_000) -> OutboxBacklog:
+        """Pending rows (counted up to ``cap``) and the oldest by id: bounded cost."""
+        with self._lock:
+            db = self._db()
+            pending = db.execute(
+                "SELECT COUNT(*) FROM (SELECT 1 FROM pending LIMIT ?)", (cap + 1,)
+            ).fetchone()[0]
+            oldest = db.execute("SELECT created_at FROM pending ORDER BY id LIMIT 1").fetchone()
+        return OutboxBacklog(min(pending, cap), pending <= cap, oldest[0] if oldest else None)
 
     @_translated
     def max_id(self, table: Table = "pending") -> int:
@@ -764,6 +852,22 @@ class OutboxStore:
             last = found[-1][0]
 
 
+def _add_claim_token(conn: sqlite3.Connection) -> None:
+    """A file of gbtrack 0.1.0 has no ``claim_token`` column: add it (once, under the lock)."""
+    columns = {row[1] for row in conn.execute("PRAGMA table_info(pending)")}
+    if "claim_token" in columns:
+        return
+    conn.execute("BEGIN IMMEDIATE")
+    try:
+        columns = {row[1] for row in conn.execute("PRAGMA table_info(pending)")}
+        if "claim_token" not in columns:  # another process may have added it meanwhile
+            conn.execute("ALTER TABLE pending ADD COLUMN claim_token TEXT")
+        conn.execute("COMMIT")
+    except BaseException:
+        conn.execute("ROLLBACK")
+        raise
+
+
 class _Txn:
     """``with store._write() as db``: the lock plus one ``BEGIN IMMEDIATE`` transaction."""
 
@@ -838,6 +942,7 @@ def _pending_row(r: Sequence[Any]) -> OutboxRow:
     return OutboxRow(
         "pending", r[0], r[1], r[2], r[3], r[4], r[5], r[6], r[7], r[8],
         next_attempt_at=r[9], claimed_by=r[10], lease_until=r[11], last_error=r[12],
+        claim_token=r[13],
     )  # fmt: skip
 
 
