@@ -232,14 +232,14 @@ def normalize(tp: object, globalns: dict[str, Any] | None = None) -> Any:
     """
     seen: list[object] = []
     for _ in range(_NORMALIZE_STEPS):
+        if tp is Any:  # a class on 3.11+
+            return _unknown("its type is Any")
         if is_class(tp):  # the common case first: a plain class is itself
             if tp is object:
                 return _unknown("its type is object")
             if tp is inspect.Parameter.empty:
                 return _unknown("it has no annotation")
             return tp
-        if tp is Any:
-            return _unknown("its type is Any")
         if tp is None:
             return NONE_TYPE
         _spend()
@@ -936,17 +936,20 @@ def _fail(message: str, index: int, suggestions: tuple[str, ...] = ()) -> PathTy
 
 
 class _Walk:
-    __slots__ = ("arg", "globalns", "index", "kind")
+    __slots__ = ("arg", "globalns", "index", "kind", "unknown_input")
 
     def __init__(self, globalns: dict[str, Any] | None) -> None:
         self.globalns = globalns
         self.index = 0
         self.kind = NAME
         self.arg: str | int = ""
+        self.unknown_input = False  # the value this step reads has no known type
 
     def step(self, tp: Any) -> Any:
         members = union_members(tp, self.globalns)
         real = [m for m in members if m is not NONE_TYPE]
+        if any(m is Any for m in real):
+            self.unknown_input = True
         if not real:
             raise _fail(
                 f"the value is always None, so {_describe_step(self.kind, self.arg)} "
@@ -1199,9 +1202,11 @@ def _walk(root_type: object, steps: tuple[Step, ...], leaf: Leaf, globalns: Any)
     tp: Any = root_type
     for index, (kind, arg) in enumerate(steps):
         walk.index, walk.kind, walk.arg = index, kind, arg
+        walk.unknown_input = False
         tp = walk.step(tp)
-        if tp is Any:
-            _NOTES.reasons.append(f"@{index}")  # type: ignore[union-attr]
+        if tp is Any:  # "@k": the value after k steps has no known type
+            known = index if walk.unknown_input else index + 1
+            _NOTES.reasons.append(f"@{known}")  # type: ignore[union-attr]
             return Any
     tp = normalize(tp, globalns)
     if leaf != "any":
@@ -1213,12 +1218,10 @@ def _walk(root_type: object, steps: tuple[Step, ...], leaf: Leaf, globalns: Any)
 
 def _where_unknown(steps: tuple[Step, ...], reasons: list[str]) -> str:
     """``"after .meta: Order.meta has no annotation"`` from the notes of a walk."""
-    stop = next((r for r in reversed(reasons) if r.startswith("@")), None)
+    stop = next((r for r in reversed(reasons) if r.startswith("@")), "@0")
     why = next((r for r in reasons if not r.startswith("@")), "its type is unknown")
-    if stop is None:
-        return f"the root: {why}"
-    shown = "".join(_describe_step(k, a) for k, a in steps[: int(stop[1:]) + 1])
-    return f"at {shown}: {why}"
+    shown = "".join(_describe_step(k, a) for k, a in steps[: int(stop[1:])])
+    return f"at {shown}: {why}" if shown else f"the root: {why}"
 
 
 def check_leaf(tp: object, leaf: Leaf, *, globalns: dict[str, Any] | None = None) -> None:
