@@ -1025,3 +1025,24 @@ def test_a_metaclass_getattr_is_never_called() -> None:
     assert walk(Thing, "t.sku", "metadata") is str
     assert "did you mean 'sku'?" in str(fails(Thing, "t.skuu"))
     assert calls == []
+
+
+def test_one_edit_typos_of_short_names_are_suggested() -> None:
+    @dataclasses.dataclass
+    class Ref:
+        id: str
+        no: int
+
+    assert fails(Ref, "r.di").suggestions[0] == "id"
+    assert fails(Ref, "r.on").suggestions[0] == "no"
+
+
+def test_protocols_and_enums_are_closed() -> None:
+    from typing import Protocol
+
+    class HasTotal(Protocol):
+        total: float
+
+    assert walk(HasTotal, "h.total", "metadata") is float
+    assert "did you mean 'total'?" in str(fails(HasTotal, "h.totl"))
+    assert "did you mean 'value'?" in str(fails(Status, "s.vlaue"))

@@ -448,7 +448,33 @@ def _kind_word(cls: type) -> str:
 
 
 def _suggest(name: str, candidates: cabc.Iterable[str]) -> tuple[str, ...]:
-    return tuple(difflib.get_close_matches(name, list(candidates), n=3, cutoff=0.6))
+    names = list(candidates)
+    # One edit away (a letter dropped, doubled, changed or two swapped) first: the
+    # likeliest typo, even for names too short for difflib's ratio ("di" for "id").
+    near = sorted(c for c in names if _one_edit(name, c))
+    close = difflib.get_close_matches(name, names, n=3, cutoff=0.6)
+    return tuple(dict.fromkeys([*near, *close]))[:3]
+
+
+def _one_edit(a: str, b: str) -> bool:
+    """Whether ``b`` is ``a`` with one letter dropped, added, changed, or two swapped."""
+    if a == b or abs(len(a) - len(b)) > 1:
+        return False
+    if len(a) == len(b):
+        diff = [i for i, (x, y) in enumerate(zip(a, b, strict=True)) if x != y]
+        if len(diff) == 1:
+            return True
+        return (
+            len(diff) == 2
+            and diff[1] == diff[0] + 1
+            and a[diff[0]] == b[diff[1]]
+            and (a[diff[1]] == b[diff[0]])
+        )
+    short, long = (a, b) if len(a) < len(b) else (b, a)
+    i = 0
+    while i < len(short) and short[i] == long[i]:
+        i += 1
+    return short[i:] == long[i + 1 :]
 
 
 def _names_hint(name: str, valid: cabc.Iterable[str], noun: str) -> tuple[str, tuple[str, ...]]:
@@ -510,6 +536,9 @@ class Members:
         aliases: Pydantic alias -> field name.
         open: Unknown names may exist (``__getattr__``, ``extra="allow"``).
         why_open: Why, for the report of unchecked paths.
+        near_misses: On an open class, a name one edit from a declared one is still a
+            typo (a Django model: ``QuerySet.annotate()`` may add names, not misspell
+            a field's).
         hidden: Names that look like attributes and are not: name -> why
             (a dataclass's ``InitVar``).
         positions: NamedTuple item types, for ``[int]``.
@@ -522,6 +551,7 @@ class Members:
     aliases: dict[str, str] = dataclasses.field(default_factory=dict)
     open: bool = False
     why_open: str = ""
+    near_misses: bool = False
     hidden: dict[str, str] = dataclasses.field(default_factory=dict)
     positions: tuple[Any, ...] = ()
     optional: frozenset[str] = frozenset()
@@ -694,6 +724,11 @@ def _descriptor_type(value: object) -> Any:
     """
     if not hasattr(type(value), "__get__"):
         return Any
+    if str(type(value).__module__).startswith("django.db.models"):
+        # A ForeignKey or OneToOneField descriptor reads as the related model.
+        related = getattr(inspect.getattr_static(value, "field", None), "related_model", None)
+        if is_class(related) and type(value).__name__.startswith("Forward"):
+            return related
     for attr in ("fget", "func"):
         fn = inspect.getattr_static(value, attr, None)
         if inspect.isfunction(fn):
@@ -764,6 +799,9 @@ def _build_members_unsafe(cls: type) -> Members:
         table.positions = tuple(hints.get(name, Any) for name in field_names)
     hints = {k: v for k, v in hints.items() if k not in table.hidden}
     _add_class_attributes(table, cls, hints)
+    if _is_django_model(cls):
+        table.open, table.near_misses = True, True
+        table.why_open = "a Django model may carry names QuerySet.annotate() adds"
     if table.noun == "attribute" and not table.open:
         table.why_open = _open_plain_class(cls, table)
         table.open = bool(table.why_open)
@@ -772,6 +810,9 @@ def _build_members_unsafe(cls: type) -> Members:
 
 _HEAPTYPE: Final = 1 << 9  # Py_TPFLAGS_HEAPTYPE: a class written in Python
 _DYNAMIC_NAMES: Final = frozenset({"setattr", "__dict__", "__setattr__", "vars"})
+_STATE_DUNDERS: Final = frozenset(
+    {"__init__", "__new__", "__post_init__", "__setstate__", "__setattr__", "__call__"}
+)
 
 
 def _open_plain_class(cls: type, table: Members) -> str:
@@ -797,24 +838,31 @@ def _open_plain_class(cls: type, table: Members) -> str:
         if not klass.__flags__ & _HEAPTYPE:
             continue
         for name, value in vars(klass).items():
-            if name == "__init_subclass__":  # it ran already: what it set is in the class
-                continue
+            if name.startswith("__") and name not in _STATE_DUNDERS:
+                continue  # __dir__, __subclasshook__, __init_subclass__: not instance state
             for fn in _functions_in(value):
                 if _DYNAMIC_NAMES & _code_names(fn) and not _known_constructor(fn):
                     return f"{type_name(klass)}.{name} sets attributes by name"
     return ""
 
 
+def _is_django_model(cls: type) -> bool:
+    meta = _static(cls, "_meta")
+    return meta is not None and str(type(meta).__module__).startswith("django.db.models")
+
+
 def _known_constructor(fn: object) -> bool:
     """A library's constructor that sets only the attributes its class declares.
 
     SQLAlchemy's declarative ``__init__`` refuses any keyword that is not a mapped
-    attribute, so its ``setattr`` adds no name.
+    attribute, so its ``setattr`` adds no name; ``typing.Protocol`` puts its own
+    ``__init__`` on protocol classes, which sets none.
     """
     module = str(getattr(fn, "__module__", ""))
-    return module.startswith("sqlalchemy.orm.") and getattr(fn, "__qualname__", "") in (
-        "_declarative_constructor",
-    )
+    name = getattr(fn, "__qualname__", "")
+    if module == "typing" or module == "typing_extensions":
+        return name == "_no_init_or_replace_init"
+    return module.startswith("sqlalchemy.orm.") and name == "_declarative_constructor"
 
 
 def _code_names(func: object) -> set[str]:
@@ -1080,6 +1128,15 @@ class _Walk:
                 self.index,
             )
         if table.open:
+            near = sorted(n for n in table.names if _one_edit(name, n))
+            if table.near_misses and near:
+                raise _fail(
+                    f"{type_name(cls)} has no attribute {name!r}; did you mean {near[0]!r}? "
+                    "(a name one letter away from a declared one is taken as a typo; "
+                    "declare a name your querysets add, e.g. `n_items: int` in the class body)",
+                    self.index,
+                    tuple(near),
+                )
             return _unknown(
                 f"{type_name(cls)} may have attributes it does not declare ({table.why_open})"
             )
