@@ -1266,6 +1266,8 @@ def _walk(root_type: object, steps: tuple[Step, ...], leaf: Leaf, globalns: Any)
             _NOTES.reasons.append(f"@{known}")  # type: ignore[union-attr]
             return Any
     tp = normalize(tp, globalns)
+    if tp is Any:  # the leaf itself has no known type
+        _NOTES.reasons.append(f"@{len(steps)}")  # type: ignore[union-attr]
     if leaf != "any":
         problem = _leaf_problem(tp, leaf, globalns)
         if problem:
