@@ -722,7 +722,7 @@ def _descriptor_type(value: object) -> Any:
     A descriptor that wraps a function (``func`` for Django's ``cached_property``,
     ``fget`` for SQLAlchemy's ``hybrid_property``) reads as its return annotation.
     """
-    if not hasattr(type(value), "__get__"):
+    if _static(type(value), "__get__") is None:
         return Any
     if str(type(value).__module__).startswith("django.db.models"):
         # A ForeignKey or OneToOneField descriptor reads as the related model.
