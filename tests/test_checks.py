@@ -685,3 +685,14 @@ def test_check_reports_what_it_could_not_check() -> None:
     assert text.startswith("gbtrack.check(): ")
     assert f"{len(report.unchecked)} unchecked" in text.splitlines()[0]
     assert "@track('report_event') on test_check_reports_what_it_could_not_check." in text
+
+
+def test_cached_refusals_hold_no_frames() -> None:
+    """The walk cache keeps errors without their traceback: frames made every GC slow."""
+    from gbtrack import _checks
+
+    with pytest.raises(ExpressionError):
+        decorates(metadata={"amount": "result.totl_cached"})
+    cached = [v for v in _checks._WALKS.values() if isinstance(v, _typecheck.PathTypeError)]
+    assert cached
+    assert all(e.__traceback__ is None and e.__context__ is None for e in cached)

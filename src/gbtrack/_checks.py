@@ -326,7 +326,9 @@ class Site:
             try:
                 hit = walk_steps(root, path.steps, leaf=path.leaf, globalns=self.globalns)
             except PathTypeError as exc:
-                hit = exc
+                # Kept as a fresh error: no traceback, no context, so the cache does
+                # not hold the walk's frames (they made every GC pass slow).
+                hit = PathTypeError(str(exc), step=exc.step, suggestions=exc.suggestions)
             if len(_WALKS) >= _WALKS_SIZE:
                 _WALKS.clear()
             _WALKS[key] = hit
