@@ -14,7 +14,9 @@ EXAMPLES = Path(__file__).resolve().parent / "catalog_examples"
 SRC = Path(__file__).resolve().parent.parent / "src"
 
 
-def events(*args: str, module: bool = True) -> subprocess.CompletedProcess[str]:
+def events(
+    *args: str, module: bool = True, cwd: Path = EXAMPLES
+) -> subprocess.CompletedProcess[str]:
     env = {k: v for k, v in os.environ.items() if not k.startswith(("GAMEBALL_", "GBTRACK_"))}
     env["PYTHONPATH"] = str(SRC)
     command = (
@@ -29,7 +31,7 @@ def events(*args: str, module: bool = True) -> subprocess.CompletedProcess[str]:
         ]
     )
     return subprocess.run(
-        command, cwd=EXAMPLES, env=env, capture_output=True, text=True, timeout=60, check=False
+        command, cwd=cwd, env=env, capture_output=True, text=True, timeout=60, check=False
     )
 
 
@@ -97,4 +99,104 @@ def test_a_module_or_a_package(module: str) -> None:
 def test_an_import_error_exits_2() -> None:
     result = events("no_such_module_here")
     assert result.returncode == 2
-    assert "importing failed: ModuleNotFoundError" in result.stderr
+    assert result.stderr == (
+        "gbtrack events: importing no_such_module_here failed: ModuleNotFoundError: "
+        "No module named 'no_such_module_here'\n"
+    )
+
+
+@pytest.mark.parametrize(
+    ("body", "shown"),
+    [
+        ("import sys\nsys.exit(0)\n", "SystemExit: it called sys.exit(0)"),
+        ("import sys\nsys.exit(3)\n", "SystemExit: it called sys.exit(3)"),
+        ("raise KeyboardInterrupt\n", "KeyboardInterrupt: "),
+        ("raise GeneratorExit('odd')\n", "GeneratorExit: odd"),
+    ],
+)
+def test_any_base_exception_while_importing_exits_2_naming_the_module(
+    tmp_path: Path, body: str, shown: str
+) -> None:
+    package = tmp_path / "exits"
+    package.mkdir()
+    (package / "__init__.py").write_text("", encoding="utf-8")
+    (package / "good.py").write_text(GOOD, encoding="utf-8")
+    (package / "quits.py").write_text(body, encoding="utf-8")
+    for target, module in (("exits.quits", "exits.quits"), ("exits", "exits.quits")):
+        result = events(target, cwd=tmp_path)
+        assert result.returncode == 2, result
+        assert result.stdout == ""
+        assert result.stderr == f"gbtrack events: importing {module} failed: {shown}\n"
+
+
+GOOD = """
+from gbtrack import track
+
+
+@track("signed_up", customer_id="user_id")
+def sign_up(user_id: str) -> None: ...
+"""
+
+
+def test_a_file_name_gets_a_hint_with_the_module_name(tmp_path: Path) -> None:
+    (tmp_path / "shop.py").write_text(GOOD, encoding="utf-8")
+    result = events("shop.py", cwd=tmp_path)
+    assert result.returncode == 2
+    assert result.stderr.startswith("gbtrack events: importing shop.py failed: ")
+    assert result.stderr.endswith("; give a module name, not a file: gbtrack events shop\n")
+    assert events("shop", cwd=tmp_path).returncode == 0
+
+
+HOSTILE = """
+from typing import Any
+
+from gbtrack import track
+
+
+@track("paid", customer_id="user_id", metadata={"note": 'extra["a\\x1b[31mb\\nc"]'})
+def pay(user_id: str, extra: Any) -> None: ...
+"""
+
+
+@pytest.mark.parametrize("fmt", ["text", "markdown", "json"])
+def test_names_keys_and_paths_are_printed_escaped(tmp_path: Path, fmt: str) -> None:
+    (tmp_path / "hostile.py").write_text(HOSTILE, encoding="utf-8")
+    result = events("hostile", "--format", fmt, cwd=tmp_path)
+    assert result.returncode == 0, result.stderr
+    assert "\x1b" not in result.stdout
+    if fmt == "json":  # JSON escapes them its own way
+        assert "a\x1b[31mb\nc" in json.loads(result.stdout)["unchecked"][0]["expression"]
+    else:
+        assert "a\\x1b[31mb\\nc" in result.stdout
+
+
+def test_refused_names_and_keys_never_reach_the_catalog(tmp_path: Path) -> None:
+    (tmp_path / "badname.py").write_text(
+        GOOD.replace('"signed_up"', '"signed\\x1b[2Jup"'), encoding="utf-8"
+    )
+    result = events("badname", cwd=tmp_path)
+    assert result.returncode == 2
+    assert "\x1b" not in result.stderr
+    assert "holds the control character U+001B" in result.stderr
+
+
+def test_escape() -> None:
+    from gbtrack._catalog import escape
+
+    assert escape("purchase_completed") == "purchase_completed"
+    assert escape("caf\u00e9 \u0645") == "caf\u00e9 \u0645"  # printable text as is
+    assert escape("a\x00b\nc\x1b[31m\x7f") == "a\\x00b\\nc\\x1b[31m\\x7f"
+
+
+def test_unchecked_expressions_are_counted_and_listed(tmp_path: Path) -> None:
+    (tmp_path / "loose.py").write_text(HOSTILE + "\n" + GOOD, encoding="utf-8")
+    result = events("loose", cwd=tmp_path)
+    assert result.returncode == 0, result.stderr
+    assert "2 expressions checked, 1 unchecked" in result.stdout
+    assert (
+        "[unchecked] @track('paid') on pay (loose.py:7): metadata['note']='extra[\"a\\x1b[31mb"
+        "\\nc\"]': the root: its type is Any"
+    ) in result.stdout
+    data = json.loads(events("loose", "--format", "json", cwd=tmp_path).stdout)
+    assert data["checked"] == 2
+    assert [u["reason"] for u in data["unchecked"]] == ["the root: its type is Any"]

@@ -589,3 +589,115 @@ def test_configure_strict_plan_on_the_default_tracker() -> None:
 
             @track("also_not_planned", customer_id="c")
             def g(c: str) -> None: ...
+
+
+# ----------------------------------------------------------------------------- names and keys
+
+
+@pytest.mark.parametrize(
+    ("name", "metadata", "message"),
+    [
+        (
+            "n" * 101,
+            {},
+            "the event name is 101 characters; the limit is 100 (Limits.max_name_length)",
+        ),
+        (
+            "paid",
+            {"k" * 101: "c"},
+            "is 101 characters; the limit is 100 (Limits.max_key_length)",
+        ),
+        (
+            "pa\x00id",
+            {},
+            "the event name 'pa\\x00id' holds the control character U+0000 at index 2",
+        ),
+        ("paid\n", {}, "holds the control character U+000A at index 4"),
+        ("paid", {"amount\n": "c"}, "metadata key 'amount\\n' holds the control character U+000A"),
+        ("paid", {"\x1b[31mred": "c"}, "metadata key '\\x1b[31mred' holds the control character"),
+        ("paid", {"a\x9bb": literal("x")}, "holds the control character U+009B at index 1"),
+    ],
+)
+def test_names_and_keys_fail_at_decoration(
+    name: str, metadata: dict[str, Any], message: str
+) -> None:
+    tracker = Tracker(InMemorySender())
+    with pytest.raises(ExpressionError) as info:
+
+        @tracker.track(name, customer_id="c", metadata=metadata)
+        def pay(c: str) -> None: ...
+
+    assert message in str(info.value)
+    assert "\x1b" not in str(info.value)
+    assert "\n" not in str(info.value)
+
+
+def test_names_and_keys_follow_the_trackers_limits() -> None:
+    tracker = Tracker(InMemorySender(), limits=gbtrack.Limits(max_name_length=200))
+
+    @tracker.track("n" * 150, customer_id="c")
+    def pay(c: str) -> None: ...
+
+    pay("c-1")
+    assert [len(e.name) for e in tracker.sender.events] == [150]
+
+    @tracker.track("n" * 100, customer_id="c")  # the boundary: accepted
+    def pay_default(c: str) -> None: ...
+
+
+def test_validation_refuses_the_same_names_and_keys() -> None:
+    tracker = Tracker(InMemorySender())
+    tracker.emit("pa\nid", customer_id="c-1")
+    tracker.emit("paid", customer_id="c-1", metadata={"a\x1bb": 1})
+    tracker.emit("paid", customer_id="c-1", metadata={"ok": 1})
+    assert [e.name for e in tracker.sender.events] == ["paid"]
+    assert tracker.stats.dropped == {"invalid_event": 2}
+    with pytest.raises(Exception, match="control character U\\+000A"):
+        gbtrack.Event(name="pa\nid", customer_id="c-1")
+
+
+# ----------------------------------------------------------------------------- the report
+
+
+class Loose:
+    def __getattr__(self, name: str) -> object:
+        return name
+
+
+def test_check_reports_what_it_could_not_check() -> None:
+    @track(
+        "report_event",
+        customer_id="customer.id",
+        metadata={"loose": "loose.anything", "amount": "result.total", "raw": "raw.x"},
+    )
+    def pay(customer: Customer, loose: Loose, raw, amount: float) -> Order:  # type: ignore[no-untyped-def]
+        raise NotImplementedError
+
+    report = gbtrack.check()
+    mine = [u for u in report.unchecked if u.event == "report_event"]
+    assert [(u.role, u.expression, u.reason) for u in mine] == [
+        (
+            "metadata['loose']",
+            "loose.anything",
+            "at .anything: Loose may have attributes it does not declare "
+            "(Loose defines __getattr__)",
+        ),
+        ("metadata['raw']", "raw.x", "the root: its type is Any"),
+    ]
+    assert report.checked == report.paths - len(report.unchecked)
+    assert report.sites >= 1
+    text = str(report)
+    assert text.startswith("gbtrack.check(): ")
+    assert f"{len(report.unchecked)} unchecked" in text.splitlines()[0]
+    assert "@track('report_event') on test_check_reports_what_it_could_not_check." in text
+
+
+def test_cached_refusals_hold_no_frames() -> None:
+    """The walk cache keeps errors without their traceback: frames made every GC slow."""
+    from gbtrack import _checks
+
+    with pytest.raises(ExpressionError):
+        decorates(metadata={"amount": "result.totl_cached"})
+    cached = [v for v in _checks._WALKS.values() if isinstance(v, _typecheck.PathTypeError)]
+    assert cached
+    assert all(e.__traceback__ is None and e.__context__ is None for e in cached)

@@ -34,6 +34,17 @@ from typing import (
 import attrs
 import pytest
 from pydantic import BaseModel, ConfigDict, Field, computed_field, create_model
+from sqlalchemy import ForeignKey, select
+from sqlalchemy.ext.associationproxy import AssociationProxy, association_proxy
+from sqlalchemy.ext.hybrid import hybrid_property
+from sqlalchemy.orm import (
+    DeclarativeBase,
+    Mapped,
+    WriteOnlyMapped,
+    column_property,
+    mapped_column,
+    relationship,
+)
 from typing_extensions import NotRequired, Required
 
 from gbtrack._expr import parse
@@ -847,3 +858,191 @@ def test_checking_200_paths_over_20_models_takes_a_few_ms() -> None:
             check_steps(model, steps, leaf="metadata")
     cold = time.perf_counter() - start
     assert cold < 0.5, f"200 checks took {cold * 1000:.1f} ms"  # a few ms; generous on CI
+
+
+# ----------------------------------------------------------------------------- real models
+
+
+class SaBase(DeclarativeBase):
+    pass
+
+
+class SaCustomer(SaBase):
+    __tablename__ = "tc_customer"
+    id: Mapped[int] = mapped_column(primary_key=True)
+    email: Mapped[Optional[str]]  # noqa: UP045
+    orders: Mapped[list[SaOrder]] = relationship(back_populates="customer")
+    skus: AssociationProxy[list[str]] = association_proxy("orders", "sku")
+    log: WriteOnlyMapped[SaOrder] = relationship(viewonly=True)
+
+
+class SaOrder(SaBase):
+    __tablename__ = "tc_order"
+    id: Mapped[int] = mapped_column(primary_key=True)
+    sku: Mapped[str] = mapped_column()
+    total: Mapped[float] = mapped_column()
+    customer_id: Mapped[int] = mapped_column(ForeignKey("tc_customer.id"))
+    customer: Mapped[SaCustomer] = relationship(back_populates="orders")
+    sku_upper: Mapped[str] = column_property(sku + "")
+
+    @hybrid_property
+    def doubled(self) -> float:
+        return self.total * 2
+
+
+def test_sqlalchemy_mapped_reads_as_its_argument() -> None:
+    assert walk(SaOrder, "o.total", "metadata") is float
+    assert walk(SaOrder, "o.id", "identity") is int
+    assert walk(SaOrder, "o.sku_upper", "metadata") is str
+    assert walk(SaOrder, "o.doubled", "metadata") is float
+    assert walk(SaOrder, "o.customer.email", "text") == Optional[str]  # noqa: UP045
+    assert walk(SaCustomer, "c.orders[0].total", "metadata") is float
+    assert walk(SaCustomer, "c.skus[0]", "metadata") is str
+    assert walk(SaCustomer, "c.log.anything", "metadata") is Any  # a query, not a value
+    message = str(fails(SaOrder, "o.totl"))
+    assert message == "SaOrder has no attribute 'totl'; did you mean 'total'?"
+    assert select(SaOrder.total) is not None  # the models are real, mapped ones
+
+
+def test_descriptors_defining_only_get_are_attributes_not_methods() -> None:
+    from django.utils.functional import cached_property as django_cached_property
+
+    class Flag:
+        def __get__(self, instance: object, owner: type) -> bool:
+            return True
+
+    class Account:
+        name: str
+
+        @django_cached_property
+        def balance(self) -> decimal.Decimal:
+            return decimal.Decimal(1)
+
+        @functools.cached_property
+        def level(self) -> int:
+            return 1
+
+        active = Flag()
+        hook = staticmethod(len)
+
+        def reload(self) -> None: ...
+
+    assert walk(Account, "a.balance", "metadata") is decimal.Decimal
+    assert walk(Account, "a.level", "metadata") is int
+    assert walk(Account, "a.active", "metadata") is Any
+    assert "Account.reload is a method" in str(fails(Account, "a.reload"))
+    assert "Account.hook is a method" in str(fails(Account, "a.hook"))
+    assert "did you mean 'balance'?" in str(fails(Account, "a.balanse"))
+
+
+def _returns_within(seconds: float, func: Any) -> object:
+    """Run ``func`` in a daemon thread; fail if it has not returned after ``seconds``."""
+    import threading
+
+    box: list[object] = []
+    thread = threading.Thread(target=lambda: box.append(func()), daemon=True)
+    thread.start()
+    thread.join(seconds)
+    assert not thread.is_alive(), f"still running after {seconds} s"
+    return box[0]
+
+
+SelfBound = TypeVar("SelfBound", bound="SelfBound")
+
+
+def test_typevar_bound_to_itself_terminates() -> None:
+    result = _returns_within(10, lambda: walk(SelfBound, "x.y", "metadata", globals()))
+    assert result is Any
+
+
+def test_recursive_type_aliases_terminate() -> None:
+    from typing_extensions import TypeAliasType
+
+    ns: dict[str, Any] = {}
+    ns["Ping"] = TypeAliasType("Ping", ForwardRef("Pong"))
+    ns["Pong"] = TypeAliasType("Pong", ForwardRef("Ping"))
+    ns["Me"] = TypeAliasType("Me", ForwardRef("Me"))
+    ns["Maybe"] = TypeAliasType("Maybe", ForwardRef("Maybe") | Line | None)
+    ns["Tree"] = TypeAliasType("Tree", dict[str, ForwardRef("Tree")])
+    for name in ("Ping", "Me"):
+        assert _returns_within(10, lambda n=name: walk(ns[n], "x.y", "metadata", ns)) is Any
+    assert _returns_within(10, lambda: walk(ns["Maybe"], "x.sku", "metadata", ns)) is Any
+    tree = _returns_within(10, lambda: walk(ns["Tree"], "t.a.b.c", "any", ns))
+    assert tree == dict[str, ForwardRef("Tree")]  # walked step by step through the alias
+
+
+@pytest.mark.skipif(sys.version_info < (3, 12), reason="the `type X = ...` statement is 3.12+")
+def test_recursive_type_statement_terminates() -> None:
+    ns: dict[str, Any] = {}
+    exec("type A = B\ntype B = A\ntype C = list[C] | None", ns)
+    assert _returns_within(10, lambda: walk(ns["A"], "x.y", "metadata", ns)) is Any
+    assert _returns_within(10, lambda: walk(ns["C"], "x[0][0]", "any", ns)) is not None
+
+
+def test_getattribute_and_simplenamespace_classes_are_unknown() -> None:
+    class Proxy:
+        kind: str
+
+        def __getattribute__(self, name: str) -> object:
+            return object.__getattribute__(self, name)
+
+    class Options(types.SimpleNamespace):
+        debug: bool
+
+    assert walk(Proxy, "p.anything", "metadata") is Any
+    assert walk(Options, "o.anything", "metadata") is Any
+    assert walk(Options, "o.debug", "metadata") is bool
+
+
+def test_initvar_is_not_an_attribute() -> None:
+    @dataclasses.dataclass
+    class Signup:
+        email: str
+        password: dataclasses.InitVar[str]
+        source: dataclasses.InitVar[str] = "web"
+
+        def __post_init__(self, password: str, source: str) -> None: ...
+
+    assert walk(Signup, "s.email", "metadata") is str
+    for name in ("password", "source"):
+        message = str(fails(Signup, f"s.{name}"))
+        assert message == (
+            f"Signup.{name} is an InitVar: it is passed to __init__ and __post_init__, never stored"
+        )
+
+
+def test_a_metaclass_getattr_is_never_called() -> None:
+    calls: list[str] = []
+
+    class Meta(type):
+        def __getattr__(cls, name: str) -> object:
+            calls.append(name)
+            raise AttributeError(name)
+
+    class Thing(metaclass=Meta):
+        sku: str
+
+    assert walk(Thing, "t.sku", "metadata") is str
+    assert "did you mean 'sku'?" in str(fails(Thing, "t.skuu"))
+    assert calls == []
+
+
+def test_one_edit_typos_of_short_names_are_suggested() -> None:
+    @dataclasses.dataclass
+    class Ref:
+        id: str
+        no: int
+
+    assert fails(Ref, "r.di").suggestions[0] == "id"
+    assert fails(Ref, "r.on").suggestions[0] == "no"
+
+
+def test_protocols_and_enums_are_closed() -> None:
+    from typing import Protocol
+
+    class HasTotal(Protocol):
+        total: float
+
+    assert walk(HasTotal, "h.total", "metadata") is float
+    assert "did you mean 'total'?" in str(fails(HasTotal, "h.totl"))
+    assert "did you mean 'value'?" in str(fails(Status, "s.vlaue"))

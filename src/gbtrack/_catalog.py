@@ -14,11 +14,21 @@ It flags inconsistencies, and exits 1 when there is one, so that it can run in C
 - ``synonym``: two known synonyms (``amount`` / ``price`` / ``total``) used across
   sites, where one name would do;
 - ``check``: a site that :func:`gbtrack.check` refuses.
+
+Expressions the checks cannot prove right or wrong (no annotation, ``Any``, a class
+with ``__getattr__`` ...) are listed as *unchecked*, with the reason: never an
+inconsistency. Names, keys and paths are printed escaped: a control character in a
+module's strings cannot drive the terminal.
+
+Importing a module runs its code: an exception of any kind there (``SystemExit``,
+``KeyboardInterrupt`` included) ends the command with exit 2 and one line naming the
+module, never a silent or green exit.
 """
 
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import difflib
 import importlib
 import json
@@ -29,10 +39,10 @@ from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-from gbtrack._checks import Site, sites
+from gbtrack._checks import Site, Unchecked, sites
 from gbtrack._typecheck import type_name
 
-__all__ = ["Catalog", "Inconsistency", "build", "register"]
+__all__ = ["Catalog", "ImportFailed", "Inconsistency", "build", "escape", "register"]
 
 SYNONYMS: tuple[frozenset[str], ...] = (
     frozenset({"amount", "price", "total", "value", "cost", "sum"}),
@@ -72,6 +82,45 @@ class Catalog:
 
     events: dict[str, list[Site]] = field(default_factory=dict)
     inconsistencies: list[Inconsistency] = field(default_factory=list)
+    unchecked: list[Unchecked] = field(default_factory=list)
+    paths: int = 0
+
+
+class ImportFailed(Exception):
+    """Importing a module raised: any exception, ``SystemExit`` included.
+
+    Attributes:
+        module: The module being imported.
+        cause: What it raised.
+    """
+
+    def __init__(self, module: str, cause: BaseException) -> None:
+        super().__init__(module)
+        self.module = module
+        self.cause = cause
+
+    def __str__(self) -> str:
+        what = type(self.cause).__name__
+        detail = "\n".join(escape(line) for line in str(self.cause).splitlines())
+        if isinstance(self.cause, SystemExit):
+            detail = f"it called sys.exit({self.cause.code!r})"
+        hint = ""
+        if isinstance(self.cause, ImportError) and self.module.endswith(".py"):
+            name = self.module[:-3].replace(os.sep, ".").replace("/", ".").lstrip(".")
+            hint = f"; give a module name, not a file: gbtrack events {escape(name)}"
+        return f"importing {escape(self.module)} failed: {what}: {detail}{hint}"
+
+
+def escape(text: str) -> str:
+    r"""``text`` with its control characters escaped, for a terminal.
+
+    Printable text is returned as is; a control character is shown as Python would
+    (``\n``, ``\x1b``, ``\x00``), so a hostile name cannot move the cursor, colour
+    the terminal or hide the lines before it.
+    """
+    if text.isprintable():
+        return text
+    return "".join(c if c.isprintable() else c.encode("unicode_escape").decode() for c in text)
 
 
 def _where(site: Site) -> str:
@@ -91,19 +140,38 @@ def _type(tp: Any) -> str:
 
 
 def import_modules(names: Iterable[str]) -> list[str]:
-    """Import each module, and every module of each package; return their names."""
+    """Import each module, and every module of each package; return their names.
+
+    Raises:
+        ImportFailed: When importing a module raises anything, ``SystemExit`` and
+            ``KeyboardInterrupt`` included (the module's own code ran).
+    """
     if "" not in sys.path and os.getcwd() not in sys.path:
         sys.path.insert(0, os.getcwd())  # like `python -m`: local packages are found
     imported: list[str] = []
     for name in names:
-        module = importlib.import_module(name)
+        module = _import(name)
         imported.append(module.__name__)
         path = getattr(module, "__path__", None)
         if path is not None:
-            for info in pkgutil.walk_packages(path, prefix=f"{module.__name__}."):
-                importlib.import_module(info.name)
-                imported.append(info.name)
+            try:
+                # Each module is yielded before walk_packages imports it: _import runs
+                # it first, so a failure names the module.
+                for info in pkgutil.walk_packages(path, f"{module.__name__}."):
+                    _import(info.name)
+                    imported.append(info.name)
+            except ImportFailed:
+                raise
+            except BaseException as exc:  # walking the package ran its code
+                raise ImportFailed(module.__name__, exc) from exc
     return imported
+
+
+def _import(name: str) -> Any:
+    try:
+        return importlib.import_module(name)
+    except BaseException as exc:  # the module's code may raise anything
+        raise ImportFailed(name, exc) from exc
 
 
 def build(modules: Sequence[str]) -> Catalog:
@@ -122,6 +190,10 @@ def build(modules: Sequence[str]) -> Catalog:
         if problems and site.error is not None:
             catalog.inconsistencies.append(Inconsistency("check", str(site.error), (_where(site),)))
         catalog.events.setdefault(site.event, []).append(site)
+        catalog.paths += len(site.paths)
+        catalog.unchecked.extend(
+            dataclasses.replace(u, where=_where(site)) for u in site.unchecked_items()
+        )
     catalog.inconsistencies.extend(_same_event(catalog.events))
     catalog.inconsistencies.extend(_spellings(chosen))
     return catalog
@@ -203,8 +275,19 @@ def _site_dict(site: Site) -> dict[str, Any]:
     }
 
 
+def _unchecked_dict(item: Unchecked) -> dict[str, str]:
+    return {
+        "event": item.event,
+        "function": item.function,
+        "where": item.where,
+        "role": item.role,
+        "expression": item.expression,
+        "reason": item.reason,
+    }
+
+
 def as_json(catalog: Catalog) -> str:
-    """The catalog as JSON: ``{"events": [...], "inconsistencies": [...]}``."""
+    """The catalog as JSON: ``{"events": [...], "inconsistencies": [...], "unchecked": ...}``."""
     data = {
         "events": [
             {"name": name, "sites": [_site_dict(s) for s in group]}
@@ -214,8 +297,10 @@ def as_json(catalog: Catalog) -> str:
             {"kind": i.kind, "message": i.message, "sites": list(i.sites)}
             for i in catalog.inconsistencies
         ],
+        "checked": catalog.paths - len(catalog.unchecked),
+        "unchecked": [_unchecked_dict(u) for u in catalog.unchecked],
     }
-    return json.dumps(data, indent=2)
+    return json.dumps(data, indent=2)  # ensure_ascii: control characters are escaped
 
 
 def as_text(catalog: Catalog) -> str:
@@ -231,23 +316,27 @@ def as_text(catalog: Catalog) -> str:
             for key, meta in info["metadata"].items():
                 lines.append(f"    {key}: {meta['type']}  ({meta['source']})")
     lines.append("")
+    checked = catalog.paths - len(catalog.unchecked)
+    lines.append(f"{checked} expressions checked, {len(catalog.unchecked)} unchecked")
+    lines.extend(f"  [unchecked] {u}" for u in catalog.unchecked)
     if catalog.inconsistencies:
         lines.append(f"{len(catalog.inconsistencies)} inconsistencies:")
         lines.extend(f"  [{i.kind}] {i.message}" for i in catalog.inconsistencies)
     else:
         lines.append("no inconsistencies")
-    return "\n".join(lines)
+    # Every line through escape(): names, keys and paths come from the modules' code.
+    return "\n".join(escape(line) for line in lines)
 
 
 def _cell(text: str) -> str:
-    return text.replace("|", "\\|").replace("\n", " ")
+    return escape(text.replace("|", "\\|"))
 
 
 def as_markdown(catalog: Catalog) -> str:
     """The catalog as Markdown, for the people who configure Gameball campaigns."""
     lines = ["# Tracked events", ""]
     for name, group in sorted(catalog.events.items()):
-        lines += [f"## `{name}`", "", "| key | type | source | site |", "|---|---|---|---|"]
+        lines += [f"## `{_cell(name)}`", "", "| key | type | source | site |", "|---|---|---|---|"]
         for site in group:
             info = _site_dict(site)
             for key, meta in info["metadata"].items():
@@ -267,6 +356,12 @@ def as_markdown(catalog: Catalog) -> str:
         lines += [f"- **{i.kind}**: {_cell(i.message)}" for i in catalog.inconsistencies]
     else:
         lines.append("None.")
+    checked = catalog.paths - len(catalog.unchecked)
+    lines += ["", "## Unchecked", "", f"{checked} expressions checked, "]
+    lines[-1] += f"{len(catalog.unchecked)} unchecked."
+    if catalog.unchecked:
+        lines.append("")
+        lines += [f"- {_cell(str(u))}" for u in catalog.unchecked]
     return "\n".join(lines) + "\n"
 
 
@@ -281,7 +376,9 @@ def register(subparsers: Any) -> None:
         description=(
             "Import the given modules or packages and print every event tracked with "
             "@track: name, metadata keys and types, identity fields, on=, and the "
-            "file:line of each call site. Exit 1 when an inconsistency is found."
+            "file:line of each call site, and the expressions the checks could not "
+            "check. Exit 1 when an inconsistency is found, 2 when importing a module "
+            "raises (anything, sys.exit() included)."
         ),
     )
     parser.add_argument("modules", nargs="+", metavar="MODULE", help="modules or packages")
@@ -294,8 +391,8 @@ def register(subparsers: Any) -> None:
 def _run(args: argparse.Namespace) -> int:
     try:
         imported = import_modules(args.modules)
-    except Exception as exc:  # an import error, or a @track refused at import
-        print(f"gbtrack events: importing failed: {type(exc).__name__}: {exc}", file=sys.stderr)
+    except ImportFailed as exc:  # anything, SystemExit included, or a @track refused
+        print(f"gbtrack events: {exc}", file=sys.stderr)
         return 2
     catalog = build(imported)
     render = {"json": as_json, "markdown": as_markdown}.get(args.format, as_text)

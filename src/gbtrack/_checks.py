@@ -37,15 +37,26 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, NamedTuple
 
-from gbtrack._errors import ExpressionError
+from gbtrack._errors import ExpressionError, InvalidEventError
+from gbtrack._event import DEFAULT_LIMITS, Limits, check_metadata_key, check_name_rules
 from gbtrack._schema import check_plan
-from gbtrack._typecheck import Deferred, Leaf, PathTypeError, check_steps
+from gbtrack._typecheck import Deferred, Leaf, PathTypeError, walk_steps
 
 if TYPE_CHECKING:
     from gbtrack._expr import Step
     from gbtrack._tracker import Tracker
 
-__all__ = ["Problem", "Site", "TypedPath", "check", "first_call", "register", "sites"]
+__all__ = [
+    "CheckReport",
+    "Problem",
+    "Site",
+    "TypedPath",
+    "Unchecked",
+    "check",
+    "first_call",
+    "register",
+    "sites",
+]
 
 RootType = Callable[[], Any]
 """Returns the type of a path's root; may raise :class:`~gbtrack._typecheck.Deferred`."""
@@ -82,6 +93,64 @@ class Problem(NamedTuple):
     suggestions: tuple[str, ...] = ()
 
 
+@dataclass(frozen=True)
+class Unchecked:
+    """One expression the checks could not prove right or wrong: unchecked, never an error.
+
+    Attributes:
+        event: The event name.
+        function: The decorated function's qualified name.
+        where: ``file:line`` of the ``@track(...)`` call.
+        role: ``"customer_id"``, ``"metadata['amount']"`` ...
+        expression: The path, or how the value is computed (``resolver f``).
+        reason: Why it is unchecked (``at .meta: Order.meta has no annotation``).
+    """
+
+    event: str
+    function: str
+    where: str
+    role: str
+    expression: str
+    reason: str
+
+    def __str__(self) -> str:
+        return (
+            f"@track({self.event!r}) on {self.function} ({self.where}): "
+            f"{self.role}={self.expression!r}: {self.reason}"
+        )
+
+
+@dataclass(frozen=True)
+class CheckReport:
+    """What :func:`check` checked, and what it could not.
+
+    Attributes:
+        sites: The ``@track`` sites checked.
+        paths: The expressions with a type to check (paths, callables' return types).
+        unchecked: The expressions the checks could not prove right or wrong, with why:
+            an unannotated value, ``Any``, a class that may have undeclared attributes
+            (``__getattr__``, ``SimpleNamespace``), an annotation that is recursive or
+            cannot be resolved. They are listed, never errors.
+    """
+
+    sites: int
+    paths: int
+    unchecked: tuple[Unchecked, ...]
+
+    @property
+    def checked(self) -> int:
+        """The expressions checked all the way to their leaf."""
+        return self.paths - len({(u.function, u.where, u.role) for u in self.unchecked})
+
+    def __str__(self) -> str:
+        head = (
+            f"gbtrack.check(): {self.sites} tracked function{'s' if self.sites != 1 else ''}, "
+            f"{self.paths} expression{'s' if self.paths != 1 else ''}: {self.checked} checked, "
+            f"{len(self.unchecked)} unchecked"
+        )
+        return "\n".join([head, *(f"  - {u}" for u in self.unchecked)])
+
+
 class Site:
     """One ``@track`` applied to one function: what the checks and the catalog know.
 
@@ -97,6 +166,8 @@ class Site:
         types: Role -> the leaf type found by the last check (``Any``: unknown).
         deferred: Whether the last check met an annotation it could not resolve.
         error: The error found by the last check, if any.
+        unchecked: Role -> why the last check could not check it (an unannotated
+            value, ``Any``, a class with ``__getattr__`` ...); never an error.
     """
 
     __slots__ = (
@@ -116,6 +187,7 @@ class Site:
         "paths",
         "tracker",
         "types",
+        "unchecked",
     )
 
     def __init__(
@@ -147,6 +219,7 @@ class Site:
         self.types: dict[str, Any] = {}
         self.deferred = False
         self.error: ExpressionError | None = None
+        self.unchecked: dict[str, str] = {}
 
     def __repr__(self) -> str:
         return f"<Site @track({self.event!r}) on {self.function} at {self.file}:{self.line}>"
@@ -172,63 +245,96 @@ class Site:
         Returns:
             The problems, in the order of the arguments (empty when all is well).
         """
-        problems: list[Problem] = []
-        deferred = False
-        for path in self.paths:
-            try:
-                tp = self.walk(path)
-            except PathTypeError as exc:
-                problems.append(_path_problem(path, exc))
-                tp = Any
-            except Deferred:
-                deferred = True
-                tp = Any
-            except Exception:  # the checker must never break an import: unknown
-                tp = Any
-            self.types[path.role] = tp
         tracker = self.tracker
         if tracker is None:
             from gbtrack._tracker import active  # the default tracker, as it is now
 
             tracker = active.tracker
+        limits = getattr(tracker, "limits", DEFAULT_LIMITS)
+        problems = self.name_problems(limits if isinstance(limits, Limits) else DEFAULT_LIMITS)
+        deferred = False
+        self.unchecked = {}
+        for path in self.paths:
+            why: str | None
+            try:
+                tp, why = self.walk(path)
+            except PathTypeError as exc:
+                problems.append(_path_problem(path, exc))
+                tp, why = Any, None
+            except Deferred as exc:
+                deferred = True
+                tp, why = Any, f"the annotation {exc.name!r} cannot be resolved"
+            except Exception as exc:  # the checker must never break an import: unknown
+                tp, why = Any, f"the check failed ({type(exc).__name__})"
+            self.types[path.role] = tp
+            if why is not None:
+                self.unchecked[path.role] = why
         keys = {p.key: self.types[p.role] for p in self.paths if p.key is not None}
-        problems.extend(
-            Problem(message)
-            for message in check_plan(
+        try:
+            plan = check_plan(
                 self.event,
                 keys,
                 constants=self.constants,
                 strict=bool(getattr(tracker, "strict_plan", False)),
             )
-        )
+        except Exception as exc:  # an exotic leaf type: the plan is not checked
+            plan = []
+            self.unchecked["metadata"] = f"the tracking plan check failed ({type(exc).__name__})"
+        problems.extend(Problem(message) for message in plan)
         self.deferred = deferred and not final
         self.error = self.as_error(problems) if problems else None
         return problems
 
-    def walk(self, path: TypedPath) -> Any:
-        """:func:`~gbtrack._typecheck.check_steps` for ``path``, cached per root type.
+    def unchecked_items(self) -> list[Unchecked]:
+        """What the last check could not check, as :class:`Unchecked` items."""
+        where = f"{self.file}:{self.line}"
+        texts = {p.role: p.text if p.text is not None else p.source for p in self.paths}
+        return [
+            Unchecked(self.event, self.function, where, role, texts.get(role, role), reason)
+            for role, reason in self.unchecked.items()
+        ]
+
+    def name_problems(self, limits: Limits) -> list[Problem]:
+        """The event name and metadata keys against the rules validation applies."""
+        problems: list[Problem] = []
+        checks: list[tuple[Callable[[str, Limits], None], str]] = [(check_name_rules, self.event)]
+        checks += [(check_metadata_key, key) for key in self.metadata]
+        for rule, text in checks:
+            try:
+                rule(text, limits)
+            except InvalidEventError as exc:
+                problems.append(Problem(str(exc)))
+        return problems
+
+    def walk(self, path: TypedPath) -> tuple[Any, str | None]:
+        """:func:`~gbtrack._typecheck.walk_steps` for ``path``, cached per root type.
 
         The same path on the same type recurs across a module (``result.total`` on
-        ``Order``): the answer (a type or a :class:`PathTypeError`) is kept, so import
-        stays fast. Deferrals are not kept.
+        ``Order``): the answer (a type and why it is unchecked, or a
+        :class:`PathTypeError`) is kept, so import stays fast. Deferrals are not kept.
+
+        Returns:
+            The leaf's type, and why the path is not (fully) checked, or ``None``.
         """
         root = path.root_type()
         key = (root, path.steps, path.leaf, id(self.globalns))
         try:
             hit = _WALKS.get(key)
-        except TypeError:  # an unhashable annotation: not cached
-            return check_steps(root, path.steps, leaf=path.leaf, globalns=self.globalns)
+        except Exception:  # an unhashable annotation: not cached
+            return walk_steps(root, path.steps, leaf=path.leaf, globalns=self.globalns)
         if hit is None:
             try:
-                hit = (check_steps(root, path.steps, leaf=path.leaf, globalns=self.globalns),)
+                hit = walk_steps(root, path.steps, leaf=path.leaf, globalns=self.globalns)
             except PathTypeError as exc:
-                hit = exc
+                # Kept as a fresh error: no traceback, no context, so the cache does
+                # not hold the walk's frames (they made every GC pass slow).
+                hit = PathTypeError(str(exc), step=exc.step, suggestions=exc.suggestions)
             if len(_WALKS) >= _WALKS_SIZE:
                 _WALKS.clear()
             _WALKS[key] = hit
         if isinstance(hit, PathTypeError):
             raise PathTypeError(str(hit), step=hit.step, suggestions=hit.suggestions)
-        return hit[0]
+        return hit
 
     def as_error(self, problems: list[Problem]) -> ExpressionError:
         """One :class:`~gbtrack.ExpressionError` for ``problems``, naming the function."""
@@ -253,7 +359,7 @@ def _path_problem(path: TypedPath, exc: PathTypeError) -> Problem:
     return Problem(f"{path.role} ({path.source}): {exc}", None, exc.suggestions)
 
 
-_WALKS: dict[tuple[Any, ...], tuple[Any] | PathTypeError] = {}
+_WALKS: dict[tuple[Any, ...], tuple[Any, str | None] | PathTypeError] = {}
 _WALKS_SIZE = 4096
 
 
@@ -306,15 +412,21 @@ def first_call(plan: Any, tracker: Tracker) -> bool:
     return True
 
 
-def check() -> None:
+def check() -> CheckReport:
     """Check every ``@track`` applied so far against its annotations and the tracking plan.
 
     Decoration already checks what it can; this runs the checks again for every
     decorated function still alive, now that forward references (classes defined
     further down, ``from __future__ import annotations``) can be resolved and every
-    event schema is registered. An annotation that still cannot be resolved (a
-    ``TYPE_CHECKING``-only import) is not checked. The ``gbtrack`` pytest plugin calls
-    it once per session.
+    event schema is registered. String annotations are evaluated now, in their
+    module. What cannot be proved right or wrong (an annotation that still cannot be
+    resolved, such as a ``TYPE_CHECKING``-only import; ``Any``; a class with
+    ``__getattr__``) is *unchecked*: counted and listed in the report, never an error.
+    The ``gbtrack`` pytest plugin calls it once per session.
+
+    Returns:
+        A :class:`CheckReport`: how many expressions were checked, and each one left
+        unchecked with the reason.
 
     Raises:
         ExpressionError: Listing every problem, one function per line; its
@@ -322,15 +434,20 @@ def check() -> None:
 
     Examples:
         >>> import gbtrack
-        >>> gbtrack.check()  # nothing wrong so far
+        >>> report = gbtrack.check()  # nothing wrong so far
+        >>> report.checked <= report.paths
+        True
     """
     errors: list[ExpressionError] = []
-    for site in sites():
+    checked = sites()
+    unchecked: list[Unchecked] = []
+    for site in checked:
         if site.run(final=True):
             assert site.error is not None
             errors.append(site.error)
+        unchecked.extend(site.unchecked_items())
     if not errors:
-        return
+        return CheckReport(len(checked), sum(len(s.paths) for s in checked), tuple(unchecked))
     count = len(errors)
     lines = "\n".join(f"- {error}" for error in errors)
     first = errors[0]

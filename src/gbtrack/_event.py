@@ -20,7 +20,11 @@ anything else          :class:`~gbtrack.InvalidEventError` naming the key
 
 Validation (:class:`Event`, :class:`Identity`, :meth:`EventDraft.to_event` and
 :func:`validate_drafts`) also enforces :class:`Limits`: sizes, an integer range that a
-JSON double holds exactly, and text that UTF-8 can encode (no lone surrogates).
+JSON double holds exactly, and text that UTF-8 can encode (no lone surrogates). Event
+names and metadata keys hold no control characters (NUL, newline, ANSI escapes: Unicode
+category Cc): they are identifiers in Gameball's dashboards, never text. ``@track``
+checks names and keys by the same rules when it is applied
+(:func:`check_name_rules`, :func:`check_metadata_key`).
 """
 
 from __future__ import annotations
@@ -55,6 +59,8 @@ __all__ = [
     "Limits",
     "MetadataValue",
     "check_event_name",
+    "check_metadata_key",
+    "check_name_rules",
     "mask",
     "mask_email",
     "mask_mobile",
@@ -368,6 +374,46 @@ def _check_text(field: str, text: str, limit: int, attr: str, label: str | None 
         )
 
 
+_CONTROL = re.compile("[\x00-\x1f\x7f-\x9f]")  # Unicode category Cc
+
+
+def _check_controls(field: str, text: str, label: str) -> None:
+    """Refuse ``text`` if it holds a control character (an identifier is never text)."""
+    found = _CONTROL.search(text)
+    if found is not None:
+        raise InvalidEventError(
+            f"{label} holds the control character U+{ord(found.group()):04X} at index "
+            f"{found.start():,}; names and metadata keys may not hold control characters",
+            field=field,
+        )
+
+
+def check_name_rules(name: str, limits: Limits = DEFAULT_LIMITS) -> None:
+    """Refuse an event name that validation would refuse: blank, too long, control characters.
+
+    The one rule for names: validation applies it to every event, ``@track`` when it
+    is applied.
+
+    Raises:
+        InvalidEventError: Naming the rule (``Limits.max_name_length`` ...).
+    """
+    check_event_name(name)
+    _check_text("name", name, limits.max_name_length, "max_name_length", "the event name")
+    _check_controls("name", name, f"the event name {_shown(name)}")
+
+
+def check_metadata_key(key: str, limits: Limits = DEFAULT_LIMITS) -> None:
+    """Refuse a metadata key that validation would refuse: too long, control characters.
+
+    Raises:
+        InvalidEventError: Naming the rule (``Limits.max_key_length`` ...).
+    """
+    label = f"metadata key {_shown(key)}"
+    field = f"metadata[{_shown(key)}]"
+    _check_text(field, key, limits.max_key_length, "max_key_length", label)
+    _check_controls(field, key, label)
+
+
 def _check_int(field: str, value: int, limits: Limits) -> None:
     """Refuse an integer outside ``limits.min_int``..``limits.max_int``."""
     if limits.min_int <= value <= limits.max_int:
@@ -385,7 +431,7 @@ def _check_int(field: str, value: int, limits: Limits) -> None:
 
 def _checked_name(value: object, limits: Limits) -> str:
     name = check_event_name(value)
-    _check_text("name", name, limits.max_name_length, "max_name_length")
+    check_name_rules(name, limits)
     return name
 
 
@@ -469,9 +515,7 @@ def _checked_metadata(value: object, limits: Limits) -> dict[str, MetadataValue]
                 f"metadata keys must be non-empty strings, got {key!r}", field="metadata"
             )
         field = f"metadata[{_shown(key)}]"
-        _check_text(
-            field, key, limits.max_key_length, "max_key_length", f"metadata key {_shown(key)}"
-        )
+        check_metadata_key(key, limits)
         converted = normalize_value(key, raw)
         if converted is None:
             continue
@@ -849,6 +893,7 @@ def validate_drafts(
             type(name) is str
             and 0 < len(name) <= max_name
             and name.isascii()
+            and name.isprintable()  # ASCII: no control character
             and not name.isspace()
             and type(customer_id) is str
             and 0 < len(customer_id) <= max_customer_id
@@ -890,6 +935,7 @@ def validate_drafts(
                     type(key) is str
                     and 0 < len(key) <= max_key
                     and key.isascii()
+                    and key.isprintable()
                     and (
                         (cls is str and len(value) <= max_string and value.isascii())  # type: ignore[arg-type,union-attr]
                         or (cls is int and min_int <= value <= max_int)  # type: ignore[operator]

@@ -48,6 +48,7 @@ import enum
 import functools
 import inspect
 import sys
+import threading
 import types
 import typing
 import uuid
@@ -62,6 +63,7 @@ __all__ = [
     "PathTypeError",
     "check_leaf",
     "check_steps",
+    "is_method",
     "is_class",
     "members_of",
     "normalize",
@@ -69,6 +71,7 @@ __all__ = [
     "return_type",
     "type_name",
     "union_members",
+    "walk_steps",
     "yield_type",
 ]
 
@@ -135,6 +138,47 @@ class Deferred(Exception):
         self.name = name
 
 
+# --------------------------------------------------------------------------- unknown
+
+_BUDGET: Final = 2_000
+"""Type operations (unwrapping, union members, steps) one check may spend: any
+annotation, recursive or absurdly nested, is given up as unknown within it."""
+_NORMALIZE_STEPS: Final = 64
+_UNION_DEPTH: Final = 32
+
+
+class _Notes(threading.local):
+    """Per thread: why the running check met an unknown type, and the budget left."""
+
+    def __init__(self) -> None:
+        self.reasons: list[str] | None = None
+        self.budget = _BUDGET
+
+
+_NOTES: Final = _Notes()
+
+
+class _Exhausted(Exception):
+    """The check spent its budget: the annotation is recursive or too large."""
+
+
+def _unknown(reason: str) -> Any:
+    """``Any``, remembering ``reason`` for the report of unchecked paths."""
+    reasons = _NOTES.reasons
+    if reasons is not None and len(reasons) < 8:
+        reasons.append(reason)
+    return Any
+
+
+def _spend(cost: int = 1) -> None:
+    notes = _NOTES
+    if notes.reasons is None:  # not inside a check: each operation bounds itself
+        return
+    notes.budget -= cost
+    if notes.budget < 0:
+        raise _Exhausted
+
+
 # --------------------------------------------------------------------------- resolution
 
 
@@ -148,8 +192,8 @@ def _evaluate(text: str, globalns: dict[str, Any], localns: dict[str, Any] | Non
         raise Deferred(getattr(exc, "name", None) or text) from None
     except AttributeError:  # "models.Order" while models is half imported
         raise Deferred(text) from None
-    except Exception:  # a broken annotation is not ours to report: unknown
-        return Any
+    except Exception as exc:  # a broken annotation is not ours to report: unknown
+        return _unknown(f"its annotation {text!r} cannot be evaluated ({type(exc).__name__})")
 
 
 def _resolve_ref(ref: str | ForwardRef, globalns: dict[str, Any] | None) -> Any:
@@ -175,22 +219,33 @@ def normalize(tp: object, globalns: dict[str, Any] | None = None) -> Any:
     """Strip what does not change a value's shape; ``Any`` for the unknown.
 
     Unwraps ``Annotated``, ``ClassVar``, ``Final``, ``Required``, ``NotRequired``,
-    ``NewType``, type aliases and generic descriptors (``Mapped[int]`` is ``int``); a
-    ``TypeVar`` becomes its bound (or the union of its
-    constraints, or ``Any``); ``None`` becomes ``NoneType``; ``object`` and a missing
-    annotation become ``Any``. Strings and ``ForwardRef`` are resolved against their
-    module (a ``ForwardRef`` made with ``module=``) or ``globalns``.
+    ``NewType``, type aliases (``TypeAliasType``, Python 3.12's ``type X = ...``) and
+    generic descriptors (SQLAlchemy's ``Mapped[int]`` is ``int``); a ``TypeVar``
+    becomes its bound (or the union of its constraints, or ``Any``); ``None`` becomes
+    ``NoneType``; ``object`` and a missing annotation become ``Any``. Strings and
+    ``ForwardRef`` are resolved against their module (a ``ForwardRef`` made with
+    ``module=``) or ``globalns``. An annotation that unwraps to itself (``T =
+    TypeVar("T", bound="T")``, an alias naming itself) is ``Any``: this always returns.
 
     Raises:
         Deferred: If a forward reference cannot be resolved yet.
     """
-    while True:
+    seen: list[object] = []
+    for _ in range(_NORMALIZE_STEPS):
+        if tp is Any:  # a class on 3.11+
+            return _unknown("its type is Any")
         if is_class(tp):  # the common case first: a plain class is itself
-            return Any if tp is object or tp is inspect.Parameter.empty else tp
-        if tp is Any:
-            return Any
+            if tp is object:
+                return _unknown("its type is object")
+            if tp is inspect.Parameter.empty:
+                return _unknown("it has no annotation")
+            return tp
         if tp is None:
             return NONE_TYPE
+        _spend()
+        if any(tp is s for s in seen):
+            return _unknown(f"its annotation {_safe_name(tp)} refers to itself")
+        seen.append(tp)
         if isinstance(tp, str | ForwardRef):
             tp = _resolve_ref(tp, globalns)
             continue
@@ -198,44 +253,141 @@ def normalize(tp: object, globalns: dict[str, Any] | None = None) -> Any:
         if origin is typing.Annotated or origin in _WRAPPERS:
             args = get_args(tp)
             tp = args[0] if args else Any
-        elif tp in _WRAPPERS:  # a bare ClassVar / Final
-            return Any
+        elif _in(tp, _WRAPPERS):  # a bare ClassVar / Final
+            return _unknown(f"its annotation is a bare {_safe_name(tp)}")
         elif isinstance(tp, TypeVar):
             if tp.__bound__ is not None:
                 tp = tp.__bound__
             elif tp.__constraints__:
                 tp = typing.Union[tp.__constraints__]  # noqa: UP007
             else:
-                return Any
-        elif hasattr(tp, "__supertype__"):  # NewType
-            tp = tp.__supertype__
-        elif isinstance(origin, type) and hasattr(origin, "__get__") and get_args(tp):
+                return _unknown(f"its type is the type variable {tp.__name__}")
+        elif _is_newtype(tp):
+            tp = tp.__supertype__  # type: ignore[attr-defined]
+        elif isinstance(origin, type) and get_args(tp) and _is_descriptor_class(origin):
             # A generic descriptor (SQLAlchemy's Mapped[int], cached_property[int]):
             # reading it on an instance gives its type argument.
+            if _sqlalchemy_collection(origin):  # WriteOnlyMapped, DynamicMapped: queries
+                return _unknown(f"{_safe_name(tp)} is read as a query, not a value")
             tp = get_args(tp)[0]
-        elif type(tp).__name__ == "TypeAliasType" and hasattr(tp, "__value__"):  # 3.12 `type`
-            tp = tp.__value__
+        elif _is_type_alias(tp):  # TypeAliasType, 3.12's `type X = ...`
+            tp = tp.__value__  # type: ignore[attr-defined]
         else:
             return tp
+    return _unknown(f"its annotation {_safe_name(tp)} is nested too deeply")
+
+
+def _in(tp: object, group: set[object]) -> bool:
+    try:
+        return tp in group
+    except TypeError:  # an unhashable annotation
+        return False
+
+
+def _safe_name(tp: object) -> str:
+    try:
+        return type_name(tp)
+    except Exception:  # a name is for messages only
+        return type(tp).__name__
+
+
+def _is_newtype(tp: object) -> bool:
+    if isinstance(tp, typing.NewType):
+        return True
+    # typing_extensions' NewType on old Pythons, and the 3.10 function form
+    return not isinstance(tp, type) and callable(tp) and hasattr(tp, "__supertype__")
+
+
+def _is_type_alias(tp: object) -> bool:
+    return type(tp).__name__ == "TypeAliasType" and hasattr(tp, "__value__")
+
+
+def _static(cls: type, name: str, default: object = None) -> Any:
+    """``cls.name`` looked up in the classes' own namespaces only.
+
+    ``getattr`` on a class may run its metaclass's ``__getattr__``: user code that
+    decoration must not call.
+    """
+    for klass in cls.__mro__:
+        namespace = klass.__dict__
+        if name in namespace:
+            return namespace[name]
+    return default
+
+
+def _is_descriptor_class(cls: type) -> bool:
+    return _static(cls, "__get__") is not None or _sqlalchemy_mapped(cls)
+
+
+def _sqlalchemy_mapped(cls: type) -> bool:
+    """SQLAlchemy's ``Mapped`` family: descriptors for the type checker only.
+
+    At run time ``Mapped`` has no ``__get__`` (the mapper puts an
+    ``InstrumentedAttribute`` on the class); on an instance, ``Mapped[int]`` reads an
+    ``int``. SQLAlchemy is never imported: the classes are known by name.
+    """
+    return any(
+        k.__name__ in ("Mapped", "_MappedAnnotationBase")
+        and str(k.__module__).startswith("sqlalchemy.")
+        for k in cls.__mro__
+    )
+
+
+def _sqlalchemy_collection(cls: type) -> bool:
+    return cls.__name__ in ("WriteOnlyMapped", "DynamicMapped") and str(cls.__module__).startswith(
+        "sqlalchemy."
+    )
 
 
 def union_members(tp: object, globalns: dict[str, Any] | None = None) -> tuple[Any, ...]:
     """The normalized members of ``tp``: a union's members, flattened, else ``(tp,)``.
 
-    ``Literal[...]`` stays one member. ``NoneType`` is kept.
+    ``Literal[...]`` stays one member. ``NoneType`` is kept. A union that contains
+    itself (through an alias) or is nested too deeply is ``(Any,)``.
 
     Raises:
         Deferred: If a forward reference cannot be resolved yet.
     """
-    tp = normalize(tp, globalns)
-    if get_origin(tp) not in _UNION_ORIGINS:
-        return (tp,)
     out: list[Any] = []
-    for arg in get_args(tp):
-        for member in union_members(arg, globalns):
-            if member not in out:
-                out.append(member)
+    try:
+        _flatten(tp, globalns, out, [], [_BUDGET])
+    except _Exhausted:
+        if _NOTES.reasons is not None:
+            raise
+        return (_unknown(f"the union {_safe_name(tp)} is too large to check"),)
     return tuple(out)
+
+
+def _flatten(
+    tp: object,
+    globalns: dict[str, Any] | None,
+    out: list[Any],
+    stack: list[object],
+    budget: list[int],
+) -> None:
+    budget[0] -= 1
+    if budget[0] < 0:
+        raise _Exhausted
+    _spend()
+    member = normalize(tp, globalns)
+    if get_origin(member) not in _UNION_ORIGINS:
+        if not any(member is m or _equal(member, m) for m in out):
+            out.append(member)
+        return
+    if len(stack) >= _UNION_DEPTH or any(member is s for s in stack):
+        out.append(_unknown(f"the union {_safe_name(member)} contains itself"))
+        return
+    stack.append(member)
+    for arg in get_args(member):
+        _flatten(arg, globalns, out, stack, budget)
+    stack.pop()
+
+
+def _equal(a: object, b: object) -> bool:
+    try:
+        return bool(a == b)
+    except Exception:  # an exotic annotation's __eq__
+        return False
 
 
 def _union(members: list[Any]) -> Any:
@@ -284,9 +436,9 @@ def _kind_word(cls: type) -> str:
     """`` (a dataclass)`` and the like, or ``""`` for a plain class."""
     if _is_pydantic(cls):
         return " (a pydantic model)"
-    if dataclasses.is_dataclass(cls):
+    if _is_dataclass(cls):
         return " (a dataclass)"
-    if hasattr(cls, "__attrs_attrs__"):
+    if _attrs_fields(cls) is not None:
         return " (an attrs class)"
     if _is_typeddict(cls):
         return " (a TypedDict)"
@@ -296,7 +448,33 @@ def _kind_word(cls: type) -> str:
 
 
 def _suggest(name: str, candidates: cabc.Iterable[str]) -> tuple[str, ...]:
-    return tuple(difflib.get_close_matches(name, list(candidates), n=3, cutoff=0.6))
+    names = list(candidates)
+    # One edit away (a letter dropped, doubled, changed or two swapped) first: the
+    # likeliest typo, even for names too short for difflib's ratio ("di" for "id").
+    near = sorted(c for c in names if _one_edit(name, c))
+    close = difflib.get_close_matches(name, names, n=3, cutoff=0.6)
+    return tuple(dict.fromkeys([*near, *close]))[:3]
+
+
+def _one_edit(a: str, b: str) -> bool:
+    """Whether ``b`` is ``a`` with one letter dropped, added, changed, or two swapped."""
+    if a == b or abs(len(a) - len(b)) > 1:
+        return False
+    if len(a) == len(b):
+        diff = [i for i, (x, y) in enumerate(zip(a, b, strict=True)) if x != y]
+        if len(diff) == 1:
+            return True
+        return (
+            len(diff) == 2
+            and diff[1] == diff[0] + 1
+            and a[diff[0]] == b[diff[1]]
+            and (a[diff[1]] == b[diff[0]])
+        )
+    short, long = (a, b) if len(a) < len(b) else (b, a)
+    i = 0
+    while i < len(short) and short[i] == long[i]:
+        i += 1
+    return short[i:] == long[i + 1 :]
 
 
 def _names_hint(name: str, valid: cabc.Iterable[str], noun: str) -> tuple[str, tuple[str, ...]]:
@@ -323,15 +501,27 @@ def is_class(tp: object) -> TypeGuard[type]:
 
 
 def _is_pydantic(cls: type) -> bool:
-    return hasattr(cls, "__pydantic_fields__") and hasattr(cls, "model_fields")
+    return _static(cls, "__pydantic_fields__") is not None and hasattr(cls, "model_fields")
 
 
 def _is_typeddict(cls: object) -> bool:
-    return is_class(cls) and issubclass(cls, dict) and hasattr(cls, "__required_keys__")
+    return (
+        is_class(cls)
+        and issubclass(cls, dict)
+        and _static(cls, "__required_keys__", _ABSENT) is not _ABSENT
+    )
 
 
 def _is_namedtuple(cls: type) -> bool:
-    return issubclass(cls, tuple) and hasattr(cls, "_fields")
+    return issubclass(cls, tuple) and _static(cls, "_fields", _ABSENT) is not _ABSENT
+
+
+def _is_dataclass(cls: type) -> bool:
+    return _static(cls, "__dataclass_fields__") is not None
+
+
+def _attrs_fields(cls: type) -> Any:
+    return _static(cls, "__attrs_attrs__")
 
 
 @dataclasses.dataclass
@@ -345,6 +535,12 @@ class Members:
         methods: Public names that are methods: reading one is an error.
         aliases: Pydantic alias -> field name.
         open: Unknown names may exist (``__getattr__``, ``extra="allow"``).
+        why_open: Why, for the report of unchecked paths.
+        near_misses: On an open class, a name one edit from a declared one is still a
+            typo (a Django model: ``QuerySet.annotate()`` may add names, not misspell
+            a field's).
+        hidden: Names that look like attributes and are not: name -> why
+            (a dataclass's ``InitVar``).
         positions: NamedTuple item types, for ``[int]``.
         optional: TypedDict keys that may be absent.
     """
@@ -354,12 +550,20 @@ class Members:
     methods: set[str] = dataclasses.field(default_factory=set)
     aliases: dict[str, str] = dataclasses.field(default_factory=dict)
     open: bool = False
+    why_open: str = ""
+    near_misses: bool = False
+    hidden: dict[str, str] = dataclasses.field(default_factory=dict)
     positions: tuple[Any, ...] = ()
     optional: frozenset[str] = frozenset()
 
     def add(self, name: str, tp: Any, owner: type) -> None:
         """Record ``name`` unless it is private or already known."""
-        if not name.startswith("_") and name not in self.names and name not in self.methods:
+        if (
+            not name.startswith("_")
+            and name not in self.names
+            and name not in self.methods
+            and name not in self.hidden
+        ):
             self.names[name] = (tp, owner)
 
 
@@ -379,10 +583,11 @@ def members_of(cls: type) -> Members:
 
 def _class_hints(cls: type) -> dict[str, Any]:
     """Every class-level annotation along the MRO, resolved where possible."""
-    try:
-        return typing.get_type_hints(cls, include_extras=True)
-    except Exception:  # noqa: S110 - one unresolvable annotation must not hide the others
-        pass
+    if not _metaclass_getattr(cls):  # get_type_hints asks the class for __no_type_check__
+        try:
+            return typing.get_type_hints(cls, include_extras=True)
+        except Exception:  # noqa: S110 - one unresolvable annotation must not hide the others
+            pass
     hints: dict[str, Any] = {}
     for klass in reversed(cls.__mro__):
         try:
@@ -400,6 +605,11 @@ def _class_hints(cls: type) -> dict[str, Any]:
             else:
                 hints[name] = raw
     return hints
+
+
+def _metaclass_getattr(cls: type) -> bool:
+    metaclasses = inspect.getmro(type(cls))
+    return any("__getattr__" in vars(meta) for meta in metaclasses if meta is not type)
 
 
 def _declaring(cls: type, name: str) -> type:
@@ -456,14 +666,13 @@ def _add_class_attributes(table: Members, cls: type, hints: dict[str, Any]) -> N
                 table.add(name, rt, klass)
             elif isinstance(value, functools.cached_property):
                 table.add(name, _function_return(value.func), klass)
-            elif isinstance(value, staticmethod | classmethod) or inspect.isroutine(value):
+            elif is_method(value):
                 table.methods.add(name)
-            elif _is_descriptor_of_unknown(value) or not callable(value):
-                table.add(name, Any, klass)  # a slot, a class attribute: unknown type
-            elif isinstance(value, type):
-                table.add(name, Any, klass)  # a nested class
             else:
-                table.methods.add(name)  # a callable object used as a method
+                # A class attribute, a slot, a nested class, a callable object, or a
+                # descriptor (Django's cached_property, SQLAlchemy's hybrid_property
+                # and InstrumentedAttribute): reading it gives a value.
+                table.add(name, _descriptor_type(value), klass)
         if klass in _BUILTIN_STOP:
             continue
         for value in own.values():
@@ -472,14 +681,59 @@ def _add_class_attributes(table: Members, cls: type, hints: dict[str, Any]) -> N
             for fn in _functions_in(value):
                 for name in _attributes_assigned(fn):
                     table.add(name, Any, klass)
-    if any(
-        "__getattr__" in vars(k) for k in cls.__mro__ if k is not object and k is not pydantic_base
-    ):
-        table.open = True
+    for k in cls.__mro__:
+        if k is object or k is pydantic_base:
+            continue
+        if "__getattr__" in vars(k):
+            table.open, table.why_open = True, f"{k.__qualname__} defines __getattr__"
+            break
+        if "__getattribute__" in vars(k) and k.__flags__ & _HEAPTYPE:
+            table.open, table.why_open = True, f"{k.__qualname__} defines __getattribute__"
+            break
 
 
-def _is_descriptor_of_unknown(value: object) -> bool:
-    return isinstance(value, types.MemberDescriptorType | types.GetSetDescriptorType)
+_METHOD_TYPES: Final = (
+    types.FunctionType,
+    types.BuiltinFunctionType,
+    types.MethodDescriptorType,
+    types.WrapperDescriptorType,
+    types.ClassMethodDescriptorType,
+    types.MethodWrapperType,
+    staticmethod,
+    classmethod,
+    functools.partialmethod,
+    functools.singledispatchmethod,
+)
+
+
+def is_method(value: object) -> bool:
+    """Whether a class attribute is a method: reading it on an instance gives a callable.
+
+    Only real functions and method wrappers are: a descriptor that merely defines
+    ``__get__`` (Django's ``cached_property``, Django's field descriptors,
+    ``functools.cached_property``) gives a value, whatever ``inspect.isroutine`` says.
+    """
+    return isinstance(value, _METHOD_TYPES)
+
+
+def _descriptor_type(value: object) -> Any:
+    """The type a class attribute reads as on an instance (``Any`` if unknown).
+
+    A descriptor that wraps a function (``func`` for Django's ``cached_property``,
+    ``fget`` for SQLAlchemy's ``hybrid_property``) reads as its return annotation.
+    """
+    if _static(type(value), "__get__") is None:
+        return Any
+    if str(type(value).__module__).startswith("django.db.models"):
+        # A ForeignKey or OneToOneField descriptor reads as the related model.
+        related = getattr(inspect.getattr_static(value, "field", None), "related_model", None)
+        if is_class(related) and type(value).__name__.startswith("Forward"):
+            return related
+    for attr in ("fget", "func"):
+        fn = inspect.getattr_static(value, attr, None)
+        if inspect.isfunction(fn):
+            return _function_return(fn)
+    return Any
 
 
 def _functions_in(value: object) -> Iterator[object]:
@@ -520,11 +774,16 @@ def _build_members_unsafe(cls: type) -> Members:
         return table
     hints = _class_hints(cls)
     table = Members("attribute")
-    if dataclasses.is_dataclass(cls):
+    for name, hint in hints.items():
+        if isinstance(hint, dataclasses.InitVar) or hint is dataclasses.InitVar:
+            table.hidden[name] = (
+                "an InitVar: it is passed to __init__ and __post_init__, never stored"
+            )
+    if _is_dataclass(cls):
         table.noun = "field"
         for f in dataclasses.fields(cls):
             table.add(f.name, hints.get(f.name, Any), _declaring(cls, f.name))
-    attrs_fields = getattr(cls, "__attrs_attrs__", None)
+    attrs_fields = _attrs_fields(cls)
     if attrs_fields is not None:
         table.noun = "field"
         for a in attrs_fields:
@@ -534,42 +793,76 @@ def _build_members_unsafe(cls: type) -> Members:
             table.add(a.name, tp, _declaring(cls, a.name))
     if _is_namedtuple(cls):
         table.noun = "field"
-        field_names: tuple[str, ...] = getattr(cls, "_fields", ())
+        field_names: tuple[str, ...] = _static(cls, "_fields", ())
         for name in field_names:
             table.add(name, hints.get(name, Any), _declaring(cls, name))
         table.positions = tuple(hints.get(name, Any) for name in field_names)
-    hints = {k: v for k, v in hints.items() if not isinstance(v, dataclasses.InitVar)}
+    hints = {k: v for k, v in hints.items() if k not in table.hidden}
     _add_class_attributes(table, cls, hints)
+    if _is_django_model(cls):
+        table.open, table.near_misses = True, True
+        table.why_open = "a Django model may carry names QuerySet.annotate() adds"
     if table.noun == "attribute" and not table.open:
-        table.open = _open_plain_class(cls, table)
+        table.why_open = _open_plain_class(cls, table)
+        table.open = bool(table.why_open)
     return table
 
 
 _HEAPTYPE: Final = 1 << 9  # Py_TPFLAGS_HEAPTYPE: a class written in Python
 _DYNAMIC_NAMES: Final = frozenset({"setattr", "__dict__", "__setattr__", "vars"})
+_STATE_DUNDERS: Final = frozenset(
+    {"__init__", "__new__", "__post_init__", "__setstate__", "__setattr__", "__call__"}
+)
 
 
-def _open_plain_class(cls: type, table: Members) -> bool:
-    """Whether a plain class's instances may carry attributes the class never declares.
+def _open_plain_class(cls: type, table: Members) -> str:
+    """Why a plain class's instances may carry attributes it never declares ("": they don't).
 
     A class written in C is closed unless its instances have a ``__dict__``
-    (``SimpleNamespace``). A Python class is closed when it declares something
+    (``SimpleNamespace``); so is a Python class built on one (a ``SimpleNamespace``
+    subclass), exceptions aside. A Python class is closed when it declares something
     (annotations, properties, class attributes, ``self.x = ...``) and none of its
     methods sets attributes by name (``setattr``, ``__dict__``, ``vars``); a class
     that declares nothing, like ``class Bag: pass``, is open.
     """
+    for klass in cls.__mro__:
+        if klass.__flags__ & _HEAPTYPE or klass is object or issubclass(klass, BaseException):
+            continue
+        if klass.__dictoffset__:
+            return f"its base {type_name(klass)} stores any attribute"
     if not cls.__flags__ & _HEAPTYPE:
-        return bool(getattr(cls, "__dictoffset__", 0))
+        return ""
     if not table.names:
-        return True
+        return f"{type_name(cls)} declares no attributes"
     for klass in cls.__mro__:
         if not klass.__flags__ & _HEAPTYPE:
             continue
-        for value in vars(klass).values():
+        for name, value in vars(klass).items():
+            if name.startswith("__") and name not in _STATE_DUNDERS:
+                continue  # __dir__, __subclasshook__, __init_subclass__: not instance state
             for fn in _functions_in(value):
-                if _DYNAMIC_NAMES & _code_names(fn):
-                    return True
-    return False
+                if _DYNAMIC_NAMES & _code_names(fn) and not _known_constructor(fn):
+                    return f"{type_name(klass)}.{name} sets attributes by name"
+    return ""
+
+
+def _is_django_model(cls: type) -> bool:
+    meta = _static(cls, "_meta")
+    return meta is not None and str(type(meta).__module__).startswith("django.db.models")
+
+
+def _known_constructor(fn: object) -> bool:
+    """A library's constructor that sets only the attributes its class declares.
+
+    SQLAlchemy's declarative ``__init__`` refuses any keyword that is not a mapped
+    attribute, so its ``setattr`` adds no name; ``typing.Protocol`` puts its own
+    ``__init__`` on protocol classes, which sets none.
+    """
+    module = str(getattr(fn, "__module__", ""))
+    name = getattr(fn, "__qualname__", "")
+    if module == "typing" or module == "typing_extensions":
+        return name == "_no_init_or_replace_init"
+    return module.startswith("sqlalchemy.orm.") and name == "_declarative_constructor"
 
 
 def _code_names(func: object) -> set[str]:
@@ -691,17 +984,20 @@ def _fail(message: str, index: int, suggestions: tuple[str, ...] = ()) -> PathTy
 
 
 class _Walk:
-    __slots__ = ("arg", "globalns", "index", "kind")
+    __slots__ = ("arg", "globalns", "index", "kind", "unknown_input")
 
     def __init__(self, globalns: dict[str, Any] | None) -> None:
         self.globalns = globalns
         self.index = 0
         self.kind = NAME
         self.arg: str | int = ""
+        self.unknown_input = False  # the value this step reads has no known type
 
     def step(self, tp: Any) -> Any:
         members = union_members(tp, self.globalns)
         real = [m for m in members if m is not NONE_TYPE]
+        if any(m is Any for m in real):
+            self.unknown_input = True
         if not real:
             raise _fail(
                 f"the value is always None, so {_describe_step(self.kind, self.arg)} "
@@ -726,10 +1022,13 @@ class _Walk:
         if origin is Literal:
             return self.step(_union([type(v) for v in get_args(tp)]))
         if origin is None:
-            return self.cls(tp, {}) if is_class(tp) else Any
+            if is_class(tp):
+                return self.cls(tp, {})
+            return _unknown(f"its type is {_safe_name(tp)}, which the check cannot read")
         args = get_args(tp)
         if not isinstance(origin, type) or origin in _UNKNOWN_ORIGINS:
-            return Any  # type[X], Callable[...], special forms: unknown
+            # type[X], Callable[...], special forms: unknown
+            return _unknown(f"its type is {_safe_name(tp)}, which the check cannot read")
         if origin is tuple:
             return self.tuple_(tp, args)
         if origin.__module__ in _CONTAINER_MODULES:  # dict[K, V], Sequence[T], deque[T] ...
@@ -763,6 +1062,8 @@ class _Walk:
                 f'use ["key"] or .name to read a key',
                 self.index,
             )
+        if value is Any:
+            return _unknown(f"the values of {_safe_name(tp)} have no known type")
         return value
 
     def cls(self, cls: type, own_map: dict[Any, Any]) -> Any:
@@ -805,16 +1106,20 @@ class _Walk:
             if isinstance(tp, ForwardRef):
                 tp = normalize(tp, self.globalns)  # raises Deferred while still unresolved
                 table.names[name] = (tp, owner)
+            if tp is Any:
+                return _unknown(f"{type_name(cls)}.{name} has no annotation")
             if not _has_typevars(tp):
                 return tp
             return _substitute(tp, _type_maps(cls, own_map).get(owner, {}))
+        if name in table.hidden:
+            raise _fail(f"{type_name(cls)}.{name} is {table.hidden[name]}", self.index)
         if name not in table.methods and not table.open:
             # Not declared by the class itself: inherited machinery (BaseModel's
             # model_dump, object's methods) is looked up only now, on the error path.
             found = inspect.getattr_static(cls, name, _ABSENT)
             if found is not _ABSENT and not name.startswith("_"):
-                if not (inspect.isroutine(found) or isinstance(found, staticmethod | classmethod)):
-                    return Any
+                if not is_method(found):
+                    return _unknown(f"{type_name(cls)}.{name} is not annotated")
                 table.methods.add(name)
         if name in table.methods:
             raise _fail(
@@ -823,7 +1128,18 @@ class _Walk:
                 self.index,
             )
         if table.open:
-            return Any
+            near = sorted(n for n in table.names if _one_edit(name, n))
+            if table.near_misses and near:
+                raise _fail(
+                    f"{type_name(cls)} has no attribute {name!r}; did you mean {near[0]!r}? "
+                    "(a name one letter away from a declared one is taken as a typo; "
+                    "declare a name your querysets add, e.g. `n_items: int` in the class body)",
+                    self.index,
+                    tuple(near),
+                )
+            return _unknown(
+                f"{type_name(cls)} may have attributes it does not declare ({table.why_open})"
+            )
         if name in table.aliases:
             field = table.aliases[name]
             raise _fail(
@@ -898,19 +1214,73 @@ def check_steps(
             what ``leaf`` asks for. The message names the type and the nearest names.
         Deferred: An annotation the walk needs cannot be resolved yet.
     """
+    return walk_steps(root_type, steps, leaf=leaf, globalns=globalns)[0]
+
+
+def walk_steps(
+    root_type: object,
+    steps: tuple[Step, ...],
+    *,
+    leaf: Leaf = "any",
+    globalns: dict[str, Any] | None = None,
+) -> tuple[Any, str | None]:
+    """:func:`check_steps`, and why the path is unchecked, if it is.
+
+    Always returns, within a budget of type operations: an annotation that is
+    recursive or too large to follow is unknown.
+
+    Returns:
+        ``(leaf type, reason)``: ``reason`` is ``None`` when every step and the leaf
+        were checked, else why the check stopped (``"Order.meta has no annotation"``).
+
+    Raises:
+        PathTypeError: See :func:`check_steps`.
+        Deferred: See :func:`check_steps`.
+    """
+    notes = _NOTES
+    outer = notes.reasons
+    reasons: list[str] = []
+    notes.reasons, notes.budget = reasons, _BUDGET
+    try:
+        tp = _walk(root_type, steps, leaf, globalns)
+    except _Exhausted:
+        tp = Any
+        reasons[:0] = ["its annotation is recursive or too large to check"]
+    finally:
+        notes.reasons = outer
+    if tp is not Any or (not steps and leaf == "any"):
+        return tp, None
+    where = _where_unknown(steps, reasons)
+    return Any, where
+
+
+def _walk(root_type: object, steps: tuple[Step, ...], leaf: Leaf, globalns: Any) -> Any:
     walk = _Walk(globalns)
     tp: Any = root_type
     for index, (kind, arg) in enumerate(steps):
         walk.index, walk.kind, walk.arg = index, kind, arg
+        walk.unknown_input = False
         tp = walk.step(tp)
-        if tp is Any:
+        if tp is Any:  # "@k": the value after k steps has no known type
+            known = index if walk.unknown_input else index + 1
+            _NOTES.reasons.append(f"@{known}")  # type: ignore[union-attr]
             return Any
     tp = normalize(tp, globalns)
+    if tp is Any:  # the leaf itself has no known type
+        _NOTES.reasons.append(f"@{len(steps)}")  # type: ignore[union-attr]
     if leaf != "any":
         problem = _leaf_problem(tp, leaf, globalns)
         if problem:
             raise PathTypeError(problem, step=len(steps))
     return tp
+
+
+def _where_unknown(steps: tuple[Step, ...], reasons: list[str]) -> str:
+    """``"after .meta: Order.meta has no annotation"`` from the notes of a walk."""
+    stop = next((r for r in reversed(reasons) if r.startswith("@")), "@0")
+    why = next((r for r in reasons if not r.startswith("@")), "its type is unknown")
+    shown = "".join(_describe_step(k, a) for k, a in steps[: int(stop[1:])])
+    return f"at {shown}: {why}" if shown else f"the root: {why}"
 
 
 def check_leaf(tp: object, leaf: Leaf, *, globalns: dict[str, Any] | None = None) -> None:
