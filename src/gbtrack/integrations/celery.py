@@ -39,6 +39,7 @@ from typing import Any
 from celery import signals
 
 from gbtrack import Tracker, current_identity, get_tracker, identify
+from gbtrack.integrations._web import share_fallback
 
 __all__ = ["HEADER", "instrument", "is_instrumented", "uninstrument"]
 
@@ -115,6 +116,7 @@ def instrument(
         signals.task_postrun.connect(_postrun, weak=False, dispatch_uid=_UID)
         signals.worker_process_shutdown.connect(_process_shutdown, weak=False, dispatch_uid=_UID)
         signals.worker_shutdown.connect(_worker_shutdown, weak=False, dispatch_uid=_UID)
+        signals.worker_init.connect(_worker_init, weak=False, dispatch_uid=_UID)
 
 
 def uninstrument() -> None:
@@ -127,6 +129,7 @@ def uninstrument() -> None:
         signals.task_postrun.disconnect(_postrun, dispatch_uid=_UID)
         signals.worker_process_shutdown.disconnect(_process_shutdown, dispatch_uid=_UID)
         signals.worker_shutdown.disconnect(_worker_shutdown, dispatch_uid=_UID)
+        signals.worker_init.disconnect(_worker_init, dispatch_uid=_UID)
 
 
 def is_instrumented() -> bool:
@@ -226,3 +229,17 @@ def _worker_shutdown(**_: Any) -> None:
     settings = _settings
     if settings is not None:
         settings.flush("at worker shutdown")
+
+
+def _worker_init(sender: Any = None, **_: Any) -> None:
+    # Before the pool forks: each prefork child keeps 1/concurrency of the limits while
+    # a Redis rate limiter is unreachable (unless redis_fallback_share was configured).
+    settings, pool = _settings, getattr(sender, "pool_cls", "")
+    processes = getattr(sender, "concurrency", None)
+    if settings is None or not isinstance(processes, int):
+        return
+    if "prefork" in (pool if isinstance(pool, str) else getattr(pool, "__module__", "")):
+        try:
+            share_fallback(processes, settings.tracker)
+        except Exception:
+            logger.exception("gbtrack: could not divide the rate limiter's fallback share")

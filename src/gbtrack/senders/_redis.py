@@ -36,7 +36,7 @@ from gbtrack.senders._policy import DEFAULT_HOLD, RateLimiter, checked_windows, 
 if TYPE_CHECKING:
     from gbtrack.gameball import Outcome
 
-__all__ = ["DEFAULT_PREFIX", "RedisRateLimiter", "account_key"]
+__all__ = ["DEFAULT_FALLBACK_SHARE", "DEFAULT_PREFIX", "RedisRateLimiter", "account_key"]
 
 _log = logging.getLogger("gbtrack.senders")
 
@@ -44,6 +44,10 @@ DEFAULT_PREFIX = "gbtrack:ratelimit:"
 """The default prefix of the limiter's Redis keys."""
 
 _GAMEBALL_LIMITS = ((100, 1.0), (1200, 30.0))
+
+DEFAULT_FALLBACK_SHARE = 0.25
+"""The share of the limits a process keeps while Redis is unreachable, unless told
+(:meth:`RedisRateLimiter.share_fallback` divides by the processes an integration knows)."""
 
 # The slot counter outlives any log: a reset counter could reuse a member still logged.
 _SEQ_TTL_MS = 86_400_000
@@ -184,7 +188,7 @@ class RedisRateLimiter:
 
     When Redis does not answer within ``socket_timeout`` seconds (down, unreachable,
     overloaded), each process limits itself with ``fallback_share`` of every window
-    (``0.25`` suits four processes), after waiting out the shortest window (the slots
+    (``1/n`` suits ``n`` processes), after waiting out the shortest window (the slots
     Redis held are unknown), logs one WARNING, and tries Redis again every
     ``retry_interval`` seconds. When Redis answers again, the slots taken locally are
     logged in Redis too, one INFO line says so, and for ``retry_interval`` and one
@@ -200,7 +204,10 @@ class RedisRateLimiter:
             :class:`~gbtrack.senders.RateLimiter`.
         prefix: The prefix of the Redis keys.
         fallback_share: The share of each window this process keeps while Redis is
-            unreachable (at least one request per window).
+            unreachable (at least one request per window). By default
+            ``DEFAULT_FALLBACK_SHARE`` (0.25), or ``1/n`` once an integration that knows
+            the ``n`` processes calls :meth:`share_fallback` (the gunicorn hooks, Celery's
+            prefork workers).
         socket_timeout: Seconds to connect to and wait for Redis before falling back.
         retry_interval: Seconds between two attempts to reach Redis again.
 
@@ -219,13 +226,16 @@ class RedisRateLimiter:
         limits: Sequence[tuple[int, float]] = _GAMEBALL_LIMITS,
         margin: float = 0.05,
         prefix: str = DEFAULT_PREFIX,
-        fallback_share: float = 0.25,
+        fallback_share: float | None = None,
         socket_timeout: float = 0.1,
         retry_interval: float = 1.0,
     ) -> None:
         if not limits:
             raise ValueError("a rate limiter needs at least one window")
         windows = checked_windows(limits, margin)
+        self._share_given = fallback_share is not None
+        if fallback_share is None:
+            fallback_share = DEFAULT_FALLBACK_SHARE
         if not 0 < fallback_share <= 1:
             raise ValueError("fallback_share must be in (0, 1]")
         if socket_timeout <= 0 or retry_interval <= 0:
@@ -240,22 +250,49 @@ class RedisRateLimiter:
         self.prefix = prefix
         base = f"{prefix}{{{account}}}"  # a hash tag: one cluster slot per account
         self._keys = (f"{base}:log", f"{base}:gate", f"{base}:seq")
-        self.fallback_share = float(fallback_share)
         self.socket_timeout = float(socket_timeout)
         self.retry_interval = float(retry_interval)
         longest = max(period for _, period in self.limits) + self.margin
         self._log_ttl = str(math.ceil((longest + DEFAULT_HOLD) * 1000))
         self._shortest = min(period for _, period in self.limits) + self.margin
         self._windows = [str(v) for window in self.limits for v in window]
-        self.fallback = RateLimiter(
-            [(max(1, int(limit * fallback_share)), period) for limit, period in self.limits],
-            margin=margin,
-        )
+        self._set_fallback(fallback_share)
         try:
             self._open()
         except ValueError as exc:  # redis-py's word for a malformed URL
             raise ConfigurationError(f"invalid Redis URL {_safe_url(url)!r}: {exc}") from None
         reset_after_fork(self)
+
+    def _set_fallback(self, share: float) -> None:
+        self.fallback_share = float(share)
+        self.fallback = RateLimiter(
+            [(max(1, int(limit * share)), period) for limit, period in self.limits],
+            margin=self.margin,
+        )
+
+    def share_fallback(self, processes: int) -> bool:
+        """Keep ``1/processes`` of the limits while Redis is unreachable, unless told a share.
+
+        For an integration that knows how many processes share the account (gunicorn's
+        workers, Celery's prefork children): without Redis, each keeps its part, and
+        together they stay within the limits. A ``fallback_share`` given to the
+        constructor wins. Call it in a fresh process, before it sends.
+
+        Args:
+            processes: How many processes share this account's limits.
+
+        Returns:
+            Whether the share changed.
+
+        Raises:
+            ValueError: If ``processes`` is not a positive int.
+        """
+        if isinstance(processes, bool) or not isinstance(processes, int) or processes < 1:
+            raise ValueError(f"processes must be a positive int, got {processes!r}")
+        if self._share_given or self.fallback_share == 1 / processes:
+            return False
+        self._set_fallback(1 / processes)
+        return True
 
     def _open(self) -> None:
         """(Re)build the client, scripts and state: at start and in a forked child."""
