@@ -53,9 +53,18 @@ class DelayedTransport(httpx.BaseTransport):
 
 @contextmanager
 def cpu_hogs(count: int = 2) -> Iterator[None]:
-    """Run ``count`` busy-loop processes (one per core by default) for the block's time."""
+    """Run ``count`` busy-loop processes (one per core by default) for the block's time.
+
+    They run at ``nice`` 5: they still take a core whenever the test's threads want it
+    (each gets about a quarter of a contended core, the test's processes the rest, and
+    anything else on the box is slowed the same way), without starving tests that other
+    pytest-xdist workers run meanwhile.
+    """
     hogs = [
-        subprocess.Popen([sys.executable, "-c", "while True: pass"], env={"PATH": os.defpath})
+        subprocess.Popen(
+            [sys.executable, "-c", "import os; os.nice(5)\nwhile True: pass"],
+            env={"PATH": os.defpath},
+        )
         for _ in range(count)
     ]
     try:

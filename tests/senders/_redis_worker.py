@@ -58,6 +58,7 @@ def main() -> None:
     flushed = sender.flush(timeout=300)
     stats = sender.stats()
     sender.close()
+    client.close()
     print(
         json.dumps(
             {
