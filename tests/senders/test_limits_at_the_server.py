@@ -2,8 +2,9 @@
 
 A strict emulator (exact sliding windows over arrival times) answers 429 past its
 windows. Producers take limiter slots, then their requests leave late: some are held
-back 0.6-1.2 s (longer than the window) by a :class:`~tests._load.DelayedTransport`,
-while busy-loop processes compete for the cores. A limiter that counts a slot from its
+back longer than the window (0.6-1.2 s in-process; 0.7-0.8 s, half of them, in the
+Redis workers) by a :class:`~tests._load.DelayedTransport`, while busy-loop processes
+compete for the cores. A limiter that counts a slot from its
 reservation for one window (or from the answer only once it came) lets a late request
 land in a window that newer slots already filled; one that counts a slot in flight
 until a window after its answer draws no 429.
