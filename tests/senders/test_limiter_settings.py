@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Iterator
+from pathlib import Path
 from types import SimpleNamespace
 from typing import Any
 
@@ -199,3 +200,36 @@ def test_celery_prefork_workers_divide_the_redis_fallback(
         assert limiter.fallback_share == 1 / 10
     finally:
         integration.uninstrument()
+
+
+@pytest.mark.slow
+def test_the_relay_builds_its_limiter_from_the_flags(tmp_path: Path) -> None:
+    # Redis out of reach (port 1): the relay's first slot falls back at once, and its
+    # WARNING names the share the flag set.
+    pytest.importorskip("sqlalchemy")
+    from tests.outbox.conftest import make_events
+    from tests.sql._relays import RelayProcess
+    from tests.sql.conftest import fresh_tables
+
+    from gbtrack.emulator import GameballEmulator
+    from gbtrack.outbox._sql import SqlOutboxStore
+
+    url = f"sqlite:///{tmp_path / 'app.sqlite3'}"
+    fresh_tables(url)
+    with GameballEmulator(api_key=API_KEY) as emulator, SqlOutboxStore(url) as store:
+        store.append(make_events(1, customers=1))
+        relay = RelayProcess(
+            url,
+            emulator,
+            tmp_path / "relay.log",
+            *("--redis-url", "redis://127.0.0.1:1/0", "--redis-fallback-share", "0.5"),
+            *("--redis-socket-timeout", "0.2", "--rate-limit-margin", "0.1"),
+        )
+        try:
+            relay.wait_for(
+                r"unreachable at redis://127\.0\.0\.1:1/0 .*limiting this process to 0\.5 of"
+            )
+            assert emulator.wait_for_events(1, timeout=30)  # delivered on the local share
+        finally:
+            code, _ = relay.terminate()
+    assert code == 0, relay.stderr()
