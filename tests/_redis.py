@@ -58,19 +58,23 @@ class RedisServer:
         with log_path.open("wb") as log:
             self.process = subprocess.Popen(command, stdout=log, stderr=subprocess.STDOUT)
         deadline = time.monotonic() + 10
-        # The socket file appears at bind(), a moment before listen(): wait for a connection.
-        while not self._accepts():
+        # The socket file appears before the server answers on it: wait for a PONG, or a
+        # client's first call may be refused (and a limiter fall back) on a loaded box.
+        while not self._answers():
             if self.process.poll() is not None or time.monotonic() > deadline:
                 raise RuntimeError(f"redis-server did not start: {log_path}")
             time.sleep(0.01)
 
-    def _accepts(self) -> bool:
-        with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as probe:
-            try:
+    def _answers(self) -> bool:
+        """Whether the server answers PING on its socket."""
+        try:
+            with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as probe:
+                probe.settimeout(2.0)
                 probe.connect(str(self.socket))
-            except OSError:
-                return False
-        return True
+                probe.sendall(b"PING\r\n")
+                return probe.recv(16).startswith(b"+PONG")
+        except OSError:
+            return False
 
     def stop(self, *, kill: bool = False) -> None:
         """Stop the server: SIGTERM, or SIGKILL with ``kill`` (a crash)."""

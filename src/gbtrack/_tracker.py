@@ -336,6 +336,9 @@ class Tracker:
         retry: RetryPolicy | None = None,
         rate_limiter: Limiter | None = None,
         redis_url: str | None = None,
+        rate_limit_margin: float | None = None,
+        redis_socket_timeout: float | None = None,
+        redis_fallback_share: float | None = None,
         spill: Spill | None = None,
         outbox: str | os.PathLike[str] | None = None,
         limits: Limits | None = None,
@@ -371,6 +374,13 @@ class Tracker:
             redis_url: A Redis URL (also ``GBTRACK_REDIS_URL``): a
                 :class:`~gbtrack.senders.RedisRateLimiter` there shares the rate limit
                 with every process of the account (not with ``rate_limiter``).
+            rate_limit_margin: Seconds added to every window of the rate limiter built
+                here, local or Redis (default 0.05; not with ``rate_limiter``).
+            redis_socket_timeout: Seconds to wait for Redis before limiting locally
+                (default 0.1; needs ``redis_url``).
+            redis_fallback_share: The share of the limits each process keeps while
+                Redis is unreachable (default ``1/workers`` under the gunicorn hooks and
+                Celery's prefork pool, else 0.25; needs ``redis_url``).
             spill: Where events go instead of being dropped (the durable outbox).
             outbox: A path for a durable :class:`~gbtrack.outbox.OutboxSender` used as
                 the spill (also ``GBTRACK_OUTBOX``): overflow and outages go to disk.
@@ -402,6 +412,9 @@ class Tracker:
             "retry": retry,
             "rate_limiter": rate_limiter,
             "redis_url": redis_url,
+            "rate_limit_margin": rate_limit_margin,
+            "redis_socket_timeout": redis_socket_timeout,
+            "redis_fallback_share": redis_fallback_share,
             "spill": spill,
             "outbox": outbox,
         }
@@ -1077,6 +1090,9 @@ def configure(
     retry: RetryPolicy | None = None,
     rate_limiter: Limiter | None = None,
     redis_url: str | None = None,
+    rate_limit_margin: float | None = None,
+    redis_socket_timeout: float | None = None,
+    redis_fallback_share: float | None = None,
     spill: Spill | None = None,
     outbox: str | os.PathLike[str] | None = None,
     limits: Limits | None = None,
@@ -1105,6 +1121,10 @@ def configure(
         rate_limiter: The client-side rate limiter.
         redis_url: A Redis URL for a rate limiter shared by every process
             (``GBTRACK_REDIS_URL``; see :class:`~gbtrack.senders.RedisRateLimiter`).
+        rate_limit_margin: Seconds added to every window of the rate limiter built here.
+        redis_socket_timeout: Seconds to wait for Redis before limiting locally.
+        redis_fallback_share: The share of the limits each process keeps while Redis
+            is unreachable (see :meth:`Tracker.configure`).
         spill: Where events go instead of being dropped.
         outbox: A path for a durable outbox used as the spill (``GBTRACK_OUTBOX``).
         limits: The :class:`~gbtrack.Limits` events are validated against.
@@ -1135,6 +1155,9 @@ def configure(
         retry=retry,
         rate_limiter=rate_limiter,
         redis_url=redis_url,
+        rate_limit_margin=rate_limit_margin,
+        redis_socket_timeout=redis_socket_timeout,
+        redis_fallback_share=redis_fallback_share,
         spill=spill,
         outbox=outbox,
         limits=limits,

@@ -143,3 +143,42 @@ def test_concurrent_clients_never_exceed_the_limit(gameball_emulator_factory: An
         thread.join()
     assert sorted(statuses) == [200] * 7 + [429] * 13
     assert emulator.event_count == 7
+
+
+def test_windows_count_arrivals_whatever_order_their_checks_run_in(
+    gameball_emulator_factory: Any,
+) -> None:
+    # A request that arrived first but whose body came late is checked last: the windows
+    # must count it at its arrival, against arrivals on both sides of it.
+    import json
+    import socket
+    import time
+
+    clock = FakeClock()
+    emulator: GameballEmulator = gameball_emulator_factory(rate_limits=[(2, 1.0)], clock=clock)
+    body = json.dumps(EVENT).encode()
+    head = (
+        f"POST {V40} HTTP/1.1\r\nHost: x\r\nAPIKey: {KEYS['APIKey']}\r\n"
+        f"Content-Type: application/json\r\nContent-Length: {len(body)}\r\n\r\n"
+    ).encode()
+
+    def arrivals_seen(count: int) -> None:
+        deadline = time.monotonic() + 10
+        while emulator.max_requests_in_window(100.0) < count:
+            assert time.monotonic() < deadline
+            time.sleep(0.005)
+
+    with httpx.Client(base_url=emulator.url, headers=KEYS) as http:
+        assert http.post(V40, json=EVENT).status_code == 200  # arrives at 1000.0
+        clock.now = 1000.5
+        with socket.create_connection((emulator.host, emulator.port), timeout=10) as slow:
+            slow.sendall(head)  # arrives at 1000.5; its body is still to come
+            arrivals_seen(2)
+            clock.now = 1000.9
+            # 2 in the last second, counted from 1000.9 back: admitted.
+            assert http.post(V40, json=EVENT).status_code == 200
+            clock.now = 1001.2
+            slow.sendall(body)  # checked now, but it arrived between the other two
+            answer = slow.recv(65536).split(b"\r\n", 1)[0]
+    assert answer == b"HTTP/1.1 429 Too Many Requests"
+    assert emulator.max_requests_in_window(1.0, admitted_only=True) == 2

@@ -1,9 +1,10 @@
 """One process of the shared-rate-limit system test (tests/senders/test_redis_system.py).
 
-``python _redis_worker.py REDIS_URL BASE_URL API_KEY INDEX EVENTS LIMITS_JSON`` sends
+``python _redis_worker.py REDIS_URL BASE_URL API_KEY INDEX EVENTS LIMITS_JSON HOW`` sends
 ``EVENTS`` events through a BackgroundSender whose rate limiter is a RedisRateLimiter
-on ``REDIS_URL``, flushes, and prints one JSON line: whether the flush delivered
-everything, and the sender's counters.
+on ``REDIS_URL`` (``HOW``: ``direct``, or ``delayed`` through a
+:class:`~tests._load.DelayedTransport`), flushes, and prints one JSON line: whether the
+flush delivered everything, and the sender's counters.
 """
 
 from __future__ import annotations
@@ -12,7 +13,10 @@ import json
 import logging
 import sys
 
+from tests._load import DelayedTransport
+
 from gbtrack import Event
+from gbtrack.gameball import GameballClient
 from gbtrack.senders import BackgroundSender, RedisRateLimiter
 
 # Forty distinct names per customer: a customer's 40 events fit one request, so the
@@ -21,7 +25,7 @@ NAMES_PER_CUSTOMER = 40
 
 
 def main() -> None:
-    redis_url, base_url, api_key, index, count, limits = sys.argv[1:7]
+    redis_url, base_url, api_key, index, count, limits, how = sys.argv[1:8]
     logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s %(message)s")
     limiter = RedisRateLimiter(
         redis_url,
@@ -36,9 +40,11 @@ def main() -> None:
     )
     # One slow request must not hold a slot the others could use: no bulk (one request
     # per customer), the default concurrency and flush interval.
-    sender = BackgroundSender(
-        api_key=api_key, base_url=base_url, rate_limiter=limiter, bulk=False, timeout=10.0
-    )
+    # "delayed": half the requests leave 0.7-0.8 s after their slot was taken (just past
+    # the window), as on a starved machine (tests/_load.py).
+    transport = DelayedTransport(0.5, 0.7, 0.8, seed=int(index)) if how == "delayed" else None
+    client = GameballClient(api_key, base_url=base_url, timeout=10.0, transport=transport)
+    sender = BackgroundSender(client=client, rate_limiter=limiter, bulk=False)
     print("ready", flush=True)
     sys.stdin.readline()  # the start signal: every process starts together
     for i in range(int(count)):
@@ -52,6 +58,7 @@ def main() -> None:
     flushed = sender.flush(timeout=300)
     stats = sender.stats()
     sender.close()
+    client.close()
     print(
         json.dumps(
             {

@@ -136,8 +136,10 @@ def test_delivery_config_is_one_frozen_object_from_arguments_and_environment(
     # The constructor's keyword arguments are the config's fields (outbox aside).
     import inspect
 
+    from gbtrack.senders._config import LIMITER_OPTIONS
+
     params = set(inspect.signature(BackgroundSender).parameters)
-    assert DeliveryConfig.names() - {"outbox", "redis_url"} <= params
+    assert DeliveryConfig.names() - LIMITER_OPTIONS - {"outbox"} <= params
     sender = BackgroundSender.from_config(
         dataclasses.replace(config, base_url="http://127.0.0.1:9")
     )

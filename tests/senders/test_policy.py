@@ -198,7 +198,9 @@ def test_take_waits_without_spinning_and_gives_up_at_its_timeout() -> None:
     import time
 
     limiter = CountingLimiter([(1, 0.3)], margin=0)
-    assert limiter.take() is not None
+    stamp = limiter.take()
+    assert stamp is not None
+    limiter.restamp(stamp)
     began = time.monotonic()
     assert limiter.take(timeout=0.1) is None  # gives up ...
     waited = time.monotonic() - began
@@ -256,21 +258,37 @@ def test_margin_widens_every_window() -> None:
         RateLimiter(margin=-1)
 
 
-def test_reserve_and_restamp_count_from_the_real_start() -> None:
+def test_a_slot_counts_while_in_flight_and_a_period_after_its_answer() -> None:
     clock = FakeClock()
     limiter = RateLimiter([(1, 1.0)], clock=clock, margin=0)
     wait, stamp = limiter.reserve()
     assert wait == 0.0
-    assert stamp == clock.now
+    assert stamp is not None
+    # In flight, it counts however long: 5 s later the window is still full, for at
+    # least a whole period (the earliest the slot can leave if answered now).
+    clock.now += 5.0
     assert limiter.reserve() == (pytest.approx(1.0), None)
-    # The request only left 0.5 s later: its slot now expires 0.5 s later too.
     clock.now += 0.5
-    limiter.restamp(stamp)
+    limiter.restamp(stamp)  # answered: the request arrived by now
     clock.now += 0.5
     assert limiter.reserve() == (pytest.approx(0.5), None)
     clock.now += 0.5
     assert limiter.reserve()[0] == 0.0
     limiter.restamp(12345.0)  # unknown stamps are ignored
+
+
+def test_a_slot_without_an_answer_counts_hold_seconds_then_a_period() -> None:
+    clock = FakeClock()
+    limiter = RateLimiter([(1, 1.0)], clock=clock, margin=0, hold=10.0)
+    stamp = limiter.reserve()[1]
+    assert stamp is not None
+    clock.now += 10.5  # held 10 s: answered then, it still counts 0.5 s
+    assert limiter.reserve() == (pytest.approx(0.5), None)
+    clock.now += 0.5
+    assert limiter.reserve()[1] is not None
+    limiter.restamp(stamp)  # the late answer of a slot already ended changes nothing
+    with pytest.raises(ValueError, match="hold"):
+        RateLimiter(hold=0)
 
 
 def test_note_gates_on_429_and_retry_after_only() -> None:

@@ -100,43 +100,49 @@ def test_rate_limiter_refuses_a_negative_margin_and_shows_its_windows() -> None:
 
 
 # --- RateLimiter: reserve, defer, restamp -----------------------------------------------
-def test_a_slot_frees_exactly_one_period_later_and_only_one() -> None:
+def test_a_slot_frees_exactly_one_period_after_its_answer_and_only_one() -> None:
     clock = FakeClock()
     limiter = RateLimiter([(1, 1.0)], clock=clock, margin=0)
-    assert limiter.reserve() == (0.0, clock.now)
+    wait, stamp = limiter.reserve()
+    assert wait == 0.0
+    assert stamp is not None
+    limiter.restamp(stamp)
     clock.now += 1.0
-    assert limiter.reserve() == (0.0, clock.now)  # the old slot left the window ...
-    wait, stamp = limiter.reserve()  # ... and the new one fills it
-    assert stamp is None
-    assert wait == pytest.approx(1.0)
+    wait, stamp = limiter.reserve()  # the old slot left the window ...
+    assert wait == 0.0
+    assert stamp is not None
+    assert refused(limiter) == pytest.approx(1.0)  # ... and the new one, in flight, fills it
 
 
 def test_a_slot_is_free_when_the_clock_reads_zero_and_when_a_gate_ends() -> None:
     clock = FakeClock(0.0)
     limiter = RateLimiter([(10, 1.0)], clock=clock, margin=0)
-    assert limiter.reserve() == (0.0, 0.0)
+    assert limiter.reserve()[1] is not None
     limiter.defer(2.0)
     clock.now = 1.5
     assert refused(limiter) == pytest.approx(0.5)
     clock.now = 2.0  # the gate ends at 2.0: the slot is free then, not a moment later
-    assert limiter.reserve() == (0.0, 2.0)
+    assert limiter.reserve()[1] is not None
 
 
-def test_restamp_moves_the_slot_in_every_window_that_still_holds_it() -> None:
+def test_restamp_ends_the_slot_in_every_window() -> None:
     clock = FakeClock(0.0)
     limiter = RateLimiter([(1, 1.0), (2, 10.0)], clock=clock, margin=0)
     first = limiter.reserve()[1]
-    assert first == 0.0
+    assert first is not None
     clock.now = 1.5
-    assert limiter.reserve()[1] == 1.5  # the 1 s window forgot the first slot
+    assert refused(limiter) == pytest.approx(1.0)  # in flight: counts however old
     clock.now = 5.0
-    limiter.restamp(first)  # its answer came at 5.0: the 10 s window counts it from there
+    limiter.restamp(first)  # its answer came at 5.0: both windows count it from there
+    assert refused(limiter) == pytest.approx(1.0)
+    clock.now = 6.0
+    second = limiter.reserve()[1]
+    assert second is not None
+    limiter.restamp(second)
     clock.now = 10.2
-    wait, stamp = limiter.reserve()
-    assert stamp is None
-    assert wait == pytest.approx(1.3)
-    clock.now = 11.5
-    assert limiter.reserve()[1] == 11.5
+    assert refused(limiter) == pytest.approx(4.8)  # the 10 s window holds both answers
+    clock.now = 15.0
+    assert limiter.reserve()[1] is not None
 
 
 def test_restamp_never_takes_a_second_slot() -> None:
@@ -180,9 +186,11 @@ def test_take_with_a_stop_event_still_takes_the_slot_when_it_frees() -> None:
     stop = threading.Event()
     first = limiter.take(stop=stop)
     assert first is not None
+    limiter.restamp(first)
+    answered = time.monotonic()
     stamp, waited = bounded(lambda: limiter.take(stop=stop))
     assert stamp is not None
-    assert stamp - first >= 0.2 - 1e-6  # it waited for the slot to free ...
+    assert time.monotonic() - answered >= 0.2 - 1e-6  # it waited for the slot to free ...
     assert waited < 2.0  # ... and no longer
     full = RateLimiter([(1, 60.0)])
     assert full.take(stop=stop) is not None

@@ -43,9 +43,22 @@ WORKER = Path(__file__).with_name("_redis_worker.py")
 SRC = Path(__file__).resolve().parents[2] / "src"
 
 
-def start_workers(redis_url: str, emulator: GameballEmulator, tmp_path: Path) -> list[Any]:
+def start_workers(
+    redis_url: str,
+    emulator: GameballEmulator,
+    tmp_path: Path,
+    *,
+    events: int = EVENTS,
+    limits: tuple[tuple[int, float], ...] = LIMITS,
+    delayed: bool = False,
+) -> list[Any]:
+    """Start the worker processes; they send together once all are ready.
+
+    With ``delayed``, each worker's requests go through a
+    :class:`~tests._load.DelayedTransport`.
+    """
     env = {k: v for k, v in os.environ.items() if not k.startswith(("GAMEBALL_", "GBTRACK_"))}
-    env["PYTHONPATH"] = os.pathsep.join([str(SRC), env.get("PYTHONPATH", "")])
+    env["PYTHONPATH"] = os.pathsep.join([str(SRC), str(SRC.parent), env.get("PYTHONPATH", "")])
     workers = []
     for index in range(PROCESSES):
         log = (tmp_path / f"worker-{index}.log").open("wb")
@@ -57,8 +70,9 @@ def start_workers(redis_url: str, emulator: GameballEmulator, tmp_path: Path) ->
                 emulator.url,
                 API_KEY,
                 str(index),
-                str(EVENTS),
-                json.dumps(LIMITS),
+                str(events),
+                json.dumps(limits),
+                "delayed" if delayed else "direct",
             ],
             stdin=subprocess.PIPE,
             stdout=subprocess.PIPE,
@@ -85,14 +99,16 @@ def finish(workers: list[Any]) -> list[dict[str, Any]]:
     return results
 
 
-def check_nothing_lost(emulator: GameballEmulator, results: list[dict[str, Any]]) -> None:
+def check_nothing_lost(
+    emulator: GameballEmulator, results: list[dict[str, Any]], events: int = EVENTS
+) -> None:
     for result in results:
         assert result["flushed"], result
         assert result["dropped"] == {}, result
-        assert result["delivered"] == EVENTS
-    assert emulator.wait_for_events(PROCESSES * EVENTS, timeout=30)
+        assert result["delivered"] == events
+    assert emulator.wait_for_events(PROCESSES * events, timeout=30)
     seen = Counter((e.metadata["p"], e.metadata["i"]) for e in emulator.events)
-    assert len(seen) == PROCESSES * EVENTS  # every event arrived...
+    assert len(seen) == PROCESSES * events  # every event arrived...
     assert max(seen.values()) == 1  # ...exactly once
     assert not emulator.internal_errors
 

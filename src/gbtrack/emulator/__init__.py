@@ -47,9 +47,10 @@ Checks, in order (a request stops at the first that fails):
    unless ``high_security``. With ``min_version="4.1"`` (the account's minimum API
    version), v4.0 events answer 403/1003 (Gameball documents no code: UNCONFIRMED).
 3. The rate limit (v4.0, v4.1 and batch create together; default 100 per second and
-   1,200 per 30 seconds, exact sliding windows over admitted requests): 429 with code
-   429 (Gameball documents no code), ``Retry-After`` only with
-   ``rate_limit_retry_after=True``.
+   1,200 per 30 seconds, exact sliding windows over the arrival times of admitted
+   requests, stamped when the request line is read and checked whatever order the
+   handler threads get there in): 429 with code 429 (Gameball documents no code),
+   ``Retry-After`` only with ``rate_limit_retry_after=True``.
 4. ``Content-Type`` not ``application/json``: 415/3013.
 5. Malformed JSON (NaN and Infinity included), or a body that is not an object:
    400/3016.

@@ -49,6 +49,7 @@ class _Handler(BaseHTTPRequestHandler):
     sys_version = ""
     disable_nagle_algorithm = True  # answers are written in one send; never wait for ACKs
     server: _Server
+    _arrived: float | None = None
 
     def log_message(self, format: str, *args: Any) -> None:
         """Stay quiet: no per-request logging (throughput, and no PII in logs)."""
@@ -56,6 +57,11 @@ class _Handler(BaseHTTPRequestHandler):
     def do_GET(self) -> None:
         """Dispatch a GET request."""
         self._dispatch()
+
+    def parse_request(self) -> bool:
+        """Stamp the request's arrival (its line was just read), then parse it."""
+        self._arrived = self.server.state.clock()
+        return super().parse_request()
 
     def do_POST(self) -> None:
         """Dispatch a POST request."""
@@ -72,7 +78,7 @@ class _Handler(BaseHTTPRequestHandler):
     def _dispatch(self) -> None:
         state = self.server.state
         headers = {name.lower(): value for name, value in self.headers.items()}
-        incoming = state.begin(self.command, self.path, headers)
+        incoming = state.begin(self.command, self.path, headers, self._arrived)
         try:
             if incoming.drop == "before_body":
                 state.complete(incoming, 0, None)

@@ -9,6 +9,7 @@ parsed or a batch is validated.
 
 from __future__ import annotations
 
+import bisect
 import heapq
 import hmac
 import itertools
@@ -273,6 +274,8 @@ class Incoming:
         headers: The headers, names lower-cased.
         request_id: The emulator's id for this request.
         received_at: ``time.time()`` at arrival.
+        arrived: The emulator's monotonic clock at arrival (when the request line was
+            read): the time the rate windows count.
         fault: The one-shot fault this request consumed, if any.
         latency: Seconds to wait before answering.
     """
@@ -284,6 +287,7 @@ class Incoming:
     headers: Mapping[str, str]
     request_id: str
     received_at: float
+    arrived: float = 0.0
     fault: Fault | None = None
     latency: float = 0.0
 
@@ -293,8 +297,20 @@ class Incoming:
         return self.fault.when if isinstance(self.fault, DropFault) else None
 
 
+# An arrival checked this much later than the newest one is still checked exactly
+# (threads answer in any order); older log entries are forgotten.
+_LATE_ARRIVAL = 60.0
+
+
 class _RateWindows:
-    """Exact sliding-window logs: at most ``limit`` admissions in any ``period`` seconds."""
+    """Exact sliding windows over arrival times: at most ``limit`` in any ``period`` seconds.
+
+    Arrivals are stamped when a request's line is read, and checked when its handler
+    thread gets there, which may be after a later arrival was: each window keeps its
+    admitted arrivals sorted, and an arrival is admitted only if, with it, no
+    ``limit + 1`` admitted arrivals lie within less than ``period`` of each other, in
+    whatever order they were checked.
+    """
 
     def __init__(self, limits: RateLimits) -> None:
         checked: list[tuple[int, float]] = []
@@ -305,24 +321,41 @@ class _RateWindows:
                 )
             checked.append((int(limit), float(period)))
         self.limits = tuple(checked)
-        self._logs: list[deque[float]] = [deque() for _ in checked]
+        self._logs: list[list[float]] = [[] for _ in checked]
+        self._newest = -math.inf
 
-    def try_admit(self, now: float) -> float:
-        """Admit at ``now`` and return 0.0, or return the seconds until a slot frees."""
+    def try_admit(self, arrived: float) -> float:
+        """Admit an arrival and return 0.0, or return the seconds until one would be."""
+        self._newest = max(self._newest, arrived)
         wait = 0.0
-        full = False
-        for (limit, period), log in zip(self.limits, self._logs, strict=False):
-            cutoff = now - period
-            while log and log[0] <= cutoff:
-                log.popleft()
-            if len(log) >= limit:
-                full = True
-                wait = max(wait, log[0] + period - now)
-        if full:
+        for (limit, period), log in zip(self.limits, self._logs, strict=True):
+            forget = bisect.bisect_right(log, self._newest - period - _LATE_ARRIVAL)
+            if forget:
+                del log[:forget]
+            wait = max(wait, _crowding(log, arrived, limit, period))
+        if wait > 0:
             return max(wait, 1e-6)
         for log in self._logs:
-            log.append(now)
+            bisect.insort(log, arrived)
         return 0.0
+
+
+def _crowding(log: list[float], t: float, limit: int, period: float) -> float:
+    """How long after ``t`` an arrival would fit among ``log``'s (0.0: ``t`` fits now).
+
+    ``t`` fits when no ``limit + 1`` of ``log`` and ``t`` together span less than ``period``.
+    """
+    k = bisect.bisect_right(log, t)
+
+    def at(i: int) -> float:  # the sorted sequence with t inserted at k
+        return log[i] if i < k else t if i == k else log[i - 1]
+
+    wait = 0.0
+    for start in range(max(0, k - limit), k + 1):
+        end = start + limit
+        if end <= len(log) and at(end) - at(start) < period:
+            wait = max(wait, at(start) + period - t)
+    return wait
 
 
 class _Job:
@@ -522,8 +555,24 @@ class EmulatorState:
             self._rate = windows
 
     # --- request path ------------------------------------------------------------------
-    def begin(self, method: str, target: str, headers: Mapping[str, str]) -> Incoming:
-        """Classify a request from its line and headers; consume faults for event endpoints."""
+    def begin(
+        self,
+        method: str,
+        target: str,
+        headers: Mapping[str, str],
+        arrived: float | None = None,
+    ) -> Incoming:
+        """Classify a request from its line and headers; consume faults for event endpoints.
+
+        Args:
+            method: The HTTP method.
+            target: The request target (path and query).
+            headers: The headers, names lower-cased.
+            arrived: The emulator clock's time when the request line was read (now when
+                not given): the rate windows count arrivals at this time.
+        """
+        if arrived is None:
+            arrived = self.clock()
         path, _, query = target.partition("?")
         if len(path) > 1 and path.endswith("/"):
             path = path.rstrip("/")
@@ -535,11 +584,11 @@ class EmulatorState:
             headers,
             f"emu-{self._request_prefix}-{next(self._request_ids):06x}",
             time.time(),
+            arrived,
         )
         if incoming.endpoint in RATE_LIMITED_ENDPOINTS and method == "POST":
-            now = self.clock()
             with self._lock:
-                self._arrivals.append(now)
+                self._arrivals.append(arrived)
             incoming.fault = self.faults.take()
             incoming.latency = self.faults.take_latency()
         return incoming
@@ -736,13 +785,13 @@ class EmulatorState:
                 " for this account.",
             )
         if incoming.endpoint in RATE_LIMITED_ENDPOINTS:
-            now = self.clock()
+            arrived = incoming.arrived
             with self._lock:
-                wait = 0.0 if self._rate is None else self._rate.try_admit(now)
+                wait = 0.0 if self._rate is None else self._rate.try_admit(arrived)
                 if wait:
                     self._rate_limited += 1
                 else:
-                    self._admitted.append(now)
+                    self._admitted.append(arrived)
             if wait:
                 retry_after = wait if self.rate_limit_retry_after else None
                 return error_response(429, 429, rid, retry_after=retry_after)
@@ -966,7 +1015,7 @@ class EmulatorState:
                 request that reached an event endpoint (v4.0, v4.1, batch create).
         """
         with self._lock:
-            times = list(self._admitted if admitted_only else self._arrivals)
+            times = sorted(self._admitted if admitted_only else self._arrivals)
         return _max_in_window(times, window)
 
     def batch_status(self, job_id: int) -> dict[str, Any] | None:

@@ -17,7 +17,7 @@ from gbtrack._context import identify
 from gbtrack._event import Identity
 from gbtrack._plain import plain_customer_id
 from gbtrack._tracker import Tracker, configure, get_tracker
-from gbtrack.senders import RateLimiter
+from gbtrack.senders import RateLimiter, RedisRateLimiter
 from gbtrack.senders._config import REDIS_URL_ENV
 
 __all__ = [
@@ -198,22 +198,32 @@ GAMEBALL_LIMITS = RateLimiter().limits
 
 
 def rate_limit_share(
-    processes: int, limits: tuple[tuple[int, float], ...] = GAMEBALL_LIMITS
+    processes: int,
+    limits: tuple[tuple[int, float], ...] = GAMEBALL_LIMITS,
+    *,
+    margin: float | None = None,
 ) -> RateLimiter:
     """A :class:`~gbtrack.senders.RateLimiter` with ``1/processes`` of each window.
 
     For ``processes`` processes that send to one Gameball account and cannot share a
     limiter: each keeps to its share (rounded down, at least 1), so together they stay
-    within the account's limit.
+    within the account's limit, counted at Gameball (see
+    :class:`~gbtrack.senders.RateLimiter`).
+
+    Args:
+        processes: How many processes share the account.
+        limits: The account's windows (Gameball's by default).
+        margin: The limiter's margin (its default when ``None``).
 
     Raises:
         ValueError: If ``processes`` is not a positive integer.
     """
     if isinstance(processes, bool) or not isinstance(processes, int) or processes < 1:
         raise ValueError(f"processes must be a positive int, got {processes!r}")
-    return RateLimiter(
-        limits=tuple((max(1, limit // processes), period) for limit, period in limits)
-    )
+    windows = tuple((max(1, limit // processes), period) for limit, period in limits)
+    if margin is None:
+        return RateLimiter(limits=windows)
+    return RateLimiter(limits=windows, margin=margin)
 
 
 def needs_share(options: Mapping[str, Any]) -> bool:
@@ -227,17 +237,42 @@ def needs_share(options: Mapping[str, Any]) -> bool:
     return not os.environ.get(REDIS_URL_ENV, "").strip()
 
 
+def share_fallback(processes: int, tracker: Tracker | None = None) -> bool:
+    """Divide the Redis limiter's fallback among ``processes`` processes, unless configured.
+
+    When ``tracker``'s sender limits through a :class:`~gbtrack.senders.RedisRateLimiter`
+    with no ``redis_fallback_share`` configured, each process keeps ``1/processes`` of
+    the limits while Redis is unreachable, so that together they stay within them. For
+    integrations that know how many processes send (gunicorn's workers, Celery's
+    prefork children); call it before the processes send.
+
+    Returns:
+        Whether the sender limits through Redis (whatever its share now is).
+    """
+    limiter = getattr((tracker or get_tracker()).sender, "rate_limiter", None)
+    if not isinstance(limiter, RedisRateLimiter):
+        return False
+    if processes > 1 and limiter.share_fallback(processes):
+        logger.debug("gbtrack: without Redis, this process keeps 1/%d of the limits", processes)
+    return True
+
+
 def share_rate_limit(processes: int, tracker: Tracker | None = None) -> RateLimiter | None:
     """Give ``tracker``'s sender ``1/processes`` of Gameball's limits, unless already set.
 
     Applies only to a sender whose limiter still has Gameball's full windows (nobody
     configured a share or a shared limiter) and no outbox: its ``rate_limiter`` is
-    replaced by :func:`rate_limit_share`. Call it in a fresh worker process, before it
-    sends.
+    replaced by :func:`rate_limit_share` (with the same margin). A
+    :class:`~gbtrack.senders.RedisRateLimiter` is kept, and keeps ``1/processes`` of
+    the limits while Redis is unreachable, unless a ``fallback_share`` was configured
+    (:meth:`~gbtrack.senders.RedisRateLimiter.share_fallback`). Call it in a fresh
+    worker process (or before forking them), before it sends.
 
     Returns:
-        The new limiter, or ``None`` when nothing was changed.
+        The new limiter, or ``None`` when none was built.
     """
+    if share_fallback(processes, tracker):
+        return None
     sender = (tracker or get_tracker()).sender
     limiter = getattr(sender, "rate_limiter", None)
     if processes <= 1 or not isinstance(limiter, RateLimiter) or limiter.limits != GAMEBALL_LIMITS:
@@ -251,7 +286,7 @@ def share_rate_limit(processes: int, tracker: Tracker | None = None) -> RateLimi
             processes,
         )
         return None
-    share = rate_limit_share(processes)
+    share = rate_limit_share(processes, margin=limiter.margin)
     sender.rate_limiter = share
     logger.debug("gbtrack: this process keeps to 1/%d of the rate limit", processes)
     return share

@@ -48,7 +48,7 @@ from billiard import util as billiard_util
 from celery import signals
 
 from gbtrack import Tracker, current_identity, get_tracker, identify
-from gbtrack.integrations._web import IDENTITY_FIELDS, identity_from
+from gbtrack.integrations._web import IDENTITY_FIELDS, identity_from, share_fallback
 
 __all__ = ["HEADER", "instrument", "is_instrumented", "uninstrument"]
 
@@ -126,6 +126,7 @@ def instrument(
         signals.worker_process_init.connect(_process_init, weak=False, dispatch_uid=_UID)
         signals.worker_process_shutdown.connect(_process_shutdown, weak=False, dispatch_uid=_UID)
         signals.worker_shutdown.connect(_worker_shutdown, weak=False, dispatch_uid=_UID)
+        signals.worker_init.connect(_worker_init, weak=False, dispatch_uid=_UID)
 
 
 def uninstrument() -> None:
@@ -139,6 +140,7 @@ def uninstrument() -> None:
         signals.worker_process_init.disconnect(_process_init, dispatch_uid=_UID)
         signals.worker_process_shutdown.disconnect(_process_shutdown, dispatch_uid=_UID)
         signals.worker_shutdown.disconnect(_worker_shutdown, dispatch_uid=_UID)
+        signals.worker_init.disconnect(_worker_init, dispatch_uid=_UID)
 
 
 def is_instrumented() -> bool:
@@ -272,3 +274,17 @@ def _process_shutdown(**_: Any) -> None:
 
 def _worker_shutdown(**_: Any) -> None:
     _exit_flush("at worker shutdown")
+
+
+def _worker_init(sender: Any = None, **_: Any) -> None:
+    # Before the pool forks: each prefork child keeps 1/concurrency of the limits while
+    # a Redis rate limiter is unreachable (unless redis_fallback_share was configured).
+    settings, pool = _settings, getattr(sender, "pool_cls", "")
+    processes = getattr(sender, "concurrency", None)
+    if settings is None or not isinstance(processes, int):
+        return
+    if "prefork" in (pool if isinstance(pool, str) else getattr(pool, "__module__", "")):
+        try:
+            share_fallback(processes, settings.tracker)
+        except Exception:
+            logger.exception("gbtrack: could not divide the rate limiter's fallback share")

@@ -14,7 +14,10 @@ or in your own ``gunicorn.conf.py``::
   requests/s and 1,200 per 30 s. Only a sender still on Gameball's full windows is
   changed: a ``rate_limiter`` you configured (a share, or a limiter shared between
   processes) is left alone; so is a sender with an outbox (pass
-  ``rate_limiter=rate_limit_share(n)`` to :func:`gbtrack.configure` then).
+  ``rate_limiter=rate_limit_share(n)`` to :func:`gbtrack.configure` then). A
+  :class:`~gbtrack.senders.RedisRateLimiter` (``redis_url``) is kept, and keeps
+  ``1/workers`` of the limits while Redis is unreachable, unless
+  ``redis_fallback_share`` was configured.
 - :func:`worker_exit`: the worker flushes and closes the default tracker before it
   exits, within half of gunicorn's ``graceful_timeout`` (at most 10 s), so that
   a restart neither loses nor repeats events.

@@ -65,7 +65,7 @@ from gbtrack.outbox._cli import (
 )
 from gbtrack.outbox._protocol import OutboxStoreProtocol
 from gbtrack.outbox._sender import DrainResult, OutboxDrainer
-from gbtrack.senders._config import REDIS_URL_ENV
+from gbtrack.senders._config import REDIS_URL_ENV, check_limiter_options
 
 __all__ = ["Relay", "RelayMetrics", "advisory_key", "register"]
 
@@ -499,6 +499,19 @@ def register(subparsers: Any) -> None:
         help="share of Gameball's rate limit this relay uses without Redis (1.0)",
     )
     relay.add_argument(
+        "--rate-limit-margin", type=float, help="seconds added to every rate window (0.05)"
+    )
+    relay.add_argument(
+        "--redis-socket-timeout",
+        type=float,
+        help="seconds to wait for Redis before limiting locally (0.1)",
+    )
+    relay.add_argument(
+        "--redis-fallback-share",
+        type=float,
+        help="share of the limits this relay keeps while Redis is unreachable (0.25)",
+    )
+    relay.add_argument(
         "--stats-interval", type=float, default=30.0, help="seconds between stats lines (30)"
     )
     relay.add_argument("--metrics-port", type=int, help="serve Prometheus metrics on this port")
@@ -582,6 +595,18 @@ def _main(args: argparse.Namespace) -> int:
         return EXIT_USAGE
     secret_key = setting(args.secret_key, ENV_SECRET_KEY)
     redis_url = setting(args.redis_url, REDIS_URL_ENV)
+    limiter_options = {
+        "margin": args.rate_limit_margin,
+        "socket_timeout": args.redis_socket_timeout,
+        "fallback_share": args.redis_fallback_share,
+    }
+    flags = ("--rate-limit-margin", "--redis-socket-timeout", "--redis-fallback-share")
+    try:
+        check_limiter_options(*limiter_options.values(), names=flags, redis_url=redis_url)
+    except ValueError as exc:
+        _err(str(exc))
+        return EXIT_USAGE
+    given = {name: value for name, value in limiter_options.items() if value is not None}
     from gbtrack.gameball import DEFAULT_BASE_URL, GameballClient
     from gbtrack.outbox._sql import SqlOutboxStore
     from gbtrack.senders import Limiter, RateLimiter, RedisRateLimiter
@@ -599,14 +624,17 @@ def _main(args: argparse.Namespace) -> int:
     if redis_url is not None:
         # Every relay of the account takes its slots from one log in Redis: no share.
         try:
-            limiter = RedisRateLimiter(redis_url, api_key=api_key, limits=windows)
+            limiter = RedisRateLimiter(redis_url, api_key=api_key, limits=windows, **given)
         except GbtrackError as exc:
             _err(str(exc).splitlines()[0])
             store.close()
             return EXIT_USAGE
     else:
         share = args.rate_share
-        limiter = RateLimiter([(max(1, int(limit * share)), period) for limit, period in windows])
+        margin = {"margin": args.rate_limit_margin} if args.rate_limit_margin is not None else {}
+        limiter = RateLimiter(
+            [(max(1, int(limit * share)), period) for limit, period in windows], **margin
+        )
     election: Election = args.election
     if election == "auto":
         election = "lock" if store.dialect == "postgresql" and redis_url is None else "none"

@@ -32,7 +32,7 @@ from gbtrack._fork import reset_after_fork
 from gbtrack._protocol import DEFAULT_BASE_URL
 from gbtrack._report import ErrorHandler, Reporter, Stats
 from gbtrack.senders._base import BaseSender, Sender
-from gbtrack.senders._config import DeliveryConfig, Overflow
+from gbtrack.senders._config import LIMITER_OPTIONS, DeliveryConfig, Overflow
 from gbtrack.senders._dispatch import Dispatcher
 from gbtrack.senders._policy import DeliveryClient, Limiter, RateLimiter, RetryPolicy, Spill
 from gbtrack.senders._queue import EventQueue
@@ -229,11 +229,12 @@ class BackgroundSender(BaseSender):
         Raises:
             ConfigurationError: If the outbox cannot be opened.
         """
-        options = {f: getattr(config, f) for f in DeliveryConfig.names() - {"outbox", "redis_url"}}
+        names = DeliveryConfig.names() - LIMITER_OPTIONS - {"outbox"}
+        options = {f: getattr(config, f) for f in names}
         options["rate_limiter"] = limiter = config.build_rate_limiter(client)
         sender = cls(client, on_error=on_error, **options)
         close_limiter = getattr(limiter, "close", None)
-        if config.redis_url is not None and callable(close_limiter):  # built here
+        if config.rate_limiter is None and callable(close_limiter):  # built here
             sender._owned.append(lambda left: close_limiter())
         if config.outbox is not None:
             from gbtrack.outbox import OutboxSender

@@ -10,6 +10,7 @@ arguments are the same fields.
 from __future__ import annotations
 
 import dataclasses
+import math
 import os
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Literal
@@ -23,7 +24,7 @@ if TYPE_CHECKING:
     from gbtrack.senders._background import BackgroundSender
     from gbtrack.senders._policy import DeliveryClient, Limiter, RetryPolicy, Spill
 
-__all__ = ["DeliveryConfig", "sender_from_config"]
+__all__ = ["DeliveryConfig", "check_limiter_options", "sender_from_config"]
 
 Overflow = Literal["drop_newest", "block"]
 
@@ -53,6 +54,13 @@ class DeliveryConfig:
             :class:`~gbtrack.senders.RedisRateLimiter` there, shared by every process
             with the same API key (exclusive with ``rate_limiter``; needs
             ``gbtrack[redis]``).
+        rate_limit_margin: Seconds added to each window of the rate limiter built here
+            (local or Redis; default 0.05; not with ``rate_limiter``).
+        redis_socket_timeout: Seconds to wait for Redis before limiting locally
+            (default 0.1; needs ``redis_url``).
+        redis_fallback_share: The share of the limits each process keeps while Redis is
+            unreachable (default: ``1/workers`` under the gunicorn hooks and Celery's
+            prefork pool, else 0.25; needs ``redis_url``).
     """
 
     api_key: str | SecretStr | None = None
@@ -76,6 +84,9 @@ class DeliveryConfig:
     auth_probe_interval: float = 30.0
     outbox: str | os.PathLike[str] | None = None
     redis_url: str | None = None
+    rate_limit_margin: float | None = None
+    redis_socket_timeout: float | None = None
+    redis_fallback_share: float | None = None
 
     def __post_init__(self) -> None:
         if self.overflow not in ("drop_newest", "block"):
@@ -92,6 +103,17 @@ class DeliveryConfig:
             raise ValueError(
                 "pass either redis_url= (or GBTRACK_REDIS_URL) or rate_limiter=, not both"
             )
+        check_limiter_options(
+            self.rate_limit_margin,
+            self.redis_socket_timeout,
+            self.redis_fallback_share,
+            redis_url=self.redis_url,
+        )
+        if self.rate_limiter is not None and self.rate_limit_margin is not None:
+            raise ValueError(
+                "rate_limit_margin sets the margin of the limiter gbtrack builds; "
+                "pass margin= to your own rate_limiter instead"
+            )
 
     def build_rate_limiter(self, client: DeliveryClient | None = None) -> Limiter | None:
         """The sender's rate limiter: ``rate_limiter``, one on ``redis_url``, or ``None``.
@@ -104,11 +126,21 @@ class DeliveryConfig:
                 URL is invalid.
         """
         if self.redis_url is None:
+            if self.rate_limiter is None and self.rate_limit_margin is not None:
+                from gbtrack.senders._policy import RateLimiter
+
+                return RateLimiter(margin=self.rate_limit_margin)
             return self.rate_limiter
         from gbtrack.senders._redis import RedisRateLimiter
 
         api_key = self.api_key if self.api_key is not None else getattr(client, "api_key", None)
-        return RedisRateLimiter(self.redis_url, api_key=api_key)
+        options: dict[str, Any] = {
+            "margin": self.rate_limit_margin,
+            "socket_timeout": self.redis_socket_timeout,
+            "fallback_share": self.redis_fallback_share,
+        }
+        given = {name: value for name, value in options.items() if value is not None}
+        return RedisRateLimiter(self.redis_url, api_key=api_key, **given)
 
     @classmethod
     def names(cls) -> frozenset[str]:
@@ -152,6 +184,56 @@ class DeliveryConfig:
             return cls(**given)
         except (TypeError, ValueError) as exc:
             raise ConfigurationError(f"invalid delivery option: {exc}") from None
+
+
+LIMITER_OPTIONS = frozenset(
+    {"redis_url", "rate_limit_margin", "redis_socket_timeout", "redis_fallback_share"}
+)
+"""The options that build the rate limiter rather than pass to the sender."""
+
+
+def _number(value: object) -> bool:
+    return isinstance(value, int | float) and not isinstance(value, bool) and math.isfinite(value)
+
+
+def check_limiter_options(
+    margin: float | None = None,
+    socket_timeout: float | None = None,
+    fallback_share: float | None = None,
+    *,
+    names: tuple[str, str, str] = (
+        "rate_limit_margin",
+        "redis_socket_timeout",
+        "redis_fallback_share",
+    ),
+    redis_url: str | Literal[False] | None = False,
+) -> None:
+    """Check the rate limiter's settings (``None`` is "the default").
+
+    Args:
+        margin: Seconds added to each window (``>= 0``).
+        socket_timeout: Seconds to wait for Redis (``> 0``).
+        fallback_share: The share kept while Redis is unreachable (in ``(0, 1]``).
+        names: How the messages name the three settings (options or flags).
+        redis_url: The Redis URL, when the Redis settings need one (``False``: not
+            checked here).
+
+    Raises:
+        ValueError: Naming the setting and what it must be.
+    """
+    margin_name, timeout_name, share_name = names
+    if margin is not None and not (_number(margin) and margin >= 0):
+        raise ValueError(f"{margin_name} must be a number of seconds >= 0, got {margin!r}")
+    if socket_timeout is not None and not (_number(socket_timeout) and socket_timeout > 0):
+        raise ValueError(
+            f"{timeout_name} must be a positive number of seconds, got {socket_timeout!r}"
+        )
+    if fallback_share is not None and not (_number(fallback_share) and 0 < fallback_share <= 1):
+        raise ValueError(f"{share_name} must be in (0, 1], got {fallback_share!r}")
+    if redis_url is None:
+        for name, value in ((timeout_name, socket_timeout), (share_name, fallback_share)):
+            if value is not None:
+                raise ValueError(f"{name} needs a Redis URL (redis_url or ${REDIS_URL_ENV})")
 
 
 def sender_from_config(**options: Any) -> BackgroundSender:

@@ -2,7 +2,8 @@
 
 - :class:`RetryPolicy`: the one retry decision (:meth:`RetryPolicy.decide`): which
   outcomes are retried, how often, and how long to wait.
-- :class:`RateLimiter`: sliding windows matching Gameball's per-account limits.
+- :class:`RateLimiter`: sliding windows matching Gameball's per-account limits, kept
+  for arrivals at the server whatever the delay before a request leaves.
 - :class:`Limiter`: what a sender needs from a rate limiter (:class:`RateLimiter`, or
   :class:`~gbtrack.senders.RedisRateLimiter` shared by every process through Redis).
 - :class:`DeliveryClient`: what a sender needs from a Gameball client
@@ -12,9 +13,11 @@
 
 from __future__ import annotations
 
+import itertools
 import random
 import threading
 import time
+from bisect import insort
 from collections import deque
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
@@ -27,6 +30,9 @@ if TYPE_CHECKING:
     from gbtrack.gameball import EventBatch, Outcome
 
 __all__ = ["DeliveryClient", "Decision", "Limiter", "RateLimiter", "RetryPolicy", "Spill"]
+
+DEFAULT_HOLD = 120.0
+"""Seconds a rate-limit slot counts as in flight when its answer never comes."""
 
 
 @dataclass(frozen=True)
@@ -151,21 +157,44 @@ class RetryPolicy:
 class RateLimiter:
     """Thread-safe sliding-window rate limiter; the defaults are Gameball's limits.
 
-    Each window ``(limit, period)`` allows at most ``limit`` acquisitions in any
-    ``period`` seconds. Gameball allows 100 requests per second and 1,200 per 30
-    seconds per account; an account shared by several processes should divide them.
+    Each window ``(limit, period)`` allows at most ``limit`` requests to arrive at the
+    server in any ``period`` seconds. Gameball allows 100 requests per second and 1,200
+    per 30 seconds per account; an account shared by several processes should divide
+    them (:func:`gbtrack.integrations.gunicorn.rate_limit_share`) or share one
+    :class:`~gbtrack.senders.RedisRateLimiter`.
 
-    Gameball counts arrivals, which come some time after a slot is taken (thread
-    hand-off, connection set-up, the network). A sender therefore takes a slot with
-    :meth:`reserve` when it dispatches a request and moves it with :meth:`restamp`
-    when the answer comes, by when the request surely arrived; ``margin`` seconds
-    are added to every window for the server's own timing. Together they keep ``limit + 1`` arrivals
-    out of any server-side window, at the cost of a round trip per slot in a burst.
+    **The guarantee, at the server.** A sender takes a slot with :meth:`reserve` before
+    it hands a request to the network and gives its stamp to :meth:`restamp` when the
+    answer came (or the attempt failed). Whatever happened in between (a busy CPU, a
+    thread hand-off, a new connection, a slow network), the request reached the server,
+    if at all, at some time inside the slot's *interval* ``[reserved, answered]``. The
+    limiter counts a slot in a window from its reservation until ``period + margin``
+    after its answer, and a slot still in flight counts, however old it is. A slot is
+    given only when fewer than ``limit`` slots count now. Then no ``limit + 1`` arrivals
+    fall in any ``period``: take the last slot ``k`` reserved among any ``limit + 1``
+    whose arrivals lie within ``period`` of each other. Each of the others was reserved
+    before ``k`` and arrived at most ``period`` before ``k``'s arrival, so at most
+    ``period`` before ``k``'s reservation: its answer came no earlier than that, so it
+    still counted when ``k`` was reserved. That is ``limit`` slots counting, and ``k``
+    would have waited. The delay between reserving and arriving never enters the
+    argument; ``margin`` covers the server's own clock and window edges.
+
+    **What it costs.** In a steady burst, each slot is held for its round trip (reserve
+    to answer) plus ``period + margin``: at most ``limit / (period + margin + rtt)``
+    requests per second, e.g. 100 / (1 + 0.05 + 0.05) = 91/s of Gameball's 100/s with a
+    50 ms round trip. Slots still in flight when the window is full make the wait a whole
+    ``period + margin`` (the earliest they can free).
+
+    A slot whose answer never comes (a thread that died with it) counts as answered
+    ``hold`` seconds after it was reserved; a request that arrives later than that is
+    outside the guarantee. :meth:`try_acquire` and :meth:`acquire` take slots that are
+    answered at once (the caller sends within the margin, or accepts the risk).
 
     Args:
         limits: The windows, as ``(limit, period_seconds)`` pairs.
         clock: A monotonic clock (injectable for tests).
         margin: Seconds added to each window's period (``0`` for an exact limiter).
+        hold: The most seconds a slot counts as in flight without an answer.
     """
 
     def __init__(
@@ -174,77 +203,102 @@ class RateLimiter:
         *,
         clock: Callable[[], float] = time.monotonic,
         margin: float = 0.05,
+        hold: float = DEFAULT_HOLD,
     ) -> None:
         self.limits = checked_windows(limits, margin)
+        if not hold > 0:
+            raise ValueError("hold must be positive")
         self.clock = clock
         self.margin = float(margin)
+        self.hold = float(hold)
         self._lock = threading.Lock()
+        # Per window: the answer times of answered slots, oldest first.
         self._windows: list[deque[float]] = [deque() for _ in self.limits]
+        # Slots in flight: stamp -> when reserved (dicts keep insertion order: oldest first).
+        self._open: dict[float, float] = {}
+        self._seq = itertools.count(1)
         self._gate = 0.0
 
     def try_acquire(self) -> float:
-        """Take a slot now if one is free (:meth:`reserve` without the stamp; compatibility).
+        """Take a slot now if one is free, answered at once (compatibility).
 
         Returns:
             ``0.0`` when a slot was taken; otherwise the seconds to wait before
             trying again (nothing was taken).
         """
-        return self.reserve()[0]
+        wait, stamp = self.reserve()
+        if stamp is not None:
+            self.restamp(stamp)
+        return wait
 
     def reserve(self) -> tuple[float, float | None]:
-        """Take a slot now if one is free, and say when it was taken.
+        """Take a slot now if one is free; it counts as in flight until :meth:`restamp`.
 
         Returns:
-            ``(0.0, stamp)`` when a slot was taken (``stamp`` is the clock's time,
-            for :meth:`restamp`); otherwise ``(wait, None)`` with the seconds to
-            wait before trying again.
+            ``(0.0, stamp)`` when a slot was taken (``stamp`` is opaque, for
+            :meth:`restamp`); otherwise ``(wait, None)`` with the seconds to wait
+            before trying again.
         """
         with self._lock:
             now = self.clock()
+            self._expire_open(now)
             wait = self._gate - now
-            margin = self.margin
+            in_flight = len(self._open)
             for (limit, period), window in zip(self.limits, self._windows, strict=True):
-                period += margin
+                period += self.margin
                 horizon = now - period
                 while window and window[0] <= horizon:
                     window.popleft()
-                if len(window) >= limit:
-                    wait = max(wait, window[0] + period - now)
+                excess = in_flight + len(window) - limit
+                if excess >= 0:
+                    # The excess-th answered slot must leave first; a slot in flight
+                    # leaves a whole period after its answer, which is no earlier than now.
+                    free_at = window[excess] + period if excess < len(window) else now + period
+                    wait = max(wait, free_at - now)
             if wait > 0:
                 return wait, None
+            stamp = float(next(self._seq))
+            self._open[stamp] = now
+            return 0.0, stamp
+
+    def _expire_open(self, now: float) -> None:
+        """Count slots in flight longer than ``hold`` as answered then (lock held)."""
+        cutoff = now - self.hold
+        while self._open:
+            stamp, reserved = next(iter(self._open.items()))
+            if reserved > cutoff:
+                return
+            del self._open[stamp]
             for window in self._windows:
-                window.append(now)
-            return 0.0, now
+                insort(window, reserved + self.hold)
 
     def restamp(self, stamp: float) -> None:
-        """Move a slot taken at ``stamp`` to now, e.g. when the request's answer came.
+        """The request of the slot taken with ``stamp`` was answered (or failed): now.
 
-        The slot then counts from a time by which the request surely reached the
-        server, so delays between reserving and arriving (a busy machine, a thread
-        hand-off, a new connection) cannot bunch arrivals. Unknown or expired stamps
-        are ignored.
+        From now the slot counts ``period + margin`` more in each window, by when the
+        request surely reached the server. Unknown stamps, and a second call, are ignored.
         """
         with self._lock:
+            if self._open.pop(stamp, None) is None:
+                return
             now = self.clock()
             for window in self._windows:
-                try:
-                    window.remove(stamp)
-                except ValueError:
-                    continue
-                # ``now`` is no earlier than any slot, so the window stays sorted.
+                # ``now`` is no earlier than any answer logged, so the window stays sorted.
                 window.append(now)
 
     def ages(self) -> list[float]:
-        """Seconds since each slot the longest window still counts was taken (or moved).
+        """Seconds since each slot the longest window still counts was answered.
 
-        For handing this limiter's recent slots to another (a
-        :class:`~gbtrack.senders.RedisRateLimiter` whose Redis is back).
+        Slots in flight are ``0.0`` (answered now). For handing this limiter's recent
+        slots to another (a :class:`~gbtrack.senders.RedisRateLimiter` whose Redis is
+        back).
         """
         longest = max(range(len(self.limits)), key=lambda i: self.limits[i][1])
         with self._lock:
             now = self.clock()
             horizon = now - self.limits[longest][1] - self.margin
-            return [now - t for t in self._windows[longest] if t > horizon]
+            answered = [now - t for t in self._windows[longest] if t > horizon]
+            return answered + [0.0] * len(self._open)
 
     def take(
         self, timeout: float | None = None, *, stop: threading.Event | None = None
@@ -267,7 +321,7 @@ class RateLimiter:
     def acquire(self, timeout: float | None = None) -> bool:
         """Take a slot, sleeping until one is free (blocking: not for the hot path).
 
-        Kept for compatibility: the slot counts from when it was taken. Senders use
+        Kept for compatibility: the slot counts as answered when taken. Senders use
         :meth:`take` (or :meth:`reserve`) and :meth:`restamp` the stamp when the
         answer comes.
 
@@ -277,7 +331,11 @@ class RateLimiter:
         Returns:
             ``True`` if a slot was taken, ``False`` on timeout.
         """
-        return self.take(timeout) is not None
+        stamp = self.take(timeout)
+        if stamp is None:
+            return False
+        self.restamp(stamp)
+        return True
 
     def defer(self, seconds: float) -> None:
         """Let nothing through before ``seconds`` from now (a 429 or ``Retry-After``)."""
@@ -295,6 +353,13 @@ class RateLimiter:
     def _after_fork(self) -> None:
         # The lock may have been held by a thread that does not exist in the child.
         self._lock = threading.Lock()
+        # The parent's requests in flight are answered for this child: its threads that
+        # would restamp them are gone, and the parent counts them in its own limiter.
+        if self._open:
+            now = self.clock()
+            self._open.clear()
+            for window in self._windows:
+                window.append(now)
 
     def __repr__(self) -> str:
         windows = ", ".join(f"{limit}/{period:g}s" for limit, period in self.limits)
@@ -349,7 +414,11 @@ def take_slot(
 
 @runtime_checkable
 class Limiter(Protocol):
-    """What a sender needs from a rate limiter: slots taken at dispatch, moved at the answer.
+    """What a sender needs from a rate limiter: slots taken at dispatch, ended at the answer.
+
+    A slot counts from :meth:`reserve` (in flight, however long) until ``period`` after
+    :meth:`restamp`; see :class:`RateLimiter` for why that keeps arrivals at the server
+    within the limit.
 
     :class:`RateLimiter` (one process) and :class:`~gbtrack.senders.RedisRateLimiter`
     (every process of a Gameball account, through Redis) implement it. A stamp is
@@ -360,7 +429,7 @@ class Limiter(Protocol):
         """Take a slot now if one is free: ``(0.0, stamp)``, else ``(wait, None)``."""
 
     def restamp(self, stamp: float) -> None:
-        """Move the slot taken with ``stamp`` to now (the request's answer came)."""
+        """The slot taken with ``stamp`` was answered now; it counts a window more."""
 
     def take(
         self, timeout: float | None = None, *, stop: threading.Event | None = None

@@ -31,12 +31,12 @@ from pydantic import SecretStr
 
 from gbtrack._errors import ConfigurationError
 from gbtrack._fork import reset_after_fork
-from gbtrack.senders._policy import RateLimiter, checked_windows, take_slot
+from gbtrack.senders._policy import DEFAULT_HOLD, RateLimiter, checked_windows, take_slot
 
 if TYPE_CHECKING:
     from gbtrack.gameball import Outcome
 
-__all__ = ["DEFAULT_PREFIX", "RedisRateLimiter", "account_key"]
+__all__ = ["DEFAULT_FALLBACK_SHARE", "DEFAULT_PREFIX", "RedisRateLimiter", "account_key"]
 
 _log = logging.getLogger("gbtrack.senders")
 
@@ -45,17 +45,22 @@ DEFAULT_PREFIX = "gbtrack:ratelimit:"
 
 _GAMEBALL_LIMITS = ((100, 1.0), (1200, 30.0))
 
-# A slot may be restamped this long after it was taken (a request's timeout and
-# retries): the log key outlives its longest window by as much.
-_RESTAMP_GRACE_MS = 120_000
+DEFAULT_FALLBACK_SHARE = 0.25
+"""The share of the limits a process keeps while Redis is unreachable, unless told
+(:meth:`RedisRateLimiter.share_fallback` divides by the processes an integration knows)."""
+
 # The slot counter outlives any log: a reset counter could reuse a member still logged.
 _SEQ_TTL_MS = 86_400_000
 
-# KEYS: log (sorted set: member = slot number, score = Redis time), gate, seq.
-# ARGV: margin, log TTL (ms), seq TTL (ms), then (limit, period) pairs.
+# KEYS: log (sorted set: member = slot number, score = when the slot's request was
+# answered, in Redis time; for a slot in flight, when it was reserved plus the hold: a
+# time in the future), gate, seq.
+# ARGV: margin, hold (s), log TTL (ms), seq TTL (ms), then (limit, period) pairs.
 # Returns {wait} when no slot is free, {"0", slot} when one was taken.
-# A window (limit, period) is full when its limit-th newest slot is younger than
-# period + margin: that slot's age says exactly when the window frees one.
+# A slot counts in a window while its score is above now - (period + margin): from its
+# reservation, in flight however long, until period + margin after its answer. A window
+# is full when its limit-th highest score still counts; it frees period + margin after
+# that score, or, for a slot in flight, no earlier than period + margin from now.
 _RESERVE = """
 if redis.replicate_commands then pcall(redis.replicate_commands) end
 local t = redis.call('TIME')
@@ -65,27 +70,27 @@ local wait = 0
 local gate = redis.call('GET', KEYS[2])
 if gate then wait = tonumber(gate) - now end
 local longest = 0
-for i = 4, #ARGV, 2 do
+for i = 5, #ARGV, 2 do
   local limit = tonumber(ARGV[i])
   local period = tonumber(ARGV[i + 1]) + margin
   if period > longest then longest = period end
   local slot = redis.call('ZRANGE', KEYS[1], -limit, -limit, 'WITHSCORES')
   if slot[2] then
-    local w = tonumber(slot[2]) + period - now
+    local w = math.min(tonumber(slot[2]), now) + period - now
     if w > wait then wait = w end
   end
 end
 if wait > 0 then return {string.format('%.6f', wait)} end
 redis.call('ZREMRANGEBYSCORE', KEYS[1], '-inf', string.format('%.6f', now - longest))
 local seq = redis.call('INCR', KEYS[3])
-redis.call('ZADD', KEYS[1], string.format('%.6f', now), seq)
-redis.call('PEXPIRE', KEYS[1], ARGV[2])
-redis.call('PEXPIRE', KEYS[3], ARGV[3])
+redis.call('ZADD', KEYS[1], string.format('%.6f', now + tonumber(ARGV[2])), seq)
+redis.call('PEXPIRE', KEYS[1], ARGV[3])
+redis.call('PEXPIRE', KEYS[3], ARGV[4])
 return {'0', seq}
 """
 
-# KEYS: log. ARGV: slot number, log TTL (ms). Moves a logged slot to now (XX: a slot
-# already gone stays gone).
+# KEYS: log. ARGV: slot number, log TTL (ms). The slot's request was answered now
+# (XX: a slot already gone stays gone).
 _RESTAMP = """
 if redis.replicate_commands then pcall(redis.replicate_commands) end
 local t = redis.call('TIME')
@@ -171,13 +176,19 @@ class RedisRateLimiter:
     ``{prefix}{account}``: processes and machines with the same API key share the
     limits, different accounts never meet.
 
-    A slot is taken by :meth:`reserve` and moved to the answer's time by
-    :meth:`restamp`, atomically in Redis, as the local limiter does; :meth:`defer` (and
-    :meth:`note` on a 429) sets a gate every process obeys. The clock is Redis's.
+    A slot is taken by :meth:`reserve` and ended at the answer by :meth:`restamp`,
+    atomically in Redis, with the local limiter's rule: a slot counts from its
+    reservation, in flight however long, until ``period + margin`` after its answer, so
+    arrivals at Gameball from all the processes together never exceed a window,
+    whatever the delays between reserving and sending (the argument is
+    :class:`~gbtrack.senders.RateLimiter`'s; the clock is Redis's). A slot whose answer
+    never reaches Redis (the process died, or Redis was out of reach then) counts as
+    answered ``DEFAULT_HOLD`` (120) seconds after it was taken. :meth:`defer` (and
+    :meth:`note` on a 429) sets a gate every process obeys.
 
     When Redis does not answer within ``socket_timeout`` seconds (down, unreachable,
     overloaded), each process limits itself with ``fallback_share`` of every window
-    (``0.25`` suits four processes), after waiting out the shortest window (the slots
+    (``1/n`` suits ``n`` processes), after waiting out the shortest window (the slots
     Redis held are unknown), logs one WARNING, and tries Redis again every
     ``retry_interval`` seconds. When Redis answers again, the slots taken locally are
     logged in Redis too, one INFO line says so, and for ``retry_interval`` and one
@@ -193,7 +204,10 @@ class RedisRateLimiter:
             :class:`~gbtrack.senders.RateLimiter`.
         prefix: The prefix of the Redis keys.
         fallback_share: The share of each window this process keeps while Redis is
-            unreachable (at least one request per window).
+            unreachable (at least one request per window). By default
+            ``DEFAULT_FALLBACK_SHARE`` (0.25), or ``1/n`` once an integration that knows
+            the ``n`` processes calls :meth:`share_fallback` (the gunicorn hooks, Celery's
+            prefork workers).
         socket_timeout: Seconds to connect to and wait for Redis before falling back.
         retry_interval: Seconds between two attempts to reach Redis again.
 
@@ -212,13 +226,16 @@ class RedisRateLimiter:
         limits: Sequence[tuple[int, float]] = _GAMEBALL_LIMITS,
         margin: float = 0.05,
         prefix: str = DEFAULT_PREFIX,
-        fallback_share: float = 0.25,
+        fallback_share: float | None = None,
         socket_timeout: float = 0.1,
         retry_interval: float = 1.0,
     ) -> None:
         if not limits:
             raise ValueError("a rate limiter needs at least one window")
         windows = checked_windows(limits, margin)
+        self._share_given = fallback_share is not None
+        if fallback_share is None:
+            fallback_share = DEFAULT_FALLBACK_SHARE
         if not 0 < fallback_share <= 1:
             raise ValueError("fallback_share must be in (0, 1]")
         if socket_timeout <= 0 or retry_interval <= 0:
@@ -233,22 +250,49 @@ class RedisRateLimiter:
         self.prefix = prefix
         base = f"{prefix}{{{account}}}"  # a hash tag: one cluster slot per account
         self._keys = (f"{base}:log", f"{base}:gate", f"{base}:seq")
-        self.fallback_share = float(fallback_share)
         self.socket_timeout = float(socket_timeout)
         self.retry_interval = float(retry_interval)
         longest = max(period for _, period in self.limits) + self.margin
-        self._log_ttl = str(math.ceil(longest * 1000) + _RESTAMP_GRACE_MS)
+        self._log_ttl = str(math.ceil((longest + DEFAULT_HOLD) * 1000))
         self._shortest = min(period for _, period in self.limits) + self.margin
         self._windows = [str(v) for window in self.limits for v in window]
-        self.fallback = RateLimiter(
-            [(max(1, int(limit * fallback_share)), period) for limit, period in self.limits],
-            margin=margin,
-        )
+        self._set_fallback(fallback_share)
         try:
             self._open()
         except ValueError as exc:  # redis-py's word for a malformed URL
             raise ConfigurationError(f"invalid Redis URL {_safe_url(url)!r}: {exc}") from None
         reset_after_fork(self)
+
+    def _set_fallback(self, share: float) -> None:
+        self.fallback_share = float(share)
+        self.fallback = RateLimiter(
+            [(max(1, int(limit * share)), period) for limit, period in self.limits],
+            margin=self.margin,
+        )
+
+    def share_fallback(self, processes: int) -> bool:
+        """Keep ``1/processes`` of the limits while Redis is unreachable, unless told a share.
+
+        For an integration that knows how many processes share the account (gunicorn's
+        workers, Celery's prefork children): without Redis, each keeps its part, and
+        together they stay within the limits. A ``fallback_share`` given to the
+        constructor wins. Call it in a fresh process, before it sends.
+
+        Args:
+            processes: How many processes share this account's limits.
+
+        Returns:
+            Whether the share changed.
+
+        Raises:
+            ValueError: If ``processes`` is not a positive int.
+        """
+        if isinstance(processes, bool) or not isinstance(processes, int) or processes < 1:
+            raise ValueError(f"processes must be a positive int, got {processes!r}")
+        if self._share_given or self.fallback_share == 1 / processes:
+            return False
+        self._set_fallback(1 / processes)
+        return True
 
     def _open(self) -> None:
         """(Re)build the client, scripts and state: at start and in a forked child."""
@@ -261,6 +305,7 @@ class RedisRateLimiter:
         self._down = False
         self._retry_at = 0.0
         self._guarded_until = 0.0
+        self._guards: dict[int, float] = {}  # Redis slot -> its local guard slot
         self._client = redis.Redis.from_url(
             self._url,
             socket_timeout=self.socket_timeout,
@@ -353,23 +398,33 @@ class RedisRateLimiter:
                 return wait, None
         try:
             reply = self._reserve(
-                keys=self._keys, args=[self.margin, self._log_ttl, _SEQ_TTL_MS, *self._windows]
+                keys=self._keys,
+                args=[self.margin, DEFAULT_HOLD, self._log_ttl, _SEQ_TTL_MS, *self._windows],
             )
         except self._errors as exc:
             self._failed(exc)
             return (0.0, guard) if guard is not None else self.fallback.reserve()
         self._succeeded()
         if len(reply) == 1:
+            if guard is not None:
+                self.fallback.restamp(guard)  # never sent: it ends now
             return max(float(reply[0]), 0.0005), None
+        if guard is not None:
+            # The guard slot ends when the Redis slot does (restamp).
+            with self._state_lock:
+                self._guards[int(reply[1])] = guard
         return 0.0, -float(reply[1])
 
     def try_acquire(self) -> float:
-        """Take a slot now if one is free (:meth:`reserve` without the stamp).
+        """Take a slot now if one is free, answered at once (compatibility).
 
         Returns:
             ``0.0`` when a slot was taken; otherwise the seconds to wait.
         """
-        return self.reserve()[0]
+        wait, stamp = self.reserve()
+        if stamp is not None:
+            self.restamp(stamp)
+        return wait
 
     def restamp(self, stamp: float) -> None:
         """Move the slot taken with ``stamp`` to now (Redis's time), e.g. at the answer.
@@ -380,6 +435,11 @@ class RedisRateLimiter:
         if stamp >= 0:
             self.fallback.restamp(stamp)
             return
+        if self._guards:
+            with self._state_lock:
+                guard = self._guards.pop(int(-stamp), None)
+            if guard is not None:
+                self.fallback.restamp(guard)
         if not self._usable():
             return
         try:
@@ -404,8 +464,12 @@ class RedisRateLimiter:
         return take_slot(self.reserve, timeout, stop)
 
     def acquire(self, timeout: float | None = None) -> bool:
-        """Take a slot, sleeping until one is free; ``False`` on timeout."""
-        return self.take(timeout) is not None
+        """Take a slot, sleeping until one is free, answered at once; ``False`` on timeout."""
+        stamp = self.take(timeout)
+        if stamp is None:
+            return False
+        self.restamp(stamp)
+        return True
 
     def defer(self, seconds: float) -> None:
         """Let nothing through, in any process, before ``seconds`` from now."""
