@@ -399,6 +399,8 @@ class OutboxDrainer:
                 self._give_back(batch_rows, count_attempt=False)
                 continue
             if not self._still_ours(batch_rows, result):
+                # Never sent: the slot ends now (a slot not ended counts until its hold).
+                self.limiter.restamp(stamp)
                 continue
             self._sending(batch_rows)
             outcome = call_client(self.client.send, batch)
@@ -539,6 +541,7 @@ class OutboxDrainer:
             items = whole
             all_rows = [r for _, item_rows in items for r in item_rows]
             if not items:
+                self.limiter.restamp(stamp)  # nothing sent: the slot ends now
                 return result
         batches = [batch for batch, _ in items]
         self._sending(all_rows)

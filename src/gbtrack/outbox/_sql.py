@@ -290,6 +290,18 @@ def _sqlite_immediate(engine: Engine) -> None:
         conn.exec_driver_sql("BEGIN IMMEDIATE")
 
 
+def _postgres_idle_timeout(engine: Engine, seconds: float) -> None:
+    """End this engine's sessions that stay idle inside a transaction for ``seconds``."""
+    milliseconds = max(1, round(seconds * 1000))
+
+    @sa.event.listens_for(engine, "connect")
+    def _connect(dbapi_connection: Any, _record: Any) -> None:
+        cursor = dbapi_connection.cursor()
+        cursor.execute(f"SET idle_in_transaction_session_timeout = {milliseconds}")
+        cursor.close()
+        dbapi_connection.commit()  # the driver opened a transaction for the SET
+
+
 class SqlOutboxStore:
     """An outbox in a SQL database (PostgreSQL, MySQL 8, SQLite) through SQLAlchemy Core.
 
@@ -306,6 +318,13 @@ class SqlOutboxStore:
             default): no cap. Rows inserted in a business transaction are never capped.
         max_bytes: Cap on stored bytes for :meth:`append`; ``None``: no cap.
         engine_options: Passed to :func:`sqlalchemy.create_engine` with a URL.
+        idle_transaction_timeout: PostgreSQL only, for an engine this store creates:
+            seconds after which the server ends a session left idle inside a
+            transaction (``idle_in_transaction_session_timeout``). A relay frozen
+            (SIGSTOP, a paused VM) between two statements of a claim or a lease renewal
+            would otherwise keep its rows locked, and ``SKIP LOCKED`` claimers would pass
+            them over for as long as it stays frozen. ``None`` leaves the server's
+            setting.
 
     Raises:
         ConfigurationError: For a bad URL, a missing driver, an unreachable database
@@ -320,7 +339,10 @@ class SqlOutboxStore:
         max_rows: int | None = None,
         max_bytes: int | None = None,
         engine_options: dict[str, Any] | None = None,
+        idle_transaction_timeout: float | None = 10.0,
     ) -> None:
+        if idle_transaction_timeout is not None and not idle_transaction_timeout > 0:
+            raise ConfigurationError("idle_transaction_timeout must be positive seconds or None")
         if (max_rows is not None and max_rows < 1) or (max_bytes is not None and max_bytes < 1):
             raise ConfigurationError("max_rows and max_bytes must be positive")
         self.max_rows = max_rows
@@ -335,6 +357,8 @@ class SqlOutboxStore:
                 raise ConfigurationError(f"cannot use the outbox URL: {exc}") from exc
             if self.engine.dialect.name == "sqlite":
                 _sqlite_immediate(self.engine)
+            elif self.engine.dialect.name == "postgresql" and idle_transaction_timeout:
+                _postgres_idle_timeout(self.engine, idle_transaction_timeout)
         self.dialect: str = self.engine.dialect.name
         self._closed = False
         try:
