@@ -136,7 +136,8 @@ def _wire_bodies(batches: list[EventBatch]) -> tuple[list[Any], list[Any]]:
     return events, bulk
 
 
-_text = st.text(min_size=1, max_size=12)
+# Keys never hold control characters (refused at decoration and by validation alike).
+_text = st.text(st.characters(exclude_categories=("Cc", "Cs")), min_size=1, max_size=12)
 _value = st.one_of(
     st.text(max_size=20),
     st.integers(min_value=-(2**53 - 1), max_value=2**53 - 1),  # Limits' default range
