@@ -16,7 +16,7 @@ This module is the whole public API; everything in ``gbtrack._*`` is private.
 from importlib.metadata import PackageNotFoundError, version
 
 from gbtrack._call import Call
-from gbtrack._checks import check
+from gbtrack._checks import CheckReport, Unchecked, check
 from gbtrack._context import current_identity, identify
 from gbtrack._decorator import track
 from gbtrack._errors import (
@@ -54,6 +54,7 @@ __all__ = [
     "UNSET",
     "AuthenticationError",
     "Call",
+    "CheckReport",
     "ConfigurationError",
     "ConflictError",
     "DeliveryError",
@@ -76,6 +77,7 @@ __all__ = [
     "Tracker",
     "TrackingError",
     "TransportError",
+    "Unchecked",
     "__version__",
     "check",
     "close",
