@@ -16,7 +16,9 @@ from tests.outbox.conftest import make_events
 from tests.sql.conftest import fresh_tables
 
 from gbtrack import ConfigurationError
-from gbtrack.outbox import SqlOutboxStore
+from gbtrack.gameball import GameballClient
+from gbtrack.outbox import OutboxDrainer, SqlOutboxStore
+from gbtrack.outbox._relay import Relay
 from gbtrack.outbox._sql import pending_table
 
 
@@ -53,3 +55,29 @@ def test_a_session_frozen_in_a_transaction_gives_its_rows_up(postgres_url: str) 
 def test_the_timeout_is_checked(postgres_url: str) -> None:
     with pytest.raises(ConfigurationError, match="idle_transaction_timeout"):
         SqlOutboxStore(postgres_url, idle_transaction_timeout=0)
+
+
+def test_the_election_lock_outlives_the_idle_timeout(postgres_url: str) -> None:
+    """The active relay's lock session is never left idle in a transaction: rounds longer
+    than ``idle_transaction_timeout`` between two checks must not cost it the lock."""
+    fresh_tables(postgres_url)
+    with (
+        SqlOutboxStore(postgres_url, idle_transaction_timeout=0.3) as store,
+        GameballClient("key", base_url="http://127.0.0.1:9") as client,
+    ):
+        relay = Relay(
+            store, OutboxDrainer(store, client), election="lock", lock_key=4242, stats_interval=0
+        )
+        try:
+            assert relay._hold_lock()
+            for _ in range(3):
+                time.sleep(1.1)  # a round longer than the check interval and the timeout
+                assert relay._hold_lock()
+            time.sleep(0.6)  # past the idle timeout after the last check
+            with store.engine.connect() as other:
+                held = other.execute(
+                    sa.text("SELECT count(*) FROM pg_locks WHERE locktype = 'advisory'")
+                ).scalar_one()
+            assert held == 1
+        finally:
+            relay._drop_lock()

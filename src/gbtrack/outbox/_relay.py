@@ -243,6 +243,9 @@ class Relay:
                 # Still ours while its session lives: checked once a second, not per round.
                 if time.monotonic() >= self._lock_checked + 1.0:
                     self._lock_conn.execute(sa.text("SELECT 1"))
+                    # Never left idle in a transaction: the store's sessions end after
+                    # idle_transaction_timeout there, and the lock would end with it.
+                    self._lock_conn.commit()
                     self._lock_checked = time.monotonic()
                 return True
             # A dedicated connection, outside the pool: the lock lives with its session.
