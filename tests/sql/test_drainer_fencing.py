@@ -155,3 +155,55 @@ def test_a_failed_round_stops_renewing_its_rows(tmp_path: Path) -> None:
             taken = other.claim("other", 10, lease=30)
         drainer.close()
         assert len(taken) == 1  # the lease ran out: not renewed for a round that failed
+
+
+class _StealingLimiter(RateLimiter):
+    """A limiter whose first slot is given only after another worker took the rows."""
+
+    def __init__(self, steal: Callable[[], None]) -> None:
+        super().__init__([(1, 0.05)], margin=0.0)
+        self._steal: Callable[[], None] | None = steal
+
+    def take(
+        self, timeout: float | None = None, *, stop: threading.Event | None = None
+    ) -> float | None:
+        steal, self._steal = self._steal, None
+        if steal is not None:
+            steal()
+        return super().take(timeout, stop=stop)
+
+
+@pytest.mark.parametrize("bulk", [False, True], ids=["per_request", "batch_job"])
+def test_a_slot_taken_for_rows_fenced_meanwhile_is_ended(tmp_path: Path, bulk: bool) -> None:
+    """The rows were claimed elsewhere while the drainer waited for its slot: nothing is
+    sent, and the slot ends at once (left in flight it would count for ``hold``, 120 s,
+    and with a limit of one the next request would wait that long)."""
+    import httpx
+
+    def gameball(request: httpx.Request) -> httpx.Response:
+        raise AssertionError(f"nothing may be sent: {request.url}")
+
+    path = tmp_path / "outbox.sqlite3"
+    with (
+        OutboxStore(path) as store,
+        OutboxStore(path) as other,
+        GameballClient("k", secret_key="s", transport=httpx.MockTransport(gameball)) as client,
+    ):
+        store.append(make_events(3, customers=3))
+
+        def steal() -> None:
+            # Claimed elsewhere as if the lease had run out (a freeze, seen from outside);
+            # the drainer's heartbeat then finds the rows under another token.
+            assert len(other.claim("other", 10, lease=30, now=time.time() + 3600)) == 3
+            time.sleep(0.3)
+
+        limiter = _StealingLimiter(steal)
+        drainer = OutboxDrainer(
+            store, client, lease=0.2, concurrency=1, limiter=limiter, bulk_threshold=1
+        )
+        try:
+            result = drainer.run_once(bulk=bulk)
+        finally:
+            drainer.close()
+        assert result.fenced == 3
+        assert limiter.take(timeout=5.0) is not None  # the fenced round's slot ended
