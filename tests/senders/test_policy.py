@@ -303,3 +303,28 @@ def test_note_gates_on_429_and_retry_after_only() -> None:
     clock[0] = 1.0
     limiter.note(Outcome(OutcomeKind.RETRYABLE, status=503, retry_after=7.0))
     assert limiter.try_acquire() == pytest.approx(7.0)
+
+
+@pytest.mark.parametrize("limits", [[(5, 1.0), (10, 30.0)], [(10, 30.0), (5, 1.0)]])
+def test_ages_are_the_longest_windows_answered_slots_and_those_in_flight(
+    limits: list[tuple[int, float]],
+) -> None:
+    """What a RedisRateLimiter whose Redis is back takes over from its local fallback."""
+    clock = FakeClock()
+    start = clock.now
+    limiter = RateLimiter(limits, clock=clock, margin=0.5)
+    first = limiter.take(0)
+    assert first is not None
+    limiter.restamp(first)  # answered at start
+    clock.now = start + 10
+    second = limiter.take(0)
+    assert second is not None
+    limiter.restamp(second)  # answered at start + 10
+    clock.now = start + 15
+    assert limiter.take(0) is not None  # in flight: age 0
+    clock.now = start + 20
+    assert limiter.ages() == pytest.approx([20.0, 10.0, 0.0])
+    clock.now = start + 30.4  # the first is still inside 30 s + margin
+    assert limiter.ages() == pytest.approx([30.4, 20.4, 0.0])
+    clock.now = start + 30.6  # ... and now it is not
+    assert limiter.ages() == pytest.approx([20.6, 0.0])
