@@ -9,6 +9,7 @@ from __future__ import annotations
 import sqlite3
 from pathlib import Path
 
+import pytest
 import sqlalchemy as sa
 from tests.outbox.conftest import make_events
 
@@ -213,3 +214,54 @@ def test_outbox_file_of_0_1_0_gets_the_claim_token(tmp_path: Path) -> None:
         columns = [row[1] for row in db.execute("PRAGMA table_info(pending)")]
         assert columns[-1] == "claim_token"
         assert db.execute("PRAGMA user_version").fetchone()[0] == 1  # additive: 0.1.0 opens it
+
+
+def _old_sqlite_engine(tmp_path: Path) -> sa.Engine:
+    path = tmp_path / "old.db"
+    with sqlite3.connect(path) as db:
+        db.executescript(SQL_SQLITE_0_1_0)
+    return sa.create_engine(f"sqlite:///{path}")
+
+
+def test_another_process_migrating_first_is_no_error(tmp_path: Path) -> None:
+    """Two processes open a 0.1.0 table at once: the one whose ALTER loses the race finds
+    the column there and opens the store."""
+    engine = _old_sqlite_engine(tmp_path)
+
+    @sa.event.listens_for(engine, "before_cursor_execute")
+    def _other_process_first(conn: object, cursor: object, statement: str, *_: object) -> None:
+        if statement.startswith("ALTER TABLE gbtrack_outbox ADD COLUMN claim_token"):
+            with sqlite3.connect(tmp_path / "old.db") as other:
+                other.execute("ALTER TABLE gbtrack_outbox ADD COLUMN claim_token VARCHAR(32)")
+
+    try:
+        with SqlOutboxStore(engine) as store:
+            store.append(make_events(3))
+            _old_rows_still_deliverable(store)
+    finally:
+        engine.dispose()
+
+
+def test_a_migration_that_fails_for_another_reason_says_so(tmp_path: Path) -> None:
+    """An ALTER refused for another reason (no privilege, say) leaves no column: the
+    store does not open, and the error says why."""
+    from gbtrack import ConfigurationError
+
+    engine = _old_sqlite_engine(tmp_path)
+
+    @sa.event.listens_for(engine, "before_cursor_execute", retval=True)
+    def _refused(
+        conn: object, cursor: object, statement: str, parameters: object, *_: object
+    ) -> tuple[str, object]:
+        if statement.startswith("ALTER TABLE gbtrack_outbox"):
+            statement = "ALTER TABLE no_such_table ADD COLUMN claim_token VARCHAR(32)"
+        return statement, parameters
+
+    try:
+        with pytest.raises(ConfigurationError, match="no_such_table"):
+            SqlOutboxStore(engine)
+        assert "claim_token" not in [
+            c["name"] for c in sa.inspect(engine).get_columns("gbtrack_outbox")
+        ]
+    finally:
+        engine.dispose()
