@@ -13,17 +13,9 @@ import gbtrack
 from gbtrack import InMemorySender, Tracker
 
 django = pytest.importorskip("django")
-from django.conf import settings  # noqa: E402
+from tests.integrations._django_settings import configure_django  # noqa: E402
 
-if not settings.configured:
-    settings.configure(
-        SECRET_KEY="test-only",
-        ALLOWED_HOSTS=["testserver"],
-        DATABASES={},
-        INSTALLED_APPS=[],
-        USE_TZ=True,
-    )
-    django.setup()
+configure_django()
 
 from django.core.exceptions import ImproperlyConfigured  # noqa: E402
 from django.http import HttpResponse  # noqa: E402

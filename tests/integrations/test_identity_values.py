@@ -26,17 +26,9 @@ from gbtrack import Identity
 pytest.importorskip("fastapi")
 flask = pytest.importorskip("flask")
 django = pytest.importorskip("django")
-from django.conf import settings  # noqa: E402
+from tests.integrations._django_settings import configure_django  # noqa: E402
 
-if not settings.configured:  # as tests/integrations/test_django.py does
-    settings.configure(
-        SECRET_KEY="test-only",
-        ALLOWED_HOSTS=["testserver"],
-        DATABASES={},
-        INSTALLED_APPS=[],
-        USE_TZ=True,
-    )
-    django.setup()
+configure_django()
 
 from django.http import JsonResponse  # noqa: E402
 from django.test import RequestFactory  # noqa: E402
