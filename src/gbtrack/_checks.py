@@ -38,7 +38,7 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, NamedTuple
 
 from gbtrack._errors import ExpressionError, InvalidEventError
-from gbtrack._event import DEFAULT_LIMITS, Limits, check_metadata_key, check_name_rules
+from gbtrack._event import Limits, check_metadata_key, check_name_rules
 from gbtrack._schema import check_plan
 from gbtrack._typecheck import Deferred, Leaf, PathTypeError, walk_steps
 
@@ -250,8 +250,7 @@ class Site:
             from gbtrack._tracker import active  # the default tracker, as it is now
 
             tracker = active.tracker
-        limits = getattr(tracker, "limits", DEFAULT_LIMITS)
-        problems = self.name_problems(limits if isinstance(limits, Limits) else DEFAULT_LIMITS)
+        problems = self.name_problems(tracker.limits)
         deferred = False
         self.unchecked = {}
         for path in self.paths:
@@ -297,7 +296,7 @@ class Site:
     def name_problems(self, limits: Limits) -> list[Problem]:
         """The event name and metadata keys against the rules validation applies."""
         problems: list[Problem] = []
-        checks: list[tuple[Callable[[str, Limits], None], str]] = [(check_name_rules, self.event)]
+        checks: list[tuple[Callable[[str, Limits], object], str]] = [(check_name_rules, self.event)]
         checks += [(check_metadata_key, key) for key in self.metadata]
         for rule, text in checks:
             try:

@@ -388,18 +388,20 @@ def _check_controls(field: str, text: str, label: str) -> None:
         )
 
 
-def check_name_rules(name: str, limits: Limits = DEFAULT_LIMITS) -> None:
-    """Refuse an event name that validation would refuse: blank, too long, control characters.
+def check_name_rules(value: object, limits: Limits = DEFAULT_LIMITS) -> str:
+    """Return ``value`` if validation accepts it as an event name.
 
-    The one rule for names: validation applies it to every event, ``@track`` when it
+    Not blank, not longer than ``Limits.max_name_length``, no control characters: the
+    one rule for names, which validation applies to every event and ``@track`` when it
     is applied.
 
     Raises:
         InvalidEventError: Naming the rule (``Limits.max_name_length`` ...).
     """
-    check_event_name(name)
+    name = check_event_name(value)
     _check_text("name", name, limits.max_name_length, "max_name_length", "the event name")
     _check_controls("name", name, f"the event name {_shown(name)}")
+    return name
 
 
 def check_metadata_key(key: str, limits: Limits = DEFAULT_LIMITS) -> None:
@@ -430,9 +432,7 @@ def _check_int(field: str, value: int, limits: Limits) -> None:
 
 
 def _checked_name(value: object, limits: Limits) -> str:
-    name = check_event_name(value)
-    check_name_rules(name, limits)
-    return name
+    return check_name_rules(value, limits)
 
 
 def _checked_customer_id(value: object, limits: Limits) -> str | None:
