@@ -19,6 +19,7 @@ from gbtrack._plain import plain_customer_id
 from gbtrack._tracker import Tracker, configure, get_tracker
 from gbtrack.senders import RateLimiter, RedisRateLimiter
 from gbtrack.senders._config import REDIS_URL_ENV
+from gbtrack.senders._policy import DEFAULT_MARGIN
 
 __all__ = [
     "CONFIGURE_OPTIONS",
@@ -201,7 +202,7 @@ def rate_limit_share(
     processes: int,
     limits: tuple[tuple[int, float], ...] = GAMEBALL_LIMITS,
     *,
-    margin: float | None = None,
+    margin: float = DEFAULT_MARGIN,
 ) -> RateLimiter:
     """A :class:`~gbtrack.senders.RateLimiter` with ``1/processes`` of each window.
 
@@ -213,7 +214,7 @@ def rate_limit_share(
     Args:
         processes: How many processes share the account.
         limits: The account's windows (Gameball's by default).
-        margin: The limiter's margin (its default when ``None``).
+        margin: The limiter's margin (seconds added to each window).
 
     Raises:
         ValueError: If ``processes`` is not a positive integer.
@@ -221,8 +222,6 @@ def rate_limit_share(
     if isinstance(processes, bool) or not isinstance(processes, int) or processes < 1:
         raise ValueError(f"processes must be a positive int, got {processes!r}")
     windows = tuple((max(1, limit // processes), period) for limit, period in limits)
-    if margin is None:
-        return RateLimiter(limits=windows)
     return RateLimiter(limits=windows, margin=margin)
 
 

@@ -66,6 +66,7 @@ from gbtrack.outbox._cli import (
 from gbtrack.outbox._protocol import OutboxStoreProtocol
 from gbtrack.outbox._sender import DrainResult, OutboxDrainer
 from gbtrack.senders._config import REDIS_URL_ENV, check_limiter_options
+from gbtrack.senders._policy import DEFAULT_MARGIN
 
 __all__ = ["Relay", "RelayMetrics", "advisory_key", "register"]
 
@@ -502,7 +503,10 @@ def register(subparsers: Any) -> None:
         help="share of Gameball's rate limit this relay uses without Redis (1.0)",
     )
     relay.add_argument(
-        "--rate-limit-margin", type=float, help="seconds added to every rate window (0.05)"
+        "--rate-limit-margin",
+        type=float,
+        default=DEFAULT_MARGIN,
+        help=f"seconds added to every rate window ({DEFAULT_MARGIN:g})",
     )
     relay.add_argument(
         "--redis-socket-timeout",
@@ -634,9 +638,9 @@ def _main(args: argparse.Namespace) -> int:
             return EXIT_USAGE
     else:
         share = args.rate_share
-        margin = {"margin": args.rate_limit_margin} if args.rate_limit_margin is not None else {}
         limiter = RateLimiter(
-            [(max(1, int(limit * share)), period) for limit, period in windows], **margin
+            [(max(1, int(limit * share)), period) for limit, period in windows],
+            margin=args.rate_limit_margin,
         )
     election: Election = args.election
     if election == "auto":

@@ -34,6 +34,9 @@ __all__ = ["DeliveryClient", "Decision", "Limiter", "RateLimiter", "RetryPolicy"
 DEFAULT_HOLD = 120.0
 """Seconds a rate-limit slot counts as in flight when its answer never comes."""
 
+DEFAULT_MARGIN = 0.05
+"""Seconds a rate limiter adds to each window (the server's clock and window edges)."""
+
 
 @dataclass(frozen=True)
 class Decision:
@@ -202,7 +205,7 @@ class RateLimiter:
         limits: Sequence[tuple[int, float]] = ((100, 1.0), (1200, 30.0)),
         *,
         clock: Callable[[], float] = time.monotonic,
-        margin: float = 0.05,
+        margin: float = DEFAULT_MARGIN,
         hold: float = DEFAULT_HOLD,
     ) -> None:
         self.limits = checked_windows(limits, margin)

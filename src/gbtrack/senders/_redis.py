@@ -31,7 +31,13 @@ from pydantic import SecretStr
 
 from gbtrack._errors import ConfigurationError
 from gbtrack._fork import reset_after_fork
-from gbtrack.senders._policy import DEFAULT_HOLD, RateLimiter, checked_windows, take_slot
+from gbtrack.senders._policy import (
+    DEFAULT_HOLD,
+    DEFAULT_MARGIN,
+    RateLimiter,
+    checked_windows,
+    take_slot,
+)
 
 if TYPE_CHECKING:
     from gbtrack.gameball import Outcome
@@ -224,7 +230,7 @@ class RedisRateLimiter:
         api_key: str | SecretStr | None = None,
         account: str | None = None,
         limits: Sequence[tuple[int, float]] = _GAMEBALL_LIMITS,
-        margin: float = 0.05,
+        margin: float = DEFAULT_MARGIN,
         prefix: str = DEFAULT_PREFIX,
         fallback_share: float | None = None,
         socket_timeout: float = 0.1,
