@@ -131,8 +131,9 @@ class Tracker:
         self._sample: dict[str, float] = {}
         self._debug = False
         self._filtered: dict[str, int] = {}  # deliberate drops: sampled_out, before_send
-        self._blocking_warned: set[int] = set()  # ids of DirectSenders warned about
-        self._loop_warned: set[str] = set()  # flush/close called on an event loop
+        # What blocked a running event loop, warned once each: "flush", "close", or
+        # the id of a DirectSender.
+        self._loop_warned: set[object] = set()
         self.before_send = before_send
         self.sample = sample or {}
         self.debug = debug
@@ -806,27 +807,29 @@ class Tracker:
 
     def _warn_if_on_loop(self, method: str, timeout: float | None) -> None:
         """Warn once per method when flush()/close() would block a running event loop."""
-        if method in self._loop_warned or not _on_event_loop():
-            return
-        self._loop_warned.add(method)
-        wait = "with no time limit" if timeout is None else f"for up to {timeout:g} s"
-        warn_user(
-            f"gbtrack: {method}() blocks {wait} until the sender settles, and it is being "
-            "called on a running asyncio event loop, which it stalls; run it in a thread: "
-            f"await asyncio.to_thread(gbtrack.{method}, {5 if timeout is None else timeout:g})"
-        )
+        if self._first_on_loop(method):
+            wait = "with no time limit" if timeout is None else f"for up to {timeout:g} s"
+            warn_user(
+                f"gbtrack: {method}() blocks {wait} until the sender settles, and it is being "
+                "called on a running asyncio event loop, which it stalls; run it in a thread: "
+                f"await asyncio.to_thread(gbtrack.{method}, {5 if timeout is None else timeout:g})"
+            )
 
     def _warn_if_blocking(self, sender: Sender) -> None:
         """Warn once per sender when a blocking DirectSender is used on an event loop."""
-        if id(sender) in self._blocking_warned or not _on_event_loop():
-            return
-        self._blocking_warned.add(id(sender))
-        message = (
-            "gbtrack: DirectSender.send() blocks until Gameball answers, and it is being "
-            "called on a running asyncio event loop, which it stalls; use the default "
-            "BackgroundSender (gbtrack.configure(api_key=...)) in async applications"
-        )
-        warn_user(message)
+        if self._first_on_loop(id(sender)):
+            warn_user(
+                "gbtrack: DirectSender.send() blocks until Gameball answers, and it is being "
+                "called on a running asyncio event loop, which it stalls; use the default "
+                "BackgroundSender (gbtrack.configure(api_key=...)) in async applications"
+            )
+
+    def _first_on_loop(self, what: object) -> bool:
+        """Whether ``what`` blocks a running event loop for the first time (then noted)."""
+        if what in self._loop_warned or not _on_event_loop():
+            return False
+        self._loop_warned.add(what)
+        return True
 
     def _send_failed(self, draft: EventDraft, sender: object, exc: Exception) -> None:
         self.drop(
