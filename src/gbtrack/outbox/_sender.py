@@ -480,16 +480,10 @@ class OutboxDrainer:
             self._give_back(rows, delay=decision.delay, error=described)
             return DrainResult(retried=len(ids), last_error=described)
         message = f"{reason}: {error}" if error is not None else reason
+        status = outcome.status if outcome.status is not None else getattr(error, "status", None)
+        code = getattr(error, "code", None)
         for token, part in _by_token(rows).items():
-            self.store.bury(
-                part,
-                status=outcome.status
-                if outcome.status is not None
-                else getattr(error, "status", None),
-                code=getattr(error, "code", None),
-                message=message,
-                token=token,
-            )
+            self.store.bury(part, status=status, code=code, message=message, token=token)
         if self.on_dead is not None:
             self.on_dead(rows, reason, outcome)
         return DrainResult(dead=len(ids), last_error=message)
