@@ -40,11 +40,12 @@ from typing import TYPE_CHECKING, Any, NamedTuple
 from gbtrack._errors import ExpressionError, InvalidEventError
 from gbtrack._event import Limits, check_metadata_key, check_name_rules
 from gbtrack._schema import check_plan
+from gbtrack._state import active
 from gbtrack._typecheck import Deferred, Leaf, PathTypeError, walk_steps
 
 if TYPE_CHECKING:
     from gbtrack._expr import Step
-    from gbtrack._tracker import Tracker
+    from gbtrack._state import CallSink as Tracker
 
 __all__ = [
     "CheckReport",
@@ -247,8 +248,6 @@ class Site:
         """
         tracker = self.tracker
         if tracker is None:
-            from gbtrack._tracker import active  # the default tracker, as it is now
-
             tracker = active.tracker
         problems = self.name_problems(tracker.limits)
         deferred = False

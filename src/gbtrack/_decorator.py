@@ -20,11 +20,11 @@ from pydantic import SecretStr
 from gbtrack._call import Call
 from gbtrack._errors import ExpressionError
 from gbtrack._plan import compile_plan
-from gbtrack._tracker import active
+from gbtrack._state import active
 from gbtrack._types import UNSET, Unset
 
 if TYPE_CHECKING:
-    from gbtrack._tracker import Tracker
+    from gbtrack._state import CallSink as Tracker
 
 __all__ = ["On", "track"]
 

@@ -57,7 +57,7 @@ from gbtrack._typecheck import Leaf, param_types, return_type
 from gbtrack._types import UNSET
 
 if TYPE_CHECKING:
-    from gbtrack._tracker import Tracker
+    from gbtrack._state import CallSink as Tracker
 
 __all__ = ["ConstantPlan", "Plan", "SlotReader", "compile_plan"]
 

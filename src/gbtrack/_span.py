@@ -13,12 +13,12 @@ from typing import TYPE_CHECKING, Literal
 from pydantic import SecretStr
 
 from gbtrack._errors import GbtrackError
-from gbtrack._tracker import active
+from gbtrack._state import active
 from gbtrack._types import UNSET, Unset
 
 if TYPE_CHECKING:
     from gbtrack._event import EventDraft
-    from gbtrack._tracker import Tracker
+    from gbtrack._state import CallSink as Tracker
 
 __all__ = ["Span", "SpanContext", "span"]
 

@@ -15,7 +15,6 @@ import threading
 import time
 import weakref
 from collections.abc import Callable, Mapping
-from contextvars import ContextVar, Token
 from typing import TYPE_CHECKING, Any, Literal
 
 from pydantic import SecretStr
@@ -26,6 +25,9 @@ from gbtrack._event import DEFAULT_LIMITS, Event, EventDraft, Limits, mask_email
 from gbtrack._plain import plain_value
 from gbtrack._report import ErrorHandler, Reporter, Stats, logger, warn_user
 from gbtrack._schema import check_planned
+from gbtrack._state import Gate, active, on_bindings_change
+from gbtrack._state import _open as _bindings
+from gbtrack._state import bound_transaction as _bound_transaction
 from gbtrack._types import UNSET, Unset
 from gbtrack.senders._base import LoggingSender, Sender
 
@@ -117,14 +119,15 @@ class Tracker:
     ) -> None:
         self.enabled = enabled
         self._strict = strict
-        self.strict_plan = strict_plan
+        self._strict_plan = strict_plan
         self._limits = limits
         self._reporter = Reporter(on_error)
         self._sender: Sender | None = None
         self._takes_drafts = False
-        # sender.send when drafts go straight through (a draft-taking sender, not strict,
-        # and none of the per-event features below configured).
-        self._pass_through: Any = None
+        # The fast entry call sites use (gbtrack._state.CallSink): drafts go straight to
+        # the sender (a draft-taking sender, not strict, no plan check, no transaction
+        # binding open, none of the per-event features below configured); else None.
+        self.gate: Gate | None = None
         self._lock = threading.Lock()
         self._before_send: BeforeSend | None = None
         self._hook_in_sender = False  # the sender applies before_send where it validates
@@ -139,6 +142,7 @@ class Tracker:
         self.debug = debug
         if sender is not None:
             self._set_sender(sender)
+        _trackers.add(self)
 
     @property
     def strict(self) -> bool:
@@ -150,16 +154,44 @@ class Tracker:
         self._strict = strict
         self._update_pass_through()
 
+    @property
+    def strict_plan(self) -> bool:
+        """Whether only events of the tracking plan are tracked (see :class:`Tracker`)."""
+        return self._strict_plan
+
+    @strict_plan.setter
+    def strict_plan(self, strict_plan: bool) -> None:
+        self._strict_plan = strict_plan
+        self._update_pass_through()
+
     def _update_pass_through(self) -> None:
         sender = self._sender
-        self._pass_through = (
-            sender.send
+        self.gate = (
+            self._make_gate(sender)
             if sender is not None
             and self._takes_drafts
             and not self._strict
+            and not self._strict_plan
+            and not _bindings[0]
             and not self._per_event_work()
             else None
         )
+
+    def _make_gate(self, sender: Sender) -> Gate:
+        send = sender.send
+        count_sent = self._reporter.count_sent
+        send_failed = self._send_failed
+
+        def gate(draft: EventDraft) -> bool:
+            try:
+                send(draft)  # type: ignore[arg-type]  # a draft-taking sender
+            except Exception as exc:
+                send_failed(draft, sender, exc)
+                return False
+            count_sent()
+            return True
+
+        return gate
 
     def _per_event_work(self) -> bool:
         """Whether a per-event feature (hook, sampling, debug) needs the slow path."""
@@ -644,21 +676,15 @@ class Tracker:
             ``True`` when the sender accepted the draft (a sender that validates later
             may still count it as ``invalid_event``), ``False`` when it was dropped here.
         """
-        if self.strict_plan and self._unplanned(draft):
+        gate = self.gate
+        if gate is not None:  # the common case: the sender validates where it serialises
+            return bool(gate(draft))
+        if self._strict_plan and self._unplanned(draft):
             return False
-        if _bindings_open:  # gbtrack.transaction(): a plain global test while none is open
+        if _bindings[0]:  # gbtrack.transaction(): a plain global test while none is open
             bound = _bound_transaction.get()
             if bound is not None and bound.binds(self):
                 return self._submit_bound(draft, bound)
-        send = self._pass_through
-        if send is not None:  # the common case: the sender validates where it serialises
-            try:
-                send(draft)
-            except Exception as exc:
-                self._send_failed(draft, self._sender, exc)
-                return False
-            self._reporter.count_sent()
-            return True
         if self._sample and self._sampled_out(draft):
             return False
         sender: Any = self._sender  # Sender, or a sender that accepts drafts
@@ -904,31 +930,15 @@ class Tracker:
 
 _random = random.random
 
-# gbtrack.transaction() (gbtrack._transaction): the binding of this context, and how many
-# bindings are open in the whole process, so that submit() pays a global test, not a
-# ContextVar lookup, while none is.
-_bound_transaction: ContextVar[TransactionBinding | None] = ContextVar(
-    "gbtrack_transaction", default=None
-)
-_bindings_open = 0
-_bindings_lock = threading.Lock()
+_trackers: weakref.WeakSet[Tracker] = weakref.WeakSet()  # to close gates under bindings
 
 
-def bind_transaction(binding: TransactionBinding) -> Token[TransactionBinding | None]:
-    """Make ``binding`` the current context's transaction; for ``gbtrack.transaction()``."""
-    global _bindings_open
-    token = _bound_transaction.set(binding)
-    with _bindings_lock:
-        _bindings_open += 1
-    return token
+def _bindings_changed() -> None:
+    for tracker in list(_trackers):
+        tracker._update_pass_through()
 
 
-def unbind_transaction(token: Token[TransactionBinding | None]) -> None:
-    """Undo :func:`bind_transaction` (the previous binding, if any, is current again)."""
-    global _bindings_open
-    with _bindings_lock:
-        _bindings_open -= 1
-    _bound_transaction.reset(token)
+on_bindings_change.append(_bindings_changed)
 
 
 def _on_event_loop() -> bool:
@@ -1019,17 +1029,12 @@ def _where(function: str | None) -> str:
 
 
 # --- the default tracker ------------------------------------------------------------
-class _Active:
-    """Holds the default tracker; decorators read ``active.tracker`` at each call."""
-
-    __slots__ = ("tracker",)
-
-    def __init__(self, tracker: Tracker) -> None:
-        self.tracker = tracker
+active.tracker = Tracker(enabled=not _env_disabled())
 
 
-active = _Active(Tracker(enabled=not _env_disabled()))
-"""The default tracker's holder (``active.tracker``), read late by decorators and spans."""
+def _default() -> Tracker:
+    tracker: Tracker = active.tracker
+    return tracker
 
 
 def get_tracker() -> Tracker:
@@ -1038,7 +1043,7 @@ def get_tracker() -> Tracker:
     ``track``, ``span``, ``configure``, ``flush`` and ``close`` use it; send a manual event
     with ``get_tracker().emit(...)``.
     """
-    return active.tracker
+    return _default()
 
 
 def set_tracker(tracker: Tracker) -> Tracker:
@@ -1049,7 +1054,7 @@ def set_tracker(tracker: Tracker) -> Tracker:
     """
     if not isinstance(tracker, Tracker):
         raise TypeError(f"expected a Tracker, got {type(tracker).__name__}")
-    previous, active.tracker = active.tracker, tracker
+    previous, active.tracker = _default(), tracker
     return previous
 
 
@@ -1062,7 +1067,7 @@ def flush(timeout: float | None = None) -> bool:
         ``True`` if everything was settled within ``timeout`` seconds (and nothing was
         dropped since the previous flush).
     """
-    return active.tracker.flush(timeout)
+    return _default().flush(timeout)
 
 
 def close(timeout: float | None = None) -> bool:
@@ -1073,7 +1078,7 @@ def close(timeout: float | None = None) -> bool:
     Returns:
         ``True`` if everything was settled within ``timeout`` seconds.
     """
-    return active.tracker.close(timeout)
+    return _default().close(timeout)
 
 
 def configure(
@@ -1142,7 +1147,7 @@ def configure(
     Returns:
         The default tracker.
     """
-    return active.tracker.configure(
+    return _default().configure(
         sender=sender,
         enabled=enabled,
         strict=strict,

@@ -8,7 +8,7 @@ rollback takes them away with the rest. Outside a bound block nothing changes.
 
 The binding lives in a :class:`contextvars.ContextVar` (per thread and per asyncio
 task). The tracker's hot path pays one global integer test while no binding is open
-anywhere in the process (:func:`gbtrack._tracker.bind_transaction` counts them), and one
+anywhere in the process (:func:`gbtrack._state.bind_transaction` counts them), and one
 ``ContextVar.get()`` while some is.
 
 Each INSERT runs inside a SAVEPOINT by default: on PostgreSQL a failed statement
@@ -26,10 +26,10 @@ from typing import TYPE_CHECKING, Any
 
 from gbtrack._errors import ConfigurationError
 from gbtrack._event import Event
-from gbtrack._tracker import bind_transaction, unbind_transaction
+from gbtrack._state import bind_transaction, unbind_transaction
 
 if TYPE_CHECKING:
-    from gbtrack._tracker import Tracker
+    from gbtrack._state import CallSink as Tracker
 
 __all__ = ["TransactionBinding", "transaction"]
 

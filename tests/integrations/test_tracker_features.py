@@ -18,21 +18,21 @@ def test_fast_path_only_when_no_feature_is_configured() -> None:
     sender = BackgroundSender(api_key="k", base_url="http://127.0.0.1:9")
     try:
         tracker = Tracker(sender)
-        assert tracker._pass_through is not None
+        assert tracker.gate is not None
         # The BackgroundSender applies before_send in its worker: the fast path stays.
         tracker.configure(before_send=lambda e: e)  # type: ignore[arg-type]
-        assert tracker._pass_through is not None
+        assert tracker.gate is not None
         tracker.configure(before_send=None)
         for on, off in [
             ({"sample": {"x": 0.5}}, {"sample": {}}),
             ({"debug": True}, {"debug": False}),
         ]:
             tracker.configure(**on)  # type: ignore[arg-type]
-            assert tracker._pass_through is None
+            assert tracker.gate is None
             tracker.configure(**off)  # type: ignore[arg-type]
-            assert tracker._pass_through is not None
+            assert tracker.gate is not None
         tracker.configure(sample={"x": 1.0})  # a rate of 1 samples nothing out
-        assert tracker._pass_through is not None
+        assert tracker.gate is not None
     finally:
         sender.close(0)
 
@@ -225,7 +225,7 @@ def test_a_sender_that_applies_the_hook_keeps_the_fast_path() -> None:
     sender = HookingSender()
     tracker = Tracker(sender, before_send=hook)
     assert sender.before_send is not None
-    assert tracker._pass_through is not None  # drafts go straight to the sender
+    assert tracker.gate is not None  # drafts go straight to the sender
     for name in ("keep", "drop", "boom"):
         tracker.emit(name, customer_id="c-1")
     assert calls == []  # nothing on the caller's thread

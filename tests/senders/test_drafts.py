@@ -149,7 +149,7 @@ def test_before_send_runs_in_the_worker_and_the_caller_keeps_its_fast_path(
         return event.model_copy(update={"email": None})
 
     tracker = Tracker(sender, before_send=scrub)
-    assert tracker._pass_through is not None  # nothing extra on the caller's thread
+    assert tracker.gate is not None  # nothing extra on the caller's thread
     tracker.emit("purchase", customer_id="c-1", email="a@example.com")
     tracker.emit("internal", customer_id="c-2")
     assert tracker.flush(10)

@@ -318,20 +318,20 @@ def test_no_binding_open_costs_no_contextvar_lookup(
     monkeypatch: pytest.MonkeyPatch, tracker: Tracker
 ) -> None:
     """While no binding is open anywhere, submit() never reads the ContextVar."""
-    from gbtrack import _tracker
+    from gbtrack import _state, _tracker
 
     class Exploding:
         def get(self) -> None:
             raise AssertionError("ContextVar read on the hot path")
 
-    assert _tracker._bindings_open == 0
+    assert _state.bindings_open() == 0
     monkeypatch.setattr(_tracker, "_bound_transaction", Exploding())
     assert tracker.emit("free", customer_id="c-1")
     assert [e.name for e in tracker.sender.events] == ["free"]
 
 
 def test_bindings_nest_and_always_close(engine: sa.Engine, tracker: Tracker) -> None:
-    from gbtrack import _tracker
+    from gbtrack import _state
 
     def fail_inside() -> None:
         with engine.begin() as conn, gbtrack.transaction(conn):
@@ -339,11 +339,11 @@ def test_bindings_nest_and_always_close(engine: sa.Engine, tracker: Tracker) -> 
 
     with pytest.raises(RuntimeError, match="boom"):
         fail_inside()
-    assert _tracker._bindings_open == 0
+    assert _state.bindings_open() == 0
     with engine.begin() as conn, gbtrack.transaction(conn) as first:
         with gbtrack.transaction(conn) as second:  # the inner binding wins, then unwinds
             tracker.emit("inner", customer_id="c-1")
         tracker.emit("outer", customer_id="c-1")
         assert (first.inserted, second.inserted) == (1, 1)
-    assert _tracker._bindings_open == 0
+    assert _state.bindings_open() == 0
     assert sorted(_outbox(engine)) == ["inner", "outer"]
