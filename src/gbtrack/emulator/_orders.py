@@ -335,15 +335,11 @@ def order_answer(order: dict[str, Any], rewarded: int, points_per_unit: float) -
         quantity = 1 if line.get("quantity") is None else line["quantity"]
         value = _number(line, "price", 0) * quantity - _number(line, "discount", 0)
         decimal = round(max(0.0, value * points_per_unit), 2)
-        lines.append(
-            {
-                "productId": line.get("productId"),
-                "quantity": quantity,
-                "decimalPoints": decimal,
-                "points": math.floor(decimal),
-                "score": 0,
-            }
-        )
+        answer: dict[str, Any] = {}
+        if line.get("productId") is not None:  # the answer's productId is a string or absent
+            answer["productId"] = line["productId"]
+        answer.update(quantity=quantity, decimalPoints=decimal, points=math.floor(decimal), score=0)
+        lines.append(answer)
     return {
         "customerId": order["customerId"],
         "redeemedPoints": 0,
