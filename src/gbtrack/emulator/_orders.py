@@ -44,7 +44,9 @@ DEFAULT_POINTS_PER_UNIT: Final = 1.0
 # UNCONFIRMED: Gameball documents that a duplicate orderId "is rejected", but no status
 # or code. 422 with 9004 ("Transaction ID Already Exists") is the best-supported guess.
 DEFAULT_DUPLICATE_ORDER_STATUS: Final = 422
+"""The HTTP status a rejected duplicate order answers by default (UNCONFIRMED)."""
 DEFAULT_DUPLICATE_ORDER_CODE: Final = 9004
+"""The Gameball code a rejected duplicate order answers by default (UNCONFIRMED)."""
 
 CHANNELS: Final = ("mobile", "pos", "web", "callcenter")
 """The values of ``channel`` the schema's enum allows."""
