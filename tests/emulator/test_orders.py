@@ -331,6 +331,7 @@ _JSON = {"Content-Type": "application/json"}
         (0.5, 3, 1),
         (0.0, 1000, 0),
         (2.0, -10, 0),
+        (10.0, 1e308, 2**53),  # inf: capped, never a 500
     ],
 )
 def test_points_per_unit_is_configurable(
@@ -496,3 +497,13 @@ def test_the_in_process_transport_tracks_orders() -> None:
         assert_envelope(http.post(ORDERS_V41, json=order(), headers=KEYS), 422, 9004)
         assert http.get("/_emulator/orders").json()[0]["orderId"] == "ORD-1"
     assert emulator.points == {"c-1": 7}
+
+
+def test_absurd_line_amounts_answer_finite_points(
+    gameball_emulator: GameballEmulator, client: httpx.Client
+) -> None:
+    line = {"productId": "p", "price": 1e308, "quantity": 1e308}
+    answer = client.post(ORDERS_V40, json=order(totalPaid=1e308, lineItems=[line]))
+    assert answer.status_code == 200, answer.text
+    assert answer.json()["lineItems"][0]["points"] == 2**53
+    assert gameball_emulator.internal_errors == []

@@ -318,10 +318,18 @@ def _json_type(value: Any) -> str:
     return "array" if isinstance(value, list) else "object"
 
 
+_MAX_POINTS: Final = float(2**53)  # JSON numbers stay exact below this
+
+
+def _bounded(value: float) -> float:
+    """``value`` within ``[0, 2**53]``: absurd amounts (1e308 * 10 is inf) earn the cap."""
+    return min(max(value, 0.0), _MAX_POINTS)
+
+
 def order_points(total_paid: float, points_per_unit: float) -> int:
-    """The points an order earns: ``floor(totalPaid * points_per_unit)``, never below 0."""
+    """The points an order earns: ``floor(totalPaid * points_per_unit)``, from 0 to 2**53."""
     # Rounded first, so 0.29 * 100 earns 29, not 28 (binary floating point).
-    return max(0, math.floor(round(total_paid * points_per_unit, 6)))
+    return math.floor(_bounded(round(total_paid * points_per_unit, 6)))
 
 
 def order_answer(order: dict[str, Any], rewarded: int, points_per_unit: float) -> dict[str, Any]:
@@ -336,7 +344,7 @@ def order_answer(order: dict[str, Any], rewarded: int, points_per_unit: float) -
     for line in order.get("lineItems") or ():
         quantity = 1 if line.get("quantity") is None else line["quantity"]
         value = _number(line, "price", 0) * quantity - _number(line, "discount", 0)
-        decimal = round(max(0.0, value * points_per_unit), 2)
+        decimal = round(_bounded(value * points_per_unit), 2)
         answer: dict[str, Any] = {}
         if line.get("productId") is not None:  # the answer's productId is a string or absent
             answer["productId"] = line["productId"]
