@@ -90,13 +90,13 @@ def _inspect(state: EmulatorState, incoming: Incoming, route: str) -> Response |
     if route == "live":
         return live_response(state, incoming.query)
     if route == "events":
-        return _ok([event.to_dict() for event in state.events])
+        return _ok([event.to_dict() for event in state.records.events])
     if route == "orders":
-        return _ok([order.to_dict() for order in state.orders])
+        return _ok([order.to_dict() for order in state.records.orders])
     if route == "system-events":
-        return _ok([event.to_dict() for event in state.system_events])
+        return _ok([event.to_dict() for event in state.records.system_events])
     if route == "points":
-        return _ok(state.points)
+        return _ok(state.records.points)
     if route == "stats":
         return _ok(state.stats())
     if route == "requests":

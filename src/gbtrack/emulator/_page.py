@@ -357,8 +357,8 @@ def live_snapshot(state: EmulatorState, query: str = "") -> dict[str, Any]:
     params = parse_qs(query)
     customer = (params.get("customer") or [""])[0].strip()
     limit = max(0, min(MAX_LIMIT, int((params.get("limit") or [str(DEFAULT_LIMIT)])[0])))
-    events = state.events
-    orders = state.orders
+    events = state.records.events
+    orders = state.records.orders
     if customer:
         needle = customer.casefold()
         events = [e for e in events if needle in e.customer_id.casefold()]

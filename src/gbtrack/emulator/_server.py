@@ -580,27 +580,27 @@ class GameballEmulator:
     @property
     def events(self) -> list[ReceivedEvent]:
         """A copy of the accepted events, oldest first."""
-        return self._state.events
+        return self._state.records.events
 
     @property
     def event_count(self) -> int:
         """How many events were accepted since the start or the last :meth:`reset`."""
-        return self._state.event_count
+        return self._state.records.event_count
 
     @property
     def orders(self) -> list[ReceivedOrder]:
         """A copy of the accepted orders, oldest first."""
-        return self._state.orders
+        return self._state.records.orders
 
     @property
     def order_count(self) -> int:
         """How many orders were accepted since the start or the last :meth:`reset`."""
-        return self._state.order_count
+        return self._state.records.order_count
 
     @property
     def points(self) -> dict[str, int]:
         """The points awarded for accepted orders, by customer id."""
-        return self._state.points
+        return self._state.records.points
 
     @property
     def system_events(self) -> list[ReceivedEvent]:
@@ -609,7 +609,7 @@ class GameballEmulator:
         Kept apart from :attr:`events` (what clients sent), so a test can show that an
         application sending its own ``place_order`` beside orders counts purchases twice.
         """
-        return self._state.system_events
+        return self._state.records.system_events
 
     @property
     def requests(self) -> dict[tuple[str, int], int]:
@@ -658,7 +658,7 @@ class GameballEmulator:
         Returns:
             Whether ``count`` events were reached.
         """
-        return self._state.wait_for_events(count, timeout)
+        return self._state.records.wait_for_events(count, timeout)
 
     def wait_for_orders(self, count: int, timeout: float | None = 5.0) -> bool:
         """Block until at least ``count`` orders were accepted, or the timeout passes.
@@ -666,7 +666,7 @@ class GameballEmulator:
         Returns:
             Whether ``count`` orders were reached.
         """
-        return self._state.wait_for_orders(count, timeout)
+        return self._state.records.wait_for_orders(count, timeout)
 
     def max_requests_in_window(
         self, window_seconds: float, *, admitted_only: bool = False, bucket: str = EVENTS_BUCKET

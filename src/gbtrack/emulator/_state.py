@@ -1,12 +1,13 @@
 """The emulator's behaviour, independent of sockets: auth, validation, limits, jobs, records.
 
 :class:`EmulatorState` turns one parsed request into one :class:`Response` and records
-what it accepted: events, and orders with the points they earned (the order rules
-themselves live in :mod:`gbtrack.emulator._orders`, the rate buckets in
-:mod:`gbtrack.emulator._rate`). The HTTP layer (``_server.py``) only reads requests, applies dropped
-connections and latency, and writes answers. Everything here is thread-safe: one lock
-guards the records, counters, rate windows and jobs, and it is never held while JSON is
-parsed or a batch is validated.
+what it accepted in its :class:`~gbtrack.emulator._records.Records`: events, and
+orders with the points they earned (the order rules live in
+:mod:`gbtrack.emulator._orders`, the rate buckets in :mod:`gbtrack.emulator._rate`).
+The HTTP layer (``_server.py``) only reads requests, applies dropped connections and
+latency, and writes answers. Everything here is thread-safe: one lock guards the
+counters, request log, rate windows and jobs (the records keep their own), and neither
+is held while JSON is parsed or a batch is validated.
 """
 
 from __future__ import annotations
@@ -37,7 +38,6 @@ from gbtrack.emulator._orders import (
     check_order,
     check_points_per_unit,
     order_answer,
-    order_points,
     status_for_code,
 )
 from gbtrack.emulator._rate import (
@@ -50,6 +50,7 @@ from gbtrack.emulator._rate import (
     check_bucket,
     max_in_window,
 )
+from gbtrack.emulator._records import ReceivedEvent, Records
 
 __all__ = [
     "BATCH_CREATE",
@@ -144,54 +145,6 @@ _SUCCESS_BODY: Final = b'{"success":true,"message":"Events processed"}'
 _MISSING: Final[Any] = object()
 _STOPPED_MESSAGE: Final = "batch job stopped before this item was processed"
 _INJECTED_KEPT: Final = 1000  # the injected-fault log keeps the newest this many
-
-
-@dataclass(frozen=True)
-class ReceivedEvent:
-    """One event the emulator accepted.
-
-    Attributes:
-        customer_id: The ``customerId`` it was sent for.
-        name: The event name (a key of ``events``).
-        metadata: The event's metadata, as received.
-        email: The request's ``email``, if any.
-        mobile: The request's ``mobile``, if any.
-        has_session_token: Whether an ``X-GB-TOKEN`` header came with it (its value is
-            never kept).
-        version: ``"v4.0"``, ``"v4.1"`` or ``"batch"`` (the endpoint that received it).
-        request_id: The emulator's id of the request that carried it.
-        received_at: When it was received (``time.time()``).
-        batch_job_id: The batch job that recorded it, for ``"batch"`` events.
-        batch_index: Its item's position in the batch body, for ``"batch"`` events.
-    """
-
-    customer_id: str
-    name: str
-    metadata: dict[str, Any]
-    email: str | None
-    mobile: str | None
-    has_session_token: bool
-    version: str
-    request_id: str
-    received_at: float
-    batch_job_id: int | None = None
-    batch_index: int | None = None
-
-    def to_dict(self) -> dict[str, Any]:
-        """Return the event as the JSON object ``GET /_emulator/events`` lists."""
-        return {
-            "customerId": self.customer_id,
-            "name": self.name,
-            "metadata": self.metadata,
-            "email": self.email,
-            "mobile": self.mobile,
-            "hasSessionToken": self.has_session_token,
-            "version": self.version,
-            "requestId": self.request_id,
-            "receivedAt": self.received_at,
-            "batchJobId": self.batch_job_id,
-            "batchIndex": self.batch_index,
-        }
 
 
 @dataclass(frozen=True)
@@ -488,6 +441,10 @@ class EmulatorState:
         duplicate_order_code: The Gameball code of a rejected duplicate (UNCONFIRMED).
         auto_place_order: Whether each accepted order records a ``place_order`` system
             event for its customer, as Gameball's Order API fires one.
+
+    Attributes:
+        records: What was accepted: events, orders, points, system events.
+        faults: The armed faults.
     """
 
     def __init__(
@@ -522,18 +479,11 @@ class EmulatorState:
         self.auto_place_order = bool(auto_place_order)
         self.clock = clock
         self.faults = FaultPlan()
+        self.records = Records(max_events)
         self._lock = threading.Lock()
-        self._events_changed = threading.Condition(self._lock)
         self._jobs_changed = threading.Condition(self._lock)
-        self._events: deque[ReceivedEvent] = deque(maxlen=max_events)
-        self._event_count = 0
         self._requests: Counter[tuple[str, int]] = Counter()
         self._request_log: deque[RequestRecord] = deque(maxlen=max_events)
-        self._orders: deque[ReceivedOrder] = deque(maxlen=max_events)
-        self._order_count = 0
-        self._order_ids: Counter[str] = Counter()  # orderId -> times accepted
-        self._points: Counter[str] = Counter()  # customerId -> points awarded
-        self._system_events: deque[ReceivedEvent] = deque(maxlen=max_events)
         self._buckets = {
             EVENTS_BUCKET: RateBucket(rate_limits),
             ORDERS_BUCKET: RateBucket(order_rate_limits),
@@ -754,7 +704,7 @@ class EmulatorState:
                 400 if code in (3000, 3016) else 422, code, incoming.request_id, message
             )
         has_token = _has_token(incoming.headers)
-        self._record(
+        self.records.add_events(
             _item_events(payload, version, incoming.request_id, incoming.received_at, has_token)
         )
         return Response(200, _SUCCESS_BODY)
@@ -779,75 +729,19 @@ class EmulatorState:
                 code = 3016
             return error_response(status_for_code(code), code, rid, message)
         rate = self.points_per_unit
-        has_token = _has_token(incoming.headers)
-        with self._lock:
-            order = self._admit_order(
-                payload, rate, version, rid, incoming.received_at, has_token, None, None
-            )
+        order = self.records.admit_order(
+            payload,
+            points_per_unit=rate,
+            duplicates=self.duplicate_orders,
+            place_order=self.auto_place_order,
+            version=version,
+            request_id=rid,
+            received_at=incoming.received_at,
+            has_token=_has_token(incoming.headers),
+        )
         if order is None:
             return self._duplicate_refusal(rid, payload["orderId"])
         return _json_response(order_answer(payload, order.rewarded_points, rate))
-
-    def _admit_order(
-        self,
-        item: dict[str, Any],
-        rate: float,
-        version: str,
-        request_id: str,
-        received_at: float,
-        has_token: bool,
-        job_id: int | None,
-        index: int | None,
-    ) -> ReceivedOrder | None:
-        """Record a valid order and award its points, or refuse a duplicate (lock held)."""
-        order_id: str = item["orderId"]
-        seen = self._order_ids[order_id] > 0
-        if seen and self._duplicate_orders == "reject":
-            return None
-        customer_id: str = item["customerId"]
-        points = order_points(item["totalPaid"], rate)
-        email, mobile = item.get("email"), item.get("mobile")
-        order = ReceivedOrder(
-            customer_id,
-            order_id,
-            item["orderDate"],
-            item["totalPaid"],
-            points,
-            item,
-            email,
-            mobile,
-            has_token,
-            version,
-            request_id,
-            received_at,
-            job_id,
-            index,
-            seen,
-        )
-        self._order_ids[order_id] += 1
-        self._orders.append(order)
-        self._order_count += 1
-        self._points[customer_id] += points
-        if self.auto_place_order:
-            # Gameball's Order API fires place_order itself; kept apart from sent events.
-            metadata = {"orderId": order_id, "totalPaid": item["totalPaid"], "points": points}
-            self._system_events.append(
-                ReceivedEvent(
-                    customer_id,
-                    "place_order",
-                    metadata,
-                    email,
-                    mobile,
-                    has_token,
-                    version,
-                    request_id,
-                    received_at,
-                    job_id,
-                    index,
-                )
-            )
-        self._events_changed.notify_all()
-        return order
 
     def _duplicate_refusal(self, request_id: str, order_id: str) -> Response:
         return error_response(
@@ -984,13 +878,13 @@ class EmulatorState:
         """Validate and record a job's items (no lock held while validating)."""
         items = job.items or []
         accepted, errors, stopped_at, item_injected = self._validate_items(job, items)
-        rate = self.points_per_unit
+        # Recorded first, then the job settles: a client that saw it completed finds them.
+        if job.endpoint == BATCH_ORDERS:
+            results = self._admit_batch_orders(job, accepted, errors)
+        else:
+            results = self._admit_batch_events(job, accepted)
+        errors.sort(key=lambda error: int(error["index"]))
         with self._lock:
-            if job.endpoint == BATCH_ORDERS:
-                results = self._admit_batch_orders(job, accepted, errors, rate)
-            else:
-                results = self._admit_batch_events(job, accepted)
-            errors.sort(key=lambda error: int(error["index"]))
             self._injected.extend(item_injected)
             job.errors.extend(errors)
             job.results.extend(results)
@@ -1005,7 +899,7 @@ class EmulatorState:
     def _admit_batch_events(
         self, job: _Job, accepted: list[tuple[int, dict[str, Any]]]
     ) -> list[dict[str, Any]]:
-        """Record a job's valid event items; return their results (lock held)."""
+        """Record a job's valid event items; return their results."""
         recorded: list[ReceivedEvent] = []
         for index, item in accepted:
             recorded.extend(
@@ -1013,10 +907,7 @@ class EmulatorState:
                     item, "batch", job.request_id, job.received_at, job.has_token, job.id, index
                 )
             )
-        if recorded:
-            self._events.extend(recorded)
-            self._event_count += len(recorded)
-            self._events_changed.notify_all()
+        self.records.add_events(recorded)
         return [_item_result(item, index) for index, item in accepted]
 
     def _admit_batch_orders(
@@ -1024,13 +915,26 @@ class EmulatorState:
         job: _Job,
         accepted: list[tuple[int, dict[str, Any]]],
         errors: list[dict[str, Any]],
-        rate: float,
     ) -> list[dict[str, Any]]:
-        """Record a job's valid orders (duplicates become ``errors``); their results (lock held)."""
+        """Record a job's valid orders (duplicates become ``errors``); return their results."""
         results: list[dict[str, Any]] = []
+        rate, duplicates, place_order = (
+            self.points_per_unit,
+            self.duplicate_orders,
+            self.auto_place_order,
+        )
         for index, item in accepted:
-            order = self._admit_order(
-                item, rate, "batch", job.request_id, job.received_at, job.has_token, job.id, index
+            order = self.records.admit_order(
+                item,
+                points_per_unit=rate,
+                duplicates=duplicates,
+                place_order=place_order,
+                version="batch",
+                request_id=job.request_id,
+                received_at=job.received_at,
+                has_token=job.has_token,
+                job_id=job.id,
+                index=index,
             )
             if order is None:
                 message = f"Transaction ID already exists: orderId {item['orderId']!r}."
@@ -1160,53 +1064,6 @@ class EmulatorState:
                 self.note_internal_error(f"batch job {job.id}: {type(exc).__name__}: {exc}")
 
     # --- records -------------------------------------------------------------------------
-    def _record(self, events: list[ReceivedEvent]) -> None:
-        with self._lock:
-            self._events.extend(events)
-            self._event_count += len(events)
-            self._events_changed.notify_all()
-
-    @property
-    def events(self) -> list[ReceivedEvent]:
-        """A copy of the recorded events, oldest first."""
-        with self._lock:
-            return list(self._events)
-
-    @property
-    def event_count(self) -> int:
-        """How many events were accepted since the start or the last reset."""
-        with self._lock:
-            return self._event_count
-
-    @property
-    def orders(self) -> list[ReceivedOrder]:
-        """A copy of the recorded orders, oldest first."""
-        with self._lock:
-            return list(self._orders)
-
-    @property
-    def order_count(self) -> int:
-        """How many orders were accepted since the start or the last reset."""
-        with self._lock:
-            return self._order_count
-
-    @property
-    def points(self) -> dict[str, int]:
-        """The points awarded for orders, by customer id."""
-        with self._lock:
-            return dict(self._points)
-
-    @property
-    def system_events(self) -> list[ReceivedEvent]:
-        """The events Gameball fires itself (``place_order`` per accepted order), oldest first."""
-        with self._lock:
-            return list(self._system_events)
-
-    def wait_for_orders(self, count: int, timeout: float | None = None) -> bool:
-        """Wait until at least ``count`` orders were accepted; return whether they were."""
-        with self._events_changed:
-            return self._events_changed.wait_for(lambda: self._order_count >= count, timeout)
-
     @property
     def requests(self) -> dict[tuple[str, int], int]:
         """Answered requests counted by ``(endpoint, status)``; status 0 = dropped."""
@@ -1253,11 +1110,6 @@ class EmulatorState:
         with self._lock:
             return list(self._injected)
 
-    def wait_for_events(self, count: int, timeout: float | None = None) -> bool:
-        """Wait until at least ``count`` events were accepted; return whether they were."""
-        with self._events_changed:
-            return self._events_changed.wait_for(lambda: self._event_count >= count, timeout)
-
     def max_requests_in_window(
         self, window: float, *, admitted_only: bool = False, bucket: str = EVENTS_BUCKET
     ) -> int:
@@ -1294,12 +1146,7 @@ class EmulatorState:
             jobs = Counter(job.status for job in self._jobs.values())
             buckets = self._buckets
             stats: dict[str, Any] = {
-                "events": self._event_count,
-                "storedEvents": len(self._events),
-                "orders": self._order_count,
-                "storedOrders": len(self._orders),
-                "points": sum(self._points.values()),
-                "systemEvents": len(self._system_events),
+                **self.records.counts(),
                 "requests": by_endpoint,
                 "rateLimited": sum(bucket.rate_limited for bucket in buckets.values()),
                 "rateLimitedByBucket": {name: b.rate_limited for name, b in buckets.items()},
@@ -1323,14 +1170,8 @@ class EmulatorState:
     def reset(self) -> None:
         """Forget events, orders, points, requests, counters, rate windows, jobs and faults."""
         self.faults.clear()
+        self.records.reset()
         with self._lock:
-            self._events.clear()
-            self._event_count = 0
-            self._orders.clear()
-            self._order_count = 0
-            self._order_ids.clear()
-            self._points.clear()
-            self._system_events.clear()
             self._requests.clear()
             self._request_log.clear()
             self._dropped = 0
