@@ -254,7 +254,8 @@ _HTML: Final = f"""<!doctype html>
 <h2>Orders <span id="orders-count" class="muted"></span></h2>
 <table>
   <thead><tr><th>Received</th><th>Customer</th><th>Order</th><th>Total paid</th>
-    <th>Points</th><th>Lines</th><th>API</th><th>Batched</th><th>Token</th><th>Status</th></tr></thead>
+    <th>Points</th><th>Lines</th><th>API</th><th>Batched</th><th>Token</th><th>Status</th>
+  </tr></thead>
   <tbody id="orders-body"></tbody>
 </table>
 <p id="orders-empty" class="empty">No order received yet.</p>
