@@ -20,6 +20,20 @@ KEYS = {"APIKey": API_KEY, "SecretKey": SECRET_KEY}
 V40 = "/api/v4.0/integrations/events"
 V41 = "/api/v4.1/integrations/events"
 BATCH = "/api/v4.0/integrations/batch/events"
+ORDERS_V40 = "/api/v4.0/integrations/orders"
+ORDERS_V41 = "/api/v4.1/integrations/orders"
+BATCH_ORDERS = "/api/v4.0/integrations/batch/orders"
+
+
+def order(order_id: str = "ORD-1", customer_id: str = "c-1", **fields: object) -> dict[str, object]:
+    """A minimal valid order body (the four required fields), with ``fields`` added."""
+    return {
+        "customerId": customer_id,
+        "orderId": order_id,
+        "orderDate": "2024-10-16T08:13:29.290Z",
+        "totalPaid": 100,
+        **fields,
+    }
 
 
 def batch_path(job_id: object, action: str) -> str:

@@ -172,3 +172,90 @@ def test_a_port_out_of_range_is_a_usage_error(
     err = capsys.readouterr().err
     assert "--port" in err
     assert "0-65535" in err
+
+
+def test_order_options_are_in_the_help(capsys: pytest.CaptureFixture[str]) -> None:
+    with pytest.raises(SystemExit):
+        gbtrack_main(["emulator", "--help"])
+    out = " ".join(capsys.readouterr().out.split())
+    for option in (
+        "--order-rate-limit N/S[,N/S...]",
+        "--no-order-rate-limit",
+        "--points-per-unit RATE",
+        "--duplicate-orders {reject,accept}",
+        "--duplicate-order-status STATUS",
+        "--duplicate-order-code CODE",
+        "--no-place-order",
+    ):
+        assert option in out
+    assert "30/1,360/30" in out
+    assert "UNCONFIRMED" in out
+
+
+@pytest.mark.parametrize(
+    ("args", "word"),
+    [
+        (["--points-per-unit", "-1"], "points rate"),
+        (["--points-per-unit", "many"], "points rate"),
+        (["--duplicate-orders", "ignore"], "invalid choice"),
+        (["--duplicate-order-status", "200"], "400-599"),
+        (["--order-rate-limit", "0/1"], "COUNT/SECONDS"),
+        (["--order-rate-limit", "5/1", "--no-order-rate-limit"], "not allowed"),
+    ],
+)
+def test_bad_order_options_are_usage_errors(
+    capsys: pytest.CaptureFixture[str], args: list[str], word: str
+) -> None:
+    with pytest.raises(SystemExit) as exit_info:
+        gbtrack_main(["emulator", *args])
+    assert exit_info.value.code == 2
+    assert word in capsys.readouterr().err
+
+
+@pytest.mark.slow
+def test_gbtrack_emulator_subprocess_with_order_options() -> None:
+    args = (
+        "-m",
+        "gbtrack.cli",
+        "emulator",
+        "--port",
+        "0",
+        "--order-rate-limit",
+        "2/60",
+        "--rate-limit",
+        "1/60",
+        "--points-per-unit",
+        "2.5",
+        "--duplicate-orders",
+        "accept",
+        "--no-place-order",
+    )
+    orders = "/api/v4.0/integrations/orders"
+    body = {"customerId": "c", "orderId": "o", "orderDate": "2024-10-16T08:13:29Z", "totalPaid": 3}
+    with running(*args) as (proc, url, banner):
+        assert "orders:     rate limit 2/60s; 2.5 point(s) per unit paid" in banner
+        assert "duplicates: accept" in banner
+        assert f"{url}/_emulator/orders" in banner
+        with httpx.Client(base_url=url, headers=KEYS) as http:
+            answers = [http.post(orders, json=body) for _ in range(3)]
+            assert [a.status_code for a in answers] == [200, 200, 429]  # accepted twice
+            assert answers[0].json()["rewardedPoints"] == 7  # floor(3 * 2.5)
+            assert http.post(V40, json=EVENT).status_code == 200  # the events bucket: its own
+            assert len(http.get("/_emulator/orders").json()) == 2
+            assert http.get("/_emulator/system-events").json() == []
+            assert http.get("/_emulator/points").json() == {"c": 14}
+        proc.terminate()
+        proc.communicate(timeout=30)
+        assert proc.returncode == 0
+
+
+@pytest.mark.slow
+def test_the_default_banner_names_the_order_settings() -> None:
+    with running("-m", "gbtrack.emulator", "--port", "0") as (proc, url, banner):
+        assert "orders:     rate limit 30/1s, 360/30s; 1 point(s) per unit paid" in banner
+        assert "duplicates: reject (422/9004)" in banner
+        with httpx.Client(base_url=url, headers=KEYS) as http:
+            stats = http.get("/_emulator/stats").json()
+        assert (stats["duplicateOrders"], stats["autoPlaceOrder"]) == ("reject", True)
+        proc.terminate()
+        proc.communicate(timeout=30)

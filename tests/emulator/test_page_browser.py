@@ -152,3 +152,74 @@ def test_page_says_when_the_emulator_is_gone(
     )
     # The error collector the other test relies on does see the failed polls.
     assert any("ERR_CONNECTION_REFUSED" in error for error in page.errors()), page.errors()
+
+
+ORDER_ROWS = "document.querySelectorAll('#orders-body tr.order').length"
+ORDER_CELLS = """JSON.stringify([...document.querySelectorAll('#orders-body tr.order')].map(
+  tr => [...tr.children].map(td => td.textContent)))"""
+
+
+def test_page_shows_orders_beside_events_as_they_arrive(
+    gameball_emulator: GameballEmulator, page: Page
+) -> None:
+    import httpx
+
+    emulator = gameball_emulator
+    emulator.duplicate_orders = "accept"
+    keys = {"APIKey": "test-api-key", "SecretKey": "test-secret-key"}
+    base = {"orderDate": "2024-10-16T08:13:29.290Z"}
+    page.wait_for("Number(document.body.dataset.polls) >= 1")
+    page.evaluate("window.__gbtrackMarker = 'loaded once'; true")
+    assert page.evaluate(ORDER_ROWS) == 0
+    assert page.evaluate("document.getElementById('orders-empty').hidden") is False
+    with httpx.Client(base_url=emulator.url, headers=keys) as http:
+        first = {**base, "customerId": "buyer", "orderId": "A-1", "totalPaid": 49.9}
+        assert http.post("/api/v4.0/integrations/orders", json=first).status_code == 200
+        hostile = {
+            **base,
+            "customerId": HOSTILE,
+            "orderId": HOSTILE,
+            "totalPaid": 5,
+            "lineItems": [{"productId": "p", "price": 5}, {"title": HOSTILE}],
+        }
+        assert http.post("/api/v4.1/integrations/orders", json=hostile).status_code == 200
+        assert http.post("/api/v4.0/integrations/orders", json=first).status_code == 200
+        batch = {"body": [{**base, "customerId": "bulk", "orderId": "B-1", "totalPaid": 7}]}
+        assert http.post("/api/v4.0/integrations/batch/orders", json=batch).status_code == 200
+        event = {"customerId": "buyer", "events": {"viewed": {}}}
+        assert http.post("/api/v4.0/integrations/events", json=event).status_code == 200
+
+    page.wait_for(f"{ORDER_ROWS} === 4 && {ROWS} === 1")
+    assert page.evaluate("window.__gbtrackMarker") == "loaded once"  # updated live
+    table: list[list[str]] = json.loads(page.evaluate(ORDER_CELLS))
+    # Received, customer, order, total paid, points, lines, API, batched, token, status.
+    assert [cells[1:] for cells in table] == [
+        ["bulk", "B-1", "7", "7", "0", "batch", table[0][7], "no", "batch job completed"],
+        ["buyer", "A-1 duplicate", "49.9", "49", "0", "v4.0", "no", "no", "200 answered"],
+        [HOSTILE, HOSTILE, "5", "5", "2", "v4.1", "no", "no", "200 answered"],
+        ["buyer", "A-1", "49.9", "49", "0", "v4.0", "no", "no", "200 answered"],
+    ]
+    assert table[0][7].startswith("yes: job ")
+    assert page.evaluate("document.getElementById('orders-empty').hidden") is True
+    assert page.evaluate("document.getElementById('orders-count').textContent") == (
+        "4 shown of 4, 110 points"
+    )
+    counters = page.evaluate("document.getElementById('counters').textContent")
+    assert "4orders" in counters
+    assert "110points" in counters
+    assert "200\u00d72v4.0/orders requests" in counters
+    # Untrusted values stay text.
+    assert page.evaluate("document.scripts.length") == 1
+    assert page.evaluate("document.querySelectorAll('img').length") == 0
+    page.screenshot(ARTIFACTS / "emulator-live-page-4-orders.png")
+
+    # The customer filter applies to orders too.
+    page.evaluate(
+        "const f = document.getElementById('customer'); f.value = 'BUY';"
+        " f.dispatchEvent(new Event('input')); true"
+    )
+    page.wait_for(f"{ORDER_ROWS} === 2")
+    assert page.evaluate("document.getElementById('orders-count').textContent") == (
+        "2 shown of 2 matching \u201cBUY\u201d, 98 points"
+    )
+    assert page.errors() == []

@@ -63,7 +63,13 @@ def test_exported_names() -> None:
     assert module.__all__ == sorted(module.__all__)
     assert set(module.__all__) == {
         "AsyncEmulatorTransport",
+        "DEFAULT_DUPLICATE_ORDER_CODE",
+        "DEFAULT_DUPLICATE_ORDER_STATUS",
+        "DEFAULT_ORDER_RATE_LIMITS",
+        "DEFAULT_POINTS_PER_UNIT",
         "DEFAULT_RATE_LIMITS",
+        "DuplicateOrders",
+        "ReceivedOrder",
         "DropFault",
         "DropWhen",
         "EmulatorTransport",

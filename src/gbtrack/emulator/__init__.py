@@ -1,9 +1,10 @@
-"""A local Gameball: a real HTTP/1.1 server that speaks the events API, for tests and demos.
+"""A local Gameball: a real HTTP/1.1 server that speaks the events and Order APIs.
 
-:class:`GameballEmulator` serves Gameball's event endpoints on loopback (stdlib
-``http.server``, keep-alive, one thread per connection), checks keys and bodies with
-the documented codes, enforces the rate limits, runs batch jobs, records every accepted
-event, and injects faults on demand::
+:class:`GameballEmulator` serves Gameball's event and order endpoints on loopback
+(stdlib ``http.server``, keep-alive, one thread per connection), checks keys and bodies
+with the documented codes, enforces the rate limits (one bucket per resource), runs
+batch jobs, records every accepted event and order (with the points it earned), and
+injects faults on demand::
 
     from gbtrack.emulator import GameballEmulator
 
@@ -31,9 +32,34 @@ Endpoints
                                                 is accepted (its presence is recorded, its
                                                 value never kept)
 ``POST /api/v4.0/integrations/batch/events``    both keys; ``{"body": [...]}`` -> ``{"jobId"}``
-``GET  /api/v4.0/integrations/batches/{id}/status``  both keys
+``POST /api/v4.0/integrations/orders``          ``APIKey`` and ``SecretKey`` (always)
+``POST /api/v4.1/integrations/orders``          ``APIKey`` and ``SecretKey``; ``X-GB-TOKEN``
+                                                accepted (presence recorded)
+``POST /api/v4.0/integrations/batch/orders``    both keys; ``{"body": [order, ...]}``
+``GET  /api/v4.0/integrations/batches/{id}/status``  both keys (event and order jobs)
 ``POST /api/v4.0/integrations/batches/{id}/stop``    both keys
 ==============================================  ==========================================
+
+Orders (Gameball's ``trackOrder``; see :mod:`gbtrack.emulator._orders` for every rule):
+a tracked order answers ``200 {"customerId", "redeemedPoints", "rewardedPoints",
+"lineItems"}`` with ``rewardedPoints = floor(totalPaid * points_per_unit)`` (1 by
+default), is recorded in ``emulator.orders``, adds its points to ``emulator.points``
+and, unless ``auto_place_order=False``, records a ``place_order`` event for its
+customer in ``emulator.system_events`` (Gameball fires it itself; it is kept apart from
+``emulator.events``, which holds what clients sent). Order checks, after the faults,
+both keys (401/1001 without ``SecretKey``, on v4.0 too), ``min_version`` and the orders
+rate limit: 415/3013, 400/3016 as for events; ``customerId`` absent 412/2000 (Gameball's
+own example of that code); another required field (``orderId``, ``orderDate``,
+``totalPaid``) absent 400/3000, ``null`` 422/3001; a wrong type, an ``orderDate`` that
+is not an RFC 3339 date-time, a ``channel`` outside ``mobile|pos|web|callcenter``, a
+``returnWindow`` outside 0-7300, an ``extra`` value that is not a string or number:
+422/3003. An ``orderId`` already recorded (case-sensitive) is refused with 422/9004
+(``duplicate_orders="reject"``, the default; status and code configurable: Gameball
+documents no answer, so this is UNCONFIRMED), or recorded and awarded again
+(``duplicate_orders="accept"``). Batch order jobs validate each item the same way
+(duplicates become item errors with the duplicate code); a processed item's result is
+``{"index", "customerId", "orderId", "rewardedPoints", "status": "processed"}``
+(UNCONFIRMED: Gameball types ``results`` as an untyped array).
 
 Header names are case-insensitive. A success answers ``200 {"success": true, "message":
 "Events processed"}``. Errors answer Gameball's v4 envelope ``{"code", "type",
@@ -46,11 +72,13 @@ Checks, in order (a request stops at the first that fails):
    ``SecretKey`` 401/1001, wrong ``SecretKey`` 401/1000. v4.0 ignores ``SecretKey``
    unless ``high_security``. With ``min_version="4.1"`` (the account's minimum API
    version), v4.0 events answer 403/1003 (Gameball documents no code: UNCONFIRMED).
-3. The rate limit (v4.0, v4.1 and batch create together; default 100 per second and
-   1,200 per 30 seconds, exact sliding windows over the arrival times of admitted
-   requests, stamped when the request line is read and checked whatever order the
-   handler threads get there in): 429 with code 429 (Gameball documents no code),
-   ``Retry-After`` only with ``rate_limit_retry_after=True``.
+3. The rate limit of the request's bucket. Events (v4.0, v4.1 and batch create
+   together) default to 100 per second and 1,200 per 30 seconds; orders (v4.0, v4.1
+   and batch orders) to 30 per second and 360 per 30 seconds, counted apart. Exact
+   sliding windows over the arrival times of admitted requests, stamped when the
+   request line is read and checked whatever order the handler threads get there in:
+   429 with code 429 (Gameball documents no code), ``Retry-After`` only with
+   ``rate_limit_retry_after=True``.
 4. ``Content-Type`` not ``application/json``: 415/3013.
 5. Malformed JSON (NaN and Infinity included), or a body that is not an object:
    400/3016.
@@ -76,8 +104,9 @@ failed ones included), failedItems, results: [{"index", "customerId", "status":
 Stopping a finished job changes nothing. An unknown job answers 404/3017, an unknown
 path 404/3017, a wrong method 405/3013.
 
-Faults (:class:`FaultPlan`, ``emulator.faults``; they apply to POSTs to the three event
-endpoints, one armed one-shot fault per request in arming order):
+Faults (:class:`FaultPlan`, ``emulator.faults``; they apply to POSTs to the event and
+order endpoints, one armed one-shot fault per request in arming order; ``route="events"``
+or ``route="orders"`` keeps a fault for one resource's requests):
 
 - ``fail_next(n, status=503, code=None, message=None, retry_after=None)``: answer the
   envelope instead of processing (code defaults per status: 503->5003, 500->5000,
@@ -96,20 +125,26 @@ endpoints, one armed one-shot fault per request in arming order):
 - ``clear()``; ``emulator.set_rate_limits(...)``; ``emulator.reset()``.
 
 HTTP control and inspection (no auth; answered only to loopback peers, 403/1002
-otherwise): ``GET /_emulator/events``, ``/_emulator/stats``, ``/_emulator/requests``,
-``/_emulator/health``, ``/_emulator/batches/{id}``; ``POST /_emulator/reset``,
-``/_emulator/faults/fail`` ``{"count", "status", "code", "message", "retryAfter"}``,
-``/_emulator/faults/drop`` ``{"count", "when"}``, ``/_emulator/faults/latency``
+otherwise): ``GET /_emulator/events``, ``/_emulator/orders``,
+``/_emulator/system-events``, ``/_emulator/points``, ``/_emulator/stats``,
+``/_emulator/requests``, ``/_emulator/health``, ``/_emulator/batches/{id}``;
+``POST /_emulator/reset``, ``/_emulator/faults/fail`` ``{"count", "status", "code",
+"message", "retryAfter", "route"}``, ``/_emulator/faults/drop`` ``{"count", "when",
+"route"}``, ``/_emulator/faults/latency``
 ``{"seconds", "count"}``, ``/_emulator/faults/batch-items`` ``{"customerIds",
 "nextItems", "code", "message"}``, ``/_emulator/faults/clear``,
-``/_emulator/rate-limits`` ``{"limits": [[100, 1], [1200, 30]] | null}``,
-``/_emulator/config`` ``{"highSecurity", "batchDelay"}``, ``/_emulator/batches/run``
+``/_emulator/rate-limits`` ``{"limits": [[100, 1], [1200, 30]] | null, "bucket":
+"events" | "orders"}``, ``/_emulator/config`` ``{"highSecurity", "batchDelay",
+"minVersion", "pointsPerUnit", "duplicateOrders", "duplicateOrderStatus",
+"duplicateOrderCode", "autoPlaceOrder"}``, ``/_emulator/batches/run``
 (process pending batch jobs now, like ``emulator.run_pending_batches()``).
 
 The live page, ``GET /`` (also ``/_emulator``): one HTML document with inline CSS and
 JavaScript (no external assets) that polls ``GET /_emulator/live?customer=&limit=``
 every second and shows the events newest first (customer, name, metadata, API version,
-batch job and item, session token, what became of the request), the armed and injected
+batch job and item, session token, what became of the request), the orders beside them
+(customer, order id, total paid, points, line items, API, batch, token, status; an
+accepted duplicate is marked), the armed and injected
 faults (``emulator.injected_faults``) and the counters, with a customer filter. Values
 from requests are written with ``textContent`` only, under a Content-Security-Policy
 that runs only the page's own script. Both answer loopback peers sending a loopback
@@ -117,22 +152,33 @@ that runs only the page's own script. Both answer loopback peers sending a loopb
 """
 
 from gbtrack.emulator._faults import DropFault, DropWhen, FailFault, Fault, FaultPlan
-from gbtrack.emulator._server import GameballEmulator
-from gbtrack.emulator._state import (
+from gbtrack.emulator._orders import (
+    DEFAULT_DUPLICATE_ORDER_CODE,
+    DEFAULT_DUPLICATE_ORDER_STATUS,
+    DEFAULT_POINTS_PER_UNIT,
+    DuplicateOrders,
+    ReceivedOrder,
+)
+from gbtrack.emulator._rate import (
+    DEFAULT_ORDER_RATE_LIMITS,
     DEFAULT_RATE_LIMITS,
-    MAX_BATCH_ITEMS,
     RateLimits,
-    ReceivedEvent,
-    RequestRecord,
     parse_rate_limits,
 )
+from gbtrack.emulator._server import GameballEmulator
+from gbtrack.emulator._state import MAX_BATCH_ITEMS, ReceivedEvent, RequestRecord
 from gbtrack.emulator._transport import AsyncEmulatorTransport, EmulatorTransport
 
 __all__ = [
     "AsyncEmulatorTransport",
+    "DEFAULT_DUPLICATE_ORDER_CODE",
+    "DEFAULT_DUPLICATE_ORDER_STATUS",
+    "DEFAULT_ORDER_RATE_LIMITS",
+    "DEFAULT_POINTS_PER_UNIT",
     "DEFAULT_RATE_LIMITS",
     "DropFault",
     "DropWhen",
+    "DuplicateOrders",
     "EmulatorTransport",
     "FailFault",
     "Fault",
@@ -141,6 +187,7 @@ __all__ = [
     "MAX_BATCH_ITEMS",
     "RateLimits",
     "ReceivedEvent",
+    "ReceivedOrder",
     "RequestRecord",
     "parse_rate_limits",
 ]

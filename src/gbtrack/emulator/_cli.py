@@ -10,15 +10,23 @@ from collections.abc import Sequence
 from types import FrameType
 from typing import Any
 
-from gbtrack.emulator._state import DEFAULT_RATE_LIMITS, parse_rate_limits
+from gbtrack.emulator._orders import (
+    DEFAULT_DUPLICATE_ORDER_CODE,
+    DEFAULT_DUPLICATE_ORDER_STATUS,
+    DEFAULT_POINTS_PER_UNIT,
+    check_points_per_unit,
+)
+from gbtrack.emulator._rate import DEFAULT_ORDER_RATE_LIMITS, DEFAULT_RATE_LIMITS, parse_rate_limits
 
 __all__ = ["add_arguments", "main", "register", "run"]
 
 _DESCRIPTION = """\
-Run a local Gameball emulator: the events API (v4.0, v4.1, batch) with Gameball's auth
-rules, validation codes and rate limits, recording what it accepts. Its live page,
-http://HOST:PORT/ in a browser, shows the events as they arrive; the same data as JSON
-at /_emulator/events and /_emulator/stats; inject faults through /_emulator/faults/...
+Run a local Gameball emulator: the events API (v4.0, v4.1, batch) and the Order API
+(v4.0, v4.1, batch orders) with Gameball's auth rules, validation codes and rate limits
+(one bucket per resource), recording what it accepts and the points orders earn. Its
+live page, http://HOST:PORT/ in a browser, shows events and orders as they arrive; the
+same data as JSON at /_emulator/events, /_emulator/orders and /_emulator/stats; inject
+faults through /_emulator/faults/...
 (see the gbtrack.emulator docs). Runs until Ctrl-C or SIGTERM.
 """
 
@@ -30,6 +38,25 @@ def _rate_limits(text: str) -> tuple[tuple[int, float], ...]:
         raise argparse.ArgumentTypeError(
             f"{exc}; expected COUNT/SECONDS[,COUNT/SECONDS...], e.g. 100/1,1200/30"
         ) from None
+
+
+def _points_per_unit(text: str) -> float:
+    try:
+        return check_points_per_unit(float(text))
+    except ValueError:
+        raise argparse.ArgumentTypeError(
+            f"{text!r} is not a points rate (a finite number >= 0)"
+        ) from None
+
+
+def _error_status(text: str) -> int:
+    try:
+        status = int(text)
+    except ValueError:
+        status = 0
+    if not 400 <= status <= 599:
+        raise argparse.ArgumentTypeError(f"{text!r} is not an HTTP error status (400-599)")
+    return status
 
 
 def _port(text: str) -> int:
@@ -99,6 +126,60 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         metavar="SECONDS",
         help="keep batch jobs pending this long before processing (default: %(default)s)",
     )
+    _add_order_arguments(parser)
+
+
+def _add_order_arguments(parser: argparse.ArgumentParser) -> None:
+    default_limits = ",".join(f"{n}/{p:g}" for n, p in DEFAULT_ORDER_RATE_LIMITS)
+    limits = parser.add_mutually_exclusive_group()
+    limits.add_argument(
+        "--order-rate-limit",
+        type=_rate_limits,
+        default=DEFAULT_ORDER_RATE_LIMITS,
+        metavar="N/S[,N/S...]",
+        help=f"the orders bucket's sliding windows, apart from events' (default: {default_limits})",
+    )
+    limits.add_argument(
+        "--no-order-rate-limit",
+        dest="order_rate_limit",
+        action="store_const",
+        const=None,
+        help="turn the orders rate limit off",
+    )
+    parser.add_argument(
+        "--points-per-unit",
+        type=_points_per_unit,
+        default=DEFAULT_POINTS_PER_UNIT,
+        metavar="RATE",
+        help="points an order earns per unit of totalPaid, floored (default: %(default)g)",
+    )
+    parser.add_argument(
+        "--duplicate-orders",
+        choices=("reject", "accept"),
+        default="reject",
+        help="an orderId seen before: reject it, or accept it and award again "
+        "(default: %(default)s)",
+    )
+    parser.add_argument(
+        "--duplicate-order-status",
+        type=_error_status,
+        default=DEFAULT_DUPLICATE_ORDER_STATUS,
+        metavar="STATUS",
+        help="HTTP status of a rejected duplicate order; UNCONFIRMED (default: %(default)s)",
+    )
+    parser.add_argument(
+        "--duplicate-order-code",
+        type=int,
+        default=DEFAULT_DUPLICATE_ORDER_CODE,
+        metavar="CODE",
+        help="Gameball code of a rejected duplicate order; UNCONFIRMED (default: %(default)s)",
+    )
+    parser.add_argument(
+        "--no-place-order",
+        dest="place_order",
+        action="store_false",
+        help="do not record the place_order event Gameball fires for each order",
+    )
 
 
 def register(subparsers: Any) -> None:
@@ -131,6 +212,12 @@ def run(args: argparse.Namespace) -> int:
         rate_limits=args.rate_limit,
         rate_limit_retry_after=args.retry_after,
         batch_delay=args.batch_delay,
+        order_rate_limits=args.order_rate_limit,
+        points_per_unit=args.points_per_unit,
+        duplicate_orders=args.duplicate_orders,
+        duplicate_order_status=args.duplicate_order_status,
+        duplicate_order_code=args.duplicate_order_code,
+        auto_place_order=args.place_order,
     )
     try:
         emulator.start()
@@ -144,17 +231,28 @@ def run(args: argparse.Namespace) -> int:
 
     previous = {sig: signal.signal(sig, on_signal) for sig in (signal.SIGINT, signal.SIGTERM)}
     try:
-        limits = args.rate_limit
-        shown = ", ".join(f"{n}/{p:g}s" for n, p in limits) if limits else "off"
+        shown = _shown_limits(args.rate_limit)
         # The keys are the emulator's own test credentials: printing them is the point.
         print(f"Gameball emulator listening on {emulator.url}", flush=True)
         print(f"  APIKey:     {args.api_key}", flush=True)
         print(f"  SecretKey:  {args.secret_key}", flush=True)
         print(f"  rate limit: {shown}; high security: {'on' if args.high_security else 'off'}")
+        duplicates = (
+            f"reject ({args.duplicate_order_status}/{args.duplicate_order_code})"
+            if args.duplicate_orders == "reject"
+            else "accept (awarded again)"
+        )
+        print(
+            f"  orders:     rate limit {_shown_limits(args.order_rate_limit)};"
+            f" {args.points_per_unit:g} point(s) per unit paid; duplicates: {duplicates}"
+        )
         if args.min_version:
             print(f"  minimum API version: {args.min_version}")
         print(f"  live page:  {emulator.url}/", flush=True)
-        print(f"  inspect:    {emulator.url}/_emulator/events  {emulator.url}/_emulator/stats")
+        print(
+            f"  inspect:    {emulator.url}/_emulator/events  {emulator.url}/_emulator/orders"
+            f"  {emulator.url}/_emulator/stats"
+        )
         print("Press Ctrl-C to stop.", flush=True)
         while not stop.wait(0.5):  # a bounded wait keeps signals responsive everywhere
             pass
@@ -164,6 +262,10 @@ def run(args: argparse.Namespace) -> int:
         emulator.stop()
     print("Gameball emulator stopped.", flush=True)
     return 0
+
+
+def _shown_limits(limits: Sequence[tuple[int, float]] | None) -> str:
+    return ", ".join(f"{n}/{p:g}s" for n, p in limits) if limits else "off"
 
 
 def main(argv: Sequence[str] | None = None) -> int:

@@ -15,6 +15,8 @@ from collections.abc import Iterable
 from dataclasses import dataclass
 from typing import Literal
 
+from gbtrack.emulator._rate import check_bucket
+
 __all__ = ["DropWhen", "Fault", "FaultPlan", "FailFault", "DropFault", "default_code"]
 
 DropWhen = Literal["before_body", "after_body", "reset", "after_processing"]
@@ -87,14 +89,16 @@ Fault = FailFault | DropFault
 class _Armed:
     fault: Fault
     remaining: int
+    route: str | None = None  # "events", "orders", or None for any resource
 
 
 class FaultPlan:
     """The faults armed on an emulator; thread-safe.
 
     One-shot faults (:meth:`fail_next`, :meth:`drop_next`) form one queue in the order
-    they were armed; each request to an event endpoint (v4.0, v4.1 and batch create)
-    consumes one. Latency and per-item batch failures are independent of that queue.
+    they were armed; each POST to a resource endpoint (events and orders: v4.0, v4.1
+    and batch create) consumes the first one armed for its resource (``route``) or for
+    any. Latency and per-item batch failures are independent of that queue.
 
     Example::
 
@@ -123,8 +127,9 @@ class FaultPlan:
         code: int | None = None,
         message: str | None = None,
         retry_after: float | None = None,
+        route: str | None = None,
     ) -> None:
-        """Answer the next ``count`` event requests with an error envelope.
+        """Answer the next ``count`` requests (of ``route``, if given) with an error envelope.
 
         Args:
             count: How many requests fail.
@@ -133,9 +138,12 @@ class FaultPlan:
                 (see :func:`default_code`), e.g. 503 -> 5003 and 422 -> 2001.
             message: The envelope's message; a default per code when ``None``.
             retry_after: When set, a ``Retry-After`` header with these seconds.
+            route: ``"events"`` or ``"orders"``: only requests to that resource's
+                endpoints consume these faults; ``None`` (default): any request.
 
         Raises:
-            ValueError: If ``count`` is negative or ``status`` is not 400-599.
+            ValueError: If ``count`` is negative, ``status`` is not 400-599 or
+                ``route`` is unknown.
         """
         _check_count(count)
         if not 400 <= status <= 599:
@@ -145,10 +153,12 @@ class FaultPlan:
         fault = FailFault(
             status, default_code(status) if code is None else code, message, retry_after
         )
-        self._push(fault, count)
+        self._push(fault, count, route)
 
-    def drop_next(self, count: int = 1, *, when: DropWhen = "after_body") -> None:
-        """Close the connection of the next ``count`` event requests without answering.
+    def drop_next(
+        self, count: int = 1, *, when: DropWhen = "after_body", route: str | None = None
+    ) -> None:
+        """Close the connection of the next ``count`` requests without answering.
 
         The emulator processes nothing in the first three variants; they differ in what
         the client sees (httpx 0.28 over loopback):
@@ -171,19 +181,21 @@ class FaultPlan:
         Args:
             count: How many requests are dropped.
             when: The variant, as above.
+            route: ``"events"`` or ``"orders"``: only requests to that resource's
+                endpoints consume these faults; ``None`` (default): any request.
 
         Raises:
-            ValueError: If ``count`` is negative or ``when`` is unknown.
+            ValueError: If ``count`` is negative, or ``when`` or ``route`` is unknown.
         """
         _check_count(count)
         if when not in _DROP_WHEN:
             raise ValueError(f"when must be one of {sorted(_DROP_WHEN)}, got {when!r}")
-        self._push(DropFault(when), count)
+        self._push(DropFault(when), count, route)
 
     def set_latency(
         self, seconds: float, *, count: int | None = None, up_to: float | None = None
     ) -> None:
-        """Delay the answer of event requests by ``seconds`` (or a random time up to ``up_to``).
+        """Delay the answer of resource requests by ``seconds`` (or a random time up to ``up_to``).
 
         The request is processed (and its events recorded) first; only the answer waits,
         so a client whose read timeout is shorter sees a timeout for a delivered request:
@@ -261,7 +273,11 @@ class FaultPlan:
         """Return the armed faults as a JSON-ready mapping (for ``/_emulator/stats``)."""
         with self._lock:
             queue = [
-                {"fault": _fault_dict(entry.fault), "remaining": entry.remaining}
+                {
+                    "fault": _fault_dict(entry.fault),
+                    "remaining": entry.remaining,
+                    "route": entry.route,
+                }
                 for entry in self._queue
             ]
             return {
@@ -274,18 +290,23 @@ class FaultPlan:
             }
 
     # --- consumed by the request path ----------------------------------------------------
-    def take(self) -> Fault | None:
-        """Consume and return the next one-shot fault, or ``None`` when none is armed."""
+    def take(self, route: str | None = None) -> Fault | None:
+        """Consume and return the next one-shot fault for ``route``, or ``None``.
+
+        Args:
+            route: The resource of the request (``"events"``, ``"orders"``); it takes
+                the oldest fault armed for that resource or for any.
+        """
         if not self._queue:  # unlocked fast path; a race only delays a fault by one request
             return None
         with self._lock:
-            if not self._queue:
-                return None
-            entry = self._queue[0]
-            entry.remaining -= 1
-            if entry.remaining <= 0:
-                self._queue.popleft()
-            return entry.fault
+            for index, entry in enumerate(self._queue):
+                if entry.route is None or entry.route == route:
+                    entry.remaining -= 1
+                    if entry.remaining <= 0:
+                        del self._queue[index]
+                    return entry.fault
+            return None
 
     def take_latency(self) -> float:
         """Consume one request's latency; return the seconds to wait (0.0 for none)."""
@@ -318,10 +339,11 @@ class FaultPlan:
                 return self._item_next_fault
             return None
 
-    def _push(self, fault: Fault, count: int) -> None:
+    def _push(self, fault: Fault, count: int, route: str | None) -> None:
+        checked = None if route is None else check_bucket(route)
         if count:
             with self._lock:
-                self._queue.append(_Armed(fault, count))
+                self._queue.append(_Armed(fault, count, checked))
 
 
 def _check_count(count: int) -> None:

@@ -1,7 +1,8 @@
 """The emulator's live page (``GET /``) and the feed it polls (``GET /_emulator/live``).
 
-One self-contained HTML document: inline CSS and JavaScript, no external assets. Every
-value that came from a request (customer ids, event names, metadata) is untrusted: the
+One self-contained HTML document: inline CSS and JavaScript, no external assets. It
+shows the events and, beside them, the orders. Every value that came from a request
+(customer ids, event names, metadata, order ids) is untrusted: the
 script builds the DOM with ``createElement`` and ``textContent`` only, never
 ``innerHTML``, and the page is served with a Content-Security-Policy that allows only
 its own inline script and style (by hash) and ``fetch`` to its own origin.
@@ -13,20 +14,17 @@ import base64
 import hashlib
 import json
 import time
-from typing import TYPE_CHECKING, Any, Final
+from typing import Any, Final
 from urllib.parse import parse_qs
 
-from gbtrack.emulator._state import Response
-
-if TYPE_CHECKING:
-    from gbtrack.emulator._server import GameballEmulator
+from gbtrack.emulator._state import EmulatorState, Response
 
 __all__ = ["DEFAULT_LIMIT", "MAX_LIMIT", "live_response", "live_snapshot", "page_response"]
 
 DEFAULT_LIMIT: Final = 200
-"""Events the feed lists by default (newest first)."""
+"""Events (and orders) the feed lists by default (newest first)."""
 MAX_LIMIT: Final = 1000
-"""The most events one feed answer lists."""
+"""The most events (and orders) one feed answer lists."""
 _INJECTED_SHOWN: Final = 100
 
 _STYLE: Final = """
@@ -121,6 +119,33 @@ function renderEvents(data) {
   const filter = data.customer ? " matching \\u201c" + data.customer + "\\u201d" : "";
   $("events-count").textContent = data.events.length + " shown of " + data.matching + filter;
 }
+function renderOrders(data) {
+  const body = document.createElement("tbody");
+  body.id = "orders-body";
+  for (const order of data.orders) {
+    const id = el("span", order.orderId, "order-id");
+    const idCell = document.createElement("span");
+    idCell.appendChild(id);
+    if (order.duplicate) idCell.appendChild(el("span", " duplicate", "pill bad"));
+    const lines = (order.body && Array.isArray(order.body.lineItems))
+      ? order.body.lineItems.length : 0;
+    const batched = order.batched
+      ? "yes: job " + order.batchJobId + ", item " + order.batchIndex : "no";
+    const tr = row([time(order.receivedAt), customer(order), idCell, order.totalPaid,
+      order.rewardedPoints, lines, order.version, batched,
+      order.hasSessionToken ? "yes" : "no"]);
+    tr.className = "order";
+    const status = el("span", order.status, "pill status");
+    if (!order.ok) status.classList.add("bad");
+    tr.appendChild(row([status]).firstChild);
+    body.appendChild(tr);
+  }
+  $("orders-body").replaceWith(body);
+  $("orders-empty").hidden = data.orders.length > 0;
+  const filter = data.customer ? " matching \u201c" + data.customer + "\u201d" : "";
+  $("orders-count").textContent = data.orders.length + " shown of " + data.ordersMatching +
+    filter + ", " + data.ordersPoints + " points";
+}
 function card(label, value) {
   const div = el("div", label, "card");
   div.prepend(el("b", value));
@@ -128,7 +153,10 @@ function card(label, value) {
 }
 function renderCounters(stats) {
   const cards = [card("events", stats.events), card("stored", stats.storedEvents),
-    card("rate limited (429)", stats.rateLimited), card("dropped", stats.dropped),
+    card("orders", stats.orders), card("points", stats.points),
+    card("rate limited (429)", stats.rateLimited),
+    card("orders rate limited", stats.rateLimitedByBucket.orders),
+    card("dropped", stats.dropped),
     card("batch jobs", stats.batchJobs.total), card("internal errors", stats.internalErrors)];
   for (const [endpoint, statuses] of Object.entries(stats.requests)) {
     const parts = Object.entries(statuses)
@@ -176,6 +204,7 @@ async function poll() {
     if (!answer.ok) throw new Error("HTTP " + answer.status);
     const data = await answer.json();
     renderEvents(data);
+    renderOrders(data);
     renderCounters(data.stats);
     renderFaults(data);
     $("state").textContent = "updated " + time(data.now);
@@ -222,6 +251,14 @@ _HTML: Final = f"""<!doctype html>
   <tbody id="events-body"></tbody>
 </table>
 <p id="events-empty" class="empty">No event received yet.</p>
+<h2>Orders <span id="orders-count" class="muted"></span></h2>
+<table>
+  <thead><tr><th>Received</th><th>Customer</th><th>Order</th><th>Total paid</th>
+    <th>Points</th><th>Lines</th><th>API</th><th>Batched</th><th>Token</th><th>Status</th>
+  </tr></thead>
+  <tbody id="orders-body"></tbody>
+</table>
+<p id="orders-empty" class="empty">No order received yet.</p>
 <h2>Faults</h2>
 <p class="muted">Armed:</p>
 <ul id="armed"></ul>
@@ -267,15 +304,15 @@ def page_response() -> Response:
     return Response(200, _HTML.encode(), _PAGE_HEADERS, content_type="text/html; charset=utf-8")
 
 
-def _event_status(
-    event: dict[str, Any], statuses: dict[str, int], jobs: dict[int, str | None]
+def _record_status(
+    record: dict[str, Any], statuses: dict[str, int], jobs: dict[int, str | None]
 ) -> tuple[str, bool]:
-    """Describe what became of an event's request, and whether that went well."""
-    job_id = event["batchJobId"]
+    """Describe what became of an event's or order's request, and whether that went well."""
+    job_id = record["batchJobId"]
     if job_id is not None:
         job_status = jobs.get(job_id)
         return f"batch job {job_status or 'forgotten'}", job_status == "completed"
-    status = statuses.get(event["requestId"])
+    status = statuses.get(record["requestId"])
     if status is None:
         return "recorded", True
     if status == 0:
@@ -283,21 +320,36 @@ def _event_status(
     return f"{status} answered", status < 400
 
 
-def live_snapshot(emulator: GameballEmulator, query: str = "") -> dict[str, Any]:
+def _annotate(shown: list[dict[str, Any]], state: EmulatorState, statuses: dict[str, int]) -> None:
+    """Add ``batched``, ``status`` and ``ok`` to listed events or orders, in place."""
+    jobs: dict[int, str | None] = {}
+    for record in shown:
+        job_id = record["batchJobId"]
+        if job_id is not None and job_id not in jobs:
+            status = state.batch_status(job_id)
+            jobs[job_id] = None if status is None else status["status"]
+        record["batched"] = job_id is not None
+        record["status"], record["ok"] = _record_status(record, statuses, jobs)
+
+
+def live_snapshot(state: EmulatorState, query: str = "") -> dict[str, Any]:
     """What ``GET /_emulator/live`` answers: the page's data, newest events first.
 
     Args:
-        emulator: The emulator to describe.
-        query: The query string: ``customer`` keeps events whose customer id contains
-            it (case-insensitive); ``limit`` caps the events listed (default 200, at
-            most 1,000).
+        state: The emulator's state to describe.
+        query: The query string: ``customer`` keeps events and orders whose customer id
+            contains it (case-insensitive); ``limit`` caps the events listed, and the
+            orders (default 200, at most 1,000).
 
     Returns:
-        ``{"events", "matching", "customer", "stats", "injected", "now"}``: ``events``
-        as ``GET /_emulator/events`` lists them plus ``batched`` (bool), ``status`` (what
-        became of the request: ``"200 answered"``, ``"processed, answer dropped"``,
-        ``"batch job completed"``) and ``ok``; ``matching`` counts the stored events the
-        filter keeps; ``stats`` is ``GET /_emulator/stats``; ``injected`` lists the
+        ``{"events", "matching", "orders", "ordersMatching", "ordersPoints", "customer",
+        "stats", "injected", "now"}``: ``events`` as ``GET /_emulator/events`` lists
+        them plus ``batched`` (bool), ``status`` (what became of the request: ``"200
+        answered"``, ``"processed, answer dropped"``, ``"batch job completed"``) and
+        ``ok``; ``matching`` counts the stored events the filter keeps; ``orders`` as
+        ``GET /_emulator/orders`` lists them, with the same three additions;
+        ``ordersMatching`` and ``ordersPoints`` count the stored orders the filter keeps
+        and their points; ``stats`` is ``GET /_emulator/stats``; ``injected`` lists the
         newest injected faults first.
 
     Raises:
@@ -306,33 +358,33 @@ def live_snapshot(emulator: GameballEmulator, query: str = "") -> dict[str, Any]
     params = parse_qs(query)
     customer = (params.get("customer") or [""])[0].strip()
     limit = max(0, min(MAX_LIMIT, int((params.get("limit") or [str(DEFAULT_LIMIT)])[0])))
-    events = emulator.events
+    events = state.records.events
+    orders = state.records.orders
     if customer:
         needle = customer.casefold()
         events = [e for e in events if needle in e.customer_id.casefold()]
+        orders = [o for o in orders if needle in o.customer_id.casefold()]
     shown = [event.to_dict() for event in reversed(events[-limit:] if limit else [])]
-    statuses = {record.request_id: record.status for record in emulator.request_log}
-    jobs: dict[int, str | None] = {}
-    for event in shown:
-        job_id = event["batchJobId"]
-        if job_id is not None and job_id not in jobs:
-            status = emulator.batch_status(job_id)
-            jobs[job_id] = None if status is None else status["status"]
-        event["batched"] = job_id is not None
-        event["status"], event["ok"] = _event_status(event, statuses, jobs)
-    injected = emulator.injected_faults[-_INJECTED_SHOWN:]
+    shown_orders = [order.to_dict() for order in reversed(orders[-limit:] if limit else [])]
+    statuses = {record.request_id: record.status for record in state.request_log}
+    _annotate(shown, state, statuses)
+    _annotate(shown_orders, state, statuses)
+    injected = state.injected_faults[-_INJECTED_SHOWN:]
     injected.reverse()
     return {
         "events": shown,
         "matching": len(events),
+        "orders": shown_orders,
+        "ordersMatching": len(orders),
+        "ordersPoints": sum(order.rewarded_points for order in orders),
         "customer": customer,
-        "stats": emulator.stats(),
+        "stats": state.stats(),
         "injected": injected,
         "now": time.time(),
     }
 
 
-def live_response(emulator: GameballEmulator, query: str) -> Response:
+def live_response(state: EmulatorState, query: str) -> Response:
     """The feed as a JSON response (``Cache-Control: no-store``)."""
-    body = json.dumps(live_snapshot(emulator, query), separators=(",", ":")).encode()
+    body = json.dumps(live_snapshot(state, query), separators=(",", ":")).encode()
     return Response(200, body, (("Cache-Control", "no-store"),))

@@ -5,7 +5,6 @@ from __future__ import annotations
 import contextlib
 import io
 import ipaddress
-import json
 import socket
 import struct
 import threading
@@ -13,31 +12,38 @@ import time
 from collections.abc import Callable
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from types import TracebackType
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from pydantic import SecretStr
 
+from gbtrack.emulator._control import is_page_route, serve_control
 from gbtrack.emulator._faults import FaultPlan
-from gbtrack.emulator._page import live_response, page_response
+from gbtrack.emulator._orders import (
+    DEFAULT_DUPLICATE_ORDER_CODE,
+    DEFAULT_DUPLICATE_ORDER_STATUS,
+    DEFAULT_POINTS_PER_UNIT,
+    DuplicateOrders,
+    ReceivedOrder,
+)
+from gbtrack.emulator._rate import (
+    DEFAULT_ORDER_RATE_LIMITS,
+    DEFAULT_RATE_LIMITS,
+    EVENTS_BUCKET,
+    ORDERS_BUCKET,
+    RateLimits,
+)
 from gbtrack.emulator._state import (
     CONTROL,
-    DEFAULT_RATE_LIMITS,
     EmulatorState,
     Incoming,
-    RateLimits,
     ReceivedEvent,
     RequestRecord,
     Response,
-    as_iterable_of_str,
-    check_min_version,
     error_response,
-    literal_when,
 )
+from gbtrack.emulator._transport import AsyncEmulatorTransport, EmulatorTransport
 
-if TYPE_CHECKING:
-    from gbtrack.emulator._transport import AsyncEmulatorTransport, EmulatorTransport
-
-__all__ = ["GameballEmulator", "serve_control"]
+__all__ = ["GameballEmulator"]
 
 _MAX_BODY = 32 * 1024 * 1024  # far above 1,000 batch items; refuses runaway bodies
 _LINGER_RESET = struct.pack("ii", 1, 0)  # SO_LINGER on, 0 s: close() sends a TCP reset
@@ -193,139 +199,7 @@ class _Handler(BaseHTTPRequestHandler):
             # DNS rebinding: a web page the developer visits may resolve its own name to
             # 127.0.0.1; the browser then sends that name as Host. Answer loopback names only.
             trusted = _is_loopback_host(incoming.headers.get("host", ""))
-        return serve_control(self.server.emulator, incoming, body, trusted=trusted)
-
-
-def serve_control(
-    emulator: GameballEmulator, incoming: Incoming, body: bytes, *, trusted: bool
-) -> Response:
-    """Answer a ``/_emulator/...`` request and count it.
-
-    Args:
-        emulator: The emulator the request inspects or controls.
-        incoming: The request.
-        body: Its body (JSON arguments for POSTs).
-        trusted: Whether the peer may use control endpoints (a loopback peer, or an
-            in-process transport).
-    """
-    state = emulator._state
-    rid = incoming.request_id
-    if not trusted:
-        response = error_response(403, 1002, rid, "control endpoints answer loopback only")
-    else:
-        try:
-            response = _control(emulator, incoming, body)
-        except (ValueError, TypeError, KeyError) as exc:
-            response = error_response(400, 3003, rid, f"invalid control request: {exc}")
-    if not (response.status == 200 and is_page_route(incoming)):
-        # The live page polls its feed every second: leaving it open must not grow the
-        # request log or change the counters a test asserts. Refusals are still counted.
-        state.complete(incoming, response.status, response.code)
-    return response
-
-
-def is_page_route(incoming: Incoming) -> bool:
-    """Whether a request is for the live page (``GET /``) or its feed (``GET /_emulator/live``)."""
-    return incoming.method == "GET" and incoming.path in _PAGE_PATHS
-
-
-_PAGE_PATHS = frozenset({"/", "/_emulator", "/_emulator/live"})
-
-
-def _ok(payload: Any = None) -> Response:
-    data = {"ok": True} if payload is None else payload
-    return Response(200, json.dumps(data, separators=(",", ":")).encode())
-
-
-def _control(emulator: GameballEmulator, incoming: Incoming, body: bytes) -> Response:
-    """Serve ``/_emulator/...``: inspection (GET) and control (POST, JSON arguments)."""
-    route = incoming.path.removeprefix("/_emulator").strip("/")
-    method = incoming.method
-    if method == "GET":
-        if route == "":
-            return page_response()
-        if route == "live":
-            return live_response(emulator, incoming.query)
-        if route == "events":
-            return _ok([event.to_dict() for event in emulator.events])
-        if route == "stats":
-            return _ok(emulator.stats())
-        if route == "requests":
-            return _ok([record.to_dict() for record in emulator.request_log])
-        if route == "health":
-            return _ok({"status": "ok"})
-        if route.startswith("batches/"):
-            raw_id = route.removeprefix("batches/")
-            status = emulator.batch_status(int(raw_id)) if raw_id.isdigit() else None
-            if status is None:
-                return error_response(404, 3017, incoming.request_id, "batch job not found")
-            return _ok(status)
-    elif method == "POST":
-        args: dict[str, Any] = json.loads(body) if body.strip() else {}
-        if not isinstance(args, dict):
-            raise ValueError("arguments must be a JSON object")
-        faults = emulator.faults
-        if route == "reset":
-            emulator.reset()
-            return _ok()
-        if route == "faults/fail":
-            faults.fail_next(
-                int(args.get("count", 1)),
-                status=int(args.get("status", 503)),
-                code=None if args.get("code") is None else int(args["code"]),
-                message=args.get("message"),
-                retry_after=None if args.get("retryAfter") is None else float(args["retryAfter"]),
-            )
-            return _ok()
-        if route == "faults/drop":
-            faults.drop_next(
-                int(args.get("count", 1)), when=literal_when(args.get("when", "after_body"))
-            )
-            return _ok()
-        if route == "faults/latency":
-            count = args.get("count")
-            up_to = args.get("upTo")
-            faults.set_latency(
-                float(args.get("seconds", 0.0)),
-                count=None if count is None else int(count),
-                up_to=None if up_to is None else float(up_to),
-            )
-            return _ok()
-        if route == "faults/batch-items":
-            faults.fail_batch_items(
-                customer_ids=as_iterable_of_str(args.get("customerIds", [])),
-                next_items=int(args.get("nextItems", 0)),
-                code=int(args.get("code", 5003)),
-                message=args.get("message"),
-            )
-            return _ok()
-        if route == "batches/run":
-            return _ok({"processed": emulator.run_pending_batches()})
-        if route == "faults/clear":
-            faults.clear()
-            return _ok()
-        if route == "rate-limits":
-            limits = args.get("limits", _MISSING_LIMITS)
-            if limits is _MISSING_LIMITS:
-                raise ValueError("expected {'limits': [[count, seconds], ...] or null}")
-            emulator.set_rate_limits(
-                None if limits is None else [(int(n), float(s)) for n, s in limits]
-            )
-            return _ok()
-        if route == "config":
-            if "highSecurity" in args:
-                emulator.high_security = bool(args["highSecurity"])
-            if "batchDelay" in args:
-                emulator.batch_delay = float(args["batchDelay"])
-            if "minVersion" in args:
-                emulator.min_version = args["minVersion"]
-            return _ok()
-    return error_response(
-        404, 3017, incoming.request_id, f"no control route {method} {incoming.path}"
-    )
-
-
-_MISSING_LIMITS: Any = object()
+        return serve_control(self.server.emulator._state, incoming, body, trusted=trusted)
 
 
 def _is_loopback_host(host: str) -> bool:
@@ -403,19 +277,35 @@ class GameballEmulator:
         host: The interface to bind; loopback by default.
         port: The port; 0 picks a free ephemeral port.
         api_key: The ``APIKey`` every request must carry.
-        secret_key: The ``SecretKey`` that v4.1, batch and high-security v4.0 need.
+        secret_key: The ``SecretKey`` that v4.1, batch, orders and high-security v4.0
+            need.
         high_security: Whether v4.0 events also need the ``SecretKey`` (401/1001).
         min_version: The account's minimum API version: ``"4.1"`` refuses v4.0 event
-            calls with 403/1003 (Gameball documents no code: UNCONFIRMED); ``None``
-            (default) or ``"4.0"`` accepts both versions.
-        rate_limits: ``(max requests, window seconds)`` sliding windows counted over
-            event and batch-create requests together; ``None`` turns limiting off.
+            and order calls with 403/1003 (Gameball documents no code: UNCONFIRMED);
+            ``None`` (default) or ``"4.0"`` accepts both versions.
+        rate_limits: The events bucket: ``(max requests, window seconds)`` sliding
+            windows counted over event and event batch-create requests together;
+            ``None`` turns it off.
         rate_limit_retry_after: Whether a 429 carries a ``Retry-After`` header.
         batch_delay: Seconds a batch job stays ``pending`` before it is processed;
             0 processes it before ``jobId`` is answered.
-        max_events: Keep only the newest this many events and request records (for long
-            benchmarks); counts stay exact.
+        max_events: Keep only the newest this many events, orders and request records
+            (for long benchmarks); counts stay exact.
         clock: The monotonic clock of the rate windows and :meth:`max_requests_in_window`.
+        order_rate_limits: The orders bucket (v4.0 and v4.1 orders, batch orders),
+            counted apart from events; Gameball's 30 a second and 360 every 30 seconds
+            by default; ``None`` turns it off.
+        points_per_unit: Points an order earns per unit of ``totalPaid``:
+            ``rewardedPoints = floor(totalPaid * points_per_unit)``; 1 by default.
+        duplicate_orders: ``"reject"`` (default) answers an ``orderId`` already
+            recorded with ``duplicate_order_status``/``duplicate_order_code``;
+            ``"accept"`` records it again and awards its points again.
+        duplicate_order_status: The HTTP status of a rejected duplicate (422 by
+            default; Gameball documents none: UNCONFIRMED).
+        duplicate_order_code: The Gameball code of a rejected duplicate (9004,
+            "Transaction ID Already Exists", by default: UNCONFIRMED).
+        auto_place_order: Whether an accepted order records a ``place_order`` event
+            for its customer in :attr:`system_events`, as Gameball fires one itself.
 
     Example::
 
@@ -438,6 +328,12 @@ class GameballEmulator:
         batch_delay: float = 0.0,
         max_events: int | None = None,
         clock: Callable[[], float] = time.monotonic,
+        order_rate_limits: RateLimits | None = DEFAULT_ORDER_RATE_LIMITS,
+        points_per_unit: float = DEFAULT_POINTS_PER_UNIT,
+        duplicate_orders: DuplicateOrders = "reject",
+        duplicate_order_status: int = DEFAULT_DUPLICATE_ORDER_STATUS,
+        duplicate_order_code: int = DEFAULT_DUPLICATE_ORDER_CODE,
+        auto_place_order: bool = True,
     ) -> None:
         self._host = host
         self._port = port
@@ -457,6 +353,12 @@ class GameballEmulator:
             batch_delay=batch_delay,
             max_events=max_events,
             clock=clock,
+            order_rate_limits=order_rate_limits,
+            points_per_unit=points_per_unit,
+            duplicate_orders=duplicate_orders,
+            duplicate_order_status=duplicate_order_status,
+            duplicate_order_code=duplicate_order_code,
+            auto_place_order=auto_place_order,
         )
         self._server: _Server | None = None
         self._bound_port = 0
@@ -552,7 +454,7 @@ class GameballEmulator:
 
     @property
     def secret_key(self) -> SecretStr | None:
-        """The secret key clients must send for v4.1, batch and high security."""
+        """The secret key clients must send for v4.1, batch, orders and high security."""
         return self._secret_key
 
     # --- in-process use --------------------------------------------------------------------
@@ -563,15 +465,11 @@ class GameballEmulator:
 
             httpx.Client(transport=emulator.transport(), base_url="http://gameball")
         """
-        from gbtrack.emulator._transport import EmulatorTransport
-
-        return EmulatorTransport(self)
+        return EmulatorTransport(self._state)
 
     def async_transport(self) -> AsyncEmulatorTransport:
         """An async httpx transport that answers from this emulator without sockets."""
-        from gbtrack.emulator._transport import AsyncEmulatorTransport
-
-        return AsyncEmulatorTransport(self)
+        return AsyncEmulatorTransport(self._state)
 
     # --- behaviour at run time -------------------------------------------------------------
     @property
@@ -595,7 +493,7 @@ class GameballEmulator:
 
     @min_version.setter
     def min_version(self, value: str | None) -> None:
-        self._state.min_version = check_min_version(value)
+        self._state.min_version = value
 
     @property
     def batch_delay(self) -> float:
@@ -604,44 +502,122 @@ class GameballEmulator:
 
     @batch_delay.setter
     def batch_delay(self, value: float) -> None:
-        if value < 0:
-            raise ValueError("batch_delay must be >= 0")
-        self._state.batch_delay = float(value)
+        self._state.batch_delay = value
+
+    @property
+    def points_per_unit(self) -> float:
+        """Points an order earns per unit of ``totalPaid`` (floored per order)."""
+        return self._state.points_per_unit
+
+    @points_per_unit.setter
+    def points_per_unit(self, value: float) -> None:
+        self._state.points_per_unit = value
+
+    @property
+    def duplicate_orders(self) -> DuplicateOrders:
+        """``"reject"`` an ``orderId`` already recorded, or ``"accept"`` and award again."""
+        return self._state.duplicate_orders
+
+    @duplicate_orders.setter
+    def duplicate_orders(self, value: DuplicateOrders) -> None:
+        self._state.duplicate_orders = value
+
+    @property
+    def duplicate_order_status(self) -> int:
+        """The HTTP status a rejected duplicate order answers (UNCONFIRMED; 422)."""
+        return self._state.duplicate_order_status
+
+    @duplicate_order_status.setter
+    def duplicate_order_status(self, value: int) -> None:
+        self._state.duplicate_order_status = value
+
+    @property
+    def duplicate_order_code(self) -> int:
+        """The Gameball code a rejected duplicate order answers (UNCONFIRMED; 9004)."""
+        return self._state.duplicate_order_code
+
+    @duplicate_order_code.setter
+    def duplicate_order_code(self, value: int) -> None:
+        self._state.duplicate_order_code = int(value)
+
+    @property
+    def auto_place_order(self) -> bool:
+        """Whether accepted orders record a ``place_order`` system event."""
+        return self._state.auto_place_order
+
+    @auto_place_order.setter
+    def auto_place_order(self, value: bool) -> None:
+        self._state.auto_place_order = bool(value)
 
     @property
     def rate_limits(self) -> tuple[tuple[int, float], ...] | None:
-        """The active rate-limit windows, or ``None`` when off."""
-        return self._state.rate_limits
+        """The events bucket's rate-limit windows, or ``None`` when off."""
+        return self._state.rate_limits_of(EVENTS_BUCKET)
 
-    def set_rate_limits(self, limits: RateLimits | None) -> None:
-        """Replace the rate limits with fresh windows, or turn limiting off with ``None``.
+    @property
+    def order_rate_limits(self) -> tuple[tuple[int, float], ...] | None:
+        """The orders bucket's rate-limit windows, or ``None`` when off."""
+        return self._state.rate_limits_of(ORDERS_BUCKET)
+
+    def set_rate_limits(self, limits: RateLimits | None, *, bucket: str = EVENTS_BUCKET) -> None:
+        """Replace a bucket's rate limits with fresh windows, or turn it off with ``None``.
+
+        Args:
+            limits: ``(max requests, window seconds)`` pairs, or ``None``.
+            bucket: ``"events"`` (default) or ``"orders"``; the other is unchanged.
 
         Raises:
-            ValueError: If a window has a limit below 1 or a non-positive period.
+            ValueError: If a window has a limit below 1 or a non-positive period, or the
+                bucket is unknown.
         """
-        self._state.set_rate_limits(limits)
+        self._state.set_rate_limits(limits, bucket)
 
     def reset(self) -> None:
-        """Forget events, requests, counters, rate windows, batch jobs and faults."""
+        """Forget events, orders, points, requests, counters, rate windows, jobs and faults."""
         self._state.reset()
 
     # --- inspection --------------------------------------------------------------------------
     @property
     def events(self) -> list[ReceivedEvent]:
         """A copy of the accepted events, oldest first."""
-        return self._state.events
+        return self._state.records.events
 
     @property
     def event_count(self) -> int:
         """How many events were accepted since the start or the last :meth:`reset`."""
-        return self._state.event_count
+        return self._state.records.event_count
+
+    @property
+    def orders(self) -> list[ReceivedOrder]:
+        """A copy of the accepted orders, oldest first."""
+        return self._state.records.orders
+
+    @property
+    def order_count(self) -> int:
+        """How many orders were accepted since the start or the last :meth:`reset`."""
+        return self._state.records.order_count
+
+    @property
+    def points(self) -> dict[str, int]:
+        """The points awarded for accepted orders, by customer id."""
+        return self._state.records.points
+
+    @property
+    def system_events(self) -> list[ReceivedEvent]:
+        """Events Gameball fires itself: a ``place_order`` per accepted order, oldest first.
+
+        Kept apart from :attr:`events` (what clients sent), so a test can show that an
+        application sending its own ``place_order`` beside orders counts purchases twice.
+        """
+        return self._state.records.system_events
 
     @property
     def requests(self) -> dict[tuple[str, int], int]:
         """Requests counted by ``(endpoint, status)``; status 0 counts dropped connections.
 
         Endpoints: ``"v4.0/events"``, ``"v4.1/events"``, ``"batch/events"``,
-        ``"batch/status"``, ``"batch/stop"``, ``"_emulator"`` and ``"unknown"``.
+        ``"v4.0/orders"``, ``"v4.1/orders"``, ``"batch/orders"``, ``"batch/status"``,
+        ``"batch/stop"``, ``"_emulator"`` and ``"unknown"``.
         """
         return self._state.requests
 
@@ -652,8 +628,12 @@ class GameballEmulator:
 
     @property
     def rate_limited(self) -> int:
-        """How many requests the rate limit answered with 429."""
+        """How many requests the rate limits answered with 429, both buckets together."""
         return self._state.rate_limited
+
+    def rate_limited_in(self, bucket: str) -> int:
+        """How many requests one bucket (``"events"`` or ``"orders"``) answered with 429."""
+        return self._state.rate_limited_in(bucket)
 
     @property
     def internal_errors(self) -> list[str]:
@@ -678,19 +658,33 @@ class GameballEmulator:
         Returns:
             Whether ``count`` events were reached.
         """
-        return self._state.wait_for_events(count, timeout)
+        return self._state.records.wait_for_events(count, timeout)
 
-    def max_requests_in_window(self, window_seconds: float, *, admitted_only: bool = False) -> int:
-        """The most event-endpoint requests that arrived within any ``window_seconds``.
+    def wait_for_orders(self, count: int, timeout: float | None = 5.0) -> bool:
+        """Block until at least ``count`` orders were accepted, or the timeout passes.
 
-        Counts POSTs to v4.0, v4.1 and batch create, including those answered 429 or
-        failed by a fault, so a test can prove a client never exceeded a limit.
+        Returns:
+            Whether ``count`` orders were reached.
+        """
+        return self._state.records.wait_for_orders(count, timeout)
+
+    def max_requests_in_window(
+        self, window_seconds: float, *, admitted_only: bool = False, bucket: str = EVENTS_BUCKET
+    ) -> int:
+        """The most of one bucket's requests that arrived within any ``window_seconds``.
+
+        Counts POSTs to the bucket's v4.0, v4.1 and batch-create endpoints, including
+        those answered 429 or failed by a fault, so a test can prove a client never
+        exceeded a limit.
 
         Args:
             window_seconds: The window length.
             admitted_only: Count only the requests the rate limit admitted.
+            bucket: ``"events"`` (default) or ``"orders"``.
         """
-        return self._state.max_requests_in_window(window_seconds, admitted_only=admitted_only)
+        return self._state.max_requests_in_window(
+            window_seconds, admitted_only=admitted_only, bucket=bucket
+        )
 
     def batch_status(self, job_id: int) -> dict[str, Any] | None:
         """A batch job's status body (as the status endpoint answers), or ``None``."""

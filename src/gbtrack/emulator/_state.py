@@ -1,15 +1,17 @@
 """The emulator's behaviour, independent of sockets: auth, validation, limits, jobs, records.
 
 :class:`EmulatorState` turns one parsed request into one :class:`Response` and records
-what it accepted. The HTTP layer (``_server.py``) only reads requests, applies dropped
-connections and latency, and writes answers. Everything here is thread-safe: one lock
-guards the records, counters, rate windows and jobs, and it is never held while JSON is
-parsed or a batch is validated.
+what it accepted in its :class:`~gbtrack.emulator._records.Records`: events, and
+orders with the points they earned (the order rules live in
+:mod:`gbtrack.emulator._orders`, the rate buckets in :mod:`gbtrack.emulator._rate`).
+The HTTP layer (``_server.py``) only reads requests, applies dropped connections and
+latency, and writes answers. Everything here is thread-safe: one lock guards the
+counters, request log, rate windows and jobs (the records keep their own), and neither
+is held while JSON is parsed or a batch is validated.
 """
 
 from __future__ import annotations
 
-import bisect
 import heapq
 import hmac
 import itertools
@@ -19,28 +21,56 @@ import secrets
 import threading
 import time
 from collections import Counter, deque
-from collections.abc import Callable, Iterable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
 from typing import Any, Final
 
 from pydantic import SecretStr
 
 from gbtrack.emulator._faults import DropFault, DropWhen, FailFault, Fault, FaultPlan
+from gbtrack.emulator._orders import (
+    DEFAULT_DUPLICATE_ORDER_CODE,
+    DEFAULT_DUPLICATE_ORDER_STATUS,
+    DEFAULT_POINTS_PER_UNIT,
+    DuplicateOrders,
+    ReceivedOrder,
+    check_duplicate_orders,
+    check_order,
+    check_points_per_unit,
+    order_answer,
+    status_for_code,
+)
+from gbtrack.emulator._rate import (
+    DEFAULT_ORDER_RATE_LIMITS,
+    DEFAULT_RATE_LIMITS,
+    EVENTS_BUCKET,
+    ORDERS_BUCKET,
+    RateBucket,
+    RateLimits,
+    check_bucket,
+    max_in_window,
+)
+from gbtrack.emulator._records import ReceivedEvent, Records
 
 __all__ = [
     "BATCH_CREATE",
+    "BATCH_ORDERS",
     "BATCH_STATUS",
     "BATCH_STOP",
     "CONTROL",
+    "DEFAULT_ORDER_RATE_LIMITS",
     "DEFAULT_RATE_LIMITS",
     "EVENTS_V40",
     "EVENTS_V41",
     "MAX_BATCH_ITEMS",
     "NOT_FOUND",
+    "ORDERS_V40",
+    "ORDERS_V41",
     "EmulatorState",
     "Incoming",
     "RateLimits",
     "ReceivedEvent",
+    "ReceivedOrder",
     "RequestRecord",
     "Response",
     "error_response",
@@ -50,20 +80,35 @@ __all__ = [
 EVENTS_V40: Final = "v4.0/events"
 EVENTS_V41: Final = "v4.1/events"
 BATCH_CREATE: Final = "batch/events"
+ORDERS_V40: Final = "v4.0/orders"
+ORDERS_V41: Final = "v4.1/orders"
+BATCH_ORDERS: Final = "batch/orders"
 BATCH_STATUS: Final = "batch/status"
 BATCH_STOP: Final = "batch/stop"
 CONTROL: Final = "_emulator"
 NOT_FOUND: Final = "unknown"
 
-RATE_LIMITED_ENDPOINTS: Final = frozenset({EVENTS_V40, EVENTS_V41, BATCH_CREATE})
+# The resource endpoints (POST only), each counted in its resource's rate bucket.
+BUCKET_OF: Final[Mapping[str, str]] = {
+    EVENTS_V40: EVENTS_BUCKET,
+    EVENTS_V41: EVENTS_BUCKET,
+    BATCH_CREATE: EVENTS_BUCKET,
+    ORDERS_V40: ORDERS_BUCKET,
+    ORDERS_V41: ORDERS_BUCKET,
+    BATCH_ORDERS: ORDERS_BUCKET,
+}
+RATE_LIMITED_ENDPOINTS: Final = frozenset(BUCKET_OF)
+_BATCH_ENDPOINTS: Final = frozenset({BATCH_CREATE, BATCH_ORDERS})
+_ROUTES: Final[Mapping[str, str]] = {
+    "/api/v4.0/integrations/events": EVENTS_V40,
+    "/api/v4.1/integrations/events": EVENTS_V41,
+    "/api/v4.0/integrations/batch/events": BATCH_CREATE,
+    "/api/v4.0/integrations/orders": ORDERS_V40,
+    "/api/v4.1/integrations/orders": ORDERS_V41,
+    "/api/v4.0/integrations/batch/orders": BATCH_ORDERS,
+}
 MAX_BATCH_ITEMS: Final = 1000
-"""The most customer objects one batch-create request may carry (more: 422, code 3011)."""
-
-RateLimits = Sequence[tuple[int, float]]
-"""Sliding windows as ``(max requests, window seconds)`` pairs."""
-
-DEFAULT_RATE_LIMITS: Final[tuple[tuple[int, float], ...]] = ((100, 1.0), (1200, 30.0))
-"""Gameball's documented limits: 100 requests a second and 1,200 every 30 seconds."""
+"""The most objects one batch-create request (events or orders) may carry (more: 3011)."""
 
 API_VERSIONS: Final = ("4.0", "4.1")
 """The events API versions, oldest first (the values ``min_version`` takes)."""
@@ -92,60 +137,14 @@ _ERRORS: Final[dict[int, tuple[str, str]]] = {
     5000: ("SERVER_ERROR", "Internal server error."),
     5003: ("SERVICE_UNAVAILABLE", "Service unavailable."),
     6000: ("GAMEBALL_DISABLED", "Gameball is disabled for this account."),
+    # UNCONFIRMED for orders: the code Gameball documents for a duplicate transaction id.
+    9004: ("TRANSACTIONS_ERROR", "Transaction ID already exists."),
 }
 
 _SUCCESS_BODY: Final = b'{"success":true,"message":"Events processed"}'
 _MISSING: Final[Any] = object()
 _STOPPED_MESSAGE: Final = "batch job stopped before this item was processed"
 _INJECTED_KEPT: Final = 1000  # the injected-fault log keeps the newest this many
-
-
-@dataclass(frozen=True)
-class ReceivedEvent:
-    """One event the emulator accepted.
-
-    Attributes:
-        customer_id: The ``customerId`` it was sent for.
-        name: The event name (a key of ``events``).
-        metadata: The event's metadata, as received.
-        email: The request's ``email``, if any.
-        mobile: The request's ``mobile``, if any.
-        has_session_token: Whether an ``X-GB-TOKEN`` header came with it (its value is
-            never kept).
-        version: ``"v4.0"``, ``"v4.1"`` or ``"batch"`` (the endpoint that received it).
-        request_id: The emulator's id of the request that carried it.
-        received_at: When it was received (``time.time()``).
-        batch_job_id: The batch job that recorded it, for ``"batch"`` events.
-        batch_index: Its item's position in the batch body, for ``"batch"`` events.
-    """
-
-    customer_id: str
-    name: str
-    metadata: dict[str, Any]
-    email: str | None
-    mobile: str | None
-    has_session_token: bool
-    version: str
-    request_id: str
-    received_at: float
-    batch_job_id: int | None = None
-    batch_index: int | None = None
-
-    def to_dict(self) -> dict[str, Any]:
-        """Return the event as the JSON object ``GET /_emulator/events`` lists."""
-        return {
-            "customerId": self.customer_id,
-            "name": self.name,
-            "metadata": self.metadata,
-            "email": self.email,
-            "mobile": self.mobile,
-            "hasSessionToken": self.has_session_token,
-            "version": self.version,
-            "requestId": self.request_id,
-            "receivedAt": self.received_at,
-            "batchJobId": self.batch_job_id,
-            "batchIndex": self.batch_index,
-        }
 
 
 @dataclass(frozen=True)
@@ -297,72 +296,12 @@ class Incoming:
         return self.fault.when if isinstance(self.fault, DropFault) else None
 
 
-# An arrival checked this much later than the newest one is still checked exactly
-# (threads answer in any order); older log entries are forgotten.
-_LATE_ARRIVAL = 60.0
-
-
-class _RateWindows:
-    """Exact sliding windows over arrival times: at most ``limit`` in any ``period`` seconds.
-
-    Arrivals are stamped when a request's line is read, and checked when its handler
-    thread gets there, which may be after a later arrival was: each window keeps its
-    admitted arrivals sorted, and an arrival is admitted only if, with it, no
-    ``limit + 1`` admitted arrivals lie within less than ``period`` of each other, in
-    whatever order they were checked.
-    """
-
-    def __init__(self, limits: RateLimits) -> None:
-        checked: list[tuple[int, float]] = []
-        for limit, period in limits:
-            if int(limit) < 1 or not float(period) > 0:
-                raise ValueError(
-                    f"a rate limit needs limit >= 1 and period > 0, got {limit}/{period}"
-                )
-            checked.append((int(limit), float(period)))
-        self.limits = tuple(checked)
-        self._logs: list[list[float]] = [[] for _ in checked]
-        self._newest = -math.inf
-
-    def try_admit(self, arrived: float) -> float:
-        """Admit an arrival and return 0.0, or return the seconds until one would be."""
-        self._newest = max(self._newest, arrived)
-        wait = 0.0
-        for (limit, period), log in zip(self.limits, self._logs, strict=True):
-            forget = bisect.bisect_right(log, self._newest - period - _LATE_ARRIVAL)
-            if forget:
-                del log[:forget]
-            wait = max(wait, _crowding(log, arrived, limit, period))
-        if wait > 0:
-            return max(wait, 1e-6)
-        for log in self._logs:
-            bisect.insort(log, arrived)
-        return 0.0
-
-
-def _crowding(log: list[float], t: float, limit: int, period: float) -> float:
-    """How long after ``t`` an arrival would fit among ``log``'s (0.0: ``t`` fits now).
-
-    ``t`` fits when no ``limit + 1`` of ``log`` and ``t`` together span less than ``period``.
-    """
-    k = bisect.bisect_right(log, t)
-
-    def at(i: int) -> float:  # the sorted sequence with t inserted at k
-        return log[i] if i < k else t if i == k else log[i - 1]
-
-    wait = 0.0
-    for start in range(max(0, k - limit), k + 1):
-        end = start + limit
-        if end <= len(log) and at(end) - at(start) < period:
-            wait = max(wait, at(start) + period - t)
-    return wait
-
-
 class _Job:
-    """A batch job: its items until processed, then its outcome."""
+    """A batch job (of events or of orders): its items until processed, then its outcome."""
 
     __slots__ = (
         "due",
+        "endpoint",
         "errors",
         "failed",
         "has_token",
@@ -378,9 +317,16 @@ class _Job:
     )
 
     def __init__(
-        self, job_id: int, items: list[Any], request_id: str, received_at: float, has_token: bool
+        self,
+        job_id: int,
+        items: list[Any],
+        request_id: str,
+        received_at: float,
+        has_token: bool,
+        endpoint: str = BATCH_CREATE,
     ) -> None:
         self.id = job_id
+        self.endpoint = endpoint  # BATCH_CREATE or BATCH_ORDERS
         self.items: list[Any] | None = items
         self.total = len(items)
         self.request_id = request_id
@@ -469,31 +415,36 @@ def _is_json(content_type: str | None) -> bool:
     return content_type.partition(";")[0].strip().lower() == "application/json"
 
 
-def _max_in_window(times: Sequence[float], window: float) -> int:
-    best = 0
-    start = 0
-    for end, t in enumerate(times):
-        while t - times[start] >= window:
-            start += 1
-        best = max(best, end - start + 1)
-    return best
-
-
 class EmulatorState:
     """The Gameball emulator's logic and records; the HTTP layer feeds it requests.
 
     Args:
         api_key: The ``APIKey`` every request must carry.
-        secret_key: The ``SecretKey`` v4.1, batch and high-security v4.0 requests carry.
+        secret_key: The ``SecretKey`` v4.1, batch, orders and high-security v4.0 requests
+            carry.
         high_security: Whether v4.0 events also need the ``SecretKey`` (401/1001).
         min_version: The account's minimum API version: ``"4.1"`` refuses v4.0 event
-            calls (403/1003, after the key checks); ``None`` or ``"4.0"`` accepts both.
-        rate_limits: The sliding windows, or ``None`` for no limit.
+            and order calls (403/1003, after the key checks); ``None`` or ``"4.0"``
+            accepts both.
+        rate_limits: The events bucket's sliding windows, or ``None`` for no limit.
+        order_rate_limits: The orders bucket's sliding windows, or ``None``.
         rate_limit_retry_after: Whether a 429 carries ``Retry-After`` (Gameball documents
             none; off by default).
         batch_delay: Seconds a batch job stays ``pending`` before it is processed.
-        max_events: Keep only the newest this many events (counts stay exact).
+        max_events: Keep only the newest this many events, orders and request records
+            (counts stay exact).
         clock: The monotonic clock of the rate windows and arrival timestamps.
+        points_per_unit: Points an order earns per unit of ``totalPaid`` (floored).
+        duplicate_orders: ``"reject"`` an ``orderId`` already recorded, or ``"accept"``
+            it and award it again.
+        duplicate_order_status: The HTTP status of a rejected duplicate (UNCONFIRMED).
+        duplicate_order_code: The Gameball code of a rejected duplicate (UNCONFIRMED).
+        auto_place_order: Whether each accepted order records a ``place_order`` system
+            event for its customer, as Gameball's Order API fires one.
+
+    Attributes:
+        records: What was accepted: events, orders, points, system events.
+        faults: The armed faults.
     """
 
     def __init__(
@@ -508,29 +459,36 @@ class EmulatorState:
         batch_delay: float = 0.0,
         max_events: int | None = None,
         clock: Callable[[], float] = time.monotonic,
+        order_rate_limits: RateLimits | None = DEFAULT_ORDER_RATE_LIMITS,
+        points_per_unit: float = DEFAULT_POINTS_PER_UNIT,
+        duplicate_orders: DuplicateOrders = "reject",
+        duplicate_order_status: int = DEFAULT_DUPLICATE_ORDER_STATUS,
+        duplicate_order_code: int = DEFAULT_DUPLICATE_ORDER_CODE,
+        auto_place_order: bool = True,
     ) -> None:
         self._api_key = _secret_bytes(api_key)
         self._secret_key = None if secret_key is None else _secret_bytes(secret_key)
         self.high_security = high_security
-        self.min_version = check_min_version(min_version)
+        self.min_version = min_version
         self.rate_limit_retry_after = rate_limit_retry_after
-        if batch_delay < 0:
-            raise ValueError("batch_delay must be >= 0")
-        self.batch_delay = float(batch_delay)
+        self.batch_delay = batch_delay
+        self.points_per_unit = points_per_unit
+        self.duplicate_orders = duplicate_orders
+        self.duplicate_order_status = duplicate_order_status
+        self.duplicate_order_code = int(duplicate_order_code)
+        self.auto_place_order = bool(auto_place_order)
         self.clock = clock
         self.faults = FaultPlan()
+        self.records = Records(max_events)
         self._lock = threading.Lock()
-        self._events_changed = threading.Condition(self._lock)
         self._jobs_changed = threading.Condition(self._lock)
-        self._events: deque[ReceivedEvent] = deque(maxlen=max_events)
-        self._event_count = 0
         self._requests: Counter[tuple[str, int]] = Counter()
         self._request_log: deque[RequestRecord] = deque(maxlen=max_events)
-        self._rate: _RateWindows | None = None if rate_limits is None else _RateWindows(rate_limits)
-        self._rate_limited = 0
+        self._buckets = {
+            EVENTS_BUCKET: RateBucket(rate_limits),
+            ORDERS_BUCKET: RateBucket(order_rate_limits),
+        }
         self._dropped = 0
-        self._arrivals: list[float] = []
-        self._admitted: list[float] = []
         self._jobs: dict[int, _Job] = {}
         self._due: list[tuple[float, int]] = []
         self._job_ids = itertools.count(1)
@@ -543,16 +501,79 @@ class EmulatorState:
 
     # --- configuration -----------------------------------------------------------------
     @property
-    def rate_limits(self) -> tuple[tuple[int, float], ...] | None:
-        """The active sliding windows, or ``None`` when rate limiting is off."""
-        with self._lock:
-            return None if self._rate is None else self._rate.limits
+    def min_version(self) -> str | None:
+        """The account's minimum API version (``"4.1"`` refuses v4.0 calls), or ``None``."""
+        return self._min_version
 
-    def set_rate_limits(self, limits: RateLimits | None) -> None:
-        """Replace the rate limits (fresh windows), or turn them off with ``None``."""
-        windows = None if limits is None else _RateWindows(limits)
+    @min_version.setter
+    def min_version(self, value: str | None) -> None:
+        self._min_version = check_min_version(value)
+
+    @property
+    def batch_delay(self) -> float:
+        """Seconds new batch jobs stay pending before processing."""
+        return self._batch_delay
+
+    @batch_delay.setter
+    def batch_delay(self, value: float) -> None:
+        if not float(value) >= 0:
+            raise ValueError("batch_delay must be >= 0")
+        self._batch_delay = float(value)
+
+    @property
+    def points_per_unit(self) -> float:
+        """Points an order earns per unit of ``totalPaid``."""
+        return self._points_per_unit
+
+    @points_per_unit.setter
+    def points_per_unit(self, value: float) -> None:
+        self._points_per_unit = check_points_per_unit(value)
+
+    @property
+    def duplicate_orders(self) -> DuplicateOrders:
+        """``"reject"`` (an ``orderId`` seen before is refused) or ``"accept"``."""
+        return self._duplicate_orders
+
+    @duplicate_orders.setter
+    def duplicate_orders(self, value: DuplicateOrders) -> None:
+        self._duplicate_orders = check_duplicate_orders(value)
+
+    @property
+    def duplicate_order_status(self) -> int:
+        """The HTTP status a rejected duplicate order answers (UNCONFIRMED; 422)."""
+        return self._duplicate_order_status
+
+    @duplicate_order_status.setter
+    def duplicate_order_status(self, value: int) -> None:
+        if not 400 <= int(value) <= 599:
+            raise ValueError(f"duplicate_order_status must be 400-599, got {value!r}")
+        self._duplicate_order_status = int(value)
+
+    @property
+    def rate_limits(self) -> tuple[tuple[int, float], ...] | None:
+        """The events bucket's sliding windows, or ``None`` when it is not limited."""
+        return self.rate_limits_of(EVENTS_BUCKET)
+
+    def rate_limits_of(self, bucket: str) -> tuple[tuple[int, float], ...] | None:
+        """A bucket's sliding windows (``"events"`` or ``"orders"``), or ``None`` when off.
+
+        Raises:
+            ValueError: If the bucket is unknown.
+        """
+        name = check_bucket(bucket)
         with self._lock:
-            self._rate = windows
+            return self._buckets[name].limits
+
+    def set_rate_limits(self, limits: RateLimits | None, bucket: str = EVENTS_BUCKET) -> None:
+        """Replace a bucket's rate limits (fresh windows), or turn them off with ``None``.
+
+        Raises:
+            ValueError: If the bucket is unknown or a window is invalid.
+        """
+        name = check_bucket(bucket)
+        replacement = RateBucket(limits)  # validates before anything changes
+        with self._lock:
+            self._buckets[name].windows = replacement.windows
 
     # --- request path ------------------------------------------------------------------
     def begin(
@@ -562,7 +583,7 @@ class EmulatorState:
         headers: Mapping[str, str],
         arrived: float | None = None,
     ) -> Incoming:
-        """Classify a request from its line and headers; consume faults for event endpoints.
+        """Classify a request from its line and headers; consume faults for resource endpoints.
 
         Args:
             method: The HTTP method.
@@ -586,10 +607,11 @@ class EmulatorState:
             time.time(),
             arrived,
         )
-        if incoming.endpoint in RATE_LIMITED_ENDPOINTS and method == "POST":
+        bucket = BUCKET_OF.get(incoming.endpoint)
+        if bucket is not None and method == "POST":
             with self._lock:
-                self._arrivals.append(arrived)
-            incoming.fault = self.faults.take()
+                self._buckets[bucket].arrive(arrived)
+            incoming.fault = self.faults.take(bucket)
             incoming.latency = self.faults.take_latency()
         return incoming
 
@@ -600,8 +622,10 @@ class EmulatorState:
             if endpoint in RATE_LIMITED_ENDPOINTS:
                 if incoming.method != "POST":
                     response = self._method_not_allowed(incoming)
-                elif endpoint == BATCH_CREATE:
+                elif endpoint in _BATCH_ENDPOINTS:
                     response = self._batch_create(incoming, body)
+                elif endpoint in (ORDERS_V40, ORDERS_V41):
+                    response = self._post_order(incoming, body)
                 else:
                     response = self._post_events(incoming, body)
             elif endpoint in (BATCH_STATUS, BATCH_STOP):
@@ -680,10 +704,52 @@ class EmulatorState:
                 400 if code in (3000, 3016) else 422, code, incoming.request_id, message
             )
         has_token = _has_token(incoming.headers)
-        self._record(
+        self.records.add_events(
             _item_events(payload, version, incoming.request_id, incoming.received_at, has_token)
         )
         return Response(200, _SUCCESS_BODY)
+
+    def _post_order(self, incoming: Incoming, body: bytes) -> Response:
+        version = "v4.1" if incoming.endpoint == ORDERS_V41 else "v4.0"
+        refusal = self._refuse(
+            incoming,
+            need_secret=True,  # orders always need both keys, on v4.0 too
+            refuse_version=version == "v4.0" and self.min_version == "4.1",
+        )
+        if refusal is not None:
+            return refusal
+        payload, refusal = self._payload(incoming, body)
+        if refusal is not None:
+            return refusal
+        rid = incoming.request_id
+        problem = check_order(payload)
+        if problem is not None:
+            code, message = problem
+            if code == 3003 and type(payload) is not dict:
+                code = 3016
+            return error_response(status_for_code(code), code, rid, message)
+        rate = self.points_per_unit
+        order = self.records.admit_order(
+            payload,
+            points_per_unit=rate,
+            duplicates=self.duplicate_orders,
+            place_order=self.auto_place_order,
+            version=version,
+            request_id=rid,
+            received_at=incoming.received_at,
+            has_token=_has_token(incoming.headers),
+        )
+        if order is None:
+            return self._duplicate_refusal(rid, payload["orderId"])
+        return _json_response(order_answer(payload, order.rewarded_points, rate))
+
+    def _duplicate_refusal(self, request_id: str, order_id: str) -> Response:
+        return error_response(
+            self.duplicate_order_status,
+            self.duplicate_order_code,
+            request_id,
+            f"Transaction ID already exists: orderId {order_id!r} was tracked before.",
+        )
 
     def _batch_create(self, incoming: Incoming, body: bytes) -> Response:
         refusal = self._refuse(incoming, need_secret=True)
@@ -707,7 +773,12 @@ class EmulatorState:
                 422, 3011, rid, f"a batch holds at most {MAX_BATCH_ITEMS} items, got {len(items)}"
             )
         job = _Job(
-            next(self._job_ids), items, rid, incoming.received_at, _has_token(incoming.headers)
+            next(self._job_ids),
+            items,
+            rid,
+            incoming.received_at,
+            _has_token(incoming.headers),
+            incoming.endpoint,
         )
         delay = self.batch_delay
         if delay > 0:
@@ -784,14 +855,10 @@ class EmulatorState:
                 f"API version 4.0 is below the minimum API version ({self.min_version}) set"
                 " for this account.",
             )
-        if incoming.endpoint in RATE_LIMITED_ENDPOINTS:
-            arrived = incoming.arrived
+        bucket = BUCKET_OF.get(incoming.endpoint)
+        if bucket is not None:
             with self._lock:
-                wait = 0.0 if self._rate is None else self._rate.try_admit(arrived)
-                if wait:
-                    self._rate_limited += 1
-                else:
-                    self._admitted.append(arrived)
+                wait = self._buckets[bucket].try_admit(incoming.arrived)
             if wait:
                 retry_after = wait if self.rate_limit_retry_after else None
                 return error_response(429, 429, rid, retry_after=retry_after)
@@ -810,66 +877,116 @@ class EmulatorState:
     def _process(self, job: _Job) -> None:
         """Validate and record a job's items (no lock held while validating)."""
         items = job.items or []
-        faults = self.faults
-        item_faults = faults.has_item_faults
-        recorded: list[ReceivedEvent] = []
-        errors: list[dict[str, Any]] = []
-        results: list[dict[str, Any]] = []
-        stopped_at: int | None = None
-        item_injected: list[dict[str, Any]] = []
-        for index, item in enumerate(items):
-            if job.stop_requested:
-                stopped_at = index
-                break
-            problem = _check_item(item)
-            customer_id = item.get("customerId") if type(item) is dict else None
-            if problem is None and item_faults:
-                injected = faults.take_item_fault(str(customer_id))
-                if injected is not None:
-                    code, message = injected
-                    problem = code, message or _ERRORS.get(code, ("", "item failed"))[1]
-                    item_injected.append(
-                        {
-                            "requestId": job.request_id,
-                            "endpoint": BATCH_CREATE,
-                            "receivedAt": job.received_at,
-                            "fault": f"batch item {index} ({customer_id}) failed with {code}",
-                            "status": None,
-                        }
-                    )
-            if problem is not None:
-                code, message = problem
-                errors.append(
-                    {
-                        "index": index,
-                        "customerId": customer_id if type(customer_id) is str else None,
-                        "code": code,
-                        "message": message,
-                    }
-                )
-                continue
-            results.append({"index": index, "customerId": customer_id, "status": "processed"})
-            recorded.extend(
-                _item_events(
-                    item, "batch", job.request_id, job.received_at, job.has_token, job.id, index
-                )
-            )
+        accepted, errors, stopped_at, item_injected = self._validate_items(job, items)
+        # Recorded first, then the job settles: a client that saw it completed finds them.
+        if job.endpoint == BATCH_ORDERS:
+            results = self._admit_batch_orders(job, accepted, errors)
+        else:
+            results = self._admit_batch_events(job, accepted)
+        errors.sort(key=lambda error: int(error["index"]))
         with self._lock:
             self._injected.extend(item_injected)
             job.errors.extend(errors)
             job.results.extend(results)
-            done = len(items) if stopped_at is None else stopped_at
-            job.processed += done
+            job.processed += len(items) if stopped_at is None else stopped_at
             job.failed += len(errors)
             if stopped_at is not None:
                 self._finish_stopped(job, stopped_at)
             else:
                 job.items = None
                 job.status = "failed" if job.failed == job.total else "completed"
-            if recorded:
-                self._events.extend(recorded)
-                self._event_count += len(recorded)
-                self._events_changed.notify_all()
+
+    def _admit_batch_events(
+        self, job: _Job, accepted: list[tuple[int, dict[str, Any]]]
+    ) -> list[dict[str, Any]]:
+        """Record a job's valid event items; return their results."""
+        recorded: list[ReceivedEvent] = []
+        for index, item in accepted:
+            recorded.extend(
+                _item_events(
+                    item, "batch", job.request_id, job.received_at, job.has_token, job.id, index
+                )
+            )
+        self.records.add_events(recorded)
+        return [_item_result(item, index) for index, item in accepted]
+
+    def _admit_batch_orders(
+        self,
+        job: _Job,
+        accepted: list[tuple[int, dict[str, Any]]],
+        errors: list[dict[str, Any]],
+    ) -> list[dict[str, Any]]:
+        """Record a job's valid orders (duplicates become ``errors``); return their results."""
+        results: list[dict[str, Any]] = []
+        rate, duplicates, place_order = (
+            self.points_per_unit,
+            self.duplicate_orders,
+            self.auto_place_order,
+        )
+        for index, item in accepted:
+            order = self.records.admit_order(
+                item,
+                points_per_unit=rate,
+                duplicates=duplicates,
+                place_order=place_order,
+                version="batch",
+                request_id=job.request_id,
+                received_at=job.received_at,
+                has_token=job.has_token,
+                job_id=job.id,
+                index=index,
+            )
+            if order is None:
+                message = f"Transaction ID already exists: orderId {item['orderId']!r}."
+                code = self.duplicate_order_code
+                errors.append(_item_error(item, index, code, message, order=True))
+            else:
+                results.append(_item_result(item, index, order.rewarded_points))
+        return results
+
+    def _validate_items(
+        self, job: _Job, items: list[Any]
+    ) -> tuple[
+        list[tuple[int, dict[str, Any]]], list[dict[str, Any]], int | None, list[dict[str, Any]]
+    ]:
+        """Check a job's items and apply item faults.
+
+        Returns:
+            ``(accepted, errors, stopped_at, injected)``: the valid items with their
+            index, the invalid ones' error entries, the index a stop request ended the
+            loop at (``None`` when it ran through), the injected item faults.
+        """
+        check = check_order if job.endpoint == BATCH_ORDERS else _check_item
+        faults = self.faults
+        item_faults = faults.has_item_faults
+        accepted: list[tuple[int, dict[str, Any]]] = []
+        errors: list[dict[str, Any]] = []
+        injected: list[dict[str, Any]] = []
+        for index, item in enumerate(items):
+            if job.stop_requested:
+                return accepted, errors, index, injected
+            problem = check(item)
+            if problem is None and item_faults:
+                customer_id = item.get("customerId")
+                taken = faults.take_item_fault(str(customer_id))
+                if taken is not None:
+                    code, message = taken
+                    problem = code, message or _ERRORS.get(code, ("", "item failed"))[1]
+                    injected.append(
+                        {
+                            "requestId": job.request_id,
+                            "endpoint": job.endpoint,
+                            "receivedAt": job.received_at,
+                            "fault": f"batch item {index} ({customer_id}) failed with {code}",
+                            "status": None,
+                        }
+                    )
+            if problem is None:
+                accepted.append((index, item))
+            else:
+                code, message = problem
+                errors.append(_item_error(item, index, code, message, order=check is check_order))
+        return accepted, errors, None, injected
 
     def _finish_stopped(self, job: _Job, start: int) -> None:
         """Fail every item from ``start`` on as never processed (lock held)."""
@@ -947,24 +1064,6 @@ class EmulatorState:
                 self.note_internal_error(f"batch job {job.id}: {type(exc).__name__}: {exc}")
 
     # --- records -------------------------------------------------------------------------
-    def _record(self, events: list[ReceivedEvent]) -> None:
-        with self._lock:
-            self._events.extend(events)
-            self._event_count += len(events)
-            self._events_changed.notify_all()
-
-    @property
-    def events(self) -> list[ReceivedEvent]:
-        """A copy of the recorded events, oldest first."""
-        with self._lock:
-            return list(self._events)
-
-    @property
-    def event_count(self) -> int:
-        """How many events were accepted since the start or the last reset."""
-        with self._lock:
-            return self._event_count
-
     @property
     def requests(self) -> dict[tuple[str, int], int]:
         """Answered requests counted by ``(endpoint, status)``; status 0 = dropped."""
@@ -979,9 +1078,19 @@ class EmulatorState:
 
     @property
     def rate_limited(self) -> int:
-        """How many requests the rate limit refused (429)."""
+        """How many requests the rate limits refused (429), every bucket together."""
         with self._lock:
-            return self._rate_limited
+            return sum(bucket.rate_limited for bucket in self._buckets.values())
+
+    def rate_limited_in(self, bucket: str) -> int:
+        """How many requests one bucket's rate limit refused (429).
+
+        Raises:
+            ValueError: If the bucket is unknown.
+        """
+        name = check_bucket(bucket)
+        with self._lock:
+            return self._buckets[name].rate_limited
 
     @property
     def internal_errors(self) -> list[str]:
@@ -1001,22 +1110,26 @@ class EmulatorState:
         with self._lock:
             return list(self._injected)
 
-    def wait_for_events(self, count: int, timeout: float | None = None) -> bool:
-        """Wait until at least ``count`` events were accepted; return whether they were."""
-        with self._events_changed:
-            return self._events_changed.wait_for(lambda: self._event_count >= count, timeout)
-
-    def max_requests_in_window(self, window: float, *, admitted_only: bool = False) -> int:
-        """The most rate-limited requests that arrived in any ``window`` seconds.
+    def max_requests_in_window(
+        self, window: float, *, admitted_only: bool = False, bucket: str = EVENTS_BUCKET
+    ) -> int:
+        """The most of one bucket's requests that arrived in any ``window`` seconds.
 
         Args:
             window: The window length, in seconds of the emulator's clock.
             admitted_only: Count only requests the rate limit admitted, instead of every
-                request that reached an event endpoint (v4.0, v4.1, batch create).
+                request that reached one of the bucket's endpoints (v4.0, v4.1, batch
+                create).
+            bucket: ``"events"`` (default) or ``"orders"``.
+
+        Raises:
+            ValueError: If the bucket is unknown.
         """
+        name = check_bucket(bucket)
         with self._lock:
-            times = sorted(self._admitted if admitted_only else self._arrivals)
-        return _max_in_window(times, window)
+            chosen = self._buckets[name]
+            times = sorted(chosen.admitted if admitted_only else chosen.arrivals)
+        return max_in_window(times, window)
 
     def batch_status(self, job_id: int) -> dict[str, Any] | None:
         """The status body of a batch job, as the status endpoint answers it, or ``None``."""
@@ -1031,49 +1144,53 @@ class EmulatorState:
             for (endpoint, status), count in sorted(self._requests.items()):
                 by_endpoint.setdefault(endpoint, {})[str(status)] = count
             jobs = Counter(job.status for job in self._jobs.values())
+            buckets = self._buckets
             stats: dict[str, Any] = {
-                "events": self._event_count,
-                "storedEvents": len(self._events),
+                **self.records.counts(),
                 "requests": by_endpoint,
-                "rateLimited": self._rate_limited,
+                "rateLimited": sum(bucket.rate_limited for bucket in buckets.values()),
+                "rateLimitedByBucket": {name: b.rate_limited for name, b in buckets.items()},
                 "dropped": self._dropped,
                 "batchJobs": {"total": len(self._jobs), **dict(sorted(jobs.items()))},
-                "rateLimits": None if self._rate is None else [list(w) for w in self._rate.limits],
+                "rateLimits": _limits_json(buckets[EVENTS_BUCKET].limits),
+                "orderRateLimits": _limits_json(buckets[ORDERS_BUCKET].limits),
                 "highSecurity": self.high_security,
                 "minVersion": self.min_version,
                 "batchDelay": self.batch_delay,
+                "pointsPerUnit": self.points_per_unit,
+                "duplicateOrders": self.duplicate_orders,
+                "duplicateOrderStatus": self.duplicate_order_status,
+                "duplicateOrderCode": self.duplicate_order_code,
+                "autoPlaceOrder": self.auto_place_order,
                 "internalErrors": len(self._internal_errors),
             }
         stats["faults"] = self.faults.snapshot()
         return stats
 
     def reset(self) -> None:
-        """Forget events, requests, counters, rate windows, jobs and faults."""
+        """Forget events, orders, points, requests, counters, rate windows, jobs and faults."""
         self.faults.clear()
+        self.records.reset()
         with self._lock:
-            self._events.clear()
-            self._event_count = 0
             self._requests.clear()
             self._request_log.clear()
-            self._rate_limited = 0
             self._dropped = 0
-            self._arrivals.clear()
-            self._admitted.clear()
+            for bucket in self._buckets.values():
+                bucket.reset()
             self._jobs.clear()
             self._due.clear()
             self._internal_errors.clear()
             self._injected.clear()
-            if self._rate is not None:
-                self._rate = _RateWindows(self._rate.limits)
+
+
+def _limits_json(limits: tuple[tuple[int, float], ...] | None) -> list[list[float]] | None:
+    return None if limits is None else [[count, period] for count, period in limits]
 
 
 def _classify(path: str) -> str:
-    if path == "/api/v4.0/integrations/events":
-        return EVENTS_V40
-    if path == "/api/v4.1/integrations/events":
-        return EVENTS_V41
-    if path == "/api/v4.0/integrations/batch/events":
-        return BATCH_CREATE
+    endpoint = _ROUTES.get(path)
+    if endpoint is not None:
+        return endpoint
     if path.startswith("/api/v4.0/integrations/batches/"):
         parts = path.split("/")
         if len(parts) == 7 and parts[5]:
@@ -1116,6 +1233,33 @@ def _item_events(
     ]
 
 
+def _item_result(item: dict[str, Any], index: int, points: int | None = None) -> dict[str, Any]:
+    """A batch status ``results`` entry; an order's carries its id and points (UNCONFIRMED)."""
+    result: dict[str, Any] = {"index": index, "customerId": item["customerId"]}
+    if points is not None:
+        result["orderId"] = item["orderId"]
+        result["rewardedPoints"] = points
+    result["status"] = "processed"
+    return result
+
+
+def _item_error(
+    item: Any, index: int, code: int, message: str, *, order: bool = False
+) -> dict[str, Any]:
+    """A batch status ``errors`` entry (an order's carries its ``orderId`` when it has one)."""
+    customer_id = item.get("customerId") if type(item) is dict else None
+    error: dict[str, Any] = {
+        "index": index,
+        "customerId": customer_id if type(customer_id) is str else None,
+    }
+    order_id = item.get("orderId") if order and type(item) is dict else None
+    if type(order_id) is str:
+        error["orderId"] = order_id
+    error["code"] = code
+    error["message"] = message
+    return error
+
+
 def _describe_fault(incoming: Incoming) -> str | None:
     """Describe the one-shot fault and latency a request consumed, or ``None``."""
     parts: list[str] = []
@@ -1142,22 +1286,6 @@ def _same(given: str | None, expected: SecretStr) -> bool:
     if not given:
         return False
     return hmac.compare_digest(given.encode(), expected.get_secret_value().encode())
-
-
-def parse_rate_limits(text: str) -> tuple[tuple[int, float], ...]:
-    """Parse ``"100/1,1200/30"`` into ``((100, 1.0), (1200, 30.0))``.
-
-    Raises:
-        ValueError: For text that is not comma-separated ``count/seconds`` pairs.
-    """
-    limits: list[tuple[int, float]] = []
-    for part in text.split(","):
-        count, sep, seconds = part.strip().partition("/")
-        if not sep:
-            raise ValueError(f"expected COUNT/SECONDS, got {part.strip()!r}")
-        limits.append((int(count), float(seconds)))
-    _RateWindows(limits)  # validates
-    return tuple(limits)
 
 
 def check_min_version(value: object) -> str | None:

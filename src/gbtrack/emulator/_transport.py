@@ -14,14 +14,11 @@ from __future__ import annotations
 
 import asyncio
 import time
-from typing import TYPE_CHECKING
 
 import httpx
 
-from gbtrack.emulator._state import CONTROL, Incoming, Response
-
-if TYPE_CHECKING:
-    from gbtrack.emulator._server import GameballEmulator
+from gbtrack.emulator._control import serve_control
+from gbtrack.emulator._state import CONTROL, EmulatorState, Incoming, Response
 
 __all__ = ["AsyncEmulatorTransport", "EmulatorTransport"]
 
@@ -30,9 +27,8 @@ _RESET = "[Errno 104] Connection reset by peer"
 
 
 class _Core:
-    def __init__(self, emulator: GameballEmulator) -> None:
-        self.emulator = emulator
-        self.state = emulator._state
+    def __init__(self, state: EmulatorState) -> None:
+        self.state = state
 
     def begin(self, request: httpx.Request) -> Incoming:
         headers = {
@@ -58,9 +54,7 @@ class _Core:
                 raise httpx.ReadError(_RESET, request=request)
             raise httpx.RemoteProtocolError(_DISCONNECTED, request=request)
         if incoming.endpoint == CONTROL:
-            from gbtrack.emulator._server import serve_control
-
-            return serve_control(self.emulator, incoming, body, trusted=True)
+            return serve_control(self.state, incoming, body, trusted=True)
         return self.state.handle(incoming, body)
 
     @staticmethod
@@ -84,8 +78,10 @@ class _Core:
 class EmulatorTransport(httpx.BaseTransport):
     """A sync httpx transport answering from an emulator in this process.
 
+    Made by :meth:`GameballEmulator.transport() <gbtrack.emulator.GameballEmulator.transport>`.
+
     Args:
-        emulator: The emulator; it need not be started.
+        state: The emulator's state (the emulator need not be started).
 
     Example::
 
@@ -93,8 +89,8 @@ class EmulatorTransport(httpx.BaseTransport):
             http.post("/api/v4.0/integrations/events", json=..., headers=...)
     """
 
-    def __init__(self, emulator: GameballEmulator) -> None:
-        self._core = _Core(emulator)
+    def __init__(self, state: EmulatorState) -> None:
+        self._core = _Core(state)
 
     def handle_request(self, request: httpx.Request) -> httpx.Response:
         """Answer one request as the emulator's HTTP server would."""
@@ -116,12 +112,15 @@ class AsyncEmulatorTransport(httpx.AsyncBaseTransport):
     Requests are processed on the event loop (a batch of 1,000 items takes a few
     milliseconds); latency is an ``asyncio.sleep``.
 
+    Made by :meth:`GameballEmulator.async_transport()
+    <gbtrack.emulator.GameballEmulator.async_transport>`.
+
     Args:
-        emulator: The emulator; it need not be started.
+        state: The emulator's state (the emulator need not be started).
     """
 
-    def __init__(self, emulator: GameballEmulator) -> None:
-        self._core = _Core(emulator)
+    def __init__(self, state: EmulatorState) -> None:
+        self._core = _Core(state)
 
     async def handle_async_request(self, request: httpx.Request) -> httpx.Response:
         """Answer one request as the emulator's HTTP server would."""

@@ -9,10 +9,12 @@ available in any test suite::
                                 base_url=gameball_emulator.url)
         ...
         assert gameball_emulator.wait_for_events(1, timeout=5)
+        assert gameball_emulator.orders == []  # orders, points and system events too
 
 - ``gameball_emulator``: function scope; a :class:`~gbtrack.emulator.GameballEmulator`
   with the default keys (``test-api-key``, ``test-secret-key``) and Gameball's rate
-  limits on 127.0.0.1 and an ephemeral port, stopped after the test.
+  limits (events 100/1 s and 1,200/30 s, orders 30/1 s and 360/30 s) on 127.0.0.1 and
+  an ephemeral port, stopped after the test.
 - ``gameball_emulator_factory``: function scope; call it with
   :class:`~gbtrack.emulator.GameballEmulator` keyword arguments (e.g.
   ``rate_limits=None``) to start more emulators; all are stopped after the test.
