@@ -809,7 +809,8 @@ def _of_the_default(
 configure = _of_the_default(
     Tracker.configure,
     "Configure the default tracker in place (never replaced, so nothing goes stale).\n\n"
-    "Returns the default tracker; the arguments are :meth:`Tracker.configure`'s.",
+    "Arguments left out keep their value; they are those of :meth:`Tracker.configure`, "
+    "and the default tracker is returned.",
 )
 """Configure the default tracker in place (never replaced, so nothing goes stale).
 
