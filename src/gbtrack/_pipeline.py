@@ -21,7 +21,7 @@ import random
 import threading
 import weakref
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Union
 
 from gbtrack._errors import InvalidEventError, TrackingError
@@ -138,6 +138,8 @@ class Route:
         gate: The fast entry when there is nothing to do but hand the draft on (then
             ``to_sender`` is the gate too); ``None`` otherwise.
         names: The names of every step of the way to the sender, for tests and debugging.
+        run: The whole way, one function: ``run(draft)`` is ``False`` when the draft was
+            dropped (counted).
     """
 
     steps: tuple[DraftStep, ...]
@@ -146,17 +148,32 @@ class Route:
     owner: object
     gate: Gate | None
     names: tuple[str, ...]
+    run: Callable[[EventDraft], bool] = field(init=False, repr=False, compare=False)
 
-    def __call__(self, draft: EventDraft) -> bool:
-        """Take one draft the whole way; ``False`` when it was dropped (counted)."""
-        for step in self.steps:
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "run", _runner(self))
+
+
+def _runner(route: Route) -> Callable[[EventDraft], bool]:
+    """The route as one function: the steps, then the binding or the sender."""
+    steps, to_sender, to_binding, owner = (
+        route.steps,
+        route.to_sender,
+        route.to_binding,
+        route.owner,
+    )
+
+    def run(draft: EventDraft) -> bool:
+        for step in steps:
             if not step(draft):
                 return False
         if _bindings[0]:  # gbtrack.transaction(): a plain global test while none is open
             bound = _bound_transaction.get()
-            if bound is not None and bound.binds(self.owner):
-                return self.to_binding(draft, bound)
-        return bool(self.to_sender(draft))
+            if bound is not None and bound.binds(owner):
+                return to_binding(draft, bound)
+        return bool(to_sender(draft))
+
+    return run
 
 
 def compile_route(
@@ -207,7 +224,7 @@ def compile_route(
         item_steps.append(_inline_hook(hook, settings.limits, books))
     if settings.debug:
         item_steps.append(_debug_line(type(sender).__name__))
-    leg = _leg(tuple(item_steps), _send_end(sender, books))
+    leg = _sender_leg(tuple(item_steps), sender, books)
     names = (*_names(steps), *_names(item_steps), "send")
     # The pass-through rule, in one place: nothing to do but hand the draft on.
     if steps or item_steps or _bindings[0]:
@@ -220,14 +237,28 @@ def _names(steps: list[DraftStep] | list[ItemStep]) -> tuple[str, ...]:
     return tuple(step.__name__.replace("_", " ") for step in steps)
 
 
-def _leg(steps: tuple[ItemStep, ...], end: Callable[[EventDraft, Item], bool]) -> DraftStep:
-    """Run ``steps`` on a draft, then ``end``; stop at the first that drops it."""
+def _sender_leg(steps: tuple[ItemStep, ...], sender: Sender, books: Books) -> DraftStep:
+    """Run ``steps`` on a draft, stopping at the first that drops it, then ``send()``."""
+    send = sender.send
+    count_sent = books.reporter.count_sent
+
+    def send_item(draft: EventDraft, item: Item) -> bool:
+        try:
+            send(item)  # type: ignore[arg-type]  # a draft only to a sender that takes drafts
+        except TrackingError:
+            raise  # strict mode's own error
+        except Exception as exc:
+            books.send_failed(draft, sender, exc)
+            return False
+        count_sent()
+        return True
+
     if not steps:
 
-        def hand_on(draft: EventDraft) -> bool:
-            return end(draft, draft)
+        def send_draft(draft: EventDraft) -> bool:
+            return send_item(draft, draft)
 
-        return hand_on
+        return send_draft
 
     def leg(draft: EventDraft) -> bool:
         item: Item | None = draft
@@ -235,7 +266,7 @@ def _leg(steps: tuple[ItemStep, ...], end: Callable[[EventDraft, Item], bool]) -
             item = step(draft, item)  # type: ignore[arg-type]  # not None: checked below
             if item is None:
                 return False
-        return end(draft, item)  # type: ignore[arg-type]  # the loop ran: not None
+        return send_item(draft, item)  # type: ignore[arg-type]  # the loop ran: not None
 
     return leg
 
@@ -303,24 +334,6 @@ def _blocking_warning(sender: Sender, warnings: LoopWarnings) -> ItemStep:
         return item
 
     return blocking_check
-
-
-def _send_end(sender: Sender, books: Books) -> Callable[[EventDraft, Item], bool]:
-    send = sender.send
-    count_sent = books.reporter.count_sent
-
-    def send_end(draft: EventDraft, item: Item) -> bool:
-        try:
-            send(item)  # type: ignore[arg-type]  # a draft only to a sender that takes drafts
-        except TrackingError:
-            raise  # strict mode's own error
-        except Exception as exc:
-            books.send_failed(draft, sender, exc)
-            return False
-        count_sent()
-        return True
-
-    return send_end
 
 
 def _binding_leg(

@@ -150,6 +150,7 @@ class Tracker:
         self._sender: Sender | None = None
         self._traits = _NO_TRAITS
         self._route: Route
+        self._run: Callable[[EventDraft], bool]
         self._use(settings, sender)
         _trackers.add(self)
 
@@ -187,7 +188,8 @@ class Tracker:
 
     def _use(self, settings: TrackerSettings, sender: Sender | None) -> None:
         """Apply settings and sender together: attach the sender, compile the route."""
-        if sender is not None and not isinstance(sender, Sender):
+        new_sender = sender is not self._sender
+        if new_sender and sender is not None and not isinstance(sender, Sender):
             raise TypeError(f"sender must implement send/flush/close, got {type(sender).__name__}")
         with self._lock:
             previous = self._settings
@@ -198,7 +200,7 @@ class Tracker:
             if settings.debug != previous.debug:
                 debug_logging(self, settings.debug)
             if (
-                sender is not self._sender
+                new_sender
                 or settings.limits is not previous.limits
                 or settings.before_send is not previous.before_send
             ):
@@ -224,17 +226,18 @@ class Tracker:
 
     def _compile(self) -> None:
         """Compile the route of the current settings and sender (and transaction bindings)."""
-        route = compile_route(
-            self._settings,
-            self._sender,
-            self._traits,
-            self._books,
-            owner=self,
-            first_use=self._first_use,
-            warnings=self._warnings,
-        )
-        self._route = route
-        self.gate = route.gate
+        with self._lock:  # also called when a transaction binding opens or closes
+            route = compile_route(
+                self._settings,
+                self._sender,
+                self._traits,
+                self._books,
+                owner=self,
+                first_use=self._first_use,
+                warnings=self._warnings,
+            )
+            self._route, self._run = route, route.run
+            self.gate = route.gate
 
     def _first_use(self, draft: EventDraft) -> bool:
         """The way to the sender while there is none: create the default one, go on."""
@@ -655,7 +658,7 @@ class Tracker:
         gate = self.gate
         if gate is not None:  # the common case: nothing but the sender has work to do
             return bool(gate(draft))
-        return self._route(draft)
+        return self._run(draft)
 
     @property
     def route(self) -> tuple[str, ...]:
