@@ -178,20 +178,22 @@ class Tracker:
         """
         if not isinstance(settings, TrackerSettings):
             raise TypeError(f"expected a TrackerSettings, got {type(settings).__name__}")
-        previous = self._settings
-        self._use(settings, self._sender)
-        return previous
+        return self._use(settings, self._sender)
 
     def _change(self, **changes: Any) -> None:
         """A property setter's change: a new settings value (validated)."""
         self.use_settings(dataclasses.replace(self._settings, **changes))
 
-    def _use(self, settings: TrackerSettings, sender: Sender | None) -> None:
-        """Apply settings and sender together: attach the sender, compile the route."""
-        new_sender = sender is not self._sender
-        if new_sender and sender is not None and not isinstance(sender, Sender):
+    def _use(self, settings: TrackerSettings, sender: Sender | None) -> TrackerSettings:
+        """Apply settings and sender together: attach the sender, compile the route.
+
+        Returns:
+            The settings in place before.
+        """
+        if sender is not None and sender is not self._sender and not isinstance(sender, Sender):
             raise TypeError(f"sender must implement send/flush/close, got {type(sender).__name__}")
         with self._lock:
+            new_sender = sender is not self._sender
             previous = self._settings
             self._settings = settings
             object.__setattr__(self, "enabled", settings.enabled)
@@ -207,6 +209,7 @@ class Tracker:
                 self._sender = sender
                 self._traits = self._attach(sender) if sender is not None else _NO_TRAITS
             self._compile()
+        return previous
 
     def _attach(self, sender: Sender) -> SenderTraits:
         """Give ``sender`` what the tracker gives (:class:`~gbtrack.senders.TrackerLink`)."""
