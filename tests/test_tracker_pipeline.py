@@ -387,3 +387,38 @@ def test_module_configure_takes_the_methods_parameters_and_acts_on_the_default()
         assert (other.strict, previous.strict) == (True, False)
     finally:
         gbtrack.set_tracker(previous)
+
+
+def test_a_sender_written_from_the_contract_alone() -> None:
+    """No BaseSender: attach() declares drafts and stats, and no gate of its own."""
+
+    class Minimal(PlainSender):
+        def __init__(self) -> None:
+            super().__init__()
+            self.drafts: list[EventDraft] = []
+            self.link: TrackerLink | None = None
+
+        def send(self, event: Any) -> None:
+            self.drafts.append(event)
+
+        def attach(self, link: TrackerLink) -> SenderTraits:
+            self.link = link
+            return SenderTraits(takes_drafts=True, stats=lambda: Stats(delivered=7))
+
+    sender = Minimal()
+    assert isinstance(sender, AttachableSender)
+    tracker = Tracker(sender, limits=Limits(max_string_length=4))
+    assert sender.link is not None
+    assert sender.link.limits is tracker.limits
+    assert tracker.gate is not None  # the tracker's own one-call entry to send()
+    assert tracker.route == ("send",)
+    tracker.emit("e", customer_id="c-1", metadata={"k": "longer than four"})
+    assert [type(d) for d in sender.drafts] == [EventDraft]  # validated by the sender, later
+    tracker.configure(sample={"x": 0.5}, before_send=_hook)
+    assert tracker.route == ("sample", "validate", "before send", "send")  # hook not applied
+    tracker.emit("e", customer_id="c-1")
+    assert [type(d) for d in sender.drafts] == [EventDraft, Event]
+    stats = tracker.stats
+    assert (stats.sent, stats.delivered) == (2, 7)
+    tracker.configure(sender=InMemorySender())
+    assert sender.closed  # no hand_over declared: closed

@@ -253,10 +253,18 @@ def _sender_leg(steps: tuple[ItemStep, ...], sender: Sender, books: Books) -> Dr
         count_sent()
         return True
 
-    if not steps:
+    if not steps:  # the same as send_item(draft, draft), one call shorter
 
         def send_draft(draft: EventDraft) -> bool:
-            return send_item(draft, draft)
+            try:
+                send(draft)  # type: ignore[arg-type]  # no step: a sender that takes drafts
+            except TrackingError:
+                raise
+            except Exception as exc:
+                books.send_failed(draft, sender, exc)
+                return False
+            count_sent()
+            return True
 
         return send_draft
 
