@@ -22,9 +22,9 @@ from gbtrack._schema import registered_schemas, remove_event_schema
 
 @pytest.fixture(autouse=True)
 def _restore_globals() -> Iterator[None]:
-    """Put the default tracker and the resolver registry back as they were."""
+    """Put the default tracker (its one settings value and its sender) and the registries back."""
     default = get_tracker()
-    state = (default.enabled, default.strict, default.on_error, default.limits, default.strict_plan)
+    settings = default.settings
     sender = default.use_sender(InMemorySender())  # swap and put back: never closed here
     default.restore_sender(sender)
     registry = dict(registered())
@@ -34,13 +34,7 @@ def _restore_globals() -> Iterator[None]:
     finally:
         set_tracker(default)
         default.restore_sender(sender)
-        (
-            default.enabled,
-            default.strict,
-            default.on_error,
-            default.limits,
-            default.strict_plan,
-        ) = state
+        default.use_settings(settings)
         for name in set(registered_schemas()) - schemas:
             remove_event_schema(name)
         for name in set(registered()) - set(registry):

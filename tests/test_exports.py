@@ -34,6 +34,7 @@ EXPECTED = [
     "SpanContext",
     "Stats",
     "Tracker",
+    "TrackerSettings",
     "TrackingError",
     "TransportError",
     "Unchecked",

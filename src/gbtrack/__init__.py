@@ -38,6 +38,7 @@ from gbtrack._expr import literal
 from gbtrack._report import Stats
 from gbtrack._resolvers import register_resolver, unregister_resolver
 from gbtrack._schema import event_schema, remove_event_schema
+from gbtrack._settings import TrackerSettings
 from gbtrack._span import Span, SpanContext, span
 from gbtrack._tracker import Tracker, close, configure, flush, get_tracker, set_tracker
 from gbtrack._transaction import transaction
@@ -75,6 +76,7 @@ __all__ = [
     "SpanContext",
     "Stats",
     "Tracker",
+    "TrackerSettings",
     "TrackingError",
     "TransportError",
     "Unchecked",

@@ -1,42 +1,51 @@
-"""Tracker: policy between the decorators and the sender, and the default tracker.
+"""Tracker: settings in, a compiled pipeline out; and the default tracker.
 
 A tracker decides whether to track (``enabled``), takes the caller's
-:class:`~gbtrack.EventDraft` through its one public method :meth:`Tracker.submit`,
-hands it to its sender (validated first unless the sender validates where it
-serialises), and makes sure no failure reaches business code unless ``strict=True``.
+:class:`~gbtrack.EventDraft` through its one public method :meth:`Tracker.submit`, and
+makes sure no failure reaches business code unless ``strict=True``. Its settings are one
+frozen :class:`~gbtrack.TrackerSettings` value; whenever they or the sender change, the
+tracker attaches the sender (:class:`~gbtrack.senders.TrackerLink`) and compiles its
+route (:func:`gbtrack._pipeline.compile_route`). Call sites use its ``gate`` when it is
+open (the sender's own fast entry) and :meth:`Tracker.submit` otherwise.
 """
 
 from __future__ import annotations
 
-import logging
+import dataclasses
+import inspect
 import os
-import random
 import threading
 import time
 import weakref
 from collections.abc import Callable, Mapping
-from typing import TYPE_CHECKING, Any, Literal
+from typing import TYPE_CHECKING, Any, Concatenate, Literal, ParamSpec, TypeVar
 
 from pydantic import SecretStr
 
 from gbtrack._context import complete_identity
-from gbtrack._errors import ConfigurationError, GbtrackError, InvalidEventError, TrackingError
-from gbtrack._event import DEFAULT_LIMITS, Event, EventDraft, Limits, mask_email, mask_mobile
+from gbtrack._decorator import track as _track
+from gbtrack._errors import GbtrackError, InvalidEventError, TrackingError
+from gbtrack._event import DEFAULT_LIMITS, EventDraft, Limits
+from gbtrack._pipeline import (
+    Books,
+    LoopWarnings,
+    Route,
+    batch_hook,
+    compile_route,
+    debug_logging,
+    default_sender,
+    where,
+)
 from gbtrack._plain import plain_value
-from gbtrack._report import ErrorHandler, Reporter, Stats, logger, warn_user
-from gbtrack._schema import check_planned
+from gbtrack._report import ErrorHandler, Reporter, Stats
+from gbtrack._settings import BeforeSend, TrackerSettings, settings_changes
+from gbtrack._settings import env_disabled as _env_disabled
+from gbtrack._span import Span
 from gbtrack._state import Gate, active, on_bindings_change
-from gbtrack._state import _open as _bindings
-from gbtrack._state import bound_transaction as _bound_transaction
 from gbtrack._types import UNSET, Unset
-from gbtrack.senders._base import LoggingSender, Sender
-
-if TYPE_CHECKING:
-    from gbtrack._decorator import _Decorator
-    from gbtrack._span import Span
-    from gbtrack._transaction import TransactionBinding
-    from gbtrack.senders._config import Overflow
-    from gbtrack.senders._policy import Limiter, RetryPolicy, Spill
+from gbtrack.senders._base import AttachableSender, Sender, SenderTraits, TrackerLink
+from gbtrack.senders._config import Overflow, sender_from_config
+from gbtrack.senders._policy import Limiter, RetryPolicy, Spill
 
 __all__ = [
     "BeforeSend",
@@ -49,19 +58,10 @@ __all__ = [
     "set_tracker",
 ]
 
-BeforeSend = Callable[[Event], "Event | None"]
-"""The ``before_send`` hook: return the event (changed or not) to send it, ``None`` to drop it."""
+if TYPE_CHECKING:
+    from gbtrack._decorator import _Decorator
 
-
-_NO_DELIVERY_WARNING = (
-    "gbtrack: no Gameball delivery is configured, so events are only logged on the "
-    "'gbtrack.events' logger at INFO (see them with logging.basicConfig(level=logging.INFO)). "
-    "Call gbtrack.configure(api_key=...) or set GAMEBALL_API_KEY to deliver them."
-)
-
-
-def _env_disabled() -> bool:
-    return os.environ.get("GBTRACK_DISABLED", "").strip().lower() in {"1", "true", "yes", "on"}
+_NO_TRAITS = SenderTraits()  # a sender without attach(): it takes validated events
 
 
 class Tracker:
@@ -94,6 +94,18 @@ class Tracker:
             and mobile masked) and the Gameball client's line per request on
             ``gbtrack.gameball``; adds a stderr handler when logging is not configured.
 
+    The arguments but ``sender`` make its :attr:`settings`, one frozen
+    :class:`~gbtrack.TrackerSettings`; every way of changing them (:meth:`configure`,
+    :meth:`use_settings`, the property setters) makes a new value.
+
+    Attributes:
+        enabled: Whether to track (``settings.enabled``, kept as a plain attribute because
+            call sites read it on every call; assigning it changes the settings).
+        gate: The fast entry call sites use (``gbtrack._state.CallSink``): ``None``
+            whenever anything but "hand the draft to the sender" is configured;
+            otherwise ``gate(draft)`` is the whole of :meth:`submit`, usually the sender's
+            own fast entry.
+
     Examples:
         >>> from gbtrack import Tracker, InMemorySender
         >>> tracker = Tracker(InMemorySender())
@@ -103,6 +115,9 @@ class Tracker:
         >>> [e.name for e in tracker.sender.events]
         ['signed_up']
     """
+
+    enabled: bool
+    gate: Gate | None
 
     def __init__(
         self,
@@ -117,176 +132,190 @@ class Tracker:
         sample: Mapping[str, float] | None = None,
         debug: bool = False,
     ) -> None:
-        self.enabled = enabled
-        self._strict = strict
-        self._strict_plan = strict_plan
-        self._limits = limits
+        settings = TrackerSettings(
+            enabled=enabled,
+            strict=strict,
+            strict_plan=strict_plan,
+            on_error=on_error,
+            limits=limits,
+            before_send=before_send,
+            sample=sample or {},
+            debug=debug,
+        )
+        self._lock = threading.RLock()
         self._reporter = Reporter(on_error)
+        self._books = Books(self._reporter)
+        self._warnings = LoopWarnings()
+        self._settings = TrackerSettings()
         self._sender: Sender | None = None
-        self._takes_drafts = False
-        # The fast entry call sites use (gbtrack._state.CallSink): drafts go straight to
-        # the sender (a draft-taking sender, not strict, no plan check, no transaction
-        # binding open, none of the per-event features below configured); else None.
-        self.gate: Gate | None = None
-        self._lock = threading.Lock()
-        self._before_send: BeforeSend | None = None
-        self._hook_in_sender = False  # the sender applies before_send where it validates
-        self._sample: dict[str, float] = {}
-        self._debug = False
-        self._filtered: dict[str, int] = {}  # deliberate drops: sampled_out, before_send
-        # What blocked a running event loop, warned once each: "flush", "close", or
-        # the id of a DirectSender.
-        self._loop_warned: set[object] = set()
-        self.before_send = before_send
-        self.sample = sample or {}
-        self.debug = debug
-        if sender is not None:
-            self._set_sender(sender)
+        self._traits = _NO_TRAITS
+        self._route: Route
+        self._run: Callable[[EventDraft], bool]
+        self._use(settings, sender)
         _trackers.add(self)
 
+    def __setattr__(self, name: str, value: object) -> None:
+        # Call sites read `enabled` as a plain attribute on every call (a property would
+        # cost them); writing it still goes through the one settings value.
+        if name == "enabled":
+            self.use_settings(dataclasses.replace(self._settings, enabled=value))  # type: ignore[arg-type]
+        else:
+            object.__setattr__(self, name, value)
+
+    # --- settings and sender: the one way in ---------------------------------------------
+    @property
+    def settings(self) -> TrackerSettings:
+        """The tracker's settings, one frozen value (read-only; see :meth:`use_settings`)."""
+        return self._settings
+
+    def use_settings(self, settings: TrackerSettings) -> TrackerSettings:
+        """Put ``settings`` in place as a whole and return the previous value.
+
+        Tests save ``tracker.settings`` and restore it with this in one line.
+
+        Returns:
+            The settings in place before the call.
+        """
+        if not isinstance(settings, TrackerSettings):
+            raise TypeError(f"expected a TrackerSettings, got {type(settings).__name__}")
+        return self._use(settings, self._sender)
+
+    def _change(self, **changes: Any) -> None:
+        """A property setter's change: a new settings value (validated)."""
+        self.use_settings(dataclasses.replace(self._settings, **changes))
+
+    def _use(self, settings: TrackerSettings, sender: Sender | None) -> TrackerSettings:
+        """Apply settings and sender together: attach the sender, compile the route.
+
+        Returns:
+            The settings in place before.
+        """
+        if sender is not None and sender is not self._sender and not isinstance(sender, Sender):
+            raise TypeError(f"sender must implement send/flush/close, got {type(sender).__name__}")
+        with self._lock:
+            new_sender = sender is not self._sender
+            previous = self._settings
+            self._settings = settings
+            object.__setattr__(self, "enabled", settings.enabled)
+            self._reporter.on_error = settings.on_error
+            self._books.strict, self._books.debug = settings.strict, settings.debug
+            if settings.debug != previous.debug:
+                debug_logging(self, settings.debug)
+            if (
+                new_sender
+                or settings.limits is not previous.limits
+                or settings.before_send is not previous.before_send
+            ):
+                self._sender = sender
+                self._traits = self._attach(sender) if sender is not None else _NO_TRAITS
+            self._compile()
+        return previous
+
+    def _attach(self, sender: Sender) -> SenderTraits:
+        """Give ``sender`` what the tracker gives (:class:`~gbtrack.senders.TrackerLink`)."""
+        if not isinstance(sender, AttachableSender):
+            return _NO_TRAITS
+        settings, books = self._settings, self._books
+        hook = settings.before_send
+        return sender.attach(
+            TrackerLink(
+                limits=settings.limits,
+                before_send=None if hook is None else batch_hook(hook, settings.limits, books),
+                on_error=self._reporter.report,
+                count_sent=self._reporter.count_sent,
+                send_failed=lambda draft, exc: books.send_failed(draft, sender, exc),
+            )
+        )
+
+    def _compile(self) -> None:
+        """Compile the route of the current settings and sender (and transaction bindings)."""
+        with self._lock:  # also called when a transaction binding opens or closes
+            route = compile_route(
+                self._settings,
+                self._sender,
+                self._traits,
+                self._books,
+                owner=self,
+                first_use=self._first_use,
+                warnings=self._warnings,
+            )
+            self._route, self._run = route, route.run
+            self.gate = route.gate
+
+    def _first_use(self, draft: EventDraft) -> bool:
+        """The way to the sender while there is none: create the default one, go on."""
+        try:
+            self.sender  # noqa: B018  # creates the default sender, compiles the new route
+        except Exception as exc:
+            self._books.send_failed(draft, None, exc)
+            return False
+        return bool(self._route.to_sender(draft))
+
+    # --- the settings, one by one (each setter makes a new settings value) ------------------
     @property
     def strict(self) -> bool:
         """Whether tracking failures raise :class:`~gbtrack.TrackingError` into callers."""
-        return self._strict
+        return self._settings.strict
 
     @strict.setter
     def strict(self, strict: bool) -> None:
-        self._strict = strict
-        self._update_pass_through()
+        self._change(strict=strict)
 
     @property
     def strict_plan(self) -> bool:
         """Whether only events of the tracking plan are tracked (see :class:`Tracker`)."""
-        return self._strict_plan
+        return self._settings.strict_plan
 
     @strict_plan.setter
     def strict_plan(self, strict_plan: bool) -> None:
-        self._strict_plan = strict_plan
-        self._update_pass_through()
-
-    def _update_pass_through(self) -> None:
-        sender = self._sender
-        self.gate = (
-            self._make_gate(sender)
-            if sender is not None
-            and self._takes_drafts
-            and not self._strict
-            and not self._strict_plan
-            and not _bindings[0]
-            and not self._per_event_work()
-            else None
-        )
-
-    def _make_gate(self, sender: Sender) -> Gate:
-        send = sender.send
-        count_sent = self._reporter.count_sent
-        send_failed = self._send_failed
-
-        def gate(draft: EventDraft) -> bool:
-            try:
-                send(draft)  # type: ignore[arg-type]  # a draft-taking sender
-            except Exception as exc:
-                send_failed(draft, sender, exc)
-                return False
-            count_sent()
-            return True
-
-        return gate
-
-    def _per_event_work(self) -> bool:
-        """Whether a per-event feature (hook, sampling, debug) needs the slow path."""
-        return (
-            (self._before_send is not None and not self._hook_in_sender)
-            or bool(self._sample)
-            or self._debug
-        )
+        self._change(strict_plan=strict_plan)
 
     @property
     def before_send(self) -> BeforeSend | None:
         """The hook each validated event goes through before it is sent (``None``: none)."""
-        return self._before_send
+        return self._settings.before_send
 
     @before_send.setter
     def before_send(self, hook: BeforeSend | None) -> None:
-        if hook is not None and not callable(hook):
-            raise ConfigurationError(f"before_send must be callable, got {type(hook).__name__}")
-        self._before_send = hook
-        self._wire_before_send()
-        self._update_pass_through()
-
-    def _wire_before_send(self) -> None:
-        """Give the hook to a draft-taking sender that applies it where it validates.
-
-        Such a sender declares a ``before_send`` attribute (as it declares ``limits``)
-        and passes the events it validates from drafts through it (a list in, the kept
-        events out); the tracker then keeps its fast path. Other senders get events the
-        tracker validated and hooked inline.
-        """
-        sender = self._sender
-        self._hook_in_sender = (
-            sender is not None and self._takes_drafts and hasattr(sender, "before_send")
-        )
-        if self._hook_in_sender:
-            sender.before_send = (  # type: ignore[union-attr]
-                self._apply_before_send if self._before_send is not None else None
-            )
+        self._change(before_send=hook)
 
     @property
     def sample(self) -> Mapping[str, float]:
         """Sampling rates by event name (a copy); names not listed are always sent."""
-        return dict(self._sample)
+        return dict(self._settings.sample)
 
     @sample.setter
     def sample(self, rates: Mapping[str, float]) -> None:
-        checked: dict[str, float] = {}
-        for name, rate in dict(rates).items():
-            if type(name) is not str or not name:
-                raise ConfigurationError(f"sample keys must be event names, got {name!r}")
-            if type(rate) not in (int, float) or not 0.0 <= rate <= 1.0:
-                raise ConfigurationError(
-                    f"sample[{name!r}] must be a number from 0 to 1, got {rate!r}"
-                )
-            if rate < 1.0:  # a rate of 1 samples nothing out: keep the fast path
-                checked[name] = float(rate)
-        self._sample = checked
-        self._update_pass_through()
+        self._change(sample=rates)
 
     @property
     def debug(self) -> bool:
         """Whether each event and each Gameball request is logged at INFO/DEBUG."""
-        return self._debug
+        return self._settings.debug
 
     @debug.setter
     def debug(self, debug: bool) -> None:
-        debug = bool(debug)
-        if debug != self._debug:
-            _debug_logging(self, debug)
-        self._debug = debug
-        self._update_pass_through()
+        self._change(debug=debug)
 
     @property
     def limits(self) -> Limits:
         """The limits events are validated against (shared with draft-taking senders)."""
-        return self._limits
+        return self._settings.limits
 
     @limits.setter
     def limits(self, limits: Limits) -> None:
-        if not isinstance(limits, Limits):
-            raise TypeError(f"limits must be a gbtrack.Limits, got {type(limits).__name__}")
-        self._limits = limits
-        if self._takes_drafts:
-            self._sender.limits = limits  # type: ignore[union-attr]
+        self._change(limits=limits)
 
-    # --- configuration ---------------------------------------------------------------
     @property
     def on_error(self) -> ErrorHandler | None:
         """The hook that receives every dropped event's :class:`~gbtrack.TrackingError`."""
-        return self._reporter.on_error
+        return self._settings.on_error
 
     @on_error.setter
     def on_error(self, hook: ErrorHandler | None) -> None:
-        self._reporter.on_error = hook
+        self._change(on_error=hook)
 
+    # --- the sender --------------------------------------------------------------------------
     @property
     def sender(self) -> Any:
         """The sender in use (created on first use when none was given)."""
@@ -294,27 +323,13 @@ class Tracker:
         if sender is None:
             with self._lock:
                 if self._sender is None:
-                    self._set_sender(self._default_sender())
+                    self._use(self._settings, default_sender())
                 sender = self._sender
         return sender
 
     @sender.setter
     def sender(self, sender: Sender) -> None:
-        self._set_sender(sender)
-
-    def _set_sender(self, sender: Sender) -> None:
-        if not isinstance(sender, Sender):
-            raise TypeError(f"sender must implement send/flush/close, got {type(sender).__name__}")
-        # A sender without its own hook reports its drops to the tracker's.
-        reporter = getattr(sender, "reporter", None)
-        if isinstance(reporter, Reporter) and reporter.on_error is None:
-            reporter.on_error = self._forward_error
-        takes_drafts = getattr(sender, "accepts_drafts", False) is True
-        if takes_drafts:
-            sender.limits = self._limits  # type: ignore[attr-defined]
-        self._sender, self._takes_drafts = sender, takes_drafts
-        self._wire_before_send()
-        self._update_pass_through()
+        self._use(self._settings, sender)
 
     def use_sender(self, sender: Sender) -> Sender | None:
         """Swap in ``sender`` and return the previous one, which is neither flushed nor closed.
@@ -327,29 +342,12 @@ class Tracker:
         """
         with self._lock:
             previous = self._sender
-            self._set_sender(sender)
+            self._use(self._settings, sender)
         return previous
 
     def restore_sender(self, sender: Sender | None) -> None:
         """Put back a sender returned by :meth:`use_sender` (``None``: create on next use)."""
-        with self._lock:
-            if sender is None:
-                self._sender, self._takes_drafts = None, False
-                self._hook_in_sender = False
-                self._update_pass_through()
-            else:
-                self._set_sender(sender)
-
-    def _forward_error(self, error: TrackingError) -> None:
-        self._reporter.report(error)
-
-    def _default_sender(self) -> Sender:
-        if os.environ.get("GAMEBALL_API_KEY"):
-            from gbtrack.senders import sender_from_config
-
-            return sender_from_config()
-        warn_user(_NO_DELIVERY_WARNING)
-        return LoggingSender()
+        self._use(self._settings, sender)
 
     def configure(
         self,
@@ -433,6 +431,17 @@ class Tracker:
             ConfigurationError: If delivery options are given without an API key
                 (neither passed nor in the environment), or are invalid.
         """
+        changes = settings_changes(
+            enabled=enabled,
+            strict=strict,
+            strict_plan=strict_plan,
+            on_error=on_error,
+            limits=limits,
+            before_send=before_send,
+            sample=sample,
+            debug=debug,
+        )
+        settings = self._settings.changed(changes)  # validated before anything is built
         options: dict[str, Any] = {
             "api_key": api_key,
             "secret_key": secret_key,
@@ -455,44 +464,26 @@ class Tracker:
         if delivery:
             if sender is not None:
                 raise GbtrackError("pass either sender= or delivery options, not both")
-            from gbtrack.senders import sender_from_config
-
             sender = sender_from_config(**delivery)
-        if enabled is not None:
-            self.enabled = enabled
-        if strict is not None:
-            self.strict = strict
-        if not isinstance(on_error, Unset):
-            self.on_error = on_error
-        if limits is not None:
-            self.limits = limits
-        if strict_plan is not None:
-            self.strict_plan = strict_plan
-        if not isinstance(before_send, Unset):
-            self.before_send = before_send
-        if sample is not None:
-            self.sample = sample
-        if debug is not None:
-            self.debug = debug
-        if sender is not None:
-            old, self._sender = self._sender, None
-            self._set_sender(sender)
-            if old is not None and old is not sender:
-                # What the old sender still holds (e.g. while Gameball refused its key)
-                # goes to the new one rather than being dropped.
-                hand_over = getattr(old, "hand_over", None)
-                if callable(hand_over):
-                    hand_over(sender, timeout=5.0)
-                else:
-                    old.close(timeout=5.0)
+        if sender is None:
+            self.use_settings(settings)
+            return self
+        with self._lock:
+            old, handing_over = self._sender, self._traits.hand_over
+            self._use(settings, sender)
+        if old is not None and old is not sender:
+            # What the old sender still holds (e.g. while Gameball refused its key) goes
+            # to the new one rather than being dropped.
+            if handing_over is not None:
+                handing_over(sender, 5.0)
+            else:
+                old.close(timeout=5.0)
         return self
 
     # --- the API ---------------------------------------------------------------------
     def track(self, name: str, **options: Any) -> _Decorator:
         """Decorate a function so that calling it sends an event; see :func:`gbtrack.track`."""
-        from gbtrack._decorator import track
-
-        return track(name, tracker=self, **options)
+        return _track(name, tracker=self, **options)
 
     def span(
         self,
@@ -506,7 +497,7 @@ class Tracker:
         on: Literal["success", "error", "always"] = "success",
     ) -> Span:
         """Open a manual event on this tracker; see :class:`gbtrack.Span`."""
-        return _Span(
+        return Span(
             name,
             customer_id=customer_id,
             email=email,
@@ -587,12 +578,12 @@ class Tracker:
             else:
                 keys = values = ()
         except InvalidEventError as exc:
-            self.drop("invalid_event", f"event {name!r}{_where(function)}: {exc}", exc=exc)
+            self.drop("invalid_event", f"event {name!r}{where(function)}: {exc}", exc=exc)
             return None
         except Exception as exc:
             self.drop(
                 "resolver_error",
-                f"event {name!r}{_where(function)}: reading a value raised {type(exc).__name__}",
+                f"event {name!r}{where(function)}: reading a value raised {type(exc).__name__}",
                 function=function,
                 exc=exc,
             )
@@ -615,7 +606,7 @@ class Tracker:
         if sender is None:
             return True
         if timeout != 0:
-            self._warn_if_on_loop("flush", timeout)
+            self._warnings.blocking_call("flush", timeout)
         return bool(sender.flush(timeout))
 
     def close(self, timeout: float | None = None) -> bool:
@@ -628,35 +619,25 @@ class Tracker:
         if sender is None:
             return True
         if timeout != 0:
-            self._warn_if_on_loop("close", timeout)
+            self._warnings.blocking_call("close", timeout)
         return bool(sender.close(timeout))
 
     @property
     def stats(self) -> Stats:
-        """Counts of events sent and dropped (by reason), with the sender's delivery counts."""
+        """Counts of events sent and dropped (by reason), with the sender's delivery counts.
+
+        ``sent`` is the tracker's own count, whichever way a draft went (the gate counts
+        through the link's ``count_sent``); the sender's ``sent``, if it keeps one, is
+        left out so that nothing is counted twice.
+        """
         mine = self._reporter.snapshot()
-        if self._filtered:
-            with self._lock:
-                mine = mine.merge(Stats(dropped=dict(self._filtered)))
-        sender = self._sender
-        stats_of = getattr(sender, "stats", None)
-        if callable(stats_of):
-            theirs = stats_of()
-            if isinstance(theirs, Stats):
-                # The sender's "sent" would double count: ours is what it accepted.
-                return mine.merge(
-                    Stats(
-                        delivered=theirs.delivered,
-                        retried=theirs.retried,
-                        dropped=theirs.dropped,
-                        in_queue=theirs.in_queue,
-                        in_flight=theirs.in_flight,
-                        persisted=theirs.persisted,
-                        last_error=theirs.last_error,
-                        missing=theirs.missing,
-                    )
-                )
-        return mine
+        filtered = self._books.filtered()
+        if filtered is not None:
+            mine = mine.merge(filtered)
+        stats_of = self._traits.stats
+        if stats_of is None:
+            return mine
+        return mine.merge(dataclasses.replace(stats_of(), sent=0))
 
     def __repr__(self) -> str:
         state = "enabled" if self.enabled else "disabled"
@@ -665,222 +646,27 @@ class Tracker:
 
     # --- the call path (used by track, span and emit) --------------------------------
     def submit(self, draft: EventDraft) -> bool:
-        """Hand one draft to the sender: the one door from the call sites to delivery.
+        """Hand one draft on: the one door from the call sites to delivery.
 
-        A sender that declares ``accepts_drafts = True`` gets the draft as it is and
-        validates it where it serialises; any other sender gets the validated
-        :class:`~gbtrack.Event`. Under ``strict`` the draft is validated here, so an
-        invalid event raises at the call site. Never raises unless ``strict``.
+        Through the gate when it is open (the sender's own fast entry), else through the
+        route compiled from the settings and the sender: plan check, sampling,
+        validation where needed (``strict``, or a sender that takes validated
+        :class:`~gbtrack.Event` objects), ``before_send``, the debug line, then the sender or
+        the open transaction binding. Never raises unless ``strict``.
 
         Returns:
             ``True`` when the sender accepted the draft (a sender that validates later
             may still count it as ``invalid_event``), ``False`` when it was dropped here.
         """
         gate = self.gate
-        if gate is not None:  # the common case: the sender validates where it serialises
+        if gate is not None:  # the common case: nothing but the sender has work to do
             return bool(gate(draft))
-        if self._strict_plan and self._unplanned(draft):
-            return False
-        if _bindings[0]:  # gbtrack.transaction(): a plain global test while none is open
-            bound = _bound_transaction.get()
-            if bound is not None and bound.binds(self):
-                return self._submit_bound(draft, bound)
-        if self._sample and self._sampled_out(draft):
-            return False
-        sender: Any = self._sender  # Sender, or a sender that accepts drafts
-        try:
-            if sender is None:
-                sender = self.sender  # first use creates the default sender
-            if isinstance(sender, _DirectSender):
-                self._warn_if_blocking(sender)
-            hook_here = self._before_send is not None and not self._hook_in_sender
-            if self._takes_drafts and not self.strict and not hook_here:
-                if self._debug:
-                    _log_event(draft, sender)
-                sender.send(draft)
-            else:
-                try:
-                    event = draft.to_event(self._limits)
-                except InvalidEventError as exc:
-                    # to_event's message already names the event and the function
-                    self.drop("invalid_event", str(exc), function=draft.function, exc=exc)
-                    return False
-                if hook_here:
-                    hooked = self._run_before_send(event, draft.function)
-                    if hooked is None:
-                        return False
-                    item: Any = hooked
-                else:
-                    item = draft if self._takes_drafts else event
-                if self._debug:
-                    _log_event(item, sender)
-                sender.send(item)
-        except TrackingError:
-            raise  # strict mode's own error
-        except Exception as exc:
-            self._send_failed(draft, sender, exc)
-            return False
-        self._reporter.count_sent()
-        return True
+        return self._run(draft)
 
-    def _submit_bound(self, draft: EventDraft, bound: TransactionBinding) -> bool:
-        """Validate ``draft`` and INSERT it in the transaction ``gbtrack.transaction()`` bound.
-
-        Sampling, the tracker's limits and ``before_send`` apply here, as for a sender
-        that takes events; a failed INSERT is an ``outbox_error`` drop (raised under
-        ``strict``), and the business transaction goes on.
-        """
-        if self._sample and self._sampled_out(draft):
-            return False
-        where = f"event {draft.name!r}" + (f" in {draft.function}" if draft.function else "")
-        try:
-            event = draft.to_event(self._limits)
-        except InvalidEventError as exc:
-            # to_event's message already names the event and the function
-            self.drop("invalid_event", str(exc), function=draft.function, exc=exc)
-            return False
-        if self._before_send is not None:
-            hooked = self._run_before_send(event, draft.function)
-            if hooked is None:
-                return False
-            event = hooked
-        if self._debug:
-            _log_event(event, bound)  # "-> TransactionBinding"
-        try:
-            bound.insert(event)
-        except Exception as exc:
-            self.drop(
-                "outbox_error",
-                f"{where}: the INSERT into the outbox table failed "
-                f"({type(exc).__name__}); the business transaction goes on without it",
-                function=draft.function,
-                exc=exc,
-            )
-            return False
-        if event.session_token is not None:
-            self.count("session_token_stripped")  # tokens are never stored
-        self._reporter.count_sent()
-        return True
-
-    # --- per-event features (slow path only) -------------------------------------------
-    def _filter(self, reason: str, message: str) -> None:
-        """Count a deliberate drop (sampling, before_send): not an error, so not reported."""
-        with self._lock:
-            self._filtered[reason] = self._filtered.get(reason, 0) + 1
-        if self._debug:
-            logger.info("gbtrack: %s", message)
-
-    def _sampled_out(self, draft: EventDraft) -> bool:
-        rate = self._sample.get(draft.name)
-        if rate is None or _random() < rate:
-            return False
-        self._filter("sampled_out", f"event {draft.name!r} sampled out (rate {rate})")
-        return True
-
-    def _apply_before_send(self, events: list[Event]) -> list[Event]:
-        """The hook as a sender applies it, in its worker: the events kept, in order.
-
-        Failures are counted and reported like inline ones, but never raised (there is
-        no caller to raise into).
-        """
-        kept = []
-        for event in events:
-            hooked = self._run_before_send(event, None, inline=False)
-            if hooked is not None:
-                kept.append(hooked)
-        return kept
-
-    def _run_before_send(
-        self, event: Event, function: str | None, *, inline: bool = True
-    ) -> Event | None:
-        """Apply the hook; a drop, a failure or an invalid change never reaches the caller."""
-        hook = self._before_send
-        if hook is None:  # removed while events were queued
-            return event
-        where = f"event {event.name!r}{_where(function)}"
-        try:
-            result: object = hook(event)
-        except Exception as exc:
-            message = f"{where}: the before_send hook raised {type(exc).__name__}"
-            self._hook_failed("before_send_error", message, function, exc, inline)
-            return None
-        if result is None:
-            self._filter("before_send", f"{where} dropped by before_send")
-            return None
-        if result is event:
-            return event
-        if not isinstance(result, Event):
-            message = (
-                f"{where}: before_send returned a {type(result).__name__}, "
-                "not a gbtrack.Event or None"
-            )
-            self._hook_failed("before_send_error", message, function, None, inline)
-            return None
-        try:  # a changed copy (model_copy does not validate): validate it again
-            return Event.model_validate(dict(result), context={"limits": self._limits})
-        except ValueError as exc:
-            message = f"{where}: the event before_send returned is invalid: {exc}"
-            self._hook_failed("invalid_event", message, function, exc, inline)
-            return None
-
-    def _hook_failed(
-        self, reason: str, message: str, function: str | None, exc: Exception | None, inline: bool
-    ) -> None:
-        if inline:
-            self.drop(reason, message, function=function, exc=exc)  # strict raises
-        else:
-            self._reporter.drop(reason, message, function=function, exc_info=exc)
-
-    def _warn_if_on_loop(self, method: str, timeout: float | None) -> None:
-        """Warn once per method when flush()/close() would block a running event loop."""
-        if self._first_on_loop(method):
-            wait = "with no time limit" if timeout is None else f"for up to {timeout:g} s"
-            warn_user(
-                f"gbtrack: {method}() blocks {wait} until the sender settles, and it is being "
-                "called on a running asyncio event loop, which it stalls; run it in a thread: "
-                f"await asyncio.to_thread(gbtrack.{method}, {5 if timeout is None else timeout:g})"
-            )
-
-    def _warn_if_blocking(self, sender: Sender) -> None:
-        """Warn once per sender when a blocking DirectSender is used on an event loop."""
-        if self._first_on_loop(id(sender)):
-            warn_user(
-                "gbtrack: DirectSender.send() blocks until Gameball answers, and it is being "
-                "called on a running asyncio event loop, which it stalls; use the default "
-                "BackgroundSender (gbtrack.configure(api_key=...)) in async applications"
-            )
-
-    def _first_on_loop(self, what: object) -> bool:
-        """Whether ``what`` blocks a running event loop for the first time (then noted)."""
-        if what in self._loop_warned or not _on_event_loop():
-            return False
-        self._loop_warned.add(what)
-        return True
-
-    def _send_failed(self, draft: EventDraft, sender: object, exc: Exception) -> None:
-        self.drop(
-            "sender_error",
-            f"event {draft.name!r}{_where(draft.function)}: "
-            + (
-                f"{type(sender).__name__}.send raised {type(exc).__name__}"
-                if sender is not None
-                else f"creating the default sender raised {type(exc).__name__}: {exc}"
-            ),
-            function=draft.function,
-            exc=exc,
-        )
-
-    def _unplanned(self, draft: EventDraft) -> bool:
-        """Drop ``draft`` (reason ``unplanned_event``) if the strict plan has no schema for it."""
-        problem = check_planned(draft.name, strict=True)
-        if problem is None:
-            return False
-        self.drop(
-            "unplanned_event",
-            f"event {draft.name!r}{_where(draft.function)}: {problem}",
-            function=draft.function,
-        )
-        return True
+    @property
+    def route(self) -> tuple[str, ...]:
+        """The names of the steps a draft goes through now, for tests and debugging."""
+        return self._route.names
 
     def drop(
         self,
@@ -901,9 +687,7 @@ class Tracker:
         Raises:
             TrackingError: When ``strict``.
         """
-        error = self._reporter.drop(reason, message, function=function, exc_info=exc)
-        if self.strict:
-            raise error
+        self._books.drop(reason, message, function=function, exc=exc)
 
     def count(self, key: str) -> None:
         """Add one to counter ``key`` (e.g. ``skipped`` when ``when=`` is false)."""
@@ -913,7 +697,7 @@ class Tracker:
         """Drop an event that has no customer id (reason ``no_customer_id``)."""
         self.drop(
             "no_customer_id",
-            f"event {name!r}{_where(function)} has no customer_id and no identify() is active",
+            f"event {name!r}{where(function)} has no customer_id and no identify() is active",
             function=function,
         )
 
@@ -928,104 +712,19 @@ class Tracker:
             raise TrackingError(message, reason="missing")
 
 
-_random = random.random
-
 _trackers: weakref.WeakSet[Tracker] = weakref.WeakSet()  # to close gates under bindings
 
 
 def _bindings_changed() -> None:
     for tracker in list(_trackers):
-        tracker._update_pass_through()
+        tracker._compile()
 
 
 on_bindings_change.append(_bindings_changed)
 
-
-def _on_event_loop() -> bool:
-    import asyncio
-
-    try:
-        asyncio.get_running_loop()
-    except RuntimeError:
-        return False
-    return True
-
-
-def _log_event(item: Event | EventDraft, sender: object) -> None:
-    """The debug line of one event: name, customer, metadata keys; no values, no token."""
-    keys = sorted(item.metadata)
-    logger.info(
-        "gbtrack: event %r for customer %r%s%s%s, metadata keys [%s] -> %s",
-        item.name,
-        item.customer_id,
-        f", email {mask_email(item.email)}" if item.email else "",
-        f", mobile {mask_mobile(item.mobile)}" if item.mobile else "",
-        ", with a session token" if item.session_token is not None else "",
-        ", ".join(keys),
-        type(sender).__name__,
-    )
-
-
-_debugging: weakref.WeakSet[Tracker] = weakref.WeakSet()  # trackers with debug on
-_debug_handler: logging.Handler | None = None
-_saved_levels: list[int] = []  # the loggers' levels before debug turned them up
-_DEBUG_LOGGERS = (logger, logging.getLogger("gbtrack.gameball"))
-
-
-class _AsInfo(logging.Filter):
-    """Under ``debug=True``: the client's per-request DEBUG lines are logged at INFO.
-
-    So an application whose handlers stop at INFO still sees them.
-    """
-
-    def filter(self, record: logging.LogRecord) -> bool:
-        if record.levelno < logging.INFO:
-            record.levelno, record.levelname = logging.INFO, "INFO"
-        return True
-
-
-_as_info = _AsInfo()
-
-
-def _debug_logging(tracker: Tracker, on: bool) -> None:
-    """Turn the debug log lines on (or off, when no tracker wants them any more).
-
-    The ``gbtrack`` logger goes to INFO and ``gbtrack.gameball``'s per-request lines
-    (method, path, status, outcome, duration; no body, no headers) are logged at INFO. When
-    nothing handles the ``gbtrack`` logger's lines, a stderr handler is added, as
-    sentry-sdk's ``debug=True`` does, and removed when debug is turned off again.
-    """
-    global _debug_handler
-    if on:
-        _debugging.add(tracker)
-    else:
-        _debugging.discard(tracker)
-    if _debugging and not _saved_levels:
-        _saved_levels.extend(log.level for log in _DEBUG_LOGGERS)
-        logger.setLevel(logging.INFO)
-        _DEBUG_LOGGERS[1].setLevel(logging.DEBUG)
-        _DEBUG_LOGGERS[1].addFilter(_as_info)
-        if not logger.hasHandlers():
-            _debug_handler = logging.StreamHandler()
-            _debug_handler.setFormatter(logging.Formatter("%(asctime)s %(name)s: %(message)s"))
-            logger.addHandler(_debug_handler)
-    elif not _debugging and _saved_levels:
-        for log, level in zip(_DEBUG_LOGGERS, _saved_levels, strict=True):
-            log.setLevel(level)
-        _DEBUG_LOGGERS[1].removeFilter(_as_info)
-        _saved_levels.clear()
-        if _debug_handler is not None:
-            logger.removeHandler(_debug_handler)
-            _debug_handler = None
-
-
 _new_draft = tuple.__new__
 _now = time.time
 _PLAIN_TYPES = frozenset({str, int, float, bool})  # finiteness is checked where validated
-
-
-def _where(function: str | None) -> str:
-    return f" from {function}" if function else ""
 
 
 # --- the default tracker ------------------------------------------------------------
@@ -1081,101 +780,46 @@ def close(timeout: float | None = None) -> bool:
     return _default().close(timeout)
 
 
-def configure(
-    *,
-    sender: Sender | None = None,
-    enabled: bool | None = None,
-    strict: bool | None = None,
-    on_error: ErrorHandler | Unset | None = UNSET,
-    api_key: str | SecretStr | None = None,
-    secret_key: str | SecretStr | None = None,
-    base_url: str | None = None,
-    secure: bool | None = None,
-    max_queue_size: int | None = None,
-    overflow: Overflow | None = None,
-    flush_interval: float | None = None,
-    concurrency: int | None = None,
-    retry: RetryPolicy | None = None,
-    rate_limiter: Limiter | None = None,
-    redis_url: str | None = None,
-    rate_limit_margin: float | None = None,
-    redis_socket_timeout: float | None = None,
-    redis_fallback_share: float | None = None,
-    spill: Spill | None = None,
-    outbox: str | os.PathLike[str] | None = None,
-    limits: Limits | None = None,
-    strict_plan: bool | None = None,
-    before_send: BeforeSend | Unset | None = UNSET,
-    sample: Mapping[str, float] | None = None,
-    debug: bool | None = None,
-) -> Tracker:
-    """Configure the default tracker in place (never replaced, so nothing goes stale).
+_P = ParamSpec("_P")
+_R = TypeVar("_R")
 
-    Args:
-        sender: The sender to use.
-        enabled: Turn tracking on or off (``GBTRACK_DISABLED=1`` starts it off).
-        strict: Raise tracking failures into callers (tests, development).
-        on_error: The drop hook.
-        api_key: The Gameball API key; any delivery option builds a
-            :class:`~gbtrack.senders.BackgroundSender` (see :meth:`Tracker.configure`).
-        secret_key: The Gameball secret key (bulk mode, v4.1).
-        base_url: Gameball's base URL.
-        secure: v4.1 "Secure Integration Mode"; by default when a secret key is set.
-        max_queue_size: The most events the sender holds.
-        overflow: ``"drop_newest"`` (default) or ``"block"``.
-        flush_interval: The most seconds an event waits before it is sent.
-        concurrency: The most requests in flight.
-        retry: The retry policy.
-        rate_limiter: The client-side rate limiter.
-        redis_url: A Redis URL for a rate limiter shared by every process
-            (``GBTRACK_REDIS_URL``; see :class:`~gbtrack.senders.RedisRateLimiter`).
-        rate_limit_margin: Seconds added to every window of the rate limiter built here.
-        redis_socket_timeout: Seconds to wait for Redis before limiting locally.
-        redis_fallback_share: The share of the limits each process keeps while Redis
-            is unreachable (see :meth:`Tracker.configure`).
-        spill: Where events go instead of being dropped.
-        outbox: A path for a durable outbox used as the spill (``GBTRACK_OUTBOX``).
-        limits: The :class:`~gbtrack.Limits` events are validated against.
-        strict_plan: Track only the events of the tracking plan: an event name without
-            an :func:`~gbtrack.event_schema` is refused at decoration (when known
-            then) and dropped with reason ``unplanned_event`` when sent.
-        before_send: ``hook(event) -> event | None`` for each validated event: scrub
-            or drop (``None`` removes the hook).
-        sample: Sampling rates by event name, e.g. ``{"page_viewed": 0.1}``.
-        debug: Log one line per event and per Gameball request.
 
-    Returns:
-        The default tracker.
+def _of_the_default(
+    method: Callable[Concatenate[Tracker, _P], _R], summary: str
+) -> Callable[_P, _R]:
+    """A module-level function calling ``method`` on the default tracker of the moment.
+
+    It takes ``method``'s parameters (for mypy through the ``ParamSpec``, for
+    :func:`inspect.signature` through ``__signature__``) and its documentation after
+    ``summary``, so that the parameters are written once, on the method.
     """
-    return _default().configure(
-        sender=sender,
-        enabled=enabled,
-        strict=strict,
-        on_error=on_error,
-        api_key=api_key,
-        secret_key=secret_key,
-        base_url=base_url,
-        secure=secure,
-        max_queue_size=max_queue_size,
-        overflow=overflow,
-        flush_interval=flush_interval,
-        concurrency=concurrency,
-        retry=retry,
-        rate_limiter=rate_limiter,
-        redis_url=redis_url,
-        rate_limit_margin=rate_limit_margin,
-        redis_socket_timeout=redis_socket_timeout,
-        redis_fallback_share=redis_fallback_share,
-        spill=spill,
-        outbox=outbox,
-        limits=limits,
-        strict_plan=strict_plan,
-        before_send=before_send,
-        sample=sample,
-        debug=debug,
+
+    def on_the_default(*args: _P.args, **kwargs: _P.kwargs) -> _R:
+        return method(_default(), *args, **kwargs)
+
+    signature = inspect.signature(method)
+    on_the_default.__name__ = on_the_default.__qualname__ = method.__name__
+    on_the_default.__doc__ = (
+        summary
+        + "\n\n"
+        + inspect.cleandoc(method.__doc__ or "")
+        .partition("\n\n")[2]
+        .replace(":class:`Tracker`", ":class:`~gbtrack.Tracker`")
     )
+    on_the_default.__dict__["__signature__"] = signature.replace(
+        parameters=list(signature.parameters.values())[1:]
+    )
+    return on_the_default
 
 
-# At the end: _span reads `active` from this module when it is imported.
-from gbtrack._span import Span as _Span  # noqa: E402
-from gbtrack.senders._direct import DirectSender as _DirectSender  # noqa: E402
+configure = _of_the_default(
+    Tracker.configure,
+    "Configure the default tracker in place (never replaced, so nothing goes stale).\n\n"
+    "Arguments left out keep their value; they are those of :meth:`Tracker.configure`, "
+    "and the default tracker is returned.",
+)
+"""Configure the default tracker in place (never replaced, so nothing goes stale).
+
+It takes the arguments of :meth:`Tracker.configure` (arguments left out keep their value)
+and returns the default tracker.
+"""

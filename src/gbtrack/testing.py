@@ -22,6 +22,7 @@ have imported the code under test): a ``@track`` whose check was deferred at imp
 
 from __future__ import annotations
 
+import dataclasses
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from typing import Any, overload
@@ -150,17 +151,22 @@ def capture_events(
     """
     target = tracker if tracker is not None else get_tracker()
     sender = InMemorySender()
-    enabled, was_strict = target.enabled, target.strict
+    before = target.settings
     # use_sender(), not configure(): configure() would close the user's sender.
     previous = target.use_sender(sender)
-    target.enabled = True
-    if strict is not None:
-        target.strict = strict
+    target.use_settings(
+        dataclasses.replace(
+            before, enabled=True, strict=before.strict if strict is None else strict
+        )
+    )
     try:
         yield CapturedEvents(sender)
     finally:
         target.restore_sender(previous)
-        target.enabled, target.strict = enabled, was_strict
+        # Only what the block was given back: other settings changed inside it stay.
+        target.use_settings(
+            dataclasses.replace(target.settings, enabled=before.enabled, strict=before.strict)
+        )
 
 
 try:  # the plugin part needs pytest, which is not a runtime dependency

@@ -318,14 +318,14 @@ def test_no_binding_open_costs_no_contextvar_lookup(
     monkeypatch: pytest.MonkeyPatch, tracker: Tracker
 ) -> None:
     """While no binding is open anywhere, submit() never reads the ContextVar."""
-    from gbtrack import _state, _tracker
+    from gbtrack import _pipeline, _state
 
     class Exploding:
         def get(self) -> None:
             raise AssertionError("ContextVar read on the hot path")
 
     assert _state.bindings_open() == 0
-    monkeypatch.setattr(_tracker, "_bound_transaction", Exploding())
+    monkeypatch.setattr(_pipeline, "_bound_transaction", Exploding())
     assert tracker.emit("free", customer_id="c-1")
     assert [e.name for e in tracker.sender.events] == ["free"]
 

@@ -1,6 +1,8 @@
 """Senders: where a tracker hands its events.
 
-- :class:`Sender`: the protocol (non-blocking ``send``, ``flush``, ``close``).
+- :class:`Sender`: the protocol (non-blocking ``send``, ``flush``, ``close``);
+  :class:`AttachableSender`, its optional extension: what a tracker gives a sender
+  (:class:`TrackerLink`) and what the sender declares (:class:`SenderTraits`).
 - :class:`BackgroundSender`: delivers to Gameball from a daemon worker (production).
 - :class:`DirectSender`: delivers inline, blocking (scripts, CLIs, jobs).
 - :class:`InMemorySender`: keeps events in a list (tests, examples).
@@ -14,7 +16,16 @@
 """
 
 from gbtrack.senders._background import BackgroundSender
-from gbtrack.senders._base import BaseSender, InMemorySender, LoggingSender, Sender
+from gbtrack.senders._base import (
+    AttachableSender,
+    BaseSender,
+    BatchHook,
+    InMemorySender,
+    LoggingSender,
+    Sender,
+    SenderTraits,
+    TrackerLink,
+)
 from gbtrack.senders._config import DeliveryConfig, sender_from_config
 from gbtrack.senders._direct import DirectSender
 from gbtrack.senders._policy import (
@@ -28,8 +39,10 @@ from gbtrack.senders._policy import (
 from gbtrack.senders._redis import RedisRateLimiter
 
 __all__ = [
+    "AttachableSender",
     "BackgroundSender",
     "BaseSender",
+    "BatchHook",
     "DeliveryClient",
     "Decision",
     "DeliveryConfig",
@@ -41,6 +54,8 @@ __all__ = [
     "RedisRateLimiter",
     "RetryPolicy",
     "Sender",
+    "SenderTraits",
     "Spill",
+    "TrackerLink",
     "sender_from_config",
 ]

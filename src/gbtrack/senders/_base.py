@@ -1,4 +1,14 @@
-"""The Sender protocol and the simple senders: in-memory and logging."""
+"""The sender contract and the simple senders: in-memory and logging.
+
+A sender is any object with ``send``/``flush``/``close`` (:class:`Sender`). What a
+tracker and a sender say to each other beyond that is one explicit, optional extension:
+a sender may define ``attach(link)`` (:class:`AttachableSender`); the tracker then hands
+it a :class:`TrackerLink` (what the tracker gives: its limits, its ``before_send`` over
+a list of events, its error forwarder, its ``sent`` counter) whenever its settings or
+its sender change, and the sender answers with :class:`SenderTraits` (what it can do:
+take drafts, apply ``before_send`` itself, hand over, report stats, its fast entry).
+:class:`BaseSender` implements it; docs/senders.md shows how to write one.
+"""
 
 from __future__ import annotations
 
@@ -6,13 +16,28 @@ import json
 import logging
 import threading
 from collections.abc import Callable, Iterable
+from dataclasses import dataclass
 from typing import Protocol, runtime_checkable
 
 from gbtrack._event import DEFAULT_LIMITS, Event, EventDraft, Limits, masked
 from gbtrack._event import validate_drafts as _validate_drafts
 from gbtrack._report import ErrorHandler, Reporter, Stats
+from gbtrack._state import Gate
 
-__all__ = ["BaseSender", "InMemorySender", "LoggingSender", "Sender"]
+__all__ = [
+    "AttachableSender",
+    "BaseSender",
+    "BatchHook",
+    "InMemorySender",
+    "LoggingSender",
+    "Sender",
+    "SenderTraits",
+    "TrackerLink",
+]
+
+BatchHook = Callable[[list[Event]], list[Event]]
+"""A tracker's ``before_send`` as a sender applies it: the events validated from drafts
+in, the events to deliver out (in order; a dropped one is already counted)."""
 
 
 @runtime_checkable
@@ -23,11 +48,10 @@ class Sender(Protocol):
     delivery happens (a thread, disk, the network) is the sender's business.
 
     A sender receives validated :class:`~gbtrack.Event`s: the tracker validates each
-    :class:`~gbtrack.EventDraft` before ``send()``. A sender that validates where it
-    serialises (off the caller's thread) declares ``accepts_drafts = True`` and a
-    writable ``limits`` attribute; it then receives drafts as they are (and ``Event``s
-    from code that calls it directly), and must validate them with
-    :meth:`BaseSender.validated` (counted ``invalid_event`` when they fail).
+    :class:`~gbtrack.EventDraft` before ``send()``. What else a sender can do (take
+    drafts and validate them off the caller's thread, apply ``before_send`` there,
+    report stats, hand its backlog over, offer a fast entry) it declares through the
+    optional :class:`AttachableSender` extension, which :class:`BaseSender` implements.
     """
 
     def send(self, event: Event) -> None:
@@ -50,26 +74,172 @@ class Sender(Protocol):
         """
 
 
+@dataclass(frozen=True)
+class TrackerLink:
+    """What a tracker gives the sender it uses (see :class:`AttachableSender`).
+
+    Given again, as a new value, whenever the tracker's settings or sender change.
+
+    Attributes:
+        limits: The :class:`~gbtrack.Limits` to validate drafts against.
+        before_send: The tracker's ``before_send`` over a list of validated events
+            (``None``: no hook). Failures inside are counted and reported by the tracker;
+            it never raises.
+        on_error: Forwards a :class:`~gbtrack.TrackingError` to the tracker's
+            ``on_error`` hook; for a sender that has no hook of its own.
+        count_sent: Counts one event in the tracker's ``stats.sent``; a fast entry calls
+            it for each draft it accepts (the tracker counts every other path itself).
+        send_failed: Reports that taking ``draft`` raised ``exc`` (counted
+            ``sender_error`` on the tracker); for a fast entry that wraps a ``send()``
+            which may raise.
+    """
+
+    limits: Limits
+    before_send: BatchHook | None
+    on_error: ErrorHandler
+    count_sent: Callable[[], None]
+    send_failed: Callable[[EventDraft, Exception], None]
+
+
+@dataclass(frozen=True)
+class SenderTraits:
+    """What a sender declares to the tracker, answering :meth:`AttachableSender.attach`.
+
+    A sender without ``attach()`` has the defaults: it takes validated events and
+    nothing more.
+
+    Attributes:
+        takes_drafts: ``send()`` takes :class:`~gbtrack.EventDraft`s as they are (and
+            ``Event``s from code that calls it directly) and validates them where it
+            serialises, with the link's ``limits`` (e.g. :meth:`BaseSender.validated`).
+        applies_before_send: The sender passes the events it validates from drafts
+            through the link's ``before_send``; the tracker then leaves the hook to it
+            (only with ``takes_drafts``).
+        blocking: ``send()`` blocks until delivery (as :class:`DirectSender` does): the
+            tracker warns once when it is called on a running event loop.
+        gate: The sender's fast entry, the tracker's ``gate`` whenever nothing else is
+            configured (only with ``takes_drafts``): ``gate(draft)`` takes one draft,
+            counts it with the link's ``count_sent``, never raises, and returns a truthy
+            value when it accepted it. ``None``: the tracker calls ``send()``.
+        stats: Returns the sender's :class:`~gbtrack.Stats`, merged into
+            ``tracker.stats`` (all but ``sent``, which the tracker counts).
+        hand_over: ``hand_over(successor, timeout)``: when the tracker replaces this
+            sender, send what it still holds to ``successor``, then close; without it
+            the tracker closes the old sender.
+    """
+
+    takes_drafts: bool = False
+    applies_before_send: bool = False
+    blocking: bool = False
+    gate: Gate | None = None
+    stats: Callable[[], Stats] | None = None
+    hand_over: Callable[[Sender, float | None], bool] | None = None
+
+
+@runtime_checkable
+class AttachableSender(Sender, Protocol):
+    """A :class:`Sender` that wants to know its tracker: the optional extension.
+
+    :class:`BaseSender` implements it; see docs/senders.md for writing one.
+    """
+
+    def attach(self, link: TrackerLink) -> SenderTraits:
+        """Take what the tracker gives; say what this sender can do.
+
+        Called when a tracker starts using the sender and whenever its settings
+        change; must not block or raise.
+        """
+
+
 class BaseSender:
-    """A convenient base for senders: a :class:`~gbtrack._report.Reporter` and ``stats()``.
+    """A convenient base for senders: counters, ``stats()``, ``validated()`` and ``attach()``.
+
+    It implements the :class:`AttachableSender` extension from two class attributes:
+    ``accepts_drafts`` (``send()`` takes drafts, validated where the sender serialises
+    with :meth:`validated`, which also applies the tracker's ``before_send``) and
+    ``blocking``. :meth:`attach` keeps what the tracker gives in ``self.limits``,
+    ``self.before_send`` and the reporter's ``on_error`` (when the sender has no hook of
+    its own); :meth:`fast_entry` is the draft-taking sender's fast entry.
 
     Args:
         on_error: Called with a :class:`~gbtrack.TrackingError` for each event the
-            sender drops. :func:`gbtrack.configure` wires the tracker's hook here
-            when the sender has none.
+            sender drops. A tracker wires its own hook here when the sender has none.
     """
 
     accepts_drafts = False
     """Whether :meth:`send` takes :class:`~gbtrack.EventDraft`s (validated later)."""
 
-    before_send: Callable[[list[Event]], list[Event]] | None = None
-    """Set by the tracker: its ``before_send`` hook over the events validated from drafts."""
+    blocking = False
+    """Whether :meth:`send` blocks until delivery (the tracker warns on an event loop)."""
+
+    before_send: BatchHook | None = None
+    """The tracker's ``before_send`` over the events validated from drafts (see :meth:`attach`)."""
 
     def __init__(self, *, on_error: ErrorHandler | None = None) -> None:
         self.reporter = Reporter(on_error)
         self.limits: Limits = DEFAULT_LIMITS
         self._closed = False
         self._lost_at_flush = 0  # events dropped or dead when flush() last answered
+
+    def send(self, event: Event) -> None:
+        """Accept ``event`` without blocking or raising: each sender defines it."""
+        raise NotImplementedError(f"{type(self).__name__} must define send()")
+
+    def attach(self, link: TrackerLink) -> SenderTraits:
+        """Keep the tracker's limits, hook and error forwarder; declare what this sender does.
+
+        Returns:
+            Drafts taken (and ``before_send`` applied in :meth:`validated`) when
+            ``accepts_drafts``, with :meth:`fast_entry` as the gate; ``blocking``;
+            :meth:`stats` and :meth:`hand_over`.
+        """
+        if self.reporter.on_error is None:  # no hook of its own: report to the tracker's
+            self.reporter.on_error = link.on_error
+        self.limits = link.limits
+        takes_drafts = self.accepts_drafts
+        if takes_drafts:
+            self.before_send = link.before_send
+        return SenderTraits(
+            takes_drafts=takes_drafts,
+            applies_before_send=takes_drafts,
+            blocking=self.blocking,
+            gate=self.fast_entry(link) if takes_drafts else None,
+            stats=self.stats,
+            hand_over=self.hand_over,
+        )
+
+    def fast_entry(self, link: TrackerLink) -> Gate:
+        """The tracker's gate while nothing else is configured: one draft to :meth:`send`.
+
+        This one calls ``send()``, reports what it raises through the link (counted
+        ``sender_error``) and counts each accepted draft with ``link.count_sent``. A
+        sender whose ``send()`` cannot raise may return its own bound method that does
+        the same in one call.
+        """
+        send = self.send
+        count_sent = link.count_sent
+        send_failed = link.send_failed
+
+        def gate(draft: EventDraft) -> bool:
+            try:
+                send(draft)  # type: ignore[arg-type]  # accepts_drafts: send() takes drafts
+            except Exception as exc:
+                send_failed(draft, exc)
+                return False
+            count_sent()
+            return True
+
+        return gate
+
+    def hand_over(self, successor: Sender, timeout: float | None = None) -> bool:
+        """Replaced by ``successor``: nothing is held here, so this only closes.
+
+        Senders that hold events (a queue) send them to ``successor`` instead.
+
+        Returns:
+            What :meth:`close` returns.
+        """
+        return self.close(timeout)
 
     def validated(self, items: Iterable[Event | EventDraft]) -> list[Event]:
         """Validate drafts into events, in order; an invalid one is counted and reported.

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import threading
 import time
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from pydantic import SecretStr
 
@@ -13,9 +13,6 @@ from gbtrack._protocol import DEFAULT_BASE_URL, call_client, safe_error
 from gbtrack._report import ErrorHandler
 from gbtrack.senders._base import BaseSender
 from gbtrack.senders._policy import DeliveryClient, Limiter, RateLimiter, RetryPolicy
-
-if TYPE_CHECKING:
-    pass
 
 __all__ = ["DirectSender"]
 
@@ -43,6 +40,8 @@ class DirectSender(BaseSender):
         rate_limiter: The client-side rate limiter (waited on, blocking).
         on_error: Called with a :class:`~gbtrack.TrackingError` for each drop.
     """
+
+    blocking = True  # a tracker warns once when send() runs on an event loop
 
     def __init__(
         self,
