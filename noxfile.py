@@ -38,8 +38,10 @@ def tests(session: nox.Session) -> None:
     """
     session.install("-e", ".[test]")
     # pytest-xdist: one worker per core; each worker starts its servers (PostgreSQL,
-    # Redis) once. The slowest tests are printed, so a slow newcomer shows.
-    session.run("pytest", "-n", "auto", "--durations=15", *session.posargs)
+    # Redis) once. A worker takes one test at a time (--maxschedchunk 1) from a queue
+    # that starts with the slow ones (tests/conftest.py), so the run ends evenly. The
+    # slowest tests are printed, so a slow newcomer shows (mark it slow).
+    session.run("pytest", "-n", "auto", "--maxschedchunk", "1", "--durations=15", *session.posargs)
 
 
 @nox.session(python=PYTHON)
