@@ -62,6 +62,7 @@ def test_advisory_key_is_per_account_and_hides_the_key() -> None:
     assert -(2**63) <= advisory_key("key-a") < 2**63
 
 
+@pytest.mark.slow
 def test_relay_sigterm_past_the_grace_releases_rows_and_exits_0(
     sql_url: str, gameball_emulator_factory: object, tmp_path: Path
 ) -> None:
@@ -88,6 +89,7 @@ def test_relay_sigterm_past_the_grace_releases_rows_and_exits_0(
         assert store.count("pending") == 20
 
 
+@pytest.mark.slow
 def test_metrics_endpoint_and_stats_line(
     sql_url: str, gameball_emulator: GameballEmulator, tmp_path: Path
 ) -> None:
@@ -115,6 +117,7 @@ def test_metrics_endpoint_and_stats_line(
     assert out.startswith("delivered 30, retried 0, dead 0")
 
 
+@pytest.mark.slow
 def test_election_one_active_standby_takes_over(
     postgres_url: str, gameball_emulator: GameballEmulator, tmp_path: Path
 ) -> None:
@@ -248,6 +251,7 @@ def test_redis_url_means_no_election(
     assert said.group(1) == "none"
 
 
+@pytest.mark.slow
 def test_two_relays_share_a_redis_limiter_both_active(
     postgres_url: str,
     gameball_emulator: GameballEmulator,

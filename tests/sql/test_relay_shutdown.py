@@ -28,6 +28,7 @@ def _job_created(emu: GameballEmulator) -> bool:
     return any(record.endpoint == "batch/events" for record in emu.request_log)
 
 
+@pytest.mark.slow
 def test_sigterm_finishes_the_batch_job_in_flight_none_twice(
     sql_url: str, gameball_emulator_factory: object, tmp_path: Path
 ) -> None:
@@ -61,6 +62,7 @@ def test_sigterm_finishes_the_batch_job_in_flight_none_twice(
     assert "possibly sent 0" in out
 
 
+@pytest.mark.slow
 def test_second_sigterm_stops_at_once_and_exits_0(
     gameball_emulator_factory: object, tmp_path: Path
 ) -> None:
