@@ -69,6 +69,7 @@ def start_build(basetemp: Path) -> subprocess.Popen[bytes] | None:
         stdin=subprocess.DEVNULL,
         stdout=subprocess.DEVNULL,
         stderr=subprocess.DEVNULL,
+        start_new_session=True,  # a group of its own: stopped with its mkdocs if unused
     )  # fmt: skip
 
 

@@ -3,7 +3,8 @@
 from __future__ import annotations
 
 import gc
-import subprocess
+import os
+import signal
 from collections.abc import Iterator
 
 import pytest
@@ -115,6 +116,16 @@ def browser(_chromium: Browser) -> Iterator[Browser]:
 
 
 # --- the order of the run ----------------------------------------------------------------
+def pytest_configure(config: pytest.Config) -> None:
+    """Under pytest-xdist, hand out one test at a time unless ``--maxschedchunk`` says.
+
+    ``pytest -n 2`` then runs as ``./nox -s tests`` does (see the hook below): by default
+    a worker gets its first quarter of the tests in one chunk, the slow ones together.
+    """
+    if config.pluginmanager.hasplugin("xdist") and config.getoption("maxschedchunk") is None:
+        config.option.maxschedchunk = 1
+
+
 @pytest.hookimpl(trylast=True)  # after pytest's own grouping by fixture scope
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
     """Run the ``slow`` tests first and the tests of the built docs site last.
@@ -148,11 +159,11 @@ def _docs_site_in_the_background(
         builder = start_build(tmp_path_factory.getbasetemp())
     yield
     if builder is not None:
-        try:
-            builder.wait(timeout=300)
-        except subprocess.TimeoutExpired:
-            builder.kill()
-            builder.wait()
+        # A run stopped early (-x, --maxfail) needs it no more; otherwise another worker
+        # may still be about to use it.
+        if builder.poll() is None and (request.session.shouldstop or request.session.shouldfail):
+            os.killpg(builder.pid, signal.SIGTERM)  # its own session: it and its mkdocs
+        builder.wait(timeout=300)
 
 
 def pytest_collection_finish(session: pytest.Session) -> None:
