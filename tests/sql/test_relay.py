@@ -103,10 +103,18 @@ def test_metrics_endpoint_and_stats_line(
         port = int(relay.wait_for(r"metrics on http://127\.0\.0\.1:(\d+)/metrics").group(1))
         wait_until(lambda: len(gameball_emulator.events) == 30, 30, "delivery")
         relay.wait_for(r"delivered 30 \(", 10)
-        time.sleep(1.2)  # the gauges refresh once a second
-        with urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=5) as answer:
-            text = answer.read().decode()
-            assert answer.headers["Content-Type"].startswith("text/plain; version=0.0.4")
+
+        def scrape() -> str:
+            url = f"http://127.0.0.1:{port}/metrics"
+            with urllib.request.urlopen(url, timeout=5) as answer:
+                assert answer.headers["Content-Type"].startswith("text/plain; version=0.0.4")
+                return str(answer.read().decode())
+
+        # The gauges refresh once a second: the first scrape after that shows the drain.
+        deadline = time.monotonic() + 10
+        while "gbtrack_relay_pending 0" not in (text := scrape()):
+            assert time.monotonic() < deadline, text
+            time.sleep(0.1)
         assert "gbtrack_relay_delivered_total 30" in text
         assert "gbtrack_relay_claimed_total 30" in text
         assert "gbtrack_relay_pending 0" in text
@@ -217,7 +225,7 @@ def test_relay_sigkilled_mid_batch_loses_nothing(
         )  # fmt: skip
         try:
             wait_until(lambda: store.count("pending") == 0, 60, "the backlog")
-            time.sleep(1.5)  # a job of the dead relay still pending at the emulator
+            emu.run_pending_batches()  # a job of the dead relay still pending: its rows count
         finally:
             code, _ = second.terminate()
         assert code == 0
