@@ -128,18 +128,19 @@ def pytest_configure(config: pytest.Config) -> None:
 
 @pytest.hookimpl(trylast=True)  # after pytest's own grouping by fixture scope
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
-    """Run the ``slow`` tests first and the tests of the built docs site last.
+    """Run the ``slow`` tests first, and the tests of the docs site and the browser last.
 
     Under pytest-xdist with ``--maxschedchunk 1`` (``./nox -s tests``) a worker takes the
     next test when it finishes one: the long tests start early on whichever worker is
     free, and the many short ones fill the end evenly, so no long test is left running
     alone at the end of the run. The docs site builds in the background from the start
-    (``_docs_site_in_the_background``): its tests come when it is there. Within each
-    group the collected order holds (a stable sort).
+    (``_docs_site_in_the_background``): its tests come when it is there. Chromium, once
+    started, costs CPU while it idles: it starts near the end. Within each group the
+    collected order holds (a stable sort).
     """
 
     def rank(item: pytest.Item) -> int:
-        if "site" in getattr(item, "fixturenames", ()):
+        if {"site", "browser"} & set(getattr(item, "fixturenames", ())):
             return 2
         return 0 if item.get_closest_marker("slow") is not None else 1
 
