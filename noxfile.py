@@ -38,8 +38,21 @@ def tests(session: nox.Session) -> None:
     """
     session.install("-e", ".[test]")
     # pytest-xdist: one worker per core; each worker starts its servers (PostgreSQL,
-    # Redis) once. The slowest tests are printed, so a slow newcomer shows.
-    session.run("pytest", "-n", "auto", "--durations=15", *session.posargs)
+    # Redis) once. A worker takes one test at a time (--maxschedchunk 1) from a queue
+    # that starts with the slow ones (tests/conftest.py), so the run ends evenly. The
+    # slowest tests are printed, so a slow newcomer shows (mark it slow).
+    # pytest keeps its rewritten test modules as .pyc files: with PYTHONDONTWRITEBYTECODE
+    # set, each worker would rewrite all of them on every run (seconds of CPU each).
+    session.run(
+        "pytest",
+        "-n",
+        "auto",
+        "--maxschedchunk",
+        "1",
+        "--durations=15",
+        *session.posargs,
+        env={"PYTHONDONTWRITEBYTECODE": ""},
+    )
 
 
 @nox.session(python=PYTHON)

@@ -6,37 +6,62 @@ import json
 import os
 import subprocess
 import sys
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+from tests._forkserver import ForkServer
 
 EXAMPLES = Path(__file__).resolve().parent / "catalog_examples"
 SRC = Path(__file__).resolve().parent.parent / "src"
 
 
-def events(
-    *args: str, module: bool = True, cwd: Path = EXAMPLES
-) -> subprocess.CompletedProcess[str]:
+def _env() -> dict[str, str]:
     env = {k: v for k, v in os.environ.items() if not k.startswith(("GAMEBALL_", "GBTRACK_"))}
     env["PYTHONPATH"] = str(SRC)
-    command = (
-        [sys.executable, "-m", "gbtrack", "events", *args]
-        if module
-        else [
-            sys.executable,
-            "-c",
-            "import sys; from gbtrack.cli import main; sys.exit(main(sys.argv[1:]))",
-            "events",
-            *args,
-        ]
-    )
-    return subprocess.run(
-        command, cwd=cwd, env=env, capture_output=True, text=True, timeout=60, check=False
-    )
+    return env
+
+
+# `python -m gbtrack` and the `gbtrack` command's entry point, as programs.
+_AS_MODULE = "import runpy\nrunpy.run_module('gbtrack', run_name='__main__', alter_sys=True)\n"
+_AS_COMMAND = "import sys; from gbtrack.cli import main; sys.exit(main(sys.argv[1:]))"
+_SERVER: list[ForkServer] = []
+# What `gbtrack events` imports before it imports the user's modules (the command line's
+# parser imports every command's module).
+_PRELOADED = ["gbtrack", "gbtrack.cli", "gbtrack._catalog", "gbtrack.outbox._cli",
+              "gbtrack.emulator._cli"]  # fmt: skip
+
+
+@pytest.fixture(scope="module", autouse=True)
+def _fresh_processes(tmp_path_factory: pytest.TempPathFactory) -> Iterator[None]:
+    """Each command in a new process forked with gbtrack imported (``_forkserver.py``)."""
+    _SERVER.append(ForkServer(_PRELOADED, _env(), tmp_path_factory.mktemp("io")))
+    yield
+    _SERVER.pop().close()
+
+
+def events(
+    *args: str, module: bool = True, cwd: Path = EXAMPLES, real: bool = False
+) -> subprocess.CompletedProcess[str]:
+    """``gbtrack events ARGS`` in a process of its own: ``python -m gbtrack`` (``module``)
+    or the command's entry point; a new interpreter when ``real``, else a process forked
+    from one that has imported gbtrack (the same program, without its start-up)."""
+    if real:
+        command = (
+            [sys.executable, "-m", "gbtrack", "events", *args]
+            if module
+            else [sys.executable, "-c", _AS_COMMAND, "events", *args]
+        )
+        return subprocess.run(
+            command, cwd=cwd, env=_env(), capture_output=True, text=True, timeout=60, check=False
+        )
+    code = _AS_MODULE if module else _AS_COMMAND
+    done = _SERVER[-1].run(code, ["-m" if module else "-c", "events", *args], cwd, timeout=60)
+    return subprocess.CompletedProcess(args, done.returncode, done.stdout, done.stderr)
 
 
 def test_consistent_package_exits_0() -> None:
-    result = events("shop_ok")
+    result = events("shop_ok", real=True)  # `python -m gbtrack` itself
     assert result.returncode == 0, result.stderr
     out = result.stdout
     assert "purchase_completed  (2 sites)" in out
@@ -48,7 +73,7 @@ def test_consistent_package_exits_0() -> None:
 
 
 def test_inconsistent_package_exits_1_and_says_why() -> None:
-    result = events("shop_bad", module=False)  # the `gbtrack` command's entry point
+    result = events("shop_bad", module=False, real=True)  # the command's entry point
     assert result.returncode == 1, result.stderr
     out = result.stdout
     assert "[keys] event 'purchase_completed' has different metadata keys at" in out

@@ -449,6 +449,7 @@ class Order:
 """
 
 
+@pytest.mark.slow
 def test_plugin_runs_check_once_per_session(pytester: pytest.Pytester) -> None:
     pytester.makepyfile(app_module=PLUGIN_APP)
     pytester.makepyfile(test_app="import app_module\n\ndef test_nothing():\n    pass\n")

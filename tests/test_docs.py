@@ -1,8 +1,9 @@
 """The docs cannot rot: every ```python block of README.md and docs/*.md runs.
 
-The blocks of one page run in order, in one namespace, in a fresh interpreter (so
-they never touch this process's default tracker), with warnings as errors and without
-any ``GAMEBALL_*``/``GBTRACK_*`` variable of the caller's environment. A block right
+The blocks of one page run in order, in one namespace, in a fresh process (so they never
+touch this process's default tracker; one with gbtrack already imported, forked from
+``_forkserver.py``), with warnings as errors and without any ``GAMEBALL_*``/``GBTRACK_*``
+variable of the caller's environment. A block right
 after an ``<!-- skip-test -->`` line is not run (for snippets that need a real key).
 """
 
@@ -11,12 +12,12 @@ from __future__ import annotations
 import json
 import os
 import re
-import subprocess
-import sys
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
+from tests._forkserver import ForkServer
 
 ROOT = Path(__file__).resolve().parent.parent
 DOCS = ROOT / "docs"
@@ -108,23 +109,31 @@ def test_runnable_pages_are_the_pages_with_python() -> None:
         assert (page in RUNNABLE_PAGES) == bool(_runnable(page)), page
 
 
+@pytest.fixture(scope="session")
+def fresh_interpreters(tmp_path_factory: pytest.TempPathFactory) -> Iterator[ForkServer]:
+    """New processes with gbtrack imported and nothing else of a test (``_forkserver.py``):
+    without the caller's ``GAMEBALL_*``/``GBTRACK_*`` variables, warnings as errors
+    except the one-time "no delivery configured" notice."""
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("GAMEBALL_", "GBTRACK_"))}
+    env["PYTHONWARNINGS"] = "error,default:gbtrack:RuntimeWarning"
+    # gbtrack and httpx (the client's and the emulator's), imported once; no other
+    # module of gbtrack: a page must import what it uses, as a reader's program would.
+    modules = ["gbtrack", "httpx"]
+    server = ForkServer(modules, env, tmp_path_factory.mktemp("docs-streams"))
+    yield server
+    server.close()
+
+
 @pytest.mark.parametrize("page", RUNNABLE_PAGES, ids=_page_id)
-def test_python_blocks_run(page: Path, tmp_path: Path) -> None:
+def test_python_blocks_run(page: Path, tmp_path: Path, fresh_interpreters: ForkServer) -> None:
     if page.name in NOT_RUNNABLE and page.parent == DOCS:
         pytest.skip(NOT_RUNNABLE[page.name])
     runnable = _runnable(page)
-    env = {k: v for k, v in os.environ.items() if not k.startswith(("GAMEBALL_", "GBTRACK_"))}
-    # Warnings are errors, except the one-time "no delivery configured" notice.
-    env["PYTHONWARNINGS"] = "error,default:gbtrack:RuntimeWarning"
-    proc = subprocess.run(
-        [sys.executable, "-c", _RUNNER, _page_id(page)],
-        input=json.dumps([(b.line, b.code) for b in runnable]),
+    proc = fresh_interpreters.run(
+        _RUNNER,
+        ["-c", _page_id(page)],
         cwd=tmp_path,  # files a snippet writes land in a temporary directory
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=120,
-        check=False,
+        stdin=json.dumps([(b.line, b.code) for b in runnable]),
     )
     assert proc.returncode == 0, f"{proc.stderr}\n--- stdout ---\n{proc.stdout}"
 

@@ -1,16 +1,15 @@
 """The docs site: built strictly, an API reference with every public name, CLI pages equal
 to the real ``--help``, and pages that work offline in a real browser.
 
-The site is built once per module with this interpreter's ``mkdocs`` (the ``docs``
-extra) into a temporary directory. The browser tests serve it on 127.0.0.1 and drive the
-OS's headless Chromium over CDP (``_chromium.py``); screenshots are kept in
-``build/test-artifacts/docs/``.
+The site is built once per run with this interpreter's ``mkdocs`` (the ``docs`` extra)
+into a temporary directory, in the background from the run's start (``_docs_site.py``).
+The browser tests serve it on 127.0.0.1 and drive the OS's headless Chromium over CDP
+(``_chromium.py``); screenshots are kept in ``build/test-artifacts/docs/``.
 """
 
 from __future__ import annotations
 
 import argparse
-import fcntl
 import functools
 import html
 import http.server
@@ -30,6 +29,7 @@ from types import ModuleType
 
 import pytest
 from tests._chromium import Browser, Page, find_chromium
+from tests._docs_site import built_site
 
 import gbtrack
 from gbtrack.cli import build_parser
@@ -101,34 +101,11 @@ def test_every_public_module_declares_its_names() -> None:
 # --- the built site -------------------------------------------------------------------
 @pytest.fixture(scope="session")
 def site(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """The site, built once per test run: under pytest-xdist the first worker to get here
-    builds it into the run's shared temporary directory while the others wait."""
+    """The site, built once per test run (``tests/_docs_site.py``): started in the
+    background when the run begins; under pytest-xdist the workers share it."""
     if MISSING:
         pytest.skip(f"{', '.join(MISSING)} not installed (pip install -e '.[docs]')")
-    base = tmp_path_factory.getbasetemp()
-    if os.environ.get("PYTEST_XDIST_WORKER"):
-        base = base.parent  # this run's directory, shared by its workers
-    out = base / "docs-site"
-    with (base / "docs-site.lock").open("w") as lock:
-        fcntl.flock(lock, fcntl.LOCK_EX)  # released when the file closes
-        if not (out / "index.html").is_file():
-            _build_site(out)
-    return out
-
-
-def _build_site(out: Path) -> None:
-    env = {**os.environ, "NO_MKDOCS_2_WARNING": "1"}
-    proc = subprocess.run(
-        [sys.executable, "-m", "mkdocs", "build", "--strict", "--config-file",
-         str(ROOT / "mkdocs.yml"), "--site-dir", str(out)],
-        cwd=ROOT,
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=300,
-        check=False,
-    )  # fmt: skip
-    assert proc.returncode == 0, f"mkdocs build --strict failed:\n{proc.stdout}\n{proc.stderr}"
+    return built_site(tmp_path_factory.getbasetemp())
 
 
 @needs_mkdocs
@@ -215,18 +192,42 @@ def test_links_to_repository_files_get_a_page(site: Path) -> None:
 
 
 # --- the CLI pages --------------------------------------------------------------------
-@functools.cache  # two tests compare each command's help: one subprocess per command
-def _real_help(words: tuple[str, ...]) -> str:
+# What `python -m gbtrack <words> --help` prints, for every command: one interpreter runs
+# the package's __main__ as `-m` does (runpy, sys.argv as the shell gives it) once per
+# command, instead of one interpreter per command (each costs an import of gbtrack).
+_ALL_HELP = """
+import contextlib, io, json, runpy, sys
+texts = {}
+for words in json.loads(sys.argv[1]):
+    sys.argv = ["gbtrack", *words, "--help"]
+    out = io.StringIO()
+    with contextlib.redirect_stdout(out):
+        try:
+            runpy.run_module("gbtrack", run_name="__main__", alter_sys=True)
+        except SystemExit as exited:
+            assert exited.code in (0, None), (words, exited.code)
+    texts[" ".join(words)] = out.getvalue()
+print(json.dumps(texts))
+"""
+
+
+@functools.cache  # two tests compare each command's help: one subprocess for all
+def _all_real_help() -> dict[str, str]:
     env = {**os.environ, **hooks.HELP_ENV}
     proc = subprocess.run(
-        [sys.executable, "-m", "gbtrack", *words, "--help"],
+        [sys.executable, "-c", _ALL_HELP, json.dumps(COMMANDS)],
         env=env,
         capture_output=True,
         text=True,
         timeout=60,
         check=True,
     )
-    return proc.stdout
+    texts: dict[str, str] = json.loads(proc.stdout)
+    return texts
+
+
+def _real_help(words: tuple[str, ...]) -> str:
+    return _all_real_help()[" ".join(words)]
 
 
 COMMANDS = sorted(hooks.commands())

@@ -110,6 +110,7 @@ def test_every_example_is_checked() -> None:
     assert sorted(p.name for p in EXAMPLES.glob("*.py")) == sorted(EXPECTED)
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("name", sorted(EXPECTED))
 def test_example_runs(name: str) -> None:
     proc = _run(EXAMPLES / name)
@@ -131,6 +132,7 @@ def test_example_has_a_docstring_and_stays_on_loopback(name: str) -> None:
     assert hosts <= {"127.0.0.1"}, f"{name} mentions non-loopback addresses: {hosts}"
 
 
+@pytest.mark.slow
 def test_demo_exits_1_when_an_event_is_lost(tmp_path: Path) -> None:
     # The demo's own check must be able to fail: Gameball refuses the first request.
     driver = tmp_path / "lose_one.py"

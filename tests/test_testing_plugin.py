@@ -34,6 +34,7 @@ def test_failing_assertion_lists_events(gbtrack_events):
 LEAN = ("-p", "no:cacheprovider", "-p", "no:hypothesispytest", "-p", "no:xdist")
 
 
+@pytest.mark.slow
 def test_plugin_fixture_through_pytester(pytester: pytest.Pytester) -> None:
     pytester.makepyfile(test_plugin_use=PLUGIN_TESTS)
     result = pytester.runpytest_subprocess(*LEAN)
@@ -43,6 +44,7 @@ def test_plugin_fixture_through_pytester(pytester: pytest.Pytester) -> None:
     )
 
 
+@pytest.mark.slow
 def test_plugin_fixture_listed(pytester: pytest.Pytester) -> None:
     result = pytester.runpytest_subprocess(*LEAN, "--fixtures")
     result.stdout.fnmatch_lines(["gbtrack_events*", "*Capture the default tracker*"])

@@ -432,6 +432,7 @@ def report(title: str, result: _corpus.Result) -> str:
     )
 
 
+@pytest.mark.slow
 def test_real_and_generated_models_no_false_alarm_every_typo_refused() -> None:
     roots = REAL + generated(175)
     result = _corpus.run(roots)
@@ -444,6 +445,7 @@ def test_real_and_generated_models_no_false_alarm_every_typo_refused() -> None:
     assert result.slowest[0] < 2.0  # about a millisecond; generous for a loaded CI box
 
 
+@pytest.mark.slow
 def test_django_models_no_false_alarm_every_typo_refused() -> None:
     pytest.importorskip("django")
     env = dict(os.environ)

@@ -5,11 +5,13 @@ each). The hooks give each of the 4 workers a quarter of Gameball's 100 requests
 emulator counts arrivals in exact sliding windows and answers 429 past them. 4 workers,
 the load driver and the emulator share 2 cores, so requests leave their worker late: a
 limiter that counted a slot from when it was taken let a worker's arrivals bunch past
-its share. Five runs, none may draw a 429.
+its share. Three runs, none may draw a 429 (that limiter drew 14-27 in the first or
+second run; ``GBTRACK_TEST_RUNS`` asks for more runs).
 """
 
 from __future__ import annotations
 
+import os
 import textwrap
 from pathlib import Path
 
@@ -42,13 +44,13 @@ def app(environ, start_response):
     return [b'{"ok": true}']
 """
 
-RUNS = 5
+RUNS = int(os.environ.get("GBTRACK_TEST_RUNS", "3"))
 # 30 per worker against a share of 25/s: each worker's window fills while it has a
 # backlog (each run takes ~5 s: gunicorn's boot, the load, the flush at exit).
 REQUESTS = 120
 
 
-def test_four_workers_draw_no_429_in_five_runs(tmp_path: Path) -> None:
+def test_four_workers_draw_no_429_in_three_runs(tmp_path: Path) -> None:
     (tmp_path / "wsgi_shop.py").write_text(textwrap.dedent(APP))
     customers = [f"c-{n}" for n in range(REQUESTS)]
     seen_429 = []

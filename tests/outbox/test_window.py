@@ -3,8 +3,8 @@
 ``sync="batch"`` promises that at most ``commit_events`` (500) accepted events are not
 yet committed at any moment: ``send()`` waits for the writer (back-pressure) instead of
 running ahead of the disk. A producer in a subprocess tracks as fast as it can and is
-killed at a random moment; the outbox must then hold every acknowledged event but at
-most the last 500, in order, with no gap.
+killed at a random moment once it has acknowledged 3,000 events; the outbox must then
+hold every acknowledged event but at most the last 500, in order, with no gap.
 """
 
 from __future__ import annotations
@@ -56,7 +56,13 @@ def _kill_at_random(outbox: Path, counter: Path, url: str, seed: int) -> tuple[i
                 assert proc.poll() is None, "the producer exited early"
                 assert time.monotonic() < deadline, "the producer never started"
                 time.sleep(0.01)
-            time.sleep(random.Random(seed).uniform(0.2, 1.5))  # the random moment
+            # The random moment: a random time after the producer has acknowledged
+            # 3,000 events (its progress first: a busy machine may give it little CPU).
+            while struct.unpack_from("q", shared, 8)[0] < 6 * WINDOW:
+                assert proc.poll() is None, "the producer exited early"
+                assert time.monotonic() < deadline, "the producer hardly ran"
+                time.sleep(0.005)
+            time.sleep(random.Random(seed).uniform(0.0, 1.0))
             proc.send_signal(signal.SIGKILL)
             proc.wait(timeout=30)
             acknowledged = struct.unpack_from("q", shared, 8)[0]

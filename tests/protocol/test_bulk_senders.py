@@ -138,7 +138,9 @@ class _CreateRefusesTheKey(ScriptedClient):
         return super().create_batch(batches)
 
 
-def test_a_key_refused_on_the_create_stops_sending_and_keeps_the_events() -> None:
+def test_a_key_refused_on_the_create_stops_sending_and_keeps_the_events(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
     client = _CreateRefusesTheKey()
     sender = BackgroundSender(
         client,
@@ -156,9 +158,12 @@ def test_a_key_refused_on_the_create_stops_sending_and_keeps_the_events() -> Non
         assert client.creates == 1
         assert not client.sent
         client.fixed.set()  # the probe (one request) is accepted: sending resumes
+        # Resumed once the worker has read the probe's answer (it logs so), not when the
+        # client has answered: a flush in between still finds the key refused.
         deadline = time.monotonic() + 10
-        while not client.sent and time.monotonic() < deadline:
+        while "sending resumed" not in caplog.text and time.monotonic() < deadline:
             time.sleep(0.01)
+        assert client.sent
         assert sender.flush(10)
         assert len(client.delivered_events) == N
         assert sender.stats().delivered == N

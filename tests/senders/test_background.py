@@ -85,6 +85,7 @@ def test_send_starts_one_named_daemon_worker_lazily(make) -> None:
     assert sender.flush(10)
 
 
+@pytest.mark.slow
 def test_retryable_outcomes_are_retried_without_loss(make) -> None:
     def script(batch: EventBatch, attempt: int) -> Outcome:
         return (

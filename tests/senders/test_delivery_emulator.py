@@ -125,6 +125,7 @@ def test_permanent_errors_not_retried_and_reported(emulator, make, caplog) -> No
     assert wrong.stats().dropped == {"closed": 1}
 
 
+@pytest.mark.slow
 def test_rate_limiter_never_exceeds_its_limit(emulator, make) -> None:
     emulator.set_rate_limits([(10, 1.0)])
     sender = make(rate_limiter=RateLimiter([(10, 1.0)]), concurrency=8)

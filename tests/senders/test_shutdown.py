@@ -199,6 +199,7 @@ if __name__ == "__main__":
 """
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("kind", ["process", "pool"])
 @pytest.mark.parametrize("method", ["fork", "spawn"])
 def test_multiprocessing_children_deliver_at_a_normal_exit(

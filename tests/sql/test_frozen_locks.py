@@ -57,6 +57,7 @@ def test_the_timeout_is_checked(postgres_url: str) -> None:
         SqlOutboxStore(postgres_url, idle_transaction_timeout=0)
 
 
+@pytest.mark.slow
 def test_the_election_lock_outlives_the_idle_timeout(postgres_url: str) -> None:
     """The active relay's lock session is never left idle in a transaction: rounds longer
     than ``idle_transaction_timeout`` between two checks must not cost it the lock."""
