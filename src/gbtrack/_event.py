@@ -35,7 +35,7 @@ import itertools
 import os
 import re
 import secrets
-from collections.abc import Callable, Iterable, Iterator, Mapping
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from typing import Any, NamedTuple
 
 from pydantic import (
@@ -70,8 +70,12 @@ __all__ = [
     "normalize_metadata",
     "normalize_value",
     "optional_text",
+    "check_drafts",
+    "events_of",
+    "record_of",
     "use_metadata_check",
     "validate_drafts",
+    "wire_of",
 ]
 
 
@@ -724,19 +728,35 @@ class Event(BaseModel):
         """Return the Gameball request body for this event alone.
 
         Returns:
-            :func:`gbtrack._protocol.wire_body` of this event: ``{"customerId": ...,
-            "events": {name: metadata}}`` plus ``email`` and ``mobile`` when set. The
+            :func:`wire_of` this event's record: ``{"customerId": ..., "events": {name:
+            metadata}}`` plus ``email`` and ``mobile`` when set (a fresh copy). The
             session token is a header, never in the body.
         """
-        from gbtrack._protocol import wire_body  # the protocol imports this module
-
-        return wire_body((self,))
+        return wire_of((record_of(self),))
 
     def __repr_args__(self) -> Any:
         return _masked_repr_args(self)
 
 
-# --- worker-side validation: drafts -> events ---------------------------------------------
+# --- worker-side validation: drafts -> light records -> (when asked for) events ------------
+Record = tuple[
+    str,  # name
+    str,  # customer id
+    str | None,  # email
+    str | None,  # mobile
+    SecretStr | None,  # session token
+    dict[str, MetadataValue],  # metadata, without the keys whose value is None
+    float,  # timestamp: time.time()
+    Event | None,  # the event it was made from, if any
+]
+"""A checked event as a plain tuple: what the built-in delivery path carries.
+
+``(name, customer_id, email, mobile, session_token, metadata, timestamp, event)``:
+valid by :class:`Event`'s rules, but no model. A plain tuple of plain values is cheap to
+build and, once its metadata dict holds only scalars, nothing the cyclic GC must follow
+for long. :func:`events_of` builds the models for whoever asks for them.
+"""
+
 MetadataCheck = Callable[[str, Mapping[str, object]], None]
 """``check(event_name, metadata)``: raises :class:`~gbtrack.InvalidEventError` or returns."""
 
@@ -788,21 +808,6 @@ def _from_validation_error(exc: ValidationError) -> InvalidEventError:
     return InvalidEventError(f"{field}: {first['msg']}", field=field)
 
 
-# Every field set explicitly, so that copies have the full fields set, like a validated
-# event. model_copy(update=...) is pydantic's public way to build an instance from
-# trusted values, and the fastest measured (see validate_drafts).
-_TEMPLATE = Event(
-    name="template",
-    customer_id="template",
-    email=None,
-    mobile=None,
-    metadata={},
-    session_token=None,
-    event_id="template",
-    timestamp=_dt.datetime(2000, 1, 1, tzinfo=_UTC),
-)
-
-
 def _checked_event(draft: EventDraft, limits: Limits) -> Event:
     """Validate a draft with pydantic, the validator of record (the slow, exact path)."""
     if len(draft.keys) != len(draft.values):
@@ -826,29 +831,28 @@ def _checked_event(draft: EventDraft, limits: Limits) -> Event:
         raise _from_validation_error(exc) from None
 
 
-def validate_drafts(
+def check_drafts(
     drafts: Iterable[EventDraft], limits: Limits | None = None
-) -> tuple[list[Event], list[tuple[EventDraft, InvalidEventError]]]:
-    """Validate drafts into events, batch-wise: the delivery worker's path.
+) -> tuple[list[Record], list[tuple[EventDraft, InvalidEventError]]]:
+    """Check drafts into light records, batch-wise: the delivery worker's path.
 
     Accepts and refuses exactly what ``Event.model_validate`` does for the same values
-    (under ``context={"limits": limits}``), and reports the same field: a draft that is
-    plainly valid (exact types, ASCII text within the limits, integers in range,
-    finite floats) is built at once with ``Event.model_construct``; any other draft is
-    validated by pydantic itself, whose first error is reported.
+    (under ``context={"limits": limits}``), and reports the same field, but builds no
+    model: a draft that is plainly valid (exact types, ASCII text within the limits,
+    integers in range, finite floats) becomes a :data:`Record` at once, decided in
+    plain Python; any other draft is validated by pydantic itself, whose first error
+    is reported (the valid ones among them carry their :class:`Event`).
 
-    Measured per event on 10,000 drafts (customer id, email and four metadata values:
-    str, float, str, int), CPython 3.11.7, pydantic 2.14.4, on a shared 2-core box where
-    ``for i in x: i + 1`` takes 17 ns an iteration: ``Event.model_validate`` per draft
-    9.7-11.9 µs (9.0-9.7 with the dicts built beforehand); ``TypeAdapter(list[Event])``
-    over the whole list 8.4-11.9 µs; plain-Python checks then
-    ``Event.model_construct`` 5.9-8.2 µs; plain-Python checks then ``model_copy`` of a
-    template (this) 5.0-5.5 µs, of which ``model_copy`` itself is 2.3 µs
-    (``model_construct`` alone: 2.9-3.6 µs). For reference only, writing pydantic's
-    slots directly builds an event in 1.3-1.5 µs; that is not public API.
+    Measured per event on 1,000 drafts (customer id, email and four metadata values:
+    str, float, str, int), CPython 3.11.7, pydantic 2.14.4, on the shared 2-core box:
+    plain checks into a model (``model_copy`` of a template, the former path) cost
+    5.0-5.5 us, of which ``model_copy`` itself is 2.3 us; pydantic-core's
+    ``TypeAdapter`` over TypedDicts 3.3-4.0 us; these checks into a tuple well under
+    1 us. A name and a metadata key tuple met again in the same call (the same object:
+    a tracked function's plan) are not checked again.
 
     An event whose name has a schema in the tracking plan (:func:`gbtrack.event_schema`)
-    is then validated against it; a mismatch fails the draft with an
+    is then checked against it; a mismatch fails the draft with an
     :class:`~gbtrack.InvalidEventError` naming the schema and the field.
 
     Args:
@@ -856,7 +860,7 @@ def validate_drafts(
         limits: The limits to enforce; :data:`DEFAULT_LIMITS` when ``None``.
 
     Returns:
-        ``(events, failed)``: the valid drafts' events in order, and each invalid
+        ``(records, failed)``: the valid drafts' records in order, and each invalid
         draft with its error. The error's message starts with the event name and, when
         ``draft.function`` is set, the function (``event 'purchase' from checkout:
         metadata['note'] is ...``); its ``field`` names the field at fault.
@@ -868,7 +872,7 @@ def validate_drafts(
         limits = DEFAULT_LIMITS
     elif type(limits) is not Limits:
         raise TypeError(f"limits must be a gbtrack Limits, got {limits!r}")
-    events: list[Event] = []
+    records: list[Record] = []
     failed: list[tuple[EventDraft, InvalidEventError]] = []
     max_name = limits.max_name_length
     max_customer_id = limits.max_customer_id_length
@@ -879,22 +883,26 @@ def validate_drafts(
     max_string = limits.max_string_length
     min_int = limits.min_int
     max_int = limits.max_int
-    copy = _TEMPLATE.model_copy
-    fromtimestamp = _dt.datetime.fromtimestamp
-    utc = _UTC
-    ids = _ids
     header_value = _HEADER_VALUE.fullmatch
-    append = events.append
+    append = records.append
     check = _metadata_check  # a tracking plan: every valid event is checked against it
+    # The last name and key tuple found plainly valid: a plan's own objects recur.
+    good_name: object = None
+    good_keys: object = None
     for draft in drafts:
         name, customer_id, email, mobile, token, keys, values, _function, timestamp = draft
         # The plainly valid case, decided in plain Python; anything else -> pydantic.
         if (
-            type(name) is str
-            and 0 < len(name) <= max_name
-            and name.isascii()
-            and name.isprintable()  # ASCII: no control character
-            and not name.isspace()
+            (
+                name is good_name
+                or (
+                    type(name) is str
+                    and 0 < len(name) <= max_name
+                    and name.isascii()
+                    and name.isprintable()  # ASCII: no control character
+                    and not name.isspace()
+                )
+            )
             and type(customer_id) is str
             and 0 < len(customer_id) <= max_customer_id
             and customer_id.isascii()
@@ -921,65 +929,189 @@ def validate_drafts(
                 token is None
                 or (type(token) is SecretStr and header_value(token.get_secret_value()))
             )
+            and type(keys) is tuple
+            and type(values) is tuple
             and len(keys) <= max_keys
             and len(keys) == len(values)
             and type(timestamp) is float
             and _MIN_TIMESTAMP <= timestamp <= _MAX_TIMESTAMP
-        ):
-            metadata: dict[str, MetadataValue] = {}
-            for key, value in zip(keys, values, strict=True):
-                if value is None:
-                    continue
-                cls = type(value)
-                if not (
+            and (
+                keys is good_keys
+                or all(
                     type(key) is str
                     and 0 < len(key) <= max_key
                     and key.isascii()
                     and key.isprintable()
-                    and (
-                        (cls is str and len(value) <= max_string and value.isascii())  # type: ignore[arg-type,union-attr]
-                        or (cls is int and min_int <= value <= max_int)  # type: ignore[operator]
-                        or (cls is float and value - value == 0.0)  # type: ignore[operator]
-                        or cls is bool
-                    )
-                ):
-                    break
-                metadata[key] = value
-            else:
-                event = copy(
-                    update={
-                        "name": name,
-                        "customer_id": customer_id,
-                        "email": email,
-                        "mobile": mobile,
-                        "metadata": metadata,
-                        "session_token": token,
-                        "event_id": f"{ids.prefix}-{next(ids.counter):x}",
-                        "timestamp": fromtimestamp(timestamp, utc),
-                    }
+                    for key in keys
                 )
-                if check is None or _fits_plan(check, draft, event, failed):
-                    append(event)
+            )
+        ):
+            good_name = name
+            good_keys = keys
+            holes = False  # a None value: its key is left out
+            for value in values:
+                cls = type(value)
+                if cls is str:
+                    if len(value) > max_string or not value.isascii():  # type: ignore[arg-type,union-attr]
+                        break
+                elif cls is float:
+                    if value - value != 0.0:  # type: ignore[operator]
+                        break  # NaN or an infinity
+                elif cls is int:
+                    if not min_int <= value <= max_int:  # type: ignore[operator]
+                        break
+                elif value is None:
+                    holes = True
+                elif cls is not bool:
+                    break
+            else:
+                metadata: dict[str, MetadataValue] = (
+                    {k: v for k, v in zip(keys, values, strict=True) if v is not None}
+                    if holes
+                    else dict(zip(keys, values, strict=True))  # type: ignore[arg-type]
+                )
+                record: Record = (
+                    name,
+                    customer_id,
+                    email,
+                    mobile,
+                    token,
+                    metadata,
+                    timestamp,
+                    None,
+                )
+                if check is None or _fits_plan(check, draft, record, failed):
+                    append(record)
                 continue
         try:
             event = _checked_event(draft, limits)
         except InvalidEventError as exc:
             failed.append((draft, _draft_error(draft, exc)))
             continue
-        if check is None or _fits_plan(check, draft, event, failed):
-            append(event)
-    return events, failed
+        record = record_of(event)
+        if check is None or _fits_plan(check, draft, record, failed):
+            append(record)
+    return records, failed
+
+
+def validate_drafts(
+    drafts: Iterable[EventDraft], limits: Limits | None = None
+) -> tuple[list[Event], list[tuple[EventDraft, InvalidEventError]]]:
+    """Validate drafts into :class:`Event` models, batch-wise.
+
+    :func:`check_drafts`, then :func:`events_of` the records: it accepts and refuses
+    exactly what ``Event.model_validate`` does for the same values (under
+    ``context={"limits": limits}``) and reports the same errors. For senders that ask
+    for models; the built-in delivery path stays with the records.
+
+    Args:
+        drafts: The drafts, in order.
+        limits: The limits to enforce; :data:`DEFAULT_LIMITS` when ``None``.
+
+    Returns:
+        ``(events, failed)``: the valid drafts' events in order, and each invalid
+        draft with its error (see :func:`check_drafts`).
+
+    Raises:
+        TypeError: If ``limits`` is not a :class:`Limits`.
+    """
+    records, failed = check_drafts(drafts, limits)
+    return events_of(records), failed
+
+
+# Every field set explicitly, so that copies have the full fields set, like a validated
+# event. model_copy(update=...) is pydantic's public way to build an instance from
+# trusted values, and the fastest measured (2.3 us; model_construct 2.9-3.6 us).
+_TEMPLATE = Event(
+    name="template",
+    customer_id="template",
+    email=None,
+    mobile=None,
+    metadata={},
+    session_token=None,
+    event_id="template",
+    timestamp=_dt.datetime(2000, 1, 1, tzinfo=_UTC),
+)
+
+
+def events_of(records: Iterable[Record]) -> list[Event]:
+    """The :class:`Event` models of checked records, in order (built when asked for).
+
+    A record made from an event gives that event back; the others get a new
+    :func:`new_event_id` and their timestamp as a UTC datetime.
+    """
+    copy = _TEMPLATE.model_copy
+    fromtimestamp = _dt.datetime.fromtimestamp
+    utc = _UTC
+    ids = _ids
+    events: list[Event] = []
+    append = events.append
+    for name, customer_id, email, mobile, token, metadata, timestamp, event in records:
+        if event is None:
+            event = copy(
+                update={
+                    "name": name,
+                    "customer_id": customer_id,
+                    "email": email,
+                    "mobile": mobile,
+                    "metadata": metadata,
+                    "session_token": token,
+                    "event_id": f"{ids.prefix}-{next(ids.counter):x}",
+                    "timestamp": fromtimestamp(timestamp, utc),
+                }
+            )
+        append(event)
+    return events
+
+
+def wire_of(records: Sequence[Record], *, copy: bool = True) -> dict[str, Any]:
+    """The Gameball request body of one customer's records: the one builder of a body.
+
+    ``{"customerId", "events": {name: metadata, ...}}`` plus ``email`` and ``mobile``
+    when set; the identity is the first record's (one request's records share it). The
+    session token is a header, never part of the body.
+
+    Args:
+        records: One customer's records, each name at most once, oldest first.
+        copy: Copy each metadata dict, so that a caller editing the body cannot change
+            the events; ``False`` for a body serialised at once.
+    """
+    first = records[0]
+    if copy:
+        events = {record[0]: dict(record[5]) for record in records}
+    else:
+        events = {record[0]: record[5] for record in records}
+    body: dict[str, Any] = {"customerId": first[1], "events": events}
+    if first[2] is not None:
+        body["email"] = first[2]
+    if first[3] is not None:
+        body["mobile"] = first[3]
+    return body
+
+
+def record_of(event: Event) -> Record:
+    """The light record of a validated ``event``; it carries the event itself."""
+    return (
+        event.name,
+        event.customer_id,
+        event.email,
+        event.mobile,
+        event.session_token,
+        event.metadata,
+        event.timestamp.timestamp(),
+        event,
+    )
 
 
 def _fits_plan(
     check: MetadataCheck,
     draft: EventDraft,
-    event: Event,
+    record: Record,
     failed: list[tuple[EventDraft, InvalidEventError]],
 ) -> bool:
-    """Whether ``event`` passes the tracking plan's ``check``; if not, ``failed`` says why."""
+    """Whether ``record`` passes the tracking plan's ``check``; if not, ``failed`` says why."""
     try:
-        check(event.name, event.metadata)
+        check(record[0], record[5])
     except InvalidEventError as exc:
         failed.append((draft, _draft_error(draft, exc)))
         return False

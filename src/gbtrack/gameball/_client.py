@@ -27,13 +27,13 @@ import httpx
 from pydantic import SecretStr
 
 from gbtrack._errors import ConfigurationError, TransportError
+from gbtrack._event import wire_of
 from gbtrack._protocol import (
     DEFAULT_BASE_URL,
     MAX_BATCH_ITEMS,
     EventBatch,
     Outcome,
     OutcomeKind,
-    wire_body,
 )
 from gbtrack.gameball._outcome import outcome_from_exception, outcome_from_response
 
@@ -238,7 +238,8 @@ class _ClientCore:
             headers = {**_JSON, "X-GB-TOKEN": token}
             path = SECURE_EVENTS_PATH
             secrets = (*secrets, token)
-        return _Request("POST", path, _dumps(wire_body(batch.events, copy=False)), headers, secrets)
+        # The wire body straight from the batch's records: no Event model is built.
+        return _Request("POST", path, _dumps(wire_of(batch.records, copy=False)), headers, secrets)
 
     def _create_batch_request(self, batches: Sequence[EventBatch]) -> _Request:
         self._require_secret_key("create_batch()")
@@ -254,7 +255,7 @@ class _ClientCore:
                     f"create_batch() takes EventBatch items, got {type(batch).__name__}"
                 )
         # Session tokens are per-request headers; the batch endpoint uses APIKey + SecretKey.
-        body = {"body": [wire_body(batch.events, copy=False) for batch in batches]}
+        body = {"body": [wire_of(batch.records, copy=False) for batch in batches]}
         return _Request("POST", BATCH_EVENTS_PATH, _dumps(body), _JSON, self._secrets)
 
     def _job_request(self, method: str, template: str, job_id: str, what: str) -> _Request:

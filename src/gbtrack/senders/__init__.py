@@ -13,9 +13,9 @@
   environment); :func:`sender_from_config` builds a :class:`BackgroundSender` from it.
 """
 
-from gbtrack.senders._background import BackgroundSender
+from gbtrack.senders._background import BackgroundSender, sender_from_config
 from gbtrack.senders._base import BaseSender, InMemorySender, LoggingSender, Sender
-from gbtrack.senders._config import DeliveryConfig, sender_from_config
+from gbtrack.senders._config import DeliveryConfig
 from gbtrack.senders._direct import DirectSender
 from gbtrack.senders._policy import (
     Decision,

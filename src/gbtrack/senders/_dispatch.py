@@ -1,7 +1,7 @@
 """The background sender's dispatcher: the worker thread between the queue and Gameball.
 
 One lazily started daemon thread drains the :class:`~gbtrack.senders._queue.EventQueue`
-by size or time, validates and coalesces each customer's events into one request
+by size or time, checks and coalesces each customer's events into one request
 (:meth:`Dispatcher.prepare`), and keeps up to ``concurrency`` requests in flight on a few
 daemon I/O threads (:class:`~gbtrack.senders._requests.IOPool`). Every decision is the
 engine's: retries by :meth:`~gbtrack.senders.RetryPolicy.decide`, batch jobs by
@@ -19,9 +19,10 @@ import queue
 import threading
 import time
 from collections import deque
-from collections.abc import Iterable, Sequence
+from collections.abc import Sequence
 from typing import TYPE_CHECKING, Any, Protocol
 
+from gbtrack._event import events_of
 from gbtrack._protocol import (
     FALL_BACK_PAUSE,
     MAX_BATCH_ITEMS,
@@ -29,7 +30,7 @@ from gbtrack._protocol import (
     JobAction,
     client_failure,
     client_raised,
-    coalesce,
+    coalesce_records,
     describe_outcome,
     safe_error,
 )
@@ -43,7 +44,7 @@ from gbtrack.senders._requests import (
 )
 
 if TYPE_CHECKING:
-    from gbtrack._event import Event, EventDraft
+    from gbtrack._event import Event, EventDraft, Record
     from gbtrack._protocol import JobStep, Outcome
     from gbtrack._report import Reporter
     from gbtrack.senders._policy import DeliveryClient, Limiter, RetryPolicy, Spill
@@ -70,7 +71,7 @@ class Owner(Protocol):
     bulk_threshold: int
     auth_probe_interval: float
 
-    def validated(self, items: Iterable[Event | EventDraft]) -> list[Event]: ...
+    def records(self, items: Sequence[Event | EventDraft]) -> list[Record]: ...
 
     def give_up(
         self, events: list[Event], reason: str, message: str, exc: BaseException | None = None
@@ -183,15 +184,16 @@ class Dispatcher:
             q.settle(len(items) - valid, (mark,))
 
     def prepare(self, items: Sequence[Event | EventDraft]) -> tuple[list[EventBatch], int]:
-        """Validate drafts and coalesce the events into one request per customer.
+        """Check drafts into light records and coalesce them into one request per customer.
 
-        The one step between what callers queued and what goes on the wire.
+        The one step between what callers queued and what goes on the wire; no
+        :class:`~gbtrack.Event` model is built (a batch builds its events when read).
 
         Returns:
             The requests, and how many of ``items`` were valid.
         """
-        events = self.owner.validated(items)
-        return coalesce(events), len(events)
+        records = self.owner.records(items)
+        return coalesce_records(records), len(records)
 
     def _dispatch(self, now: float) -> float | None:
         """Start requests while slots are free; return the rate limiter's wait, if any."""
@@ -460,7 +462,7 @@ class Dispatcher:
         """Give up every event still queued (sends that raced with the shutdown)."""
         items = self.queue.take_all()
         if items:
-            events = self.owner.validated(items)
+            events = events_of(self.owner.records(items))
             self.queue.settle(len(items) - len(events))
             if events:
                 self.owner.give_up(events, "closed", "the sender closed before delivery")

@@ -51,7 +51,7 @@ class Request:
     def __init__(self, batch: EventBatch, mark: int) -> None:
         self.batch = batch
         self.key = batch.customer_id  # one request per customer at a time
-        self.n = len(batch.events)
+        self.n = len(batch)
         self.attempts = 0
         self.direct = False  # one request of its own, never in a batch job
         self.probe = False  # the one request that tests a refused key
@@ -61,15 +61,13 @@ class Request:
 
     def split(self) -> list[Request]:
         """One request per event, each to go alone (never in a batch job)."""
-        from gbtrack._protocol import EventBatch
-
-        singles = [Request(EventBatch.from_event(event), self.mark) for event in self.batch.events]
+        singles = [Request(single, self.mark) for single in self.batch.split()]
         for single in singles:
             single.direct = True
         return singles
 
     def age(self, now_wall: float) -> float:
-        return now_wall - min(e.timestamp.timestamp() for e in self.batch.events)
+        return now_wall - self.batch.oldest()
 
 
 class BulkRequest:
