@@ -745,16 +745,20 @@ Record = tuple[
     str | None,  # email
     str | None,  # mobile
     SecretStr | None,  # session token
-    dict[str, MetadataValue],  # metadata, without the keys whose value is None
+    tuple[str, ...],  # metadata keys
+    tuple[MetadataValue, ...],  # metadata values, one per key (no None: left out)
     float,  # timestamp: time.time()
     Event | None,  # the event it was made from, if any
 ]
 """A checked event as a plain tuple: what the built-in delivery path carries.
 
-``(name, customer_id, email, mobile, session_token, metadata, timestamp, event)``:
-valid by :class:`Event`'s rules, but no model. A plain tuple of plain values is cheap to
-build and, once its metadata dict holds only scalars, nothing the cyclic GC must follow
-for long. :func:`events_of` builds the models for whoever asks for them.
+``(name, customer_id, email, mobile, session_token, keys, values, timestamp, event)``:
+valid by :class:`Event`'s rules, but no model, and no dict: metadata stays the draft's
+two tuples (the keys whose value is ``None`` left out). A tuple of strings, numbers and
+such tuples is cheap to build, and the cyclic GC stops tracking it at its first
+collection, so that records waiting for their request never make a full collection
+come sooner. :func:`events_of` builds the models for whoever asks for them,
+:func:`wire_of` the request body.
 """
 
 MetadataCheck = Callable[[str, Mapping[str, object]], None]
@@ -965,18 +969,18 @@ def check_drafts(
                 elif cls is not bool:
                     break
             else:
-                metadata: dict[str, MetadataValue] = (
-                    {k: v for k, v in zip(keys, values, strict=True) if v is not None}
-                    if holes
-                    else dict(zip(keys, values, strict=True))  # type: ignore[arg-type]
-                )
-                record: Record = (
+                if holes:
+                    pairs = [(k, v) for k, v in zip(keys, values, strict=True) if v is not None]
+                    keys = tuple(k for k, _ in pairs)
+                    values = tuple(v for _, v in pairs)
+                record: Record = (  # type: ignore[assignment]  # values: None checked above
                     name,
                     customer_id,
                     email,
                     mobile,
                     token,
-                    metadata,
+                    keys,
+                    values,
                     timestamp,
                     None,
                 )
@@ -1046,7 +1050,7 @@ def events_of(records: Iterable[Record]) -> list[Event]:
     ids = _ids
     events: list[Event] = []
     append = events.append
-    for name, customer_id, email, mobile, token, metadata, timestamp, event in records:
+    for name, customer_id, email, mobile, token, keys, values, timestamp, event in records:
         if event is None:
             event = copy(
                 update={
@@ -1054,7 +1058,7 @@ def events_of(records: Iterable[Record]) -> list[Event]:
                     "customer_id": customer_id,
                     "email": email,
                     "mobile": mobile,
-                    "metadata": metadata,
+                    "metadata": dict(zip(keys, values, strict=True)),
                     "session_token": token,
                     "event_id": f"{ids.prefix}-{next(ids.counter):x}",
                     "timestamp": fromtimestamp(timestamp, utc),
@@ -1077,10 +1081,13 @@ def wire_of(records: Sequence[Record], *, copy: bool = True) -> dict[str, Any]:
             the events; ``False`` for a body serialised at once.
     """
     first = records[0]
-    if copy:
-        events = {record[0]: dict(record[5]) for record in records}
-    else:
-        events = {record[0]: record[5] for record in records}
+    events: dict[str, Any] = {}
+    for record in records:
+        event = record[8]
+        if event is None:  # a fresh dict: nothing to copy
+            events[record[0]] = dict(zip(record[5], record[6], strict=True))
+        else:
+            events[record[0]] = dict(event.metadata) if copy else event.metadata
     body: dict[str, Any] = {"customerId": first[1], "events": events}
     if first[2] is not None:
         body["email"] = first[2]
@@ -1091,13 +1098,15 @@ def wire_of(records: Sequence[Record], *, copy: bool = True) -> dict[str, Any]:
 
 def record_of(event: Event) -> Record:
     """The light record of a validated ``event``; it carries the event itself."""
+    metadata = event.metadata
     return (
         event.name,
         event.customer_id,
         event.email,
         event.mobile,
         event.session_token,
-        event.metadata,
+        tuple(metadata),
+        tuple(metadata.values()),
         event.timestamp.timestamp(),
         event,
     )
@@ -1111,7 +1120,7 @@ def _fits_plan(
 ) -> bool:
     """Whether ``record`` passes the tracking plan's ``check``; if not, ``failed`` says why."""
     try:
-        check(record[0], record[5])
+        check(record[0], dict(zip(record[5], record[6], strict=True)))
     except InvalidEventError as exc:
         failed.append((draft, _draft_error(draft, exc)))
         return False

@@ -51,6 +51,7 @@ from gbtrack._protocol._wire import (
     EventBatch,
     coalesce,
     coalesce_records,
+    group_records,
     stored_body,
     wire_body,
 )
@@ -83,6 +84,7 @@ __all__ = [
     "coalesce",
     "coalesce_records",
     "describe_outcome",
+    "group_records",
     "item_status",
     "job_items",
     "poll_delay",

@@ -14,7 +14,7 @@ from __future__ import annotations
 import enum
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
-from typing import Final
+from typing import Final, TypeVar
 
 from gbtrack._errors import ServerError
 from gbtrack._protocol._outcome import Outcome, OutcomeKind, classify_item, client_raised
@@ -46,11 +46,14 @@ FALL_BACK_PAUSE: Final = 300.0
 """Seconds the batch endpoint is left unused after a create was refused as a whole."""
 
 
+_Batch = TypeVar("_Batch", bound=EventBatch)
+
+
 # --- choosing a job's items -------------------------------------------------------------------
 def job_items(
-    batches: Sequence[EventBatch],
+    batches: Sequence[_Batch],
     *,
-    skip: Callable[[EventBatch], bool] | None = None,
+    skip: Callable[[_Batch], bool] | None = None,
     limit: int = MAX_BATCH_ITEMS,
 ) -> tuple[list[int], list[int]]:
     """Choose the batches one job carries, in order: (positions taken, positions left).

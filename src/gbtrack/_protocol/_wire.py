@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import sys
 from collections.abc import Iterable, Sequence
-from typing import Any
+from typing import Any, TypeVar
 
 from pydantic import SecretStr
 
@@ -24,9 +24,12 @@ __all__ = [
     "EventBatch",
     "coalesce",
     "coalesce_records",
+    "group_records",
     "stored_body",
     "wire_body",
 ]
+
+_new = object.__new__
 
 DEFAULT_BASE_URL = "https://api.gameball.co"
 """Gameball's production API."""
@@ -139,12 +142,29 @@ class EventBatch:
         if events is None:
             records = self.records
             events = self._events = tuple(events_of(records))
-            if any(record[7] is None for record in records):
+            if any(record[8] is None for record in records):
                 # From now on the records carry their events (a split keeps them).
                 self.records = tuple(
-                    (*record[:7], event) for record, event in zip(records, events, strict=True)
+                    (*record[:8], event) for record, event in zip(records, events, strict=True)
                 )
         return events
+
+    @classmethod
+    def from_records(cls: type[_Batch], records: tuple[Record, ...]) -> _Batch:
+        """A batch of ``records`` that are known to share one identity and distinct names.
+
+        Trusted: nothing is checked (:func:`group_records` groups so). For the senders'
+        own batches, which may be subclasses carrying their delivery state.
+        """
+        first = records[0]
+        batch: _Batch = _new(cls)
+        batch.customer_id = first[1]
+        batch.email = first[2]
+        batch.mobile = first[3]
+        batch.session_token = first[4]
+        batch.records = records
+        batch._events = None
+        return batch
 
     @classmethod
     def from_event(cls, event: Event) -> EventBatch:
@@ -155,19 +175,15 @@ class EventBatch:
         """Return the request body (:func:`wire_body` of the events, a fresh copy)."""
         return wire_of(self.records)
 
-    def split(self) -> list[EventBatch]:
-        """One batch per event, in order, each with this batch's identity."""
-        return [_trusted_batch((record,)) for record in self.records]
-
     def oldest(self) -> float:
         """The earliest event's timestamp (``time.time()``)."""
-        return min(record[6] for record in self.records)
+        return min(record[7] for record in self.records)
 
     def __len__(self) -> int:
         return len(self.records)
 
     def __eq__(self, other: object) -> bool:
-        if type(other) is not EventBatch:
+        if not isinstance(other, EventBatch):
             return NotImplemented
         return self._key() == other._key()
 
@@ -184,6 +200,9 @@ class EventBatch:
             f"mobile={mask('mobile', self.mobile)!r}, session_token={self.session_token!r}, "
             f"events={tuple(record[0] for record in self.records)!r})"
         )
+
+
+_Batch = TypeVar("_Batch", bound=EventBatch)
 
 
 def coalesce(events: Iterable[Event], *, max_events: int | None = None) -> list[EventBatch]:
@@ -216,6 +235,19 @@ def coalesce_records(
     Raises:
         ValueError: If ``max_events`` is smaller than 1.
     """
+    # Every group meets EventBatch's invariants by construction (one identity key, each
+    # name once, records that passed Event's checks), so the checks are not run again.
+    return [EventBatch.from_records(group) for group in group_records(records, max_events)]
+
+
+def group_records(
+    records: Iterable[Record], max_events: int | None = None
+) -> list[tuple[Record, ...]]:
+    """The records of each request, by :func:`coalesce`'s rule, in order of first appearance.
+
+    Raises:
+        ValueError: If ``max_events`` is smaller than 1.
+    """
     if max_events is not None and max_events < 1:
         raise ValueError("max_events must be at least 1")
     limit = sys.maxsize if max_events is None else max_events
@@ -236,22 +268,4 @@ def coalesce_records(
             group = newest[key] = {}
             groups.append(group)
         group[name] = record
-    # Every group meets EventBatch's invariants by construction (one identity key, each
-    # name once, records that passed Event's checks), so the checks are not run again.
-    return [_trusted_batch(tuple(group.values())) for group in groups]
-
-
-_new = object.__new__
-
-
-def _trusted_batch(records: tuple[Record, ...]) -> EventBatch:
-    """An :class:`EventBatch` of records known to share one identity and distinct names."""
-    first = records[0]
-    batch: EventBatch = _new(EventBatch)
-    batch.customer_id = first[1]
-    batch.email = first[2]
-    batch.mobile = first[3]
-    batch.session_token = first[4]
-    batch.records = records
-    batch._events = None
-    return batch
+    return [tuple(group.values()) for group in groups]

@@ -26,12 +26,11 @@ from gbtrack._event import events_of
 from gbtrack._protocol import (
     FALL_BACK_PAUSE,
     MAX_BATCH_ITEMS,
-    EventBatch,
     JobAction,
     client_failure,
     client_raised,
-    coalesce_records,
     describe_outcome,
+    group_records,
     safe_error,
 )
 from gbtrack.senders._requests import (
@@ -176,24 +175,25 @@ class Dispatcher:
         while q and len(self._ready) < _READY_CAP:
             items, mark = q.take(q.batch_size)
             # Outside the queue's lock (flush() waits on it).
-            batches, valid = self.prepare(items)
-            q.add_jobs(mark, len(batches))
-            self._ready.extend(Request(batch, mark) for batch in batches)
+            groups, valid = self.prepare(items)
+            q.add_jobs(mark, len(groups))
+            start = Request.of
+            self._ready.extend(start(group, mark) for group in groups)
             # Invalid drafts are settled (validated() counted and reported them), and the
             # drain's placeholder job ends.
             q.settle(len(items) - valid, (mark,))
 
-    def prepare(self, items: Sequence[Event | EventDraft]) -> tuple[list[EventBatch], int]:
-        """Check drafts into light records and coalesce them into one request per customer.
+    def prepare(self, items: Sequence[Event | EventDraft]) -> tuple[list[tuple[Record, ...]], int]:
+        """Check drafts into light records and group them into one request per customer.
 
         The one step between what callers queued and what goes on the wire; no
         :class:`~gbtrack.Event` model is built (a batch builds its events when read).
 
         Returns:
-            The requests, and how many of ``items`` were valid.
+            Each request's records, and how many of ``items`` were valid.
         """
         records = self.owner.records(items)
-        return coalesce_records(records), len(records)
+        return group_records(records), len(records)
 
     def _dispatch(self, now: float) -> float | None:
         """Start requests while slots are free; return the rate limiter's wait, if any."""
@@ -294,7 +294,7 @@ class Dispatcher:
         self._busy.add(job.key)
         self.in_flight += job.n
         self._in_flight_jobs.add(job)
-        self._submit("send", job, self.owner.client.send, job.batch, stamp)
+        self._submit("send", job, self.owner.client.send, job, stamp)
 
     def _submit_poll(self, bulk: BulkRequest) -> None:
         assert bulk.job.job_id is not None
@@ -435,7 +435,7 @@ class Dispatcher:
         self, jobs: list[Request], reason: str, message: str, exc: BaseException | None = None
     ) -> None:
         """Hand over, spill or drop the events of ``jobs`` (the sender decides); settle them."""
-        events = [event for job in jobs for event in job.batch.events]
+        events = [event for job in jobs for event in job.events]
         self.owner.give_up(events, reason, message, exc)
         self.queue.settle(len(events), marks(jobs))
 

@@ -23,10 +23,11 @@ from collections.abc import Callable, Iterable, Sequence
 from typing import TYPE_CHECKING, Any
 
 from gbtrack._errors import AuthenticationError
-from gbtrack._protocol import BulkJob, client_raised, describe_outcome, job_items
+from gbtrack._protocol import BulkJob, EventBatch, client_raised, describe_outcome, job_items
 
 if TYPE_CHECKING:
-    from gbtrack._protocol import EventBatch, Outcome
+    from gbtrack._event import Record
+    from gbtrack._protocol import Outcome
 
 __all__ = ["BulkRequest", "IOPool", "KeyGate", "Request", "key_refused", "marks", "time_left"]
 
@@ -43,15 +44,33 @@ def key_refused(outcome: Outcome) -> bool:
     )
 
 
-class Request:
-    """One coalesced request (one customer's events) on its way."""
+class Request(EventBatch):
+    """One coalesced request (one customer's events) on its way: the batch and its state.
 
-    __slots__ = ("attempts", "batch", "direct", "key", "mark", "n", "probe")
+    An :class:`~gbtrack.gameball.EventBatch` itself (what the client is given), plus
+    what the dispatcher tracks of it: one object per request for the cyclic GC, not a
+    batch and a wrapper. A bulk job holds a thousand of them for its whole life, long
+    enough to reach the oldest generation, which is what makes a full collection come.
+    """
+
+    __slots__ = ("attempts", "direct", "key", "mark", "n", "probe")
 
     def __init__(self, batch: EventBatch, mark: int) -> None:
-        self.batch = batch
-        self.key = batch.customer_id  # one request per customer at a time
-        self.n = len(batch)
+        super().__init__(
+            batch.customer_id, batch.email, batch.mobile, batch.session_token, batch.events
+        )
+        self._start(mark)
+
+    @classmethod
+    def of(cls, records: tuple[Record, ...], mark: int) -> Request:
+        """The request of one group of records (:func:`~gbtrack._protocol.group_records`)."""
+        job = cls.from_records(records)
+        job._start(mark)
+        return job
+
+    def _start(self, mark: int) -> None:
+        self.key = self.customer_id  # one request per customer at a time
+        self.n = len(self.records)
         self.attempts = 0
         self.direct = False  # one request of its own, never in a batch job
         self.probe = False  # the one request that tests a refused key
@@ -59,15 +78,24 @@ class Request:
         # waits for every job whose events may have been queued before its call.
         self.mark = mark
 
+    # A request is one thing on its way (the dispatcher keeps sets of them), not a value.
+    __eq__ = object.__eq__
+    __hash__ = object.__hash__
+
+    @property
+    def batch(self) -> EventBatch:
+        """The batch the client is given: this request itself."""
+        return self
+
     def split(self) -> list[Request]:
         """One request per event, each to go alone (never in a batch job)."""
-        singles = [Request(single, self.mark) for single in self.batch.split()]
+        singles = [Request.of((record,), self.mark) for record in self.records]
         for single in singles:
             single.direct = True
         return singles
 
     def age(self, now_wall: float) -> float:
-        return now_wall - self.batch.oldest()
+        return now_wall - self.oldest()
 
 
 class BulkRequest:
@@ -77,7 +105,7 @@ class BulkRequest:
 
     def __init__(self, jobs: list[Request]) -> None:
         self.jobs = jobs
-        self.job = BulkJob([job.batch for job in jobs])
+        self.job = BulkJob(jobs)
 
     @staticmethod
     def choose(ready: list[Request], busy: set[str]) -> tuple[list[Request], list[Request]]:
@@ -86,10 +114,7 @@ class BulkRequest:
         Also left out: a customer in ``busy`` (a request in flight) and a request that
         must go alone (split, or fallen back from a job).
         """
-        alone = {id(job.batch) for job in ready if job.direct}
-        taken, left = job_items(
-            [job.batch for job in ready], skip=lambda b: b.customer_id in busy or id(b) in alone
-        )
+        taken, left = job_items(ready, skip=lambda job: job.direct or job.key in busy)
         return [ready[i] for i in taken], [ready[i] for i in left]
 
     def fates(self, outcomes: Sequence[Outcome]) -> Iterable[tuple[Outcome, list[Request]]]:
