@@ -70,6 +70,7 @@ __all__ = [
     "normalize_metadata",
     "normalize_value",
     "optional_text",
+    "ascii_only",
     "check_drafts",
     "events_of",
     "record_of",
@@ -754,7 +755,9 @@ Record = tuple[
 
 ``(name, customer_id, email, mobile, session_token, keys, values, timestamp, event)``:
 valid by :class:`Event`'s rules, but no model, and no dict: metadata stays the draft's
-two tuples (the keys whose value is ``None`` left out). A tuple of strings, numbers and
+two tuples (the keys whose value is ``None`` left out). A record without an event was
+checked by :func:`check_drafts`' plain path, so all its text is ASCII
+(:func:`ascii_only`). A tuple of strings, numbers and
 such tuples is cheap to build, and the cyclic GC stops tracking it at its first
 collection, so that records waiting for their request never make a full collection
 come sooner. :func:`events_of` builds the models for whoever asks for them,
@@ -1080,6 +1083,18 @@ def wire_of(records: Sequence[Record], *, copy: bool = True) -> dict[str, Any]:
         copy: Copy each metadata dict, so that a caller editing the body cannot change
             the events; ``False`` for a body serialised at once.
     """
+    if len(records) == 1:  # the common request: one event; built as one display
+        name, customer_id, email, mobile, _token, keys, values, _time, event = records[0]
+        if event is None:  # a fresh dict: nothing to copy
+            metadata = dict(zip(keys, values, strict=True))
+        else:
+            metadata = dict(event.metadata) if copy else event.metadata
+        body = {"customerId": customer_id, "events": {name: metadata}}
+        if email is not None:
+            body["email"] = email
+        if mobile is not None:
+            body["mobile"] = mobile
+        return body
     first = records[0]
     events: dict[str, Any] = {}
     for record in records:
@@ -1088,12 +1103,22 @@ def wire_of(records: Sequence[Record], *, copy: bool = True) -> dict[str, Any]:
             events[record[0]] = dict(zip(record[5], record[6], strict=True))
         else:
             events[record[0]] = dict(event.metadata) if copy else event.metadata
-    body: dict[str, Any] = {"customerId": first[1], "events": events}
+    body = {"customerId": first[1], "events": events}
     if first[2] is not None:
         body["email"] = first[2]
     if first[3] is not None:
         body["mobile"] = first[3]
     return body
+
+
+def ascii_only(records: Iterable[Record]) -> bool:
+    """Whether all the text of ``records`` is surely ASCII.
+
+    True when every record came from :func:`check_drafts`' plain path (it carries no
+    event), which takes ASCII text only; a serialiser may then escape non-ASCII
+    characters, which changes no byte.
+    """
+    return all(record[8] is None for record in records)
 
 
 def record_of(event: Event) -> Record:

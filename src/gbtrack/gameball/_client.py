@@ -27,7 +27,7 @@ import httpx
 from pydantic import SecretStr
 
 from gbtrack._errors import ConfigurationError, TransportError
-from gbtrack._event import wire_of
+from gbtrack._event import ascii_only, wire_of
 from gbtrack._protocol import (
     DEFAULT_BASE_URL,
     MAX_BATCH_ITEMS,
@@ -104,9 +104,18 @@ def _base_url(value: str) -> str:
     return str(url).rstrip("/")
 
 
-def _dumps(body: Any) -> bytes:
-    # One compact serialisation per request, sent as bytes (no second pass by httpx).
-    return json.dumps(body, separators=(",", ":"), ensure_ascii=False, allow_nan=False).encode()
+# One compact serialisation per request, sent as bytes (no second pass by httpx). Text
+# goes out as UTF-8; a body known to hold ASCII text only is encoded with escaping on,
+# which gives the same bytes twice as fast (CPython's encoder: 1.5 against 2.9 us per
+# event of the benchmarks' shape).
+_ENCODE_UTF8 = json.JSONEncoder(separators=(",", ":"), ensure_ascii=False, allow_nan=False).encode
+_ENCODE_ASCII = json.JSONEncoder(separators=(",", ":"), allow_nan=False).encode
+
+
+def _dumps(body: Any, *, ascii_text: bool = False) -> bytes:
+    if ascii_text:
+        return _ENCODE_ASCII(body).encode("ascii")
+    return _ENCODE_UTF8(body).encode()
 
 
 @dataclass(frozen=True)
@@ -239,7 +248,9 @@ class _ClientCore:
             path = SECURE_EVENTS_PATH
             secrets = (*secrets, token)
         # The wire body straight from the batch's records: no Event model is built.
-        return _Request("POST", path, _dumps(wire_of(batch.records, copy=False)), headers, secrets)
+        records = batch.records
+        content = _dumps(wire_of(records, copy=False), ascii_text=ascii_only(records))
+        return _Request("POST", path, content, headers, secrets)
 
     def _create_batch_request(self, batches: Sequence[EventBatch]) -> _Request:
         self._require_secret_key("create_batch()")
@@ -256,7 +267,9 @@ class _ClientCore:
                 )
         # Session tokens are per-request headers; the batch endpoint uses APIKey + SecretKey.
         body = {"body": [wire_of(batch.records, copy=False) for batch in batches]}
-        return _Request("POST", BATCH_EVENTS_PATH, _dumps(body), _JSON, self._secrets)
+        ascii_text = all(ascii_only(batch.records) for batch in batches)
+        content = _dumps(body, ascii_text=ascii_text)
+        return _Request("POST", BATCH_EVENTS_PATH, content, _JSON, self._secrets)
 
     def _job_request(self, method: str, template: str, job_id: str, what: str) -> _Request:
         self._require_secret_key(what)

@@ -365,19 +365,20 @@ class Dispatcher:
             heapq.heappush(self._poll_heap, (step.poll_at, next(self._seq), bulk))
             return
         self._in_flight_bulks.discard(bulk)
-        for job in bulk.jobs:
-            self._release(job)
+        jobs = bulk.jobs
+        self._busy.difference_update([job.key for job in jobs])
+        self.in_flight -= sum([job.n for job in jobs])
         if step.action is JobAction.FALL_BACK:
             assert step.cause is not None
-            self._fall_back(bulk.jobs, step.cause)
+            self._fall_back(jobs, step.cause)
             return
-        for outcome, jobs in bulk.fates(step.outcomes):
+        for outcome, fated in bulk.fates(step.outcomes):
             if outcome.delivered:
-                n = sum(job.n for job in jobs)
+                n = sum([job.n for job in fated])
                 self.owner.reporter.count("delivered", n)
-                self.queue.settle(n, marks(jobs))
+                self.queue.settle(n, marks(fated))
                 continue
-            for job in jobs:
+            for job in fated:
                 self._settle(job, outcome)
 
     def _fall_back(self, jobs: list[Request], cause: Outcome) -> None:

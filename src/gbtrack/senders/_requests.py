@@ -65,7 +65,12 @@ class Request(EventBatch):
     def of(cls, records: tuple[Record, ...], mark: int) -> Request:
         """The request of one group of records (:func:`~gbtrack._protocol.group_records`)."""
         job = cls.from_records(records)
-        job._start(mark)
+        # _start(), inline: one request per event in a bulk burst.
+        job.key = job.customer_id
+        job.n = len(records)
+        job.attempts = 0
+        job.direct = job.probe = False
+        job.mark = mark
         return job
 
     def _start(self, mark: int) -> None:
@@ -123,8 +128,15 @@ class BulkRequest:
         Items that share a fate share one outcome object: the common case, every item
         delivered, is then counted and settled once per job.
         """
+        jobs = self.jobs
+        if len(outcomes) != len(jobs):
+            raise ValueError(f"{len(outcomes)} outcome(s) for {len(jobs)} item(s)")
+        if outcomes:
+            first = outcomes[0]
+            if all(outcome is first for outcome in outcomes):  # one fate: the common case
+                return [(first, jobs)]
         groups: dict[int, tuple[Outcome, list[Request]]] = {}
-        for outcome, job in zip(outcomes, self.jobs, strict=True):
+        for outcome, job in zip(outcomes, jobs, strict=True):
             groups.setdefault(id(outcome), (outcome, []))[1].append(job)
         return groups.values()
 
