@@ -360,11 +360,18 @@ class _ThreadConfinedTransport(httpx.BaseTransport):
     Args:
         max_connections: Requests in flight at once, across threads.
         pool_timeout: Seconds to wait for a free slot (``None``: forever).
+        tls: Whether the base URL is ``https``. Without TLS the pools get a bare client
+            context (certificate checks still required, no CA loaded): loading the CA
+            bundle costs tens of milliseconds of CPU that a plain-HTTP address (a local
+            emulator, a sidecar) never uses, and nothing could be verified through it.
     """
 
-    def __init__(self, max_connections: int, pool_timeout: float | None) -> None:
+    def __init__(
+        self, max_connections: int, pool_timeout: float | None, *, tls: bool = True
+    ) -> None:
         self._max_connections = max_connections
         self._pool_timeout = pool_timeout
+        self._tls = tls
         self._lock = threading.Lock()
         self._finalizers: list[weakref.finalize[[], _Pool]] = []
         self._closed = False
@@ -384,7 +391,11 @@ class _ThreadConfinedTransport(httpx.BaseTransport):
             # Loading the CA bundle costs milliseconds of CPU: one context serves every
             # thread's pool (the same context each HTTPTransport would build for itself).
             if self._ssl_context is None:
-                self._ssl_context = httpx.create_ssl_context()
+                self._ssl_context = (
+                    httpx.create_ssl_context()
+                    if self._tls
+                    else ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT)
+                )
             context = self._ssl_context
         # A thread does one request at a time: one keep-alive connection is all it needs.
         transport = httpx.HTTPTransport(
@@ -492,7 +503,9 @@ class GameballClient(_ClientCore):
             max_connections=max_connections,
         )
         if transport is None:
-            transport = _ThreadConfinedTransport(max_connections, self._timeout.pool)
+            transport = _ThreadConfinedTransport(
+                max_connections, self._timeout.pool, tls=self.base_url.startswith("https:")
+            )
         self._http = httpx.Client(transport=transport, **self._client_options())
 
     def _request(self, request: _Request) -> Outcome:
