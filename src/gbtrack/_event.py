@@ -1147,7 +1147,7 @@ def wire_json(groups: Iterable[Sequence[Record]]) -> list[str]:
     heads: list[str] | None = None
     out: list[str] = []
     for records in groups:
-        parts = []
+        parts: list[str] = []
         for name, _c, _e, _m, _t, keys, values, _ts, _ev in records:
             if keys is not last_keys:
                 last_keys = keys
@@ -1163,7 +1163,8 @@ def wire_json(groups: Iterable[Sequence[Record]]) -> list[str]:
                 metadata = "{" + ",".join(pairs) + "}"
             parts.append(shown + ":" + metadata)
         first = records[0]
-        body = '{"customerId":' + text(first[1]) + ',"events":{' + ",".join(parts) + "}"
+        events = parts[0] if len(parts) == 1 else ",".join(parts)
+        body = '{"customerId":' + text(first[1]) + ',"events":{' + events + "}"
         if first[2] is not None:
             body += ',"email":' + text(first[2])
         if first[3] is not None:

@@ -243,3 +243,46 @@ def test_the_built_in_client_sends_without_building_events(
         key=str,
     )
     assert sender.stats().delivered == 2
+
+
+# --- grouping: the reference rule ---------------------------------------------------------------
+def _reference_groups(records: list[Any], limit: int) -> list[tuple[Any, ...]]:
+    """coalesce's rule written plainly: newest group per whole identity, names once."""
+    groups: list[list[Any]] = []
+    newest: dict[tuple[object, ...], int] = {}
+    for record in records:
+        token = record[4]
+        key = (*record[1:4], None if token is None else token.get_secret_value())
+        at = newest.get(key)
+        if at is None or record[0] in {r[0] for r in groups[at]} or len(groups[at]) >= limit:
+            at = newest[key] = len(groups)
+            groups.append([])
+        groups[at].append(record)
+    return [tuple(group) for group in groups]
+
+
+@settings(max_examples=200, deadline=None)
+@given(
+    st.lists(
+        st.tuples(
+            st.sampled_from(["a", "b", "c"]),
+            st.sampled_from(["c-1", "c-2"]),
+            st.sampled_from([None, "x@example.com", "y@example.com"]),
+            st.sampled_from([None, "+100"]),
+            st.sampled_from([None, "t1", "t2"]),
+        ),
+        max_size=25,
+    ),
+    st.sampled_from([None, 1, 2, 3]),
+)
+def test_group_records_follows_the_coalesce_rule(
+    rows: list[tuple[str, str, str | None, str | None, str | None]], max_events: int | None
+) -> None:
+    drafts = [
+        draft(name, customer, email=email, mobile=mobile, session_token=SecretStr(t) if t else None)
+        for name, customer, email, mobile, t in rows
+    ]
+    records, failed = check_drafts(drafts)
+    assert not failed
+    expected = _reference_groups(records, max_events or len(records) + 1)
+    assert group_records(records, max_events) == expected

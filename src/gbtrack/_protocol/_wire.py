@@ -48,15 +48,24 @@ def wire_body(events: Sequence[Event], *, copy: bool = True) -> dict[str, Any]:
     when set; the identity is the first event's (an :class:`EventBatch`'s events share
     it). The session token is a header, never part of the body. The batch endpoint
     sends a list of these; the outbox stores one event's plus its id and time
-    (:func:`stored_body`). The one builder is :func:`gbtrack._event.wire_of`, over
-    the events' records.
+    (:func:`stored_body`). Its twin over light records is
+    :func:`gbtrack._event.wire_of` (the same body; tests hold them equal).
 
     Args:
         events: One customer's events, each name at most once, oldest first.
         copy: Copy each metadata dict, so that a caller editing the body cannot change
             the events; ``False`` for a body serialised at once.
     """
-    return wire_of([record_of(event) for event in events], copy=copy)
+    first = events[0]
+    body: dict[str, Any] = {
+        "customerId": first.customer_id,
+        "events": {e.name: dict(e.metadata) if copy else e.metadata for e in events},
+    }
+    if first.email is not None:
+        body["email"] = first.email
+    if first.mobile is not None:
+        body["mobile"] = first.mobile
+    return body
 
 
 def stored_body(event: Event) -> dict[str, Any]:
@@ -251,21 +260,44 @@ def group_records(
     if max_events is not None and max_events < 1:
         raise ValueError("max_events must be at least 1")
     limit = sys.maxsize if max_events is None else max_events
-    # Each group maps its event names to their records (a name at most once per group).
-    groups: list[dict[str, Record]] = []
-    newest: dict[tuple[object, ...], dict[str, Record]] = {}
-    get = newest.get
+    # A group is its first record until a second one joins (then a dict of name ->
+    # record: each name once): most requests of a burst carry one event, and neither
+    # a dict nor a key tuple is made for them. A customer's first identity (email,
+    # mobile, token) is found by its id alone; only another identity of the same
+    # customer is keyed by the whole identity.
+    groups: list[Any] = []
+    heads: list[Record] = []  # each group's first record: its identity
+    newest: dict[str, int] = {}  # customer id -> newest group of its first identity
+    others: dict[tuple[object, ...], int] = {}  # any other identity -> its newest group
     for record in records:
-        token = record[4]
-        key = (
-            record[1:5]
-            if token is None
-            else (record[1], record[2], record[3], token.get_secret_value())
-        )
-        group = get(key)
         name = record[0]
-        if group is None or name in group or len(group) >= limit:
-            group = newest[key] = {}
-            groups.append(group)
-        group[name] = record
-    return [tuple(group.values()) for group in groups]
+        customer_id = record[1]
+        at = newest.get(customer_id)
+        key: tuple[object, ...] | None = None
+        if at is not None:
+            head = heads[at]
+            if (
+                head[2] != record[2]
+                or head[3] != record[3]
+                or _token_value(head[4]) != _token_value(record[4])
+            ):
+                key = (customer_id, record[2], record[3], _token_value(record[4]))
+                at = others.get(key)
+        if at is not None:
+            group = groups[at]
+            if type(group) is tuple:  # one record so far
+                if group[0] != name and limit > 1:
+                    groups[at] = {group[0]: group, name: record}
+                    continue
+            elif name not in group and len(group) < limit:
+                group[name] = record
+                continue
+        # A new group: the first of its identity, a name again, or the limit reached.
+        at = len(groups)
+        groups.append(record)
+        heads.append(record)
+        if key is None:
+            newest[customer_id] = at
+        else:
+            others[key] = at
+    return [(group,) if type(group) is tuple else tuple(group.values()) for group in groups]
