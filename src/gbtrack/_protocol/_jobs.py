@@ -68,16 +68,20 @@ def job_items(
     taken: list[int] = []
     left: list[int] = []
     seen: set[str] = set()
+    count = len(batches)
     for index, batch in enumerate(batches):
+        if len(taken) >= limit:  # full: the rest is left as it is
+            left.extend(range(index, count))
+            break
+        customer_id = batch.customer_id
         if (
-            len(taken) >= limit
-            or batch.session_token is not None
-            or batch.customer_id in seen
+            batch.session_token is not None
+            or customer_id in seen
             or (skip is not None and skip(batch))
         ):
             left.append(index)
             continue
-        seen.add(batch.customer_id)
+        seen.add(customer_id)
         taken.append(index)
     return taken, left
 
