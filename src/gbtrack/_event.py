@@ -900,6 +900,7 @@ def check_drafts(
     # The last name and key tuple found plainly valid: a plan's own objects recur.
     good_name: object = None
     good_keys: object = None
+    good_count = -1
     for draft in drafts:
         name, customer_id, email, mobile, token, keys, values, _function, timestamp = draft
         # The plainly valid case, decided in plain Python; anything else -> pydantic.
@@ -940,25 +941,30 @@ def check_drafts(
                 token is None
                 or (type(token) is SecretStr and header_value(token.get_secret_value()))
             )
-            and type(keys) is tuple
-            and type(values) is tuple
-            and len(keys) <= max_keys
-            and len(keys) == len(values)
             and type(timestamp) is float
             and _MIN_TIMESTAMP <= timestamp <= _MAX_TIMESTAMP
+            and type(values) is tuple
             and (
-                keys is good_keys
-                or all(
-                    type(key) is str
-                    and 0 < len(key) <= max_key
-                    and key.isascii()
-                    and key.isprintable()
-                    for key in keys
+                (keys is good_keys and len(values) == good_count)
+                or (
+                    type(keys) is tuple
+                    and len(keys) <= max_keys
+                    and len(keys) == len(values)
+                    and all(
+                        type(key) is str
+                        and 0 < len(key) <= max_key
+                        and key.isascii()
+                        and key.isprintable()
+                        for key in keys
+                    )
                 )
             )
         ):
-            good_name = name
-            good_keys = keys
+            if name is not good_name:
+                good_name = name
+            if keys is not good_keys:
+                good_keys = keys
+                good_count = len(keys)
             holes = False  # a None value: its key is left out
             for value in values:
                 cls = type(value)
