@@ -266,9 +266,8 @@ class Dispatcher:
         ready.clear()
         ready.extend(left)
         bulk = BulkRequest(chosen)
-        for job in chosen:
-            busy.add(job.key)
-            self.in_flight += job.n
+        busy.update([job.key for job in chosen])
+        self.in_flight += sum([job.n for job in chosen])
         self._in_flight_bulks.add(bulk)
         self._submit("create", bulk, self.owner.client.create_batch, bulk.job.items, stamp)
         return 0.0
