@@ -74,6 +74,7 @@ __all__ = [
     "optional_text",
     "ascii_only",
     "check_drafts",
+    "event_of",
     "events_of",
     "record_of",
     "use_metadata_check",
@@ -843,7 +844,7 @@ def _checked_event(draft: EventDraft, limits: Limits) -> Event:
 
 
 def check_drafts(
-    drafts: Iterable[EventDraft], limits: Limits | None = None
+    drafts: Iterable[EventDraft], limits: Limits | None = None, *, plan: bool = True
 ) -> tuple[list[Record], list[tuple[EventDraft, InvalidEventError]]]:
     """Check drafts into light records, batch-wise: the delivery worker's path.
 
@@ -869,6 +870,8 @@ def check_drafts(
     Args:
         drafts: The drafts, in order.
         limits: The limits to enforce; :data:`DEFAULT_LIMITS` when ``None``.
+        plan: Check against the tracking plan (``False``: only the Gameball contract,
+            as ``Event``'s constructor does; for events stored earlier).
 
     Returns:
         ``(records, failed)``: the valid drafts' records in order, and each invalid
@@ -896,7 +899,7 @@ def check_drafts(
     max_int = limits.max_int
     header_value = _HEADER_VALUE.fullmatch
     append = records.append
-    check = _metadata_check  # a tracking plan: every valid event is checked against it
+    check = _metadata_check if plan else None  # a tracking plan: each valid event meets it
     # The last name and key tuple found plainly valid: a plan's own objects recur.
     good_name: object = None
     good_keys: object = None
@@ -1187,6 +1190,25 @@ def ascii_only(records: Iterable[Record]) -> bool:
     characters, which changes no byte.
     """
     return all(record[8] is None for record in records)
+
+
+def event_of(record: Record, *, event_id: str, timestamp: _dt.datetime) -> Event:
+    """The :class:`Event` of a plainly checked ``record`` with a given id and time.
+
+    For an event read back from storage, which keeps the id and time it was stored with.
+    """
+    return _TEMPLATE.model_copy(
+        update={
+            "name": record[0],
+            "customer_id": record[1],
+            "email": record[2],
+            "mobile": record[3],
+            "metadata": dict(zip(record[5], record[6], strict=True)),
+            "session_token": record[4],
+            "event_id": event_id,
+            "timestamp": timestamp,
+        }
+    )
 
 
 def record_of(event: Event) -> Record:
