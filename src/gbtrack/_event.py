@@ -860,8 +860,8 @@ def check_drafts(
     plain checks into a model (``model_copy`` of a template, the former path) cost
     5.0-5.5 us, of which ``model_copy`` itself is 2.3 us; pydantic-core's
     ``TypeAdapter`` over TypedDicts 3.3-4.0 us; these checks into a tuple 0.9-1.1 us
-    (the box loaded by other jobs). A name and a metadata key tuple met again in the same call (the same object:
-    a tracked function's plan) are not checked again.
+    (the box loaded by other jobs). A name and a metadata key tuple met again in the
+    same call (the same object: a tracked function's plan) are not checked again.
 
     An event whose name has a schema in the tracking plan (:func:`gbtrack.event_schema`)
     is then checked against it; a mismatch fails the draft with an

@@ -163,7 +163,8 @@ class BulkJob:
     ================================  ================================================
 
     Args:
-        items: The batches submitted with the create request, in order.
+        items: The batches submitted with the create request, in order (kept, not
+            copied: not to be changed while the job runs).
         longest_poll: The longest wait between two polls.
         max_poll_failures: Failed polls before the job's fate counts as ambiguous.
         timeout: Seconds from creation after which an unfinished job is ambiguous.
@@ -191,7 +192,9 @@ class BulkJob:
     ) -> None:
         if not items:
             raise ValueError("a batch job needs at least one item")
-        self.items = tuple(items)
+        # Kept as given, not copied: a sender may pass a view that builds each batch
+        # only when read (the items are read only when a failure must be attributed).
+        self.items = items
         self.longest_poll = longest_poll
         self.max_poll_failures = max_poll_failures
         self.timeout = timeout

@@ -40,6 +40,7 @@ from gbtrack.senders._requests import (
     Request,
     key_refused,
     marks,
+    requests_of,
 )
 
 if TYPE_CHECKING:
@@ -269,8 +270,12 @@ class Dispatcher:
         busy.update([job.key for job in chosen])
         self.in_flight += sum([job.n for job in chosen])
         self._in_flight_bulks.add(bulk)
-        self._submit("create", bulk, self.owner.client.create_batch, bulk.job.items, stamp)
+        self._submit("create", bulk, self._create, bulk, stamp)
         return 0.0
+
+    def _create(self, bulk: BulkRequest) -> Outcome:
+        """Create ``bulk``'s job (on an I/O thread): its batches live for this call only."""
+        return self.owner.client.create_batch(bulk.batches())
 
     # --- requests on the I/O threads --------------------------------------------------------
     def _submit(self, tag: str, obj: object, call: Any, arg: Any, stamp: float | None) -> None:
@@ -364,20 +369,20 @@ class Dispatcher:
             heapq.heappush(self._poll_heap, (step.poll_at, next(self._seq), bulk))
             return
         self._in_flight_bulks.discard(bulk)
-        jobs = bulk.jobs
-        self._busy.difference_update([job.key for job in jobs])
-        self.in_flight -= sum([job.n for job in jobs])
+        entries = bulk.entries  # (records, mark, attempts) per request
+        self._busy.difference_update([entry[0][0][1] for entry in entries])
+        self.in_flight -= sum([len(entry[0]) for entry in entries])
         if step.action is JobAction.FALL_BACK:
             assert step.cause is not None
-            self._fall_back(jobs, step.cause)
+            self._fall_back(bulk.jobs, step.cause)
             return
         for outcome, fated in bulk.fates(step.outcomes):
             if outcome.delivered:
-                n = sum([job.n for job in fated])
+                n = sum([len(entry[0]) for entry in fated])
                 self.owner.reporter.count("delivered", n)
-                self.queue.settle(n, marks(fated))
+                self.queue.settle(n, [entry[1] for entry in fated])
                 continue
-            for job in fated:
+            for job in requests_of(fated):
                 self._settle(job, outcome)
 
     def _fall_back(self, jobs: list[Request], cause: Outcome) -> None:

@@ -20,7 +20,7 @@ import queue
 import threading
 import time
 from collections.abc import Callable, Iterable, Sequence
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, overload
 
 from gbtrack._errors import AuthenticationError
 from gbtrack._protocol import BulkJob, EventBatch, client_raised, describe_outcome, job_items
@@ -29,7 +29,17 @@ if TYPE_CHECKING:
     from gbtrack._event import Record
     from gbtrack._protocol import Outcome
 
-__all__ = ["BulkRequest", "IOPool", "KeyGate", "Request", "key_refused", "marks", "time_left"]
+__all__ = [
+    "BulkRequest",
+    "Entry",
+    "IOPool",
+    "KeyGate",
+    "Request",
+    "key_refused",
+    "marks",
+    "requests_of",
+    "time_left",
+]
 
 
 _log = logging.getLogger("gbtrack")
@@ -103,14 +113,59 @@ class Request(EventBatch):
         return now_wall - self.oldest()
 
 
-class BulkRequest:
-    """One batch job in flight: the engine's state machine and the requests it carries."""
+Entry = tuple[tuple["Record", ...], int, int]
+"""What a batch job keeps of each request: ``(records, mark, attempts)``.
 
-    __slots__ = ("job", "jobs")
+A plain tuple of a records tuple and ints, which the cyclic GC stops tracking: a job
+holds a thousand of them for its whole life (its create, then a poll 50 ms later at
+the earliest), long enough to reach the oldest generation as objects would. The
+:class:`Request` objects are made again only for items that did not go through.
+"""
+
+
+class _Batches(Sequence[EventBatch]):
+    """A job's items as batches, each built when read (the job reads them on failure)."""
+
+    __slots__ = ("_entries",)
+
+    def __init__(self, entries: list[Entry]) -> None:
+        self._entries = entries
+
+    def __len__(self) -> int:
+        return len(self._entries)
+
+    @overload
+    def __getitem__(self, index: int) -> EventBatch: ...
+
+    @overload
+    def __getitem__(self, index: slice) -> list[EventBatch]: ...
+
+    def __getitem__(self, index: int | slice) -> EventBatch | list[EventBatch]:
+        if isinstance(index, slice):
+            return [EventBatch.from_records(entry[0]) for entry in self._entries[index]]
+        return EventBatch.from_records(self._entries[index][0])
+
+
+class BulkRequest:
+    """One batch job in flight: the engine's state machine and what it carries.
+
+    Keeps each request as an :data:`Entry` (plain tuples), not as the request object.
+    """
+
+    __slots__ = ("entries", "job")
 
     def __init__(self, jobs: list[Request]) -> None:
-        self.jobs = jobs
-        self.job = BulkJob(jobs)
+        self.entries: list[Entry] = [(job.records, job.mark, job.attempts) for job in jobs]
+        self.job = BulkJob(_Batches(self.entries))
+
+    @property
+    def jobs(self) -> list[Request]:
+        """The requests carried, made again (their attempts kept)."""
+        return requests_of(self.entries)
+
+    def batches(self) -> list[EventBatch]:
+        """The batches to create the job with (built for the create call only)."""
+        return [EventBatch.from_records(entry[0]) for entry in self.entries]
 
     @staticmethod
     def choose(ready: list[Request], busy: set[str]) -> tuple[list[Request], list[Request]]:
@@ -122,23 +177,33 @@ class BulkRequest:
         taken, left = job_items(ready, skip=lambda job: job.direct or job.key in busy)
         return [ready[i] for i in taken], [ready[i] for i in left]
 
-    def fates(self, outcomes: Sequence[Outcome]) -> Iterable[tuple[Outcome, list[Request]]]:
-        """The finished job's requests grouped by outcome, in order (one per item given).
+    def fates(self, outcomes: Sequence[Outcome]) -> Iterable[tuple[Outcome, list[Entry]]]:
+        """The finished job's entries grouped by outcome, in order (one per item given).
 
         Items that share a fate share one outcome object: the common case, every item
         delivered, is then counted and settled once per job.
         """
-        jobs = self.jobs
-        if len(outcomes) != len(jobs):
-            raise ValueError(f"{len(outcomes)} outcome(s) for {len(jobs)} item(s)")
+        entries = self.entries
+        if len(outcomes) != len(entries):
+            raise ValueError(f"{len(outcomes)} outcome(s) for {len(entries)} item(s)")
         if outcomes:
             first = outcomes[0]
             if all(outcome is first for outcome in outcomes):  # one fate: the common case
-                return [(first, jobs)]
-        groups: dict[int, tuple[Outcome, list[Request]]] = {}
-        for outcome, job in zip(outcomes, jobs, strict=True):
-            groups.setdefault(id(outcome), (outcome, []))[1].append(job)
+                return [(first, entries)]
+        groups: dict[int, tuple[Outcome, list[Entry]]] = {}
+        for outcome, entry in zip(outcomes, entries, strict=True):
+            groups.setdefault(id(outcome), (outcome, []))[1].append(entry)
         return groups.values()
+
+
+def requests_of(entries: Iterable[Entry]) -> list[Request]:
+    """The :class:`Request` of each entry again, with its attempts."""
+    jobs = []
+    for records, mark, attempts in entries:
+        job = Request.of(records, mark)
+        job.attempts = attempts
+        jobs.append(job)
+    return jobs
 
 
 def marks(jobs: Iterable[Request]) -> Iterable[int]:
