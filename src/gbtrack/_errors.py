@@ -22,10 +22,7 @@ Gameball client directly.
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Any
-
-if TYPE_CHECKING:
-    from gbtrack._event import Event
+from typing import Any
 
 __all__ = [
     "AuthenticationError",
@@ -93,7 +90,8 @@ class TrackingError(GbtrackError):
         reason: A short stable code, the key under which the drop is counted in
             ``stats.dropped`` (``"no_customer_id"``, ``"invalid_event"``,
             ``"resolver_error"``, ``"queue_overflow"``, ``"rejected"``, ...).
-        event: The event concerned, when one was built.
+        event: The :class:`~gbtrack.Event` concerned, when one was built (typed
+            ``Any`` here: this module, the bottom of the house, imports no other).
         function: The qualified name of the tracked function, when there is one.
     """
 
@@ -102,7 +100,7 @@ class TrackingError(GbtrackError):
         message: str,
         *,
         reason: str,
-        event: Event | None = None,
+        event: Any = None,
         function: str | None = None,
     ) -> None:
         super().__init__(message)

@@ -32,10 +32,12 @@ from __future__ import annotations
 import dataclasses
 import datetime as _dt
 import itertools
+import json
 import os
 import re
 import secrets
-from collections.abc import Callable, Iterable, Iterator, Mapping
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
+from json.encoder import encode_basestring_ascii
 from typing import Any, NamedTuple
 
 from pydantic import (
@@ -70,8 +72,15 @@ __all__ = [
     "normalize_metadata",
     "normalize_value",
     "optional_text",
+    "ascii_only",
+    "check_drafts",
+    "event_of",
+    "events_of",
+    "record_of",
     "use_metadata_check",
     "validate_drafts",
+    "wire_json",
+    "wire_of",
 ]
 
 
@@ -724,19 +733,42 @@ class Event(BaseModel):
         """Return the Gameball request body for this event alone.
 
         Returns:
-            :func:`gbtrack._protocol.wire_body` of this event: ``{"customerId": ...,
-            "events": {name: metadata}}`` plus ``email`` and ``mobile`` when set. The
+            :func:`wire_of` this event's record: ``{"customerId": ..., "events": {name:
+            metadata}}`` plus ``email`` and ``mobile`` when set (a fresh copy). The
             session token is a header, never in the body.
         """
-        from gbtrack._protocol import wire_body  # the protocol imports this module
-
-        return wire_body((self,))
+        return wire_of((record_of(self),))
 
     def __repr_args__(self) -> Any:
         return _masked_repr_args(self)
 
 
-# --- worker-side validation: drafts -> events ---------------------------------------------
+# --- worker-side validation: drafts -> light records -> (when asked for) events ------------
+Record = tuple[
+    str,  # name
+    str,  # customer id
+    str | None,  # email
+    str | None,  # mobile
+    SecretStr | None,  # session token
+    tuple[str, ...],  # metadata keys
+    tuple[MetadataValue, ...],  # metadata values, one per key (no None: left out)
+    float,  # timestamp: time.time()
+    Event | None,  # the event it was made from, if any
+]
+"""A checked event as a plain tuple: what the built-in delivery path carries.
+
+``(name, customer_id, email, mobile, session_token, keys, values, timestamp, event)``:
+valid by :class:`Event`'s rules, but no model, and no dict: metadata stays the draft's
+two tuples (the keys whose value is ``None`` left out). A record without an event was
+checked by :func:`check_drafts`' plain path, so all its text is ASCII
+(:func:`ascii_only`). A tuple of strings, numbers and
+such tuples is cheap to build, and the cyclic GC stops tracking it once it has seen
+its inner tuples untracked (by the collection that would move it to the oldest
+generation at the latest), so that records waiting for their request never make a full
+collection come sooner. :func:`events_of` builds the models for whoever asks for them,
+:func:`wire_of` the request body.
+"""
+
 MetadataCheck = Callable[[str, Mapping[str, object]], None]
 """``check(event_name, metadata)``: raises :class:`~gbtrack.InvalidEventError` or returns."""
 
@@ -788,21 +820,6 @@ def _from_validation_error(exc: ValidationError) -> InvalidEventError:
     return InvalidEventError(f"{field}: {first['msg']}", field=field)
 
 
-# Every field set explicitly, so that copies have the full fields set, like a validated
-# event. model_copy(update=...) is pydantic's public way to build an instance from
-# trusted values, and the fastest measured (see validate_drafts).
-_TEMPLATE = Event(
-    name="template",
-    customer_id="template",
-    email=None,
-    mobile=None,
-    metadata={},
-    session_token=None,
-    event_id="template",
-    timestamp=_dt.datetime(2000, 1, 1, tzinfo=_UTC),
-)
-
-
 def _checked_event(draft: EventDraft, limits: Limits) -> Event:
     """Validate a draft with pydantic, the validator of record (the slow, exact path)."""
     if len(draft.keys) != len(draft.values):
@@ -826,37 +843,38 @@ def _checked_event(draft: EventDraft, limits: Limits) -> Event:
         raise _from_validation_error(exc) from None
 
 
-def validate_drafts(
-    drafts: Iterable[EventDraft], limits: Limits | None = None
-) -> tuple[list[Event], list[tuple[EventDraft, InvalidEventError]]]:
-    """Validate drafts into events, batch-wise: the delivery worker's path.
+def check_drafts(
+    drafts: Iterable[EventDraft], limits: Limits | None = None, *, plan: bool = True
+) -> tuple[list[Record], list[tuple[EventDraft, InvalidEventError]]]:
+    """Check drafts into light records, batch-wise: the delivery worker's path.
 
     Accepts and refuses exactly what ``Event.model_validate`` does for the same values
-    (under ``context={"limits": limits}``), and reports the same field: a draft that is
-    plainly valid (exact types, ASCII text within the limits, integers in range,
-    finite floats) is built at once with ``Event.model_construct``; any other draft is
-    validated by pydantic itself, whose first error is reported.
+    (under ``context={"limits": limits}``), and reports the same field, but builds no
+    model: a draft that is plainly valid (exact types, ASCII text within the limits,
+    integers in range, finite floats) becomes a :data:`Record` at once, decided in
+    plain Python; any other draft is validated by pydantic itself, whose first error
+    is reported (the valid ones among them carry their :class:`Event`).
 
-    Measured per event on 10,000 drafts (customer id, email and four metadata values:
-    str, float, str, int), CPython 3.11.7, pydantic 2.14.4, on a shared 2-core box where
-    ``for i in x: i + 1`` takes 17 ns an iteration: ``Event.model_validate`` per draft
-    9.7-11.9 µs (9.0-9.7 with the dicts built beforehand); ``TypeAdapter(list[Event])``
-    over the whole list 8.4-11.9 µs; plain-Python checks then
-    ``Event.model_construct`` 5.9-8.2 µs; plain-Python checks then ``model_copy`` of a
-    template (this) 5.0-5.5 µs, of which ``model_copy`` itself is 2.3 µs
-    (``model_construct`` alone: 2.9-3.6 µs). For reference only, writing pydantic's
-    slots directly builds an event in 1.3-1.5 µs; that is not public API.
+    Measured per event on 1,000 drafts (customer id, email and four metadata values:
+    str, float, str, int), CPython 3.11.7, pydantic 2.14.4, on the shared 2-core box:
+    plain checks into a model (``model_copy`` of a template, the former path) cost
+    5.0-5.5 us, of which ``model_copy`` itself is 2.3 us; pydantic-core's
+    ``TypeAdapter`` over TypedDicts 3.3-4.0 us; these checks into a tuple 0.9-1.1 us
+    (the box loaded by other jobs). A name and a metadata key tuple met again in the
+    same call (the same object: a tracked function's plan) are not checked again.
 
     An event whose name has a schema in the tracking plan (:func:`gbtrack.event_schema`)
-    is then validated against it; a mismatch fails the draft with an
+    is then checked against it; a mismatch fails the draft with an
     :class:`~gbtrack.InvalidEventError` naming the schema and the field.
 
     Args:
         drafts: The drafts, in order.
         limits: The limits to enforce; :data:`DEFAULT_LIMITS` when ``None``.
+        plan: Check against the tracking plan (``False``: only the Gameball contract,
+            as ``Event``'s constructor does; for events stored earlier).
 
     Returns:
-        ``(events, failed)``: the valid drafts' events in order, and each invalid
+        ``(records, failed)``: the valid drafts' records in order, and each invalid
         draft with its error. The error's message starts with the event name and, when
         ``draft.function`` is set, the function (``event 'purchase' from checkout:
         metadata['note'] is ...``); its ``field`` names the field at fault.
@@ -868,7 +886,7 @@ def validate_drafts(
         limits = DEFAULT_LIMITS
     elif type(limits) is not Limits:
         raise TypeError(f"limits must be a gbtrack Limits, got {limits!r}")
-    events: list[Event] = []
+    records: list[Record] = []
     failed: list[tuple[EventDraft, InvalidEventError]] = []
     max_name = limits.max_name_length
     max_customer_id = limits.max_customer_id_length
@@ -879,22 +897,27 @@ def validate_drafts(
     max_string = limits.max_string_length
     min_int = limits.min_int
     max_int = limits.max_int
-    copy = _TEMPLATE.model_copy
-    fromtimestamp = _dt.datetime.fromtimestamp
-    utc = _UTC
-    ids = _ids
     header_value = _HEADER_VALUE.fullmatch
-    append = events.append
-    check = _metadata_check  # a tracking plan: every valid event is checked against it
+    append = records.append
+    check = _metadata_check if plan else None  # a tracking plan: each valid event meets it
+    # The last name and key tuple found plainly valid: a plan's own objects recur.
+    good_name: object = None
+    good_keys: object = None
+    good_count = -1
     for draft in drafts:
         name, customer_id, email, mobile, token, keys, values, _function, timestamp = draft
         # The plainly valid case, decided in plain Python; anything else -> pydantic.
         if (
-            type(name) is str
-            and 0 < len(name) <= max_name
-            and name.isascii()
-            and name.isprintable()  # ASCII: no control character
-            and not name.isspace()
+            (
+                name is good_name
+                or (
+                    type(name) is str
+                    and 0 < len(name) <= max_name
+                    and name.isascii()
+                    and name.isprintable()  # ASCII: no control character
+                    and not name.isspace()
+                )
+            )
             and type(customer_id) is str
             and 0 < len(customer_id) <= max_customer_id
             and customer_id.isascii()
@@ -921,65 +944,298 @@ def validate_drafts(
                 token is None
                 or (type(token) is SecretStr and header_value(token.get_secret_value()))
             )
-            and len(keys) <= max_keys
-            and len(keys) == len(values)
             and type(timestamp) is float
             and _MIN_TIMESTAMP <= timestamp <= _MAX_TIMESTAMP
-        ):
-            metadata: dict[str, MetadataValue] = {}
-            for key, value in zip(keys, values, strict=True):
-                if value is None:
-                    continue
-                cls = type(value)
-                if not (
-                    type(key) is str
-                    and 0 < len(key) <= max_key
-                    and key.isascii()
-                    and key.isprintable()
-                    and (
-                        (cls is str and len(value) <= max_string and value.isascii())  # type: ignore[arg-type,union-attr]
-                        or (cls is int and min_int <= value <= max_int)  # type: ignore[operator]
-                        or (cls is float and value - value == 0.0)  # type: ignore[operator]
-                        or cls is bool
+            and type(values) is tuple
+            and (
+                (keys is good_keys and len(values) == good_count)
+                or (
+                    type(keys) is tuple
+                    and len(keys) <= max_keys
+                    and len(keys) == len(values)
+                    and all(
+                        type(key) is str
+                        and 0 < len(key) <= max_key
+                        and key.isascii()
+                        and key.isprintable()
+                        for key in keys
                     )
-                ):
-                    break
-                metadata[key] = value
-            else:
-                event = copy(
-                    update={
-                        "name": name,
-                        "customer_id": customer_id,
-                        "email": email,
-                        "mobile": mobile,
-                        "metadata": metadata,
-                        "session_token": token,
-                        "event_id": f"{ids.prefix}-{next(ids.counter):x}",
-                        "timestamp": fromtimestamp(timestamp, utc),
-                    }
                 )
-                if check is None or _fits_plan(check, draft, event, failed):
-                    append(event)
+            )
+        ):
+            if name is not good_name:
+                good_name = name
+            if keys is not good_keys:
+                good_keys = keys
+                good_count = len(keys)
+            holes = False  # a None value: its key is left out
+            for value in values:
+                cls = type(value)
+                if cls is str:
+                    if len(value) > max_string or not value.isascii():  # type: ignore[arg-type,union-attr]
+                        break
+                elif cls is float:
+                    if value - value != 0.0:  # type: ignore[operator]
+                        break  # NaN or an infinity
+                elif cls is int:
+                    if not min_int <= value <= max_int:  # type: ignore[operator]
+                        break
+                elif value is None:
+                    holes = True
+                elif cls is not bool:
+                    break
+            else:
+                if holes:
+                    pairs = [(k, v) for k, v in zip(keys, values, strict=True) if v is not None]
+                    keys = tuple(k for k, _ in pairs)
+                    values = tuple(v for _, v in pairs)
+                record: Record = (  # type: ignore[assignment]  # values: None checked above
+                    name,
+                    customer_id,
+                    email,
+                    mobile,
+                    token,
+                    keys,
+                    values,
+                    timestamp,
+                    None,
+                )
+                if check is None or _fits_plan(check, draft, record, failed):
+                    append(record)
                 continue
         try:
             event = _checked_event(draft, limits)
         except InvalidEventError as exc:
             failed.append((draft, _draft_error(draft, exc)))
             continue
-        if check is None or _fits_plan(check, draft, event, failed):
-            append(event)
-    return events, failed
+        record = record_of(event)
+        if check is None or _fits_plan(check, draft, record, failed):
+            append(record)
+    return records, failed
+
+
+def validate_drafts(
+    drafts: Iterable[EventDraft], limits: Limits | None = None
+) -> tuple[list[Event], list[tuple[EventDraft, InvalidEventError]]]:
+    """Validate drafts into :class:`Event` models, batch-wise.
+
+    :func:`check_drafts`, then :func:`events_of` the records: it accepts and refuses
+    exactly what ``Event.model_validate`` does for the same values (under
+    ``context={"limits": limits}``) and reports the same errors. For senders that ask
+    for models; the built-in delivery path stays with the records.
+
+    Args:
+        drafts: The drafts, in order.
+        limits: The limits to enforce; :data:`DEFAULT_LIMITS` when ``None``.
+
+    Returns:
+        ``(events, failed)``: the valid drafts' events in order, and each invalid
+        draft with its error (see :func:`check_drafts`).
+
+    Raises:
+        TypeError: If ``limits`` is not a :class:`Limits`.
+    """
+    records, failed = check_drafts(drafts, limits)
+    return events_of(records), failed
+
+
+# Every field set explicitly, so that copies have the full fields set, like a validated
+# event. model_copy(update=...) is pydantic's public way to build an instance from
+# trusted values, and the fastest measured (2.3 us; model_construct 2.9-3.6 us).
+_TEMPLATE = Event(
+    name="template",
+    customer_id="template",
+    email=None,
+    mobile=None,
+    metadata={},
+    session_token=None,
+    event_id="template",
+    timestamp=_dt.datetime(2000, 1, 1, tzinfo=_UTC),
+)
+
+
+def events_of(records: Iterable[Record]) -> list[Event]:
+    """The :class:`Event` models of checked records, in order (built when asked for).
+
+    A record made from an event gives that event back; the others get a new
+    :func:`new_event_id` and their timestamp as a UTC datetime.
+    """
+    copy = _TEMPLATE.model_copy
+    fromtimestamp = _dt.datetime.fromtimestamp
+    utc = _UTC
+    ids = _ids
+    events: list[Event] = []
+    append = events.append
+    for name, customer_id, email, mobile, token, keys, values, timestamp, event in records:
+        if event is None:
+            event = copy(
+                update={
+                    "name": name,
+                    "customer_id": customer_id,
+                    "email": email,
+                    "mobile": mobile,
+                    "metadata": dict(zip(keys, values, strict=True)),
+                    "session_token": token,
+                    "event_id": f"{ids.prefix}-{next(ids.counter):x}",
+                    "timestamp": fromtimestamp(timestamp, utc),
+                }
+            )
+        append(event)
+    return events
+
+
+def wire_of(records: Sequence[Record], *, copy: bool = True) -> dict[str, Any]:
+    """The Gameball request body of one customer's records: the one builder of a body.
+
+    ``{"customerId", "events": {name: metadata, ...}}`` plus ``email`` and ``mobile``
+    when set; the identity is the first record's (one request's records share it). The
+    session token is a header, never part of the body.
+
+    Args:
+        records: One customer's records, each name at most once, oldest first.
+        copy: Copy each metadata dict, so that a caller editing the body cannot change
+            the events; ``False`` for a body serialised at once.
+    """
+    if len(records) == 1:  # the common request: one event; built as one display
+        name, customer_id, email, mobile, _token, keys, values, _time, event = records[0]
+        if event is None:  # a fresh dict: nothing to copy
+            metadata = dict(zip(keys, values, strict=True))
+        else:
+            metadata = dict(event.metadata) if copy else event.metadata
+        body = {"customerId": customer_id, "events": {name: metadata}}
+        if email is not None:
+            body["email"] = email
+        if mobile is not None:
+            body["mobile"] = mobile
+        return body
+    first = records[0]
+    events: dict[str, Any] = {}
+    for record in records:
+        event = record[8]
+        if event is None:  # a fresh dict: nothing to copy
+            events[record[0]] = dict(zip(record[5], record[6], strict=True))
+        else:
+            events[record[0]] = dict(event.metadata) if copy else event.metadata
+    body = {"customerId": first[1], "events": events}
+    if first[2] is not None:
+        body["email"] = first[2]
+    if first[3] is not None:
+        body["mobile"] = first[3]
+    return body
+
+
+def _json_bool(value: bool) -> str:
+    return "true" if value else "false"
+
+
+_JSON_VALUE: dict[type, Callable[[Any], str]] = {
+    str: encode_basestring_ascii,
+    int: int.__repr__,
+    float: float.__repr__,
+    bool: _json_bool,
+}
+"""What CPython's JSON encoder writes for each exact metadata type (``ensure_ascii``)."""
+
+_encode_ascii = json.JSONEncoder(separators=(",", ":"), allow_nan=False).encode
+
+
+def wire_json(groups: Iterable[Sequence[Record]]) -> list[str]:
+    """:func:`wire_of` each group of plain records, as compact JSON text: no dict built.
+
+    For records of :func:`check_drafts`' plain path only (:func:`ascii_only`): exact
+    ``str``, ``int``, ``float`` and ``bool`` values, ASCII text. The text is the very
+    string ``json.dumps(wire_of(group), separators=(",", ":"))`` gives (a test holds
+    them equal), written from the records' strings: no body, event or metadata dict
+    is allocated, so nothing for the cyclic GC, and a name and a key tuple met again
+    (a tracked function's own objects) are encoded once.
+    """
+    text = encode_basestring_ascii
+    value_text = _JSON_VALUE
+    names: dict[str, str] = {}
+    last_keys: tuple[str, ...] | None = None
+    heads: list[str] | None = None
+    out: list[str] = []
+    for records in groups:
+        parts: list[str] = []
+        for name, _c, _e, _m, _t, keys, values, _ts, _ev in records:
+            if keys is not last_keys:
+                last_keys = keys
+                # A key twice in one tuple: the dict keeps the last value (the encoder below).
+                heads = [text(k) + ":" for k in keys] if len(set(keys)) == len(keys) else None
+            shown = names.get(name)
+            if shown is None:
+                shown = names[name] = text(name)
+            if heads is None:
+                metadata = _encode_ascii(dict(zip(keys, values, strict=True)))
+            else:
+                pairs = [h + value_text[type(v)](v) for h, v in zip(heads, values, strict=True)]
+                metadata = "{" + ",".join(pairs) + "}"
+            parts.append(shown + ":" + metadata)
+        first = records[0]
+        events = parts[0] if len(parts) == 1 else ",".join(parts)
+        body = '{"customerId":' + text(first[1]) + ',"events":{' + events + "}"
+        if first[2] is not None:
+            body += ',"email":' + text(first[2])
+        if first[3] is not None:
+            body += ',"mobile":' + text(first[3])
+        out.append(body + "}")
+    return out
+
+
+def ascii_only(records: Iterable[Record]) -> bool:
+    """Whether all the text of ``records`` is surely ASCII.
+
+    True when every record came from :func:`check_drafts`' plain path (it carries no
+    event), which takes ASCII text only; a serialiser may then escape non-ASCII
+    characters, which changes no byte.
+    """
+    return all(record[8] is None for record in records)
+
+
+def event_of(record: Record, *, event_id: str, timestamp: _dt.datetime) -> Event:
+    """The :class:`Event` of a plainly checked ``record`` with a given id and time.
+
+    For an event read back from storage, which keeps the id and time it was stored with.
+    """
+    return _TEMPLATE.model_copy(
+        update={
+            "name": record[0],
+            "customer_id": record[1],
+            "email": record[2],
+            "mobile": record[3],
+            "metadata": dict(zip(record[5], record[6], strict=True)),
+            "session_token": record[4],
+            "event_id": event_id,
+            "timestamp": timestamp,
+        }
+    )
+
+
+def record_of(event: Event) -> Record:
+    """The light record of a validated ``event``; it carries the event itself."""
+    metadata = event.metadata
+    return (
+        event.name,
+        event.customer_id,
+        event.email,
+        event.mobile,
+        event.session_token,
+        tuple(metadata),
+        tuple(metadata.values()),
+        event.timestamp.timestamp(),
+        event,
+    )
 
 
 def _fits_plan(
     check: MetadataCheck,
     draft: EventDraft,
-    event: Event,
+    record: Record,
     failed: list[tuple[EventDraft, InvalidEventError]],
 ) -> bool:
-    """Whether ``event`` passes the tracking plan's ``check``; if not, ``failed`` says why."""
+    """Whether ``record`` passes the tracking plan's ``check``; if not, ``failed`` says why."""
     try:
-        check(event.name, event.metadata)
+        check(record[0], dict(zip(record[5], record[6], strict=True)))
     except InvalidEventError as exc:
         failed.append((draft, _draft_error(draft, exc)))
         return False

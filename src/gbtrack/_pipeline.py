@@ -33,8 +33,8 @@ from gbtrack._state import Gate
 from gbtrack._state import _open as _bindings
 from gbtrack._state import bound_transaction as _bound_transaction
 from gbtrack._transaction import TransactionBinding
+from gbtrack.senders._background import sender_from_config
 from gbtrack.senders._base import BatchHook, LoggingSender, Sender, SenderTraits
-from gbtrack.senders._config import sender_from_config
 
 __all__ = [
     "Books",

@@ -43,9 +43,10 @@ from gbtrack._settings import env_disabled as _env_disabled
 from gbtrack._span import Span
 from gbtrack._state import Gate, active, on_bindings_change
 from gbtrack._types import UNSET, Unset
+from gbtrack.senders._background import sender_from_config
 from gbtrack.senders._base import AttachableSender, Sender, SenderTraits, TrackerLink
-from gbtrack.senders._config import Overflow, sender_from_config
 from gbtrack.senders._policy import Limiter, RetryPolicy, Spill
+from gbtrack.senders._queue import Overflow
 
 __all__ = [
     "BeforeSend",

@@ -600,3 +600,29 @@ def test_flush_waits_for_an_older_event_in_backoff_despite_newer_deliveries() ->
         ]
     finally:
         sender.close(timeout=0)
+
+
+def test_the_trackers_gate_is_the_senders_own_entry_and_behaves_as_send() -> None:
+    """The gate (_accept) queues, wakes, drops and counts exactly as send() + count."""
+    from gbtrack import EventDraft, Tracker
+
+    def draft(cid: str) -> EventDraft:
+        return tuple.__new__(EventDraft, ("n", cid, None, None, None, (), (), None, 0.0))
+
+    sender = BackgroundSender(
+        api_key="k", base_url="http://127.0.0.1:9", max_queue_size=2, flush_interval=60
+    )
+    tracker = Tracker(sender)
+    try:
+        assert tracker.gate == sender._accept  # a bound method: no wrapper frame
+        assert tracker.gate(draft("c-1")) is True
+        sender.send(draft("c-2"))
+        assert [d.customer_id for d in sender._items] == ["c-1", "c-2"]
+        assert tracker.gate(draft("c-3")) is True  # the queue is full: dropped, not raised
+        assert sender.stats().dropped == {"queue_overflow": 1}
+        assert tracker.stats.sent == 2  # the gate counts what it took; send() does not
+    finally:
+        sender.close(0)  # the two queued are given up as closed
+    assert tracker.gate(draft("c-4")) is True
+    assert sender.stats().dropped == {"queue_overflow": 1, "closed": 3}
+    assert tracker.stats.sent == 3

@@ -11,14 +11,14 @@ import itertools
 import logging
 import threading
 import time
-from collections.abc import Iterable, Sequence
+from collections.abc import Sequence
 from typing import Any
 
 import pytest
 from tests.senders import ScriptedClient, delivered, event, rejected, unavailable
 
 from gbtrack._errors import AuthenticationError, PayloadError
-from gbtrack._event import Event, EventDraft
+from gbtrack._event import Event, EventDraft, Record, record_of
 from gbtrack._protocol import Outcome, OutcomeKind, describe_outcome
 from gbtrack._report import Reporter
 from gbtrack.gameball import EventBatch
@@ -79,8 +79,8 @@ class Owner:
         self.messages: list[str] = []
         self.errors: list[BaseException | None] = []
 
-    def validated(self, items: Iterable[Event | EventDraft]) -> list[Event]:
-        return [item if isinstance(item, Event) else item.to_event() for item in items]
+    def records(self, items: Sequence[Event | EventDraft]) -> list[Record]:
+        return [record_of(item if isinstance(item, Event) else item.to_event()) for item in items]
 
     def give_up(
         self, events: list[Event], reason: str, message: str, exc: BaseException | None = None
@@ -192,10 +192,10 @@ def test_invalid_drafts_are_settled_without_a_request(harness: Any) -> None:
     bad = EventDraft("", "c-2", None, None, None, (), (), None, time.time())
     owner = h.owner
 
-    def validated(items: Iterable[Event | EventDraft]) -> list[Event]:
-        return [i.to_event() for i in items if isinstance(i, EventDraft) and i.name]
+    def records(items: Sequence[Event | EventDraft]) -> list[Record]:
+        return [record_of(i.to_event()) for i in items if isinstance(i, EventDraft) and i.name]
 
-    owner.validated = validated
+    owner.records = records
     h.queue.items.extend([good, bad])
     assert h.flush()
     assert [b.customer_id for b in owner.client.sent] == ["c-1"]
@@ -666,10 +666,10 @@ def test_a_crashed_worker_logs_and_notes_the_error(
 ) -> None:
     h = harness(flush_interval=0.01)
 
-    def validated(items: Iterable[Event | EventDraft]) -> list[Event]:
+    def records(items: Sequence[Event | EventDraft]) -> list[Record]:
         raise RuntimeError("a bug")
 
-    h.owner.validated = validated
+    h.owner.records = records
     with caplog.at_level(logging.ERROR, logger="gbtrack"):
         h.send(event("a"))
         h.thread.join(10)

@@ -112,27 +112,37 @@ def test_choose_takes_one_request_per_customer() -> None:
     assert left == [second]
 
 
-def test_a_bulk_request_builds_its_job_from_its_requests() -> None:
-    jobs = [request("c-1"), request("c-2")]
+def _state(job: Request) -> tuple[object, ...]:
+    return (job.records, job.mark, job.attempts, job.key, job.n, job.direct, job.probe)
+
+
+def test_a_bulk_request_keeps_plain_entries_and_makes_its_requests_again() -> None:
+    jobs = [request("c-1", mark=3), request("c-2", "a", "b", mark=4)]
+    jobs[1].attempts = 2
     bulk = BulkRequest(jobs)
-    assert bulk.jobs == jobs
-    assert bulk.job.items == tuple(j.batch for j in jobs)
+    assert bulk.entries == [(j.records, j.mark, j.attempts) for j in jobs]
+    assert [_state(j) for j in bulk.jobs] == [_state(j) for j in jobs]  # attempts kept
+    assert list(bulk.job.items) == [j.batch for j in jobs]
+    assert bulk.job.items[1:] == [jobs[1].batch]
+    assert bulk.batches() == [j.batch for j in jobs]
 
 
 def test_fates_group_requests_sharing_one_outcome_in_order() -> None:
     jobs = [request(f"c-{i}") for i in range(4)]
+    bulk = BulkRequest(jobs)
     ok, failed = delivered(), unavailable()
-    fates = list(BulkRequest(jobs).fates([ok, failed, ok, failed]))
+    fates = list(bulk.fates([ok, failed, ok, failed]))
+    entries = bulk.entries
     assert [(outcome, group) for outcome, group in fates] == [
-        (ok, [jobs[0], jobs[2]]),
-        (failed, [jobs[1], jobs[3]]),
+        (ok, [entries[0], entries[2]]),
+        (failed, [entries[1], entries[3]]),
     ]
 
 
 def test_equal_but_distinct_outcomes_are_separate_fates() -> None:
-    jobs = [request("c-1"), request("c-2")]
-    fates = list(BulkRequest(jobs).fates([delivered(), delivered()]))
-    assert [group for _, group in fates] == [[jobs[0]], [jobs[1]]]
+    bulk = BulkRequest([request("c-1"), request("c-2")])
+    fates = list(bulk.fates([delivered(), delivered()]))
+    assert [group for _, group in fates] == [[bulk.entries[0]], [bulk.entries[1]]]
 
 
 def test_fates_need_one_outcome_per_request() -> None:

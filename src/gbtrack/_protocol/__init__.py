@@ -4,10 +4,12 @@ httpx-free, so that senders and the outbox decide with it without loading the cl
 
 - :mod:`._wire`: :func:`wire_body`, the one builder of a request body (the outbox
   stores it plus id and time: :func:`stored_body`), :class:`EventBatch` (one
-  customer's events for one request) and :func:`coalesce`;
-- :mod:`._jobs`: a batch job's parsed status (:class:`BatchStatus`, :class:`BatchItemError`)
-  and its one state machine (:class:`BulkJob`, deciding :class:`JobStep` s, on the one
-  poll schedule :func:`poll_delay`);
+  customer's events for one request), :func:`coalesce` and :func:`coalesce_records`;
+- :mod:`._status`: a batch job's parsed status (:class:`BatchStatus`,
+  :class:`BatchItemError`), at the bottom;
+- :mod:`._jobs`: which batches a job carries (:func:`job_items`) and its one state
+  machine (:class:`BulkJob`, deciding :class:`JobStep` s, on the one poll schedule
+  :func:`poll_delay`);
 - :mod:`._outcome`: :class:`Outcome` and :func:`classify` / :func:`classify_item`, the
   one place where answers and batch-item codes acquire a kind.
 
@@ -20,12 +22,9 @@ from gbtrack._protocol._jobs import (
     JOB_TIMEOUT,
     LONGEST_POLL,
     MAX_POLL_FAILURES,
-    BatchItemError,
-    BatchStatus,
     BulkJob,
     JobAction,
     JobStep,
-    as_int,
     job_items,
     poll_delay,
 )
@@ -45,11 +44,14 @@ from gbtrack._protocol._outcome import (
     refuses_version,
     safe_error,
 )
+from gbtrack._protocol._status import BatchItemError, BatchStatus, as_int
 from gbtrack._protocol._wire import (
     DEFAULT_BASE_URL,
     MAX_BATCH_ITEMS,
     EventBatch,
     coalesce,
+    coalesce_records,
+    group_records,
     stored_body,
     wire_body,
 )
@@ -80,7 +82,9 @@ __all__ = [
     "client_failure",
     "client_raised",
     "coalesce",
+    "coalesce_records",
     "describe_outcome",
+    "group_records",
     "item_status",
     "job_items",
     "poll_delay",

@@ -1,44 +1,35 @@
-"""Batch jobs: the parsed status of a job, its failed items, and how a job progresses.
+"""Batch jobs: which batches a job carries, and how a job progresses.
 
-:class:`BatchStatus` is the parsed answer of ``GET /batches/{batchId}/status``. The
-OpenAPI file leaves ``errors`` untyped; gbtrack expects items like
-``{"index": 3, "customerId": "c-1", "code": 3003, "message": "..."}`` and parses
-whatever comes defensively.
-
-:class:`BulkJob` is the one state machine of a batch job, shared by every sender: fed
-the create answer and each status answer (outcomes) with the time, it answers what to
-do next (:class:`JobStep`): poll at a time, finished with one outcome per item, or fall
-back to one request per item. It sends nothing, sleeps never and holds no lock; the
-caller owns the requests, the clock and the threads.
+The job's parsed status (:class:`~gbtrack._protocol.BatchStatus`) lives in
+:mod:`._status`, below the outcomes that carry it. :class:`BulkJob` is the one state
+machine of a batch job, shared by every sender: fed the create answer and each status
+answer (outcomes) with the time, it answers what to do next (:class:`JobStep`): poll
+at a time, finished with one outcome per item, or fall back to one request per item. It
+sends nothing, sleeps never and holds no lock; the caller owns the requests, the clock
+and the threads.
 """
 
 from __future__ import annotations
 
 import enum
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any, Final, Literal
+from typing import Final, TypeVar
 
-from pydantic import BaseModel, ConfigDict
-
-from gbtrack._protocol._wire import MAX_BATCH_ITEMS
-
-if TYPE_CHECKING:
-    from gbtrack._protocol._outcome import Outcome
-    from gbtrack._protocol._wire import EventBatch
+from gbtrack._errors import ServerError
+from gbtrack._protocol._outcome import Outcome, OutcomeKind, classify_item, client_raised
+from gbtrack._protocol._status import BatchStatus
+from gbtrack._protocol._wire import MAX_BATCH_ITEMS, EventBatch
 
 __all__ = [
+    "FALL_BACK_PAUSE",
     "FIRST_POLL",
     "JOB_TIMEOUT",
     "LONGEST_POLL",
     "MAX_POLL_FAILURES",
-    "BatchItemError",
-    "BatchStatus",
     "BulkJob",
-    "FALL_BACK_PAUSE",
     "JobAction",
     "JobStep",
-    "as_int",
     "job_items",
     "poll_delay",
 ]
@@ -55,179 +46,14 @@ FALL_BACK_PAUSE: Final = 300.0
 """Seconds the batch endpoint is left unused after a create was refused as a whole."""
 
 
-@dataclass(frozen=True)
-class BatchItemError:
-    """One failed item of a batch job, as far as the answer identifies it.
-
-    Attributes:
-        index: The item's position in the submitted ``body`` list, when given.
-        customer_id: The item's ``customerId``, when given.
-        code: Gameball's error code, when given.
-        message: Gameball's message, when given.
-    """
-
-    index: int | None = None
-    customer_id: str | None = None
-    code: int | None = None
-    message: str | None = None
-
-    @classmethod
-    def parse(cls, raw: object) -> BatchItemError:
-        """Parse one entry of a status answer's ``errors``; never raises.
-
-        A mapping is read by key (case-insensitively); a bare string becomes the
-        message; anything else becomes its ``repr`` (shortened) as the message.
-        """
-        if isinstance(raw, Mapping):
-            fields = {str(key).lower(): value for key, value in raw.items()}
-            return cls(
-                index=as_int(fields.get("index")),
-                customer_id=_as_text(fields.get("customerid")),
-                code=as_int(fields.get("code")),
-                message=_as_text(fields.get("message")),
-            )
-        if isinstance(raw, str):
-            return cls(message=raw[:500])
-        return cls(message=repr(raw)[:500])
-
-
-def as_int(value: object) -> int | None:
-    """Return ``value`` as an ``int`` when it is one (or an integral float or digit string)."""
-    if isinstance(value, bool):
-        return None
-    if isinstance(value, int):
-        return value
-    if isinstance(value, float) and value.is_integer():
-        return int(value)
-    if isinstance(value, str):
-        text = value.strip()
-        # isdecimal, not isdigit: int() refuses "²" and "--3", and parsing never raises.
-        if text.removeprefix("-").isdecimal():
-            return int(text)
-    return None
-
-
-def _as_float(value: object) -> float | None:
-    if isinstance(value, bool):
-        return None
-    if isinstance(value, int | float):
-        return float(value)
-    if isinstance(value, str):
-        try:
-            return float(value)
-        except ValueError:
-            return None
-    return None
-
-
-def _as_text(value: object) -> str | None:
-    if isinstance(value, str):
-        return value
-    if isinstance(value, int | float) and not isinstance(value, bool):
-        number = as_int(value)
-        return str(value if number is None else number)
-    return None
-
-
-class BatchStatus(BaseModel):
-    """The status of a batch job, parsed defensively from Gameball's answer.
-
-    Attributes:
-        batch_id: The job id (``batchId``), as a string.
-        status: ``pending``, ``processing``, ``completed`` or ``failed`` (any other
-            string is kept as given).
-        progress: The progress Gameball reports, when it does.
-        total_items: How many items the job holds.
-        processed_items: How many items were processed.
-        failed_items: How many items failed.
-        results: The ``results`` list, as given.
-        errors: The ``errors`` list, each entry parsed as a :class:`BatchItemError`.
-    """
-
-    model_config = ConfigDict(frozen=True)
-
-    batch_id: str
-    status: Literal["pending", "processing", "completed", "failed"] | str
-    progress: float | None = None
-    total_items: int | None = None
-    processed_items: int | None = None
-    failed_items: int | None = None
-    results: list[Any] = []
-    errors: list[BatchItemError] = []
-
-    @property
-    def done(self) -> bool:
-        """Whether the job has finished (``completed`` or ``failed``)."""
-        return self.status in ("completed", "failed")
-
-    @classmethod
-    def parse(cls, body: object) -> BatchStatus | None:
-        """Parse a status answer's body; ``None`` when it is not a status at all.
-
-        Keys are matched case-insensitively; numbers given as strings or integral
-        floats are accepted; a missing ``batchId`` or ``status`` means "not a status".
-        """
-        if not isinstance(body, Mapping):
-            return None
-        fields = {str(key).lower(): value for key, value in body.items()}
-        batch_id = _as_text(fields.get("batchid"))
-        status = fields.get("status")
-        if batch_id is None or not isinstance(status, str):
-            return None
-        results = fields.get("results")
-        errors = fields.get("errors")
-        return cls(
-            batch_id=batch_id,
-            status=status.strip().lower(),
-            progress=_as_float(fields.get("progress")),
-            total_items=as_int(fields.get("totalitems")),
-            processed_items=as_int(fields.get("processeditems")),
-            failed_items=as_int(fields.get("faileditems")),
-            results=list(results) if isinstance(results, list) else [],
-            errors=[BatchItemError.parse(e) for e in errors] if isinstance(errors, list) else [],
-        )
-
-    def item_errors(self, items: Sequence[EventBatch]) -> dict[int, BatchItemError] | None:
-        """Attribute this job's errors to the submitted items.
-
-        Each error is matched by ``index`` first (a position in ``items``), then by
-        ``customerId`` when exactly one item has it.
-
-        Args:
-            items: The batches submitted with :meth:`GameballClient.create_batch`, in order.
-
-        Returns:
-            Item position -> error for the failed items (empty when none failed), or
-            ``None`` when the failures cannot be attributed: an error that identifies no
-            single item, more failures counted than identified, or a ``failed`` job
-            without any identified item. ``None`` means the whole job is ambiguous.
-        """
-        found: dict[int, BatchItemError] = {}
-        for error in self.errors:
-            index = error.index
-            if index is not None and 0 <= index < len(items):
-                found[index] = error
-                continue
-            if error.customer_id is not None:
-                matches = [
-                    i for i, item in enumerate(items) if item.customer_id == error.customer_id
-                ]
-                if len(matches) == 1:
-                    found[matches[0]] = error
-                    continue
-            return None
-        if self.failed_items is not None and self.failed_items > len(found):
-            return None
-        if self.status == "failed" and not found:
-            return None
-        return found
+_Batch = TypeVar("_Batch", bound=EventBatch)
 
 
 # --- choosing a job's items -------------------------------------------------------------------
 def job_items(
-    batches: Sequence[EventBatch],
+    batches: Sequence[_Batch],
     *,
-    skip: Callable[[EventBatch], bool] | None = None,
+    skip: Callable[[_Batch], bool] | None = None,
     limit: int = MAX_BATCH_ITEMS,
 ) -> tuple[list[int], list[int]]:
     """Choose the batches one job carries, in order: (positions taken, positions left).
@@ -242,16 +68,20 @@ def job_items(
     taken: list[int] = []
     left: list[int] = []
     seen: set[str] = set()
+    count = len(batches)
     for index, batch in enumerate(batches):
+        if len(taken) >= limit:  # full: the rest is left as it is
+            left.extend(range(index, count))
+            break
+        customer_id = batch.customer_id
         if (
-            len(taken) >= limit
-            or batch.session_token is not None
-            or batch.customer_id in seen
+            batch.session_token is not None
+            or customer_id in seen
             or (skip is not None and skip(batch))
         ):
             left.append(index)
             continue
-        seen.add(batch.customer_id)
+        seen.add(customer_id)
         taken.append(index)
     return taken, left
 
@@ -333,7 +163,8 @@ class BulkJob:
     ================================  ================================================
 
     Args:
-        items: The batches submitted with the create request, in order.
+        items: The batches submitted with the create request, in order (kept, not
+            copied: not to be changed while the job runs).
         longest_poll: The longest wait between two polls.
         max_poll_failures: Failed polls before the job's fate counts as ambiguous.
         timeout: Seconds from creation after which an unfinished job is ambiguous.
@@ -361,7 +192,9 @@ class BulkJob:
     ) -> None:
         if not items:
             raise ValueError("a batch job needs at least one item")
-        self.items = tuple(items)
+        # Kept as given, not copied: a sender may pass a view that builds each batch
+        # only when read (the items are read only when a failure must be attributed).
+        self.items = items
         self.longest_poll = longest_poll
         self.max_poll_failures = max_poll_failures
         self.timeout = timeout
@@ -378,8 +211,6 @@ class BulkJob:
 
     def on_created(self, outcome: Outcome, now: float) -> JobStep:
         """Decide after the create answer (``outcome``) arrived at ``now``."""
-        from gbtrack._protocol._outcome import Outcome, OutcomeKind
-
         if self._step is not None:
             raise RuntimeError("on_created() was already called for this job")
         if outcome.permanent:
@@ -395,8 +226,6 @@ class BulkJob:
 
     def on_status(self, outcome: Outcome, now: float) -> JobStep:
         """Decide after a status answer (``outcome``) arrived at ``now``."""
-        from gbtrack._protocol._outcome import client_raised
-
         if self._step is None or self._step.action is not JobAction.POLL:
             raise RuntimeError("on_status() without a poll to answer")
         status = outcome.batch_status
@@ -434,17 +263,12 @@ class BulkJob:
         return self._end(JobStep(JobAction.FINISHED, outcomes=(outcome,) * len(self.items)))
 
     def _ambiguous(self, why: str, answer: Outcome | None = None) -> JobStep:
-        from gbtrack._errors import ServerError
-        from gbtrack._protocol._outcome import Outcome, OutcomeKind
-
         error = ServerError(f"batch job {self.job_id}: {why}")
         if answer is not None and answer.error is not None:
             error.__cause__ = answer.error
         return self._finish_all(Outcome(OutcomeKind.AMBIGUOUS, error=error))
 
     def _completed(self, status: BatchStatus) -> JobStep:
-        from gbtrack._protocol._outcome import Outcome, OutcomeKind, classify_item
-
         errors = status.item_errors(self.items)
         if errors is None:
             return self._ambiguous(

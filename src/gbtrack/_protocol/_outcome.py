@@ -44,7 +44,7 @@ from gbtrack._errors import (
     RateLimitError,
     ServerError,
 )
-from gbtrack._protocol._jobs import BatchStatus, as_int
+from gbtrack._protocol._status import BatchStatus, as_int
 
 __all__ = [
     "GAMEBALL_CODES",

@@ -27,13 +27,13 @@ import httpx
 from pydantic import SecretStr
 
 from gbtrack._errors import ConfigurationError, TransportError
+from gbtrack._event import ascii_only, wire_json, wire_of
 from gbtrack._protocol import (
     DEFAULT_BASE_URL,
     MAX_BATCH_ITEMS,
     EventBatch,
     Outcome,
     OutcomeKind,
-    wire_body,
 )
 from gbtrack.gameball._outcome import outcome_from_exception, outcome_from_response
 
@@ -104,9 +104,15 @@ def _base_url(value: str) -> str:
     return str(url).rstrip("/")
 
 
+# One compact serialisation per request, sent as bytes (no second pass by httpx); text
+# goes out as UTF-8. Records of the plain path (ASCII text, exact scalars: the built-in
+# delivery path's) are written as JSON text directly, the same bytes without building
+# the body's dicts (wire_json).
+_ENCODE_UTF8 = json.JSONEncoder(separators=(",", ":"), ensure_ascii=False, allow_nan=False).encode
+
+
 def _dumps(body: Any) -> bytes:
-    # One compact serialisation per request, sent as bytes (no second pass by httpx).
-    return json.dumps(body, separators=(",", ":"), ensure_ascii=False, allow_nan=False).encode()
+    return _ENCODE_UTF8(body).encode()
 
 
 @dataclass(frozen=True)
@@ -238,7 +244,13 @@ class _ClientCore:
             headers = {**_JSON, "X-GB-TOKEN": token}
             path = SECURE_EVENTS_PATH
             secrets = (*secrets, token)
-        return _Request("POST", path, _dumps(wire_body(batch.events, copy=False)), headers, secrets)
+        # The wire body straight from the batch's records: no Event model is built.
+        records = batch.records
+        if ascii_only(records):
+            content = wire_json((records,))[0].encode("ascii")
+        else:
+            content = _dumps(wire_of(records, copy=False))
+        return _Request("POST", path, content, headers, secrets)
 
     def _create_batch_request(self, batches: Sequence[EventBatch]) -> _Request:
         self._require_secret_key("create_batch()")
@@ -254,8 +266,12 @@ class _ClientCore:
                     f"create_batch() takes EventBatch items, got {type(batch).__name__}"
                 )
         # Session tokens are per-request headers; the batch endpoint uses APIKey + SecretKey.
-        body = {"body": [wire_body(batch.events, copy=False) for batch in batches]}
-        return _Request("POST", BATCH_EVENTS_PATH, _dumps(body), _JSON, self._secrets)
+        if all(ascii_only(batch.records) for batch in batches):
+            items = wire_json([batch.records for batch in batches])
+            content = ('{"body":[' + ",".join(items) + "]}").encode("ascii")
+        else:
+            content = _dumps({"body": [wire_of(batch.records, copy=False) for batch in batches]})
+        return _Request("POST", BATCH_EVENTS_PATH, content, _JSON, self._secrets)
 
     def _job_request(self, method: str, template: str, job_id: str, what: str) -> _Request:
         self._require_secret_key(what)
@@ -346,11 +362,18 @@ class _ThreadConfinedTransport(httpx.BaseTransport):
     Args:
         max_connections: Requests in flight at once, across threads.
         pool_timeout: Seconds to wait for a free slot (``None``: forever).
+        tls: Whether the base URL is ``https``. Without TLS the pools get a bare client
+            context (certificate checks still required, no CA loaded): loading the CA
+            bundle costs tens of milliseconds of CPU that a plain-HTTP address (a local
+            emulator, a sidecar) never uses, and nothing could be verified through it.
     """
 
-    def __init__(self, max_connections: int, pool_timeout: float | None) -> None:
+    def __init__(
+        self, max_connections: int, pool_timeout: float | None, *, tls: bool = True
+    ) -> None:
         self._max_connections = max_connections
         self._pool_timeout = pool_timeout
+        self._tls = tls
         self._lock = threading.Lock()
         self._finalizers: list[weakref.finalize[[], _Pool]] = []
         self._closed = False
@@ -370,7 +393,11 @@ class _ThreadConfinedTransport(httpx.BaseTransport):
             # Loading the CA bundle costs milliseconds of CPU: one context serves every
             # thread's pool (the same context each HTTPTransport would build for itself).
             if self._ssl_context is None:
-                self._ssl_context = httpx.create_ssl_context()
+                self._ssl_context = (
+                    httpx.create_ssl_context()
+                    if self._tls
+                    else ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT)
+                )
             context = self._ssl_context
         # A thread does one request at a time: one keep-alive connection is all it needs.
         transport = httpx.HTTPTransport(
@@ -478,7 +505,9 @@ class GameballClient(_ClientCore):
             max_connections=max_connections,
         )
         if transport is None:
-            transport = _ThreadConfinedTransport(max_connections, self._timeout.pool)
+            transport = _ThreadConfinedTransport(
+                max_connections, self._timeout.pool, tls=self.base_url.startswith("https:")
+            )
         self._http = httpx.Client(transport=transport, **self._client_options())
 
     def _request(self, request: _Request) -> Outcome:

@@ -44,7 +44,7 @@ from pathlib import Path
 from typing import Any, Literal, ParamSpec, TypeVar
 
 from gbtrack._errors import ConfigurationError, OutboxError
-from gbtrack._event import Event, masked
+from gbtrack._event import Event, EventDraft, check_drafts, event_of, masked
 from gbtrack._fork import reset_after_fork
 from gbtrack._protocol import stored_body
 from gbtrack.outbox._paths import resolve_outbox_path
@@ -129,7 +129,11 @@ def encode_event(event: Event) -> str:
     That is :func:`gbtrack._protocol.stored_body`; the session token is left out on
     purpose.
     """
-    return json.dumps(stored_body(event), separators=(",", ":"), ensure_ascii=False)
+    return _encode(stored_body(event))
+
+
+# Built once: json.dumps with options builds an encoder per call.
+_encode = json.JSONEncoder(separators=(",", ":"), ensure_ascii=False).encode
 
 
 def decode_event(payload: str | dict[str, Any]) -> Event:
@@ -137,21 +141,45 @@ def decode_event(payload: str | dict[str, Any]) -> Event:
 
     Reads the stored body (``{"customerId", "events": {name: metadata}, ...}``) and
     the flat form gbtrack wrote before it (``{"name", "metadata", ...}``), so that
-    rows written by an older version are still delivered.
+    rows written by an older version are still delivered. A plainly valid row is
+    checked in plain Python (:func:`~gbtrack._event.check_drafts`, without the tracking
+    plan, as the constructor); anything else goes through ``Event``'s own validation.
     """
     data = json.loads(payload) if isinstance(payload, str) else payload
     if "events" in data:
         ((name, metadata),) = data["events"].items()
     else:  # the flat form of rows written before the stored body
         name, metadata = data["name"], data.get("metadata")
+    timestamp = _dt.datetime.fromisoformat(data["timestamp"])
+    event_id = data["eventId"]
+    if type(metadata) is dict and type(event_id) is str and timestamp.tzinfo is not None:
+        draft = EventDraft(
+            name,
+            data["customerId"],
+            data.get("email"),
+            data.get("mobile"),
+            None,
+            tuple(metadata),
+            tuple(metadata.values()),
+            None,
+            timestamp.timestamp(),
+        )
+        records, _failed = check_drafts((draft,), plan=False)
+        if records:
+            record = records[0]
+            checked = record[8]  # the model pydantic built, when the row was not plain
+            if checked is None:
+                return event_of(record, event_id=event_id, timestamp=timestamp)
+            return checked.model_copy(update={"event_id": event_id, "timestamp": timestamp})
+    # Refused (or not even shaped like a stored event): the constructor says why.
     return Event(
         name=name,
         customer_id=data["customerId"],
         email=data.get("email"),
         mobile=data.get("mobile"),
         metadata=metadata or {},
-        event_id=data["eventId"],
-        timestamp=_dt.datetime.fromisoformat(data["timestamp"]),
+        event_id=event_id,
+        timestamp=timestamp,
     )
 
 

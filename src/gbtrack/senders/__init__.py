@@ -15,7 +15,7 @@
   environment); :func:`sender_from_config` builds a :class:`BackgroundSender` from it.
 """
 
-from gbtrack.senders._background import BackgroundSender
+from gbtrack.senders._background import BackgroundSender, sender_from_config
 from gbtrack.senders._base import (
     AttachableSender,
     BaseSender,
@@ -26,7 +26,7 @@ from gbtrack.senders._base import (
     SenderTraits,
     TrackerLink,
 )
-from gbtrack.senders._config import DeliveryConfig, sender_from_config
+from gbtrack.senders._config import DeliveryConfig
 from gbtrack.senders._direct import DirectSender
 from gbtrack.senders._policy import (
     Decision,

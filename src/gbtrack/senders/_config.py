@@ -1,10 +1,11 @@
 """One frozen delivery configuration, built from arguments and the environment.
 
-:class:`DeliveryConfig` is the one list of delivery options: :func:`sender_from_config`
-(and so :func:`gbtrack.configure`) resolves it from options and the environment, and
-:class:`~gbtrack.senders.BackgroundSender` builds itself from one
-(:meth:`~gbtrack.senders.BackgroundSender.from_config`); its constructor's keyword
-arguments are the same fields.
+:class:`DeliveryConfig` is the one list of delivery options:
+:func:`~gbtrack.senders.sender_from_config` (and so :func:`gbtrack.configure`) resolves
+it from options and the environment, and :class:`~gbtrack.senders.BackgroundSender`
+builds itself from one (:meth:`~gbtrack.senders.BackgroundSender.from_config`); its
+constructor's keyword arguments are the same fields. This module knows no sender: the
+senders build themselves from it.
 """
 
 from __future__ import annotations
@@ -19,14 +20,12 @@ from pydantic import SecretStr
 
 from gbtrack._errors import ConfigurationError
 from gbtrack._protocol import DEFAULT_BASE_URL
+from gbtrack.senders._queue import Overflow
 
 if TYPE_CHECKING:
-    from gbtrack.senders._background import BackgroundSender
     from gbtrack.senders._policy import DeliveryClient, Limiter, RetryPolicy, Spill
 
-__all__ = ["DeliveryConfig", "check_limiter_options", "sender_from_config"]
-
-Overflow = Literal["drop_newest", "block"]
+__all__ = ["LIMITER_OPTIONS", "DeliveryConfig", "Overflow", "check_limiter_options"]
 
 _ENV = {
     "api_key": "GAMEBALL_API_KEY",
@@ -234,28 +233,3 @@ def check_limiter_options(
         for name, value in ((timeout_name, socket_timeout), (share_name, fallback_share)):
             if value is not None:
                 raise ValueError(f"{name} needs a Redis URL (redis_url or ${REDIS_URL_ENV})")
-
-
-def sender_from_config(**options: Any) -> BackgroundSender:
-    """Build a :class:`BackgroundSender` from options, completed by the environment.
-
-    The options are :class:`DeliveryConfig`'s (resolved with
-    :meth:`DeliveryConfig.resolve`), plus ``client`` and ``on_error``. ``outbox`` (a
-    path; falls back to ``GBTRACK_OUTBOX``) makes a durable
-    :class:`~gbtrack.outbox.OutboxSender` the sender's ``spill``: events that would be
-    dropped for overflow or an outage go to disk and are delivered from there, through
-    the same client and rate limiter. The sender owns it and closes it. ``redis_url``
-    (falls back to ``GBTRACK_REDIS_URL``) makes the rate limiter a
-    :class:`~gbtrack.senders.RedisRateLimiter` shared by every process of the account.
-
-    Raises:
-        ConfigurationError: If no API key is given or set, or an option is unknown
-            or invalid (including an outbox path that is not writable, ``redis_url``
-            without redis-py, or ``redis_url`` with ``rate_limiter``).
-    """
-    from gbtrack.senders._background import BackgroundSender
-
-    client = options.pop("client", None)
-    on_error = options.pop("on_error", None)
-    config = DeliveryConfig.resolve(needs_key=client is None, **options)
-    return BackgroundSender.from_config(config, client=client, on_error=on_error)

@@ -1,7 +1,7 @@
 """The background sender's dispatcher: the worker thread between the queue and Gameball.
 
 One lazily started daemon thread drains the :class:`~gbtrack.senders._queue.EventQueue`
-by size or time, validates and coalesces each customer's events into one request
+by size or time, checks and coalesces each customer's events into one request
 (:meth:`Dispatcher.prepare`), and keeps up to ``concurrency`` requests in flight on a few
 daemon I/O threads (:class:`~gbtrack.senders._requests.IOPool`). Every decision is the
 engine's: retries by :meth:`~gbtrack.senders.RetryPolicy.decide`, batch jobs by
@@ -19,18 +19,18 @@ import queue
 import threading
 import time
 from collections import deque
-from collections.abc import Iterable, Sequence
+from collections.abc import Sequence
 from typing import TYPE_CHECKING, Any, Protocol
 
+from gbtrack._event import events_of
 from gbtrack._protocol import (
     FALL_BACK_PAUSE,
     MAX_BATCH_ITEMS,
-    EventBatch,
     JobAction,
     client_failure,
     client_raised,
-    coalesce,
     describe_outcome,
+    group_records,
     safe_error,
 )
 from gbtrack.senders._requests import (
@@ -40,10 +40,11 @@ from gbtrack.senders._requests import (
     Request,
     key_refused,
     marks,
+    requests_of,
 )
 
 if TYPE_CHECKING:
-    from gbtrack._event import Event, EventDraft
+    from gbtrack._event import Event, EventDraft, Record
     from gbtrack._protocol import JobStep, Outcome
     from gbtrack._report import Reporter
     from gbtrack.senders._policy import DeliveryClient, Limiter, RetryPolicy, Spill
@@ -70,7 +71,7 @@ class Owner(Protocol):
     bulk_threshold: int
     auth_probe_interval: float
 
-    def validated(self, items: Iterable[Event | EventDraft]) -> list[Event]: ...
+    def records(self, items: Sequence[Event | EventDraft]) -> list[Record]: ...
 
     def give_up(
         self, events: list[Event], reason: str, message: str, exc: BaseException | None = None
@@ -175,23 +176,25 @@ class Dispatcher:
         while q and len(self._ready) < _READY_CAP:
             items, mark = q.take(q.batch_size)
             # Outside the queue's lock (flush() waits on it).
-            batches, valid = self.prepare(items)
-            q.add_jobs(mark, len(batches))
-            self._ready.extend(Request(batch, mark) for batch in batches)
+            groups, valid = self.prepare(items)
+            q.add_jobs(mark, len(groups))
+            start = Request.of
+            self._ready.extend(start(group, mark) for group in groups)
             # Invalid drafts are settled (validated() counted and reported them), and the
             # drain's placeholder job ends.
             q.settle(len(items) - valid, (mark,))
 
-    def prepare(self, items: Sequence[Event | EventDraft]) -> tuple[list[EventBatch], int]:
-        """Validate drafts and coalesce the events into one request per customer.
+    def prepare(self, items: Sequence[Event | EventDraft]) -> tuple[list[tuple[Record, ...]], int]:
+        """Check drafts into light records and group them into one request per customer.
 
-        The one step between what callers queued and what goes on the wire.
+        The one step between what callers queued and what goes on the wire; no
+        :class:`~gbtrack.Event` model is built (a batch builds its events when read).
 
         Returns:
-            The requests, and how many of ``items`` were valid.
+            Each request's records, and how many of ``items`` were valid.
         """
-        events = self.owner.validated(items)
-        return coalesce(events), len(events)
+        records = self.owner.records(items)
+        return group_records(records), len(records)
 
     def _dispatch(self, now: float) -> float | None:
         """Start requests while slots are free; return the rate limiter's wait, if any."""
@@ -264,12 +267,15 @@ class Dispatcher:
         ready.clear()
         ready.extend(left)
         bulk = BulkRequest(chosen)
-        for job in chosen:
-            busy.add(job.key)
-            self.in_flight += job.n
+        busy.update([job.key for job in chosen])
+        self.in_flight += sum([job.n for job in chosen])
         self._in_flight_bulks.add(bulk)
-        self._submit("create", bulk, self.owner.client.create_batch, bulk.job.items, stamp)
+        self._submit("create", bulk, self._create, bulk, stamp)
         return 0.0
+
+    def _create(self, bulk: BulkRequest) -> Outcome:
+        """Create ``bulk``'s job (on an I/O thread): its batches live for this call only."""
+        return self.owner.client.create_batch(bulk.batches())
 
     # --- requests on the I/O threads --------------------------------------------------------
     def _submit(self, tag: str, obj: object, call: Any, arg: Any, stamp: float | None) -> None:
@@ -292,7 +298,7 @@ class Dispatcher:
         self._busy.add(job.key)
         self.in_flight += job.n
         self._in_flight_jobs.add(job)
-        self._submit("send", job, self.owner.client.send, job.batch, stamp)
+        self._submit("send", job, self.owner.client.send, job, stamp)
 
     def _submit_poll(self, bulk: BulkRequest) -> None:
         assert bulk.job.job_id is not None
@@ -363,19 +369,20 @@ class Dispatcher:
             heapq.heappush(self._poll_heap, (step.poll_at, next(self._seq), bulk))
             return
         self._in_flight_bulks.discard(bulk)
-        for job in bulk.jobs:
-            self._release(job)
+        entries = bulk.entries  # (records, mark, attempts) per request
+        self._busy.difference_update([entry[0][0][1] for entry in entries])
+        self.in_flight -= sum([len(entry[0]) for entry in entries])
         if step.action is JobAction.FALL_BACK:
             assert step.cause is not None
             self._fall_back(bulk.jobs, step.cause)
             return
-        for outcome, jobs in bulk.fates(step.outcomes):
+        for outcome, fated in bulk.fates(step.outcomes):
             if outcome.delivered:
-                n = sum(job.n for job in jobs)
+                n = sum([len(entry[0]) for entry in fated])
                 self.owner.reporter.count("delivered", n)
-                self.queue.settle(n, marks(jobs))
+                self.queue.settle(n, [entry[1] for entry in fated])
                 continue
-            for job in jobs:
+            for job in requests_of(fated):
                 self._settle(job, outcome)
 
     def _fall_back(self, jobs: list[Request], cause: Outcome) -> None:
@@ -433,7 +440,7 @@ class Dispatcher:
         self, jobs: list[Request], reason: str, message: str, exc: BaseException | None = None
     ) -> None:
         """Hand over, spill or drop the events of ``jobs`` (the sender decides); settle them."""
-        events = [event for job in jobs for event in job.batch.events]
+        events = [event for job in jobs for event in job.events]
         self.owner.give_up(events, reason, message, exc)
         self.queue.settle(len(events), marks(jobs))
 
@@ -460,7 +467,7 @@ class Dispatcher:
         """Give up every event still queued (sends that raced with the shutdown)."""
         items = self.queue.take_all()
         if items:
-            events = self.owner.validated(items)
+            events = events_of(self.owner.records(items))
             self.queue.settle(len(items) - len(events))
             if events:
                 self.owner.give_up(events, "closed", "the sender closed before delivery")

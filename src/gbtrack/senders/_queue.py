@@ -15,15 +15,17 @@ import threading
 import time
 from collections import deque
 from collections.abc import Callable, Iterable
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Literal
 
 from gbtrack._event import Event, EventDraft
 
 if TYPE_CHECKING:
     from gbtrack._report import Reporter
-    from gbtrack.senders._config import Overflow
 
-__all__ = ["EventQueue"]
+__all__ = ["EventQueue", "Overflow"]
+
+Overflow = Literal["drop_newest", "block"]
+"""What ``send()`` does when the queue is full: drop (and count) the event, or wait."""
 
 _OVERFLOW_LOG_INTERVAL = 5.0  # seconds between two overflow log lines during an outage
 

@@ -20,15 +20,26 @@ import queue
 import threading
 import time
 from collections.abc import Callable, Iterable, Sequence
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, overload
 
 from gbtrack._errors import AuthenticationError
-from gbtrack._protocol import BulkJob, client_raised, describe_outcome, job_items
+from gbtrack._protocol import BulkJob, EventBatch, client_raised, describe_outcome, job_items
 
 if TYPE_CHECKING:
-    from gbtrack._protocol import EventBatch, Outcome
+    from gbtrack._event import Record
+    from gbtrack._protocol import Outcome
 
-__all__ = ["BulkRequest", "IOPool", "KeyGate", "Request", "key_refused", "marks", "time_left"]
+__all__ = [
+    "BulkRequest",
+    "Entry",
+    "IOPool",
+    "KeyGate",
+    "Request",
+    "key_refused",
+    "marks",
+    "requests_of",
+    "time_left",
+]
 
 
 _log = logging.getLogger("gbtrack")
@@ -43,15 +54,38 @@ def key_refused(outcome: Outcome) -> bool:
     )
 
 
-class Request:
-    """One coalesced request (one customer's events) on its way."""
+class Request(EventBatch):
+    """One coalesced request (one customer's events) on its way: the batch and its state.
 
-    __slots__ = ("attempts", "batch", "direct", "key", "mark", "n", "probe")
+    An :class:`~gbtrack.gameball.EventBatch` itself (what the client is given), plus
+    what the dispatcher tracks of it: one object per request for the cyclic GC, not a
+    batch and a wrapper. A bulk job holds a thousand of them for its whole life, long
+    enough to reach the oldest generation, which is what makes a full collection come.
+    """
+
+    __slots__ = ("attempts", "direct", "key", "mark", "n", "probe")
 
     def __init__(self, batch: EventBatch, mark: int) -> None:
-        self.batch = batch
-        self.key = batch.customer_id  # one request per customer at a time
-        self.n = len(batch.events)
+        super().__init__(
+            batch.customer_id, batch.email, batch.mobile, batch.session_token, batch.events
+        )
+        self._start(mark)
+
+    @classmethod
+    def of(cls, records: tuple[Record, ...], mark: int) -> Request:
+        """The request of one group of records (:func:`~gbtrack._protocol.group_records`)."""
+        job = cls.from_records(records)
+        # _start(), inline: one request per event in a bulk burst.
+        job.key = job.customer_id
+        job.n = len(records)
+        job.attempts = 0
+        job.direct = job.probe = False
+        job.mark = mark
+        return job
+
+    def _start(self, mark: int) -> None:
+        self.key = self.customer_id  # one request per customer at a time
+        self.n = len(self.records)
         self.attempts = 0
         self.direct = False  # one request of its own, never in a batch job
         self.probe = False  # the one request that tests a refused key
@@ -59,27 +93,79 @@ class Request:
         # waits for every job whose events may have been queued before its call.
         self.mark = mark
 
+    # A request is one thing on its way (the dispatcher keeps sets of them), not a value.
+    __eq__ = object.__eq__
+    __hash__ = object.__hash__
+
+    @property
+    def batch(self) -> EventBatch:
+        """The batch the client is given: this request itself."""
+        return self
+
     def split(self) -> list[Request]:
         """One request per event, each to go alone (never in a batch job)."""
-        from gbtrack._protocol import EventBatch
-
-        singles = [Request(EventBatch.from_event(event), self.mark) for event in self.batch.events]
+        singles = [Request.of((record,), self.mark) for record in self.records]
         for single in singles:
             single.direct = True
         return singles
 
     def age(self, now_wall: float) -> float:
-        return now_wall - min(e.timestamp.timestamp() for e in self.batch.events)
+        return now_wall - self.oldest()
+
+
+Entry = tuple[tuple["Record", ...], int, int]
+"""What a batch job keeps of each request: ``(records, mark, attempts)``.
+
+A plain tuple of a records tuple and ints, which the cyclic GC stops tracking: a job
+holds a thousand of them for its whole life (its create, then a poll 50 ms later at
+the earliest), long enough to reach the oldest generation as objects would. The
+:class:`Request` objects are made again only for items that did not go through.
+"""
+
+
+class _Batches(Sequence[EventBatch]):
+    """A job's items as batches, each built when read (the job reads them on failure)."""
+
+    __slots__ = ("_entries",)
+
+    def __init__(self, entries: list[Entry]) -> None:
+        self._entries = entries
+
+    def __len__(self) -> int:
+        return len(self._entries)
+
+    @overload
+    def __getitem__(self, index: int) -> EventBatch: ...
+
+    @overload
+    def __getitem__(self, index: slice) -> list[EventBatch]: ...
+
+    def __getitem__(self, index: int | slice) -> EventBatch | list[EventBatch]:
+        if isinstance(index, slice):
+            return [EventBatch.from_records(entry[0]) for entry in self._entries[index]]
+        return EventBatch.from_records(self._entries[index][0])
 
 
 class BulkRequest:
-    """One batch job in flight: the engine's state machine and the requests it carries."""
+    """One batch job in flight: the engine's state machine and what it carries.
 
-    __slots__ = ("job", "jobs")
+    Keeps each request as an :data:`Entry` (plain tuples), not as the request object.
+    """
+
+    __slots__ = ("entries", "job")
 
     def __init__(self, jobs: list[Request]) -> None:
-        self.jobs = jobs
-        self.job = BulkJob([job.batch for job in jobs])
+        self.entries: list[Entry] = [(job.records, job.mark, job.attempts) for job in jobs]
+        self.job = BulkJob(_Batches(self.entries))
+
+    @property
+    def jobs(self) -> list[Request]:
+        """The requests carried, made again (their attempts kept)."""
+        return requests_of(self.entries)
+
+    def batches(self) -> list[EventBatch]:
+        """The batches to create the job with (built for the create call only)."""
+        return [EventBatch.from_records(entry[0]) for entry in self.entries]
 
     @staticmethod
     def choose(ready: list[Request], busy: set[str]) -> tuple[list[Request], list[Request]]:
@@ -88,22 +174,36 @@ class BulkRequest:
         Also left out: a customer in ``busy`` (a request in flight) and a request that
         must go alone (split, or fallen back from a job).
         """
-        alone = {id(job.batch) for job in ready if job.direct}
-        taken, left = job_items(
-            [job.batch for job in ready], skip=lambda b: b.customer_id in busy or id(b) in alone
-        )
+        taken, left = job_items(ready, skip=lambda job: job.direct or job.key in busy)
         return [ready[i] for i in taken], [ready[i] for i in left]
 
-    def fates(self, outcomes: Sequence[Outcome]) -> Iterable[tuple[Outcome, list[Request]]]:
-        """The finished job's requests grouped by outcome, in order (one per item given).
+    def fates(self, outcomes: Sequence[Outcome]) -> Iterable[tuple[Outcome, list[Entry]]]:
+        """The finished job's entries grouped by outcome, in order (one per item given).
 
         Items that share a fate share one outcome object: the common case, every item
         delivered, is then counted and settled once per job.
         """
-        groups: dict[int, tuple[Outcome, list[Request]]] = {}
-        for outcome, job in zip(outcomes, self.jobs, strict=True):
-            groups.setdefault(id(outcome), (outcome, []))[1].append(job)
+        entries = self.entries
+        if len(outcomes) != len(entries):
+            raise ValueError(f"{len(outcomes)} outcome(s) for {len(entries)} item(s)")
+        if outcomes:
+            first = outcomes[0]
+            if all(outcome is first for outcome in outcomes):  # one fate: the common case
+                return [(first, entries)]
+        groups: dict[int, tuple[Outcome, list[Entry]]] = {}
+        for outcome, entry in zip(outcomes, entries, strict=True):
+            groups.setdefault(id(outcome), (outcome, []))[1].append(entry)
         return groups.values()
+
+
+def requests_of(entries: Iterable[Entry]) -> list[Request]:
+    """The :class:`Request` of each entry again, with its attempts."""
+    jobs = []
+    for records, mark, attempts in entries:
+        job = Request.of(records, mark)
+        job.attempts = attempts
+        jobs.append(job)
+    return jobs
 
 
 def marks(jobs: Iterable[Request]) -> Iterable[int]:
