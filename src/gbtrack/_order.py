@@ -23,7 +23,7 @@ from __future__ import annotations
 import datetime as _dt
 import difflib
 import math
-from collections.abc import Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from decimal import Decimal
 from typing import Any, Final, Literal, NamedTuple
 
@@ -297,6 +297,8 @@ class OrderDraft(NamedTuple):
         fields: The optional wire fields present, as ``(key, value)`` pairs.
         function: The tracked function's qualified name, for messages.
         timestamp: When the call happened (``time.time()``).
+        on_outcome: Called once with this order's final outcome in this process (the
+            per-decorator hook), on the sender's thread; ``None``: no hook.
     """
 
     customer_id: str
@@ -309,6 +311,7 @@ class OrderDraft(NamedTuple):
     fields: tuple[tuple[str, object], ...]
     function: str | None
     timestamp: float
+    on_outcome: Callable[[Any], object] | None = None
 
     def __repr__(self) -> str:
         return (
@@ -409,6 +412,7 @@ def order_draft(
     return_window_days: object = None,
     function: str | None = None,
     now: float,
+    on_outcome: Callable[[Any], object] | None = None,
 ) -> OrderDraft:
     """Convert what a call site read into an :class:`OrderDraft` (the caller's thread).
 
@@ -460,7 +464,17 @@ def order_draft(
             ("cashbackConfigurations", {"returnWindow": check_return_window(return_window_days)})
         )
     return OrderDraft(
-        customer_id, email, mobile, session_token, oid, paid, date, tuple(fields), function, now
+        customer_id,
+        email,
+        mobile,
+        session_token,
+        oid,
+        paid,
+        date,
+        tuple(fields),
+        function,
+        now,
+        on_outcome,
     )
 
 
