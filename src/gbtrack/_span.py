@@ -6,19 +6,26 @@ on the handle as it learns them, and the event is sent on exit according to ``on
 
 from __future__ import annotations
 
+import time
 from collections.abc import Mapping
 from types import TracebackType
-from typing import TYPE_CHECKING, Literal
+from typing import TYPE_CHECKING, Final, Literal
 
 from pydantic import SecretStr
 
+from gbtrack._context import ambient
 from gbtrack._errors import GbtrackError
+from gbtrack._event import EventDraft
 from gbtrack._state import active
 from gbtrack._types import UNSET, Unset
 
 if TYPE_CHECKING:
-    from gbtrack._event import EventDraft
     from gbtrack._state import CallSink as Tracker
+
+_new = tuple.__new__
+_Draft = EventDraft
+_now = time.time
+_PLAIN: Final = frozenset({str, int, float, bool, type(None)})  # sent as they are
 
 __all__ = ["Span", "SpanContext", "span"]
 
@@ -94,19 +101,20 @@ class Span:
         self.email = email
         self.mobile = mobile
         self.session_token = session_token
-        self.metadata: dict[str, object] = {}
+        self._on = on
+        self._tracker = tracker
+        self.cancelled = False
+        self.event: EventDraft | None = None
+        self._finished = self._used = False
         self._broken: Exception | None = None
-        if metadata is not None:
+        if metadata is None:
+            self.metadata: dict[str, object] = {}
+        else:
+            self.metadata = {}
             try:
                 self.metadata.update(metadata)
             except Exception as exc:  # a hostile mapping: counted when the span ends
                 self._broken = exc
-        self.cancelled = False
-        self.event: EventDraft | None = None
-        self._on = on
-        self._tracker = tracker
-        self._finished = False
-        self._used = False
 
     def _closed(self) -> GbtrackError:
         return GbtrackError(f"span {self.name!r} has already ended; it cannot be changed")
@@ -179,6 +187,43 @@ class Span:
         tracker = self._tracker or active.tracker
         if not tracker.enabled:
             return
+        gate = tracker.gate
+        if gate is not None and self._broken is None:
+            # The gate open and the values plain: the draft is built here, as
+            # tracker.record would build it; anything else goes through record.
+            name, customer_id, email, mobile = self.name, self.customer_id, self.email, self.mobile
+            metadata = self.metadata
+            token = self.session_token
+            if (
+                type(name) is str
+                and type(customer_id) is str
+                and customer_id.strip()
+                and (email is None or (type(email) is str and email.strip()))
+                and (mobile is None or (type(mobile) is str and mobile.strip()))
+                and (token is UNSET or token is None)
+                and type(metadata) is dict
+                and ambient()[0] != customer_id  # the ambient identity does not complete it
+            ):
+                for key, value in metadata.items():
+                    if type(key) is not str or not key or type(value) not in _PLAIN:
+                        break
+                else:
+                    draft: EventDraft = _new(
+                        _Draft,
+                        (
+                            name,
+                            customer_id,
+                            email,
+                            mobile,
+                            None,
+                            tuple(metadata),
+                            tuple(metadata.values()),
+                            None,
+                            _now(),
+                        ),
+                    )
+                    self.event = draft if gate(draft) else None
+                    return
         if self._broken is not None:
             tracker.drop(
                 "resolver_error",
