@@ -9,7 +9,8 @@ from typing import Any
 
 import pytest
 
-from gbtrack import InMemorySender, Span, Tracker, identify
+from gbtrack import GbtrackError, InMemorySender, Span, Tracker, identify
+from gbtrack._span import tracker_span
 
 
 class DraftSender(InMemorySender):
@@ -113,3 +114,49 @@ class _nothing:
 
     def __exit__(self, *exc: object) -> None:
         return None
+
+
+SLOTS = (
+    "name",
+    "customer_id",
+    "email",
+    "mobile",
+    "session_token",
+    "metadata",
+    "cancelled",
+    "event",
+)
+
+
+@pytest.mark.parametrize(
+    "options",
+    [
+        {},
+        {"customer_id": "c-1", "email": "a@example.com", "metadata": {"a": 1}},
+        {"mobile": "+201234567890", "session_token": None, "on": "always"},
+        {"metadata": 5},  # hostile: counted at the end
+    ],
+)
+def test_tracker_span_opens_the_span_the_class_opens(options: dict[str, Any]) -> None:
+    class FastTracker(Tracker):
+        span = tracker_span  # type: ignore[assignment]
+
+    sender = DraftSender()
+    spans = [Tracker(sender).span("e", **options), FastTracker(sender).span("e", **options)]
+    assert type(spans[1]) is Span
+    by_class, by_function = ([getattr(s, a) for a in SLOTS] for s in spans)
+    assert by_class == by_function
+    outcomes = []
+    for s in spans:
+        with s:
+            pass
+        outcomes.append(None if s.event is None else s.event._replace(timestamp=0.0))
+    assert outcomes[0] == outcomes[1]
+
+
+def test_tracker_span_refuses_what_the_class_refuses() -> None:
+    with pytest.raises(GbtrackError, match="on must be") as by_class:
+        Span("e", on="never")  # type: ignore[arg-type]
+    with pytest.raises(GbtrackError, match="on must be") as by_function:
+        tracker_span(Tracker(DraftSender()), "e", on="never")  # type: ignore[arg-type]
+    assert str(by_class.value) == str(by_function.value)
