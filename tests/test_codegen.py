@@ -14,7 +14,7 @@ import linecache
 import traceback
 import weakref
 from collections.abc import Callable, Generator, Iterator, Mapping
-from types import SimpleNamespace
+from types import FunctionType, SimpleNamespace
 from typing import Any
 
 import pytest
@@ -91,17 +91,30 @@ def _source(tracked: Any) -> str:
     return "".join(linecache.getlines(tracked._self_wrapper.__code__.co_filename))
 
 
+def _cell(func: Any, name: str) -> Any:
+    """The closure cell ``name`` of ``func`` or of a function in its closure."""
+    for var, cell in zip(func.__code__.co_freevars, func.__closure__ or (), strict=True):
+        if var == name:
+            return cell
+        inner = cell.cell_contents
+        if isinstance(inner, FunctionType) and inner is not func:
+            found = _cell(inner, name)
+            if found is not None:
+                return found
+    return None
+
+
 def _general_calls(tracked: Any) -> list[int]:
     """Count the calls of the plan's general path from ``tracked``'s wrapper."""
-    namespace = tracked._self_wrapper.__globals__
-    general = namespace["_emit"]
+    cell = _cell(tracked._self_wrapper, "_emit")
+    general = cell.cell_contents
     calls: list[int] = []
 
     def counting(*args: Any) -> None:
         calls.append(1)
         general(*args)
 
-    namespace["_emit"] = counting
+    cell.cell_contents = counting
     return calls
 
 
@@ -120,7 +133,7 @@ def test_a_traceback_through_the_wrapper_shows_its_source_lines(tracker: Tracker
     text = "".join(traceback.format_exception(info.value))
     assert "<gbtrack generated wrapper 'e'" in text
     assert "result = wrapped(*args, **kwargs)" in text  # the generated line, shown
-    assert _source(fail).startswith("def make():\n")
+    assert _source(fail).startswith("def make(")
 
 
 def test_each_wrapper_has_its_own_pseudo_file(tracker: Tracker) -> None:
