@@ -4,6 +4,8 @@ As attrs and dataclasses write ``__init__``, :func:`build_wrapper` writes the wr
 wrapper of one ``@track`` as Python source for its shape (sync, coroutine, generator,
 async generator), compiles it with :func:`compile` and registers the source in
 :mod:`linecache` under a unique pseudo-filename, so tracebacks through it show its lines.
+The constants are the parameters of a factory (``make``) written with it, so wrappers
+of functions tracked alike share one compilation.
 
 For a plan of the plain shapes (:class:`~gbtrack._plan.FastSpec`) the source reads the
 values straight-line after the call: ``when`` first, then each root (a parameter by
@@ -17,7 +19,7 @@ closed, a guard failed, a read raised) takes the plan's general path, which read
 and reports exactly as it always has (a property read on the way runs once more).
 
 The source stays in :mod:`linecache` for the life of the process, as attrs' does: a
-few hundred bytes per decorated function.
+few kilobytes per distinct source.
 """
 
 from __future__ import annotations
@@ -27,6 +29,7 @@ import itertools
 import linecache
 import time
 from collections.abc import Callable
+from types import CodeType
 from typing import TYPE_CHECKING, Any, Final, Literal
 
 from gbtrack._context import ambient
@@ -94,17 +97,32 @@ def build_wrapper(
     }
     gen = _Source(plan, spec, ns)
     source = gen.module(shape, fixed is not None, send_ok, send_err)
-    params = gen.params()
-    qualname = plan.qualname
-    filename = f"<gbtrack generated wrapper {plan.name!r} {qualname} #{next(_counter)}>"
-    code = compile(source, filename, "exec")
-    linecache.cache[filename] = (len(source), None, source.splitlines(True), filename)
-    exec(code, ns)  # noqa: S102 - our own source, built above from compiled plans
+    exec(_compiled(source, shape), ns)  # noqa: S102 - our own source, built above from compiled plans
     # The functions live in the factory's closure, not in `ns`: no reference cycle, so a
     # wrapper (and its plan's weakly registered site) goes as soon as its function does.
-    constants = {name: ns.pop(name) for name in params}
-    wrapper: Wrapper = ns.pop("make")(**constants)
+    wrapper: Wrapper = ns.pop("make")()
     return wrapper
+
+
+_CODE: dict[str, CodeType] = {}
+_MAX_CODE: Final = 1024  # distinct sources kept compiled; more are compiled each time
+
+
+def _compiled(source: str, shape: Shape) -> CodeType:
+    """``source`` compiled once: wrappers of the same shape and names share the code.
+
+    Compiling costs about a millisecond; the source names its constants (globals of
+    each wrapper's own namespace) the same way for the same layout, so functions
+    tracked alike share one compilation and one pseudo-file in :mod:`linecache`.
+    """
+    code = _CODE.get(source)
+    if code is None:
+        filename = f"<gbtrack generated wrapper #{next(_counter)} ({shape})>"
+        code = compile(source, filename, "exec")
+        linecache.cache[filename] = (len(source), None, source.splitlines(True), filename)
+        if len(_CODE) < _MAX_CODE:
+            _CODE[source] = code
+    return code
 
 
 class _Source:
@@ -117,22 +135,10 @@ class _Source:
         self.learners: list[str] = []
 
     def module(self, shape: Shape, fixed: bool, send_ok: bool, send_err: bool) -> str:
-        """``make(...)``, the factory of the wrapper and of its helpers.
-
-        The constants are the factory's parameters, so the functions read them from
-        their closure (cheaper than globals); only the type guards, which the learners
-        rebind, are globals.
-        """
+        """``make()``, the factory of the wrapper and of its helpers (as closures)."""
         functions = self.wrapper(shape, fixed, send_ok, send_err)
         lines = [*self.learners, *functions.split("\n"), "return wrapper"]
-        params = ", ".join(self.params())
-        return f"def make({params}):\n" + "".join(
-            f"    {line}\n" if line else "\n" for line in lines
-        )
-
-    def params(self) -> list[str]:
-        """The factory's parameters: every constant but the type guards."""
-        return [name for name in self.ns if name != "__name__" and not name.startswith("_T")]
+        return "def make():\n" + "".join(f"    {line}\n" if line else "\n" for line in lines)
 
     def const(self, prefix: str, value: object) -> str:
         name = f"_{prefix}{len(self.ns)}"
@@ -233,18 +239,8 @@ class _Source:
             body += [f"    {v} = {var}[{name!r}]" for v, name in pairs]
             # Another class that reads names as attributes (the first one seen becomes
             # the guard's); anything else (a mapping, None, a module ...) fails the guards.
-            body += [f"elif _learn{index}(type({var})):", *attrs]
-            self.learners += [
-                f"def _learn{index}(cls):",
-                f"    global _T{index}",
-                "    if not _reads_attributes(cls):",
-                "        return False",
-                f"    if _T{index} is _Unseen:",
-                f"        _T{index} = cls",
-                "    return True",
-                "",
-                "",
-            ]
+            body += [f"elif _learn(type({var}), '_T{index}'):", *attrs]
+            self.learners = _LEARN
             self.ns.update(_reads_attributes=reads_attributes, _Unseen=_Unseen)
             body += ["else:", f"    {' = '.join(values)} = _NOT"]
             self.ns[f"_T{index}"] = _Unseen
@@ -310,21 +306,33 @@ class _Source:
         position, kind, default = self.plan.binder.params[root]
         dflt = self.const("D", default)
         if kind is inspect.Parameter.KEYWORD_ONLY:
-            return [f"{var} = kwargs.get({root!r}, {dflt})"]
-        by_key = kind is inspect.Parameter.POSITIONAL_OR_KEYWORD
+            return [f"{var} = kwargs.get({self.const('K', root)}, {dflt})"]
+        key = self.const("K", root) if kind is inspect.Parameter.POSITIONAL_OR_KEYWORD else None
 
         def positional(at: int, indent: str) -> list[str]:
             test = "args" if at == 0 else f"len(args) > {at}"
             lines = [f"{indent}if {test}:", f"{indent}    {var} = args[{at}]"]
-            if by_key:
-                lines.append(f"{indent}elif {root!r} in kwargs:")
-                lines.append(f"{indent}    {var} = kwargs[{root!r}]")
+            if key is not None:
+                lines.append(f"{indent}elif {key} in kwargs:")
+                lines.append(f"{indent}    {var} = kwargs[{key}]")
             return [*lines, f"{indent}else:", f"{indent}    {var} = {dflt}"]
 
         # wrapt passes a bound self/cls as `instance`: it takes the first parameter's place.
         bound = [f"    {var} = instance"] if position == 0 else positional(position - 1, "    ")
         return ["if instance is None:", *positional(position, "    "), "else:", *bound]
 
+
+_LEARN: Final = [
+    "def _learn(cls, guard):",
+    "    if not _reads_attributes(cls):",
+    "        return False",
+    "    guards = globals()  # this wrapper's own namespace",
+    "    if guards[guard] is _Unseen:",
+    "        guards[guard] = cls",
+    "    return True",
+    "",
+    "",
+]
 
 _ASYNC_GEN_LOOP: Final = """\
 # Async generators have no `yield from`: forward asend/athrow/aclose by hand.
