@@ -123,6 +123,17 @@ def test_a_traceback_through_the_wrapper_shows_its_source_lines(tracker: Tracker
     assert _source(fail).startswith("def make(")
 
 
+def test_warnings_skip_the_wrapper_frames(tracker: Tracker) -> None:
+    # gbtrack's warnings name the first frame outside its directory: the user's line.
+    import gbtrack._report as report
+
+    @tracker.track("e", customer_id="user_id")
+    def f(user_id: str) -> None: ...
+
+    filename = f._self_wrapper.__code__.co_filename
+    assert filename.startswith(report._PACKAGE_DIR)
+
+
 def test_each_distinct_source_has_its_own_pseudo_file(tracker: Tracker) -> None:
     def f(user_id: str) -> None: ...
 
@@ -324,6 +335,7 @@ PARAMS: list[tuple[str, dict[str, Any], Callable[[Callable[..., Any]], None]]] =
     ("when true", {"customer_id": "c.id", "when": "n"}, lambda f: f(Customer(), 1)),
     ("when false", {"customer_id": "c.id", "when": "n"}, lambda f: f(Customer(), 0)),
     ("when absent", {"customer_id": "c.id", "when": "c.nope"}, lambda f: f(Customer(), 0)),
+    ("when alone", {"customer_id": literal("c-1"), "when": "n"}, lambda f: f(Customer(), 1)),
     ("ambient id", {"email": "c.email"}, lambda f: f(Customer(), 1)),
     ("no token", {"customer_id": "c.id", "session_token": None}, lambda f: f(Customer(), 1)),
     ("mobile", {"customer_id": "c.id", "mobile": literal("+201234567890")},

@@ -27,6 +27,7 @@ from __future__ import annotations
 import inspect
 import itertools
 import linecache
+import os
 import time
 from collections.abc import Callable
 from types import CodeType
@@ -104,6 +105,9 @@ def build_wrapper(
     return wrapper
 
 
+# Under gbtrack's own directory, so that warnings naming the user's line skip its frames
+# as they skip every other gbtrack frame (gbtrack._report.warn_user).
+_HERE: Final = os.path.dirname(__file__) + os.sep
 _CODE: dict[str, CodeType] = {}
 _MAX_CODE: Final = 1024  # distinct sources kept compiled; more are compiled each time
 
@@ -117,7 +121,7 @@ def _compiled(source: str, shape: Shape) -> CodeType:
     """
     code = _CODE.get(source)
     if code is None:
-        filename = f"<gbtrack generated wrapper #{next(_counter)} ({shape})>"
+        filename = f"{_HERE}<gbtrack generated wrapper #{next(_counter)} ({shape})>"
         code = compile(source, filename, "exec")
         linecache.cache[filename] = (len(source), None, source.splitlines(True), filename)
         if len(_CODE) < _MAX_CODE:
@@ -245,7 +249,7 @@ class _Source:
             body += ["else:", f"    {' = '.join(values)} = _NOT"]
             self.ns[f"_T{index}"] = _Unseen
         if first:
-            body = [*first, "if w:", *(f"    {line}" for line in body)]
+            body = [*first, "if w:", *(f"    {line}" for line in body or ["pass"])]
         out += [f"            {line}" for line in body]
         # The ambient identity (`a`, read last) completes an event about its own
         # customer: given no customer id, the event takes its fields where none is given;
