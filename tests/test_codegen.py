@@ -431,3 +431,19 @@ def test_generators_take_the_generated_path(draft_tracker: Tracker) -> None:
     asyncio.run(drain())
     assert calls == [[], []]
     assert [d.values for d in sender.drafts] == [(3,), ()]
+
+
+def test_an_int_customer_id_takes_the_generated_path(draft_tracker: Tracker) -> None:
+    sender = draft_tracker.sender
+    assert isinstance(sender, DraftSender)
+
+    @draft_tracker.track("e", customer_id="c.id", metadata={"user": "c.id"})
+    def f(c: object) -> None: ...
+
+    calls = _general_calls(f)
+    f(Customer(id=42))
+    f(Customer(id=True))  # a bool is not an id: the general path refuses it
+    assert calls == [1]
+    (draft,) = sender.drafts
+    assert (draft.customer_id, draft.values) == ("42", (42,))
+    assert draft_tracker.stats.dropped == {"invalid_event": 1}

@@ -259,10 +259,14 @@ class _Source:
         for at, field in enumerate(spec.identity):
             if isinstance(field, tuple):
                 var = names[field]
-                if at == 0:
-                    checks.append(f"type({var}) is str and {var}.strip()")
-                else:
-                    checks.append(f"({var} is None or type({var}) is str and {var}.strip())")
+                if at == 0:  # a non-blank str, or an int as its digits (the id is `c`)
+                    checks.append(
+                        f"(type({var}) is str and (c := {var}).strip()"
+                        f" or type({var}) is int and (c := _digits({var})))"
+                    )
+                    fields.append("c")
+                    continue
+                checks.append(f"({var} is None or type({var}) is str and {var}.strip())")
                 fields.append(f"({var} if {var} is not None else a[{at}])" if ambient_cid else var)
             elif field is not None:
                 fields.append(self.const("C", field))
@@ -285,6 +289,7 @@ class _Source:
             _new=tuple.__new__,
             _Draft=EventDraft,
             _now=time.time,
+            _digits=int.__repr__,  # an int id's text, as the general path converts it
             _name=plan.name,
             _keys=plan.keys,
             _qualname=plan.qualname,
