@@ -11,6 +11,7 @@ each of its tests then runs twice, with the wrappers it decorates generated
 
 from __future__ import annotations
 
+import contextlib
 from collections.abc import Iterator
 
 import pytest
@@ -24,10 +25,21 @@ def call_path(request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch) -
     """Which path the wrappers decorated in this test take (see the module docstring)."""
     path: str = request.param
     monkeypatch.setattr(_codegen, "mode", "submit" if path == "generated" else "general")
+    with forgetting_classes():
+        yield path
+
+
+@contextlib.contextmanager
+def forgetting_classes() -> Iterator[None]:
+    """Forget the classes the path language learnt meanwhile.
+
+    It remembers the classes it read, which keeps a test's local classes (and the
+    functions decorated in them, and their registered sites) alive; a test run twice
+    would leave two sites alike for ``gbtrack.check()`` to find.
+    """
     known = set(_KIND_CACHE)
-    yield path
-    # The path language remembers the classes it read, which keeps a test's local classes
-    # (and the functions decorated in them, and their registered sites) alive; run twice,
-    # a test would leave two sites alike for gbtrack.check() to find.
-    for cls in set(_KIND_CACHE) - known:
-        del _KIND_CACHE[cls]
+    try:
+        yield
+    finally:
+        for cls in set(_KIND_CACHE) - known:
+            del _KIND_CACHE[cls]

@@ -18,8 +18,15 @@ from types import SimpleNamespace
 from typing import Any
 
 import pytest
+from tests._paths import forgetting_classes
 
 from gbtrack import InMemorySender, Tracker, _codegen, identify, literal
+
+
+@pytest.fixture(autouse=True)
+def _forget_classes() -> Iterator[None]:
+    with forgetting_classes():
+        yield
 
 
 class DraftSender(InMemorySender):
@@ -447,3 +454,28 @@ def test_an_int_customer_id_takes_the_generated_path(draft_tracker: Tracker) -> 
     (draft,) = sender.drafts
     assert (draft.customer_id, draft.values) == ("42", (42,))
     assert draft_tracker.stats.dropped == {"invalid_event": 1}
+
+
+def test_wrappers_laid_out_alike_keep_their_own_constants(draft_tracker: Tracker) -> None:
+    sender = draft_tracker.sender
+    assert isinstance(sender, DraftSender)
+
+    def first(c: object, who: object = "w-1") -> None: ...
+
+    def second(c: object, who: object = "w-2") -> None: ...
+
+    tracked = [
+        draft_tracker.track(name, customer_id="who", email=literal(email), metadata=meta)(f)
+        for name, email, meta, f in (
+            ("one", "a@example.com", {"k": 1, "id": "c.id"}, first),
+            ("two", "b@example.com", {"k": 2, "id": "c.id"}, second),
+        )
+    ]
+    code = [t._self_wrapper.__code__ for t in tracked]
+    assert code[0] is code[1]  # one compilation
+    for t in tracked:
+        t(Customer())
+    assert [(d.name, d.customer_id, d.email, d.values) for d in sender.drafts] == [
+        ("one", "w-1", "a@example.com", ("c-1", 1)),
+        ("two", "w-2", "b@example.com", ("c-1", 2)),
+    ]

@@ -96,13 +96,61 @@ def build_wrapper(
         "_fixed": fixed,
         "_emit": plan.emitter,
     }
-    gen = _Source(plan, spec, ns)
-    source = gen.module(shape, fixed is not None, send_ok, send_err)
-    exec(_compiled(source, shape), ns)  # noqa: S102 - our own source, built above from compiled plans
+    key = _layout(plan, spec, shape, fixed is not None, send_ok, send_err)
+    known = _LAYOUTS.get(key)
+    if known is None:
+        gen = _Source(plan, spec, ns)
+        code = _compiled(gen.module(shape, fixed is not None, send_ok, send_err), shape)
+        if len(_LAYOUTS) < _MAX_CODE:
+            _LAYOUTS[key] = (code, gen.recipe)
+    else:  # laid out alike: the same code, this plan's constants
+        code, recipe = known
+        for name, derive in recipe:
+            ns[name] = derive(plan, spec)
+    exec(code, ns)  # noqa: S102 - our own source, built from compiled plans
     # The functions live in the factory's closure, not in `ns`: no reference cycle, so a
     # wrapper (and its plan's weakly registered site) goes as soon as its function does.
     wrapper: Wrapper = ns.pop("make")()
     return wrapper
+
+
+Derive = Callable[[Any, Any], object]
+"""How a constant of a wrapper's namespace follows from ``(plan, spec)``."""
+
+
+def _layout(
+    plan: Plan | ConstantPlan,
+    spec: FastSpec | None,
+    shape: Shape,
+    fixed: bool,
+    send_ok: bool,
+    send_err: bool,
+) -> tuple[object, ...]:
+    """Everything the source depends on (constants' values excepted)."""
+    head = (shape, fixed, send_ok, send_err, mode)
+    if spec is None or not isinstance(plan, Plan):
+        return head
+    params = plan.binder.params
+    return (
+        *head,
+        plan.pending is not None,
+        tuple(root if root == "result" else (root, *params[root][:2]) for root in spec.roots),
+        spec.when,
+        tuple(f if f is None or isinstance(f, tuple) else "constant" for f in spec.identity),
+        spec.keep_token,
+        tuple("constant" if c else m for m, c in zip(spec.meta, spec.constant, strict=True)),
+    )
+
+
+_LAYOUTS: dict[tuple[object, ...], tuple[CodeType, list[tuple[str, Derive]]]] = {}
+
+
+def _identity_field(at: int) -> Derive:
+    return lambda plan, spec: spec.identity[at]
+
+
+def _meta_value(at: int) -> Derive:
+    return lambda plan, spec: spec.meta[at]
 
 
 # Under gbtrack's own directory, so that warnings naming the user's line skip its frames
@@ -137,6 +185,18 @@ class _Source:
         self.spec = spec
         self.ns = ns
         self.learners: list[str] = []
+        # How each constant written here follows from a plan laid out alike.
+        self.recipe: list[tuple[str, Derive]] = []
+
+    def put(self, name: str, value: object, derive: Derive | None = None) -> str:
+        """Set ``name`` in the namespace and return it.
+
+        ``derive`` gives the value for another plan laid out alike (by default the same
+        value: what the layout alone decides).
+        """
+        self.ns[name] = value
+        self.recipe.append((name, derive or (lambda plan, spec: value)))
+        return name
 
     def module(self, shape: Shape, fixed: bool, send_ok: bool, send_err: bool) -> str:
         """``make()``, the factory of the wrapper and of its helpers (as closures)."""
@@ -144,10 +204,8 @@ class _Source:
         lines = [*self.learners, *functions.split("\n"), "return wrapper"]
         return "def make():\n" + "".join(f"    {line}\n" if line else "\n" for line in lines)
 
-    def const(self, prefix: str, value: object) -> str:
-        name = f"_{prefix}{len(self.ns)}"
-        self.ns[name] = value
-        return name
+    def const(self, prefix: str, value: object, derive: Derive | None = None) -> str:
+        return self.put(f"_{prefix}{len(self.ns)}", value, derive)
 
     def wrapper(self, shape: Shape, fixed: bool, send_ok: bool, send_err: bool) -> str:
         lookup = "_fixed or _active.tracker" if fixed else "_active.tracker"
@@ -204,7 +262,7 @@ class _Source:
         out = ["    gate = tracker.gate" + (" or tracker.submit" if mode == "submit" else "")]
         guard = "gate is not None"
         if plan.pending is not None:  # checks deferred to the first call run there first
-            self.ns["_plan"] = plan
+            self.put("_plan", plan, lambda plan, spec: plan)
             guard += " and _plan.pending is None"
         out += [f"    if {guard}:", "        try:"]
         # The value's expression per source; a root's one-name reads grouped under its guard.
@@ -245,9 +303,10 @@ class _Source:
             # the guard's); anything else (a mapping, None, a module ...) fails the guards.
             body += [f"elif _learn(type({var}), '_T{index}'):", *attrs]
             self.learners = _LEARN
-            self.ns.update(_reads_attributes=reads_attributes, _Unseen=_Unseen)
+            self.put("_reads_attributes", reads_attributes)
+            self.put("_Unseen", _Unseen)
             body += ["else:", f"    {' = '.join(values)} = _NOT"]
-            self.ns[f"_T{index}"] = _Unseen
+            self.put(f"_T{index}", _Unseen)  # each wrapper learns its own
         if first:
             body = [*first, "if w:", *(f"    {line}" for line in body or ["pass"])]
         out += [f"            {line}" for line in body]
@@ -269,31 +328,33 @@ class _Source:
                 checks.append(f"({var} is None or type({var}) is str and {var}.strip())")
                 fields.append(f"({var} if {var} is not None else a[{at}])" if ambient_cid else var)
             elif field is not None:
-                fields.append(self.const("C", field))
+                fields.append(self.const("C", field, _identity_field(at)))
             else:
                 fields.append(f"a[{at}]" if ambient_cid else "None")
         token = "a[3]" if ambient_cid and spec.keep_token else "None"
         values = []
-        for item, constant in zip(spec.meta, spec.constant, strict=True):
+        for at, (item, constant) in enumerate(zip(spec.meta, spec.constant, strict=True)):
             if constant:
-                values.append(self.const("M", item))
+                values.append(self.const("M", item, _meta_value(at)))
             else:
                 var = names[item]  # type: ignore[index]
                 values.append(var)
                 checks.append(f"type({var}) in _P")
         checks.append("a[0] is not None" if ambient_cid else f"a[0] != {fields[0]}")
-        self.ns.update(
-            _P=_PLAIN,
-            _NOT=_NOT,
-            _ambient=ambient,
-            _new=tuple.__new__,
-            _Draft=EventDraft,
-            _now=time.time,
-            _digits=int.__repr__,  # an int id's text, as the general path converts it
-            _name=plan.name,
-            _keys=plan.keys,
-            _qualname=plan.qualname,
+        fixed: tuple[tuple[str, object], ...] = (
+            ("_P", _PLAIN),
+            ("_NOT", _NOT),
+            ("_ambient", ambient),
+            ("_new", tuple.__new__),
+            ("_Draft", EventDraft),
+            ("_now", time.time),
+            ("_digits", int.__repr__),  # an int id's text, as the general path converts it
         )
+        for fixed_name, fixed_value in fixed:
+            self.put(fixed_name, fixed_value)
+        self.put("_name", plan.name, lambda plan, spec: plan.name)
+        self.put("_keys", plan.keys, lambda plan, spec: plan.keys)
+        self.put("_qualname", plan.qualname, lambda plan, spec: plan.qualname)
         tuple_text = f"({', '.join(values)},)" if values else "()"
         out += ["        except Exception:", "            pass", "        else:"]
         out.append("            a = _ambient()")
@@ -313,7 +374,7 @@ class _Source:
             return [f"{var} = result"]
         assert isinstance(self.plan, Plan)
         position, kind, default = self.plan.binder.params[root]
-        dflt = self.const("D", default)
+        dflt = self.const("D", default, lambda plan, spec: plan.binder.params[root][2])
         if kind is inspect.Parameter.KEYWORD_ONLY:
             return [f"{var} = kwargs.get({self.const('K', root)}, {dflt})"]
         key = self.const("K", root) if kind is inspect.Parameter.POSITIONAL_OR_KEYWORD else None
