@@ -4,8 +4,9 @@ As attrs and dataclasses write ``__init__``, :func:`build_wrapper` writes the wr
 wrapper of one ``@track`` as Python source for its shape (sync, coroutine, generator,
 async generator), compiles it with :func:`compile` and registers the source in
 :mod:`linecache` under a unique pseudo-filename, so tracebacks through it show its lines.
-The constants are the parameters of a factory (``make``) written with it, so wrappers
-of functions tracked alike share one compilation.
+The constants are globals of each wrapper's own namespace, named by their place in the
+layout, so functions tracked alike (the same shape, roots and names) share one source,
+one compilation and one pseudo-file; each gets its constants from a recipe.
 
 For a plan of the plain shapes (:class:`~gbtrack._plan.FastSpec`) the source reads the
 values straight-line after the call: ``when`` first, then each root (a parameter by
