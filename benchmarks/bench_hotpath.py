@@ -26,7 +26,7 @@ from typing import Any
 import wrapt
 
 from benchmarks._harness import Result, Table, caller_cpu_ns
-from benchmarks._servers import emulator, emulator_events, wait_for
+from benchmarks._servers import emulator, emulator_events, segment_sink, sink_events, wait_for
 from benchmarks._workload import (
     API_KEY,
     EVENT,
@@ -41,9 +41,10 @@ from gbtrack import Tracker, identify
 from gbtrack.senders import BackgroundSender, RateLimiter
 
 TRACKED_LIMIT = 2.5
+SEGMENT_LIMIT = 0.1
 DISABLED_LIMIT = 1.1
-SPAN_LIMIT = 3.0
-IDENTIFY_LIMIT = 4.0
+SPAN_LIMIT = 5.0
+IDENTIFY_LIMIT = 3.5
 _FLUSH_TIMEOUT = 120.0
 
 
@@ -120,6 +121,68 @@ def _drive(coro: Coroutine[Any, Any, Any]) -> Any:
     except StopIteration as stop:
         return stop.value
     raise RuntimeError("coroutine suspended")
+
+
+def bench_segment(table: Table, tracker: Tracker, args: list[Any], **kw: Any) -> None:
+    """The tracked call beside the same event sent by hand with Segment's ``track()``.
+
+    Segment's client (analytics-python, defaults, its consumer thread delivering into
+    the loopback sink like the tracker's worker into the emulator) is created before
+    timing; the sink's count is checked after the rounds, so that nothing is dropped.
+    """
+    import httpx
+    from segment.analytics.client import Client
+
+    def checkout(customer: Customer, cart: Cart) -> Order:
+        return Order(cart)
+
+    tracked = tracker.track(EVENT, **TRACK_OPTIONS)(checkout)
+    with segment_sink() as url:
+        failed: list[int] = []
+        client = Client(
+            "bench-write-key",
+            host=url,
+            max_queue_size=2_000_000,
+            on_error=lambda error, batch: failed.append(len(batch)),
+        )
+
+        def by_hand(customer: Customer, cart: Cart) -> Order:
+            order = Order(cart)
+            client.track(
+                customer.id,
+                EVENT,
+                {
+                    "order_id": order.id,
+                    "amount": order.total,
+                    "currency": order.currency,
+                    "items": order.items,
+                },
+            )
+            return order
+
+        times = caller_cpu_ns(
+            {"plain": checkout, "segment": by_hand, "tracked": tracked},
+            args,
+            **kw,
+        )
+        client.flush()
+        client.join()
+        with httpx.Client(timeout=10.0) as http:
+            counted = sink_events(url, http)
+    over_tracked = times["tracked"] - times["plain"]
+    over_segment = times["segment"] - times["plain"]
+    ratio = over_tracked / over_segment
+    table.add(
+        Result(
+            benchmark="@track sync vs Segment's track() (same event, by hand)",
+            measured=f"+{over_tracked:.0f} ns/call",
+            baseline=f"Segment track() +{over_segment:.0f} ns/call (sink counted {counted:,}"
+            f"{', failed ' + str(sum(failed)) if failed else ''})",
+            ratio=ratio,
+            target=f"<= {SEGMENT_LIMIT:g}x",
+            ok=ratio <= SEGMENT_LIMIT and not failed,
+        )
+    )
 
 
 def bench_async(table: Table, tracker: Tracker, args: list[Any], **kw: Any) -> None:
@@ -269,6 +332,7 @@ def run(table: Table, *, quick: bool = False) -> None:
         kw: dict[str, Any] = {"repeats": repeats, "between": delivery.settle}
         try:
             bench_sync(table, tracker, args, **kw)
+            bench_segment(table, tracker, args, **kw)
             bench_async(table, tracker, args, **kw)
             bench_method(table, tracker, args, **kw)
             bench_disabled(table, sender, args, **kw)

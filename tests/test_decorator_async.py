@@ -6,6 +6,7 @@ import asyncio
 import inspect
 
 import pytest
+from tests._paths import call_path  # noqa: F401 - runs every test on both call paths
 
 from gbtrack import InMemorySender, Tracker, TrackingError, identify
 

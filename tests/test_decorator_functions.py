@@ -10,6 +10,7 @@ from typing import Any
 
 import pytest
 from pydantic import SecretStr
+from tests._paths import call_path  # noqa: F401 - runs every test on both call paths
 
 import gbtrack
 from gbtrack import (

@@ -6,6 +6,7 @@ import inspect
 from collections.abc import AsyncIterator, Generator
 
 import pytest
+from tests._paths import call_path  # noqa: F401 - runs every test on both call paths
 
 from gbtrack import ExpressionError, InMemorySender, Tracker
 

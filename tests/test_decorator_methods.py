@@ -5,6 +5,8 @@ from __future__ import annotations
 import inspect
 from typing import Any
 
+from tests._paths import call_path  # noqa: F401 - runs every test on both call paths
+
 from gbtrack import InMemorySender, Tracker
 
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 from typing import Any
 
 import pytest
+from tests._paths import call_path  # noqa: F401 - runs every test on both call paths
 
 from gbtrack import Call, InMemorySender, Tracker, TrackingError, literal
 

@@ -30,8 +30,8 @@ Ambient = tuple[str | None, str | None, str | None, SecretStr | None]
 Resolved = tuple[str, str | None, str | None, SecretStr | None]
 """An event's identity, completed: ``(customer_id, email, mobile, session_token)``."""
 
-_Entry = tuple[Token[Ambient], Ambient, "_Entry | None"]
-"""An open ``identify`` block: its reset token, the identity it set, and the entry below."""
+_Entry = tuple[Token[Ambient], Ambient, "_Entry | Token[Ambient] | None"]
+"""An open ``identify`` block that merged: its reset token, the identity set, what was below."""
 
 _NOBODY: Ambient = (None, None, None, None)
 _ambient: ContextVar[Ambient] = ContextVar("gbtrack_identity", default=_NOBODY)
@@ -134,7 +134,7 @@ class identify:
         ('cust-1', 'a@example.com')
     """
 
-    __slots__ = ("_given", "_open")
+    __slots__ = ("_given", "_open", "_token")
 
     def __init__(
         self,
@@ -147,17 +147,19 @@ class identify:
         # A non-blank str id and nothing else is the common case: no conversion needed.
         if type(customer_id) is not str or not customer_id.strip():
             customer_id = plain_customer_id(customer_id)
-        # (customer_id, email, mobile, token); the token may be UNSET (keep the outer one).
-        self._given: tuple[str | None, str | None, str | None, SecretStr | Unset | None] = (
-            customer_id,
-            None if email is None else plain_text(email, "email"),
-            None if mobile is None else plain_text(mobile, "mobile"),
-            session_token if session_token is UNSET else plain_token(session_token),
-        )
-        # While the block is open: (token, identity set, the previous entry of this block
-        # when it is entered again while open); a chain rather than a list, so that the
-        # common case costs no second attribute.
-        self._open: _Entry | None = None
+        if email is not None:
+            email = plain_text(email, "email")
+        if mobile is not None:
+            mobile = plain_text(mobile, "mobile")
+        token = None
+        if session_token is not UNSET:  # kept (unset slot: UNSET) for merging
+            token = self._token = plain_token(session_token)
+        # What the block sets when it starts a fresh identity (another customer).
+        self._given: Ambient = (customer_id, email, mobile, token)
+        # While the block is open: the ContextVar token when it set `_given` (the common
+        # case), else (token, identity set, what was open before) for a merged identity
+        # or a block entered again while open.
+        self._open: Token[Ambient] | _Entry | None = None
 
     def _merged(self) -> Ambient:
         """The identity this block sets, merged with the current one."""
@@ -166,17 +168,20 @@ class identify:
         if customer_id is None:
             customer_id = outer[0]
         elif customer_id != outer[0]:
-            outer = _NOBODY
+            return self._given
+        given: SecretStr | Unset | None = getattr(self, "_token", UNSET)
         return (
             customer_id,
             outer[1] if email is None else email,
             outer[2] if mobile is None else mobile,
-            outer[3] if token is UNSET else token,
+            outer[3] if given is UNSET else token,
         )
 
     def _current(self) -> Ambient:
         entered = self._open
-        return entered[1] if entered is not None else self._merged()
+        if entered is None:
+            return self._merged()
+        return entered[1] if type(entered) is tuple else self._given
 
     @property
     def customer_id(self) -> str | None:
@@ -200,20 +205,15 @@ class identify:
         return Identity(customer_id=customer_id, email=email, mobile=mobile, session_token=token)
 
     def __enter__(self) -> identify:
-        # _merged() inlined: entering is the hot path (one call less, measured ~10%).
-        customer_id, email, mobile, token = self._given
-        outer = ambient()
-        if customer_id is None:
-            customer_id = outer[0]
-        elif customer_id != outer[0]:
-            outer = _NOBODY
-        fields = (
-            customer_id,
-            outer[1] if email is None else email,
-            outer[2] if mobile is None else mobile,
-            outer[3] if token is UNSET else token,
-        )
-        self._open = (_set(fields), fields, self._open)
+        # Entering is the hot path: another customer than the ambient one (or none)
+        # sets the precomputed tuple; C calls only.
+        fields = self._given
+        customer_id = fields[0]
+        if customer_id is None or customer_id == ambient()[0] or self._open is not None:
+            fields = self._merged()
+            self._open = (_set(fields), fields, self._open)
+        else:
+            self._open = _set(fields)
         return self
 
     def __exit__(
@@ -223,10 +223,14 @@ class identify:
         tb: TracebackType | None,
     ) -> None:
         entry = self._open
-        if entry is None:
+        if type(entry) is Token:
+            _reset(entry)
+            self._open = None
+        elif entry is None:
             raise GbtrackError("identify block exited without being entered")
-        _reset(entry[0])
-        self._open = entry[2]
+        else:
+            _reset(entry[0])
+            self._open = entry[2]
 
     async def __aenter__(self) -> identify:
         return self.__enter__()

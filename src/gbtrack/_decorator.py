@@ -1,10 +1,11 @@
-"""``@track``: one wrapt wrapper, four specialised bodies.
+"""``@track``: one wrapt wrapper per decorated function, generated for its plan.
 
-All the work happens at decoration time in :mod:`gbtrack._plan` (signature read once,
-expressions compiled, roots checked); this module picks one of four bodies (sync,
-coroutine, generator, async generator) and, at call time, looks the tracker up late
-and hands the call to the plan's ``emit``, which never raises into business code unless
-the tracker is ``strict``.
+All the work happens at decoration time: :mod:`gbtrack._plan` compiles the arguments
+(signature read once, expressions compiled, roots checked) and :mod:`gbtrack._codegen`
+writes the wrapper for the function's shape (sync, coroutine, generator, async
+generator). At call time the wrapper looks the tracker up late, reads the values
+straight-line when it can and hands the event on; nothing raises into business code
+unless the tracker is ``strict``.
 """
 
 from __future__ import annotations
@@ -18,9 +19,9 @@ import wrapt
 from pydantic import SecretStr
 
 from gbtrack._call import Call
+from gbtrack._codegen import Shape, build_wrapper
 from gbtrack._errors import ExpressionError
 from gbtrack._plan import compile_plan
-from gbtrack._state import active
 from gbtrack._types import UNSET, Unset
 
 if TYPE_CHECKING:
@@ -170,122 +171,15 @@ def track(
             where=where,
             tracker=fixed,
         )
-        emit = plan.emitter
-        if is_async_gen:
-            wrapper = _async_gen_body(emit, fixed, send_ok, send_err)
-        elif inspect.iscoroutinefunction(target):
-            wrapper = _coroutine_body(emit, fixed, send_ok, send_err)
-        elif inspect.isgeneratorfunction(target):
-            wrapper = _generator_body(emit, fixed, send_ok, send_err)
-        else:
-            wrapper = _sync_body(emit, fixed, send_ok, send_err)
-        return wrapt.FunctionWrapper(func, wrapper)
+        shape: Shape = (
+            "async_generator"
+            if is_async_gen
+            else "coroutine"
+            if inspect.iscoroutinefunction(target)
+            else "generator"
+            if inspect.isgeneratorfunction(target)
+            else "sync"
+        )
+        return wrapt.FunctionWrapper(func, build_wrapper(plan, shape, fixed, send_ok, send_err))
 
     return decorate
-
-
-Emit = Callable[
-    [Any, object, tuple[Any, ...], dict[str, Any], object, "BaseException | None"], None
-]
-Wrapper = Callable[[Any, Any, tuple[Any, ...], dict[str, Any]], Any]
-
-
-def _sync_body(emit: Emit, fixed: Tracker | None, send_ok: bool, send_err: bool) -> Wrapper:
-    def wrapper(wrapped: Any, instance: Any, args: tuple[Any, ...], kwargs: dict[str, Any]) -> Any:
-        tracker = fixed or active.tracker
-        if not tracker.enabled:
-            return wrapped(*args, **kwargs)
-        try:
-            result = wrapped(*args, **kwargs)
-        except Exception as exc:
-            if send_err:
-                emit(tracker, instance, args, kwargs, None, exc)
-            raise
-        if send_ok:
-            emit(tracker, instance, args, kwargs, result, None)
-        return result
-
-    return wrapper
-
-
-def _coroutine_body(emit: Emit, fixed: Tracker | None, send_ok: bool, send_err: bool) -> Wrapper:
-    async def run(
-        tracker: Tracker, wrapped: Any, instance: Any, args: tuple[Any, ...], kwargs: dict[str, Any]
-    ) -> Any:
-        try:
-            result = await wrapped(*args, **kwargs)
-        except Exception as exc:
-            if send_err:
-                emit(tracker, instance, args, kwargs, None, exc)
-            raise
-        if send_ok:
-            emit(tracker, instance, args, kwargs, result, None)
-        return result
-
-    def wrapper(wrapped: Any, instance: Any, args: tuple[Any, ...], kwargs: dict[str, Any]) -> Any:
-        tracker = fixed or active.tracker
-        if not tracker.enabled:
-            return wrapped(*args, **kwargs)
-        return run(tracker, wrapped, instance, args, kwargs)
-
-    return wrapper
-
-
-def _generator_body(emit: Emit, fixed: Tracker | None, send_ok: bool, send_err: bool) -> Wrapper:
-    def run(
-        tracker: Tracker, gen: Any, instance: Any, args: tuple[Any, ...], kwargs: dict[str, Any]
-    ) -> Any:
-        # yield from forwards send/throw/close; a close() before the end (GeneratorExit)
-        # is neither success nor error, so nothing is sent.
-        try:
-            result = yield from gen
-        except Exception as exc:
-            if send_err:
-                emit(tracker, instance, args, kwargs, None, exc)
-            raise
-        if send_ok:
-            emit(tracker, instance, args, kwargs, result, None)
-        return result
-
-    def wrapper(wrapped: Any, instance: Any, args: tuple[Any, ...], kwargs: dict[str, Any]) -> Any:
-        tracker = fixed or active.tracker
-        if not tracker.enabled:
-            return wrapped(*args, **kwargs)
-        return run(tracker, wrapped(*args, **kwargs), instance, args, kwargs)
-
-    return wrapper
-
-
-def _async_gen_body(emit: Emit, fixed: Tracker | None, send_ok: bool, send_err: bool) -> Wrapper:
-    async def run(
-        tracker: Tracker, agen: Any, instance: Any, args: tuple[Any, ...], kwargs: dict[str, Any]
-    ) -> Any:
-        # Async generators have no `yield from`: forward asend/athrow/aclose by hand.
-        try:
-            value = await agen.__anext__()
-            while True:
-                try:
-                    sent = yield value
-                except GeneratorExit:
-                    await agen.aclose()
-                    raise
-                except BaseException as thrown:
-                    value = await agen.athrow(thrown)
-                else:
-                    value = await agen.asend(sent)
-        except StopAsyncIteration:
-            pass
-        except Exception as exc:
-            if send_err:
-                emit(tracker, instance, args, kwargs, None, exc)
-            raise
-        if send_ok:
-            emit(tracker, instance, args, kwargs, None, None)
-
-    def wrapper(wrapped: Any, instance: Any, args: tuple[Any, ...], kwargs: dict[str, Any]) -> Any:
-        tracker = fixed or active.tracker
-        if not tracker.enabled:
-            return wrapped(*args, **kwargs)
-        return run(tracker, wrapped(*args, **kwargs), instance, args, kwargs)
-
-    return wrapper

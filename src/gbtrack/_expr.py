@@ -49,6 +49,7 @@ __all__ = [
     "parse",
     "compile_names",
     "read_name",
+    "reads_attributes",
 ]
 
 
@@ -293,6 +294,20 @@ def _kind_of(cls: type) -> int:
         if len(_KIND_CACHE) < 4096:  # bounded: classes made on the fly must not leak
             _KIND_CACHE[cls] = kind
     return kind
+
+
+def reads_attributes(cls: type) -> bool:
+    """Whether a ``.name`` step on a ``cls`` value is a plain attribute read.
+
+    True when :func:`read_name` would read ``getattr(value, name, ABSENT)`` on it: not a
+    mapping, not a refused type (module, frame, function ...), not ``None``.
+    """
+    if cls is type(None) or cls is _Missing or cls is _Absent:
+        return False
+    kind = _KIND_CACHE.get(cls)
+    if kind is None:
+        kind = _kind_of(cls)
+    return kind in (_OTHER, _SEQUENCE)
 
 
 class RefusedError(ExpressionError):

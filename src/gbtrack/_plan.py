@@ -36,7 +36,7 @@ from pydantic import SecretStr
 
 from gbtrack._call import Binder, Call, ParamReader
 from gbtrack._checks import Site, TypedPath, first_call, register
-from gbtrack._context import ambient, complete_identity, current_identity
+from gbtrack._context import complete_identity, current_identity
 from gbtrack._errors import ExpressionError, InvalidEventError, TrackingError
 from gbtrack._event import EventDraft, Identity
 from gbtrack._expr import (
@@ -59,7 +59,7 @@ from gbtrack._types import UNSET
 if TYPE_CHECKING:
     from gbtrack._state import CallSink as Tracker
 
-__all__ = ["ConstantPlan", "Plan", "SlotReader", "compile_plan"]
+__all__ = ["ConstantPlan", "FastSource", "FastSpec", "Plan", "SlotReader", "compile_plan"]
 
 SlotReader = Callable[
     [object, tuple[Any, ...], dict[str, Any], object, "BaseException | None", "Call | None"],
@@ -480,6 +480,7 @@ class Plan:
         "binder",
         "described",
         "emitter",
+        "fast",
         "function",
         "id_groups",
         "id_singles",
@@ -505,6 +506,7 @@ class Plan:
         identity: tuple[SlotReader | _Constant | _PathSlot | None, ...],
         when: SlotReader | None,
         meta: tuple[tuple[str, SlotReader | _Constant | _PathSlot], ...],
+        when_path: object = None,
     ) -> None:
         self.name = compiler.name
         self.qualname = compiler.qualname
@@ -562,8 +564,8 @@ class Plan:
         )
         roles = ("customer_id", "email", "mobile", "session_token")
         self.labels = (*roles, *(f"metadata[{key!r}]" for key in self.keys))
-        emit = self._specialised() or self.emit
-        self.emitter: Emitter = emit if self.pending is None else self._deferred(emit)
+        self.fast = _fast_spec(self, identity, when_path, meta)
+        self.emitter: Emitter = self.emit if self.pending is None else self._deferred(self.emit)
 
     def _deferred(self, emit: Emitter) -> Emitter:
         """``emit`` behind the checks deferred to the first call (forward references)."""
@@ -581,90 +583,6 @@ class Plan:
             emit(tracker, instance, args, kwargs, result, error)
 
         return emit_checked
-
-    def _param_of(self, reader: SlotReader | None) -> ParamReader | None:
-        """The Binder's own reader behind a parameter root's reader (one call fewer)."""
-        return self.params.get(reader)  # type: ignore[arg-type]
-
-    def _specialised(self) -> Emitter | None:
-        """:meth:`emit` for the commonest shape, with its loops and lookups unrolled.
-
-        The shape: customer id (and email) from one root's fields, metadata from one
-        root's fields plus constants, no ``when``, nothing needing a
-        :class:`~gbtrack.Call`. The benchmarks show it pays (see benchmarks/README.md);
-        every other shape takes :meth:`emit`, which gives the same results.
-        """
-        if self.when is not None or self.needs_call or self.id_singles or self.meta_singles:
-            return None
-        if len(self.id_groups) != 1 or len(self.meta_groups) != 1:
-            return None
-        id_reader, id_names, targets, _ = self.id_groups[0]
-        id_param = self._param_of(id_reader)
-        mobile, token = self.id_template[_MOBILE], self.id_template[_TOKEN]
-        if targets not in ((_CID,), (_CID, _EMAIL)) or mobile is not None or token is not UNSET:
-            return None
-        meta_reader, meta_names, _ = self.meta_groups[0]
-        meta_param = self._param_of(meta_reader)
-        constants = self.meta_const
-        with_email = len(targets) == 2
-        email_const = self.id_template[_EMAIL]
-        name, keys, qualname = self.name, self.keys, self.qualname
-        plain = _PLAIN_TYPES
-
-        def emit_fields(
-            tracker: Tracker,
-            instance: object,
-            args: tuple[Any, ...],
-            kwargs: dict[str, Any],
-            result: object,
-            error: BaseException | None,
-        ) -> None:
-            try:
-                got = id_names(
-                    id_param(instance, args, kwargs)
-                    if id_param is not None
-                    else result
-                    if id_reader is None
-                    else id_reader(instance, args, kwargs, result, error, None)
-                )
-                values = meta_names(
-                    result
-                    if meta_reader is None
-                    else meta_param(instance, args, kwargs)
-                    if meta_param is not None
-                    else meta_reader(instance, args, kwargs, result, error, None)
-                )
-            except TrackingError:
-                raise
-            except Exception as exc:
-                self._failed(tracker, exc, instance, args, kwargs, result, error)
-                return
-            if constants:
-                values += constants
-            cid = got[0]
-            email = got[1] if with_email else email_const
-            for value in values:
-                if type(value) not in plain:
-                    break
-            else:
-                if (
-                    type(cid) is str
-                    and (email is None or (type(email) is str and email.strip()))
-                    and cid.strip()
-                    and ambient()[0] is None
-                ):
-                    tracker.submit(
-                        _new_draft(
-                            EventDraft,
-                            (name, cid, email, None, None, keys, values, qualname, _now()),
-                        )
-                    )
-                    return
-            # Anything unusual (a value to convert, the ambient identity): the general
-            # path's second half, on the values already read.
-            self._finish(tracker, cid, email, None, UNSET, values)
-
-        return emit_fields
 
     def emit(
         self,
@@ -860,6 +778,124 @@ class Plan:
         return value
 
 
+FastSource = tuple[str, tuple[Any, ...]]
+"""A value the generated wrapper reads itself: ``(root, steps)`` of a compiled path."""
+
+
+class FastSpec:
+    """What a plan's generated wrapper reads straight-line (see :mod:`gbtrack._codegen`).
+
+    Only the plain shapes: every slot a constant or a path from a parameter or
+    ``result``; ``when`` absent or such a path; no callable or resolver; the customer id
+    given or the ambient one; the session token left out or ``None``. Anything else
+    has no spec and takes the general path.
+
+    Attributes:
+        roots: The roots read, in order of first use (parameter names or ``"result"``).
+        when: The ``when`` path, or ``None``.
+        identity: Customer id, email and mobile: ``None`` (not given: the ambient
+            one's), a :class:`FastSource`, or a constant (only a non-blank str).
+        keep_token: Whether the session token is the ambient one (left out) rather
+            than ``None``.
+        meta: One :class:`FastSource` or constant per metadata key, in the plan's order.
+        constant: Which entries of ``meta`` are constants.
+    """
+
+    __slots__ = ("constant", "identity", "keep_token", "meta", "roots", "when")
+
+    def __init__(
+        self,
+        roots: tuple[str, ...],
+        when: FastSource | None,
+        identity: tuple[object, object, object],
+        keep_token: bool,
+        meta: tuple[object, ...],
+        constant: tuple[bool, ...],
+    ) -> None:
+        self.roots = roots
+        self.when = when
+        self.identity = identity
+        self.keep_token = keep_token
+        self.meta = meta
+        self.constant = constant
+
+
+_FAST_KINDS: Final = (
+    inspect.Parameter.POSITIONAL_ONLY,
+    inspect.Parameter.POSITIONAL_OR_KEYWORD,
+    inspect.Parameter.KEYWORD_ONLY,
+)
+
+
+def _fast_source(plan: Plan, slot: object) -> FastSource | None:
+    """The root and steps a slot reads, when the generated wrapper can read it itself."""
+    if not isinstance(slot, _PathSlot):
+        return None
+    if slot.root != "result":
+        if slot.root_reader not in plan.params:  # a reserved root or a resolver
+            return None
+        if plan.binder.params[slot.root][1] not in _FAST_KINDS:  # *args, **kwargs
+            return None
+    return (slot.root, slot.steps)
+
+
+def _fast_spec(
+    plan: Plan,
+    identity: tuple[SlotReader | _Constant | _PathSlot | None, ...],
+    when: object,
+    meta: tuple[tuple[str, SlotReader | _Constant | _PathSlot], ...],
+) -> FastSpec | None:
+    """The plan's :class:`FastSpec`, or ``None`` when its shape takes the general path."""
+    if plan.needs_call:
+        return None
+    roots: dict[str, None] = {}
+    when_source = None
+    if when is not None:
+        when_source = _fast_source(plan, when)
+        if when_source is None:
+            return None
+        roots.setdefault(when_source[0])
+    token = identity[_TOKEN]
+    if token is not None and not (isinstance(token, _Constant) and token.value is None):
+        return None  # a token to convert: the general path
+    fields: list[object] = []
+    for slot in identity[:_TOKEN]:
+        if slot is None:
+            fields.append(None)
+        elif isinstance(slot, _Constant):
+            value = slot.value
+            if type(value) is not str or not value.strip():
+                return None  # a constant to convert
+            fields.append(value)
+        else:
+            source = _fast_source(plan, slot)
+            if source is None:
+                return None
+            roots.setdefault(source[0])
+            fields.append(source)
+    by_key: dict[str, object] = {}
+    constant: dict[str, bool] = {}
+    for key, slot in meta:
+        if isinstance(slot, _Constant):
+            by_key[key] = slot.value
+            constant[key] = True
+            continue
+        source = _fast_source(plan, slot)
+        if source is None:
+            return None
+        roots.setdefault(source[0])
+        by_key[key] = source
+        constant[key] = False
+    return FastSpec(
+        tuple(roots),
+        when_source,
+        (fields[_CID], fields[_EMAIL], fields[_MOBILE]),
+        token is None,
+        tuple(by_key[key] for key in plan.keys),
+        tuple(constant[key] for key in plan.keys),
+    )
+
+
 def _groupable(slot: object) -> bool:
     """A path of one ``.name`` step from a parameter or a reserved root (not a resolver)."""
     return (
@@ -996,4 +1032,4 @@ def compile_plan(
         const_when = when_slot.value
         when_slot = lambda i, a, k, r, e, c: const_when  # noqa: E731
     when_reader = when_slot.read if isinstance(when_slot, _PathSlot) else when_slot
-    return Plan(compiler, func, identity, when_reader, tuple(meta))
+    return Plan(compiler, func, identity, when_reader, tuple(meta), when_path=when_slot)

@@ -297,11 +297,10 @@ CASES: list[tuple[object, object]] = [
 
 @pytest.mark.parametrize(("customer", "order"), CASES)
 @pytest.mark.parametrize("ambient", [None, "c-1", "c-9"])
-def test_specialised_emitter_equals_the_general_emit(
-    customer: object, order: object, ambient: str | None
+def test_generated_wrapper_equals_the_general_path(
+    customer: object, order: object, ambient: str | None, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    from gbtrack import identify, literal, track
-    from gbtrack._plan import Plan, compile_plan
+    from gbtrack import _codegen, identify, literal
 
     options: dict[str, Any] = {
         "customer_id": "customer.id",
@@ -318,18 +317,19 @@ def test_specialised_emitter_equals_the_general_emit(
     def checkout(customer: object, cart: object) -> object:
         return order
 
-    plan = compile_plan(
-        "purchase", checkout, session_token=track.__kwdefaults__["session_token"], mobile=None,
-        when=None, on="success", is_async_gen=False, **options,
-    )  # fmt: skip
-    assert isinstance(plan, Plan)
-    assert plan.emitter != plan.emit  # this shape is specialised
     outcomes = []
-    for emit in (plan.emitter, plan.emit):
+    for mode in ("gate", "general"):
+        monkeypatch.setattr(_codegen, "mode", mode)
         sender = _DraftSender()
         tracker = Tracker(sender)
+        tracked = tracker.track("purchase", **options)(checkout)
+        # The first call of a well-formed pair teaches the wrapper its classes; the second
+        # takes the generated path: both must give what the general path gives.
+        good = (_Customer("c-0"), _Order(id="o", total=1, currency="USD", items=3))
         with identify(ambient, email="amb@example.com") if ambient else _nothing():
-            emit(tracker, None, (customer, None), {}, order, None)
+            tracked(good[0], None)
+            tracked(customer, None)
+            tracked(customer, None)
         stats = tracker.stats
         drafts = [d._replace(timestamp=0.0) for d in sender.drafts]
         outcomes.append((drafts, dict(stats.dropped), dict(stats.missing)))
@@ -344,15 +344,16 @@ class _nothing:
         return None
 
 
-def test_a_deferred_check_runs_before_the_specialised_emitter(
+def test_a_deferred_check_runs_before_the_generated_path(
     tmp_path: Any, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    # The forward references resolve only at the first call: the specialised emitter
-    # must not skip the check (a typo there drops the event as invalid_expression).
-    (tmp_path / "fwd_specialised.py").write_text(
+    # The forward references resolve only at the first call: the generated path must
+    # not skip the check (a typo there drops the event as invalid_expression).
+    (tmp_path / "fwd_generated.py").write_text(
         "from __future__ import annotations\n"
-        "from gbtrack import InMemorySender, Tracker\n"
-        "tracker = Tracker(InMemorySender())\n"
+        "from gbtrack import Tracker\n"
+        "from tests.perf.test_fast_paths import _DraftSender\n"
+        "tracker = Tracker(_DraftSender())\n"
         "@tracker.track('purchase', customer_id='customer.id',\n"
         "               metadata={'amount': 'result.totl', 'id': 'result.id'})\n"
         "def checkout(customer: Customer, cart: object) -> Order:\n"
@@ -364,32 +365,21 @@ def test_a_deferred_check_runs_before_the_specialised_emitter(
         "    total: float = 1.5\n"
     )
     monkeypatch.syspath_prepend(str(tmp_path))
-    import fwd_specialised as mod  # type: ignore[import-not-found]
+    import fwd_generated as mod  # type: ignore[import-not-found]
 
     try:
-        from gbtrack._plan import Plan
-
-        values = _closure_values(mod.checkout)
-        plans = [
-            v
-            for v in values + [getattr(v, "__self__", None) for v in values]
-            if isinstance(v, Plan)
-        ]
-        assert plans
-        assert all(p._specialised() is not None for p in plans)  # this shape is specialised
-        mod.checkout(mod.Customer(), None)
-        assert mod.tracker.stats.dropped == {"invalid_expression": 1}
-        assert mod.tracker.sender.events == []
+        assert mod.tracker.gate is not None  # the generated path is open
+        assert "_plan.pending is None" in _source(mod.checkout)
+        for _ in range(3):
+            mod.checkout(mod.Customer(), None)
+        assert mod.tracker.stats.dropped == {"invalid_expression": 3}
+        assert mod.tracker.sender.drafts == []
     finally:
         # Its deliberate typo must not reach gbtrack.check() in later tests.
-        sys.modules.pop("fwd_specialised", None)
+        sys.modules.pop("fwd_generated", None)
 
 
-def _closure_values(wrapped: Any) -> list[Any]:
-    wrapper = wrapped._self_wrapper
-    cells = [c.cell_contents for c in wrapper.__closure__ or ()]
-    found = []
-    for value in cells:
-        found.append(value)
-        found += [c.cell_contents for c in getattr(value, "__closure__", None) or ()]
-    return found
+def _source(tracked: Any) -> str:
+    import linecache
+
+    return "".join(linecache.getlines(tracked._self_wrapper.__code__.co_filename))
