@@ -18,7 +18,7 @@ import threading
 import time
 import weakref
 from collections.abc import Callable, Mapping
-from typing import TYPE_CHECKING, Any, Concatenate, Literal, ParamSpec, TypeVar
+from typing import TYPE_CHECKING, Any, Concatenate, ParamSpec, TypeVar
 
 from pydantic import SecretStr
 
@@ -40,7 +40,7 @@ from gbtrack._plain import plain_value
 from gbtrack._report import ErrorHandler, Reporter, Stats
 from gbtrack._settings import BeforeSend, TrackerSettings, settings_changes
 from gbtrack._settings import env_disabled as _env_disabled
-from gbtrack._span import Span
+from gbtrack._span import tracker_span
 from gbtrack._state import Gate, active, on_bindings_change
 from gbtrack._types import UNSET, Unset
 from gbtrack.senders._background import sender_from_config
@@ -486,28 +486,8 @@ class Tracker:
         """Decorate a function so that calling it sends an event; see :func:`gbtrack.track`."""
         return _track(name, tracker=self, **options)
 
-    def span(
-        self,
-        name: str,
-        *,
-        customer_id: str | int | None = None,
-        email: str | None = None,
-        mobile: str | None = None,
-        session_token: str | SecretStr | Unset | None = UNSET,
-        metadata: Mapping[str, object] | None = None,
-        on: Literal["success", "error", "always"] = "success",
-    ) -> Span:
-        """Open a manual event on this tracker; see :class:`gbtrack.Span`."""
-        return Span(
-            name,
-            customer_id=customer_id,
-            email=email,
-            mobile=mobile,
-            session_token=session_token,
-            metadata=metadata,
-            on=on,
-            tracker=self,
-        )
+    span = tracker_span
+    """Open a manual event on this tracker; see :class:`gbtrack.Span`."""
 
     def emit(
         self,
