@@ -6,6 +6,7 @@ One :class:`Reporter` per tracker and one per sender. A sender built by
 
 from __future__ import annotations
 
+import itertools
 import logging
 import os
 import sys
@@ -159,41 +160,18 @@ class Reporter:
         self._dropped: dict[str, int] = {}
         self._missing: dict[tuple[str, str], int] = {}
         self.last_error: str | None = None
-        # "sent" is counted on every tracked call: one cell per thread, written only by
-        # its thread (no lock on the hot path), summed when read.
-        self._local = threading.local()
-        self._cells: list[tuple[threading.Thread, list[int]]] = []
-        self._folded = 0
-
-    def count_sent(self) -> None:
+        # "sent" is counted on every tracked call: count_sent is an itertools.count's
+        # C-level __next__ (one step the GIL never splits: no lock, no Python frame; a
+        # third of a per-thread cell's cost), read by taking one more tick under the lock.
+        self._sent_ticks = itertools.count()
+        self._sent_reads = 0
+        self.count_sent: Callable[[], object] = self._sent_ticks.__next__
         """Add one to the ``sent`` counter without taking a lock."""
-        try:
-            self._local.cell[0] += 1
-        except AttributeError:
-            self._new_cell()
-
-    def _new_cell(self) -> None:
-        cell = [1]
-        with self._lock:
-            self._fold_dead()
-            self._cells.append((threading.current_thread(), cell))
-        self._local.cell = cell
-
-    def _fold_dead(self) -> None:
-        # A finished thread's cell can no longer change: add it to the base and forget it,
-        # so that short-lived threads do not pile up cells. Called under the lock.
-        alive = []
-        for thread, cell in self._cells:
-            if thread.is_alive():
-                alive.append((thread, cell))
-            else:
-                self._folded += cell[0]
-        self._cells = alive
 
     def _sent(self) -> int:
         with self._lock:
-            self._fold_dead()
-            return self._folded + sum(cell[0] for _, cell in self._cells)
+            self._sent_reads += 1  # this read's own tick, taken next
+            return next(self._sent_ticks) - self._sent_reads + 1
 
     def count(self, key: str, n: int = 1) -> None:
         """Add ``n`` to counter ``key`` (``sent``, ``delivered``, ``retried``, ...)."""

@@ -150,7 +150,7 @@ class BackgroundSender(BaseSender):
         on_error: ErrorHandler | None = None,
     ) -> None:
         super().__init__(on_error=on_error)
-        self._count_sent: Callable[[], None] = _noop  # the tracker's, once attached
+        self._count_sent: Callable[[], object] = _noop  # the tracker's, once attached
         config = DeliveryConfig(  # validates (ValueError)
             api_key=api_key,
             secret_key=secret_key,

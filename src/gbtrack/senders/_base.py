@@ -97,7 +97,7 @@ class TrackerLink:
     limits: Limits
     before_send: BatchHook | None
     on_error: ErrorHandler
-    count_sent: Callable[[], None]
+    count_sent: Callable[[], object]
     send_failed: Callable[[EventDraft, Exception], None]
 
 
