@@ -614,7 +614,7 @@ def test_the_trackers_gate_is_the_senders_own_entry_and_behaves_as_send() -> Non
     )
     tracker = Tracker(sender)
     try:
-        assert tracker.gate == sender._accept  # a bound method: no wrapper frame
+        assert tracker.gate.func == sender._accept  # a partial: no Python wrapper frame
         assert tracker.gate(draft("c-1")) is True
         sender.send(draft("c-2"))
         assert [d.customer_id for d in sender._items] == ["c-1", "c-2"]
@@ -626,3 +626,18 @@ def test_the_trackers_gate_is_the_senders_own_entry_and_behaves_as_send() -> Non
     assert tracker.gate(draft("c-4")) is True
     assert sender.stats().dropped == {"queue_overflow": 1, "closed": 3}
     assert tracker.stats.sent == 3
+
+
+def test_two_trackers_sharing_a_sender_each_count_their_own() -> None:
+    from gbtrack import Tracker
+
+    sender = BackgroundSender(api_key="k", base_url="http://127.0.0.1:9", flush_interval=60)
+    first, second = Tracker(sender), Tracker(sender, enabled=False)
+    try:
+        assert first.emit("a", customer_id="c-1") is not None
+        second.enabled = True
+        assert second.emit("b", customer_id="c-1") is not None
+        assert first.emit("c", customer_id="c-1") is not None
+        assert (first.stats.sent, second.stats.sent) == (2, 1)
+    finally:
+        sender.close(0)

@@ -150,7 +150,6 @@ class BackgroundSender(BaseSender):
         on_error: ErrorHandler | None = None,
     ) -> None:
         super().__init__(on_error=on_error)
-        self._count_sent: Callable[[], object] = _noop  # the tracker's, once attached
         config = DeliveryConfig(  # validates (ValueError)
             api_key=api_key,
             secret_key=secret_key,
@@ -322,7 +321,7 @@ class BackgroundSender(BaseSender):
             self._wake.set()
 
     def fast_entry(self, link: TrackerLink) -> Gate:
-        """The tracker's gate: :meth:`_accept`, a bound method (no wrapper frame).
+        """The tracker's gate: :meth:`_accept` with the tracker's counter (no wrapper frame).
 
         ``send()`` never raises, so there is nothing to fence; the method stays right
         after a fork, which replaces the queue and the worker, not the sender. A
@@ -330,10 +329,10 @@ class BackgroundSender(BaseSender):
         """
         if type(self).send is not BackgroundSender.send:  # a subclass's send() must run
             return super().fast_entry(link)
-        self._count_sent = link.count_sent
-        return self._accept
+        # Bound per link, not kept on the sender: two trackers may share one sender.
+        return functools.partial(self._accept, link.count_sent)
 
-    def _accept(self, draft: EventDraft) -> bool:
+    def _accept(self, count_sent: Callable[[], object], draft: EventDraft) -> bool:
         """``send(draft)`` and the tracker's count, in one call: the caller's hot path.
 
         The body is :meth:`send`'s, written out because one Python call less is a tenth
@@ -350,7 +349,7 @@ class BackgroundSender(BaseSender):
                 n = len(q)
                 if n == 1 or n == self.max_batch_size:
                     self._wake.set()
-        self._count_sent()
+        count_sent()
         return True
 
     def _drop_closed(self, event: Event | EventDraft) -> None:
