@@ -210,6 +210,13 @@ def test_decoration_terminates_and_raises_only_expression_error(
     assert took < BOUND_SECONDS, f"the check took {took:.2f} s on {annotation!r}"
 
 
+def test_a_union_with_a_string_that_is_not_python_is_unknown() -> None:
+    """Found by the property test: Union[...] compiles string members (SyntaxError)."""
+    from gbtrack._typecheck import _union
+
+    assert _union([int, "not valid python ("]) is Any
+
+
 @pytest.mark.parametrize("annotation", [SelfBound, Loop, Ping, "Ping"])
 def test_the_recursive_annotations_are_unknown_with_a_reason(annotation: Any) -> None:
     tp, why = walk_steps(annotation, parse("x.id.name").steps, globalns=NAMESPACE)

@@ -398,7 +398,7 @@ def _union(members: list[Any]) -> Any:
         return unique[0]
     try:
         return typing.Union[tuple(unique)]  # noqa: UP007
-    except TypeError:  # pragma: no cover - unhashable exotic members
+    except (TypeError, SyntaxError):  # unhashable exotic members; a string not Python
         return Any
 
 
