@@ -330,10 +330,18 @@ def _shop(**options: Any) -> Any:
         ),
         (
             {**CHECKOUT, "line_items": each("result.lines", quantity="product")},
-            None,  # a product as a quantity: converted at call time (a drop), not typed here
+            "line_items.quantity='product': the value is Product (a dataclass); an amount",
         ),
         ({**CHECKOUT, "extra": {"": "note"}}, "extra keys must be non-empty strings"),
-        ({**CHECKOUT, "guest": ["x"]}, None),
+        ({**CHECKOUT, "guest": ["x"]}, "guest must be a bool"),
+        (
+            {**CHECKOUT, "total_paid": "result.number"},
+            "total_paid='result.number': the value is str; an amount must be an int, float",
+        ),
+        ({**CHECKOUT, "total_paid": "result.is_paid"}, "the value is bool; an amount"),
+        ({**CHECKOUT, "order_id": "result.lines"}, "order_id='result.lines'"),
+        ({**CHECKOUT, "total_tax": "result.tax"}, None),  # Decimal | None: fine
+        ({**CHECKOUT, "total_price": lambda call: 1}, None),  # no annotation: unknown
     ],
 )
 def test_decoration_errors(options: dict[str, Any], message: str | None) -> None:
@@ -657,3 +665,87 @@ def test_sites_are_registered_for_check() -> None:
     assert site.identity == {"customer_id": "customer.id"}
     report = gbtrack.check()
     assert report.paths >= 4
+
+
+def test_session_token_rules(tracker: Tracker, sender: InMemorySender) -> None:
+    from pydantic import SecretStr
+
+    @track_order(customer_id="cid", order_id=literal("o"), total_paid=1, tracker=tracker)
+    def ambient(cid: str) -> None: ...
+
+    @track_order(
+        customer_id="cid", order_id=literal("o"), total_paid=1, session_token=None, tracker=tracker
+    )
+    def none(cid: str) -> None: ...
+
+    @track_order(
+        customer_id="cid", order_id=literal("o"), total_paid=1, session_token="tok", tracker=tracker
+    )
+    def given(cid: str, tok: str) -> None: ...
+
+    with identify("c", session_token="s3cr3t-amb"):
+        ambient("c")
+        none("c")
+        given("c", "mine")
+    tokens = [o.session_token for o in sender.orders]
+    assert [t.get_secret_value() if isinstance(t, SecretStr) else t for t in tokens] == [
+        "s3cr3t-amb",
+        None,
+        "mine",
+    ]
+    assert "s3cr3t" not in repr(sender.orders[0])
+
+
+def test_on_outcome_rides_on_the_draft(tracker: Tracker, sender: InMemorySender) -> None:
+    def hook(outcome: object) -> None: ...
+
+    @track_order(
+        customer_id="cid", order_id=literal("o"), total_paid=1, on_outcome=hook, tracker=tracker
+    )
+    def pay(cid: str) -> None: ...
+
+    pay("c")
+    assert sender.orders[0].on_outcome is hook
+    assert tracker.order(customer_id="c", order_id="p", total_paid=1, on_outcome=hook) is not None
+    assert sender.orders[1].on_outcome is hook
+
+
+class _Lines(list[Line]):
+    pass
+
+
+@pytest.mark.parametrize(
+    ("tp", "element"),
+    [
+        (list[Line], Line),
+        (Sequence[Line], Line),
+        (Iterable[Line], Line),
+        (tuple[Line, ...], Line),
+        (frozenset[int], int),
+        (_Lines, Line),
+        (list[Line] | None, Line),
+        (Any, Any),
+        (list, Any),
+    ],
+)
+def test_element_type(tp: Any, element: Any) -> None:
+    from gbtrack._typecheck import element_type
+
+    assert element_type(tp) == element
+
+
+@pytest.mark.parametrize(
+    ("tp", "message"),
+    [
+        (str, "a string"),
+        (dict[str, Line], "a mapping"),
+        (DLine, "a mapping"),
+        (PLine, "one object"),
+        (int, "not iterable"),
+    ],
+)
+def test_element_type_refuses_what_is_not_a_list(tp: Any, message: str) -> None:
+    from gbtrack._typecheck import PathTypeError, element_type
+
+    with pytest.raises(PathTypeError, match=message):
+        element_type(tp)

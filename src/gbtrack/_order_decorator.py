@@ -40,7 +40,7 @@ from gbtrack._order import (
     each,
     order_draft,
 )
-from gbtrack._plan import SlotReader, _Compiler, _Constant, _PathSlot
+from gbtrack._plan import SlotReader, _callable_return, _Compiler, _Constant, _PathSlot
 from gbtrack._typecheck import Deferred, Leaf, PathTypeError, element_type, walk_steps
 from gbtrack._types import UNSET, Unset
 
@@ -63,6 +63,13 @@ _SIMPLE: Final = (
 )
 _NESTED: Final = ("extra", "merchant", "redemption")
 _TEXT_FIELDS: Final = frozenset({"product_id", "sku", "title", "vendor"})
+_LINE_AMOUNTS: Final = frozenset({"quantity", "price", "weight", "taxes", "discount"})
+# What an order argument's value must be, for the type checks (the rest: anything).
+_LEAVES: Final[dict[str, Leaf]] = {
+    **dict.fromkeys(_AMOUNTS, "amount"),
+    "order_id": "identity",
+    "cart_id": "identity",
+}
 
 
 class OrderSink(Protocol):
@@ -131,6 +138,7 @@ class _OrderCompiler(_Compiler):
     def __init__(self, func: Callable[..., Any], on: str, is_async_gen: bool) -> None:
         super().__init__("order", func, on, is_async_gen)
         self.globalns = getattr(inspect.unwrap(func), "__globals__", None)
+        self.callables: dict[str, Callable[..., Any]] = {}
 
     def error(self, message: str, **fields: Any) -> ExpressionError:
         return ExpressionError(
@@ -140,11 +148,36 @@ class _OrderCompiler(_Compiler):
     def value(self, spec: object, role: str) -> SlotReader | _Constant | _PathSlot | None:
         """A path, literal or callable as ``@track`` compiles it; other values are constants."""
         if spec is None or isinstance(spec, str) or callable(spec):
+            if callable(spec) and not isinstance(spec, str):
+                self.callables[role] = spec
             return self.slot(spec, role)
         if isinstance(spec, (Mapping, each)):
             raise self.error(f"{role}: a {type(spec).__name__} is not accepted here")
         self.sources[role] = repr(spec)
         return _Constant(spec)
+
+    def leaf(self, role: str, leaf: Leaf) -> None:
+        """What ``role``'s path (or callable's return annotation) must give."""
+        if leaf == "any":
+            return
+        for at, typed in enumerate(self.typed):
+            if typed.role == role:
+                self.typed[at] = dataclasses.replace(typed, leaf=leaf)
+        func = self.callables.get(role)
+        if func is not None and role not in {t.role for t in self.typed}:
+            # @track checks only identity callables' return annotations; orders check
+            # the amounts' and ids' too.
+            self.typed.append(
+                TypedPath(
+                    role,
+                    None,
+                    None,
+                    functools.partial(_callable_return, func),
+                    (),
+                    leaf,
+                    self.sources.get(role, ""),
+                )
+            )
 
     def constant(self, slot: object, role: str, check: Callable[[object], object]) -> None:
         """Check a constant now: a mistake is a decoration error, not a drop per call."""
@@ -205,9 +238,16 @@ class _OrderCompiler(_Compiler):
         steps = ((NAME, path.root), *path.steps)
         self.sources[role] = text
         self.described[role] = f"the path {text!r} of each element"
-        leaf: Leaf = "identity" if name in _TEXT_FIELDS else "any"
+        leaf: Leaf = (
+            "identity" if name in _TEXT_FIELDS else "amount" if name in _LINE_AMOUNTS else "any"
+        )
         self.typed.append(TypedPath(role, None, text, element, steps, leaf))
         return compile_steps(steps)
+
+
+def _check_guest(value: object) -> None:
+    if type(value) is not bool:
+        raise InvalidEventError(f"guest must be a bool, got {value!r}", field="guest")
 
 
 def _qualname(func: object) -> str:
@@ -615,12 +655,15 @@ def track_order(
             slot = compiler.value(given[role], role)
             if slot is None:
                 continue
+            compiler.leaf(role, _LEAVES.get(role, "any"))
             if role in _AMOUNTS:
                 compiler.constant(slot, role, functools.partial(_amount, field=role))
             elif role == "channel":
                 compiler.constant(slot, role, check_channel)
             elif role == "return_window_days":
                 compiler.constant(slot, role, check_return_window)
+            elif role == "guest":
+                compiler.constant(slot, role, _check_guest)
             simple.append((role, slot))
         nested = tuple(
             (role, compiler.tree(spec, role))

@@ -76,9 +76,10 @@ __all__ = [
     "yield_type",
 ]
 
-Leaf = Literal["metadata", "identity", "text", "any", "iterable"]
+Leaf = Literal["metadata", "identity", "text", "any", "iterable", "amount"]
 """What the leaf of a path must be: a metadata value, a customer id, a text (email,
-mobile), anything, or a list to map with ``each()`` (see :func:`element_type`)."""
+mobile), anything, a list to map with ``each()`` (see :func:`element_type`), or an
+order's amount (``int``, ``float``, ``Decimal``)."""
 
 NONE_TYPE: Final = type(None)
 
@@ -101,11 +102,13 @@ _ABSENT: Final = object()
 
 METADATA_TYPES: Final = (str, int, float, bool, decimal.Decimal, enum.Enum, uuid.UUID, _dt.date)
 IDENTITY_TYPES: Final = (str, int, uuid.UUID)
+AMOUNT_TYPES: Final = (int, float, decimal.Decimal)
 _ACCEPTS: Final = {
     "metadata": "Gameball accepts str, int, float or bool "
     "(Decimal, Enum, UUID, date and datetime are converted)",
     "identity": "a customer id must be a str, int or UUID",
     "text": "it must be a str",
+    "amount": "an amount must be an int, float or Decimal",
 }
 
 
@@ -1359,7 +1362,12 @@ def _leaf_problem(tp: Any, leaf: Leaf, globalns: dict[str, Any] | None) -> str |
     real = [m for m in members if m is not NONE_TYPE]
     if not real:
         return "the value is always None, so it is never sent"
-    accepted = {"metadata": METADATA_TYPES, "identity": IDENTITY_TYPES, "text": (str,)}[leaf]
+    accepted = {
+        "metadata": METADATA_TYPES,
+        "identity": IDENTITY_TYPES,
+        "text": (str,),
+        "amount": AMOUNT_TYPES,
+    }[leaf]
     for member in real:
         if not _accepts(member, accepted, leaf):
             what = type_name(member)
@@ -1388,7 +1396,7 @@ def _accepts(tp: Any, accepted: tuple[type, ...], leaf: Leaf) -> bool:
         return True  # unknown
     if tp.__name__ == "EmailStr" and tp.__module__.startswith("pydantic"):
         return True  # validates to a plain str
-    if leaf == "identity" and issubclass(tp, bool):
+    if leaf in ("identity", "amount") and issubclass(tp, bool):
         return False
     if _is_typeddict(tp):
         return False
