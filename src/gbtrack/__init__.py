@@ -35,12 +35,22 @@ from gbtrack._errors import (
 )
 from gbtrack._event import DEFAULT_LIMITS, Event, EventDraft, Identity, Limits
 from gbtrack._expr import literal
+from gbtrack._order import OrderDraft, each
+from gbtrack._order_decorator import track_order
 from gbtrack._report import Stats
 from gbtrack._resolvers import register_resolver, unregister_resolver
 from gbtrack._schema import event_schema, remove_event_schema
 from gbtrack._settings import TrackerSettings
 from gbtrack._span import Span, SpanContext, span
-from gbtrack._tracker import Tracker, close, configure, flush, get_tracker, set_tracker
+from gbtrack._tracker import (
+    Tracker,
+    close,
+    configure,
+    flush,
+    get_tracker,
+    send_order,
+    set_tracker,
+)
 from gbtrack._transaction import transaction
 from gbtrack._types import UNSET
 from gbtrack.senders import InMemorySender, LoggingSender, Sender
@@ -68,6 +78,7 @@ __all__ = [
     "InvalidEventError",
     "Limits",
     "LoggingSender",
+    "OrderDraft",
     "PayloadError",
     "RateLimitError",
     "Sender",
@@ -85,6 +96,7 @@ __all__ = [
     "close",
     "configure",
     "current_identity",
+    "each",
     "event_schema",
     "flush",
     "get_tracker",
@@ -92,9 +104,11 @@ __all__ = [
     "literal",
     "register_resolver",
     "remove_event_schema",
+    "send_order",
     "set_tracker",
     "span",
     "track",
+    "track_order",
     "transaction",
     "unregister_resolver",
 ]

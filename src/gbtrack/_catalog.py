@@ -13,7 +13,12 @@ It flags inconsistencies, and exits 1 when there is one, so that it can run in C
 - ``spelling``: two keys that differ by a typo (``amount`` / ``amout``), anywhere;
 - ``synonym``: two known synonyms (``amount`` / ``price`` / ``total``) used across
   sites, where one name would do;
-- ``check``: a site that :func:`gbtrack.check` refuses.
+- ``check``: a site that :func:`gbtrack.check` refuses;
+- ``place_order``: a ``@track("place_order")`` beside a ``@track_order``: the Order
+  API fires ``place_order`` itself, so campaigns would see it twice.
+
+``@track_order`` sites are listed apart, as orders (kind ``"order"``), with the
+argument each order field is computed from.
 
 Expressions the checks cannot prove right or wrong (no annotation, ``Any``, a class
 with ``__getattr__`` ...) are listed as *unchecked*, with the reason: never an
@@ -77,10 +82,12 @@ class Catalog:
 
     Attributes:
         events: Event name -> its sites, in the order of decoration.
+        orders: The ``@track_order`` sites, in the order of decoration.
         inconsistencies: What was found wrong.
     """
 
     events: dict[str, list[Site]] = field(default_factory=dict)
+    orders: list[Site] = field(default_factory=list)
     inconsistencies: list[Inconsistency] = field(default_factory=list)
     unchecked: list[Unchecked] = field(default_factory=list)
     paths: int = 0
@@ -189,13 +196,26 @@ def build(modules: Sequence[str]) -> Catalog:
         problems = site.run(final=True)
         if problems and site.error is not None:
             catalog.inconsistencies.append(Inconsistency("check", str(site.error), (_where(site),)))
-        catalog.events.setdefault(site.event, []).append(site)
+        if site.kind == "order":
+            catalog.orders.append(site)
+        else:
+            catalog.events.setdefault(site.event, []).append(site)
         catalog.paths += len(site.paths)
         catalog.unchecked.extend(
             dataclasses.replace(u, where=_where(site)) for u in site.unchecked_items()
         )
     catalog.inconsistencies.extend(_same_event(catalog.events))
-    catalog.inconsistencies.extend(_spellings(chosen))
+    catalog.inconsistencies.extend(_spellings([s for s in chosen if s.kind == "event"]))
+    if catalog.orders and "place_order" in catalog.events:
+        where = tuple(_where(s) for s in (*catalog.events["place_order"], *catalog.orders))
+        catalog.inconsistencies.append(
+            Inconsistency(
+                "place_order",
+                "@track('place_order') is sent beside @track_order; the Order API fires "
+                "place_order itself, so campaigns would count it twice: remove the @track",
+                where,
+            )
+        )
     return catalog
 
 
@@ -275,6 +295,22 @@ def _site_dict(site: Site) -> dict[str, Any]:
     }
 
 
+def _order_dict(site: Site) -> dict[str, Any]:
+    return {
+        "kind": "order",
+        "function": site.function,
+        "module": site.module,
+        "where": _where(site),
+        "on": site.on,
+        "identity": dict(site.identity),
+        "fields": {
+            role: source
+            for role, source in getattr(site, "fields", {}).items()
+            if role not in ("customer_id", "email", "mobile")
+        },
+    }
+
+
 def _unchecked_dict(item: Unchecked) -> dict[str, str]:
     return {
         "event": item.event,
@@ -293,6 +329,7 @@ def as_json(catalog: Catalog) -> str:
             {"name": name, "sites": [_site_dict(s) for s in group]}
             for name, group in sorted(catalog.events.items())
         ],
+        "orders": [_order_dict(s) for s in catalog.orders],
         "inconsistencies": [
             {"kind": i.kind, "message": i.message, "sites": list(i.sites)}
             for i in catalog.inconsistencies
@@ -315,6 +352,15 @@ def as_text(catalog: Catalog) -> str:
             lines.append(f"    identity: {identity}")
             for key, meta in info["metadata"].items():
                 lines.append(f"    {key}: {meta['type']}  ({meta['source']})")
+    if catalog.orders:
+        lines.append(f"orders (Gameball Order API)  ({len(catalog.orders)} site"
+                     f"{'s' if len(catalog.orders) != 1 else ''})")  # fmt: skip
+        for site in catalog.orders:
+            info = _order_dict(site)
+            lines.append(f"  {info['function']}  {info['where']}  on={site.on}")
+            identity = ", ".join(f"{k}={v}" for k, v in site.identity.items())
+            lines.append(f"    identity: {identity}")
+            lines.extend(f"    {role}: {source}" for role, source in info["fields"].items())
     lines.append("")
     checked = catalog.paths - len(catalog.unchecked)
     lines.append(f"{checked} expressions checked, {len(catalog.unchecked)} unchecked")
@@ -351,6 +397,18 @@ def as_markdown(catalog: Catalog) -> str:
                 f"- `{_cell(site.function)}` at {_cell(_where(site))}, on={site.on}; {identity}"
             )
         lines.append("")
+    if catalog.orders:
+        lines += [
+            "## Orders (Gameball Order API)",
+            "",
+            "| field | source | site |",
+            "|---|---|---|",
+        ]
+        for site in catalog.orders:
+            info = _order_dict(site)
+            for role, source in info["fields"].items():
+                lines.append(f"| `{_cell(role)}` | `{_cell(source)}` | {_cell(info['where'])} |")
+        lines.append("")
     lines += ["## Inconsistencies", ""]
     if catalog.inconsistencies:
         lines += [f"- **{i.kind}**: {_cell(i.message)}" for i in catalog.inconsistencies]
@@ -375,10 +433,10 @@ def register(subparsers: Any) -> None:
         help="list every tracked event of some modules, and flag inconsistencies",
         description=(
             "Import the given modules or packages and print every event tracked with "
-            "@track: name, metadata keys and types, identity fields, on=, and the "
-            "file:line of each call site, and the expressions the checks could not "
-            "check. Exit 1 when an inconsistency is found, 2 when importing a module "
-            "raises (anything, sys.exit() included)."
+            "@track (and every order sent with @track_order): name, metadata keys and "
+            "types, identity fields, on=, and the file:line of each call site, and the "
+            "expressions the checks could not check. Exit 1 when an inconsistency is "
+            "found, 2 when importing a module raises (anything, sys.exit() included)."
         ),
     )
     parser.add_argument("modules", nargs="+", metavar="MODULE", help="modules or packages")

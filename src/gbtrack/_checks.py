@@ -49,6 +49,7 @@ if TYPE_CHECKING:
 
 __all__ = [
     "CheckReport",
+    "OrderSite",
     "Problem",
     "Site",
     "TypedPath",
@@ -105,6 +106,7 @@ class Unchecked:
         role: ``"customer_id"``, ``"metadata['amount']"`` ...
         expression: The path, or how the value is computed (``resolver f``).
         reason: Why it is unchecked (``at .meta: Order.meta has no annotation``).
+        label: The decorator as written in messages (empty: ``@track(event)``).
     """
 
     event: str
@@ -113,10 +115,11 @@ class Unchecked:
     role: str
     expression: str
     reason: str
+    label: str = ""
 
     def __str__(self) -> str:
         return (
-            f"@track({self.event!r}) on {self.function} ({self.where}): "
+            f"{self.label or f'@track({self.event!r})'} on {self.function} ({self.where}): "
             f"{self.role}={self.expression!r}: {self.reason}"
         )
 
@@ -191,6 +194,9 @@ class Site:
         "unchecked",
     )
 
+    kind = "event"
+    """``"event"`` (``@track``) or ``"order"`` (``@track_order``, see :class:`OrderSite`)."""
+
     def __init__(
         self,
         *,
@@ -222,8 +228,13 @@ class Site:
         self.error: ExpressionError | None = None
         self.unchecked: dict[str, str] = {}
 
+    @property
+    def label(self) -> str:
+        """The decorator as written in messages: ``@track('signed_up')``."""
+        return f"@track({self.event!r})"
+
     def __repr__(self) -> str:
-        return f"<Site @track({self.event!r}) on {self.function} at {self.file}:{self.line}>"
+        return f"<Site {self.label} on {self.function} at {self.file}:{self.line}>"
 
     @property
     def metadata_types(self) -> dict[str, Any]:
@@ -268,6 +279,10 @@ class Site:
             if why is not None:
                 self.unchecked[path.role] = why
         keys = {p.key: self.types[p.role] for p in self.paths if p.key is not None}
+        if self.kind != "event":  # an order has no event name, so no tracking plan
+            self.deferred = deferred and not final
+            self.error = self.as_error(problems) if problems else None
+            return problems
         try:
             plan = check_plan(
                 self.event,
@@ -288,13 +303,23 @@ class Site:
         where = f"{self.file}:{self.line}"
         texts = {p.role: p.text if p.text is not None else p.source for p in self.paths}
         return [
-            Unchecked(self.event, self.function, where, role, texts.get(role, role), reason)
+            Unchecked(
+                self.event,
+                self.function,
+                where,
+                role,
+                texts.get(role, role),
+                reason,
+                "" if self.kind == "event" else self.label,
+            )
             for role, reason in self.unchecked.items()
         ]
 
     def name_problems(self, limits: Limits) -> list[Problem]:
         """The event name and metadata keys against the rules validation applies."""
         problems: list[Problem] = []
+        if self.kind != "event":
+            return problems
         checks: list[tuple[Callable[[str, Limits], object], str]] = [(check_name_rules, self.event)]
         checks += [(check_metadata_key, key) for key in self.metadata]
         for rule, text in checks:
@@ -336,7 +361,7 @@ class Site:
 
     def as_error(self, problems: list[Problem]) -> ExpressionError:
         """One :class:`~gbtrack.ExpressionError` for ``problems``, naming the function."""
-        prefix = f"@track({self.event!r}) on {self.function}"
+        prefix = f"{self.label} on {self.function}"
         if len(problems) == 1:
             message = f"{prefix}: {problems[0].message}"
         else:
@@ -349,6 +374,27 @@ class Site:
             expression=first.expression,
             suggestions=first.suggestions,
         )
+
+
+class OrderSite(Site):
+    """One ``@track_order`` applied to one function: its paths, checked as ``@track``'s.
+
+    Attributes:
+        fields: Order argument -> how it is computed (the path, ``literal(...)``, a
+            callable), for the catalog.
+    """
+
+    __slots__ = ("fields",)
+    kind = "order"
+
+    def __init__(self, **options: Any) -> None:
+        super().__init__(**options)
+        self.fields: dict[str, str] = {}
+
+    @property
+    def label(self) -> str:
+        """``@track_order``, for messages."""
+        return "@track_order"
 
 
 def _path_problem(path: TypedPath, exc: PathTypeError) -> Problem:

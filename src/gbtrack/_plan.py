@@ -155,6 +155,8 @@ class _Annotations:
 class _Compiler:
     """Compiles one ``@track``'s expressions; every error names the function and expression."""
 
+    site_class: type[Site] = Site  # @track_order's compiler registers an OrderSite
+
     def __init__(self, name: str, func: Callable[..., Any], on: str, is_async_gen: bool) -> None:
         self.name = name
         self.func = func
@@ -293,7 +295,7 @@ class _Compiler:
         if where is None:
             code = getattr(func, "__code__", None)
             where = (getattr(code, "co_filename", "?"), getattr(code, "co_firstlineno", 0))
-        site = Site(
+        site = self.site_class(
             event=self.name,
             function=self.qualname,
             module=str(getattr(func, "__module__", None) or "?"),

@@ -26,6 +26,8 @@ from gbtrack._context import complete_identity
 from gbtrack._decorator import track as _track
 from gbtrack._errors import GbtrackError, InvalidEventError, TrackingError
 from gbtrack._event import DEFAULT_LIMITS, EventDraft, Limits
+from gbtrack._order import OrderDraft, order_draft
+from gbtrack._order_decorator import ORDERS_FIX, sender_takes_orders
 from gbtrack._pipeline import (
     Books,
     LoopWarnings,
@@ -41,7 +43,7 @@ from gbtrack._report import ErrorHandler, Reporter, Stats
 from gbtrack._settings import BeforeSend, TrackerSettings, settings_changes
 from gbtrack._settings import env_disabled as _env_disabled
 from gbtrack._span import tracker_span
-from gbtrack._state import Gate, active, on_bindings_change
+from gbtrack._state import Gate, active, bound_transaction, on_bindings_change
 from gbtrack._types import UNSET, Unset
 from gbtrack.senders._background import sender_from_config
 from gbtrack.senders._base import AttachableSender, Sender, SenderTraits, TrackerLink
@@ -56,6 +58,7 @@ __all__ = [
     "configure",
     "flush",
     "get_tracker",
+    "send_order",
     "set_tracker",
 ]
 
@@ -577,6 +580,145 @@ class Tracker:
         )
         return draft if self.submit(draft) else None
 
+    def order(
+        self,
+        *,
+        order_id: object,
+        total_paid: object,
+        customer_id: str | int | None = None,
+        order_date: object = None,
+        email: str | None = None,
+        mobile: str | None = None,
+        session_token: str | SecretStr | Unset | None = UNSET,
+        total_price: object = None,
+        total_discount: object = None,
+        total_shipping: object = None,
+        total_tax: object = None,
+        line_items: object = None,
+        extra: Mapping[str, object] | None = None,
+        merchant: Mapping[str, object] | None = None,
+        redemption: Mapping[str, object] | None = None,
+        guest: bool | None = None,
+        channel: str | None = None,
+        cart_id: str | int | None = None,
+        return_window_days: int | None = None,
+        on_outcome: Callable[[Any], object] | None = None,
+    ) -> OrderDraft | None:
+        """Send a Gameball order directly (the manual form of :func:`gbtrack.track_order`).
+
+        Missing identity comes from :func:`gbtrack.identify`. Values are converted now
+        (money, dates as ISO 8601 UTC with a naive ``datetime`` taken as UTC, line items
+        from mappings of snake_case fields); the order is checked against the limits
+        where it is serialised, or here when ``strict``.
+
+        Returns:
+            The draft handed to :meth:`submit_order`, or ``None`` when it was dropped (or
+            the tracker is disabled). Drops raise :class:`~gbtrack.TrackingError` only
+            when ``strict``.
+        """
+        if not self.enabled:
+            return None
+        try:
+            identity = complete_identity(customer_id, email, mobile, session_token)
+            if identity is None:
+                self.no_customer("order", None)
+                return None
+            draft = order_draft(
+                customer_id=identity[0],
+                email=identity[1],
+                mobile=identity[2],
+                session_token=identity[3],
+                order_id=order_id,
+                total_paid=total_paid,
+                order_date=order_date,
+                total_price=total_price,
+                total_discount=total_discount,
+                total_shipping=total_shipping,
+                total_tax=total_tax,
+                line_items=line_items,
+                extra=extra,
+                merchant=merchant,
+                redemption=redemption,
+                guest=guest,
+                channel=channel,
+                cart_id=cart_id,
+                return_window_days=return_window_days,
+                now=_now(),
+                on_outcome=on_outcome,
+            )
+        except InvalidEventError as exc:
+            self.drop("invalid_event", f"order: {exc}", exc=exc)
+            return None
+        except TrackingError:
+            raise
+        except Exception as exc:
+            self.drop(
+                "resolver_error", f"order: reading a value raised {type(exc).__name__}", exc=exc
+            )
+            return None
+        return draft if self.submit_order(draft) else None
+
+    def submit_order(self, draft: OrderDraft) -> bool:
+        """Hand one order on to the sender: the orders' door, beside :meth:`submit`.
+
+        Nothing when disabled. When ``strict``, the order is checked against the limits
+        here. The sender must take orders (a ``BackgroundSender`` needs the secret
+        key): otherwise the order is dropped with reason ``orders_unsupported``, whose
+        message names the fix. An open ``gbtrack.transaction()`` binding does not carry
+        orders yet: dropped with reason ``order_in_transaction``. Sampling, the tracking
+        plan and ``before_send`` (which see events) do not apply to orders.
+
+        Returns:
+            ``True`` when the sender accepted the order. Drops raise
+            :class:`~gbtrack.TrackingError` only when ``strict``.
+        """
+        if not self.enabled:
+            return False
+        where_from = f"order {draft.order_id!r}{where(draft.function)}"
+        if bound_transaction.get() is not None:
+            self.drop(
+                "order_in_transaction",
+                f"{where_from}: gbtrack.transaction() does not carry orders yet; send the "
+                "order after the transaction commits",
+                function=draft.function,
+            )
+            return False
+        if self.strict:
+            try:
+                draft.to_body(self.limits)
+            except InvalidEventError as exc:
+                self.drop("invalid_event", f"{where_from}: {exc}", function=draft.function, exc=exc)
+                return False
+        try:
+            sender = self.sender
+        except Exception as exc:
+            self.drop(
+                "sender_error",
+                f"{where_from}: creating the default sender raised {type(exc).__name__}: {exc}",
+                function=draft.function,
+                exc=exc,
+            )
+            return False
+        if not sender_takes_orders(sender, self._traits):
+            self.drop(
+                "orders_unsupported",
+                f"{where_from}: {type(sender).__name__} does not take orders; {ORDERS_FIX}",
+                function=draft.function,
+            )
+            return False
+        try:
+            sender.send(draft)
+        except Exception as exc:
+            self.drop(
+                "sender_error",
+                f"{where_from}: {type(sender).__name__}.send raised {type(exc).__name__}",
+                function=draft.function,
+                exc=exc,
+            )
+            return False
+        self._reporter.count_sent()
+        return True
+
     def flush(self, timeout: float | None = None) -> bool:
         """Wait until the sender has settled everything sent so far.
 
@@ -792,6 +934,12 @@ def _of_the_default(
     )
     return on_the_default
 
+
+send_order = _of_the_default(
+    Tracker.order,
+    "Send a Gameball order on the default tracker (see :meth:`Tracker.order`).",
+)
+"""Send a Gameball order on the default tracker; the arguments of :meth:`Tracker.order`."""
 
 configure = _of_the_default(
     Tracker.configure,

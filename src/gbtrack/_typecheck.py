@@ -63,6 +63,7 @@ __all__ = [
     "PathTypeError",
     "check_leaf",
     "check_steps",
+    "element_type",
     "is_method",
     "is_class",
     "members_of",
@@ -75,9 +76,10 @@ __all__ = [
     "yield_type",
 ]
 
-Leaf = Literal["metadata", "identity", "text", "any"]
+Leaf = Literal["metadata", "identity", "text", "any", "iterable", "amount"]
 """What the leaf of a path must be: a metadata value, a customer id, a text (email,
-mobile), or anything."""
+mobile), anything, a list to map with ``each()`` (see :func:`element_type`), or an
+order's amount (``int``, ``float``, ``Decimal``)."""
 
 NONE_TYPE: Final = type(None)
 
@@ -100,11 +102,13 @@ _ABSENT: Final = object()
 
 METADATA_TYPES: Final = (str, int, float, bool, decimal.Decimal, enum.Enum, uuid.UUID, _dt.date)
 IDENTITY_TYPES: Final = (str, int, uuid.UUID)
+AMOUNT_TYPES: Final = (int, float, decimal.Decimal)
 _ACCEPTS: Final = {
     "metadata": "Gameball accepts str, int, float or bool "
     "(Decimal, Enum, UUID, date and datetime are converted)",
     "identity": "a customer id must be a str, int or UUID",
     "text": "it must be a str",
+    "amount": "an amount must be an int, float or Decimal",
 }
 
 
@@ -1187,6 +1191,56 @@ def _sequence_item(cls: type) -> Any:
     return _generic_arg(cls, cabc.Sequence, 0)
 
 
+def element_type(tp: object, globalns: dict[str, Any] | None = None) -> Any:
+    """The type of one element of an iterable type, for ``each()``'s inner paths.
+
+    ``list[T]``, ``Sequence[T]``, ``Iterable[T]``, ``set[T]``, ``tuple[T, ...]`` and
+    iterable classes that name their item type give ``T``; ``tuple[A, B]`` gives
+    ``A | B``; ``None`` members of an optional are left out (no list: no line items).
+    Anything the check cannot read is ``Any``.
+
+    Raises:
+        PathTypeError: For a type that is surely not a list of items: a string, bytes,
+            a mapping, a pydantic model, or a class that is not iterable.
+        Deferred: If a forward reference cannot be resolved yet.
+    """
+    found: list[Any] = []
+    for member in union_members(tp, globalns):
+        if member is NONE_TYPE:
+            continue
+        found.append(_element_of(normalize(member, globalns)))
+    return _union(found) if found else Any
+
+
+def _element_of(tp: Any) -> Any:
+    if tp is Any:
+        return Any
+    origin = get_origin(tp)
+    args = get_args(tp)
+    cls = origin if origin is not None else tp
+    if not is_class(cls):
+        return Any  # a special form: unknown
+    if cls is tuple:
+        if len(args) == 2 and args[1] is Ellipsis:
+            return args[0]
+        return _union(list(args)) if args and args != ((),) else Any
+    what = type_name(tp)
+    need = "each() needs a list of items (list[Line], Sequence[Line], Iterable[Line])"
+    if issubclass(cls, str | bytes | bytearray):
+        raise PathTypeError(f"the value is {what}, a string; {need}")
+    if _is_typeddict(cls) or issubclass(cls, cabc.Mapping):
+        raise PathTypeError(f"the value is {what}, a mapping; {need}")
+    if _is_pydantic(cls) or _is_dataclass(cls):
+        raise PathTypeError(f"the value is {what}{_kind_word(cls)}, one object; {need}")
+    if not issubclass(cls, cabc.Iterable):
+        if members_of(cls).open:
+            return Any  # __getattr__ and friends: it may iterate in ways we cannot see
+        raise PathTypeError(f"the value is {what}{_kind_word(cls)}, which is not iterable; {need}")
+    if origin is not None and args and origin.__module__ in _CONTAINER_MODULES:
+        return args[0]
+    return _generic_arg(cls, cabc.Iterable, 0)
+
+
 def check_steps(
     root_type: object,
     steps: tuple[Step, ...],
@@ -1298,11 +1352,22 @@ def check_leaf(tp: object, leaf: Leaf, *, globalns: dict[str, Any] | None = None
 def _leaf_problem(tp: Any, leaf: Leaf, globalns: dict[str, Any] | None) -> str | None:
     if leaf == "any":
         return None
+    if leaf == "iterable":
+        try:
+            element_type(tp, globalns)
+        except PathTypeError as exc:
+            return str(exc)
+        return None
     members = union_members(tp, globalns)
     real = [m for m in members if m is not NONE_TYPE]
     if not real:
         return "the value is always None, so it is never sent"
-    accepted = {"metadata": METADATA_TYPES, "identity": IDENTITY_TYPES, "text": (str,)}[leaf]
+    accepted = {
+        "metadata": METADATA_TYPES,
+        "identity": IDENTITY_TYPES,
+        "text": (str,),
+        "amount": AMOUNT_TYPES,
+    }[leaf]
     for member in real:
         if not _accepts(member, accepted, leaf):
             what = type_name(member)
@@ -1331,7 +1396,7 @@ def _accepts(tp: Any, accepted: tuple[type, ...], leaf: Leaf) -> bool:
         return True  # unknown
     if tp.__name__ == "EmailStr" and tp.__module__.startswith("pydantic"):
         return True  # validates to a plain str
-    if leaf == "identity" and issubclass(tp, bool):
+    if leaf in ("identity", "amount") and issubclass(tp, bool):
         return False
     if _is_typeddict(tp):
         return False

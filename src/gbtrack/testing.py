@@ -30,12 +30,14 @@ from typing import Any, overload
 from gbtrack._checks import check
 from gbtrack._errors import ExpressionError
 from gbtrack._event import Event
+from gbtrack._order import OrderDraft
 from gbtrack._tracker import Tracker, get_tracker
 from gbtrack.senders._base import InMemorySender
 
 __all__ = ["CapturedEvents", "capture_events", "gbtrack_events"]
 
 _IDENTITY_KEYS = ("customer_id", "email", "mobile")
+_NOTHING = object()
 
 
 class CapturedEvents(Sequence[Event]):
@@ -77,8 +79,38 @@ class CapturedEvents(Sequence[Event]):
         return [event for event in self.sender.events if event.name == name]
 
     def clear(self) -> None:
-        """Forget the events captured so far."""
+        """Forget the events (and orders) captured so far."""
         self.sender.clear()
+
+    @property
+    def orders(self) -> list[OrderDraft]:
+        """The orders captured (``@track_order``, ``send_order``), oldest first.
+
+        Each is an :class:`~gbtrack.OrderDraft`; ``to_body()`` gives its wire body.
+        """
+        return self.sender.orders
+
+    def assert_order(self, **expected: Any) -> OrderDraft:
+        """Assert that an order matching ``expected`` was sent; return it.
+
+        Keys of ``expected`` are the draft's fields (``order_id``, ``customer_id``,
+        ``total_paid``, ``order_date``, ``email``, ``mobile``) or wire keys of its body
+        (``lineItems``, ``channel``, ``totalTax`` ...). The first match is returned.
+
+        Raises:
+            AssertionError: Listing the orders sent when nothing matches.
+        """
+        orders = self.sender.orders
+        for order in orders:
+            body = order.to_body()
+            if all(
+                (getattr(order, key) if key in OrderDraft._fields else body.get(key, _NOTHING))
+                == value
+                for key, value in expected.items()
+            ):
+                return order
+        sent = "; ".join(repr(order) for order in orders) or "nothing"
+        raise AssertionError(f"no order matches {expected!r}; orders sent: {sent}")
 
     def assert_tracked(self, name: str, **expected: Any) -> Event:
         """Assert that an event ``name`` matching ``expected`` was tracked; return it.
@@ -147,7 +179,7 @@ def capture_events(
         strict: Set ``strict`` for the block (``None`` leaves it as it is).
 
     Yields:
-        A live, list-like :class:`CapturedEvents`.
+        A live, list-like :class:`CapturedEvents`; its ``orders`` are the orders sent.
     """
     target = tracker if tracker is not None else get_tracker()
     sender = InMemorySender()

@@ -19,8 +19,10 @@ from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from typing import Protocol, runtime_checkable
 
+from gbtrack._errors import InvalidEventError
 from gbtrack._event import DEFAULT_LIMITS, Event, EventDraft, Limits, masked
 from gbtrack._event import validate_drafts as _validate_drafts
+from gbtrack._order import OrderDraft
 from gbtrack._report import ErrorHandler, Reporter, Stats
 from gbtrack._state import Gate
 
@@ -308,25 +310,64 @@ class BaseSender:
         return True
 
 
-class InMemorySender(BaseSender):
-    """Keep events in a list: for tests, examples and the benchmarks.
+def _checked_order(sender: BaseSender, order: OrderDraft) -> dict[str, object] | None:
+    """The order's wire body, or ``None`` when it breaks the limits (counted, reported)."""
+    try:
+        return order.to_body(sender.limits)
+    except InvalidEventError as exc:
+        sender.reporter.drop(
+            "invalid_event",
+            f"order {order.order_id!r}: {exc}",
+            function=order.function,
+            exc_info=exc,
+        )
+        return None
 
-    Thread-safe; :attr:`events` returns a copy in send order.
+
+class InMemorySender(BaseSender):
+    """Keep events (and orders) in lists: for tests, examples and the benchmarks.
+
+    Thread-safe; :attr:`events` and :attr:`orders` return copies in send order.
     """
+
+    accepts_orders = True
+    """``send()`` takes :class:`~gbtrack.OrderDraft`s too (kept in :attr:`orders`)."""
 
     def __init__(self, *, on_error: ErrorHandler | None = None) -> None:
         super().__init__(on_error=on_error)
         self._events: list[Event] = []
+        self._orders: list[OrderDraft] = []
         self._lock = threading.Lock()
 
-    def send(self, event: Event) -> None:
-        """Append ``event`` (dropped with reason ``closed`` after :meth:`close`)."""
+    def send(self, event: Event | OrderDraft) -> None:
+        """Append ``event`` (dropped with reason ``closed`` after :meth:`close`).
+
+        An :class:`~gbtrack.OrderDraft` is checked against the limits (as a delivering
+        sender does before serialising it) and kept in :attr:`orders`.
+        """
         if self._closed:
-            self._drop_closed(event)
+            if isinstance(event, OrderDraft):
+                self.reporter.drop(
+                    "closed", f"InMemorySender is closed; order {event.order_id!r} dropped"
+                )
+            else:
+                self._drop_closed(event)
             return
-        with self._lock:
-            self._events.append(event)
+        if isinstance(event, OrderDraft):
+            if _checked_order(self, event) is None:
+                return
+            with self._lock:
+                self._orders.append(event)
+        else:
+            with self._lock:
+                self._events.append(event)
         self.reporter.count("delivered")
+
+    @property
+    def orders(self) -> list[OrderDraft]:
+        """A copy of the orders received so far, oldest first (``to_body()``: the wire body)."""
+        with self._lock:
+            return list(self._orders)
 
     @property
     def events(self) -> list[Event]:
@@ -335,15 +376,16 @@ class InMemorySender(BaseSender):
             return list(self._events)
 
     def clear(self) -> None:
-        """Forget the events received so far."""
+        """Forget the events and orders received so far."""
         with self._lock:
             self._events.clear()
+            self._orders.clear()
 
     def __len__(self) -> int:
         return len(self._events)
 
     def __repr__(self) -> str:
-        return f"<InMemorySender events={len(self._events)}>"
+        return f"<InMemorySender events={len(self._events)} orders={len(self._orders)}>"
 
 
 class LoggingSender(BaseSender):
@@ -358,6 +400,9 @@ class LoggingSender(BaseSender):
         on_error: See :class:`BaseSender`.
     """
 
+    accepts_orders = True
+    """``send()`` takes :class:`~gbtrack.OrderDraft`s too (logged as ``gbtrack order``)."""
+
     def __init__(
         self,
         logger: logging.Logger | None = None,
@@ -369,14 +414,32 @@ class LoggingSender(BaseSender):
         self.logger = logger or logging.getLogger("gbtrack.events")
         self.level = level
 
-    def send(self, event: Event) -> None:
-        """Log ``event`` (dropped with reason ``closed`` after :meth:`close`)."""
+    def send(self, event: Event | OrderDraft) -> None:
+        """Log ``event`` or an order (dropped with reason ``closed`` after :meth:`close`)."""
+        if isinstance(event, OrderDraft):
+            self._log_order(event)
+            return
         if self._closed:
             self._drop_closed(event)
             return
         if self.logger.isEnabledFor(self.level):
             body = masked(event.to_payload())
             self.logger.log(self.level, "gbtrack event %s", json.dumps(body, sort_keys=True))
+        self.reporter.count("delivered")
+
+    def _log_order(self, order: OrderDraft) -> None:
+        if self._closed:
+            self.reporter.drop(
+                "closed", f"LoggingSender is closed; order {order.order_id!r} dropped"
+            )
+            return
+        body = _checked_order(self, order)
+        if body is None:
+            return
+        if self.logger.isEnabledFor(self.level):
+            self.logger.log(
+                self.level, "gbtrack order %s", json.dumps(masked(body), sort_keys=True)
+            )
         self.reporter.count("delivered")
 
     def __repr__(self) -> str:
