@@ -35,6 +35,7 @@ from gbtrack._errors import (
 )
 from gbtrack._event import DEFAULT_LIMITS, Event, EventDraft, Identity, Limits
 from gbtrack._expr import literal
+from gbtrack._outcomes import DeliveryOutcome
 from gbtrack._report import Stats
 from gbtrack._resolvers import register_resolver, unregister_resolver
 from gbtrack._schema import event_schema, remove_event_schema
@@ -59,6 +60,7 @@ __all__ = [
     "ConfigurationError",
     "ConflictError",
     "DeliveryError",
+    "DeliveryOutcome",
     "Event",
     "EventDraft",
     "ExpressionError",
