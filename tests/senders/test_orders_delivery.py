@@ -478,3 +478,31 @@ def test_overflow_outcomes_run_on_the_worker_not_the_caller(
     assert [o.reference for o in own.items] == ["LOST-1"]
     assert threading.current_thread().name not in hook.threads | own.threads
     assert sender.stats().dropped == {"queue_overflow": 2}
+
+
+def test_a_backlog_of_orders_goes_as_batch_jobs(
+    emulators: Callable[..., GameballEmulator], make: Callable[..., BackgroundSender]
+) -> None:
+    emulator = emulators()
+    sender = make(emulator, flush_interval=0.2)
+    sender.order_bulk_threshold = 5
+    hook = Outcomes()
+    tracked(sender, hook)
+    for n in range(20):
+        sender.send(order(f"J-{n}", f"c-{n}", 10))
+    sender.send(order("J-20", "c-0", 10))  # a second order of c-0 waits for the first
+    sender.send(order("J-0", "c-0", 10))  # the same order again: a duplicate item
+    assert not sender.flush(15)
+    assert sorted(o.order_id for o in emulator.orders) == sorted(f"J-{n}" for n in range(21))
+    assert sum(o.version == "batch" for o in emulator.orders) >= 19
+    assert emulator.points["c-0"] == 20
+    assert emulator.rate_limited == 0
+    delivered = [o for o in hook.items if o.status == "delivered"]
+    assert len(delivered) == 21
+    assert not any(o.duplicate for o in delivered)
+    [dropped] = [o for o in hook.items if o.status == "dropped"]
+    assert (dropped.reference, dropped.reason) == ("J-0", "duplicate")
+    assert sender.stats().dropped == {"duplicate": 1}
+    # c-0's orders were accepted in this order, and arrived in it.
+    c0 = [o.order_id for o in emulator.orders if o.customer_id == "c-0"]
+    assert c0 == ["J-0", "J-20"]

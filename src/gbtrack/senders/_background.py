@@ -37,7 +37,7 @@ from gbtrack._report import ErrorHandler, Reporter, Stats
 from gbtrack._state import Gate
 from gbtrack.senders._base import BaseSender, Sender, TrackerLink
 from gbtrack.senders._config import LIMITER_OPTIONS, DeliveryConfig
-from gbtrack.senders._dispatch import Dispatcher
+from gbtrack.senders._dispatch import ORDER_BULK_THRESHOLD, Dispatcher
 from gbtrack.senders._policy import DeliveryClient, Limiter, RateLimiter, RetryPolicy, Spill
 from gbtrack.senders._queue import EventQueue, Overflow
 from gbtrack.senders._requests import OrderRequest, time_left
@@ -129,7 +129,9 @@ class BackgroundSender(BaseSender):
     requires both keys). Each order is checked in the worker
     (``OrderDraft.to_body``; an invalid one is dropped as ``invalid_order``), sent alone
     (never merged), in its own rate bucket, in line with its customer's events (one
-    request in flight per customer, whatever the resource). An ambiguous order
+    request in flight per customer, whatever the resource); with ``bulk``, a backlog
+    of more than :attr:`order_bulk_threshold` orders goes as batch jobs of orders
+    (``/batch/orders``, up to 1,000 each, polled like events'). An ambiguous order
     request is retried (``RetryPolicy.retry_ambiguous_orders``), and a duplicate
     answer after an ambiguous attempt counts as delivered; otherwise a duplicate is
     dropped as ``duplicate``. The outbox stores events only: an order that would be
@@ -142,6 +144,9 @@ class BackgroundSender(BaseSender):
 
     accepts_drafts = True
     reports_outcomes = True
+
+    order_bulk_threshold = ORDER_BULK_THRESHOLD
+    """Orders waiting beyond which they go as batch jobs (``/batch/orders``) with ``bulk``."""
 
     def __init__(
         self,

@@ -23,7 +23,14 @@ from collections.abc import Callable, Iterable, Sequence
 from typing import TYPE_CHECKING, Any, overload
 
 from gbtrack._errors import AuthenticationError
-from gbtrack._protocol import BulkJob, EventBatch, client_raised, describe_outcome, job_items
+from gbtrack._protocol import (
+    MAX_BATCH_ITEMS,
+    BulkJob,
+    EventBatch,
+    client_raised,
+    describe_outcome,
+    job_items,
+)
 
 if TYPE_CHECKING:
     from pydantic import SecretStr
@@ -37,6 +44,7 @@ __all__ = [
     "Entry",
     "IOPool",
     "KeyGate",
+    "OrderBulk",
     "OrderRequest",
     "Request",
     "key_refused",
@@ -164,6 +172,47 @@ class OrderRequest:
 
     def __repr__(self) -> str:
         return f"<OrderRequest order_id={self.draft.order_id!r} attempts={self.attempts}>"
+
+
+class OrderBulk:
+    """One batch job of orders in flight (``/batch/orders``): the orders and the job.
+
+    Its items are the :class:`OrderRequest` s themselves (a few dozen to 1,000): the job
+    attributes item errors to them by position or ``customerId``, one order per customer.
+    """
+
+    __slots__ = ("job", "jobs")
+
+    def __init__(self, jobs: list[OrderRequest]) -> None:
+        self.jobs = jobs
+        self.job = BulkJob(jobs)  # type: ignore[arg-type]  # customer_id is all it reads
+
+    def bodies(self) -> list[dict[str, object]]:
+        return [job.body for job in self.jobs]
+
+    @staticmethod
+    def choose(
+        ready: Sequence[Request | OrderRequest], busy: set[str], limit: int = MAX_BATCH_ITEMS
+    ) -> list[int]:
+        """Positions of the orders one job carries, in line order.
+
+        Each is the first waiting request of its customer (an earlier request of that
+        customer keeps its place), carries no session token (a per-request header),
+        one per customer, at most ``limit``.
+        """
+        taken: list[int] = []
+        seen: set[str] = set()  # customers met in the line so far
+        for index, job in enumerate(ready):
+            key = job.key
+            if key in seen or key in busy:
+                seen.add(key)
+                continue
+            seen.add(key)
+            if job.is_order and job.draft.session_token is None:  # type: ignore[union-attr]
+                taken.append(index)
+                if len(taken) >= limit:
+                    break
+        return taken
 
 
 Entry = tuple[tuple["Record", ...], int, int]
