@@ -506,3 +506,25 @@ def test_a_backlog_of_orders_goes_as_batch_jobs(
     # c-0's orders were accepted in this order, and arrived in it.
     c0 = [o.order_id for o in emulator.orders if o.customer_id == "c-0"]
     assert c0 == ["J-0", "J-20"]
+
+
+def test_overflow_into_the_outbox_persists_events_and_drops_orders_with_a_reason(
+    emulators: Callable[..., GameballEmulator], make: Callable[..., BackgroundSender]
+) -> None:
+    emulator = emulators()
+    spill = _EventsOnlySpill()
+    sender = make(emulator, max_queue_size=1, flush_interval=5.0, spill=spill)
+    hook = Outcomes()
+    tracked(sender, hook)
+    sender.send(Event(name="kept", customer_id="c-1"))
+    sender.send(Event(name="spilled", customer_id="c-1"))
+    sender.send(order("OV-1", "c-1"))
+    assert not sender.flush(10)
+    assert [e.name for e in spill.events] == ["spilled"]
+    assert {(o.reference, o.status, o.reason) for o in hook.items} == {
+        ("kept", "delivered", None),
+        ("spilled", "persisted", "queue_overflow"),
+        ("OV-1", "dropped", "outbox_orders_unsupported"),
+    }
+    assert sender.stats().dropped == {"outbox_orders_unsupported": 1}
+    assert emulator.order_count == 0

@@ -649,9 +649,13 @@ class BackgroundSender(BaseSender):
         # The spill stores events: validate this one here (an outage's slow path).
         valid = self.validated((event,))
         stored = not valid or self._spill(valid, "queue_overflow") == 1
-        if outcomes.tracker_hook is not None and valid:
-            status = "persisted" if stored else "dropped"
-            outcomes.defer(_event_outcome(event, status, "queue_overflow", "queue full"))
+        if outcomes.tracker_hook is not None:
+            if not valid:  # validated() counted and reported it
+                outcome = _event_outcome(event, "dropped", "invalid_event", "invalid event")
+            else:
+                status = "persisted" if stored else "dropped"
+                outcome = _event_outcome(event, status, "queue_overflow", "queue full")
+            outcomes.defer(outcome)
             self._wake.set()
         return stored
 
