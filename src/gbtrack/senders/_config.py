@@ -53,6 +53,8 @@ class DeliveryConfig:
             :class:`~gbtrack.senders.RedisRateLimiter` there, shared by every process
             with the same API key (exclusive with ``rate_limiter``; needs
             ``gbtrack[redis]``).
+            Orders get a second one on their own key (see
+            :meth:`build_order_rate_limiter`).
         rate_limit_margin: Seconds added to each window of the rate limiter built here
             (local or Redis; default 0.05; not with ``rate_limiter``).
         redis_socket_timeout: Seconds to wait for Redis before limiting locally
