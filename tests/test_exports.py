@@ -17,6 +17,7 @@ EXPECTED = [
     "ConfigurationError",
     "ConflictError",
     "DeliveryError",
+    "DeliveryOutcome",
     "Event",
     "EventDraft",
     "ExpressionError",

@@ -599,7 +599,7 @@ def test_sender_that_cannot_take_orders_drops_with_the_fix(
     caplog: pytest.LogCaptureFixture,
 ) -> None:
     tracker = Tracker(_EventsOnly())
-    assert not sender_takes_orders(tracker.sender, tracker._traits)
+    assert not sender_takes_orders(tracker._traits)
 
     @track_order(customer_id="cid", order_id=literal("o"), total_paid=1)
     def pay(cid: str) -> None: ...
@@ -621,7 +621,7 @@ def test_sender_that_cannot_take_orders_drops_with_the_fix(
 
 
 def test_memory_and_logging_senders_take_orders(caplog: pytest.LogCaptureFixture) -> None:
-    assert sender_takes_orders(InMemorySender(), None)
+    assert sender_takes_orders(Tracker(InMemorySender())._traits)
     logging_tracker = Tracker(LoggingSender())
     with caplog.at_level(logging.INFO, logger="gbtrack.events"):
         logging_tracker.order(customer_id="c", email="someone@x.co", order_id="o", total_paid=2)

@@ -37,6 +37,7 @@ from gbtrack._event import DEFAULT_LIMITS, Event, EventDraft, Identity, Limits
 from gbtrack._expr import literal
 from gbtrack._order import OrderDraft, each
 from gbtrack._order_decorator import track_order
+from gbtrack._outcomes import DeliveryOutcome
 from gbtrack._report import Stats
 from gbtrack._resolvers import register_resolver, unregister_resolver
 from gbtrack._schema import event_schema, remove_event_schema
@@ -69,6 +70,7 @@ __all__ = [
     "ConfigurationError",
     "ConflictError",
     "DeliveryError",
+    "DeliveryOutcome",
     "Event",
     "EventDraft",
     "ExpressionError",

@@ -43,6 +43,7 @@ from gbtrack._order import (
 from gbtrack._plan import SlotReader, _callable_return, _Compiler, _Constant, _PathSlot
 from gbtrack._typecheck import Deferred, Leaf, PathTypeError, element_type, walk_steps
 from gbtrack._types import UNSET, Unset
+from gbtrack.senders._base import SenderTraits
 
 __all__ = ["OrderSink", "orders_refused", "sender_takes_orders", "track_order"]
 
@@ -99,17 +100,13 @@ class OrderSink(Protocol):
 
 
 # --- which senders take orders ------------------------------------------------------------
-def sender_takes_orders(sender: object, traits: object) -> bool:
-    """Whether ``sender`` (attached with ``traits``) takes :class:`~gbtrack.OrderDraft`s.
+def sender_takes_orders(traits: SenderTraits | None) -> bool:
+    """Whether a sender attached with ``traits`` takes :class:`~gbtrack.OrderDraft`s.
 
-    The one place that reads it: the delivery engine's branch adds
-    ``SenderTraits.takes_orders`` (``False`` for a ``BackgroundSender`` without a secret
-    key); until then, and for senders that declare nothing, the in-memory and logging
-    senders (``accepts_orders = True``) are the ones that take orders.
+    The one place that reads it (``SenderTraits.takes_orders``: ``False`` for a
+    ``BackgroundSender`` without a secret key, and for senders that declare nothing).
     """
-    if getattr(traits, "takes_orders", False):
-        return True
-    return bool(getattr(type(sender), "accepts_orders", False))
+    return traits is not None and traits.takes_orders
 
 
 ORDERS_FIX: Final = (
@@ -124,7 +121,7 @@ def orders_refused(tracker: object) -> str | None:
     sender = getattr(tracker, "_sender", None)
     if sender is None:
         return None  # created on first use: judged then
-    if sender_takes_orders(sender, getattr(tracker, "_traits", None)):
+    if sender_takes_orders(getattr(tracker, "_traits", None)):
         return None
     return f"the tracker's sender ({type(sender).__name__}) does not take orders; {ORDERS_FIX}"
 

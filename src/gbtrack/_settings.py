@@ -18,8 +18,9 @@ from typing import TypedDict
 
 from gbtrack._errors import ConfigurationError
 from gbtrack._event import DEFAULT_LIMITS, Event, Limits
+from gbtrack._outcomes import OutcomeHook
 from gbtrack._report import ErrorHandler
-from gbtrack._types import Unset
+from gbtrack._types import UNSET, Unset
 
 __all__ = ["BeforeSend", "SettingsChanges", "TrackerSettings", "env_disabled"]
 
@@ -51,6 +52,11 @@ class TrackerSettings:
         sample: Sampling rates by event name, each from 0 to 1; names not listed (and
             rates of 1, which sample nothing out) are not kept. Read-only.
         debug: One log line per event and per Gameball request.
+        on_outcome: Called once per event and order with its final
+            :class:`~gbtrack.DeliveryOutcome` in this process (delivered, dropped with
+            its reason, persisted to the outbox), on the sender's thread, never the
+            caller's: a superset of ``on_error``. What it raises is caught, logged once
+            and counted (``outcome_hook_errors``). ``None``: no hook, and no cost.
 
     Raises:
         ConfigurationError: If ``before_send`` is not callable or a sampling rate is
@@ -77,6 +83,7 @@ class TrackerSettings:
     # Not hashed: a read-only mapping is not hashable; equal values still compare equal.
     sample: Mapping[str, float] = field(default_factory=_no_rates, hash=False)
     debug: bool = False
+    on_outcome: OutcomeHook | None = None
 
     def __post_init__(self) -> None:
         for flag in ("enabled", "strict", "strict_plan", "debug"):
@@ -87,6 +94,11 @@ class TrackerSettings:
         if hook is not None and not callable(hook):
             raise ConfigurationError(f"before_send must be callable, got {type(hook).__name__}")
         object.__setattr__(self, "sample", MappingProxyType(_checked_rates(self.sample)))
+        outcome_hook = self.on_outcome
+        if outcome_hook is not None and not callable(outcome_hook):
+            raise ConfigurationError(
+                f"on_outcome must be callable, got {type(outcome_hook).__name__}"
+            )
 
     def changed(self, changes: SettingsChanges) -> TrackerSettings:
         """Return a copy with ``changes`` applied (validated); ``self`` when there are none."""
@@ -104,6 +116,7 @@ class SettingsChanges(TypedDict, total=False):
     before_send: BeforeSend | None
     sample: Mapping[str, float]
     debug: bool
+    on_outcome: OutcomeHook | None
 
 
 def settings_changes(
@@ -116,6 +129,7 @@ def settings_changes(
     before_send: BeforeSend | Unset | None,
     sample: Mapping[str, float] | None,
     debug: bool | None,
+    on_outcome: OutcomeHook | Unset | None = UNSET,
 ) -> SettingsChanges:
     """The changes of one ``configure()`` call: ``None`` (``UNSET`` for hooks) keeps a field."""
     changes: SettingsChanges = {}
@@ -135,6 +149,8 @@ def settings_changes(
         changes["sample"] = sample
     if debug is not None:
         changes["debug"] = debug
+    if not isinstance(on_outcome, Unset):
+        changes["on_outcome"] = on_outcome
     return changes
 
 

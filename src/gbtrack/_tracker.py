@@ -28,6 +28,7 @@ from gbtrack._errors import GbtrackError, InvalidEventError, TrackingError
 from gbtrack._event import DEFAULT_LIMITS, EventDraft, Limits
 from gbtrack._order import OrderDraft, order_draft
 from gbtrack._order_decorator import ORDERS_FIX, sender_takes_orders
+from gbtrack._outcomes import OutcomeHook
 from gbtrack._pipeline import (
     Books,
     LoopWarnings,
@@ -209,6 +210,7 @@ class Tracker:
                 new_sender
                 or settings.limits is not previous.limits
                 or settings.before_send is not previous.before_send
+                or settings.on_outcome is not previous.on_outcome
             ):
                 self._sender = sender
                 self._traits = self._attach(sender) if sender is not None else _NO_TRAITS
@@ -228,6 +230,7 @@ class Tracker:
                 on_error=self._reporter.report,
                 count_sent=self._reporter.count_sent,
                 send_failed=lambda draft, exc: books.send_failed(draft, sender, exc),
+                on_outcome=settings.on_outcome,
             )
         )
 
@@ -381,6 +384,7 @@ class Tracker:
         before_send: BeforeSend | Unset | None = UNSET,
         sample: Mapping[str, float] | None = None,
         debug: bool | None = None,
+        on_outcome: OutcomeHook | Unset | None = UNSET,
     ) -> Tracker:
         """Update this tracker in place; arguments left out keep their value.
 
@@ -427,6 +431,10 @@ class Tracker:
             sample: Sampling rates by event name (replaces the previous ones; ``{}``
                 removes them).
             debug: Log each event and each Gameball request (see :class:`Tracker`).
+            on_outcome: ``hook(outcome)``, called once per event and order with its
+                final :class:`~gbtrack.DeliveryOutcome` (delivered, dropped, persisted),
+                on the sender's thread; a superset of ``on_error``. ``None`` removes it.
+                Needs a sender that reports outcomes (the built-in delivery senders).
 
         Returns:
             This tracker.
@@ -444,6 +452,7 @@ class Tracker:
             before_send=before_send,
             sample=sample,
             debug=debug,
+            on_outcome=on_outcome,
         )
         settings = self._settings.changed(changes)  # validated before anything is built
         options: dict[str, Any] = {
@@ -699,7 +708,7 @@ class Tracker:
                 exc=exc,
             )
             return False
-        if not sender_takes_orders(sender, self._traits):
+        if not sender_takes_orders(self._traits):
             self.drop(
                 "orders_unsupported",
                 f"{where_from}: {type(sender).__name__} does not take orders; {ORDERS_FIX}",

@@ -10,6 +10,8 @@ httpx-free, so that senders and the outbox decide with it without loading the cl
 - :mod:`._jobs`: which batches a job carries (:func:`job_items`) and its one state
   machine (:class:`BulkJob`, deciding :class:`JobStep` s, on the one poll schedule
   :func:`poll_delay`);
+- :mod:`._resources`: one frozen :class:`Resource` per Gameball endpoint family
+  (:data:`EVENTS`, :data:`ORDERS`): paths, keys, rate bucket, merging, answers, duplicates;
 - :mod:`._outcome`: :class:`Outcome` and :func:`classify` / :func:`classify_item`, the
   one place where answers and batch-item codes acquire a kind.
 
@@ -44,6 +46,14 @@ from gbtrack._protocol._outcome import (
     refuses_version,
     safe_error,
 )
+from gbtrack._protocol._resources import (
+    DUPLICATE_ORDER_CODES,
+    EVENTS,
+    ORDERS,
+    Resource,
+    is_duplicate,
+    order_result,
+)
 from gbtrack._protocol._status import BatchItemError, BatchStatus, as_int
 from gbtrack._protocol._wire import (
     DEFAULT_BASE_URL,
@@ -58,6 +68,12 @@ from gbtrack._protocol._wire import (
 
 __all__ = [
     "DEFAULT_BASE_URL",
+    "DUPLICATE_ORDER_CODES",
+    "EVENTS",
+    "ORDERS",
+    "Resource",
+    "is_duplicate",
+    "order_result",
     "FALL_BACK_PAUSE",
     "FIRST_POLL",
     "JOB_TIMEOUT",

@@ -117,6 +117,8 @@ class Outcome:
             delivered.
         retry_after: Seconds to wait, from a ``Retry-After`` header when present.
         body: The parsed JSON body, when there was one.
+        result: The resource's parsed subset of a delivered answer (an order's
+            ``rewardedPoints``, ``redeemedPoints``, ...); ``None`` when not parsed.
     """
 
     kind: OutcomeKind
@@ -124,6 +126,7 @@ class Outcome:
     error: DeliveryError | None = None
     retry_after: float | None = None
     body: Any = None
+    result: Mapping[str, Any] | None = None
 
     @property
     def delivered(self) -> bool:

@@ -3,8 +3,9 @@
 from __future__ import annotations
 
 import time
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from types import TracebackType
+from typing import Any
 
 import httpx
 from pydantic import SecretStr
@@ -94,6 +95,26 @@ class AsyncGameballClient(_ClientCore):
             ConfigurationError: If no secret key is configured.
         """
         return await self._request(self._create_batch_request(batches))
+
+    async def send_order(
+        self, body: Mapping[str, Any], *, session_token: str | SecretStr | None = None
+    ) -> Outcome:
+        """Send one order; see :meth:`GameballClient.send_order`.
+
+        Raises:
+            ConfigurationError: If no secret key is configured.
+        """
+        request = self._order_request(body, session_token)
+        return self._with_result(await self._request(request))
+
+    async def create_order_batch(self, bodies: Sequence[Mapping[str, Any]]) -> Outcome:
+        """Create a batch job of orders; see :meth:`GameballClient.create_order_batch`.
+
+        Raises:
+            ValueError: If ``bodies`` is empty or holds more than 1,000 orders.
+            ConfigurationError: If no secret key is configured.
+        """
+        return await self._request(self._order_batch_request(bodies))
 
     async def batch_status(self, job_id: str) -> Outcome:
         """Fetch a batch job's status; see :meth:`GameballClient.batch_status`.

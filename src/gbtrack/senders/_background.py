@@ -30,15 +30,17 @@ from pydantic import SecretStr
 from gbtrack._errors import InvalidEventError
 from gbtrack._event import Event, EventDraft, Record, check_drafts, events_of, record_of
 from gbtrack._fork import reset_after_fork
-from gbtrack._protocol import DEFAULT_BASE_URL
+from gbtrack._order import OrderDraft
+from gbtrack._outcomes import DeliveryOutcome
+from gbtrack._protocol import DEFAULT_BASE_URL, ORDERS, Outcome
 from gbtrack._report import ErrorHandler, Reporter, Stats
 from gbtrack._state import Gate
 from gbtrack.senders._base import BaseSender, Sender, TrackerLink
 from gbtrack.senders._config import LIMITER_OPTIONS, DeliveryConfig
-from gbtrack.senders._dispatch import Dispatcher
+from gbtrack.senders._dispatch import ORDER_BULK_THRESHOLD, Dispatcher
 from gbtrack.senders._policy import DeliveryClient, Limiter, RateLimiter, RetryPolicy, Spill
 from gbtrack.senders._queue import EventQueue, Overflow
-from gbtrack.senders._requests import time_left
+from gbtrack.senders._requests import OrderRequest, time_left
 
 __all__ = ["BackgroundSender", "sender_from_config"]
 
@@ -118,10 +120,33 @@ class BackgroundSender(BaseSender):
             probe that is accepted resumes sending.
         exit_timeout: Seconds the ``atexit`` hook may spend closing this sender (it
             flushes, then closes, before any connection of the client is closed).
+        order_rate_limiter: The limiter of the orders bucket (Gameball limits orders
+            apart from events: 30/s and 360 per 30 s). ``None`` builds a local one.
         on_error: Called with a :class:`~gbtrack.TrackingError` for each drop.
+
+    **Orders.** ``send()`` also takes :class:`~gbtrack.OrderDraft`s, in the same bounded
+    queue, when the client has a secret key (:attr:`accepts_orders`; the Order API
+    requires both keys). Each order is checked in the worker
+    (``OrderDraft.to_body``; an invalid one is dropped as ``invalid_order``), sent alone
+    (never merged), in its own rate bucket, in line with its customer's events (one
+    request in flight per customer, whatever the resource); with ``bulk``, a backlog
+    of more than :attr:`order_bulk_threshold` orders goes as batch jobs of orders
+    (``/batch/orders``, up to 1,000 each, polled like events'). An ambiguous order
+    request is retried (``RetryPolicy.retry_ambiguous_orders``), and a duplicate
+    answer after an ambiguous attempt counts as delivered; otherwise a duplicate is
+    dropped as ``duplicate``. The outbox stores events only: an order that would be
+    spilled is dropped as ``outbox_orders_unsupported``.
+
+    **Outcomes.** With the tracker's ``on_outcome`` hook (or an order's own), each item
+    settled here is reported once as a :class:`~gbtrack.DeliveryOutcome`, on the
+    sender's threads, never the caller's.
     """
 
     accepts_drafts = True
+    reports_outcomes = True
+
+    order_bulk_threshold = ORDER_BULK_THRESHOLD
+    """Orders waiting beyond which they go as batch jobs (``/batch/orders``) with ``bulk``."""
 
     def __init__(
         self,
@@ -147,6 +172,7 @@ class BackgroundSender(BaseSender):
         close_spill: bool = False,
         exit_timeout: float = 5.0,
         auth_probe_interval: float = 30.0,
+        order_rate_limiter: Limiter | None = None,
         on_error: ErrorHandler | None = None,
     ) -> None:
         super().__init__(on_error=on_error)
@@ -162,6 +188,7 @@ class BackgroundSender(BaseSender):
             flush_interval=flush_interval,
             concurrency=concurrency,
             rate_limiter=rate_limiter,
+            order_rate_limiter=order_rate_limiter,
             retry=retry,
             overflow=overflow,
             block_timeout=block_timeout,
@@ -198,6 +225,9 @@ class BackgroundSender(BaseSender):
         self.flush_interval = flush_interval
         self.concurrency = concurrency
         self.rate_limiter: Limiter = rate_limiter if rate_limiter is not None else RateLimiter()
+        self.order_rate_limiter: Limiter = (
+            order_rate_limiter if order_rate_limiter is not None else RateLimiter(ORDERS.limits)
+        )
         self.retry = retry if retry is not None else RetryPolicy()
         self.overflow: Overflow = overflow
         self.block_timeout = block_timeout
@@ -234,10 +264,14 @@ class BackgroundSender(BaseSender):
         names = DeliveryConfig.names() - LIMITER_OPTIONS - {"outbox"}
         options = {f: getattr(config, f) for f in names}
         options["rate_limiter"] = limiter = config.build_rate_limiter(client)
+        options["order_rate_limiter"] = order_limiter = config.build_order_rate_limiter(client)
         sender = cls(client, on_error=on_error, **options)
         close_limiter = getattr(limiter, "close", None)
         if config.rate_limiter is None and callable(close_limiter):  # built here
             sender._owned.append(lambda left: close_limiter())
+        close_orders = getattr(order_limiter, "close", None)
+        if config.order_rate_limiter is None and callable(close_orders):  # built here
+            sender._owned.append(lambda left: close_orders())
         if config.outbox is not None:
             from gbtrack.outbox import OutboxSender
 
@@ -293,18 +327,34 @@ class BackgroundSender(BaseSender):
             return
         # The parent's events stay the parent's: the child must never send them again.
         self.reporter = Reporter(self.reporter.on_error, self.reporter.log)
+        self.outcomes.reporter = self.reporter
+        self.outcomes.pending.clear()  # the parent's items stay the parent's
         self._lost_at_flush = 0
         if self._client_options is not None:
             # The parent's connections are shared sockets: abandon them, do not close them.
             self.client = self._new_client()
         self._init_state()
-        after = getattr(self.rate_limiter, "_after_fork", None)
-        if callable(after):
-            after()
+        for limiter in (self.rate_limiter, self.order_rate_limiter):
+            after = getattr(limiter, "_after_fork", None)
+            if callable(after):
+                after()
+
+    @property
+    def accepts_orders(self) -> bool:  # type: ignore[override]
+        """Whether :meth:`send` takes orders: the client has a secret key and sends orders.
+
+        Gameball's Order API requires both keys on every version; without a secret key
+        the tracker is told (``SenderTraits.takes_orders`` is ``False``) and refuses
+        orders loudly, rather than this sender dropping each one.
+        """
+        client = self.client
+        return bool(getattr(client, "has_secret_key", False)) and callable(
+            getattr(client, "send_order", None)
+        )
 
     # --- the hot path --------------------------------------------------------------------
-    def send(self, event: Event | EventDraft) -> None:
-        """Queue ``event``; never blocks (unless ``overflow="block"``), never raises."""
+    def send(self, event: Event | EventDraft | OrderDraft) -> None:
+        """Queue ``event`` (or an order); never blocks (unless ``overflow="block"``)."""
         if self._closed:
             self._drop_closed(event)
             return
@@ -352,17 +402,22 @@ class BackgroundSender(BaseSender):
         count_sent()
         return True
 
-    def _drop_closed(self, event: Event | EventDraft) -> None:
+    def _drop_closed(self, event: Event | EventDraft | OrderDraft) -> None:
+        if isinstance(event, OrderDraft):
+            self.give_up_orders([event], "closed", f"{type(self).__name__} is closed")
+            return
         successor = self._successor
         if successor is None:
             super()._drop_closed(event)
+            if self.outcomes.tracker_hook is not None:  # after close: no worker left to run it
+                self.outcomes.emit(_event_outcome(event, "dropped", "closed", "sender closed"))
             return
         valid = self.validated((event,))  # a successor may not take drafts
         if valid:
             successor.send(valid[0])
             self.reporter.count("handed_over")
 
-    def _make_room(self, event: Event | EventDraft) -> bool:
+    def _make_room(self, event: Event | EventDraft | OrderDraft) -> bool:
         """The queue is full: wait (``block``) or drop/spill; True when there is room now."""
         try:
             return self._queue.make_room(event, lambda: self._closed, self._nudge)
@@ -435,7 +490,87 @@ class BackgroundSender(BaseSender):
                     records.append(record_of(item))  # type: ignore[arg-type]
         for draft, error in invalid:
             self.reporter.drop("invalid_event", str(error), function=draft.function, exc_info=error)
+            if self.outcomes.tracker_hook is not None:
+                self.outcomes.emit(_event_outcome(draft, "dropped", "invalid_event", str(error)))
         return records
+
+    # --- orders -------------------------------------------------------------------------------
+    def order_request(self, draft: OrderDraft, mark: int) -> OrderRequest | None:
+        """Check one queued order into its request (the worker's side); ``None`` if dropped.
+
+        An order this sender cannot send (no secret key) is dropped as ``rejected``;
+        one whose body fails the checks as ``invalid_order``, naming the field and the
+        function. Both are reported (``on_error``, ``on_outcome``).
+        """
+        if not self.accepts_orders:
+            self.give_up_orders(
+                [draft],
+                "rejected",
+                "orders need a secret_key (Gameball's Order API requires both keys)",
+            )
+            return None
+        try:
+            body = draft.to_body(self.limits)
+        except InvalidEventError as exc:
+            self.give_up_orders([draft], "invalid_order", str(exc), exc)
+            return None
+        return OrderRequest(draft, body, mark)
+
+    def settle_order(self, job: OrderRequest, outcome: Outcome, duplicate: bool) -> None:
+        """Count an order delivered and report it (``duplicate``: Gameball already had it)."""
+        self.reporter.count("delivered")
+        draft = job.draft
+        outcomes = self.outcomes
+        if outcomes.tracker_hook is not None or draft.on_outcome is not None:
+            result = outcome.result if outcome.result is not None else ORDERS.result(outcome.body)
+            outcomes.emit(
+                DeliveryOutcome(
+                    "order",
+                    "delivered",
+                    draft.customer_id,
+                    draft.order_id,
+                    result=result,
+                    duplicate=duplicate,
+                    function=draft.function,
+                ),
+                draft.on_outcome,
+            )
+
+    def give_up_orders(
+        self,
+        drafts: list[OrderDraft],
+        reason: str,
+        message: str,
+        exc: BaseException | None = None,
+    ) -> None:
+        """Hand over or drop ``orders``, each counted and reported.
+
+        The spill (the outbox) stores events only: an order that would be spilled is
+        dropped as ``outbox_orders_unsupported``, never lost silently.
+        """
+        successor = self._successor
+        if (
+            reason == "closed"
+            and successor is not None
+            and getattr(successor, "accepts_orders", False)
+        ):
+            for draft in drafts:
+                successor.send(draft)  # type: ignore[arg-type]
+            self.reporter.count("handed_over", len(drafts))
+            return
+        if reason in _SPILLABLE and self.spill is not None:
+            reason = "outbox_orders_unsupported"
+            message = f"the outbox cannot store orders; {message}"
+        outcomes = self.outcomes
+        for draft in drafts:
+            self.reporter.drop(
+                reason,
+                f"order {draft.order_id!r} for customer {draft.customer_id!r}: {message}",
+                function=draft.function,
+                exc_info=exc,
+            )
+            if outcomes.tracker_hook is not None or draft.on_outcome is not None:
+                outcomes.emit(_order_outcome(draft, "dropped", reason, message), draft.on_outcome)
 
     # --- where given-up events go ----------------------------------------------------------
     def give_up(
@@ -459,6 +594,12 @@ class BackgroundSender(BaseSender):
                 event=event,
                 exc_info=exc,
             )
+        if self.outcomes.tracker_hook is not None:
+            emit = self.outcomes.emit
+            for event in events[:stored]:
+                emit(_event_outcome(event, "persisted", reason, None))
+            for event in events[stored:]:
+                emit(_event_outcome(event, "dropped", reason, message))
 
     def _spill(self, events: Sequence[Event], reason: str) -> int:
         spill = self.spill
@@ -473,13 +614,49 @@ class BackgroundSender(BaseSender):
         self._spilled += stored
         return stored
 
-    def _spill_overflow(self, event: Event | EventDraft) -> bool:
-        """Spill one event that found the queue full; False to count it dropped."""
+    def _spill_overflow(self, event: Event | EventDraft | OrderDraft) -> bool:
+        """Spill one event that found the queue full; False to count it dropped.
+
+        On the caller's thread: outcomes decided here are run later by the worker.
+        """
+        outcomes = self.outcomes
+        if isinstance(event, OrderDraft):
+            hook = event.on_outcome
+            if self.spill is None:
+                if outcomes.wants(hook):
+                    outcome = _order_outcome(event, "dropped", "queue_overflow", "queue full")
+                    outcomes.defer(outcome, hook)
+                    self._wake.set()
+                return False
+            message = "the queue is full and the outbox cannot store orders"
+            self.reporter.drop(
+                "outbox_orders_unsupported",
+                f"order {event.order_id!r} for customer {event.customer_id!r}: {message}",
+                function=event.function,
+            )
+            if outcomes.wants(hook):
+                outcomes.defer(
+                    _order_outcome(event, "dropped", "outbox_orders_unsupported", message), hook
+                )
+                self._wake.set()
+            return True  # settled here, with its own reason
         if self.spill is None:
+            if outcomes.tracker_hook is not None:
+                outcomes.defer(_event_outcome(event, "dropped", "queue_overflow", "queue full"))
+                self._wake.set()
             return False
         # The spill stores events: validate this one here (an outage's slow path).
         valid = self.validated((event,))
-        return not valid or self._spill(valid, "queue_overflow") == 1
+        stored = not valid or self._spill(valid, "queue_overflow") == 1
+        if outcomes.tracker_hook is not None:
+            if not valid:  # validated() counted and reported it
+                outcome = _event_outcome(event, "dropped", "invalid_event", "invalid event")
+            else:
+                status = "persisted" if stored else "dropped"
+                outcome = _event_outcome(event, status, "queue_overflow", "queue full")
+            outcomes.defer(outcome)
+            self._wake.set()
+        return stored
 
     # --- flush and close -----------------------------------------------------------------
     def flush(self, timeout: float | None = None) -> bool:
@@ -649,6 +826,34 @@ class BackgroundSender(BaseSender):
             f"<BackgroundSender {state} queued={len(self._queue)} held={self._queue.held} "
             f"client={type(self.client).__name__}>"
         )
+
+
+def _event_outcome(
+    event: Event | EventDraft, status: str, reason: str | None, error: str | None
+) -> DeliveryOutcome:
+    return DeliveryOutcome(
+        "event",
+        status,  # type: ignore[arg-type]
+        event.customer_id,
+        event.name,
+        reason=reason,
+        error=error,
+        function=getattr(event, "function", None),
+    )
+
+
+def _order_outcome(
+    draft: OrderDraft, status: str, reason: str | None, error: str | None
+) -> DeliveryOutcome:
+    return DeliveryOutcome(
+        "order",
+        status,  # type: ignore[arg-type]
+        draft.customer_id,
+        draft.order_id,
+        reason=reason,
+        error=error,
+        function=draft.function,
+    )
 
 
 def sender_from_config(**options: Any) -> BackgroundSender:

@@ -23,6 +23,7 @@ from gbtrack._errors import InvalidEventError
 from gbtrack._event import DEFAULT_LIMITS, Event, EventDraft, Limits, masked
 from gbtrack._event import validate_drafts as _validate_drafts
 from gbtrack._order import OrderDraft
+from gbtrack._outcomes import OutcomeHook, OutcomeHooks
 from gbtrack._report import ErrorHandler, Reporter, Stats
 from gbtrack._state import Gate
 
@@ -94,6 +95,9 @@ class TrackerLink:
         send_failed: Reports that taking ``draft`` raised ``exc`` (counted
             ``sender_error`` on the tracker); for a fast entry that wraps a ``send()``
             which may raise.
+        on_outcome: The tracker's ``on_outcome`` hook (``None``: none): called by the
+            sender once per item with its final :class:`~gbtrack.DeliveryOutcome`, on
+            the sender's thread (see :class:`~gbtrack._outcomes.OutcomeHooks`).
     """
 
     limits: Limits
@@ -101,6 +105,7 @@ class TrackerLink:
     on_error: ErrorHandler
     count_sent: Callable[[], object]
     send_failed: Callable[[EventDraft, Exception], None]
+    on_outcome: OutcomeHook | None = None
 
 
 @dataclass(frozen=True)
@@ -128,6 +133,12 @@ class SenderTraits:
         hand_over: ``hand_over(successor, timeout)``: when the tracker replaces this
             sender, send what it still holds to ``successor``, then close; without it
             the tracker closes the old sender.
+        takes_orders: ``send()`` takes :class:`~gbtrack.OrderDraft`s (validated where
+            the sender serialises, with the link's ``limits``). ``False`` when the
+            sender cannot deliver orders (e.g. no secret key): the tracker refuses
+            orders loudly then, at configure or decoration time.
+        reports_outcomes: The sender calls the link's ``on_outcome`` (and each
+            order's own hook) once per item with its final outcome.
     """
 
     takes_drafts: bool = False
@@ -136,6 +147,8 @@ class SenderTraits:
     gate: Gate | None = None
     stats: Callable[[], Stats] | None = None
     hand_over: Callable[[Sender, float | None], bool] | None = None
+    takes_orders: bool = False
+    reports_outcomes: bool = False
 
 
 @runtime_checkable
@@ -174,12 +187,20 @@ class BaseSender:
     blocking = False
     """Whether :meth:`send` blocks until delivery (the tracker warns on an event loop)."""
 
+    accepts_orders = False
+    """Whether :meth:`send` takes :class:`~gbtrack.OrderDraft`s (``SenderTraits.takes_orders``)."""
+
+    reports_outcomes = False
+    """Whether the sender calls :attr:`outcomes` for each settled item."""
+
     before_send: BatchHook | None = None
     """The tracker's ``before_send`` over the events validated from drafts (see :meth:`attach`)."""
 
     def __init__(self, *, on_error: ErrorHandler | None = None) -> None:
         self.reporter = Reporter(on_error)
         self.limits: Limits = DEFAULT_LIMITS
+        # The outcome hooks: the tracker's, once attached (None: no hook, no cost).
+        self.outcomes = OutcomeHooks(None, self.reporter)
         self._closed = False
         self._lost_at_flush = 0  # events dropped or dead when flush() last answered
 
@@ -198,6 +219,7 @@ class BaseSender:
         if self.reporter.on_error is None:  # no hook of its own: report to the tracker's
             self.reporter.on_error = link.on_error
         self.limits = link.limits
+        self.outcomes.tracker_hook = link.on_outcome
         takes_drafts = self.accepts_drafts
         if takes_drafts:
             self.before_send = link.before_send
@@ -208,6 +230,8 @@ class BaseSender:
             gate=self.fast_entry(link) if takes_drafts else None,
             stats=self.stats,
             hand_over=self.hand_over,
+            takes_orders=bool(self.accepts_orders),
+            reports_outcomes=self.reports_outcomes,
         )
 
     def fast_entry(self, link: TrackerLink) -> Gate:

@@ -53,6 +53,8 @@ class DeliveryConfig:
             :class:`~gbtrack.senders.RedisRateLimiter` there, shared by every process
             with the same API key (exclusive with ``rate_limiter``; needs
             ``gbtrack[redis]``).
+            Orders get a second one on their own key (see
+            :meth:`build_order_rate_limiter`).
         rate_limit_margin: Seconds added to each window of the rate limiter built here
             (local or Redis; default 0.05; not with ``rate_limiter``).
         redis_socket_timeout: Seconds to wait for Redis before limiting locally
@@ -73,6 +75,7 @@ class DeliveryConfig:
     flush_interval: float = 0.5
     concurrency: int = 16
     rate_limiter: Limiter | None = None
+    order_rate_limiter: Limiter | None = None
     retry: RetryPolicy | None = None
     overflow: Overflow = "drop_newest"
     block_timeout: float = 1.0
@@ -113,6 +116,41 @@ class DeliveryConfig:
                 "rate_limit_margin sets the margin of the limiter gbtrack builds; "
                 "pass margin= to your own rate_limiter instead"
             )
+
+    def build_order_rate_limiter(self, client: DeliveryClient | None = None) -> Limiter | None:
+        """The orders bucket's limiter: ``order_rate_limiter``, one on ``redis_url``, or ``None``.
+
+        Gameball limits orders apart from events (30/s, 360 per 30 s): a second limiter,
+        local, or with ``redis_url`` a second :class:`~gbtrack.senders.RedisRateLimiter`
+        on its own key (``gbtrack:ratelimit:orders:{account}``). ``None``: the sender
+        builds a local one.
+        """
+        if self.order_rate_limiter is not None:
+            return self.order_rate_limiter
+        from gbtrack._protocol import ORDERS
+
+        if self.redis_url is None:
+            if self.rate_limiter is None and self.rate_limit_margin is not None:
+                from gbtrack.senders._policy import RateLimiter
+
+                return RateLimiter(ORDERS.limits, margin=self.rate_limit_margin)
+            return None
+        from gbtrack.senders._redis import DEFAULT_PREFIX, RedisRateLimiter
+
+        api_key = self.api_key if self.api_key is not None else getattr(client, "api_key", None)
+        options: dict[str, Any] = {
+            "margin": self.rate_limit_margin,
+            "socket_timeout": self.redis_socket_timeout,
+            "fallback_share": self.redis_fallback_share,
+        }
+        given = {name: value for name, value in options.items() if value is not None}
+        return RedisRateLimiter(
+            self.redis_url,
+            api_key=api_key,
+            limits=ORDERS.limits,
+            prefix=f"{DEFAULT_PREFIX}{ORDERS.name}:",
+            **given,
+        )
 
     def build_rate_limiter(self, client: DeliveryClient | None = None) -> Limiter | None:
         """The sender's rate limiter: ``rate_limiter``, one on ``redis_url``, or ``None``.

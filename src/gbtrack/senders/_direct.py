@@ -8,8 +8,11 @@ from typing import Any
 
 from pydantic import SecretStr
 
+from gbtrack._errors import InvalidEventError
 from gbtrack._event import Event
-from gbtrack._protocol import DEFAULT_BASE_URL, call_client, safe_error
+from gbtrack._order import OrderDraft
+from gbtrack._outcomes import DeliveryOutcome
+from gbtrack._protocol import DEFAULT_BASE_URL, ORDERS, call_client, safe_error
 from gbtrack._report import ErrorHandler
 from gbtrack.senders._base import BaseSender
 from gbtrack.senders._policy import DeliveryClient, Limiter, RateLimiter, RetryPolicy
@@ -38,10 +41,17 @@ class DirectSender(BaseSender):
         timeout: The client's request timeout in seconds.
         retry: The retry policy.
         rate_limiter: The client-side rate limiter (waited on, blocking).
+        order_rate_limiter: The orders bucket's limiter (30/s, 360 per 30 s by default).
         on_error: Called with a :class:`~gbtrack.TrackingError` for each drop.
+
+    Orders (:class:`~gbtrack.OrderDraft`) are sent inline too, when the client has a
+    secret key, with the same rules as :class:`BackgroundSender`'s (retried when
+    ambiguous, a duplicate after an ambiguous attempt is delivered). Outcome hooks run
+    inside ``send()``, on the calling thread: this sender is blocking by design.
     """
 
     blocking = True  # a tracker warns once when send() runs on an event loop
+    reports_outcomes = True
 
     def __init__(
         self,
@@ -54,6 +64,7 @@ class DirectSender(BaseSender):
         timeout: float = 10.0,
         retry: RetryPolicy | None = None,
         rate_limiter: Limiter | None = None,
+        order_rate_limiter: Limiter | None = None,
         on_error: ErrorHandler | None = None,
     ) -> None:
         super().__init__(on_error=on_error)
@@ -73,10 +84,24 @@ class DirectSender(BaseSender):
         self.client: DeliveryClient = client
         self.retry = retry if retry is not None else RetryPolicy()
         self.rate_limiter: Limiter = rate_limiter if rate_limiter is not None else RateLimiter()
+        self.order_rate_limiter: Limiter = (
+            order_rate_limiter if order_rate_limiter is not None else RateLimiter(ORDERS.limits)
+        )
         self._close_lock = threading.Lock()
 
-    def send(self, event: Event) -> None:
-        """Deliver ``event`` now, retrying per the policy; blocks, never raises."""
+    @property
+    def accepts_orders(self) -> bool:  # type: ignore[override]
+        """Whether :meth:`send` takes orders: the client has a secret key and sends orders."""
+        client = self.client
+        return bool(getattr(client, "has_secret_key", False)) and callable(
+            getattr(client, "send_order", None)
+        )
+
+    def send(self, event: Event | OrderDraft) -> None:
+        """Deliver ``event`` (or an order) now, retrying per the policy; blocks, never raises."""
+        if isinstance(event, OrderDraft):
+            self._send_order(event)
+            return
         if self._closed:
             self._drop_closed(event)
             return
@@ -104,6 +129,10 @@ class DirectSender(BaseSender):
             attempts += 1
             if outcome.delivered:
                 self.reporter.count("delivered")
+                if self.outcomes.tracker_hook is not None:
+                    self.outcomes.emit(
+                        DeliveryOutcome("event", "delivered", event.customer_id, event.name)
+                    )
                 return
             self.rate_limiter.note(outcome)
             age = time.time() - event.timestamp.timestamp()
@@ -116,10 +145,107 @@ class DirectSender(BaseSender):
                     event=event,
                     exc_info=safe_error(outcome),
                 )
+                if self.outcomes.tracker_hook is not None:
+                    dropped = DeliveryOutcome(
+                        "event",
+                        "dropped",
+                        event.customer_id,
+                        event.name,
+                        reason=decision.reason,
+                        error=decision.message,
+                    )
+                    self.outcomes.emit(dropped)
                 return
             self.reporter.count("retried")
             self.reporter.note_error(decision.message)
             time.sleep(decision.delay)
+
+    def _send_order(self, draft: OrderDraft) -> None:
+        if self._closed:
+            self._order_dropped(draft, "closed", "DirectSender is closed")
+        elif not self.accepts_orders:
+            self._order_dropped(
+                draft,
+                "rejected",
+                "orders need a secret_key (Gameball's Order API requires both keys)",
+            )
+        else:
+            try:
+                self._deliver_order(draft)
+            except Exception as exc:  # never into business code
+                self._order_dropped(
+                    draft, "sender_error", f"delivery failed with {type(exc).__name__}", exc
+                )
+
+    def _deliver_order(self, draft: OrderDraft) -> None:
+        try:
+            body = draft.to_body(self.limits)
+        except InvalidEventError as exc:
+            self._order_dropped(draft, "invalid_order", str(exc), exc)
+            return
+        send_order = self.client.send_order  # type: ignore[attr-defined]
+        attempts = 0
+        ambiguous = False
+        while True:
+            limiter = self.order_rate_limiter
+            stamp = limiter.take()
+            outcome = call_client(lambda: send_order(body, session_token=draft.session_token))
+            if stamp is not None:
+                limiter.restamp(stamp)
+            attempts += 1
+            if outcome.delivered:
+                self._order_delivered(draft, outcome.result, duplicate=False)
+                return
+            limiter.note(outcome)
+            decision = self.retry.decide_order(
+                outcome, attempts, time.time() - draft.timestamp, ambiguous_before=ambiguous
+            )
+            ambiguous = ambiguous or outcome.ambiguous
+            if decision.reason == "delivered":
+                self._order_delivered(draft, None, duplicate=True)
+                return
+            if not decision.retry:
+                assert decision.reason is not None
+                self._order_dropped(draft, decision.reason, decision.message, safe_error(outcome))
+                return
+            self.reporter.count("retried")
+            self.reporter.note_error(decision.message)
+            time.sleep(decision.delay)
+
+    def _order_delivered(self, draft: OrderDraft, result: Any, *, duplicate: bool) -> None:
+        self.reporter.count("delivered")
+        if self.outcomes.wants(draft.on_outcome):
+            outcome = DeliveryOutcome(
+                "order",
+                "delivered",
+                draft.customer_id,
+                draft.order_id,
+                **({"result": result} if result is not None else {}),
+                duplicate=duplicate,
+                function=draft.function,
+            )
+            self.outcomes.emit(outcome, draft.on_outcome)
+
+    def _order_dropped(
+        self, draft: OrderDraft, reason: str, message: str, exc: BaseException | None = None
+    ) -> None:
+        self.reporter.drop(
+            reason,
+            f"order {draft.order_id!r} for customer {draft.customer_id!r}: {message}",
+            function=draft.function,
+            exc_info=exc,
+        )
+        if self.outcomes.wants(draft.on_outcome):
+            outcome = DeliveryOutcome(
+                "order",
+                "dropped",
+                draft.customer_id,
+                draft.order_id,
+                reason=reason,
+                error=message,
+                function=draft.function,
+            )
+            self.outcomes.emit(outcome, draft.on_outcome)
 
     def close(self, timeout: float | None = None) -> bool:
         """Close a client built here; idempotent. Later sends are dropped (``closed``).

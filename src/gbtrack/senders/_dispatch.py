@@ -23,6 +23,8 @@ from collections.abc import Sequence
 from typing import TYPE_CHECKING, Any, Protocol
 
 from gbtrack._event import events_of
+from gbtrack._order import OrderDraft
+from gbtrack._outcomes import DeliveryOutcome, OutcomeHooks
 from gbtrack._protocol import (
     FALL_BACK_PAUSE,
     MAX_BATCH_ITEMS,
@@ -37,6 +39,8 @@ from gbtrack.senders._requests import (
     BulkRequest,
     IOPool,
     KeyGate,
+    OrderBulk,
+    OrderRequest,
     Request,
     key_refused,
     marks,
@@ -55,6 +59,8 @@ __all__ = ["Dispatcher", "Owner"]
 _log = logging.getLogger("gbtrack")
 
 _READY_CAP = 2 * MAX_BATCH_ITEMS  # coalesced requests held ready before draining more
+ORDER_BULK_THRESHOLD = 60
+"""Orders waiting beyond which they go as a batch job: ~2 s at 30/s, as 200 events at 100/s."""
 
 
 class Owner(Protocol):
@@ -62,6 +68,7 @@ class Owner(Protocol):
 
     client: DeliveryClient
     rate_limiter: Limiter
+    order_rate_limiter: Limiter
     retry: RetryPolicy
     spill: Spill | None
     reporter: Reporter
@@ -77,6 +84,18 @@ class Owner(Protocol):
         self, events: list[Event], reason: str, message: str, exc: BaseException | None = None
     ) -> None: ...
 
+    def order_request(self, draft: OrderDraft, mark: int) -> OrderRequest | None: ...
+
+    def give_up_orders(
+        self,
+        drafts: list[OrderDraft],
+        reason: str,
+        message: str,
+        exc: BaseException | None = None,
+    ) -> None: ...
+
+    def settle_order(self, job: OrderRequest, outcome: Outcome, duplicate: bool) -> None: ...
+
 
 class Dispatcher:
     """The worker: drains the queue into requests and settles every event it takes.
@@ -89,6 +108,9 @@ class Dispatcher:
 
     def __init__(self, owner: Owner, events: EventQueue, wake: threading.Event) -> None:
         self.owner = owner
+        # The sender's outcome hooks (one object, its tracker hook set on attach).
+        outcomes = getattr(owner, "outcomes", None)
+        self.outcomes = outcomes if outcomes is not None else OutcomeHooks(None, owner.reporter)
         self.queue = events
         self.wake = wake
         self.stopping = False
@@ -96,14 +118,17 @@ class Dispatcher:
         self.gate = KeyGate()
         self._done: queue.SimpleQueue[Any] = queue.SimpleQueue()
         self.pool = IOPool(owner.concurrency, "gbtrack-sender", self._done, wake)
-        self._ready: deque[Request] = deque()
-        self._retry_heap: list[tuple[float, int, Request]] = []
-        self._poll_heap: list[tuple[float, int, BulkRequest]] = []
+        self._ready: deque[Request | OrderRequest] = deque()
+        self._retry_heap: list[tuple[float, int, Request | OrderRequest]] = []
+        self._poll_heap: list[tuple[float, int, BulkRequest | OrderBulk]] = []
         self._seq = itertools.count()
         self._busy: set[str] = set()  # customers with a request in flight
         self._requests = 0  # requests (sends, batch creates, polls) in flight
         self._in_flight_jobs: set[Request] = set()
         self._in_flight_bulks: set[BulkRequest] = set()
+        self._order_bulks: set[OrderBulk] = set()  # batch jobs of orders in flight
+        self._order_bulk_off_until = 0.0  # a refused create pauses the batch orders endpoint
+        self._orders_ready = 0  # orders waiting (ready or to retry): 0 keeps the events-only path
         self._next_drain: float | None = None  # when the oldest queued event is due
         self._bulk_off_until = 0.0  # a refused batch create pauses the batch endpoint
 
@@ -120,8 +145,11 @@ class Dispatcher:
 
     def _loop(self) -> None:
         wake, q = self.wake, self.queue
+        pending = self.outcomes.pending
         while True:
             now = time.monotonic()
+            if pending:  # outcomes decided on a caller's thread (overflow): run them here
+                self.outcomes.run_pending()
             self._collect()
             if self.stopping and not q.flush_waiters:
                 return
@@ -176,7 +204,13 @@ class Dispatcher:
         while q and len(self._ready) < _READY_CAP:
             items, mark = q.take(q.batch_size)
             # Outside the queue's lock (flush() waits on it).
-            groups, valid = self.prepare(items)
+            if any(type(item) is OrderDraft for item in items):
+                jobs, valid = self._prepare_mixed(items, mark)
+                q.add_jobs(mark, len(jobs))
+                self._ready.extend(jobs)
+                q.settle(len(items) - valid, (mark,))
+                continue
+            groups, valid = self.prepare(items)  # type: ignore[arg-type]  # events only
             q.add_jobs(mark, len(groups))
             start = Request.of
             self._ready.extend(start(group, mark) for group in groups)
@@ -196,6 +230,38 @@ class Dispatcher:
         records = self.owner.records(items)
         return group_records(records), len(records)
 
+    def _prepare_mixed(
+        self, items: Sequence[Event | EventDraft | OrderDraft], mark: int
+    ) -> tuple[list[Request | OrderRequest], int]:
+        """Events and orders taken together: requests in the order they were accepted.
+
+        Events between two orders are coalesced among themselves; an order is a request
+        of its own, never merged. So a customer's requests stand in the line in the
+        order of their items, and the line keeps one request per customer in flight.
+
+        Returns:
+            The requests, in order, and how many of ``items`` were valid.
+        """
+        jobs: list[Request | OrderRequest] = []
+        valid = 0
+        chunk: list[Event | EventDraft] = []
+        for item in [*items, None]:
+            if item is not None and type(item) is not OrderDraft:
+                chunk.append(item)  # type: ignore[arg-type]
+                continue
+            if chunk:
+                groups, n = self.prepare(chunk)
+                jobs.extend(Request.of(group, mark) for group in groups)
+                valid += n
+                chunk = []
+            if item is not None:
+                job = self.owner.order_request(item, mark)
+                if job is not None:
+                    jobs.append(job)
+                    self._orders_ready += 1
+                    valid += 1
+        return jobs, valid
+
     def _dispatch(self, now: float) -> float | None:
         """Start requests while slots are free; return the rate limiter's wait, if any."""
         owner = self.owner
@@ -214,7 +280,14 @@ class Dispatcher:
                     break
                 if bulk_wait > 0:
                     return bulk_wait
-        skipped: list[Request] = []
+        if self._orders_ready:
+            if self._use_order_bulk(now):
+                order_wait = self._dispatch_order_bulk()
+                if order_wait:
+                    # The orders bucket is full: events may still go.
+                    return min(order_wait, self._dispatch_mixed() or order_wait)
+            return self._dispatch_mixed()
+        skipped: list[Request | OrderRequest] = []
         try:
             while ready and self._requests < owner.concurrency:
                 job = ready.popleft()
@@ -225,10 +298,57 @@ class Dispatcher:
                 if stamp is None:
                     ready.appendleft(job)
                     return wait
-                self._submit_send(job, stamp)
+                self._submit_send(job, stamp)  # type: ignore[arg-type]  # no orders here
         finally:
             ready.extendleft(reversed(skipped))
         return None
+
+    def _dispatch_mixed(self) -> float | None:
+        """:meth:`_dispatch` with orders in the line: two rate buckets, one line.
+
+        Each request takes a slot of its own resource's bucket. A request that must
+        wait (its customer busy, or its bucket full) holds back every later request of
+        its customer, so that one customer's events and orders go in the order they
+        were accepted; other customers' requests go on.
+        """
+        owner, ready, busy = self.owner, self._ready, self._busy
+        skipped: list[Request | OrderRequest] = []
+        held: set[str] = set()  # customers whose earlier request waits
+        waits: list[float] = []
+        events_full = orders_full = False
+        try:
+            while ready and self._requests < owner.concurrency:
+                job = ready.popleft()
+                key = job.key
+                if key in busy or key in held:
+                    skipped.append(job)
+                    held.add(key)
+                    continue
+                full = orders_full if job.is_order else events_full
+                if not full:
+                    limiter = owner.order_rate_limiter if job.is_order else owner.rate_limiter
+                    wait, stamp = limiter.reserve()
+                    if stamp is not None:
+                        self._start(job, stamp)
+                        continue
+                    waits.append(wait)
+                    if job.is_order:
+                        orders_full = True
+                    else:
+                        events_full = True
+                skipped.append(job)
+                held.add(key)
+                if events_full and (orders_full or not self._orders_ready):
+                    break
+        finally:
+            ready.extendleft(reversed(skipped))
+        return min(waits) if waits else None
+
+    def _start(self, job: Request | OrderRequest, stamp: float) -> None:
+        if job.is_order:
+            self._submit_order(job, stamp)  # type: ignore[arg-type]
+        else:
+            self._submit_send(job, stamp)  # type: ignore[arg-type]
 
     def _use_bulk(self, now: float) -> bool:
         owner = self.owner
@@ -239,6 +359,75 @@ class Dispatcher:
             and getattr(owner.client, "has_secret_key", False)
         )
 
+    def _use_order_bulk(self, now: float) -> bool:
+        owner = self.owner
+        client = owner.client
+        return (
+            owner.bulk
+            and self._orders_ready > getattr(owner, "order_bulk_threshold", ORDER_BULK_THRESHOLD)
+            and now >= self._order_bulk_off_until
+            and self._requests < owner.concurrency
+            and getattr(client, "has_secret_key", False)
+            and callable(getattr(client, "create_order_batch", None))
+        )
+
+    def _dispatch_order_bulk(self) -> float | None:
+        """Start one batch job of waiting orders; the orders bucket's wait, if full."""
+        ready = self._ready
+        taken = OrderBulk.choose(ready, self._busy)
+        if len(taken) < 2:  # one order alone goes as a request of its own
+            return None
+        wait, stamp = self.owner.order_rate_limiter.reserve()
+        if stamp is None:
+            return wait
+        chosen = set(taken)
+        line = list(ready)
+        jobs: list[OrderRequest] = [line[i] for i in taken]  # type: ignore[misc]
+        ready.clear()
+        ready.extend(job for i, job in enumerate(line) if i not in chosen)
+        bulk = OrderBulk(jobs)
+        self._orders_ready -= len(jobs)
+        self._busy.update([job.key for job in jobs])
+        self.in_flight += len(jobs)
+        self._order_bulks.add(bulk)
+        limiter = self.owner.order_rate_limiter
+        self._submit("order_create", bulk, self._create_orders, bulk, stamp, limiter)
+        return None
+
+    def _create_orders(self, bulk: OrderBulk) -> Outcome:
+        """Create ``bulk``'s job of orders (on an I/O thread)."""
+        create = self.owner.client.create_order_batch  # type: ignore[attr-defined]
+        outcome: Outcome = create(bulk.bodies())
+        return outcome
+
+    def _apply_orders(self, bulk: OrderBulk, step: JobStep) -> None:
+        """Act on an order job's step: poll later, settle each order, or fall back."""
+        if step.action is JobAction.POLL:
+            assert step.poll_at is not None
+            heapq.heappush(self._poll_heap, (step.poll_at, next(self._seq), bulk))
+            return
+        self._order_bulks.discard(bulk)
+        jobs = bulk.jobs
+        self._busy.difference_update([job.key for job in jobs])
+        self.in_flight -= len(jobs)
+        if step.action is JobAction.FALL_BACK:
+            assert step.cause is not None
+            if key_refused(step.cause):
+                for job in jobs:
+                    self._refuse_key(job, step.cause)  # type: ignore[arg-type]
+                return
+            self._order_bulk_off_until = time.monotonic() + FALL_BACK_PAUSE
+            self._orders_ready += len(jobs)
+            self._ready.extendleft(reversed(jobs))
+            _log.warning(
+                "gbtrack: batch orders create refused (%s); one request per order for %gs",
+                describe_outcome(step.cause),
+                FALL_BACK_PAUSE,
+            )
+            return
+        for job, outcome in zip(jobs, step.outcomes, strict=True):
+            self._order_answer(job, outcome)
+
     def _dispatch_probe(self, now: float) -> float | None:
         """The key was refused: send one request when a probe is due, nothing else."""
         ready, gate = self._ready, self.gate
@@ -247,18 +436,21 @@ class Dispatcher:
         probe_wait = gate.probe_wait(now)
         if probe_wait is not None:
             return None if gate.probing else probe_wait
-        wait, stamp = self.owner.rate_limiter.reserve()
+        job = ready[0]
+        limiter = self.owner.order_rate_limiter if job.is_order else self.owner.rate_limiter
+        wait, stamp = limiter.reserve()
         if stamp is None:
             return wait
-        job = ready.popleft()
+        ready.popleft()
         job.probe = gate.probing = True
-        self._submit_send(job, stamp)
+        self._start(job, stamp)
         return None
 
     def _dispatch_bulk(self) -> float | None:
         """Start one batch job from ready requests; None when none is eligible."""
         ready, busy = self._ready, self._busy
-        chosen, left = BulkRequest.choose(list(ready), busy)
+        # Orders in the line are left (direct), and hold their customers' later requests.
+        chosen, left = BulkRequest.choose(list(ready), busy)  # type: ignore[arg-type]
         if not chosen:
             return None
         wait, stamp = self.owner.rate_limiter.reserve()
@@ -278,8 +470,17 @@ class Dispatcher:
         return self.owner.client.create_batch(bulk.batches())
 
     # --- requests on the I/O threads --------------------------------------------------------
-    def _submit(self, tag: str, obj: object, call: Any, arg: Any, stamp: float | None) -> None:
-        limiter = self.owner.rate_limiter
+    def _submit(
+        self,
+        tag: str,
+        obj: object,
+        call: Any,
+        arg: Any,
+        stamp: float | None,
+        limiter: Limiter | None = None,
+    ) -> None:
+        if limiter is None:
+            limiter = self.owner.rate_limiter
         self._requests += 1
 
         def request() -> Outcome:
@@ -300,7 +501,21 @@ class Dispatcher:
         self._in_flight_jobs.add(job)
         self._submit("send", job, self.owner.client.send, job, stamp)
 
-    def _submit_poll(self, bulk: BulkRequest) -> None:
+    def _submit_order(self, job: OrderRequest, stamp: float) -> None:
+        self._orders_ready -= 1
+        self._busy.add(job.key)
+        self.in_flight += 1
+        self._in_flight_jobs.add(job)  # type: ignore[arg-type]
+        limiter = self.owner.order_rate_limiter
+        self._submit("order", job, self._send_order, job, stamp, limiter)
+
+    def _send_order(self, job: OrderRequest) -> Outcome:
+        """Send one order (on an I/O thread)."""
+        send_order = self.owner.client.send_order  # type: ignore[attr-defined]
+        outcome: Outcome = send_order(job.body, session_token=job.draft.session_token)
+        return outcome
+
+    def _submit_poll(self, bulk: BulkRequest | OrderBulk) -> None:
         assert bulk.job.job_id is not None
         self._submit("poll", bulk, self.owner.client.batch_status, bulk.job.job_id, None)
 
@@ -319,6 +534,13 @@ class Dispatcher:
                 _log.error("gbtrack: %s instead of returning an outcome", outcome.error)
             if tag == "send":
                 self._on_sent(obj, outcome)
+            elif tag == "order":
+                self._on_order_sent(obj, outcome)
+            elif tag == "order_create":
+                self.owner.order_rate_limiter.note(outcome)
+                self._apply_orders(obj, obj.job.on_created(outcome, time.monotonic()))
+            elif isinstance(obj, OrderBulk):
+                self._apply_orders(obj, obj.job.on_status(outcome, time.monotonic()))
             elif tag == "create":
                 self.owner.rate_limiter.note(outcome)
                 self._apply(obj, obj.job.on_created(outcome, time.monotonic()))
@@ -345,10 +567,54 @@ class Dispatcher:
             self.owner.rate_limiter.note(outcome)
             self._settle(job, outcome)
 
+    def _on_order_sent(self, job: OrderRequest, outcome: Outcome) -> None:
+        """Settle, retry or hold one order after its answer."""
+        self._in_flight_jobs.discard(job)
+        self._release(job)  # type: ignore[arg-type]
+        if job.probe:
+            job.probe = False
+            if self.gate.answered(outcome):
+                self.wake.set()
+        if key_refused(outcome):
+            self._refuse_key(job, outcome)  # type: ignore[arg-type]
+            return
+        self.owner.order_rate_limiter.note(outcome)
+        self._order_answer(job, outcome)
+
+    def _order_answer(self, job: OrderRequest, outcome: Outcome) -> None:
+        """Settle, retry or give up one order after its answer (alone or as a job item)."""
+        owner = self.owner
+        if outcome.delivered:
+            owner.settle_order(job, outcome, False)
+            self.queue.settle(1, (job.mark,))
+            return
+        job.attempts += 1
+        decision = owner.retry.decide_order(
+            outcome, job.attempts, job.age(time.time()), ambiguous_before=job.ambiguous
+        )
+        if outcome.ambiguous:
+            job.ambiguous = True
+        if decision.reason == "delivered":  # a duplicate after an ambiguous attempt
+            owner.settle_order(job, outcome, True)
+            self.queue.settle(1, (job.mark,))
+            return
+        if decision.retry:
+            owner.reporter.count("retried")
+            owner.reporter.note_error(decision.message)
+            self._orders_ready += 1
+            not_before = time.monotonic() + decision.delay
+            heapq.heappush(self._retry_heap, (not_before, next(self._seq), job))
+            return
+        assert decision.reason is not None
+        owner.give_up_orders([job.draft], decision.reason, decision.message, safe_error(outcome))
+        self.queue.settle(1, (job.mark,))
+
     def _settle(self, job: Request, outcome: Outcome) -> None:
         """Count ``job`` delivered, schedule its retry, or give its events up."""
         if outcome.delivered:
             self.owner.reporter.count("delivered", job.n)
+            if self.outcomes.tracker_hook is not None:
+                self._delivered_events(job.records)
             self.queue.settle(job.n, (job.mark,))
             return
         job.attempts += 1
@@ -380,10 +646,19 @@ class Dispatcher:
             if outcome.delivered:
                 n = sum([len(entry[0]) for entry in fated])
                 self.owner.reporter.count("delivered", n)
+                if self.outcomes.tracker_hook is not None:
+                    for entry in fated:
+                        self._delivered_events(entry[0])
                 self.queue.settle(n, [entry[1] for entry in fated])
                 continue
             for job in requests_of(fated):
                 self._settle(job, outcome)
+
+    def _delivered_events(self, records: Sequence[Record]) -> None:
+        """Tell the tracker's ``on_outcome`` hook that these events were delivered."""
+        emit = self.outcomes.emit
+        for record in records:
+            emit(DeliveryOutcome("event", "delivered", record[1], record[0]))
 
     def _fall_back(self, jobs: list[Request], cause: Outcome) -> None:
         """No batch job was made: each request goes alone, the batch endpoint rests."""
@@ -423,6 +698,8 @@ class Dispatcher:
             message = f"Gameball refused the API key: {describe_outcome(outcome)}"
             self._give_up([job], "unauthorized", message, safe_error(outcome))
         else:
+            if job.is_order:
+                self._orders_ready += 1
             self._ready.appendleft(job)
 
     def _split(self, job: Request) -> None:
@@ -437,11 +714,21 @@ class Dispatcher:
 
     # --- giving up ----------------------------------------------------------------------------
     def _give_up(
-        self, jobs: list[Request], reason: str, message: str, exc: BaseException | None = None
+        self,
+        jobs: Sequence[Request | OrderRequest],
+        reason: str,
+        message: str,
+        exc: BaseException | None = None,
     ) -> None:
         """Hand over, spill or drop the events of ``jobs`` (the sender decides); settle them."""
+        orders = [job for job in jobs if job.is_order]
+        if orders:
+            drafts = [job.draft for job in orders]  # type: ignore[union-attr]
+            self.owner.give_up_orders(drafts, reason, message, exc)
+            self.queue.settle(len(orders), marks(orders))
+            jobs = [job for job in jobs if not job.is_order]
         events = [event for job in jobs for event in job.events]
-        self.owner.give_up(events, reason, message, exc)
+        self.owner.give_up(events, reason, message, exc)  # type: ignore[arg-type]
         self.queue.settle(len(events), marks(jobs))
 
     def abandon_all(self) -> None:
@@ -451,7 +738,11 @@ class Dispatcher:
         jobs += self._in_flight_jobs
         for bulk in self._in_flight_bulks:
             jobs += bulk.jobs
+        for order_bulk in self._order_bulks:
+            jobs += order_bulk.jobs
+        self._order_bulks.clear()
         self._ready.clear()
+        self._orders_ready = 0
         self._retry_heap.clear()
         self._poll_heap.clear()
         self._in_flight_jobs.clear()
@@ -466,8 +757,13 @@ class Dispatcher:
     def abandon_queue(self) -> None:
         """Give up every event still queued (sends that raced with the shutdown)."""
         items = self.queue.take_all()
+        orders = [item for item in items if type(item) is OrderDraft]
+        if orders:
+            items = [item for item in items if type(item) is not OrderDraft]
+            self.owner.give_up_orders(orders, "closed", "the sender closed before delivery")
+            self.queue.settle(len(orders))
         if items:
-            events = events_of(self.owner.records(items))
+            events = events_of(self.owner.records(items))  # type: ignore[arg-type]
             self.queue.settle(len(items) - len(events))
             if events:
                 self.owner.give_up(events, "closed", "the sender closed before delivery")

@@ -23,7 +23,7 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Protocol, runtime_checkable
 
-from gbtrack._protocol import client_raised, describe_outcome
+from gbtrack._protocol import DUPLICATE_ORDER_CODES, client_raised, describe_outcome, is_duplicate
 
 if TYPE_CHECKING:
     from gbtrack._event import Event
@@ -77,6 +77,14 @@ class RetryPolicy:
         base_delay: The backoff before the second attempt (doubled each time).
         max_delay: The cap on one backoff.
         retry_ambiguous: Retry ambiguous outcomes (may double count).
+        retry_ambiguous_orders: Retry ambiguous *order* requests (default ``True``,
+            whatever ``retry_ambiguous`` says): Gameball rejects a duplicate
+            ``orderId``, so a retry cannot award twice, and a duplicate answer after an
+            ambiguous attempt is read as delivered. ``False`` restores at-most-once
+            for orders (the deduplication is UNCONFIRMED by Gameball's docs).
+        duplicate_order_codes: The Gameball codes (or HTTP statuses) that mean "this
+            order already exists". Default ``{9004}``, UNCONFIRMED: Gameball documents
+            that duplicates are rejected, not how.
     """
 
     max_attempts: int = 8
@@ -84,12 +92,21 @@ class RetryPolicy:
     base_delay: float = 0.5
     max_delay: float = 60.0
     retry_ambiguous: bool = True
+    retry_ambiguous_orders: bool = True
+    duplicate_order_codes: frozenset[int] = DUPLICATE_ORDER_CODES
 
     def __post_init__(self) -> None:
         if self.max_attempts < 1:
             raise ValueError("max_attempts must be at least 1")
         if self.max_age <= 0 or self.base_delay < 0 or self.max_delay < 0:
             raise ValueError("max_age must be positive and delays non-negative")
+        codes = self.duplicate_order_codes
+        if isinstance(codes, int | str) or not all(  # type: ignore[unreachable]
+            type(code) is int
+            for code in codes  # no bools, no strings
+        ):
+            raise ValueError("duplicate_order_codes must be a set of int codes")
+        object.__setattr__(self, "duplicate_order_codes", frozenset(codes))
 
     def decide(self, outcome: Outcome, attempts: int, age: float) -> Decision:
         """Decide what follows ``outcome``: the one retry decision of every sender.
@@ -110,6 +127,39 @@ class RetryPolicy:
             ``retry_ambiguous`` is off), ``"expired"`` (older than ``max_age``) or
             ``"retries_exhausted"`` (``max_attempts`` reached).
         """
+        return self._decide(outcome, attempts, age, self.retry_ambiguous)
+
+    def decide_order(
+        self, outcome: Outcome, attempts: int, age: float, *, ambiguous_before: bool
+    ) -> Decision:
+        """Decide what follows an order request's ``outcome``: :meth:`decide`, plus dedup.
+
+        A duplicate answer (:attr:`duplicate_order_codes`) ends as ``"delivered"`` when
+        an earlier attempt of the order was ambiguous (its answer was lost, Gameball
+        had it), else as the drop reason ``"duplicate"`` (the application sent the
+        same order twice). Ambiguous answers are retried while
+        :attr:`retry_ambiguous_orders` (default), else dropped as ``"ambiguous"``.
+
+        Args:
+            outcome: The outcome of the latest attempt.
+            attempts: Attempts made so far (``1`` after the first).
+            age: Seconds since the order was taken.
+            ambiguous_before: Whether an earlier attempt of this order was ambiguous.
+        """
+        if is_duplicate(outcome, self.duplicate_order_codes):
+            what = describe_outcome(outcome)
+            if ambiguous_before:
+                return Decision(
+                    "delivered", message=f"Gameball already had the order (duplicate): {what}"
+                )
+            return Decision(
+                "duplicate", message=f"Gameball already has an order with this id: {what}"
+            )
+        return self._decide(outcome, attempts, age, self.retry_ambiguous_orders)
+
+    def _decide(
+        self, outcome: Outcome, attempts: int, age: float, retry_ambiguous: bool
+    ) -> Decision:
         if outcome.delivered:
             return Decision("delivered", message="delivered")
         what = describe_outcome(outcome)
@@ -117,7 +167,7 @@ class RetryPolicy:
             return Decision("client_error", message=f"{outcome.error}; not retried: {what}")
         if outcome.permanent or not (outcome.retryable or outcome.ambiguous):
             return Decision("rejected", message=f"Gameball rejected the request: {what}")
-        if outcome.ambiguous and not self.retry_ambiguous:
+        if outcome.ambiguous and not retry_ambiguous:
             return Decision(
                 "ambiguous", message=f"delivery uncertain and retry_ambiguous is off: {what}"
             )

@@ -18,16 +18,28 @@ from collections.abc import Callable, Iterable
 from typing import TYPE_CHECKING, Literal
 
 from gbtrack._event import Event, EventDraft
+from gbtrack._order import OrderDraft
 
 if TYPE_CHECKING:
     from gbtrack._report import Reporter
 
-__all__ = ["EventQueue", "Overflow"]
+__all__ = ["EventQueue", "Queued", "Overflow"]
+
+Queued = Event | EventDraft | OrderDraft
+"""What the queue holds: events, event drafts and order drafts, in the order accepted."""
 
 Overflow = Literal["drop_newest", "block"]
 """What ``send()`` does when the queue is full: drop (and count) the event, or wait."""
 
 _OVERFLOW_LOG_INTERVAL = 5.0  # seconds between two overflow log lines during an outage
+
+
+def _what(item: object) -> str:
+    """An item for a message: an event's name, or an order's id."""
+    name = getattr(item, "name", None)
+    if name is not None:
+        return repr(name)
+    return f"order {getattr(item, 'order_id', '?')!r}"
 
 
 class EventQueue:
@@ -81,9 +93,9 @@ class EventQueue:
         overflow: Overflow,
         block_timeout: float,
         reporter: Reporter,
-        spill_overflow: Callable[[Event | EventDraft], bool],
+        spill_overflow: Callable[[Queued], bool],
     ) -> None:
-        self.items: deque[Event | EventDraft] = deque()
+        self.items: deque[Queued] = deque()
         self.capacity = capacity
         self.batch_size = batch_size
         self.overflow: Overflow = overflow
@@ -103,7 +115,7 @@ class EventQueue:
         self._abandoned = False  # whoever sets it (worker or close) reports what is held
         self._overflow_lock = threading.Lock()
         self.overflow_pending = 0  # overflow drops counted but not yet reported
-        self._overflow_event: Event | EventDraft | None = None
+        self._overflow_event: Queued | None = None
         self._overflow_reported_at = -_OVERFLOW_LOG_INTERVAL
 
     def __len__(self) -> int:
@@ -111,7 +123,7 @@ class EventQueue:
 
     # --- overflow (the caller's thread) ---------------------------------------------------
     def make_room(
-        self, event: Event | EventDraft, closed: Callable[[], bool], nudge: Callable[[], None]
+        self, event: Queued, closed: Callable[[], bool], nudge: Callable[[], None]
     ) -> bool:
         """The queue is full: wait (``block``) or spill/drop; True when there is room now.
 
@@ -165,13 +177,13 @@ class EventQueue:
         self.reporter.drop(
             "queue_overflow",
             f"queue full ({self.capacity} events held); {n} event(s) dropped"
-            + (f", the latest {event.name!r}" if event is not None else ""),
+            + (f", the latest {_what(event)}" if event is not None else ""),
             event=event if type(event) is Event else None,
             n=n,
         )
 
     # --- the worker's side ------------------------------------------------------------------
-    def take(self, limit: int) -> tuple[list[Event | EventDraft], int]:
+    def take(self, limit: int) -> tuple[list[Queued], int]:
         """Take up to ``limit`` events and their mark; a placeholder job holds the mark.
 
         The placeholder keeps ``flush()`` from seeing these events taken but in no job;
@@ -188,7 +200,7 @@ class EventQueue:
             self.live[mark] = self.live.get(mark, 0) + 1
         return items, mark
 
-    def take_all(self) -> list[Event | EventDraft]:
+    def take_all(self) -> list[Queued]:
         """Take every queued event (the sender is stopping); they count as held."""
         with self.lock:
             items = list(self.items)

@@ -23,10 +23,20 @@ from collections.abc import Callable, Iterable, Sequence
 from typing import TYPE_CHECKING, Any, overload
 
 from gbtrack._errors import AuthenticationError
-from gbtrack._protocol import BulkJob, EventBatch, client_raised, describe_outcome, job_items
+from gbtrack._protocol import (
+    MAX_BATCH_ITEMS,
+    BulkJob,
+    EventBatch,
+    client_raised,
+    describe_outcome,
+    job_items,
+)
 
 if TYPE_CHECKING:
+    from pydantic import SecretStr
+
     from gbtrack._event import Record
+    from gbtrack._order import OrderDraft
     from gbtrack._protocol import Outcome
 
 __all__ = [
@@ -34,6 +44,8 @@ __all__ = [
     "Entry",
     "IOPool",
     "KeyGate",
+    "OrderBulk",
+    "OrderRequest",
     "Request",
     "key_refused",
     "marks",
@@ -64,6 +76,8 @@ class Request(EventBatch):
     """
 
     __slots__ = ("attempts", "direct", "key", "mark", "n", "probe")
+
+    is_order = False  # an event request (an OrderRequest says True)
 
     def __init__(self, batch: EventBatch, mark: int) -> None:
         super().__init__(
@@ -111,6 +125,94 @@ class Request(EventBatch):
 
     def age(self, now_wall: float) -> float:
         return now_wall - self.oldest()
+
+
+class OrderRequest:
+    """One order on its way: its draft, its checked wire body and its delivery state.
+
+    Orders are never merged: one order per request, to the orders endpoint, in the
+    orders rate bucket. It waits in the same line as event requests, so that one
+    customer's events and orders go in the order they were accepted (one request in
+    flight per customer, whatever its resource).
+
+    Attributes:
+        draft: The order as taken on the caller's thread.
+        body: Its wire body (``OrderDraft.to_body``), checked.
+        ambiguous: An earlier attempt's answer was lost (it may have been processed):
+            a duplicate answer then means delivered.
+    """
+
+    __slots__ = ("ambiguous", "attempts", "body", "draft", "key", "mark", "probe")
+
+    is_order = True
+    n = 1
+    direct = True  # never in an events batch job
+    session_token: SecretStr | None = None  # read by job_items(): never a batch item
+
+    def __init__(self, draft: OrderDraft, body: dict[str, object], mark: int) -> None:
+        self.draft = draft
+        self.body = body
+        self.key = draft.customer_id
+        self.mark = mark
+        self.attempts = 0
+        self.probe = False
+        self.ambiguous = False
+
+    @property
+    def customer_id(self) -> str:
+        return self.draft.customer_id
+
+    @property
+    def events(self) -> list[object]:
+        """No events: an order is given up through the sender's order path."""
+        return []
+
+    def age(self, now_wall: float) -> float:
+        return now_wall - self.draft.timestamp
+
+    def __repr__(self) -> str:
+        return f"<OrderRequest order_id={self.draft.order_id!r} attempts={self.attempts}>"
+
+
+class OrderBulk:
+    """One batch job of orders in flight (``/batch/orders``): the orders and the job.
+
+    Its items are the :class:`OrderRequest` s themselves (a few dozen to 1,000): the job
+    attributes item errors to them by position or ``customerId``, one order per customer.
+    """
+
+    __slots__ = ("job", "jobs")
+
+    def __init__(self, jobs: list[OrderRequest]) -> None:
+        self.jobs = jobs
+        self.job = BulkJob(jobs)  # type: ignore[arg-type]  # customer_id is all it reads
+
+    def bodies(self) -> list[dict[str, object]]:
+        return [job.body for job in self.jobs]
+
+    @staticmethod
+    def choose(
+        ready: Sequence[Request | OrderRequest], busy: set[str], limit: int = MAX_BATCH_ITEMS
+    ) -> list[int]:
+        """Positions of the orders one job carries, in line order.
+
+        Each is the first waiting request of its customer (an earlier request of that
+        customer keeps its place), carries no session token (a per-request header),
+        one per customer, at most ``limit``.
+        """
+        taken: list[int] = []
+        seen: set[str] = set()  # customers met in the line so far
+        for index, job in enumerate(ready):
+            key = job.key
+            if key in seen or key in busy:
+                seen.add(key)
+                continue
+            seen.add(key)
+            if job.is_order and job.draft.session_token is None:  # type: ignore[union-attr]
+                taken.append(index)
+                if len(taken) >= limit:
+                    break
+        return taken
 
 
 Entry = tuple[tuple["Record", ...], int, int]
@@ -174,7 +276,15 @@ class BulkRequest:
         Also left out: a customer in ``busy`` (a request in flight) and a request that
         must go alone (split, or fallen back from a job).
         """
-        taken, left = job_items(ready, skip=lambda job: job.direct or job.key in busy)
+        held: set[str] = set()  # customers with an earlier request left: keep their order
+
+        def skip(job: Request) -> bool:
+            if job.direct or job.key in busy or job.key in held:
+                held.add(job.key)
+                return True
+            return False
+
+        taken, left = job_items(ready, skip=skip)
         return [ready[i] for i in taken], [ready[i] for i in left]
 
     def fates(self, outcomes: Sequence[Outcome]) -> Iterable[tuple[Outcome, list[Entry]]]:
@@ -206,7 +316,7 @@ def requests_of(entries: Iterable[Entry]) -> list[Request]:
     return jobs
 
 
-def marks(jobs: Iterable[Request]) -> Iterable[int]:
+def marks(jobs: Iterable[Request | OrderRequest]) -> Iterable[int]:
     return (job.mark for job in jobs)
 
 

@@ -1,0 +1,128 @@
+"""Delivery outcomes: what finally became of one event or order in this process.
+
+:class:`DeliveryOutcome` is made only where an item *settles* (never per retry):
+delivered, dropped with its reason, or persisted to a durable spill (the outbox) that
+will deliver it from elsewhere. The tracker-level ``on_outcome`` hook (a superset of
+``on_error``) and an order's per-decorator hook (:attr:`gbtrack.OrderDraft.on_outcome`)
+receive it on the sender's thread, through :class:`OutcomeHooks`, which catches what a
+hook raises (logged once per hook, counted ``outcome_hook_errors``).
+"""
+
+from __future__ import annotations
+
+import logging
+from collections import deque
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+from types import MappingProxyType
+from typing import TYPE_CHECKING, Any, Literal
+
+if TYPE_CHECKING:
+    from gbtrack._report import Reporter
+
+__all__ = ["DeliveryOutcome", "OutcomeHook", "OutcomeHooks"]
+
+_log = logging.getLogger("gbtrack")
+
+_EMPTY: Mapping[str, Any] = MappingProxyType({})
+
+
+@dataclass(frozen=True, slots=True)
+class DeliveryOutcome:
+    """The final outcome of one item (an event or an order) in this process.
+
+    Attributes:
+        resource: ``"event"`` or ``"order"``.
+        status: ``"delivered"``, ``"dropped"`` or ``"persisted"`` (handed to the durable
+            outbox, which delivers it later, possibly from another process).
+        customer_id: The customer's id.
+        reference: The order id, or the event name.
+        reason: Why it was dropped (``rejected``, ``duplicate``, ``queue_overflow``,
+            ``invalid_order``, ...) or persisted (the spill's reason); ``None`` when
+            delivered.
+        result: The parsed answer: an order's ``rewardedPoints``, ``redeemedPoints``,
+            ...; empty for events.
+        duplicate: Delivered because Gameball already had it (an order whose earlier
+            attempt's answer was lost, then answered "duplicate").
+        error: A short message (no keys, no Gameball free text); ``None`` when delivered.
+        function: The tracked function's qualified name, when known.
+    """
+
+    resource: Literal["event", "order"]
+    status: Literal["delivered", "dropped", "persisted"]
+    customer_id: str
+    reference: str | None
+    reason: str | None = None
+    result: Mapping[str, Any] = field(default_factory=lambda: _EMPTY)
+    duplicate: bool = False
+    error: str | None = None
+    function: str | None = None
+
+    @property
+    def delivered(self) -> bool:
+        """Whether Gameball has the item (``status == "delivered"``)."""
+        return self.status == "delivered"
+
+
+OutcomeHook = Callable[[DeliveryOutcome], object]
+"""``hook(outcome)``: called once per item with its final outcome; its return is ignored."""
+
+
+class OutcomeHooks:
+    """Calls the outcome hooks of settled items safely, on the sender's thread.
+
+    Args:
+        tracker_hook: The tracker-level ``on_outcome`` (``None``: none).
+        reporter: Where hook failures are counted (``outcome_hook_errors``).
+    """
+
+    __slots__ = ("_failed", "pending", "reporter", "tracker_hook")
+
+    def __init__(self, tracker_hook: OutcomeHook | None, reporter: Reporter) -> None:
+        self.tracker_hook = tracker_hook
+        self.reporter = reporter
+        # Outcomes decided on a caller's thread (queue overflow), run later by the worker.
+        self.pending: deque[tuple[DeliveryOutcome, OutcomeHook | None]] = deque()
+        self._failed: set[int] = set()  # id() of hooks already logged as failing
+
+    def wants(self, item_hook: OutcomeHook | None) -> bool:
+        """Whether an item with ``item_hook`` needs its outcome made at all."""
+        return self.tracker_hook is not None or item_hook is not None
+
+    def emit(self, outcome: DeliveryOutcome, item_hook: OutcomeHook | None = None) -> None:
+        """Call the item's hook, then the tracker's, each at most once; never raise."""
+        if item_hook is not None:
+            self._call(item_hook, outcome)
+        hook = self.tracker_hook
+        if hook is not None:
+            self._call(hook, outcome)
+
+    def defer(self, outcome: DeliveryOutcome, item_hook: OutcomeHook | None = None) -> None:
+        """Keep ``outcome`` for :meth:`run_pending` (decided off the sender's thread)."""
+        self.pending.append((outcome, item_hook))
+
+    def run_pending(self) -> None:
+        """Emit the deferred outcomes, oldest first (on the sender's thread)."""
+        pending = self.pending
+        while pending:
+            try:
+                outcome, hook = pending.popleft()
+            except IndexError:  # pragma: no cover - another thread emptied it
+                return
+            self.emit(outcome, hook)
+
+    def _call(self, hook: OutcomeHook, outcome: DeliveryOutcome) -> None:
+        try:
+            hook(outcome)
+        except Exception as exc:
+            self.reporter.count("outcome_hook_errors")
+            key = id(hook)
+            if key not in self._failed:  # once per hook: a broken hook must not flood logs
+                self._failed.add(key)
+                _log.error(
+                    "gbtrack: the on_outcome hook %r raised %s (delivery goes on; "
+                    "later failures of this hook are counted, not logged)",
+                    getattr(hook, "__qualname__", hook),
+                    type(exc).__name__,
+                    exc_info=exc,
+                )
