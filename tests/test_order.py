@@ -235,3 +235,55 @@ def test_each_names_its_fields_and_refuses_unknown_ones() -> None:
         each("result.lines")
     with pytest.raises(ExpressionError, match="non-empty string"):
         each("", sku="sku")
+
+
+# --- found by mutation testing -----------------------------------------------------------
+def test_the_body_names_the_limit_of_each_identity_field() -> None:
+    limits = Limits(max_email_length=5, max_mobile_length=4, max_customer_id_length=3)
+    cases = [
+        ({"customer_id": "c-12"}, "customer_id", "Limits.max_customer_id_length"),
+        ({"customer_id": "c", "email": "a@b.co"}, "email", "Limits.max_email_length"),
+        ({"customer_id": "c", "mobile": "+2010"}, "mobile", "Limits.max_mobile_length"),
+        ({"customer_id": "c", "order_id": "x" * 2_001}, "order_id", "Limits.max_string_length"),
+    ]
+    for kwargs, field, attr in cases:
+        with pytest.raises(InvalidEventError) as info:
+            draft(**kwargs).to_body(limits if field != "order_id" else None)
+        assert info.value.field == field
+        assert str(info.value).startswith(f"{field} is ")
+        assert attr in str(info.value)
+
+
+def test_extra_numbers_are_converted_and_must_be_finite() -> None:
+    class Money(float):
+        pass
+
+    sent = body(extra={"a": Decimal("1.5"), "b": Money(2.5), "c": -3, "d": "x"})
+    assert sent["extra"] == {"a": 1.5, "b": 2.5, "c": -3, "d": "x"}
+    assert [type(v) for v in sent["extra"].values()] == [float, float, int, str]
+    for bad in (float("nan"), Decimal("Infinity")):
+        with pytest.raises(InvalidEventError, match=r"extra\['n'\] is not a finite number") as info:
+            draft(extra={"n": bad})
+        assert info.value.field == "extra['n']"
+
+
+def test_missing_required_values_say_so_exactly() -> None:
+    with pytest.raises(InvalidEventError) as info:
+        draft(order_id=None)
+    assert str(info.value) == "order_id is missing (None or blank)"
+    with pytest.raises(InvalidEventError) as info:
+        draft(total_paid=None)
+    assert str(info.value) == "total_paid is missing (None)"
+    with pytest.raises(InvalidEventError) as info:
+        draft(cart_id=1.5)
+    assert info.value.field == "cart_id"
+
+
+def test_a_lowercase_z_and_epoch_subclasses_are_read_as_utc() -> None:
+    class Seconds(int):
+        pass
+
+    assert utc_timestamp("2024-10-16T08:13:29.5z") == "2024-10-16T08:13:29.500Z"
+    assert utc_timestamp(Seconds(86_400)) == "1970-01-02T00:00:00.000Z"
+    with pytest.raises(InvalidEventError, match="not an ISO 8601 date-time: 'x{40}'"):
+        utc_timestamp("x" * 50)
