@@ -285,5 +285,5 @@ def test_a_lowercase_z_and_epoch_subclasses_are_read_as_utc() -> None:
 
     assert utc_timestamp("2024-10-16T08:13:29.5z") == "2024-10-16T08:13:29.500Z"
     assert utc_timestamp(Seconds(86_400)) == "1970-01-02T00:00:00.000Z"
-    with pytest.raises(InvalidEventError, match="not an ISO 8601 date-time: 'x{40}'"):
+    with pytest.raises(InvalidEventError, match=r"not an ISO 8601 date-time: 'x{40}'"):
         utc_timestamp("x" * 50)
