@@ -168,6 +168,9 @@ ENGINE_MUTANTS = {
     "senders._dispatch": "gbtrack.senders._dispatch.*",
     "outbox._sql": "gbtrack.outbox._sql.*",
     "_transaction": "gbtrack._transaction.*",
+    "_pipeline": "gbtrack._pipeline.*",
+    "_settings": "gbtrack._settings.*",
+    "_order": "gbtrack._order.*",
 }
 
 
