@@ -422,3 +422,43 @@ def test_a_sender_written_from_the_contract_alone() -> None:
     assert (stats.sent, stats.delivered) == (2, 7)
     tracker.configure(sender=InMemorySender())
     assert sender.closed  # no hand_over declared: closed
+
+
+# --- before_send's failures, as reported (found by mutation testing) -------------------------
+@pytest.mark.parametrize("inline", [True, False])
+def test_before_send_failures_name_the_event_the_function_and_the_cause(inline: bool) -> None:
+    from gbtrack import Limits
+    from gbtrack._pipeline import Books, run_before_send
+    from gbtrack._report import Reporter
+
+    errors: list[TrackingError] = []
+    books = Books(Reporter(errors.append))
+    event = Event(name="paid", customer_id="c-1", metadata={"note": "ok"})
+    limits = Limits(max_string_length=3)
+    boom = ValueError("no")
+
+    def raises(e: Event) -> Event:
+        raise boom
+
+    def too_long(e: Event) -> Event:
+        return e.model_copy(update={"metadata": {"note": "longer"}})
+
+    def not_an_event(e: Event) -> object:
+        return {"name": "paid"}
+
+    for hook in (raises, too_long, not_an_event):
+        got = run_before_send(hook, event, "shop.pay", limits, books, inline=inline)  # type: ignore[arg-type]
+        assert got is None
+    first, second, third = errors
+    assert str(first) == "event 'paid' from shop.pay: the before_send hook raised ValueError"
+    assert first.__cause__ is boom
+    assert str(second).startswith(
+        "event 'paid' from shop.pay: the event before_send returned is invalid: "
+    )
+    assert "Limits.max_string_length" in str(second)  # the tracker's limits, not the defaults
+    assert str(third) == (
+        "event 'paid' from shop.pay: before_send returned a dict, not a gbtrack.Event or None"
+    )
+    assert [e.reason for e in errors] == ["before_send_error", "invalid_event", "before_send_error"]
+    assert {e.function for e in errors} == {"shop.pay"}
+    assert books.reporter.snapshot().dropped == {"before_send_error": 2, "invalid_event": 1}
