@@ -462,3 +462,26 @@ def test_before_send_failures_name_the_event_the_function_and_the_cause(inline: 
     assert [e.reason for e in errors] == ["before_send_error", "invalid_event", "before_send_error"]
     assert {e.function for e in errors} == {"shop.pay"}
     assert books.reporter.snapshot().dropped == {"before_send_error": 2, "invalid_event": 1}
+
+
+@pytest.mark.parametrize("takes_drafts", [True, False])
+def test_a_raising_sender_behind_a_route_is_a_counted_drop_naming_it(takes_drafts: bool) -> None:
+    """The slow route's sender leg (here: sampling on) fences send() as the gate does."""
+    boom = RuntimeError("disk full")
+
+    class Raising(InMemorySender):
+        accepts_drafts = takes_drafts
+
+        def send(self, event: Any) -> None:
+            raise boom
+
+    errors: list[TrackingError] = []
+    tracker = Tracker(Raising(), sample={"other": 0.5}, on_error=errors.append)
+    assert tracker.gate is None
+    assert tracker.emit("paid", customer_id="c-1") is None  # dropped, not raised
+    (error,) = errors
+    assert error.reason == "sender_error"
+    assert str(error) == "event 'paid': Raising.send raised RuntimeError"
+    assert error.__cause__ is boom
+    assert tracker.stats.dropped == {"sender_error": 1}
+    assert tracker.stats.sent == 0
