@@ -40,7 +40,14 @@ from gbtrack._order import (
     each,
     order_draft,
 )
-from gbtrack._plan import SlotReader, _callable_return, _Compiler, _Constant, _PathSlot
+from gbtrack._plan import (
+    SlotReader,
+    _callable_return,
+    _Compiler,
+    _Constant,
+    _PathSlot,
+    call_of,
+)
 from gbtrack._typecheck import Deferred, Leaf, PathTypeError, element_type, walk_steps
 from gbtrack._types import UNSET, Unset
 from gbtrack.senders._base import SenderTraits
@@ -439,19 +446,7 @@ class OrderPlan:
             return
         found: _Found | None = None
         try:
-            call = (
-                Call(
-                    self.function,
-                    args,
-                    kwargs,
-                    result=result,
-                    error=error,
-                    instance=instance,
-                    binder=self.binder,
-                )
-                if self.needs_call
-                else None
-            )
+            call = call_of(self, instance, args, kwargs, result, error) if self.needs_call else None
             found = _Found(self, sink, instance, args, kwargs, result, error, call)
             if self.when is not None:
                 found.role = "when"

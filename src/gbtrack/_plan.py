@@ -30,7 +30,7 @@ import functools
 import inspect
 import time
 from collections.abc import Callable, Mapping
-from typing import TYPE_CHECKING, Any, Final
+from typing import TYPE_CHECKING, Any, Final, Protocol
 
 from pydantic import SecretStr
 
@@ -348,6 +348,33 @@ class _Compiler:
         )
 
 
+class _CallSource(Protocol):
+    """What builds a :class:`~gbtrack._call.Call`: a compiled plan (event or order)."""
+
+    function: Callable[..., Any]
+    binder: Binder
+
+
+def call_of(
+    plan: _CallSource,
+    instance: object,
+    args: tuple[Any, ...],
+    kwargs: dict[str, Any],
+    result: object,
+    error: BaseException | None,
+) -> Call:
+    """The :class:`~gbtrack._call.Call` a plan's callables and resolvers are given."""
+    return Call(
+        plan.function,
+        args,
+        kwargs,
+        result=result,
+        error=error,
+        instance=instance,
+        binder=plan.binder,
+    )
+
+
 def _present(value: object) -> object:
     return MISSING if value is None else value
 
@@ -597,19 +624,7 @@ class Plan:
     ) -> None:
         """Read, convert and submit one event; never raises unless strict."""
         try:
-            call = (
-                Call(
-                    self.function,
-                    args,
-                    kwargs,
-                    result=result,
-                    error=error,
-                    instance=instance,
-                    binder=self.binder,
-                )
-                if self.needs_call
-                else None
-            )
+            call = call_of(self, instance, args, kwargs, result, error) if self.needs_call else None
             read = self.when
             if read is not None:
                 value = read(instance, args, kwargs, result, error, call)
@@ -733,15 +748,7 @@ class Plan:
         call = None
         try:
             if self.needs_call:
-                call = Call(
-                    self.function,
-                    args,
-                    kwargs,
-                    result=result,
-                    error=error,
-                    instance=instance,
-                    binder=self.binder,
-                )
+                call = call_of(self, instance, args, kwargs, result, error)
             if self.when is not None:
                 self.when(instance, args, kwargs, result, error, call)
         except Exception:
