@@ -46,6 +46,17 @@ if TYPE_CHECKING:
 __all__ = ["Mode", "Shape", "Wrapper", "build_wrapper", "mode"]
 
 Shape = Literal["sync", "coroutine", "generator", "async_generator"]
+
+
+def shape_of(target: Callable[..., Any], is_async_gen: bool) -> Shape:
+    """The wrapper shape for a decorated function (``is_async_gen`` already known)."""
+    if is_async_gen:
+        return "async_generator"
+    if inspect.iscoroutinefunction(target):
+        return "coroutine"
+    return "generator" if inspect.isgeneratorfunction(target) else "sync"
+
+
 Wrapper = Callable[[Any, Any, tuple[Any, ...], dict[str, Any]], Any]
 
 Mode = Literal["gate", "general", "submit"]

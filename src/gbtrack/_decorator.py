@@ -19,7 +19,7 @@ import wrapt
 from pydantic import SecretStr
 
 from gbtrack._call import Call
-from gbtrack._codegen import Shape, build_wrapper
+from gbtrack._codegen import build_wrapper, shape_of
 from gbtrack._errors import ExpressionError
 from gbtrack._plan import compile_plan
 from gbtrack._types import UNSET, Unset
@@ -171,15 +171,7 @@ def track(
             where=where,
             tracker=fixed,
         )
-        shape: Shape = (
-            "async_generator"
-            if is_async_gen
-            else "coroutine"
-            if inspect.iscoroutinefunction(target)
-            else "generator"
-            if inspect.isgeneratorfunction(target)
-            else "sync"
-        )
+        shape = shape_of(target, is_async_gen)
         return wrapt.FunctionWrapper(func, build_wrapper(plan, shape, fixed, send_ok, send_err))
 
     return decorate

@@ -27,7 +27,7 @@ from pydantic import SecretStr
 
 from gbtrack._call import Call
 from gbtrack._checks import OrderSite, TypedPath, first_call
-from gbtrack._codegen import Shape, build_wrapper
+from gbtrack._codegen import build_wrapper, shape_of
 from gbtrack._context import complete_identity
 from gbtrack._decorator import On, _call_site, _Decorator, _target
 from gbtrack._errors import ConfigurationError, ExpressionError, InvalidEventError, TrackingError
@@ -619,16 +619,7 @@ def track_order(
         target = _target(func)
         is_async_gen = inspect.isasyncgenfunction(target)
         compiler = _OrderCompiler(target, on, is_async_gen)
-        identity = (
-            compiler.slot(customer_id, "customer_id"),
-            compiler.slot(email, "email"),
-            compiler.slot(mobile, "mobile"),
-            None
-            if session_token is UNSET
-            else _Constant(None)
-            if session_token is None
-            else compiler.slot(session_token, "session_token"),
-        )
+        identity = compiler.identity(customer_id, email, mobile, session_token)
         given = {
             "order_id": order_id,
             "total_paid": total_paid,
@@ -674,15 +665,7 @@ def track_order(
         plan = OrderPlan(
             compiler, target, identity, tuple(simple), nested, lines, when_slot, on_outcome
         )
-        shape: Shape = (
-            "async_generator"
-            if is_async_gen
-            else "coroutine"
-            if inspect.iscoroutinefunction(target)
-            else "generator"
-            if inspect.isgeneratorfunction(target)
-            else "sync"
-        )
+        shape = shape_of(target, is_async_gen)
         # The generated wrapper's general path: it calls plan.emitter after the call.
         wrapper = build_wrapper(cast(Any, plan), shape, tracker, send_ok, send_err)
         return wrapt.FunctionWrapper(func, wrapper)

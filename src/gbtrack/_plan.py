@@ -152,6 +152,10 @@ class _Annotations:
         return self.result_type
 
 
+_Slot = SlotReader | _Constant | _PathSlot | None
+"""One compiled argument: a reader, a constant, a path, or nothing given."""
+
+
 class _Compiler:
     """Compiles one ``@track``'s expressions; every error names the function and expression."""
 
@@ -184,6 +188,25 @@ class _Compiler:
             f"@track({self.name!r}) on {self.qualname}: {message}",
             function=self.qualname,
             **fields,
+        )
+
+    def identity(
+        self, customer_id: object, email: object, mobile: object, session_token: object
+    ) -> tuple[_Slot, _Slot, _Slot, _Slot]:
+        """Compile the four identity arguments, in the draft's order.
+
+        The session token's rule: ``UNSET`` (no slot) means the ambient token, ``None``
+        explicitly no token.
+        """
+        return (
+            self.slot(customer_id, "customer_id"),
+            self.slot(email, "email"),
+            self.slot(mobile, "mobile"),
+            None
+            if session_token is UNSET
+            else _Constant(None)
+            if session_token is None
+            else self.slot(session_token, "session_token"),
         )
 
     def slot(self, spec: object, role: str) -> SlotReader | _Constant | _PathSlot | None:
@@ -986,17 +1009,7 @@ def compile_plan(
     compiler = _Compiler(name, func, on, is_async_gen)
     if not isinstance(name, str) or not name.strip():
         raise compiler.error(f"the event name must be a non-empty string, got {name!r}")
-    identity = (
-        compiler.slot(customer_id, "customer_id"),
-        compiler.slot(email, "email"),
-        compiler.slot(mobile, "mobile"),
-        # UNSET (no slot): the ambient token; None: explicitly no token.
-        None
-        if session_token is UNSET
-        else _Constant(None)
-        if session_token is None
-        else compiler.slot(session_token, "session_token"),
-    )
+    identity = compiler.identity(customer_id, email, mobile, session_token)
     when_slot = compiler.slot(when, "when")
     meta: list[tuple[str, SlotReader | _Constant | _PathSlot]] = []
     if metadata is not None:
