@@ -48,6 +48,7 @@ from gbtrack._plan import (
     _PathSlot,
     call_of,
 )
+from gbtrack._state import CallSink
 from gbtrack._typecheck import Deferred, Leaf, PathTypeError, element_type, walk_steps
 from gbtrack._types import UNSET, Unset
 from gbtrack.senders._base import SenderTraits
@@ -80,30 +81,11 @@ _LEAVES: Final[dict[str, Leaf]] = {
 }
 
 
-class OrderSink(Protocol):
-    """What an order's call site uses of a tracker (a :class:`~gbtrack.Tracker`)."""
+class OrderSink(CallSink, Protocol):
+    """What an order's call site uses of a tracker: a call site's, and ``submit_order``."""
 
-    enabled: bool
-
-    @property
-    def strict(self) -> bool: ...
-
-    def submit_order(self, draft: OrderDraft) -> bool: ...
-
-    def drop(
-        self,
-        reason: str,
-        message: str,
-        *,
-        function: str | None = None,
-        exc: BaseException | None = None,
-    ) -> None: ...
-
-    def count(self, key: str) -> None: ...
-
-    def no_customer(self, name: str, function: str | None) -> None: ...
-
-    def missing(self, event: str, field: str, message: str) -> None: ...
+    def submit_order(self, draft: OrderDraft) -> bool:
+        """Hand one order draft on; ``False`` when it was dropped."""
 
 
 # --- which senders take orders ------------------------------------------------------------
