@@ -24,6 +24,7 @@ from gbtrack.senders._queue import Overflow
 
 if TYPE_CHECKING:
     from gbtrack.senders._policy import DeliveryClient, Limiter, RetryPolicy, Spill
+    from gbtrack.senders._redis import RedisRateLimiter
 
 __all__ = ["LIMITER_OPTIONS", "DeliveryConfig", "Overflow", "check_limiter_options"]
 
@@ -135,21 +136,10 @@ class DeliveryConfig:
 
                 return RateLimiter(ORDERS.limits, margin=self.rate_limit_margin)
             return None
-        from gbtrack.senders._redis import DEFAULT_PREFIX, RedisRateLimiter
+        from gbtrack.senders._redis import DEFAULT_PREFIX
 
-        api_key = self.api_key if self.api_key is not None else getattr(client, "api_key", None)
-        options: dict[str, Any] = {
-            "margin": self.rate_limit_margin,
-            "socket_timeout": self.redis_socket_timeout,
-            "fallback_share": self.redis_fallback_share,
-        }
-        given = {name: value for name, value in options.items() if value is not None}
-        return RedisRateLimiter(
-            self.redis_url,
-            api_key=api_key,
-            limits=ORDERS.limits,
-            prefix=f"{DEFAULT_PREFIX}{ORDERS.name}:",
-            **given,
+        return self._redis_limiter(
+            self.redis_url, client, limits=ORDERS.limits, prefix=f"{DEFAULT_PREFIX}{ORDERS.name}:"
         )
 
     def build_rate_limiter(self, client: DeliveryClient | None = None) -> Limiter | None:
@@ -168,6 +158,16 @@ class DeliveryConfig:
 
                 return RateLimiter(margin=self.rate_limit_margin)
             return self.rate_limiter
+        return self._redis_limiter(self.redis_url, client)
+
+    def _redis_limiter(
+        self, url: str, client: DeliveryClient | None, **bucket: Any
+    ) -> RedisRateLimiter:
+        """A :class:`~gbtrack.senders.RedisRateLimiter` on ``url`` with this config's options.
+
+        Keyed by ``api_key`` (or ``client``'s key); ``bucket`` names another resource's
+        limits and key prefix (orders).
+        """
         from gbtrack.senders._redis import RedisRateLimiter
 
         api_key = self.api_key if self.api_key is not None else getattr(client, "api_key", None)
@@ -177,7 +177,7 @@ class DeliveryConfig:
             "fallback_share": self.redis_fallback_share,
         }
         given = {name: value for name, value in options.items() if value is not None}
-        return RedisRateLimiter(self.redis_url, api_key=api_key, **given)
+        return RedisRateLimiter(url, api_key=api_key, **bucket, **given)
 
     @classmethod
     def names(cls) -> frozenset[str]:
