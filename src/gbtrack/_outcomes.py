@@ -18,9 +18,13 @@ from types import MappingProxyType
 from typing import TYPE_CHECKING, Any, Literal
 
 if TYPE_CHECKING:
+    from gbtrack._event import Event, EventDraft
+    from gbtrack._order import OrderDraft
     from gbtrack._report import Reporter
 
-__all__ = ["DeliveryOutcome", "OutcomeHook", "OutcomeHooks"]
+__all__ = ["DeliveryOutcome", "OutcomeHook", "OutcomeHooks", "event_outcome", "order_outcome"]
+
+Status = Literal["delivered", "dropped", "persisted"]
 
 _log = logging.getLogger("gbtrack")
 
@@ -49,7 +53,7 @@ class DeliveryOutcome:
     """
 
     resource: Literal["event", "order"]
-    status: Literal["delivered", "dropped", "persisted"]
+    status: Status
     customer_id: str
     reference: str | None
     reason: str | None = None
@@ -62,6 +66,47 @@ class DeliveryOutcome:
     def delivered(self) -> bool:
         """Whether Gameball has the item (``status == "delivered"``)."""
         return self.status == "delivered"
+
+
+def event_outcome(
+    event: Event | EventDraft,
+    status: Status,
+    reason: str | None = None,
+    error: str | None = None,
+) -> DeliveryOutcome:
+    """An event's outcome (its name is the reference)."""
+    return DeliveryOutcome(
+        "event",
+        status,
+        event.customer_id,
+        event.name,
+        reason=reason,
+        error=error,
+        function=getattr(event, "function", None),
+    )
+
+
+def order_outcome(
+    draft: OrderDraft,
+    status: Status,
+    reason: str | None = None,
+    error: str | None = None,
+    *,
+    result: Mapping[str, Any] | None = None,
+    duplicate: bool = False,
+) -> DeliveryOutcome:
+    """An order's outcome (its order id is the reference; ``result``: Gameball's answer)."""
+    return DeliveryOutcome(
+        "order",
+        status,
+        draft.customer_id,
+        draft.order_id,
+        reason=reason,
+        result=_EMPTY if result is None else result,
+        duplicate=duplicate,
+        error=error,
+        function=draft.function,
+    )
 
 
 OutcomeHook = Callable[[DeliveryOutcome], object]

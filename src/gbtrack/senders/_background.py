@@ -31,7 +31,7 @@ from gbtrack._errors import InvalidEventError
 from gbtrack._event import Event, EventDraft, Record, check_drafts, events_of, record_of
 from gbtrack._fork import reset_after_fork
 from gbtrack._order import OrderDraft
-from gbtrack._outcomes import DeliveryOutcome
+from gbtrack._outcomes import Status, event_outcome, order_outcome
 from gbtrack._protocol import DEFAULT_BASE_URL, ORDERS, Outcome
 from gbtrack._report import ErrorHandler, Reporter, Stats
 from gbtrack._state import Gate
@@ -410,7 +410,7 @@ class BackgroundSender(BaseSender):
         if successor is None:
             super()._drop_closed(event)
             if self.outcomes.tracker_hook is not None:  # after close: no worker left to run it
-                self.outcomes.emit(_event_outcome(event, "dropped", "closed", "sender closed"))
+                self.outcomes.emit(event_outcome(event, "dropped", "closed", "sender closed"))
             return
         valid = self.validated((event,))  # a successor may not take drafts
         if valid:
@@ -491,7 +491,7 @@ class BackgroundSender(BaseSender):
         for draft, error in invalid:
             self.reporter.drop("invalid_event", str(error), function=draft.function, exc_info=error)
             if self.outcomes.tracker_hook is not None:
-                self.outcomes.emit(_event_outcome(draft, "dropped", "invalid_event", str(error)))
+                self.outcomes.emit(event_outcome(draft, "dropped", "invalid_event", str(error)))
         return records
 
     # --- orders -------------------------------------------------------------------------------
@@ -524,15 +524,7 @@ class BackgroundSender(BaseSender):
         if outcomes.tracker_hook is not None or draft.on_outcome is not None:
             result = outcome.result if outcome.result is not None else ORDERS.result(outcome.body)
             outcomes.emit(
-                DeliveryOutcome(
-                    "order",
-                    "delivered",
-                    draft.customer_id,
-                    draft.order_id,
-                    result=result,
-                    duplicate=duplicate,
-                    function=draft.function,
-                ),
+                order_outcome(draft, "delivered", result=result, duplicate=duplicate),
                 draft.on_outcome,
             )
 
@@ -570,7 +562,7 @@ class BackgroundSender(BaseSender):
                 exc_info=exc,
             )
             if outcomes.tracker_hook is not None or draft.on_outcome is not None:
-                outcomes.emit(_order_outcome(draft, "dropped", reason, message), draft.on_outcome)
+                outcomes.emit(order_outcome(draft, "dropped", reason, message), draft.on_outcome)
 
     # --- where given-up events go ----------------------------------------------------------
     def give_up(
@@ -597,9 +589,9 @@ class BackgroundSender(BaseSender):
         if self.outcomes.tracker_hook is not None:
             emit = self.outcomes.emit
             for event in events[:stored]:
-                emit(_event_outcome(event, "persisted", reason, None))
+                emit(event_outcome(event, "persisted", reason, None))
             for event in events[stored:]:
-                emit(_event_outcome(event, "dropped", reason, message))
+                emit(event_outcome(event, "dropped", reason, message))
 
     def _spill(self, events: Sequence[Event], reason: str) -> int:
         spill = self.spill
@@ -624,7 +616,7 @@ class BackgroundSender(BaseSender):
             hook = event.on_outcome
             if self.spill is None:
                 if outcomes.wants(hook):
-                    outcome = _order_outcome(event, "dropped", "queue_overflow", "queue full")
+                    outcome = order_outcome(event, "dropped", "queue_overflow", "queue full")
                     outcomes.defer(outcome, hook)
                     self._wake.set()
                 return False
@@ -636,13 +628,13 @@ class BackgroundSender(BaseSender):
             )
             if outcomes.wants(hook):
                 outcomes.defer(
-                    _order_outcome(event, "dropped", "outbox_orders_unsupported", message), hook
+                    order_outcome(event, "dropped", "outbox_orders_unsupported", message), hook
                 )
                 self._wake.set()
             return True  # settled here, with its own reason
         if self.spill is None:
             if outcomes.tracker_hook is not None:
-                outcomes.defer(_event_outcome(event, "dropped", "queue_overflow", "queue full"))
+                outcomes.defer(event_outcome(event, "dropped", "queue_overflow", "queue full"))
                 self._wake.set()
             return False
         # The spill stores events: validate this one here (an outage's slow path).
@@ -650,10 +642,10 @@ class BackgroundSender(BaseSender):
         stored = not valid or self._spill(valid, "queue_overflow") == 1
         if outcomes.tracker_hook is not None:
             if not valid:  # validated() counted and reported it
-                outcome = _event_outcome(event, "dropped", "invalid_event", "invalid event")
+                outcome = event_outcome(event, "dropped", "invalid_event", "invalid event")
             else:
-                status = "persisted" if stored else "dropped"
-                outcome = _event_outcome(event, status, "queue_overflow", "queue full")
+                status: Status = "persisted" if stored else "dropped"
+                outcome = event_outcome(event, status, "queue_overflow", "queue full")
             outcomes.defer(outcome)
             self._wake.set()
         return stored
@@ -826,34 +818,6 @@ class BackgroundSender(BaseSender):
             f"<BackgroundSender {state} queued={len(self._queue)} held={self._queue.held} "
             f"client={type(self.client).__name__}>"
         )
-
-
-def _event_outcome(
-    event: Event | EventDraft, status: str, reason: str | None, error: str | None
-) -> DeliveryOutcome:
-    return DeliveryOutcome(
-        "event",
-        status,  # type: ignore[arg-type]
-        event.customer_id,
-        event.name,
-        reason=reason,
-        error=error,
-        function=getattr(event, "function", None),
-    )
-
-
-def _order_outcome(
-    draft: OrderDraft, status: str, reason: str | None, error: str | None
-) -> DeliveryOutcome:
-    return DeliveryOutcome(
-        "order",
-        status,  # type: ignore[arg-type]
-        draft.customer_id,
-        draft.order_id,
-        reason=reason,
-        error=error,
-        function=draft.function,
-    )
 
 
 def sender_from_config(**options: Any) -> BackgroundSender:

@@ -11,7 +11,7 @@ from pydantic import SecretStr
 from gbtrack._errors import InvalidEventError
 from gbtrack._event import Event
 from gbtrack._order import OrderDraft
-from gbtrack._outcomes import DeliveryOutcome
+from gbtrack._outcomes import event_outcome, order_outcome
 from gbtrack._protocol import DEFAULT_BASE_URL, ORDERS, call_client, safe_error
 from gbtrack._report import ErrorHandler
 from gbtrack.senders._base import BaseSender
@@ -130,9 +130,7 @@ class DirectSender(BaseSender):
             if outcome.delivered:
                 self.reporter.count("delivered")
                 if self.outcomes.tracker_hook is not None:
-                    self.outcomes.emit(
-                        DeliveryOutcome("event", "delivered", event.customer_id, event.name)
-                    )
+                    self.outcomes.emit(event_outcome(event, "delivered"))
                 return
             self.rate_limiter.note(outcome)
             age = time.time() - event.timestamp.timestamp()
@@ -146,15 +144,9 @@ class DirectSender(BaseSender):
                     exc_info=safe_error(outcome),
                 )
                 if self.outcomes.tracker_hook is not None:
-                    dropped = DeliveryOutcome(
-                        "event",
-                        "dropped",
-                        event.customer_id,
-                        event.name,
-                        reason=decision.reason,
-                        error=decision.message,
+                    self.outcomes.emit(
+                        event_outcome(event, "dropped", decision.reason, decision.message)
                     )
-                    self.outcomes.emit(dropped)
                 return
             self.reporter.count("retried")
             self.reporter.note_error(decision.message)
@@ -215,15 +207,7 @@ class DirectSender(BaseSender):
     def _order_delivered(self, draft: OrderDraft, result: Any, *, duplicate: bool) -> None:
         self.reporter.count("delivered")
         if self.outcomes.wants(draft.on_outcome):
-            outcome = DeliveryOutcome(
-                "order",
-                "delivered",
-                draft.customer_id,
-                draft.order_id,
-                **({"result": result} if result is not None else {}),
-                duplicate=duplicate,
-                function=draft.function,
-            )
+            outcome = order_outcome(draft, "delivered", result=result, duplicate=duplicate)
             self.outcomes.emit(outcome, draft.on_outcome)
 
     def _order_dropped(
@@ -236,16 +220,7 @@ class DirectSender(BaseSender):
             exc_info=exc,
         )
         if self.outcomes.wants(draft.on_outcome):
-            outcome = DeliveryOutcome(
-                "order",
-                "dropped",
-                draft.customer_id,
-                draft.order_id,
-                reason=reason,
-                error=message,
-                function=draft.function,
-            )
-            self.outcomes.emit(outcome, draft.on_outcome)
+            self.outcomes.emit(order_outcome(draft, "dropped", reason, message), draft.on_outcome)
 
     def close(self, timeout: float | None = None) -> bool:
         """Close a client built here; idempotent. Later sends are dropped (``closed``).
