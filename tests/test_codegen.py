@@ -18,28 +18,16 @@ from types import SimpleNamespace
 from typing import Any
 
 import pytest
+from tests._drafts import DraftSender
 from tests._paths import forgetting_classes
 
-from gbtrack import InMemorySender, Tracker, _codegen, identify, literal
+from gbtrack import Tracker, _codegen, identify, literal
 
 
 @pytest.fixture(autouse=True)
 def _forget_classes() -> Iterator[None]:
     with forgetting_classes():
         yield
-
-
-class DraftSender(InMemorySender):
-    """Takes drafts as they are (the tracker's gate opens), keeps them in order."""
-
-    accepts_drafts = True
-
-    def __init__(self) -> None:
-        super().__init__()
-        self.drafts: list[Any] = []
-
-    def send(self, event: Any) -> None:
-        self.drafts.append(event)
 
 
 class Customer:

@@ -8,22 +8,10 @@ from decimal import Decimal
 from typing import Any
 
 import pytest
+from tests._drafts import DraftSender
 
-from gbtrack import GbtrackError, InMemorySender, Span, Tracker, identify
+from gbtrack import GbtrackError, Span, Tracker, identify
 from gbtrack._span import tracker_span
-
-
-class DraftSender(InMemorySender):
-    """Takes drafts as they are (the tracker's gate opens)."""
-
-    accepts_drafts = True
-
-    def __init__(self) -> None:
-        super().__init__()
-        self.drafts: list[Any] = []
-
-    def send(self, event: Any) -> None:
-        self.drafts.append(event)
 
 
 class Key(str):

@@ -14,6 +14,7 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 from pydantic import SecretStr
+from tests._drafts import DraftSender
 
 from gbtrack import Event, InMemorySender, Tracker
 from gbtrack._call import Binder
@@ -256,19 +257,6 @@ def test_compile_names_equals_read_name(value: object, names: list[str]) -> None
     assert all(_same(g, e) for g, e in zip(got, expected, strict=True)), (got, expected)
 
 
-class _DraftSender(InMemorySender):
-    """Takes drafts as they are, so the plan's output is compared before validation."""
-
-    accepts_drafts = True
-
-    def __init__(self) -> None:
-        super().__init__()
-        self.drafts: list[Any] = []
-
-    def send(self, event: Any) -> None:
-        self.drafts.append(event)
-
-
 class _Customer:
     def __init__(self, id: object, email: object = "a@example.com") -> None:
         self.id = id
@@ -320,7 +308,7 @@ def test_generated_wrapper_equals_the_general_path(
     outcomes = []
     for mode in ("gate", "general"):
         monkeypatch.setattr(_codegen, "mode", mode)
-        sender = _DraftSender()
+        sender = DraftSender()
         tracker = Tracker(sender)
         tracked = tracker.track("purchase", **options)(checkout)
         # The first call of a well-formed pair teaches the wrapper its classes; the second
@@ -352,8 +340,8 @@ def test_a_deferred_check_runs_before_the_generated_path(
     (tmp_path / "fwd_generated.py").write_text(
         "from __future__ import annotations\n"
         "from gbtrack import Tracker\n"
-        "from tests.perf.test_fast_paths import _DraftSender\n"
-        "tracker = Tracker(_DraftSender())\n"
+        "from tests.perf.test_fast_paths import DraftSender\n"
+        "tracker = Tracker(DraftSender())\n"
         "@tracker.track('purchase', customer_id='customer.id',\n"
         "               metadata={'amount': 'result.totl', 'id': 'result.id'})\n"
         "def checkout(customer: Customer, cart: object) -> Order:\n"
