@@ -1,18 +1,19 @@
 """An example service: customers, carts and orders, with decorated business functions.
 
-This module shows the everyday ways of using ``@track``:
+This module shows the everyday ways of using ``@track_order`` and ``@track``:
 
-- ``checkout``: identity and metadata from the arguments and the result, a
-  ``literal`` constant, a ``Decimal`` and an ``Enum`` converted for Gameball, and a
-  second ``@track`` with ``on="error"`` for failed checkouts;
+- ``checkout``: a purchase sent as a Gameball order (``@track_order``: what earns the
+  customer points), its line items made by ``each()`` from the cart, a ``literal``
+  constant, a ``Decimal`` and an ``Enum`` converted for Gameball, and an ``@track``
+  with ``on="error"`` for failed checkouts;
 - ``submit_review``: a ``when`` condition (only reviews with a text are sent);
 - ``sign_up``: the identity comes from the result;
 - ``ship_order``: an ``async def`` coroutine;
 - ``LoyaltyDesk.redeem``: a method whose customer comes from an ``identify()`` block.
 
-The functions know nothing about delivery: the default tracker decides where events
-go (``examples/demo.py`` sends them to a local Gameball emulator). Run on its own, this
-script captures the events in memory and prints them::
+The functions know nothing about delivery: the default tracker decides where orders
+and events go (``examples/demo.py`` sends them to a local Gameball emulator). Run on its own, this
+script captures the orders and events in memory and prints them::
 
     python examples/checkout_service.py
 """
@@ -26,7 +27,7 @@ from dataclasses import dataclass, field
 from decimal import Decimal
 from enum import Enum
 
-from gbtrack import identify, literal, track
+from gbtrack import each, identify, literal, track, track_order
 
 __all__ = [
     "Cart",
@@ -99,18 +100,19 @@ class EmptyCartError(Exception):
     """Raised by :func:`checkout` for a cart without items."""
 
 
-@track(
-    "purchase_completed",
+# A purchase is a Gameball *order*: the Order API is what earns the customer points
+# (cashback on total_paid), and Gameball records the place_order event itself.
+@track_order(
     customer_id="customer.id",
     email="customer.email",
-    metadata={
-        "order_id": "result.id",
-        "amount": "result.total",  # Decimal: sent as a float
-        "items": "result.item_count",
-        "payment": "result.payment",  # Enum: sent as its value
-        "coupon": "cart.coupon",  # None: left out of the event
-        "channel": literal("web"),  # a constant, not a path
+    order_id="result.id",
+    total_paid="result.total",  # Decimal: sent as a float
+    line_items=each("cart.items", product_id="sku", price="price", quantity="quantity"),
+    extra={
+        "payment": "result.payment.value",  # an Enum member's value: a string
+        "coupon": "cart.coupon",  # None: left out of the order
     },
+    channel=literal("web"),  # a constant, not a path
 )
 @track(
     "checkout_failed",
@@ -192,9 +194,13 @@ def _main() -> None:
         asyncio.run(ship_order(order))
         with identify(alice.id, email=alice.email):
             LoyaltyDesk("cairo-1").redeem(250)
+    for placed in events.orders:
+        body = placed.to_body()
+        summary = {k: body[k] for k in ("orderId", "totalPaid", "extra", "channel")}
+        print(f"{'order':<20} {body['customerId']:<8} {summary} {len(body['lineItems'])} lines")
     for event in events:
         print(f"{event.name:<20} {event.customer_id:<8} {event.metadata}")
-    print(f"{len(events)} events tracked")
+    print(f"{len(events.orders)} order and {len(events)} events tracked")
 
 
 if __name__ == "__main__":

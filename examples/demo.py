@@ -1,17 +1,19 @@
-"""The gbtrack demo: the example checkout service sends events into a local Gameball.
+"""The gbtrack demo: the example checkout service sends orders and events into a local Gameball.
 
 What happens, all in this one process and on 127.0.0.1 only:
 
 1. a :class:`~gbtrack.emulator.GameballEmulator` starts on an ephemeral port (a real
-   HTTP server speaking Gameball's events API, with its auth rules and rate limits);
+   HTTP server speaking Gameball's events and Order APIs, with their auth rules and
+   rate limits);
 2. ``gbtrack.configure(api_key=..., secret_key=..., base_url=emulator.url)`` gives the
    default tracker a :class:`~gbtrack.senders.BackgroundSender`;
 3. the decorated functions of ``examples/checkout_service.py`` run for a few customers,
    with an ``identify()`` block and a ``span``;
 4. ``flush()`` waits until the worker has delivered everything, and the script prints
-   what the emulator received and ``tracker.stats``.
+   what the emulator received (the orders with the points they earned, then the
+   events) and ``tracker.stats``.
 
-Exit status 1 if any event was lost (dropped, or not received by the emulator).
+Exit status 1 if any order or event was lost (dropped, or not received by the emulator).
 Run it with ``./nox -s demo`` or ``python examples/demo.py``.
 """
 
@@ -35,7 +37,7 @@ from checkout_service import (
 )
 
 import gbtrack
-from gbtrack.emulator import GameballEmulator, ReceivedEvent
+from gbtrack.emulator import GameballEmulator, ReceivedEvent, ReceivedOrder
 
 CUSTOMERS = [
     ("alice@example.com", "+201001234567", "friend"),
@@ -63,6 +65,15 @@ def run_service() -> None:
     # A failed checkout sends checkout_failed; the error still reaches the caller.
     with suppress(EmptyCartError):
         checkout(sign_up("dave@example.com"), Cart())
+
+
+def print_orders(orders: list[ReceivedOrder]) -> None:
+    """Print the orders the emulator received, with the points each earned."""
+    for order in sorted(orders, key=lambda o: o.customer_id):
+        print(
+            f"{order.customer_id}  order {order.order_id}  totalPaid={order.total_paid}  "
+            f"lines={len(order.body.get('lineItems', []))}  points={order.rewarded_points}"
+        )
 
 
 def print_table(events: list[ReceivedEvent]) -> None:
@@ -93,6 +104,8 @@ def main() -> int:
             settled = tracker.flush(timeout=30)
             stats = tracker.stats
             received = emulator.events
+            orders = emulator.orders
+            place_order = [e for e in emulator.system_events if e.name == "place_order"]
             requests = sum(
                 count
                 for (endpoint, status), count in emulator.requests.items()
@@ -100,6 +113,11 @@ def main() -> int:
             )
         finally:
             tracker.close(timeout=10)
+    print_orders(orders)
+    print(
+        f"{len(orders)} orders received by the Order API, which recorded "
+        f"{len(place_order)} place_order events itself\n"
+    )
     print_table(received)
     # Coalescing: one customer's pending events travel in one request.
     print(f"\n{len(received)} events received by the emulator in {requests} requests")
@@ -108,9 +126,9 @@ def main() -> int:
         f"retried={stats.retried} dropped={dict(stats.dropped)} "
         f"in_queue={stats.in_queue} in_flight={stats.in_flight}"
     )
-    lost = stats.sent - len(received)
+    lost = stats.sent - len(received) - len(orders)
     if not settled or stats.total_dropped or lost:
-        print(f"LOST: {max(lost, stats.total_dropped)} event(s); settled={settled}")
+        print(f"LOST: {max(lost, stats.total_dropped)} order(s) or event(s); settled={settled}")
         return 1
     print("nothing lost")
     # The emulator above stopped with the demo: its URL is gone now.
