@@ -74,6 +74,20 @@ def test_no_floor_imports_one_above_it() -> None:
     assert upward == []
 
 
+def test_the_errors_are_the_ground_floor() -> None:
+    assert PACKAGE_IMPORTS["gbtrack._errors"] == set()
+
+
+def test_nothing_imports_the_top_floor() -> None:
+    # The public namespaces built on the public face (`python -m gbtrack` runs the CLI).
+    top = {"gbtrack.integrations", "gbtrack.testing", "gbtrack.cli"}
+    assert {
+        package: sorted(imports & top)
+        for package, imports in PACKAGE_IMPORTS.items()
+        if imports & top and package != "gbtrack.__main__"
+    } == {}
+
+
 def test_the_senders_import_nothing_from_the_outbox() -> None:
     senders = {m: imports for m, imports in IMPORTS.items() if _package(m) == "gbtrack.senders"}
     assert "gbtrack.senders._background" in senders
