@@ -54,6 +54,7 @@ EXPECTED = [
     "register_resolver",
     "remove_event_schema",
     "send_order",
+    "sender_from_config",
     "set_tracker",
     "span",
     "track",

@@ -19,6 +19,7 @@ from gbtrack._call import Call
 from gbtrack._checks import CheckReport, Unchecked, check
 from gbtrack._context import current_identity, identify
 from gbtrack._decorator import track
+from gbtrack._delivery import sender_from_config
 from gbtrack._errors import (
     AuthenticationError,
     ConfigurationError,
@@ -107,6 +108,7 @@ __all__ = [
     "register_resolver",
     "remove_event_schema",
     "send_order",
+    "sender_from_config",
     "set_tracker",
     "span",
     "track",

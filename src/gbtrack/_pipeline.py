@@ -24,6 +24,7 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Union
 
+from gbtrack._delivery import sender_from_config
 from gbtrack._errors import InvalidEventError, TrackingError
 from gbtrack._event import Event, EventDraft, Limits, mask_email, mask_mobile
 from gbtrack._report import Reporter, Stats, logger, warn_user
@@ -33,7 +34,6 @@ from gbtrack._state import Gate
 from gbtrack._state import _open as _bindings
 from gbtrack._state import bound_transaction as _bound_transaction
 from gbtrack._transaction import TransactionBinding
-from gbtrack.senders._background import sender_from_config
 from gbtrack.senders._base import BatchHook, LoggingSender, Sender, SenderTraits
 
 __all__ = [

@@ -24,6 +24,7 @@ from pydantic import SecretStr
 
 from gbtrack._context import complete_identity
 from gbtrack._decorator import track as _track
+from gbtrack._delivery import sender_from_config
 from gbtrack._errors import GbtrackError, InvalidEventError, TrackingError
 from gbtrack._event import DEFAULT_LIMITS, EventDraft, Limits
 from gbtrack._order import OrderDraft, order_draft
@@ -46,7 +47,6 @@ from gbtrack._settings import env_disabled as _env_disabled
 from gbtrack._span import tracker_span
 from gbtrack._state import Gate, active, bound_transaction, on_bindings_change
 from gbtrack._types import UNSET, Unset
-from gbtrack.senders._background import sender_from_config
 from gbtrack.senders._base import AttachableSender, Sender, SenderTraits, TrackerLink
 from gbtrack.senders._policy import Limiter, RetryPolicy, Spill
 from gbtrack.senders._queue import Overflow

@@ -2,8 +2,8 @@ from __future__ import annotations
 
 import pytest
 
-from gbtrack import ConfigurationError
-from gbtrack.senders import BackgroundSender, sender_from_config
+from gbtrack import ConfigurationError, sender_from_config
+from gbtrack.senders import BackgroundSender
 
 
 @pytest.fixture(autouse=True)
@@ -148,3 +148,15 @@ def test_delivery_config_is_one_frozen_object_from_arguments_and_environment(
         assert sender.concurrency == 3
     finally:
         sender.close(1)
+
+
+def test_sender_from_config_moved_to_the_package_root() -> None:
+    import gbtrack.senders
+
+    # It opens the outbox, which stands on the senders: it lives above both.
+    assert "sender_from_config" not in gbtrack.senders.__all__
+    with pytest.raises(ImportError, match=r"moved to gbtrack\.sender_from_config"):
+        from gbtrack.senders import sender_from_config  # noqa: F401
+    with pytest.raises(ImportError, match=r"from gbtrack import sender_from_config"):
+        gbtrack.senders.sender_from_config  # noqa: B018
+    assert not hasattr(gbtrack.senders, "no_such_name")  # other names: AttributeError

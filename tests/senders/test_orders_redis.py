@@ -8,10 +8,10 @@ from collections.abc import Iterator
 import pytest
 from tests._redis import RedisServer
 
-from gbtrack import Event
+from gbtrack import Event, sender_from_config
 from gbtrack._order import order_draft
 from gbtrack.emulator import GameballEmulator
-from gbtrack.senders import RedisRateLimiter, sender_from_config
+from gbtrack.senders import RedisRateLimiter
 from gbtrack.senders._redis import account_key
 
 pytest.importorskip("redis")

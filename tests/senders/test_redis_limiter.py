@@ -13,7 +13,7 @@ import pytest
 from tests._redis import RedisServer
 from tests.senders import API_KEY, rate_limited
 
-from gbtrack import ConfigurationError
+from gbtrack import ConfigurationError, sender_from_config
 from gbtrack.emulator import GameballEmulator
 from gbtrack.gameball import Outcome, OutcomeKind
 from gbtrack.senders import (
@@ -21,7 +21,6 @@ from gbtrack.senders import (
     Limiter,
     RateLimiter,
     RedisRateLimiter,
-    sender_from_config,
 )
 from gbtrack.senders._redis import _safe_url, account_key
 

@@ -276,9 +276,8 @@ def test_with_an_outbox_refused_events_land_in_its_dead_letter(
     emulator: GameballEmulator, tmp_path: pathlib.Path
 ) -> None:
     # Defect 6: with configure(outbox=...), `gbtrack outbox retry --code 1000` works.
-    from gbtrack import Event
+    from gbtrack import Event, sender_from_config
     from gbtrack.outbox import OutboxStore
-    from gbtrack.senders import sender_from_config
 
     path = tmp_path / "outbox.sqlite3"
     sender = sender_from_config(

@@ -12,10 +12,17 @@
   (``gbtrack[redis]``); :class:`Limiter`: what both limiters are to a sender.
 - :class:`DeliveryClient`, :class:`Spill`: the seams to the client and the outbox.
 - :class:`DeliveryConfig`: the delivery options, one frozen object (arguments and
-  environment); :func:`sender_from_config` builds a :class:`BackgroundSender` from it.
+  environment); :meth:`BackgroundSender.from_config` builds a sender from it, and
+  :func:`gbtrack.sender_from_config` (options and environment in, the durable outbox
+  included) does both.
+
+This package sits below :mod:`gbtrack.outbox` (whose sender is a :class:`BaseSender`)
+and imports nothing from it.
 """
 
-from gbtrack.senders._background import BackgroundSender, sender_from_config
+from typing import NoReturn
+
+from gbtrack.senders._background import BackgroundSender
 from gbtrack.senders._base import (
     AttachableSender,
     BaseSender,
@@ -57,5 +64,25 @@ __all__ = [
     "SenderTraits",
     "Spill",
     "TrackerLink",
-    "sender_from_config",
 ]
+
+_MOVED = {
+    "sender_from_config": (
+        "gbtrack.senders.sender_from_config moved to gbtrack.sender_from_config "
+        "(it opens the outbox, which stands on the senders): "
+        "use `from gbtrack import sender_from_config`"
+    ),
+}
+
+
+def __getattr__(name: str) -> NoReturn:
+    """Name the new home of a name that moved; any other name is an AttributeError.
+
+    A moved name raises :class:`ImportError` rather than :class:`AttributeError`:
+    ``from gbtrack.senders import sender_from_config`` replaces an AttributeError's
+    message with its own "cannot import name", and the pointer would be lost.
+    """
+    moved = _MOVED.get(name)
+    if moved is not None:
+        raise ImportError(moved, name=__name__)
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

@@ -27,7 +27,7 @@ from typing import Any
 
 from pydantic import SecretStr
 
-from gbtrack._errors import InvalidEventError
+from gbtrack._errors import ConfigurationError, InvalidEventError
 from gbtrack._event import Event, EventDraft, Record, check_drafts, events_of, record_of
 from gbtrack._fork import reset_after_fork
 from gbtrack._order import OrderDraft
@@ -42,7 +42,7 @@ from gbtrack.senders._policy import DeliveryClient, Limiter, RateLimiter, RetryP
 from gbtrack.senders._queue import EventQueue, Overflow
 from gbtrack.senders._requests import OrderRequest, time_left
 
-__all__ = ["BackgroundSender", "sender_from_config"]
+__all__ = ["BackgroundSender"]
 
 _log = logging.getLogger("gbtrack")
 
@@ -251,16 +251,35 @@ class BackgroundSender(BaseSender):
         *,
         client: DeliveryClient | None = None,
         on_error: ErrorHandler | None = None,
+        open_outbox: Callable[[str | os.PathLike[str], DeliveryClient, Limiter], Spill]
+        | None = None,
     ) -> BackgroundSender:
         """Build a sender from a :class:`~gbtrack.senders.DeliveryConfig`.
 
-        With ``config.outbox``, the sender builds a durable
-        :class:`~gbtrack.outbox.OutboxSender` there (sharing its client and rate
-        limiter), uses it as its ``spill``, and closes it before its client.
+        This package sits below :mod:`gbtrack.outbox` and never imports it, so
+        ``config.outbox`` needs ``open_outbox``; :func:`gbtrack.sender_from_config`
+        passes one that opens a :class:`~gbtrack.outbox.OutboxSender`.
+
+        Args:
+            config: The delivery options.
+            client: The Gameball client; ``None`` builds one from ``config``.
+            on_error: Called with a :class:`~gbtrack.TrackingError` for each drop.
+            open_outbox: With ``config.outbox``: called once with that path, the
+                sender's client and its rate limiter (the spill shares both). What it
+                returns becomes the sender's ``spill``; the sender owns it and closes it
+                before its client.
 
         Raises:
-            ConfigurationError: If the outbox cannot be opened.
+            ConfigurationError: If ``config.outbox`` is set without ``open_outbox``,
+                or the outbox cannot be opened.
         """
+        path = config.outbox
+        if path is not None and open_outbox is None:
+            raise ConfigurationError(
+                "BackgroundSender.from_config() got a config with an outbox (outbox= or "
+                "GBTRACK_OUTBOX) but no open_outbox=: build the sender with "
+                "gbtrack.sender_from_config(), which opens the outbox as its spill"
+            )
         names = DeliveryConfig.names() - LIMITER_OPTIONS - {"outbox"}
         options = {f: getattr(config, f) for f in names}
         options["rate_limiter"] = limiter = config.build_rate_limiter(client)
@@ -272,18 +291,14 @@ class BackgroundSender(BaseSender):
         close_orders = getattr(order_limiter, "close", None)
         if config.order_rate_limiter is None and callable(close_orders):  # built here
             sender._owned.append(lambda left: close_orders())
-        if config.outbox is not None:
-            from gbtrack.outbox import OutboxSender
-
+        if path is not None and open_outbox is not None:
             try:
-                outbox = OutboxSender(
-                    sender.client, path=config.outbox, rate_limiter=sender.rate_limiter
-                )
+                outbox = open_outbox(path, sender.client, sender.rate_limiter)
             except BaseException:
                 sender.close(timeout=0)
                 raise
             sender.spill = outbox
-            sender._own_spill(outbox)
+            sender._own_spill(outbox)  # owned last: closed first, before the limiters
             sender.config = dataclasses.replace(config, outbox=None, spill=outbox)
         return sender
 
@@ -818,26 +833,3 @@ class BackgroundSender(BaseSender):
             f"<BackgroundSender {state} queued={len(self._queue)} held={self._queue.held} "
             f"client={type(self.client).__name__}>"
         )
-
-
-def sender_from_config(**options: Any) -> BackgroundSender:
-    """Build a :class:`BackgroundSender` from options, completed by the environment.
-
-    The options are :class:`DeliveryConfig`'s (resolved with
-    :meth:`DeliveryConfig.resolve`), plus ``client`` and ``on_error``. ``outbox`` (a
-    path; falls back to ``GBTRACK_OUTBOX``) makes a durable
-    :class:`~gbtrack.outbox.OutboxSender` the sender's ``spill``: events that would be
-    dropped for overflow or an outage go to disk and are delivered from there, through
-    the same client and rate limiter. The sender owns it and closes it. ``redis_url``
-    (falls back to ``GBTRACK_REDIS_URL``) makes the rate limiter a
-    :class:`~gbtrack.senders.RedisRateLimiter` shared by every process of the account.
-
-    Raises:
-        ConfigurationError: If no API key is given or set, or an option is unknown
-            or invalid (including an outbox path that is not writable, ``redis_url``
-            without redis-py, or ``redis_url`` with ``rate_limiter``).
-    """
-    client = options.pop("client", None)
-    on_error = options.pop("on_error", None)
-    config = DeliveryConfig.resolve(needs_key=client is None, **options)
-    return BackgroundSender.from_config(config, client=client, on_error=on_error)

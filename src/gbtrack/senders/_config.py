@@ -1,7 +1,7 @@
 """One frozen delivery configuration, built from arguments and the environment.
 
 :class:`DeliveryConfig` is the one list of delivery options:
-:func:`~gbtrack.senders.sender_from_config` (and so :func:`gbtrack.configure`) resolves
+:func:`gbtrack.sender_from_config` (and so :func:`gbtrack.configure`) resolves
 it from options and the environment, and :class:`~gbtrack.senders.BackgroundSender`
 builds itself from one (:meth:`~gbtrack.senders.BackgroundSender.from_config`); its
 constructor's keyword arguments are the same fields. This module knows no sender: the
@@ -48,8 +48,9 @@ class DeliveryConfig:
     the same name.
 
     Attributes:
-        outbox: A path for a durable :class:`~gbtrack.outbox.OutboxSender` that the
-            sender builds, uses as its ``spill`` and closes (exclusive with ``spill``).
+        outbox: A path for a durable :class:`~gbtrack.outbox.OutboxSender` that
+            :func:`gbtrack.sender_from_config` opens as the sender's ``spill``, closed
+            with the sender (exclusive with ``spill``).
         redis_url: A Redis URL: the sender's rate limiter is a
             :class:`~gbtrack.senders.RedisRateLimiter` there, shared by every process
             with the same API key (exclusive with ``rate_limiter``; needs
