@@ -122,7 +122,7 @@ class Dispatcher:
         self._retry_heap: list[tuple[float, int, Request | OrderRequest]] = []
         self._poll_heap: list[tuple[float, int, BulkRequest | OrderBulk]] = []
         self._seq = itertools.count()
-        self._busy: set[str] = set()  # customers with a request in flight
+        self._busy: set[str] = set()  # customers with a request in flight or in backoff
         self._requests = 0  # requests (sends, batch creates, polls) in flight
         self._in_flight_jobs: set[Request] = set()
         self._in_flight_bulks: set[BulkRequest] = set()
@@ -155,8 +155,8 @@ class Dispatcher:
                 return
             self._drain(now)
             heap = self._retry_heap
-            while heap and heap[0][0] <= now:
-                self._ready.append(heapq.heappop(heap)[2])
+            if heap and heap[0][0] <= now:
+                self._retries_due(now)
             limit_wait = self._dispatch(now)
             if q.blocked:
                 q.wake_blocked()
@@ -165,6 +165,29 @@ class Dispatcher:
             # A floor, so that no timer arithmetic can ever make the worker spin.
             wake.wait(max(self._sleep(now, limit_wait), 0.0005))
             wake.clear()
+
+    def _retries_due(self, now: float) -> None:
+        """Requests whose backoff is over go back to the head of the line.
+
+        Their customers were held meanwhile (:meth:`_retry_later`): put first, each goes
+        before its customer's later requests, which waited behind it in the line.
+        """
+        heap, busy = self._retry_heap, self._busy
+        due: list[Request | OrderRequest] = []
+        while heap and heap[0][0] <= now:
+            job = heapq.heappop(heap)[2]
+            busy.discard(job.key)
+            due.append(job)
+        self._ready.extendleft(reversed(due))
+
+    def _retry_later(self, job: Request | OrderRequest, delay: float) -> None:
+        """Schedule ``job``'s next attempt, holding its customer's later requests until then.
+
+        A backoff does not end a request: its customer stays busy, so that nothing the
+        customer did later (an event, an order) overtakes it; others go on.
+        """
+        self._busy.add(job.key)
+        heapq.heappush(self._retry_heap, (time.monotonic() + delay, next(self._seq), job))
 
     def _sleep(self, now: float, limit_wait: float | None) -> float:
         """Seconds until the next thing that can happen without a wake-up.
@@ -602,8 +625,7 @@ class Dispatcher:
             owner.reporter.count("retried")
             owner.reporter.note_error(decision.message)
             self._orders_ready += 1
-            not_before = time.monotonic() + decision.delay
-            heapq.heappush(self._retry_heap, (not_before, next(self._seq), job))
+            self._retry_later(job, decision.delay)
             return
         assert decision.reason is not None
         owner.give_up_orders([job.draft], decision.reason, decision.message, safe_error(outcome))
@@ -622,8 +644,7 @@ class Dispatcher:
         if decision.retry:
             self.owner.reporter.count("retried", job.n)
             self.owner.reporter.note_error(decision.message)
-            not_before = time.monotonic() + decision.delay
-            heapq.heappush(self._retry_heap, (not_before, next(self._seq), job))
+            self._retry_later(job, decision.delay)
             return
         assert decision.reason is not None
         self._give_up([job], decision.reason, decision.message, safe_error(outcome))
