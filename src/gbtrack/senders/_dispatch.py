@@ -180,14 +180,26 @@ class Dispatcher:
             due.append(job)
         self._ready.extendleft(reversed(due))
 
-    def _retry_later(self, job: Request | OrderRequest, delay: float) -> None:
+    def _retry_later(
+        self,
+        job: Request | OrderRequest,
+        delay: float,
+        outcome: Outcome,
+        together: dict[int, float] | None,
+    ) -> None:
         """Schedule ``job``'s next attempt, holding its customer's later requests until then.
 
         A backoff does not end a request: its customer stays busy, so that nothing the
-        customer did later (an event, an order) overtakes it; others go on.
+        customer did later (an event, an order) overtakes it; others go on. The items of
+        a batch job that failed together (one ``outcome``; ``together`` is the job's
+        times by outcome) are retried together, so that they go as one job again, not
+        one by one as each item's own jitter would spread them.
         """
+        not_before = time.monotonic() + delay
+        if together is not None:
+            not_before = together.setdefault(id(outcome), not_before)
         self._busy.add(job.key)
-        heapq.heappush(self._retry_heap, (time.monotonic() + delay, next(self._seq), job))
+        heapq.heappush(self._retry_heap, (not_before, next(self._seq), job))
 
     def _sleep(self, now: float, limit_wait: float | None) -> float:
         """Seconds until the next thing that can happen without a wake-up.
@@ -448,8 +460,9 @@ class Dispatcher:
                 FALL_BACK_PAUSE,
             )
             return
+        together: dict[int, float] = {}  # orders that failed together are retried together
         for job, outcome in zip(jobs, step.outcomes, strict=True):
-            self._order_answer(job, outcome)
+            self._order_answer(job, outcome, together)
 
     def _dispatch_probe(self, now: float) -> float | None:
         """The key was refused: send one request when a probe is due, nothing else."""
@@ -604,7 +617,9 @@ class Dispatcher:
         self.owner.order_rate_limiter.note(outcome)
         self._order_answer(job, outcome)
 
-    def _order_answer(self, job: OrderRequest, outcome: Outcome) -> None:
+    def _order_answer(
+        self, job: OrderRequest, outcome: Outcome, together: dict[int, float] | None = None
+    ) -> None:
         """Settle, retry or give up one order after its answer (alone or as a job item)."""
         owner = self.owner
         if outcome.delivered:
@@ -625,13 +640,15 @@ class Dispatcher:
             owner.reporter.count("retried")
             owner.reporter.note_error(decision.message)
             self._orders_ready += 1
-            self._retry_later(job, decision.delay)
+            self._retry_later(job, decision.delay, outcome, together)
             return
         assert decision.reason is not None
         owner.give_up_orders([job.draft], decision.reason, decision.message, safe_error(outcome))
         self.queue.settle(1, (job.mark,))
 
-    def _settle(self, job: Request, outcome: Outcome) -> None:
+    def _settle(
+        self, job: Request, outcome: Outcome, together: dict[int, float] | None = None
+    ) -> None:
         """Count ``job`` delivered, schedule its retry, or give its events up."""
         if outcome.delivered:
             self.owner.reporter.count("delivered", job.n)
@@ -644,7 +661,7 @@ class Dispatcher:
         if decision.retry:
             self.owner.reporter.count("retried", job.n)
             self.owner.reporter.note_error(decision.message)
-            self._retry_later(job, decision.delay)
+            self._retry_later(job, decision.delay, outcome, together)
             return
         assert decision.reason is not None
         self._give_up([job], decision.reason, decision.message, safe_error(outcome))
@@ -663,6 +680,7 @@ class Dispatcher:
             assert step.cause is not None
             self._fall_back(bulk.jobs, step.cause)
             return
+        together: dict[int, float] = {}  # items that failed together are retried together
         for outcome, fated in bulk.fates(step.outcomes):
             if outcome.delivered:
                 n = sum([len(entry[0]) for entry in fated])
@@ -673,7 +691,7 @@ class Dispatcher:
                 self.queue.settle(n, [entry[1] for entry in fated])
                 continue
             for job in requests_of(fated):
-                self._settle(job, outcome)
+                self._settle(job, outcome, together)
 
     def _delivered_events(self, records: Sequence[Record]) -> None:
         """Tell the tracker's ``on_outcome`` hook that these events were delivered."""
