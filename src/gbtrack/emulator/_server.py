@@ -82,6 +82,11 @@ class _Handler(BaseHTTPRequestHandler):
         self._dispatch()
 
     def _dispatch(self) -> None:
+        if self.server.stopping.is_set():
+            # Read from a connection's buffer after stop() began: the server is gone, so
+            # nothing is processed (the client sees the connection closed, no answer).
+            self.close_connection = True
+            return
         state = self.server.state
         headers = {name.lower(): value for name, value in self.headers.items()}
         incoming = state.begin(self.command, self.path, headers, self._arrived)
@@ -238,6 +243,7 @@ class _Server(ThreadingHTTPServer):
         self.stopping = threading.Event()
         self._connections: set[socket.socket] = set()
         self._connections_lock = threading.Lock()
+        self._all_closed = threading.Condition(self._connections_lock)
         super().__init__(address, _Handler)
 
     def process_request(self, request: Any, client_address: Any) -> None:
@@ -248,9 +254,11 @@ class _Server(ThreadingHTTPServer):
 
     def shutdown_request(self, request: Any) -> None:
         """Forget and close a finished connection."""
+        super().shutdown_request(request)
         with self._connections_lock:
             self._connections.discard(request)
-        super().shutdown_request(request)
+            if not self._connections:
+                self._all_closed.notify_all()
 
     def close_connections(self) -> None:
         """Shut every open connection down so that its handler thread ends."""
@@ -259,6 +267,14 @@ class _Server(ThreadingHTTPServer):
         for connection in connections:
             with contextlib.suppress(OSError):
                 connection.shutdown(socket.SHUT_RDWR)
+
+    def wait_closed(self, timeout: float) -> None:
+        """Wait until every connection's handler is done, at most ``timeout`` seconds.
+
+        The handlers are daemon threads, which ``server_close()`` does not join.
+        """
+        with self._all_closed:
+            self._all_closed.wait_for(lambda: not self._connections, timeout)
 
     def handle_error(self, request: Any, client_address: Any) -> None:
         """Keep errors out of stderr; clients going away is normal, anything else is kept."""
@@ -394,7 +410,12 @@ class GameballEmulator:
         return self
 
     def stop(self, timeout: float = 5.0) -> None:
-        """Stop serving, close every connection and join the threads; idempotent."""
+        """Stop serving, close every connection and join the threads; idempotent.
+
+        When it returns, no request is being processed and none will be: a request
+        still unread in a connection's buffer when it was called is not processed (its
+        client sees the connection closed without an answer, as when a server dies).
+        """
         with self._lifecycle:
             server, self._server = self._server, None
             thread, self._thread = self._thread, None
@@ -402,7 +423,9 @@ class GameballEmulator:
                 server.stopping.set()
                 server.shutdown()
                 server.close_connections()
-                server.server_close()  # joins the connection threads
+                server.server_close()
+                # No handler still runs when stop() returns: nothing is recorded after it.
+                server.wait_closed(timeout)
             if thread is not None:
                 thread.join(timeout)
             self._state.stop_worker(timeout)  # also started by in-process transports

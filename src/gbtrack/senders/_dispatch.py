@@ -122,7 +122,7 @@ class Dispatcher:
         self._retry_heap: list[tuple[float, int, Request | OrderRequest]] = []
         self._poll_heap: list[tuple[float, int, BulkRequest | OrderBulk]] = []
         self._seq = itertools.count()
-        self._busy: set[str] = set()  # customers with a request in flight
+        self._busy: set[str] = set()  # customers with a request in flight or in backoff
         self._requests = 0  # requests (sends, batch creates, polls) in flight
         self._in_flight_jobs: set[Request] = set()
         self._in_flight_bulks: set[BulkRequest] = set()
@@ -155,8 +155,8 @@ class Dispatcher:
                 return
             self._drain(now)
             heap = self._retry_heap
-            while heap and heap[0][0] <= now:
-                self._ready.append(heapq.heappop(heap)[2])
+            if heap and heap[0][0] <= now:
+                self._retries_due(now)
             limit_wait = self._dispatch(now)
             if q.blocked:
                 q.wake_blocked()
@@ -165,6 +165,41 @@ class Dispatcher:
             # A floor, so that no timer arithmetic can ever make the worker spin.
             wake.wait(max(self._sleep(now, limit_wait), 0.0005))
             wake.clear()
+
+    def _retries_due(self, now: float) -> None:
+        """Requests whose backoff is over go back to the head of the line.
+
+        Their customers were held meanwhile (:meth:`_retry_later`): put first, each goes
+        before its customer's later requests, which waited behind it in the line.
+        """
+        heap, busy = self._retry_heap, self._busy
+        due: list[Request | OrderRequest] = []
+        while heap and heap[0][0] <= now:
+            job = heapq.heappop(heap)[2]
+            busy.discard(job.key)
+            due.append(job)
+        self._ready.extendleft(reversed(due))
+
+    def _retry_later(
+        self,
+        job: Request | OrderRequest,
+        delay: float,
+        outcome: Outcome,
+        together: dict[int, float] | None,
+    ) -> None:
+        """Schedule ``job``'s next attempt, holding its customer's later requests until then.
+
+        A backoff does not end a request: its customer stays busy, so that nothing the
+        customer did later (an event, an order) overtakes it; others go on. The items of
+        a batch job that failed together (one ``outcome``; ``together`` is the job's
+        times by outcome) are retried together, so that they go as one job again, not
+        one by one as each item's own jitter would spread them.
+        """
+        not_before = time.monotonic() + delay
+        if together is not None:
+            not_before = together.setdefault(id(outcome), not_before)
+        self._busy.add(job.key)
+        heapq.heappush(self._retry_heap, (not_before, next(self._seq), job))
 
     def _sleep(self, now: float, limit_wait: float | None) -> float:
         """Seconds until the next thing that can happen without a wake-up.
@@ -425,8 +460,9 @@ class Dispatcher:
                 FALL_BACK_PAUSE,
             )
             return
+        together: dict[int, float] = {}  # orders that failed together are retried together
         for job, outcome in zip(jobs, step.outcomes, strict=True):
-            self._order_answer(job, outcome)
+            self._order_answer(job, outcome, together)
 
     def _dispatch_probe(self, now: float) -> float | None:
         """The key was refused: send one request when a probe is due, nothing else."""
@@ -581,7 +617,9 @@ class Dispatcher:
         self.owner.order_rate_limiter.note(outcome)
         self._order_answer(job, outcome)
 
-    def _order_answer(self, job: OrderRequest, outcome: Outcome) -> None:
+    def _order_answer(
+        self, job: OrderRequest, outcome: Outcome, together: dict[int, float] | None = None
+    ) -> None:
         """Settle, retry or give up one order after its answer (alone or as a job item)."""
         owner = self.owner
         if outcome.delivered:
@@ -602,14 +640,15 @@ class Dispatcher:
             owner.reporter.count("retried")
             owner.reporter.note_error(decision.message)
             self._orders_ready += 1
-            not_before = time.monotonic() + decision.delay
-            heapq.heappush(self._retry_heap, (not_before, next(self._seq), job))
+            self._retry_later(job, decision.delay, outcome, together)
             return
         assert decision.reason is not None
         owner.give_up_orders([job.draft], decision.reason, decision.message, safe_error(outcome))
         self.queue.settle(1, (job.mark,))
 
-    def _settle(self, job: Request, outcome: Outcome) -> None:
+    def _settle(
+        self, job: Request, outcome: Outcome, together: dict[int, float] | None = None
+    ) -> None:
         """Count ``job`` delivered, schedule its retry, or give its events up."""
         if outcome.delivered:
             self.owner.reporter.count("delivered", job.n)
@@ -622,8 +661,7 @@ class Dispatcher:
         if decision.retry:
             self.owner.reporter.count("retried", job.n)
             self.owner.reporter.note_error(decision.message)
-            not_before = time.monotonic() + decision.delay
-            heapq.heappush(self._retry_heap, (not_before, next(self._seq), job))
+            self._retry_later(job, decision.delay, outcome, together)
             return
         assert decision.reason is not None
         self._give_up([job], decision.reason, decision.message, safe_error(outcome))
@@ -642,6 +680,7 @@ class Dispatcher:
             assert step.cause is not None
             self._fall_back(bulk.jobs, step.cause)
             return
+        together: dict[int, float] = {}  # items that failed together are retried together
         for outcome, fated in bulk.fates(step.outcomes):
             if outcome.delivered:
                 n = sum([len(entry[0]) for entry in fated])
@@ -652,7 +691,7 @@ class Dispatcher:
                 self.queue.settle(n, [entry[1] for entry in fated])
                 continue
             for job in requests_of(fated):
-                self._settle(job, outcome)
+                self._settle(job, outcome, together)
 
     def _delivered_events(self, records: Sequence[Record]) -> None:
         """Tell the tracker's ``on_outcome`` hook that these events were delivered."""
