@@ -522,13 +522,16 @@ class Tracker:
             The draft handed to :meth:`submit`, or ``None`` when it was dropped (or the
             tracker is disabled). Drops raise :class:`~gbtrack.TrackingError` only when
             ``strict``.
+
+        Raises:
+            ConfigurationError: When ``on_outcome`` is not callable.
         """
-        if not self.enabled:
-            return None
         if on_outcome is not None and not callable(on_outcome):
             raise ConfigurationError(
                 f"emit({name!r}): on_outcome must be callable, got {type(on_outcome).__name__}"
             )
+        if not self.enabled:
+            return None
         return self.record(
             name, customer_id, email, mobile, session_token, metadata, None, on_outcome
         )

@@ -308,6 +308,14 @@ def test_the_draft_carries_the_hook_and_the_plain_path_is_unchanged() -> None:
     hooked_source = _source(hooked)
     assert "_now(), _hook)))" in hooked_source
     assert "_now())))" in _source(plain)
+    # Laid out alike, another hook: the same source, each wrapper its own hook.
+
+    def other(outcome: DeliveryOutcome) -> None: ...
+
+    again, _ = checkout_pair(tracker, other)
+    assert _source(again) == hooked_source
+    again(Customer("c-2"), "o-2")
+    assert sender.drafts[-1].on_outcome is other
 
 
 def test_an_event_keeps_its_hook_while_it_lives() -> None:
