@@ -20,13 +20,21 @@ from __future__ import annotations
 
 import contextlib
 import contextvars
+import itertools
 from collections.abc import Coroutine
 from typing import Any
 
 import wrapt
 
 from benchmarks._harness import Result, Table, caller_cpu_ns
-from benchmarks._servers import emulator, emulator_events, segment_sink, sink_events, wait_for
+from benchmarks._servers import (
+    emulator,
+    emulator_events,
+    emulator_stats,
+    segment_sink,
+    sink_events,
+    wait_for,
+)
 from benchmarks._workload import (
     API_KEY,
     EVENT,
@@ -37,7 +45,7 @@ from benchmarks._workload import (
     Order,
     customer_args,
 )
-from gbtrack import Tracker, identify
+from gbtrack import Tracker, each, identify, track_order
 from gbtrack.senders import BackgroundSender, RateLimiter
 
 TRACKED_LIMIT = 2.5
@@ -332,6 +340,7 @@ def run(table: Table, *, quick: bool = False) -> None:
         kw: dict[str, Any] = {"repeats": repeats, "between": delivery.settle}
         try:
             bench_sync(table, tracker, args, **kw)
+            bench_sync_hooked(table, tracker, args, **kw)
             bench_segment(table, tracker, args, **kw)
             bench_async(table, tracker, args, **kw)
             bench_method(table, tracker, args, **kw)
@@ -340,6 +349,153 @@ def run(table: Table, *, quick: bool = False) -> None:
             bench_identify(table, args, repeats=repeats)
             delivery.settle()
             _delivery_row(table, tracker, delivery)
+            bench_track_order(table, args, repeats=repeats)
         finally:
             tracker.close(timeout=10)
             delivery.http.close()
+
+
+# --- issue 22's rows: an event's own outcome hook, and @track_order ---------------------
+def bench_sync_hooked(table: Table, tracker: Tracker, args: list[Any], **kw: Any) -> None:
+    """The sync row's function tracked with ``on_outcome=`` beside the same without one.
+
+    A function tracked without a hook runs the very generated source it ran before the
+    feature (``tests/senders/test_outcomes_track.py`` holds the sources equal); this row
+    shows, in one run, what a hook adds on the caller's thread: one more element in
+    the draft (the worker builds and reports the outcomes, off this thread).
+    """
+    told = [0]
+
+    def hook(outcome: object) -> None:
+        told[0] += 1
+
+    def checkout(customer: Customer, cart: Cart) -> Order:
+        return Order(cart)
+
+    tracked = tracker.track(EVENT, **TRACK_OPTIONS)(checkout)
+    hooked = tracker.track(EVENT, on_outcome=hook, **TRACK_OPTIONS)(checkout)
+    bare = passthrough(checkout)
+    times = caller_cpu_ns(
+        {"plain": checkout, "wrapt": bare, "tracked": tracked, "hooked": hooked}, args, **kw
+    )
+    over_hooked = times["hooked"] - times["plain"]
+    over_tracked = times["tracked"] - times["plain"]
+    over_wrapt = times["wrapt"] - times["plain"]
+    expected = len(args) * (kw.get("repeats", 9) + 1)  # the warm-up pass, then the rounds
+    table.add(
+        Result(
+            benchmark="@track sync, on_outcome= set (vs the same without a hook)",
+            measured=f"+{over_hooked:.0f} ns/call ({over_hooked / over_wrapt:.2f}x bare wrapt)",
+            baseline=f"no hook +{over_tracked:.0f} ns/call ({over_tracked / over_wrapt:.2f}x "
+            f"bare wrapt +{over_wrapt:.0f}); hook told {told[0]:,} of {expected:,}",
+            ratio=over_hooked / over_tracked,
+            target="report (~1x)",
+            ok=told[0] == expected,
+        )
+    )
+
+
+class _Product:
+    __slots__ = ("id", "name")
+
+    def __init__(self, n: int) -> None:
+        self.id = f"p-{n}"
+        self.name = f"Product {n}"
+
+
+class _Line:
+    __slots__ = ("price", "product", "quantity")
+
+    def __init__(self, n: int) -> None:
+        self.product = _Product(n)
+        self.quantity = 1 + n % 3
+        self.price = 2.5 + n % 7
+
+
+class _Placed:
+    __slots__ = ("id", "lines", "total")
+
+    def __init__(self, order_id: str, total: float, lines: list[_Line]) -> None:
+        self.id = order_id
+        self.total = total
+        self.lines = lines
+
+
+def bench_track_order(table: Table, args: list[Any], **kw: Any) -> None:
+    """``@track_order``: a checkout returning an order with 3 line items via ``each()``.
+
+    Its own emulator and BackgroundSender (secret key: orders; the orders bucket raised
+    like the events one), so that the event rows' delivery check stays theirs. Each call
+    places a new order id (a counter, paid by the baseline too): the emulator refuses a
+    duplicate order.
+    """
+    import httpx
+
+    lines = [[_Line(n), _Line(n + 1), _Line(n + 2)] for n in range(len(args))]
+    carts = [(customer, lines[n]) for n, (customer, _cart) in enumerate(args)]
+    numbers = itertools.count()
+
+    def checkout(customer: Customer, basket: list[_Line]) -> _Placed:
+        return _Placed(f"ORD-{next(numbers)}", 42.5, basket)
+
+    with emulator("--no-rate-limit") as url:
+        sender = BackgroundSender(
+            api_key=API_KEY,
+            secret_key=SECRET_KEY,
+            base_url=url,
+            max_queue_size=2_000_000,
+            rate_limiter=RateLimiter(((100_000, 1.0),), margin=0.0),
+            order_rate_limiter=RateLimiter(((100_000, 1.0),), margin=0.0),
+        )
+        tracker = Tracker(sender)
+        tracked = track_order(
+            customer_id="customer.id",
+            email="customer.email",
+            order_id="result.id",
+            total_paid="result.total",
+            line_items=each(
+                "result.lines",
+                product_id="product.id",
+                title="product.name",
+                quantity="quantity",
+                price="price",
+            ),
+            tracker=tracker,
+        )(checkout)
+        bare = passthrough(checkout)
+        http = httpx.Client(timeout=10.0)
+        received = [0]
+
+        def settle() -> None:
+            tracker.flush(timeout=_FLUSH_TIMEOUT)
+            expected = tracker.stats.delivered - received[0]
+            received[0] += wait_for(
+                lambda: int(emulator_stats(url, http)["orders"]), expected, _FLUSH_TIMEOUT
+            )
+            http.post(f"{url}/_emulator/reset")
+
+        try:
+            kw = {**kw, "between": settle}
+            times = caller_cpu_ns(
+                {"plain": checkout, "wrapt": bare, "tracked": tracked}, carts, **kw
+            )
+            settle()
+            stats = tracker.stats
+        finally:
+            tracker.close(timeout=10)
+            http.close()
+    over_tracked = times["tracked"] - times["plain"]
+    over_wrapt = times["wrapt"] - times["plain"]
+    complete = stats.total_dropped == 0 and stats.delivered == stats.sent == received[0]
+    table.add(
+        Result(
+            benchmark="@track_order (id + email + 2 paths + 3 line items via each())",
+            measured=f"+{over_tracked:.0f} ns/call; {stats.delivered:,} of {stats.sent:,} "
+            f"orders delivered, dropped {dict(stats.dropped) or 'none'}",
+            baseline=f"bare wrapt +{over_wrapt:.0f} ns/call (plain {times['plain']:.0f} ns); "
+            f"emulator counted {received[0]:,}",
+            ratio=over_tracked / over_wrapt,
+            target="report",
+            ok=complete,
+        )
+    )

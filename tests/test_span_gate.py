@@ -148,3 +148,26 @@ def test_tracker_span_refuses_what_the_class_refuses() -> None:
     with pytest.raises(GbtrackError, match="on must be") as by_function:
         tracker_span(Tracker(DraftSender()), "e", on="never")  # type: ignore[arg-type]
     assert str(by_class.value) == str(by_function.value)
+
+
+def test_spans_setting_the_same_keys_share_one_key_tuple() -> None:
+    sender = DraftSender()
+    tracker = Tracker(sender)
+    for n in range(3):
+        with tracker.span("e", customer_id="c-1") as s:
+            s.set("a", n)
+            s.set("b", "x")
+    with tracker.span("e", customer_id="c-1") as s:  # the same keys, another order
+        s.set("b", "y")
+        s.set("a", 9)
+    with tracker.span("e", customer_id="c-1") as s:
+        s.set(Key("b"), "z")  # equal to the last plain keys: sent as the plain str
+        s.set("a", 8)
+    first, second, third, swapped, subclassed = sender.drafts
+    assert first.keys == ("a", "b")
+    assert second.keys is first.keys
+    assert third.keys is first.keys
+    assert (swapped.keys, swapped.values) == (("b", "a"), ("y", 9))
+    assert subclassed.keys is swapped.keys
+    assert [type(k) for k in subclassed.keys] == [str, str]
+    assert subclassed.values == ("z", 8)

@@ -15,7 +15,9 @@ guard (the first class seen that reads names as attributes; ``dict`` read by key
 other class that reads attributes at the cost of one call), then one ``.name`` read per
 value (a longer path through its compiled reader). When the tracker's gate is open,
 nothing raised, every value is plain and the ambient identity cannot change the event,
-it hands one :class:`~gbtrack.EventDraft` to the gate. Everything else (the gate
+it hands one :class:`~gbtrack.EventDraft` to the gate (with the plan's own outcome
+hook as a tenth element when ``@track`` was given one: another layout, another source;
+a plan without one is written as before). Everything else (the gate
 closed, a guard failed, a read raised) takes the plan's general path, which reads again
 and reports exactly as it always has (a property read on the way runs once more).
 
@@ -151,6 +153,7 @@ def _layout(
         tuple(f if f is None or isinstance(f, tuple) else "constant" for f in spec.identity),
         spec.keep_token,
         tuple("constant" if c else m for m, c in zip(spec.meta, spec.constant, strict=True)),
+        plan.on_outcome is not None,
     )
 
 
@@ -368,6 +371,11 @@ class _Source:
         self.put("_keys", plan.keys, lambda plan, spec: plan.keys)
         self.put("_qualname", plan.qualname, lambda plan, spec: plan.qualname)
         tuple_text = f"({', '.join(values)},)" if values else "()"
+        # The plan's own outcome hook rides on the draft as a tenth element; a plan
+        # without one writes the nine-field draft, the same source as ever.
+        hook = ""
+        if plan.on_outcome is not None:
+            hook = ", " + self.put("_hook", plan.on_outcome, lambda plan, spec: plan.on_outcome)
         out += ["        except Exception:", "            pass", "        else:"]
         out.append("            a = _ambient()")
         out.append("            if (")
@@ -375,7 +383,7 @@ class _Source:
         out.append("            ):")
         out += [
             f"                gate(_new(_Draft, (_name, {fields[0]}, {fields[1]}, {fields[2]},"
-            f" {token}, _keys, {tuple_text}, _qualname, _now())))",
+            f" {token}, _keys, {tuple_text}, _qualname, _now(){hook})))",
             f"                {tail}",
         ]
         return out

@@ -20,7 +20,8 @@ from pydantic import SecretStr
 
 from gbtrack._call import Call
 from gbtrack._codegen import build_wrapper, shape_of
-from gbtrack._errors import ExpressionError
+from gbtrack._errors import ConfigurationError, ExpressionError
+from gbtrack._outcomes import OutcomeHook
 from gbtrack._plan import compile_plan
 from gbtrack._types import UNSET, Unset
 
@@ -92,6 +93,7 @@ def track(
     when: Expr | None = None,
     on: On = "success",
     tracker: Tracker | None = None,
+    on_outcome: OutcomeHook | None = None,
 ) -> _Decorator:
     """Send an event named ``name`` each time the decorated function is called.
 
@@ -131,6 +133,14 @@ def track(
         on: ``"success"`` (after a normal return), ``"error"`` (when the function
             raises; the exception is re-raised untouched) or ``"always"``.
         tracker: The tracker to use; ``None`` looks the default one up at each call.
+        on_outcome: ``hook(outcome)``, called once per event of this function with its
+            final :class:`~gbtrack.DeliveryOutcome` in this process (delivered, dropped
+            with its reason, or persisted to the outbox), before the tracker's own
+            ``on_outcome``, by senders that report outcomes (the built-in delivery
+            senders): on the sender's thread (``DirectSender``: inside its blocking
+            ``send()``), never able to break delivery (what it raises is logged once
+            and counted ``outcome_hook_errors``). Sampled-out events have no outcome.
+            ``None`` (the default) costs the call path nothing.
 
     Returns:
         The decorator.
@@ -139,6 +149,7 @@ def track(
         ExpressionError: For an invalid expression, option or root, a path the
             annotations refuse, or metadata that breaks the event's schema (or an
             unplanned event when the tracker given has ``strict_plan``).
+        ConfigurationError: When ``on_outcome`` is not callable (at decoration).
 
     Examples:
         >>> from gbtrack import track
@@ -156,6 +167,11 @@ def track(
 
     def decorate(func: Any) -> Any:
         target = _target(func)
+        if on_outcome is not None and not callable(on_outcome):
+            raise ConfigurationError(
+                f"@track({name!r}) on {getattr(target, '__qualname__', target)!s}: "
+                f"on_outcome must be callable, got {type(on_outcome).__name__}"
+            )
         is_async_gen = inspect.isasyncgenfunction(target)
         plan = compile_plan(
             name,
@@ -170,6 +186,7 @@ def track(
             is_async_gen=is_async_gen,
             where=where,
             tracker=fixed,
+            on_outcome=on_outcome,
         )
         shape = shape_of(target, is_async_gen)
         return wrapt.FunctionWrapper(func, build_wrapper(plan, shape, fixed, send_ok, send_err))

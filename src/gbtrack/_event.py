@@ -38,7 +38,7 @@ import re
 import secrets
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from json.encoder import encode_basestring_ascii
-from typing import Any, NamedTuple
+from typing import Any, NamedTuple, cast
 
 from pydantic import (
     BaseModel,
@@ -51,6 +51,7 @@ from pydantic import (
 )
 
 from gbtrack._errors import ConfigurationError, InvalidEventError
+from gbtrack._outcomes import OutcomeHook, attach_hook
 from gbtrack._plain import MetadataValue, plain_customer_id, plain_text, plain_value
 
 __all__ = [
@@ -569,6 +570,11 @@ class EventDraft(NamedTuple):
         function: The tracked function's qualified name, for messages; ``None`` for
             spans and ``emit``.
         timestamp: When the call happened (``time.time()``).
+
+    A draft of a call tracked with its own outcome hook (``@track(on_outcome=...)``)
+    carries the hook as a tenth element, after the nine fields (:attr:`on_outcome`);
+    a draft without one is the nine-tuple it always was, so that the call path pays
+    nothing for the feature. :meth:`_replace` and :meth:`_make` keep the nine fields.
     """
 
     name: str
@@ -585,6 +591,16 @@ class EventDraft(NamedTuple):
     def metadata(self) -> dict[str, MetadataValue]:
         """The metadata as a dict, without the keys whose value is ``None``."""
         return {k: v for k, v in zip(self.keys, self.values, strict=True) if v is not None}
+
+    @property
+    def on_outcome(self) -> OutcomeHook | None:
+        """The tracked call's own outcome hook (its tenth element), or ``None``."""
+        return cast(tuple[Any, ...], self)[9] if len(self) > 9 else None
+
+    def with_outcome(self, hook: OutcomeHook | None) -> EventDraft:
+        """This draft with ``hook`` as its own outcome hook (``None``: without one)."""
+        fields = cast(tuple[Any, ...], self)[:9]
+        return tuple.__new__(EventDraft, fields if hook is None else (*fields, hook))
 
     def __repr__(self) -> str:
         return (
@@ -905,6 +921,11 @@ def check_drafts(
     good_keys: object = None
     good_count = -1
     for draft in drafts:
+        if len(draft) != 9:  # its own outcome hook: the pydantic path, the event keeps it
+            exact = _checked_record(draft, limits, check, failed)
+            if exact is not None:
+                append(exact)
+            continue
         name, customer_id, email, mobile, token, keys, values, _function, timestamp = draft
         # The plainly valid case, decided in plain Python; anything else -> pydantic.
         if (
@@ -1003,15 +1024,34 @@ def check_drafts(
                 if check is None or _fits_plan(check, draft, record, failed):
                     append(record)
                 continue
-        try:
-            event = _checked_event(draft, limits)
-        except InvalidEventError as exc:
-            failed.append((draft, _draft_error(draft, exc)))
-            continue
-        record = record_of(event)
-        if check is None or _fits_plan(check, draft, record, failed):
-            append(record)
+        exact = _checked_record(draft, limits, check, failed)
+        if exact is not None:
+            append(exact)
     return records, failed
+
+
+def _checked_record(
+    draft: EventDraft,
+    limits: Limits,
+    check: MetadataCheck | None,
+    failed: list[tuple[EventDraft, InvalidEventError]],
+) -> Record | None:
+    """:func:`check_drafts`' exact path: pydantic, then the plan; ``None`` when it failed.
+
+    The record carries its :class:`Event`; a draft's own outcome hook goes to the event
+    (:func:`gbtrack._outcomes.attach_hook`), where the senders find it again.
+    """
+    try:
+        event = _checked_event(draft, limits)
+    except InvalidEventError as exc:
+        failed.append((draft, _draft_error(draft, exc)))
+        return None
+    if len(draft) > 9:
+        attach_hook(event, cast(tuple[Any, ...], draft)[9])
+    record = record_of(event)
+    if check is None or _fits_plan(check, draft, record, failed):
+        return record
+    return None
 
 
 def validate_drafts(

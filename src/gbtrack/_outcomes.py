@@ -6,11 +6,20 @@ will deliver it from elsewhere. The tracker-level ``on_outcome`` hook (a superse
 ``on_error``) and an order's per-decorator hook (:attr:`gbtrack.OrderDraft.on_outcome`)
 receive it on the sender's thread, through :class:`OutcomeHooks`, which catches what a
 hook raises (logged once per hook, counted ``outcome_hook_errors``).
+
+An event's own hook (``@track(on_outcome=...)``, ``Tracker.emit(on_outcome=...)``)
+rides on its :class:`~gbtrack.EventDraft` as a tenth element, after the nine fields,
+only on the drafts that have one (a draft without is the same nine-tuple as ever, so
+the call path pays nothing). Where such a draft is checked into an
+:class:`~gbtrack.Event`, the event is given the hook in :data:`EVENT_HOOKS` (by its
+identity, weakly: the entry goes with the event); :func:`item_hook` finds it again
+from either.
 """
 
 from __future__ import annotations
 
 import logging
+import weakref
 from collections import deque
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
@@ -22,7 +31,16 @@ if TYPE_CHECKING:
     from gbtrack._order import OrderDraft
     from gbtrack._report import Reporter
 
-__all__ = ["DeliveryOutcome", "OutcomeHook", "OutcomeHooks", "event_outcome", "order_outcome"]
+__all__ = [
+    "EVENT_HOOKS",
+    "DeliveryOutcome",
+    "OutcomeHook",
+    "OutcomeHooks",
+    "attach_hook",
+    "event_outcome",
+    "item_hook",
+    "order_outcome",
+]
 
 Status = Literal["delivered", "dropped", "persisted"]
 
@@ -113,6 +131,28 @@ OutcomeHook = Callable[[DeliveryOutcome], object]
 """``hook(outcome)``: called once per item with its final outcome; its return is ignored."""
 
 
+EVENT_HOOKS: dict[int, tuple[weakref.ref[Any], OutcomeHook]] = {}
+"""The own hooks of events checked from hooked drafts, by ``id(event)``; empty: none."""
+
+
+def attach_hook(event: object, hook: OutcomeHook) -> None:
+    """Give ``event`` (validated from a hooked draft) its draft's own outcome hook."""
+    key = id(event)
+    # The entry goes when the event does: before its id can be another object's.
+    EVENT_HOOKS[key] = (weakref.ref(event, lambda _gone: EVENT_HOOKS.pop(key, None)), hook)
+
+
+def item_hook(item: object) -> OutcomeHook | None:
+    """An event's own outcome hook: a draft's tenth element, or its validated event's."""
+    if isinstance(item, tuple):  # a draft
+        return item[9] if len(item) > 9 else None
+    if EVENT_HOOKS:
+        entry = EVENT_HOOKS.get(id(item))
+        if entry is not None and entry[0]() is item:
+            return entry[1]
+    return None
+
+
 class OutcomeHooks:
     """Calls the outcome hooks of settled items safely, on the sender's thread.
 
@@ -133,6 +173,40 @@ class OutcomeHooks:
     def wants(self, item_hook: OutcomeHook | None) -> bool:
         """Whether an item with ``item_hook`` needs its outcome made at all."""
         return self.tracker_hook is not None or item_hook is not None
+
+    def wants_events(self) -> bool:
+        """Whether delivered events need their outcomes made (a hook of either kind)."""
+        return self.tracker_hook is not None or bool(EVENT_HOOKS)
+
+    def settle_event(
+        self,
+        event: Event | EventDraft,
+        status: Status,
+        reason: str | None = None,
+        error: str | None = None,
+    ) -> None:
+        """Report one event's final outcome to its own hook and the tracker's, if any."""
+        hook = item_hook(event)
+        if hook is not None or self.tracker_hook is not None:
+            self.emit(event_outcome(event, status, reason, error), hook)
+
+    def defer_event(
+        self,
+        event: Event | EventDraft,
+        status: Status,
+        reason: str | None = None,
+        error: str | None = None,
+    ) -> bool:
+        """:meth:`settle_event` later, on the sender's thread; whether there was a hook."""
+        hook = item_hook(event)
+        if hook is None and self.tracker_hook is None:
+            return False
+        self.defer(event_outcome(event, status, reason, error), hook)
+        return True
+
+    def emit_own(self, hook: OutcomeHook, outcome: DeliveryOutcome) -> None:
+        """Call an item's own hook alone (an outcome the tracker's hook is not told)."""
+        self._call(hook, outcome)
 
     def emit(self, outcome: DeliveryOutcome, item_hook: OutcomeHook | None = None) -> None:
         """Call the item's hook, then the tracker's, each at most once; never raise."""

@@ -51,6 +51,7 @@ from gbtrack._expr import (
     parse,
     read_name,
 )
+from gbtrack._outcomes import OutcomeHook
 from gbtrack._plain import MetadataValue, plain_value
 from gbtrack._resolvers import RESERVED_ROOTS, registered
 from gbtrack._typecheck import Leaf, param_types, return_type
@@ -452,6 +453,7 @@ class ConstantPlan:
         "keys",
         "mobile",
         "name",
+        "on_outcome",
         "qualname",
         "site",
         "token",
@@ -466,9 +468,11 @@ class ConstantPlan:
         keys: tuple[str, ...],
         values: tuple[MetadataValue, ...],
         site: Site | None = None,
+        on_outcome: OutcomeHook | None = None,
     ) -> None:
         self.name = name
         self.qualname = qualname
+        self.on_outcome = on_outcome
         self.site = site  # keeps the registered site (weakly registered) alive
         self.customer_id, self.email, self.mobile, self.token = identity
         self.keys = keys
@@ -492,22 +496,25 @@ class ConstantPlan:
         except Exception as exc:
             _failed(tracker, self.name, self.qualname, "the identity", exc)
             return
-        _submit(tracker, self.name, self.qualname, identity, self.keys, self.values)
+        _submit(tracker, self, identity, self.values)
 
 
 def _submit(
     tracker: Tracker,
-    name: str,
-    qualname: str,
+    plan: Plan | ConstantPlan,
     identity: tuple[object, ...] | None,
-    keys: tuple[str, ...],
     values: tuple[object, ...],
 ) -> None:
-    """Hand the draft to the tracker, or drop an event that has no customer at all."""
+    """Hand the draft to the tracker, or drop an event that has no customer at all.
+
+    A plan with its own outcome hook puts it on the draft, as a tenth element.
+    """
     if identity is None:
-        tracker.no_customer(name, qualname)
+        tracker.no_customer(plan.name, plan.qualname)
         return
-    tracker.submit(_new_draft(EventDraft, (name, *identity, keys, values, qualname, _now())))
+    fields = (plan.name, *identity, plan.keys, values, plan.qualname, _now())
+    hook = plan.on_outcome
+    tracker.submit(_new_draft(EventDraft, fields if hook is None else (*fields, hook)))
 
 
 _CID: Final = 0
@@ -544,6 +551,7 @@ class Plan:
         "meta_singles",
         "name",
         "needs_call",
+        "on_outcome",
         "params",
         "pending",
         "qualname",
@@ -559,8 +567,10 @@ class Plan:
         when: SlotReader | None,
         meta: tuple[tuple[str, SlotReader | _Constant | _PathSlot], ...],
         when_path: object = None,
+        on_outcome: OutcomeHook | None = None,
     ) -> None:
         self.name = compiler.name
+        self.on_outcome = on_outcome
         self.qualname = compiler.qualname
         self.function = function
         self.binder = compiler.binder
@@ -711,7 +721,7 @@ class Plan:
         except Exception as exc:
             _failed(tracker, self.name, self.qualname, "the event", exc)
             return
-        _submit(tracker, self.name, self.qualname, identity, self.keys, values)
+        _submit(tracker, self, identity, values)
 
     def _converted(self, tracker: Tracker, values: tuple[object, ...]) -> tuple[object, ...]:
         """Metadata values with the ones that are not plain converted (or left out)."""
@@ -983,6 +993,7 @@ def compile_plan(
     is_async_gen: bool,
     where: tuple[str, int] | None = None,
     tracker: Tracker | None = None,
+    on_outcome: OutcomeHook | None = None,
 ) -> Plan | ConstantPlan:
     """Compile ``@track``'s arguments for ``func``, and check them against its annotations.
 
@@ -1000,6 +1011,7 @@ def compile_plan(
         where: The file and line of the ``@track(...)`` call, for the catalog.
         tracker: The tracker given to ``@track`` (``None``: the default one), whose
             ``strict_plan`` the plan check follows.
+        on_outcome: ``@track``'s argument: the events' own outcome hook (``None``: none).
 
     Raises:
         ExpressionError: For an invalid name, expression, option or root, a path that
@@ -1049,9 +1061,18 @@ def compile_plan(
             tuple(key for key, _ in meta),
             tuple(s.value for _, s in meta if isinstance(s, _Constant)),  # type: ignore[misc]
             compiler.site,
+            on_outcome,
         )
     if isinstance(when_slot, _Constant):
         const_when = when_slot.value
         when_slot = lambda i, a, k, r, e, c: const_when  # noqa: E731
     when_reader = when_slot.read if isinstance(when_slot, _PathSlot) else when_slot
-    return Plan(compiler, func, identity, when_reader, tuple(meta), when_path=when_slot)
+    return Plan(
+        compiler,
+        func,
+        identity,
+        when_reader,
+        tuple(meta),
+        when_path=when_slot,
+        on_outcome=on_outcome,
+    )

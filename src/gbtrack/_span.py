@@ -26,6 +26,11 @@ _new = tuple.__new__
 _Draft = EventDraft
 _now = time.time
 _PLAIN: Final = frozenset({str, int, float, bool, type(None)})  # sent as they are
+# The last metadata keys a span found plain (all non-empty str). A block sets the same
+# keys each time it runs: an equal tuple is that one (one comparison, no check per
+# key), and the drafts share it, which the delivery worker checks and encodes once per
+# run of equal key tuples (check_drafts, wire_json).
+_keys: list[tuple[str, ...]] = [()]
 
 __all__ = ["Span", "SpanContext", "span", "tracker_span"]
 
@@ -197,40 +202,48 @@ class Span:
         if not tracker.enabled:
             return
         gate = tracker.gate
-        if gate is not None and self._broken is None:
-            # The gate open and the values plain: the draft is built here, as
-            # tracker.record would build it; anything else goes through record.
-            customer_id = self.customer_id
-            metadata = self.metadata
-            email = self.email
-            mobile = self.mobile
-            if (
-                type(customer_id) is str
-                and type(metadata) is dict
-                and customer_id.strip()
-                and (email is None or (type(email) is str and email.strip()))
-                and (mobile is None or (type(mobile) is str and mobile.strip()))
-                and type(name := self.name) is str
-                and (self.session_token is UNSET or self.session_token is None)
-                and "" not in metadata
-                and ambient()[0] != customer_id  # the ambient identity does not complete it
-            ):
+        customer_id = self.customer_id
+        metadata = self.metadata
+        # The gate open and the values plain: the draft is built here, as tracker.record
+        # would build it; anything else goes through record. Each value is loaded once.
+        if (
+            gate is not None
+            and type(customer_id) is str
+            and type(metadata) is dict
+            and self._broken is None
+            and customer_id.strip()
+            and ((email := self.email) is None or (type(email) is str and email.strip()))
+            and ((mobile := self.mobile) is None or (type(mobile) is str and mobile.strip()))
+            and type(name := self.name) is str
+            and ((token := self.session_token) is UNSET or token is None)
+            and ambient()[0] != customer_id  # the ambient identity does not complete it
+        ):
+            values = tuple(metadata.values())
+            for value in values:
+                if type(value) not in _PLAIN:
+                    break
+            else:
                 keys = tuple(metadata)
-                values = tuple(metadata.values())
-                for value in values:
-                    if type(value) not in _PLAIN:
-                        break
+                last = _keys[0]
+                try:
+                    same = keys == last
+                except Exception:  # a hostile key's __eq__: the checks below refuse it
+                    same = False
+                if same:
+                    keys = last  # the same keys as the last plain ones: that tuple, shared
                 else:
                     for key in keys:
-                        if type(key) is not str:
+                        if type(key) is not str or not key:
                             break
                     else:
-                        draft: EventDraft = _new(
-                            _Draft,
-                            (name, customer_id, email, mobile, None, keys, values, None, _now()),
-                        )
-                        self.event = draft if gate(draft) else None
-                        return
+                        _keys[0] = keys
+                        same = True
+                if same:
+                    draft: EventDraft = _new(
+                        _Draft, (name, customer_id, email, mobile, None, keys, values, None, _now())
+                    )
+                    self.event = draft if gate(draft) else None
+                    return
         if self._broken is not None:
             tracker.drop(
                 "resolver_error",

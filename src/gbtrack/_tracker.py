@@ -25,7 +25,7 @@ from pydantic import SecretStr
 from gbtrack._context import complete_identity
 from gbtrack._decorator import track as _track
 from gbtrack._delivery import sender_from_config
-from gbtrack._errors import GbtrackError, InvalidEventError, TrackingError
+from gbtrack._errors import ConfigurationError, GbtrackError, InvalidEventError, TrackingError
 from gbtrack._event import DEFAULT_LIMITS, EventDraft, Limits
 from gbtrack._order import OrderDraft, order_draft
 from gbtrack._order_decorator import ORDERS_FIX, sender_takes_orders
@@ -510,20 +510,31 @@ class Tracker:
         mobile: str | None = None,
         session_token: str | SecretStr | Unset | None = UNSET,
         metadata: Mapping[str, object] | None = None,
+        on_outcome: OutcomeHook | None = None,
     ) -> EventDraft | None:
         """Send an event directly; missing identity comes from :func:`gbtrack.identify`.
 
         Values are read and converted now (see :class:`~gbtrack.EventDraft`); the event
-        is validated where it is serialised, or here when ``strict``.
+        is validated where it is serialised, or here when ``strict``. ``on_outcome`` is
+        this event's own outcome hook, as ``@track``'s (see :func:`gbtrack.track`).
 
         Returns:
             The draft handed to :meth:`submit`, or ``None`` when it was dropped (or the
             tracker is disabled). Drops raise :class:`~gbtrack.TrackingError` only when
             ``strict``.
+
+        Raises:
+            ConfigurationError: When ``on_outcome`` is not callable.
         """
+        if on_outcome is not None and not callable(on_outcome):
+            raise ConfigurationError(
+                f"emit({name!r}): on_outcome must be callable, got {type(on_outcome).__name__}"
+            )
         if not self.enabled:
             return None
-        return self.record(name, customer_id, email, mobile, session_token, metadata, None)
+        return self.record(
+            name, customer_id, email, mobile, session_token, metadata, None, on_outcome
+        )
 
     def record(
         self,
@@ -534,8 +545,11 @@ class Tracker:
         session_token: object,
         metadata: Mapping[str, object] | None,
         function: str | None,
+        on_outcome: OutcomeHook | None = None,
     ) -> EventDraft | None:
         """Build a draft from values given by hand (``emit``, ``span``) and submit it.
+
+        ``on_outcome``: the event's own outcome hook, carried on the draft.
 
         Every failure (a hostile object included) is a counted drop, raised only when
         ``strict``.
@@ -584,8 +598,9 @@ class Tracker:
         if identity is None:
             self.no_customer(name, function)
             return None
+        fields = (name, *identity, keys, values, function, _now())
         draft: EventDraft = _new_draft(
-            EventDraft, (name, *identity, keys, values, function, _now())
+            EventDraft, fields if on_outcome is None else (*fields, on_outcome)
         )
         return draft if self.submit(draft) else None
 

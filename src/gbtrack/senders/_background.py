@@ -31,11 +31,18 @@ from gbtrack._errors import ConfigurationError, InvalidEventError
 from gbtrack._event import Event, EventDraft, Record, check_drafts, events_of, record_of
 from gbtrack._fork import reset_after_fork
 from gbtrack._order import OrderDraft
-from gbtrack._outcomes import Status, event_outcome, order_outcome
+from gbtrack._outcomes import (
+    EVENT_HOOKS,
+    Status,
+    attach_hook,
+    event_outcome,
+    item_hook,
+    order_outcome,
+)
 from gbtrack._protocol import DEFAULT_BASE_URL, ORDERS, Outcome
 from gbtrack._report import ErrorHandler, Reporter, Stats
 from gbtrack._state import Gate
-from gbtrack.senders._base import BaseSender, Sender, TrackerLink
+from gbtrack.senders._base import BaseSender, BatchHook, Sender, TrackerLink
 from gbtrack.senders._config import LIMITER_OPTIONS, DeliveryConfig
 from gbtrack.senders._dispatch import ORDER_BULK_THRESHOLD, Dispatcher
 from gbtrack.senders._policy import DeliveryClient, Limiter, RateLimiter, RetryPolicy, Spill
@@ -424,8 +431,8 @@ class BackgroundSender(BaseSender):
         successor = self._successor
         if successor is None:
             super()._drop_closed(event)
-            if self.outcomes.tracker_hook is not None:  # after close: no worker left to run it
-                self.outcomes.emit(event_outcome(event, "dropped", "closed", "sender closed"))
+            # After close: no worker left to run it.
+            self.outcomes.settle_event(event, "dropped", "closed", "sender closed")
             return
         valid = self.validated((event,))  # a successor may not take drafts
         if valid:
@@ -491,23 +498,44 @@ class BackgroundSender(BaseSender):
         if all(type(item) is EventDraft for item in items):
             records, invalid = check_drafts(items, self.limits)  # type: ignore[arg-type]
             if hook is not None and records:
-                records = [record_of(event) for event in hook(events_of(records))]
+                records = self._before_send(hook, records)
         else:  # events among the drafts: each keeps its place
             records, invalid = [], []
             for item in items:
                 if type(item) is EventDraft:
                     good, bad = check_drafts((item,), self.limits)
                     if hook is not None and good:
-                        good = [record_of(event) for event in hook(events_of(good))]
+                        good = self._before_send(hook, good)
                     records += good
                     invalid += bad
                 else:
                     records.append(record_of(item))  # type: ignore[arg-type]
         for draft, error in invalid:
             self.reporter.drop("invalid_event", str(error), function=draft.function, exc_info=error)
-            if self.outcomes.tracker_hook is not None:
-                self.outcomes.emit(event_outcome(draft, "dropped", "invalid_event", str(error)))
+            self.outcomes.settle_event(draft, "dropped", "invalid_event", str(error))
         return records
+
+    def _before_send(self, hook: BatchHook, records: list[Record]) -> list[Record]:
+        """The tracker's ``before_send`` over checked records, kept in order.
+
+        While some event has its own outcome hook, each event goes through the hook
+        alone: a changed copy keeps the hook, and a drop is the event's outcome
+        (``before_send``, told to its own hook; sampled-out events have none).
+        """
+        if not EVENT_HOOKS:
+            return [record_of(event) for event in hook(events_of(records))]
+        kept: list[Record] = []
+        for event in events_of(records):
+            own = item_hook(event)
+            out = hook([event])
+            if own is not None:
+                if out:
+                    attach_hook(out[0], own)
+                else:
+                    outcome = event_outcome(event, "dropped", "before_send", "before_send")
+                    self.outcomes.emit_own(own, outcome)
+            kept += [record_of(changed) for changed in out]
+        return kept
 
     # --- orders -------------------------------------------------------------------------------
     def order_request(self, draft: OrderDraft, mark: int) -> OrderRequest | None:
@@ -601,12 +629,11 @@ class BackgroundSender(BaseSender):
                 event=event,
                 exc_info=exc,
             )
-        if self.outcomes.tracker_hook is not None:
-            emit = self.outcomes.emit
-            for event in events[:stored]:
-                emit(event_outcome(event, "persisted", reason, None))
-            for event in events[stored:]:
-                emit(event_outcome(event, "dropped", reason, message))
+        settle = self.outcomes.settle_event
+        for event in events[:stored]:
+            settle(event, "persisted", reason, None)
+        for event in events[stored:]:
+            settle(event, "dropped", reason, message)
 
     def _spill(self, events: Sequence[Event], reason: str) -> int:
         spill = self.spill
@@ -648,20 +675,18 @@ class BackgroundSender(BaseSender):
                 self._wake.set()
             return True  # settled here, with its own reason
         if self.spill is None:
-            if outcomes.tracker_hook is not None:
-                outcomes.defer(event_outcome(event, "dropped", "queue_overflow", "queue full"))
+            if outcomes.defer_event(event, "dropped", "queue_overflow", "queue full"):
                 self._wake.set()
             return False
         # The spill stores events: validate this one here (an outage's slow path).
         valid = self.validated((event,))
         stored = not valid or self._spill(valid, "queue_overflow") == 1
-        if outcomes.tracker_hook is not None:
-            if not valid:  # validated() counted and reported it
-                outcome = event_outcome(event, "dropped", "invalid_event", "invalid event")
-            else:
-                status: Status = "persisted" if stored else "dropped"
-                outcome = event_outcome(event, status, "queue_overflow", "queue full")
-            outcomes.defer(outcome)
+        if not valid:  # validated() counted and reported it
+            told = outcomes.defer_event(event, "dropped", "invalid_event", "invalid event")
+        else:
+            status: Status = "persisted" if stored else "dropped"
+            told = outcomes.defer_event(event, status, "queue_overflow", "queue full")
+        if told:
             self._wake.set()
         return stored
 

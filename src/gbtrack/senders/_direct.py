@@ -11,7 +11,7 @@ from pydantic import SecretStr
 from gbtrack._errors import InvalidEventError
 from gbtrack._event import Event
 from gbtrack._order import OrderDraft
-from gbtrack._outcomes import event_outcome, order_outcome
+from gbtrack._outcomes import order_outcome
 from gbtrack._protocol import DEFAULT_BASE_URL, ORDERS, call_client, safe_error
 from gbtrack._report import ErrorHandler
 from gbtrack.senders._base import BaseSender
@@ -129,8 +129,7 @@ class DirectSender(BaseSender):
             attempts += 1
             if outcome.delivered:
                 self.reporter.count("delivered")
-                if self.outcomes.tracker_hook is not None:
-                    self.outcomes.emit(event_outcome(event, "delivered"))
+                self.outcomes.settle_event(event, "delivered")
                 return
             self.rate_limiter.note(outcome)
             age = time.time() - event.timestamp.timestamp()
@@ -143,10 +142,7 @@ class DirectSender(BaseSender):
                     event=event,
                     exc_info=safe_error(outcome),
                 )
-                if self.outcomes.tracker_hook is not None:
-                    self.outcomes.emit(
-                        event_outcome(event, "dropped", decision.reason, decision.message)
-                    )
+                self.outcomes.settle_event(event, "dropped", decision.reason, decision.message)
                 return
             self.reporter.count("retried")
             self.reporter.note_error(decision.message)

@@ -24,7 +24,7 @@ from typing import TYPE_CHECKING, Any, Protocol
 
 from gbtrack._event import events_of
 from gbtrack._order import OrderDraft
-from gbtrack._outcomes import DeliveryOutcome, OutcomeHooks
+from gbtrack._outcomes import DeliveryOutcome, OutcomeHooks, item_hook
 from gbtrack._protocol import (
     FALL_BACK_PAUSE,
     MAX_BATCH_ITEMS,
@@ -652,7 +652,7 @@ class Dispatcher:
         """Count ``job`` delivered, schedule its retry, or give its events up."""
         if outcome.delivered:
             self.owner.reporter.count("delivered", job.n)
-            if self.outcomes.tracker_hook is not None:
+            if self.outcomes.wants_events():
                 self._delivered_events(job.records)
             self.queue.settle(job.n, (job.mark,))
             return
@@ -685,7 +685,7 @@ class Dispatcher:
             if outcome.delivered:
                 n = sum([len(entry[0]) for entry in fated])
                 self.owner.reporter.count("delivered", n)
-                if self.outcomes.tracker_hook is not None:
+                if self.outcomes.wants_events():
                     for entry in fated:
                         self._delivered_events(entry[0])
                 self.queue.settle(n, [entry[1] for entry in fated])
@@ -694,10 +694,14 @@ class Dispatcher:
                 self._settle(job, outcome, together)
 
     def _delivered_events(self, records: Sequence[Record]) -> None:
-        """Tell the tracker's ``on_outcome`` hook that these events were delivered."""
-        emit = self.outcomes.emit
+        """Tell the events' own hooks and the tracker's that these events were delivered."""
+        outcomes = self.outcomes
+        every = outcomes.tracker_hook is not None
         for record in records:
-            emit(DeliveryOutcome("event", "delivered", record[1], record[0]))
+            # Only a record carrying its event can have an own hook (gbtrack._outcomes).
+            own = None if record[8] is None else item_hook(record[8])
+            if every or own is not None:
+                outcomes.emit(DeliveryOutcome("event", "delivered", record[1], record[0]), own)
 
     def _fall_back(self, jobs: list[Request], cause: Outcome) -> None:
         """No batch job was made: each request goes alone, the batch endpoint rests."""
