@@ -36,6 +36,7 @@ import json
 import os
 import re
 import secrets
+import weakref
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from json.encoder import encode_basestring_ascii
 from typing import Any, NamedTuple, cast
@@ -51,19 +52,22 @@ from pydantic import (
 )
 
 from gbtrack._errors import ConfigurationError, InvalidEventError
-from gbtrack._outcomes import OutcomeHook, attach_hook
 from gbtrack._plain import MetadataValue, plain_customer_id, plain_text, plain_value
 
 __all__ = [
     "DEFAULT_LIMITS",
+    "EVENT_HOOKS",
     "Event",
     "EventDraft",
     "Identity",
+    "ItemHook",
     "Limits",
     "MetadataValue",
+    "attach_hook",
     "check_event_name",
     "check_metadata_key",
     "check_name_rules",
+    "item_hook",
     "mask",
     "mask_email",
     "mask_mobile",
@@ -545,6 +549,31 @@ def _checked_metadata(value: object, limits: Limits) -> dict[str, MetadataValue]
 
 
 # --- the draft: what the caller's thread hands the tracker ---------------------------------
+ItemHook = Callable[[Any], object]
+"""An item's own outcome hook, ``hook(outcome)`` (:data:`gbtrack._outcomes.OutcomeHook`)."""
+
+EVENT_HOOKS: dict[int, tuple[weakref.ref[Any], ItemHook]] = {}
+"""The own hooks of events checked from hooked drafts, by ``id(event)``; empty: none."""
+
+
+def attach_hook(event: object, hook: ItemHook) -> None:
+    """Give ``event`` (validated from a hooked draft) its draft's own outcome hook."""
+    key = id(event)
+    # The entry goes when the event does: before its id can be another object's.
+    EVENT_HOOKS[key] = (weakref.ref(event, lambda _gone: EVENT_HOOKS.pop(key, None)), hook)
+
+
+def item_hook(item: object) -> ItemHook | None:
+    """An event's own outcome hook: a draft's tenth element, or its validated event's."""
+    if isinstance(item, tuple):  # a draft
+        return item[9] if len(item) > 9 else None
+    if EVENT_HOOKS:
+        entry = EVENT_HOOKS.get(id(item))
+        if entry is not None and entry[0]() is item:
+            return entry[1]
+    return None
+
+
 class EventDraft(NamedTuple):
     """An event as read on the caller's thread, before validation.
 
@@ -593,11 +622,11 @@ class EventDraft(NamedTuple):
         return {k: v for k, v in zip(self.keys, self.values, strict=True) if v is not None}
 
     @property
-    def on_outcome(self) -> OutcomeHook | None:
+    def on_outcome(self) -> ItemHook | None:
         """The tracked call's own outcome hook (its tenth element), or ``None``."""
         return cast(tuple[Any, ...], self)[9] if len(self) > 9 else None
 
-    def with_outcome(self, hook: OutcomeHook | None) -> EventDraft:
+    def with_outcome(self, hook: ItemHook | None) -> EventDraft:
         """This draft with ``hook`` as its own outcome hook (``None``: without one)."""
         fields = cast(tuple[Any, ...], self)[:9]
         return tuple.__new__(EventDraft, fields if hook is None else (*fields, hook))
@@ -1039,7 +1068,7 @@ def _checked_record(
     """:func:`check_drafts`' exact path: pydantic, then the plan; ``None`` when it failed.
 
     The record carries its :class:`Event`; a draft's own outcome hook goes to the event
-    (:func:`gbtrack._outcomes.attach_hook`), where the senders find it again.
+    (:func:`attach_hook`), where the senders find it again.
     """
     try:
         event = _checked_event(draft, limits)

@@ -11,7 +11,7 @@ An event's own hook (``@track(on_outcome=...)``, ``Tracker.emit(on_outcome=...)`
 rides on its :class:`~gbtrack.EventDraft` as a tenth element, after the nine fields,
 only on the drafts that have one (a draft without is the same nine-tuple as ever, so
 the call path pays nothing). Where such a draft is checked into an
-:class:`~gbtrack.Event`, the event is given the hook in :data:`EVENT_HOOKS` (by its
+:class:`~gbtrack.Event`, the event is given the hook in :data:`gbtrack._event.EVENT_HOOKS` (by its
 identity, weakly: the entry goes with the event); :func:`item_hook` finds it again
 from either.
 """
@@ -19,12 +19,13 @@ from either.
 from __future__ import annotations
 
 import logging
-import weakref
 from collections import deque
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from types import MappingProxyType
 from typing import TYPE_CHECKING, Any, Literal
+
+from gbtrack._event import EVENT_HOOKS, attach_hook, item_hook
 
 if TYPE_CHECKING:
     from gbtrack._event import Event, EventDraft
@@ -129,28 +130,6 @@ def order_outcome(
 
 OutcomeHook = Callable[[DeliveryOutcome], object]
 """``hook(outcome)``: called once per item with its final outcome; its return is ignored."""
-
-
-EVENT_HOOKS: dict[int, tuple[weakref.ref[Any], OutcomeHook]] = {}
-"""The own hooks of events checked from hooked drafts, by ``id(event)``; empty: none."""
-
-
-def attach_hook(event: object, hook: OutcomeHook) -> None:
-    """Give ``event`` (validated from a hooked draft) its draft's own outcome hook."""
-    key = id(event)
-    # The entry goes when the event does: before its id can be another object's.
-    EVENT_HOOKS[key] = (weakref.ref(event, lambda _gone: EVENT_HOOKS.pop(key, None)), hook)
-
-
-def item_hook(item: object) -> OutcomeHook | None:
-    """An event's own outcome hook: a draft's tenth element, or its validated event's."""
-    if isinstance(item, tuple):  # a draft
-        return item[9] if len(item) > 9 else None
-    if EVENT_HOOKS:
-        entry = EVENT_HOOKS.get(id(item))
-        if entry is not None and entry[0]() is item:
-            return entry[1]
-    return None
 
 
 class OutcomeHooks:
