@@ -759,8 +759,9 @@ def _by_token(rows: Sequence[OutboxRow]) -> dict[str | None, list[int]]:
 class OutboxSender(BaseSender):
     """A durable sender: events go to a SQLite outbox first, then to Gameball.
 
-    Also a :class:`~gbtrack.senders.Spill`: a ``BackgroundSender`` can hand it events it
-    would otherwise drop; they are written at once and delivered by this worker.
+    Also a :class:`~gbtrack.senders.Spill`: a ``BackgroundSender`` can hand it events
+    (and orders: :meth:`spill_orders`) it would otherwise drop; they are written at once
+    and delivered by this worker.
 
     Args:
         client: The Gameball client; ``None`` keeps events on disk only (deliver later
@@ -789,6 +790,8 @@ class OutboxSender(BaseSender):
             the event is dropped as ``outbox_full``.
         retry: The retry policy.
         rate_limiter: The client-side rate limiter.
+        order_rate_limiter: The orders bucket's limiter, for spilled orders (default: a
+            local one at Gameball's order limits).
         lease: Seconds a worker holds claimed rows (must exceed the client timeout).
         claim_size: Rows per delivery round.
         concurrency: Requests in flight at once.
@@ -823,6 +826,7 @@ class OutboxSender(BaseSender):
         block_timeout: float = 5.0,
         retry: RetryPolicy | None = None,
         rate_limiter: Limiter | None = None,
+        order_rate_limiter: Limiter | None = None,
         lease: float = 60.0,
         claim_size: int = 100,
         concurrency: int = 4,
@@ -870,6 +874,7 @@ class OutboxSender(BaseSender):
                 client,
                 retry=retry,
                 limiter=rate_limiter,
+                order_limiter=order_rate_limiter,
                 lease=lease,
                 claim_size=claim_size,
                 concurrency=concurrency,
@@ -905,6 +910,7 @@ class OutboxSender(BaseSender):
         if self.drainer is not None:
             self.drainer.after_fork(self._stop)
             self.drainer.limiter._after_fork()
+            self.drainer.order_limiter._after_fork()
         if self.deliver and not self._closed:
             self._start_worker()
 
@@ -977,6 +983,27 @@ class OutboxSender(BaseSender):
             stored = self.store.append(events)
         except Exception as exc:
             logger.warning("gbtrack outbox: spill of %d event(s) failed: %s", len(events), exc)
+            return 0
+        self.reporter.count("spilled", stored)
+        self.reporter.count(f"spilled:{reason}", stored)
+        self._wake_worker.set()
+        return stored
+
+    def spill_orders(self, orders: Sequence[StoredOrder], reason: str) -> int:
+        """Write ``orders`` durably now: :meth:`spill` for orders (checked bodies).
+
+        A ``BackgroundSender`` spills the orders it would otherwise drop here; this
+        sender's worker delivers them (orders endpoint, orders bucket).
+
+        Returns:
+            How many were stored; the caller counts the rest as dropped. Never raises.
+        """
+        if not orders or self._closed:
+            return 0
+        try:
+            stored = self.store.append(orders)
+        except Exception as exc:
+            logger.warning("gbtrack outbox: spill of %d order(s) failed: %s", len(orders), exc)
             return 0
         self.reporter.count("spilled", stored)
         self.reporter.count(f"spilled:{reason}", stored)
