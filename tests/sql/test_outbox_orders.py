@@ -239,3 +239,27 @@ def test_a_buried_ambiguous_order_requeued_and_answered_duplicate_is_delivered(
         drainer.close()
     assert store.count("dead") == 0
     assert emulator.points == {"c-4": 7}
+
+
+def test_without_a_secret_key_drain_halts_and_a_relay_buries_the_order(
+    store: OutboxStoreProtocol, emulator: GameballEmulator
+) -> None:
+    store.append([stored("K-1", "c-5")])
+    with GameballClient(API_KEY, base_url=emulator.url) as keyless:
+        halting = OutboxDrainer(store, keyless, retry=FAST, halt_on_auth=True)
+        try:
+            assert halting.run_once().dead == 0
+        finally:
+            halting.close()
+        assert halting.halted is not None
+        [row] = store.rows()
+        assert (row.kind, row.attempts) == ("order", 0)  # untouched, for a drain with the key
+        relay = OutboxDrainer(store, keyless, retry=FAST)
+        try:
+            assert relay.run_once().dead == 1
+        finally:
+            relay.close()
+    [dead] = store.rows("dead")
+    assert dead.message is not None
+    assert "secret key" in dead.message
+    assert emulator.order_count == 0

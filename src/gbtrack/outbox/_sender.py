@@ -75,6 +75,13 @@ SyncMode = Literal["batch", "every_event"]
 OverflowPolicy = Literal["drop_newest", "block"]
 
 
+_NO_SECRET = Outcome(
+    OutcomeKind.PERMANENT,
+    error=AuthenticationError(
+        "orders need the secret key (Gameball's Order API requires both keys): set "
+        "GAMEBALL_SECRET_KEY (or --secret-key) where the outbox is drained"
+    ),
+)
 _Item = tuple[EventBatch | StoredOrder, list[OutboxRow]]
 """One request's worth of rows: an events batch or one order, and the rows it came from."""
 
@@ -436,6 +443,11 @@ class OutboxDrainer:
 
     def _send_order(self, order: StoredOrder, rows: list[OutboxRow]) -> DrainResult:
         """Send one order alone, in the orders bucket, and settle its row."""
+        if not getattr(self.client, "has_secret_key", True):
+            # The Order API needs both keys: a refused credential, decided here (no
+            # request): `outbox drain` halts with the row untouched; a relay buries it,
+            # for `retry --kind order` once the secret key is set.
+            return self._settle(rows, _NO_SECRET)
         stamp = self._take_slot(self.order_limiter)
         if stamp is None:
             self._give_back(rows, count_attempt=False)
