@@ -186,6 +186,7 @@ def _inserter(target: Any, savepoint: bool) -> _Rows:
 
 
 def _django_inserter(connection: Any, savepoint: bool) -> _Rows:
+    import operator
     import time
 
     from django.db import transaction as dj_transaction
@@ -194,6 +195,7 @@ def _django_inserter(connection: Any, savepoint: bool) -> _Rows:
 
     columns = ("event_id", "name", "customer_id", "payload", "size", "created_at",
                "enqueued_at", "attempts", "next_attempt_at", "kind")  # fmt: skip
+    pick = operator.itemgetter(*columns)  # one row's values, in the columns' order
     quote = connection.ops.quote_name
     names = ", ".join(quote(c) for c in columns)
     marks = ", ".join(["%s"] * len(columns))
@@ -202,7 +204,7 @@ def _django_inserter(connection: Any, savepoint: bool) -> _Rows:
 
     def write(items: list[Event | StoredOrder]) -> None:
         stamp = time.time()
-        rows = [tuple(event_values(item, stamp)[c] for c in columns) for item in items]
+        rows = [pick(event_values(item, stamp)) for item in items]
         with connection.cursor() as cursor:
             cursor.executemany(sql, rows)
 

@@ -41,6 +41,7 @@ import contextlib
 import datetime as _dt
 import functools
 import json
+import operator
 import os
 import secrets
 import sqlite3
@@ -148,6 +149,7 @@ _DEAD_COLS = f"{_COMMON}, status, code, message, failed_at, kind, ambiguous"
 _INSERTED = ("event_id", "name", "customer_id", "payload", "size", "created_at", "enqueued_at",
              "kind")  # fmt: skip
 _CARRIED = "event_id, name, customer_id, payload, size, created_at, enqueued_at, kind, ambiguous"
+_pick = operator.itemgetter(*_INSERTED)  # a row's values in _INSERTED's order, as a tuple
 # Columns added since gbtrack 0.1.0, added to an older file when it is opened.
 _ADDED = (
     ("pending", "claim_token", "TEXT"),
@@ -668,7 +670,7 @@ class OutboxStore:
             How many items were stored: the first ``n``; the rest did not fit.
         """
         stamp = time.time() if now is None else now
-        rows = [tuple(row_values(item, stamp)[c] for c in _INSERTED) for item in items]
+        rows = [_pick(row_values(item, stamp)) for item in items]
         if not rows:
             return 0
         with self._write() as db:
