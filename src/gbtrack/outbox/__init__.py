@@ -1,8 +1,10 @@
-"""The durable outbox: events survive crashes, deploys and long Gameball outages.
+"""The durable outbox: events and orders survive crashes, deploys and long Gameball outages.
 
 - :class:`OutboxSender`: a sender that writes every event to a local SQLite file
-  before delivering it, and a :class:`~gbtrack.senders.Spill` for ``BackgroundSender``.
-- :class:`OutboxStore`: the file itself (pending rows, dead letters, leases, the cap).
+  before delivering it, and a :class:`~gbtrack.senders.Spill` for ``BackgroundSender``
+  (events, and orders through ``spill_orders``).
+- :class:`OutboxStore`: the file itself (pending rows, dead letters, leases, the cap);
+  each row an event or an order (:attr:`OutboxRow.kind`).
 - :class:`OutboxDrainer`: one delivery round at a time (the worker, and ``gbtrack outbox drain``).
 - :class:`SqlOutboxStore`: the same rows in the application's SQL database (extra
   ``gbtrack[sql]``), written inside the business transaction by :func:`gbtrack.transaction`.
