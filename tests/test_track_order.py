@@ -639,15 +639,50 @@ def test_invalid_order_is_counted_where_the_sender_checks_it(
     assert tracker.stats.dropped == {"invalid_event": 1}
 
 
-def test_a_transaction_binding_does_not_carry_orders(tracker: Tracker) -> None:
+class _Binding:
+    """A transaction binding that keeps what it is given (see tests/sql for the real one)."""
+
+    def __init__(self, tracker: object | None) -> None:
+        self.tracker = tracker
+        self.orders: list[object] = []
+
+    def binds(self, tracker: object) -> bool:
+        return self.tracker is None or tracker is self.tracker
+
+    def insert_order(self, order: object) -> None:
+        self.orders.append(order)
+
+
+def test_a_transaction_binding_carries_orders_instead_of_the_sender(
+    tracker: Tracker, sender: InMemorySender
+) -> None:
     from gbtrack._state import bind_transaction, unbind_transaction
 
-    token = bind_transaction(object())
+    binding = _Binding(tracker)
+    token = bind_transaction(binding)
     try:
-        assert tracker.order(customer_id="c", order_id="o", total_paid=1) is None
+        assert tracker.order(customer_id="c", order_id="o", total_paid=1) is not None
     finally:
         unbind_transaction(token)
-    assert tracker.stats.dropped == {"order_in_transaction": 1}
+    [order] = binding.orders
+    assert order.body["orderId"] == "o"  # type: ignore[attr-defined]
+    assert sender.orders == []
+    assert tracker.stats.dropped == {}
+
+
+def test_a_binding_of_another_tracker_leaves_orders_to_the_sender(
+    tracker: Tracker, sender: InMemorySender
+) -> None:
+    from gbtrack._state import bind_transaction, unbind_transaction
+
+    binding = _Binding(object())
+    token = bind_transaction(binding)
+    try:
+        tracker.order(customer_id="c", order_id="o", total_paid=1)
+    finally:
+        unbind_transaction(token)
+    assert binding.orders == []
+    assert len(sender.orders) == 1
 
 
 # --- check() and the catalog ---------------------------------------------------------------------

@@ -47,9 +47,14 @@ def sender_from_config(**options: Any) -> BackgroundSender:
 
 
 def _open_outbox(
-    path: str | os.PathLike[str], client: DeliveryClient, rate_limiter: Limiter
+    path: str | os.PathLike[str],
+    client: DeliveryClient,
+    rate_limiter: Limiter,
+    order_rate_limiter: Limiter,
 ) -> Spill:
-    """The durable spill at ``path``, sharing the sender's client and rate limiter."""
+    """The durable spill at ``path``, sharing the sender's client and both rate limiters."""
     from gbtrack.outbox import OutboxSender  # on use: `import gbtrack` does not load it
 
-    return OutboxSender(client, path=path, rate_limiter=rate_limiter)
+    return OutboxSender(
+        client, path=path, rate_limiter=rate_limiter, order_rate_limiter=order_rate_limiter
+    )

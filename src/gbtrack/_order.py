@@ -24,6 +24,7 @@ import datetime as _dt
 import difflib
 import math
 from collections.abc import Callable, Iterable, Mapping
+from dataclasses import dataclass
 from decimal import Decimal
 from typing import Any, Final, Literal, NamedTuple
 
@@ -39,6 +40,7 @@ __all__ = [
     "MAX_RETURN_WINDOW_DAYS",
     "Channel",
     "OrderDraft",
+    "StoredOrder",
     "each",
     "order_draft",
     "utc_timestamp",
@@ -591,3 +593,40 @@ class each:  # a path-language construct, spelled like literal()
     def __repr__(self) -> str:
         inner = ", ".join(f"{k}={v!r}" for k, v in self.fields.items())
         return f"each({self.path!r}, {inner})"
+
+
+@dataclass(frozen=True)
+class StoredOrder:
+    """An order as the outbox keeps it: its checked wire body, and when it was taken.
+
+    What is sent is exactly :attr:`body` (one request, or one item of a
+    ``/batch/orders`` job), without a session token (never written).
+
+    Attributes:
+        body: The wire body of ``POST .../orders`` (:meth:`gbtrack.OrderDraft.to_body`).
+        timestamp: When the order was taken (epoch seconds): its age for ``max_age``.
+        function: The tracked function's qualified name, for messages.
+    """
+
+    body: dict[str, Any]
+    timestamp: float
+    function: str | None = None
+
+    @classmethod
+    def of(cls, draft: OrderDraft, limits: Limits | None = None) -> StoredOrder:
+        """Check ``draft`` against ``limits`` and keep its body.
+
+        Raises:
+            InvalidEventError: Naming the field at fault.
+        """
+        return cls(draft.to_body(limits), draft.timestamp, draft.function)
+
+    @property
+    def order_id(self) -> str:
+        """The order's id (``orderId``)."""
+        return str(self.body["orderId"])
+
+    @property
+    def customer_id(self) -> str:
+        """The customer's id (``customerId``)."""
+        return str(self.body["customerId"])

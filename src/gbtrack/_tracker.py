@@ -27,7 +27,7 @@ from gbtrack._decorator import track as _track
 from gbtrack._delivery import sender_from_config
 from gbtrack._errors import ConfigurationError, GbtrackError, InvalidEventError, TrackingError
 from gbtrack._event import DEFAULT_LIMITS, EventDraft, Limits
-from gbtrack._order import OrderDraft, order_draft
+from gbtrack._order import OrderDraft, StoredOrder, order_draft
 from gbtrack._order_decorator import ORDERS_FIX, sender_takes_orders
 from gbtrack._outcomes import OutcomeHook
 from gbtrack._pipeline import (
@@ -688,9 +688,11 @@ class Tracker:
         Nothing when disabled. When ``strict``, the order is checked against the limits
         here. The sender must take orders (a ``BackgroundSender`` needs the secret
         key): otherwise the order is dropped with reason ``orders_unsupported``, whose
-        message names the fix. An open ``gbtrack.transaction()`` binding does not carry
-        orders yet: dropped with reason ``order_in_transaction``. Sampling, the tracking
-        plan and ``before_send`` (which see events) do not apply to orders.
+        message names the fix. Inside a ``gbtrack.transaction()`` block binding this
+        tracker, the order is checked here and INSERTed into the outbox table in the
+        caller's transaction instead (no sender, no secret key needed: the relay sends
+        it); a failed INSERT is an ``outbox_error`` drop. Sampling, the tracking plan and
+        ``before_send`` (which see events) do not apply to orders.
 
         Returns:
             ``True`` when the sender accepted the order. Drops raise
@@ -699,14 +701,9 @@ class Tracker:
         if not self.enabled:
             return False
         where_from = f"order {draft.order_id!r}{where(draft.function)}"
-        if bound_transaction.get() is not None:
-            self.drop(
-                "order_in_transaction",
-                f"{where_from}: gbtrack.transaction() does not carry orders yet; send the "
-                "order after the transaction commits",
-                function=draft.function,
-            )
-            return False
+        bound = bound_transaction.get()
+        if bound is not None and bound.binds(self):
+            return self._order_to_binding(draft, bound, where_from)
         if self.strict:
             try:
                 draft.to_body(self.limits)
@@ -740,6 +737,29 @@ class Tracker:
                 exc=exc,
             )
             return False
+        self._reporter.count_sent()
+        return True
+
+    def _order_to_binding(self, draft: OrderDraft, bound: Any, where_from: str) -> bool:
+        """Check ``draft`` and INSERT it in the transaction ``gbtrack.transaction()`` bound."""
+        try:
+            order = StoredOrder.of(draft, self.limits)
+        except InvalidEventError as exc:
+            self.drop("invalid_event", f"{where_from}: {exc}", function=draft.function, exc=exc)
+            return False
+        try:
+            bound.insert_order(order)
+        except Exception as exc:
+            self.drop(
+                "outbox_error",
+                f"{where_from}: the INSERT into the outbox table failed "
+                f"({type(exc).__name__}); the business transaction goes on without it",
+                function=draft.function,
+                exc=exc,
+            )
+            return False
+        if draft.session_token is not None:
+            self._reporter.count("session_token_stripped")  # tokens are never stored
         self._reporter.count_sent()
         return True
 

@@ -1,10 +1,12 @@
-"""``with gbtrack.transaction(session):``: events commit or roll back with the business data.
+"""``with gbtrack.transaction(session):``: events and orders commit or roll back with the data.
 
 Inside the block, every event a tracker submits (``@track``, ``span()``,
-``Tracker.emit()``) is validated at once and INSERTed into the SQL outbox table
+``Tracker.emit()``) and every order (``@track_order``, ``Tracker.order()``,
+``gbtrack.send_order()``) is checked at once and INSERTed into the SQL outbox table
 (:mod:`gbtrack.outbox._sql`) *on the caller's own connection, in the caller's own
 transaction*. A relay (``gbtrack relay``) delivers the rows once they are committed; a
-rollback takes them away with the rest. Outside a bound block nothing changes.
+rollback takes them away with the rest: an order exists in Gameball if and only if the
+business transaction committed. Outside a bound block nothing changes.
 
 The binding lives in a :class:`contextvars.ContextVar` (per thread and per asyncio
 task). The tracker's hot path pays one global integer test while no binding is open
@@ -14,8 +16,8 @@ anywhere in the process (:func:`gbtrack._state.bind_transaction` counts them), a
 Each INSERT runs inside a SAVEPOINT by default: on PostgreSQL a failed statement
 aborts the whole transaction, so without one a broken outbox table would fail the
 business transaction at its commit. With the savepoint, a failed INSERT is rolled back
-alone, the event is dropped and counted as ``outbox_error`` (raised under ``strict``),
-and the business transaction goes on.
+alone, the event (or order) is dropped and counted as ``outbox_error`` (raised under
+``strict``), and the business transaction goes on.
 """
 
 from __future__ import annotations
@@ -29,25 +31,29 @@ from gbtrack._event import Event
 from gbtrack._state import bind_transaction, unbind_transaction
 
 if TYPE_CHECKING:
+    from gbtrack._order import StoredOrder
     from gbtrack._state import CallSink as Tracker
+
+_Rows = Callable[[list["Event | StoredOrder"]], None]
 
 __all__ = ["TransactionBinding", "transaction"]
 
 
 class TransactionBinding:
-    """The open binding of :func:`transaction`: where its events go, and how many went.
+    """The open binding of :func:`transaction`: where its items go, and how many went.
 
     Attributes:
         target: The bound Session, Connection or Django connection.
         savepoint: Whether each INSERT runs inside a SAVEPOINT.
         tracker: The only tracker bound, or ``None`` for every tracker.
-        inserted: Events inserted into the outbox table in this block.
+        inserted: Events and orders inserted into the outbox table in this block.
+        orders: How many of them were orders.
     """
 
     def __init__(
         self,
         target: Any,
-        insert: Callable[[list[Event]], None],
+        insert: _Rows,
         *,
         savepoint: bool,
         tracker: Tracker | None,
@@ -56,6 +62,7 @@ class TransactionBinding:
         self.savepoint = savepoint
         self.tracker = tracker
         self.inserted = 0
+        self.orders = 0
         self._insert = insert
 
     def __repr__(self) -> str:
@@ -76,18 +83,32 @@ class TransactionBinding:
         self._insert([event])
         self.inserted += 1
 
+    def insert_order(self, order: StoredOrder) -> None:
+        """INSERT ``order`` (checked) into the outbox table in the bound transaction.
+
+        The tracker checks the order and counts a failure (``outbox_error``).
+
+        Raises:
+            Exception: Whatever the database raised (after the SAVEPOINT rolled back).
+        """
+        self._insert([order])
+        self.inserted += 1
+        self.orders += 1
+
 
 @contextmanager
 def transaction(
     target: Any, *, savepoint: bool = True, tracker: Tracker | None = None
 ) -> Iterator[TransactionBinding]:
-    """Bind the caller's open transaction: events tracked inside go into its outbox table.
+    """Bind the caller's open transaction: what is tracked inside goes into its outbox table.
 
-    Inside the block, events of ``@track``, ``span()`` and ``Tracker.emit()`` are
-    validated at once and INSERTed into ``gbtrack_outbox`` on ``target``'s connection, in
-    its current transaction: they are committed with the business data or rolled back
-    with it. ``gbtrack relay --url ...`` delivers committed rows. The block does not
-    begin or commit anything itself; the application does, as before.
+    Inside the block, events of ``@track``, ``span()`` and ``Tracker.emit()``, and orders
+    of ``@track_order``, ``Tracker.order()`` and ``gbtrack.send_order()``, are checked at
+    once and INSERTed into ``gbtrack_outbox`` on ``target``'s connection, in its current
+    transaction: they are committed with the business data or rolled back with it.
+    ``gbtrack relay --url ...`` delivers committed rows (orders in the orders bucket).
+    The block does not begin or commit anything itself; the application does, as before.
+    Orders need no secret key in this process: the relay sends them.
 
     Args:
         target: A SQLAlchemy ``Session`` (rows go through ``session.connection()``), a
@@ -95,10 +116,11 @@ def transaction(
             (``django.db.connection`` or ``connections[alias]``, for
             ``transaction.atomic``).
         savepoint: Run each INSERT in a SAVEPOINT (default), so that a failed INSERT
-            drops the event (``outbox_error``) instead of aborting the transaction.
+            drops the item (``outbox_error``) instead of aborting the transaction.
             SQLite through pysqlite needs SQLAlchemy's SAVEPOINT recipe for this
             (see docs/scaling.md); pass ``False`` to skip it.
-        tracker: Bind only this tracker's events; ``None`` (default): every tracker.
+        tracker: Bind only this tracker's events and orders; ``None`` (default): every
+            tracker.
 
     Yields:
         The :class:`TransactionBinding` (``inserted`` counts the rows written).
@@ -121,7 +143,7 @@ def transaction(
         unbind_transaction(token)
 
 
-def _inserter(target: Any, savepoint: bool) -> Callable[[list[Event]], None]:
+def _inserter(target: Any, savepoint: bool) -> _Rows:
     module = type(target).__module__
     if module.startswith("django."):
         return _django_inserter(target, savepoint)
@@ -132,7 +154,7 @@ def _inserter(target: Any, savepoint: bool) -> Callable[[list[Event]], None]:
         raise ConfigurationError(
             "gbtrack.transaction() needs SQLAlchemy: pip install 'gbtrack[sql]'"
         ) from exc
-    from gbtrack.outbox._sql import insert_events
+    from gbtrack.outbox._sql import insert_items
 
     if isinstance(target, Session):
         session = target
@@ -152,18 +174,19 @@ def _inserter(target: Any, savepoint: bool) -> Callable[[list[Event]], None]:
             f"connection, not {type(target).__name__}"
         )
 
-    def insert(events: list[Event]) -> None:
+    def insert(items: list[Event | StoredOrder]) -> None:
         conn = connection()
         if savepoint:
             with conn.begin_nested():
-                insert_events(conn, events)
+                insert_items(conn, items)
         else:
-            insert_events(conn, events)
+            insert_items(conn, items)
 
     return insert
 
 
-def _django_inserter(connection: Any, savepoint: bool) -> Callable[[list[Event]], None]:
+def _django_inserter(connection: Any, savepoint: bool) -> _Rows:
+    import operator
     import time
 
     from django.db import transaction as dj_transaction
@@ -171,25 +194,26 @@ def _django_inserter(connection: Any, savepoint: bool) -> Callable[[list[Event]]
     from gbtrack.outbox._sql import PENDING_TABLE, event_values
 
     columns = ("event_id", "name", "customer_id", "payload", "size", "created_at",
-               "enqueued_at", "attempts", "next_attempt_at")  # fmt: skip
+               "enqueued_at", "attempts", "next_attempt_at", "kind")  # fmt: skip
+    pick = operator.itemgetter(*columns)  # one row's values, in the columns' order
     quote = connection.ops.quote_name
     names = ", ".join(quote(c) for c in columns)
     marks = ", ".join(["%s"] * len(columns))
     # Constant names, quoted by Django; the values are parameters.
     sql = f"INSERT INTO {quote(PENDING_TABLE)} ({names}) VALUES ({marks})"  # noqa: S608
 
-    def write(events: list[Event]) -> None:
+    def write(items: list[Event | StoredOrder]) -> None:
         stamp = time.time()
-        rows = [tuple(event_values(e, stamp)[c] for c in columns) for e in events]
+        rows = [pick(event_values(item, stamp)) for item in items]
         with connection.cursor() as cursor:
             cursor.executemany(sql, rows)
 
-    def insert(events: list[Event]) -> None:
+    def insert(items: list[Event | StoredOrder]) -> None:
         if savepoint:
             # Inside atomic(): a savepoint; a failure rolls back to it and re-raises.
             with dj_transaction.atomic(using=connection.alias, savepoint=True):
-                write(events)
+                write(items)
         else:
-            write(events)
+            write(items)
 
     return insert

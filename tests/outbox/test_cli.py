@@ -328,3 +328,40 @@ def test_progress_bar() -> None:
     assert _bar(1, 4) == "[######..................]  25%"
     assert _bar(5, 4) == "[########################] 100%"
     assert _bar(0, 0) == "[########################] 100%"
+
+
+def test_orders_show_their_kind_and_requeue_by_kind(
+    outbox_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    import time
+
+    from gbtrack._order import order_draft
+    from gbtrack.outbox._store import StoredOrder
+
+    draft = order_draft(
+        customer_id="c-7",
+        order_id="ORD-9",
+        total_paid=12,
+        order_date="2026-12-07T10:00:00Z",
+        email="shopper@example.com",
+        now=time.time(),
+    )
+    with OutboxStore(outbox_path) as store:
+        store.append([*make_events(1), StoredOrder.of(draft)])
+        rows = store.claim("w", 2, lease=30)
+        store.bury([r.id for r in rows], status=422, code=9004, message="duplicate: no")
+    code, out, _ = run(capsys, "outbox", "--path", str(outbox_path), "list", "--dead")
+    assert code == 0
+    order_line = out.splitlines()[1]
+    assert "order ORD-9  customer=c-7" in order_line
+    assert "shopper@example.com" not in order_line  # masked
+    code, out, _ = run(capsys, "outbox", "--path", str(outbox_path), "list", "--dead", "--json")
+    assert [json.loads(line)["kind"] for line in out.splitlines()] == ["event", "order"]
+    code, out, _ = run(capsys, "outbox", "--path", str(outbox_path), "stats", "--json")
+    assert (json.loads(out)["dead"], json.loads(out)["dead_orders"]) == (2, 1)
+    code, out, _ = run(capsys, "outbox", "--path", str(outbox_path), "stats")
+    assert "orders      0 pending, 1 dead" in out
+    code, out, _ = run(capsys, "outbox", "--path", str(outbox_path), "retry", "--kind", "order")
+    assert (code, out.strip()) == (0, "moved 1 dead letter(s) back to pending")
+    with OutboxStore(outbox_path) as store:
+        assert [(r.kind, r.name) for r in store.rows()] == [("order", "ORD-9")]

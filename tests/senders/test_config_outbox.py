@@ -33,6 +33,10 @@ def test_outbox_option_builds_a_spill_sharing_client_and_limiter(tmp_path: Path)
         assert isinstance(sender.spill, OutboxSender)
         assert sender.spill.client is sender.client
         assert sender.spill.store.path == tmp_path / "o.sqlite3"
+        # Spilled events and orders keep to the sender's buckets (shared through Redis).
+        assert sender.spill.drainer is not None
+        assert sender.spill.drainer.limiter is sender.rate_limiter
+        assert sender.spill.drainer.order_limiter is sender.order_rate_limiter
     finally:
         assert sender.close(timeout=5)
     assert sender.spill.closed  # closed with the sender that built it
@@ -95,18 +99,21 @@ class _Spill:
 
 
 def test_from_config_owns_what_the_opener_opens(tmp_path: Path) -> None:
-    opened: list[tuple[object, DeliveryClient, Limiter]] = []
+    opened: list[tuple[object, DeliveryClient, Limiter, Limiter]] = []
     spill = _Spill()
 
-    def open_outbox(path: str | PathLike[str], client: DeliveryClient, limiter: Limiter) -> _Spill:
-        opened.append((path, client, limiter))
+    def open_outbox(
+        path: str | PathLike[str], client: DeliveryClient, limiter: Limiter, orders: Limiter
+    ) -> _Spill:
+        opened.append((path, client, limiter, orders))
         return spill
 
     path = tmp_path / "o.sqlite3"
     config = DeliveryConfig(api_key="k", base_url="http://127.0.0.1:9", outbox=path)
     sender = BackgroundSender.from_config(config, open_outbox=open_outbox)
     try:
-        assert opened == [(path, sender.client, sender.rate_limiter)]  # once, sharing both
+        # Once, sharing the client and both buckets' limiters.
+        assert opened == [(path, sender.client, sender.rate_limiter, sender.order_rate_limiter)]
         assert sender.spill is spill
         assert sender.config.spill is spill
         assert sender.config.outbox is None
@@ -118,7 +125,9 @@ def test_from_config_owns_what_the_opener_opens(tmp_path: Path) -> None:
 def test_an_opener_that_fails_leaves_nothing_open(tmp_path: Path) -> None:
     clients: list[DeliveryClient] = []
 
-    def open_outbox(path: str | PathLike[str], client: DeliveryClient, limiter: Limiter) -> _Spill:
+    def open_outbox(
+        path: str | PathLike[str], client: DeliveryClient, limiter: Limiter, orders: Limiter
+    ) -> _Spill:
         clients.append(client)
         raise ConfigurationError("the outbox directory is not writable")
 

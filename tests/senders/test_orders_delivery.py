@@ -10,6 +10,7 @@ from __future__ import annotations
 import threading
 import time
 from collections.abc import Callable, Iterator, Sequence
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -17,6 +18,8 @@ import pytest
 from gbtrack import DeliveryOutcome, Event, Tracker
 from gbtrack._order import OrderDraft, order_draft
 from gbtrack.emulator import GameballEmulator
+from gbtrack.gameball import GameballClient
+from gbtrack.outbox import OutboxSender
 from gbtrack.senders import BackgroundSender, DirectSender, RateLimiter, RetryPolicy
 
 API_KEY = "gb-api-KEY-4242-abcdef"
@@ -365,7 +368,7 @@ def test_an_invalid_order_names_the_field_and_the_function(
 
 
 class _EventsOnlySpill:
-    """A spill that stores events (as the outbox does today)."""
+    """A spill that stores events only (no ``spill_orders``)."""
 
     def __init__(self) -> None:
         self.events: list[Event] = []
@@ -375,7 +378,43 @@ class _EventsOnlySpill:
         return len(events)
 
 
-def test_an_order_that_would_be_spilled_is_dropped_with_its_own_reason(
+def _outbox(emulator: GameballEmulator, path: Path, **options: Any) -> OutboxSender:
+    """An outbox that delivers to ``emulator`` once its worker runs (``deliver``)."""
+    client = GameballClient(API_KEY, secret_key=SECRET_KEY, base_url=emulator.url)
+    return OutboxSender(client, path=path, retry=FAST, close_client=True, **options)
+
+
+def test_an_order_that_would_be_spilled_is_persisted_then_delivered_by_the_outbox(
+    emulators: Callable[..., GameballEmulator],
+    make: Callable[..., BackgroundSender],
+    tmp_path: Path,
+) -> None:
+    emulator = emulators()
+    emulator.faults.fail_next(2, status=503)
+    spill = _outbox(emulator, tmp_path / "outbox.db", deliver=False)
+    sender = make(emulator, spill=spill, retry=RetryPolicy(max_attempts=1))
+    hook = Outcomes()
+    tracked(sender, hook)
+    sender.send(Event(name="kept", customer_id="c-1"))
+    sender.send(order("SP-1", "c-2", paid=70))
+    assert sender.flush(10)  # spilled, not dropped
+    assert sender.stats().dropped == {}
+    rows = {(r.kind, r.name) for r in spill.store.rows()}
+    assert rows == {("event", "kept"), ("order", "SP-1")}
+    statuses = {(o.resource, o.status, o.reason) for o in hook.items}
+    assert statuses == {
+        ("event", "persisted", "retries_exhausted"),
+        ("order", "persisted", "retries_exhausted"),
+    }
+    assert emulator.order_count == 0
+    spill.close()
+    with _outbox(emulator, tmp_path / "outbox.db") as outbox:  # a later start delivers
+        assert outbox.flush(10)
+    assert [o.order_id for o in emulator.orders] == ["SP-1"]
+    assert emulator.points == {"c-2": 70}
+
+
+def test_a_spill_that_stores_events_only_leaves_orders_dropped_with_their_reason(
     emulators: Callable[..., GameballEmulator], make: Callable[..., BackgroundSender]
 ) -> None:
     emulator = emulators()
@@ -388,11 +427,11 @@ def test_an_order_that_would_be_spilled_is_dropped_with_its_own_reason(
     sender.send(order("SP-1", "c-2"))
     assert not sender.flush(10)
     assert [e.name for e in spill.events] == ["kept"]
-    assert sender.stats().dropped == {"outbox_orders_unsupported": 1}
+    assert sender.stats().dropped == {"retries_exhausted": 1}
     statuses = {(o.resource, o.status, o.reason) for o in hook.items}
     assert statuses == {
         ("event", "persisted", "retries_exhausted"),
-        ("order", "dropped", "outbox_orders_unsupported"),
+        ("order", "dropped", "retries_exhausted"),
     }
 
 
@@ -509,23 +548,33 @@ def test_a_backlog_of_orders_goes_as_batch_jobs(
     assert c0 == ["J-0", "J-20"]
 
 
-def test_overflow_into_the_outbox_persists_events_and_drops_orders_with_a_reason(
-    emulators: Callable[..., GameballEmulator], make: Callable[..., BackgroundSender]
+def test_overflow_into_the_outbox_persists_events_and_orders_then_delivers_them(
+    emulators: Callable[..., GameballEmulator],
+    make: Callable[..., BackgroundSender],
+    tmp_path: Path,
 ) -> None:
     emulator = emulators()
-    spill = _EventsOnlySpill()
+    spill = _outbox(emulator, tmp_path / "outbox.db", deliver=False)
     sender = make(emulator, max_queue_size=1, flush_interval=5.0, spill=spill)
     hook = Outcomes()
     tracked(sender, hook)
     sender.send(Event(name="kept", customer_id="c-1"))
     sender.send(Event(name="spilled", customer_id="c-1"))
-    sender.send(order("OV-1", "c-1"))
-    assert not sender.flush(10)
-    assert [e.name for e in spill.events] == ["spilled"]
+    sender.send(order("OV-1", "c-1", paid=40))
+    assert sender.flush(10)
+    assert [(r.kind, r.name) for r in spill.store.rows()] == [
+        ("event", "spilled"),
+        ("order", "OV-1"),
+    ]
     assert {(o.reference, o.status, o.reason) for o in hook.items} == {
         ("kept", "delivered", None),
         ("spilled", "persisted", "queue_overflow"),
-        ("OV-1", "dropped", "outbox_orders_unsupported"),
+        ("OV-1", "persisted", "queue_overflow"),
     }
-    assert sender.stats().dropped == {"outbox_orders_unsupported": 1}
+    assert sender.stats().dropped == {}
     assert emulator.order_count == 0
+    spill.close()
+    with _outbox(emulator, tmp_path / "outbox.db") as outbox:
+        assert outbox.flush(10)
+    assert [o.order_id for o in emulator.orders] == ["OV-1"]
+    assert emulator.points == {"c-1": 40}

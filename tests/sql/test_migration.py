@@ -212,7 +212,7 @@ def test_outbox_file_of_0_1_0_gets_the_claim_token(tmp_path: Path) -> None:
         _old_rows_still_deliverable(store)
     with sqlite3.connect(path) as db:
         columns = [row[1] for row in db.execute("PRAGMA table_info(pending)")]
-        assert columns[-1] == "claim_token"
+        assert columns[-3:] == ["claim_token", "kind", "ambiguous"]  # added at the end
         assert db.execute("PRAGMA user_version").fetchone()[0] == 1  # additive: 0.1.0 opens it
 
 

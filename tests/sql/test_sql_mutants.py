@@ -467,6 +467,7 @@ def test_event_values() -> None:
         "enqueued_at": 12.5,
         "attempts": 0,
         "next_attempt_at": 0.0,
+        "kind": "event",
     }
 
 

@@ -1,8 +1,11 @@
-"""The durable outbox: events survive crashes, deploys and long Gameball outages.
+"""The durable outbox: events and orders survive crashes, deploys and long Gameball outages.
 
 - :class:`OutboxSender`: a sender that writes every event to a local SQLite file
-  before delivering it, and a :class:`~gbtrack.senders.Spill` for ``BackgroundSender``.
-- :class:`OutboxStore`: the file itself (pending rows, dead letters, leases, the cap).
+  before delivering it, and a :class:`~gbtrack.senders.Spill` for ``BackgroundSender``
+  (events, and orders through ``spill_orders``).
+- :class:`OutboxStore`: the file itself (pending rows, dead letters, leases, the cap);
+  each row an event or an order (:attr:`OutboxRow.kind`; an order is kept as a
+  :class:`StoredOrder`, its checked wire body).
 - :class:`OutboxDrainer`: one delivery round at a time (the worker, and ``gbtrack outbox drain``).
 - :class:`SqlOutboxStore`: the same rows in the application's SQL database (extra
   ``gbtrack[sql]``), written inside the business transaction by :func:`gbtrack.transaction`.
@@ -19,7 +22,7 @@ from gbtrack._errors import OutboxError
 from gbtrack.outbox._paths import default_outbox_path, resolve_outbox_path
 from gbtrack.outbox._protocol import OutboxStoreProtocol
 from gbtrack.outbox._sender import DrainResult, OutboxDrainer, OutboxSender
-from gbtrack.outbox._store import OutboxRow, OutboxStats, OutboxStore
+from gbtrack.outbox._store import OutboxRow, OutboxStats, OutboxStore, StoredOrder
 
 if TYPE_CHECKING:
     from gbtrack.outbox._sql import SqlOutboxStore
@@ -34,6 +37,7 @@ __all__ = [
     "OutboxStore",
     "OutboxStoreProtocol",
     "SqlOutboxStore",
+    "StoredOrder",
     "default_outbox_path",
     "resolve_outbox_path",
 ]

@@ -104,7 +104,8 @@ def register(subparsers: Any) -> None:
         **_fmt("Move dead letters back to pending (all, or those matching every filter)."),
     )
     retry.add_argument("--code", type=int, help="only this Gameball error code")
-    retry.add_argument("--name", help="only this event name")
+    retry.add_argument("--name", help="only this event name (orders: this order id)")
+    retry.add_argument("--kind", choices=("event", "order"), help="only events, or only orders")
     retry.add_argument(
         "--since",
         type=_parse_since,
@@ -324,6 +325,8 @@ def _stats(args: argparse.Namespace, store: OutboxStoreProtocol) -> int:
         "pending": stats.pending,
         "claimed": stats.claimed,
         "dead": stats.dead,
+        "pending_orders": stats.pending_orders,
+        "dead_orders": stats.dead_orders,
         "oldest_age_seconds": stats.oldest_age(),
         "rows": stats.rows,
         "max_rows": store.max_rows,
@@ -336,15 +339,19 @@ def _stats(args: argparse.Namespace, store: OutboxStoreProtocol) -> int:
         print(f"outbox      {store.location}")
         print(f"pending     {stats.pending} ({stats.claimed} claimed)")
         print(f"dead        {stats.dead}")
+        print(f"orders      {stats.pending_orders} pending, {stats.dead_orders} dead")
         print(f"oldest age  {_age(stats.oldest_age())}")
         print(f"size        {stats.rows} rows, {stats.bytes} bytes; file {stats.file_bytes} bytes")
     return EXIT_OK
 
 
 def _line(row: OutboxRow) -> str:
-    event = row.to_dict()["event"]
-    who = " ".join(x for x in (event.get("email"), event.get("mobile")) if x)
-    base = f"{row.id:>8}  {_when(row.created_at)}  {row.name}  customer={row.customer_id}"
+    data = row.to_dict()
+    item = data.get("order" if row.kind == "order" else "event") or {}
+    who = " ".join(x for x in (item.get("email"), item.get("mobile")) if x)
+    # An order's name is its id; an event's kind goes without saying (0.1.0's lines).
+    what = f"order {row.name}" if row.kind == "order" else row.name
+    base = f"{row.id:>8}  {_when(row.created_at)}  {what}  customer={row.customer_id}"
     if who:
         base += f"  {who}"
     base += f"  attempts={row.attempts}"
@@ -376,7 +383,7 @@ def _show(args: argparse.Namespace, store: OutboxStoreProtocol) -> int:
 
 @_guard
 def _retry(args: argparse.Namespace, store: OutboxStoreProtocol) -> int:
-    moved = store.retry_dead(code=args.code, name=args.name, since=args.since)
+    moved = store.retry_dead(code=args.code, name=args.name, since=args.since, kind=args.kind)
     print(f"moved {moved} dead letter(s) back to pending")
     return EXIT_OK if moved else EXIT_ABORTED
 

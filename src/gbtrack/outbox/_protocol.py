@@ -12,7 +12,7 @@ from collections.abc import Iterable, Iterator, Sequence
 from typing import Protocol
 
 from gbtrack._event import Event
-from gbtrack.outbox._store import OutboxBacklog, OutboxRow, OutboxStats, Table
+from gbtrack.outbox._store import Kind, OutboxBacklog, OutboxRow, OutboxStats, StoredOrder, Table
 
 __all__ = ["OutboxStoreProtocol"]
 
@@ -28,6 +28,12 @@ class OutboxStoreProtocol(Protocol):
     Each claim gives its rows a new claim token (:attr:`OutboxRow.claim_token`);
     :meth:`extend`, :meth:`complete`, :meth:`release` and :meth:`bury` given that token
     touch only rows still under that claim (fencing).
+
+    A row holds an event or an order: :attr:`OutboxRow.kind` says which
+    (:meth:`OutboxRow.event`, :meth:`OutboxRow.order` decode it). It keeps its kind
+    in the dead letter and back. :attr:`OutboxRow.ambiguous` says that an attempt's
+    answer was lost (``release``/``bury`` with ``ambiguous=True`` set it, nothing
+    clears it): for an order, a duplicate answer then means delivered.
     """
 
     max_rows: int | None
@@ -47,8 +53,8 @@ class OutboxStoreProtocol(Protocol):
         """Release connections; idempotent."""
         ...
 
-    def append(self, events: Iterable[Event], *, now: float | None = None) -> int:
-        """Store events as pending; return how many fitted under the caps."""
+    def append(self, items: Iterable[Event | StoredOrder], *, now: float | None = None) -> int:
+        """Store events and orders as pending, in order; return how many fitted the caps."""
         ...
 
     def claim(
@@ -80,6 +86,7 @@ class OutboxStoreProtocol(Protocol):
         error: str | None = None,
         count_attempt: bool = True,
         token: str | None = None,
+        ambiguous: bool = False,
     ) -> None:
         """Give ``owner``'s rows (under ``token``) back, ready again after ``delay`` s."""
         ...
@@ -93,6 +100,7 @@ class OutboxStoreProtocol(Protocol):
         message: str,
         count_attempt: bool = True,
         token: str | None = None,
+        ambiguous: bool = False,
     ) -> int:
         """Move pending rows (under ``token``) to the dead letter; return how many."""
         ...
@@ -104,6 +112,7 @@ class OutboxStoreProtocol(Protocol):
         name: str | None = None,
         since: float | None = None,
         ids: Sequence[int] | None = None,
+        kind: Kind | None = None,
     ) -> int:
         """Move matching dead letters back to pending; return how many."""
         ...

@@ -614,9 +614,11 @@ def _main(args: argparse.Namespace) -> int:
         _err(str(exc))
         return EXIT_USAGE
     given = {name: value for name, value in limiter_options.items() if value is not None}
+    from gbtrack._protocol import ORDERS
     from gbtrack.gameball import DEFAULT_BASE_URL, GameballClient
     from gbtrack.outbox._sql import SqlOutboxStore
     from gbtrack.senders import Limiter, RateLimiter, RedisRateLimiter
+    from gbtrack.senders._redis import DEFAULT_PREFIX
 
     base_url = setting(args.base_url, ENV_BASE_URL) or DEFAULT_BASE_URL
     stop = threading.Event()
@@ -628,19 +630,31 @@ def _main(args: argparse.Namespace) -> int:
         return EXIT_FAILURE
     windows = args.rate_limits or RateLimiter().limits
     limiter: Limiter
+    order_limiter: Limiter
     if redis_url is not None:
         # Every relay of the account takes its slots from one log in Redis: no share.
+        # Orders have a bucket of their own at Gameball, so a key of their own here.
         try:
             limiter = RedisRateLimiter(redis_url, api_key=api_key, limits=windows, **given)
+            order_limiter = RedisRateLimiter(
+                redis_url,
+                api_key=api_key,
+                limits=ORDERS.limits,
+                prefix=f"{DEFAULT_PREFIX}{ORDERS.name}:",
+                **given,
+            )
         except GbtrackError as exc:
             _err(str(exc).splitlines()[0])
             store.close()
             return EXIT_USAGE
     else:
         share = args.rate_share
-        limiter = RateLimiter(
-            [(max(1, int(limit * share)), period) for limit, period in windows],
-            margin=args.rate_limit_margin,
+        limiter, order_limiter = (
+            RateLimiter(
+                [(max(1, int(limit * share)), period) for limit, period in buckets],
+                margin=args.rate_limit_margin,
+            )
+            for buckets in (windows, ORDERS.limits)
         )
     election: Election = args.election
     if election == "auto":
@@ -659,6 +673,7 @@ def _main(args: argparse.Namespace) -> int:
                 store,
                 client,
                 limiter=limiter,
+                order_limiter=order_limiter,
                 lease=args.lease,
                 claim_size=args.claim_size,
                 concurrency=args.concurrency,

@@ -14,6 +14,14 @@ fresh (renewing at the store, fenced by the token, when the heartbeat is late: a
 or starved process), and rows claimed by another worker meanwhile are neither sent nor
 settled. What remains is the request already in flight when a process freezes past its
 lease: its rows may be sent again by the worker that claims them next.
+
+Rows hold events or orders (:attr:`OutboxRow.kind`). An order goes alone, to the orders
+endpoint, in the orders rate bucket (``order_limiter``), or as an item of a
+``/batch/orders`` job; one customer's rows are sent in the order they were stored,
+whatever their kind (events between two orders are merged among themselves only).
+Orders follow the engine's rules (:meth:`RetryPolicy.decide_order`): an ambiguous
+attempt is retried and remembered in the row (:attr:`OutboxRow.ambiguous`), so that a
+duplicate answer to a later attempt, in this process or another, counts as delivered.
 """
 
 from __future__ import annotations
@@ -43,6 +51,7 @@ from gbtrack._protocol import (
     JOB_TIMEOUT,
     LONGEST_POLL,
     MAX_BATCH_ITEMS,
+    ORDERS,
     BulkJob,
     EventBatch,
     JobAction,
@@ -56,7 +65,7 @@ from gbtrack._protocol import (
 )
 from gbtrack._report import ErrorHandler, Stats, logger
 from gbtrack.outbox._protocol import OutboxStoreProtocol
-from gbtrack.outbox._store import OutboxRow, OutboxStore
+from gbtrack.outbox._store import OutboxRow, OutboxStore, StoredOrder
 from gbtrack.senders._base import BaseSender
 from gbtrack.senders._policy import DeliveryClient, Limiter, RateLimiter, RetryPolicy
 
@@ -64,6 +73,17 @@ __all__ = ["DrainResult", "OutboxDrainer", "OutboxSender"]
 
 SyncMode = Literal["batch", "every_event"]
 OverflowPolicy = Literal["drop_newest", "block"]
+
+
+_NO_SECRET = Outcome(
+    OutcomeKind.PERMANENT,
+    error=AuthenticationError(
+        "orders need the secret key (Gameball's Order API requires both keys): set "
+        "GAMEBALL_SECRET_KEY (or --secret-key) where the outbox is drained"
+    ),
+)
+_Item = tuple[EventBatch | StoredOrder, list[OutboxRow]]
+"""One request's worth of rows: an events batch or one order, and the rows it came from."""
 
 
 def _new_owner() -> str:
@@ -76,9 +96,10 @@ class DrainResult:
 
     Attributes:
         claimed: Rows leased for delivery.
-        delivered: Events Gameball acknowledged (their rows deleted).
-        retried: Events put back for a later attempt.
-        dead: Events moved to the dead letter.
+        delivered: Events and orders Gameball acknowledged (their rows deleted); an
+            order answered as a duplicate after an ambiguous attempt counts here.
+        retried: Events and orders put back for a later attempt.
+        dead: Events and orders moved to the dead letter.
         requests: Requests sent (per-request sends and batch jobs).
         last_error: The most recent failure (retried or final), keys never included.
         fenced: Rows left unsent or unsettled because another worker claimed them after
@@ -125,7 +146,9 @@ class OutboxDrainer:
             :class:`~gbtrack.outbox.SqlOutboxStore` (any :class:`OutboxStoreProtocol`).
         client: The Gameball client (:class:`~gbtrack.gameball.GameballClient`).
         retry: The retry policy (what is retried, backoff, limits).
-        limiter: The client-side rate limiter, shared by every send.
+        limiter: The client-side rate limiter of events, shared by every send.
+        order_limiter: The orders bucket's limiter (Gameball limits orders apart:
+            30/s, 360 per 30 s); default: a local one at those limits.
         lease: Seconds a claim is held; must exceed a request's timeout (a worker that
             dies holding rows delays them by at most this long).
         claim_size: Rows claimed per round on the per-request path.
@@ -154,6 +177,7 @@ class OutboxDrainer:
         *,
         retry: RetryPolicy | None = None,
         limiter: Limiter | None = None,
+        order_limiter: Limiter | None = None,
         lease: float = 60.0,
         claim_size: int = 100,
         concurrency: int = 4,
@@ -171,6 +195,7 @@ class OutboxDrainer:
         self.client = client
         self.retry = retry or RetryPolicy()
         self.limiter: Limiter = limiter or RateLimiter()
+        self.order_limiter: Limiter = order_limiter or RateLimiter(ORDERS.limits)
         self.lease = lease
         self.claim_size = claim_size
         self.concurrency = concurrency
@@ -360,14 +385,9 @@ class OutboxDrainer:
         pairs = self._decode(rows, result)
         if not pairs:
             return result
-        batches = coalesce(event for _, event in pairs)
-        owners = _row_map(pairs)
-        # One customer's batches go in order on one thread: parallel requests for the same
-        # customer would earn 2001 conflicts.
-        by_customer: dict[str, list[tuple[EventBatch, list[OutboxRow]]]] = {}
-        for batch in batches:
-            by_customer.setdefault(batch.customer_id, []).append((batch, _take(owners, batch)))
-        groups = list(by_customer.values())
+        # One customer's requests go in order on one thread: parallel requests for the
+        # same customer would earn 2001 conflicts.
+        groups = _lines(pairs)
         if self.halt_on_auth and not self._keys_accepted:
             # Probe with one customer first: a wrong key then costs one request, not
             # one per thread.
@@ -386,12 +406,15 @@ class OutboxDrainer:
             result.add(part)
         return result
 
-    def _send_group(self, group: list[tuple[EventBatch, list[OutboxRow]]]) -> DrainResult:
+    def _send_group(self, group: list[_Item]) -> DrainResult:
         result = DrainResult()
         for batch, batch_rows in group:
             # Checked before waiting for a slot (no wait for rows already lost), and
             # after: the wait may have outlasted the lease (a frozen process).
             if not self._still_ours(batch_rows, result):
+                continue
+            if isinstance(batch, StoredOrder):
+                result.add(self._send_order(batch, batch_rows))
                 continue
             stamp = self._take_slot()
             if stamp is None:
@@ -408,7 +431,7 @@ class OutboxDrainer:
             result.requests += 1
             if client_raised(outcome) and len(batch.events) > 1:
                 # One poisoned event never holds back its batch: each goes alone, now.
-                singles = [
+                singles: list[_Item] = [
                     (EventBatch.from_event(event), [row])
                     for event, row in zip(batch.events, batch_rows, strict=True)
                 ]
@@ -417,6 +440,38 @@ class OutboxDrainer:
             self.limiter.note(outcome)
             result.add(self._settle(batch_rows, outcome))
         return result
+
+    def _send_order(self, order: StoredOrder, rows: list[OutboxRow]) -> DrainResult:
+        """Send one order alone, in the orders bucket, and settle its row."""
+        if not getattr(self.client, "has_secret_key", True):
+            # The Order API needs both keys: a refused credential, decided here (no
+            # request): `outbox drain` halts with the row untouched; a relay buries it,
+            # for `retry --kind order` once the secret key is set.
+            return self._settle(rows, _NO_SECRET)
+        stamp = self._take_slot(self.order_limiter)
+        if stamp is None:
+            self._give_back(rows, count_attempt=False)
+            return DrainResult()
+        if len(self._usable(rows)) < len(rows):
+            self.order_limiter.restamp(stamp)
+            self._forget(rows)
+            return DrainResult(fenced=len(rows))
+        self._sending(rows)
+        outcome = call_client(self._order_call, order.body)
+        self.order_limiter.restamp(stamp)
+        self.order_limiter.note(outcome)
+        result = self._settle(rows, outcome)
+        result.requests += 1
+        return result
+
+    def _order_call(self, body: dict[str, object]) -> Outcome:
+        # Not every DeliveryClient sends orders: one without it raises (client_error).
+        send: Callable[[dict[str, object]], Outcome] = self.client.send_order  # type: ignore[attr-defined]
+        return send(body)
+
+    def _order_batch_call(self, bodies: list[dict[str, object]]) -> Outcome:
+        create: Callable[[list[dict[str, object]]], Outcome] = self.client.create_order_batch  # type: ignore[attr-defined]
+        return create(bodies)
 
     def _still_ours(self, rows: list[OutboxRow], result: DrainResult) -> bool:
         """Whether every row is still surely ours; if not, send those that are, elsewhere.
@@ -434,14 +489,16 @@ class OutboxDrainer:
             result.add(self._send_group(_regroup(usable)))
         return False
 
-    def _take_slot(self) -> float | None:
+    def _take_slot(self, limiter: Limiter | None = None) -> float | None:
         """A rate-limit slot's stamp (restamp it at the answer); None when stopping.
 
-        ``finishing`` counts as stopping here: rows not yet sent go back at once; only
-        requests already sent (and batch jobs already created) are finished.
+        From ``limiter`` (default: the events limiter). ``finishing`` counts as
+        stopping here: rows not yet sent go back at once; only requests already sent
+        (and batch jobs already created) are finished.
         """
+        limiter = self.limiter if limiter is None else limiter
         while not (self.stop.is_set() or self.finishing.is_set()) and self.halted is None:
-            stamp = self.limiter.take(1.0, stop=self.stop)
+            stamp = limiter.take(1.0, stop=self.stop)
             if stamp is not None:
                 return stamp
         return None
@@ -449,21 +506,29 @@ class OutboxDrainer:
     def _settle(self, rows: Sequence[OutboxRow], outcome: Outcome) -> DrainResult:
         """Apply one outcome to the rows it covers: delete, put back, or bury.
 
-        Every store call is fenced by the rows' claim token: rows claimed again by
-        another worker (after this one's lease ran out) are left to that worker.
+        Events that shared a request share its fate; each order is settled alone (its
+        attempts, and whether an earlier one was ambiguous, are its own). Every store
+        call is fenced by the rows' claim token: rows claimed again by another worker
+        (after this one's lease ran out) are left to that worker.
         """
+        if all(r.kind == "event" for r in rows):
+            return self._settle_rows(rows, outcome)
+        result = DrainResult()
+        events = [r for r in rows if r.kind == "event"]
+        if events:
+            result.add(self._settle_rows(events, outcome))
+        for row in rows:
+            if row.kind == "order":
+                result.add(self._settle_rows([row], outcome))
+        return result
+
+    def _settle_rows(self, rows: Sequence[OutboxRow], outcome: Outcome) -> DrainResult:
+        """:meth:`_settle` for events of one request, or for one order."""
         ids = [r.id for r in rows]
         self._forget(rows)
         if outcome.delivered:
             self._keys_accepted = True
-            done = sum(self.store.complete(i, token=t) for t, i in _by_token(rows).items())
-            if done < len(ids):
-                logger.warning(
-                    "gbtrack outbox: %d delivered row(s) had been claimed by another worker "
-                    "(this one's lease ran out mid-request): they may be sent twice",
-                    len(ids) - done,
-                )
-            return DrainResult(delivered=len(ids), fenced=len(ids) - done)
+            return self._complete(rows)
         error = outcome.error
         described = str(error) if error is not None else outcome.kind.value
         if self.halt_on_auth and outcome.permanent and isinstance(error, AuthenticationError):
@@ -474,25 +539,50 @@ class OutboxDrainer:
             return DrainResult(last_error=described)
         attempts = max(r.attempts for r in rows) + 1
         age = time.time() - min(r.created_at for r in rows)
-        decision = self.retry.decide(outcome, attempts, age)
+        ambiguous = outcome.ambiguous
+        if rows[0].kind == "order":
+            # A duplicate answer after an ambiguous attempt (stored in the row, maybe by
+            # another process before a restart) means Gameball had the order: delivered.
+            decision = self.retry.decide_order(
+                outcome, attempts, age, ambiguous_before=rows[0].ambiguous
+            )
+            if decision.reason == "delivered":
+                return self._complete(rows)
+        else:
+            decision = self.retry.decide(outcome, attempts, age)
         reason = decision.reason
         if reason is None:
-            self._give_back(rows, delay=decision.delay, error=described)
+            self._give_back(rows, delay=decision.delay, error=described, ambiguous=ambiguous)
             return DrainResult(retried=len(ids), last_error=described)
         message = f"{reason}: {error}" if error is not None else reason
         status = outcome.status if outcome.status is not None else getattr(error, "status", None)
         code = getattr(error, "code", None)
         for token, part in _by_token(rows).items():
-            self.store.bury(part, status=status, code=code, message=message, token=token)
+            self.store.bury(
+                part, status=status, code=code, message=message, token=token, ambiguous=ambiguous
+            )
         if self.on_dead is not None:
             self.on_dead(rows, reason, outcome)
         return DrainResult(dead=len(ids), last_error=message)
 
-    def _decode(self, rows: list[OutboxRow], result: DrainResult) -> list[tuple[OutboxRow, Event]]:
-        pairs: list[tuple[OutboxRow, Event]] = []
+    def _complete(self, rows: Sequence[OutboxRow]) -> DrainResult:
+        """Delete delivered rows (fenced by their claim token)."""
+        done = sum(self.store.complete(i, token=t) for t, i in _by_token(rows).items())
+        if done < len(rows):
+            logger.warning(
+                "gbtrack outbox: %d delivered row(s) had been claimed by another worker "
+                "(this one's lease ran out mid-request): they may be sent twice",
+                len(rows) - done,
+            )
+        return DrainResult(delivered=len(rows), fenced=len(rows) - done)
+
+    def _decode(
+        self, rows: list[OutboxRow], result: DrainResult
+    ) -> list[tuple[OutboxRow, Event | StoredOrder]]:
+        pairs: list[tuple[OutboxRow, Event | StoredOrder]] = []
         for row in rows:
             try:
-                pairs.append((row, row.event()))
+                pairs.append((row, row.order() if row.kind == "order" else row.event()))
             except Exception as exc:  # a row written by a newer or broken writer
                 unreadable = Outcome(
                     OutcomeKind.PERMANENT, error=PayloadError(f"unreadable outbox row: {exc}")
@@ -506,23 +596,41 @@ class OutboxDrainer:
         pairs = self._decode(rows, result)
         if not pairs:
             return result
-        owners = _row_map(pairs)
-        coalesced = coalesce(event for _, event in pairs)
-        every = [(batch, _take(owners, batch)) for batch in coalesced]
-        taken, left = job_items(coalesced)
-        if left:
-            # A customer's later requests wait for a later round (one per customer per job).
-            self._give_back([r for i in left for r in every[i][1]], count_attempt=False)
-        items = [every[i] for i in taken]
+        # Each customer's first request goes in a job (events' or orders'); its later
+        # ones wait for a later round (one per customer per round, in order).
+        lines = _lines(pairs)
+        firsts = [line[0] for line in lines]
+        later = [r for line in lines for _, item_rows in line[1:] for r in item_rows]
+        events: list[tuple[EventBatch, list[OutboxRow]]] = []
+        orders: list[tuple[StoredOrder, list[OutboxRow]]] = []
+        for item, item_rows in firsts:
+            if isinstance(item, StoredOrder):
+                orders.append((item, item_rows))
+            else:
+                events.append((item, item_rows))
+        taken, left = job_items([batch for batch, _ in events])
+        later += [r for i in left for r in events[i][1]]
+        if later:
+            self._give_back(later, count_attempt=False)
+        if taken:
+            self._job([events[i] for i in taken], result)
+        if orders:
+            self._job(orders, result)
+        return result
+
+    def _job(self, items: Sequence[_Item], result: DrainResult) -> None:
+        """Run one batch job of events batches, or of orders (``/batch/orders``)."""
+        is_orders = isinstance(items[0][0], StoredOrder)
+        limiter = self.order_limiter if is_orders else self.limiter
         all_rows = [r for _, item_rows in items for r in item_rows]
-        stamp = self._take_slot()
+        stamp = self._take_slot(limiter)
         if stamp is None:
             self._give_back(all_rows, count_attempt=False)
-            return result
+            return
         usable = {r.id for r in self._usable(all_rows)}
         if len(usable) < len(all_rows):
             # Claimed elsewhere since our lease ran out: only items wholly ours go.
-            whole: list[tuple[EventBatch, list[OutboxRow]]] = []
+            whole: list[_Item] = []
             partial: list[OutboxRow] = []
             for item in items:
                 if all(r.id in usable for r in item[1]):
@@ -535,15 +643,25 @@ class OutboxDrainer:
             items = whole
             all_rows = [r for _, item_rows in items for r in item_rows]
             if not items:
-                self.limiter.restamp(stamp)  # nothing sent: the slot ends now
-                return result
+                limiter.restamp(stamp)  # nothing sent: the slot ends now
+                return
         batches = [batch for batch, _ in items]
         self._sending(all_rows)
-        created = call_client(self.client.create_batch, batches)
-        self.limiter.restamp(stamp)
+        if is_orders:
+            bodies = [order.body for order in batches if isinstance(order, StoredOrder)]
+            # A client without the batch orders endpoint raises here: a fall-back.
+            created = call_client(self._order_batch_call, bodies)
+        else:
+            created = call_client(self.client.create_batch, batches)
+        limiter.restamp(stamp)
         result.requests += 1
-        self.limiter.note(created)
-        job = BulkJob(batches, longest_poll=self.poll_interval, timeout=self.job_timeout)
+        limiter.note(created)
+        # A job reads its items' customer_id only: orders and batches alike.
+        job = BulkJob(
+            batches,  # type: ignore[arg-type]
+            longest_poll=self.poll_interval,
+            timeout=self.job_timeout,
+        )
         step = self._run_job(job, created)
         stopped = job.job_id is not None and self.stop.is_set()
         if stopped and any(o.ambiguous for o in step.outcomes):  # abandoned at the stop
@@ -556,14 +674,13 @@ class OutboxDrainer:
             )
         if step.action is JobAction.FALL_BACK:
             result.add(self._fall_back(all_rows, step.cause or created))
-            return result
+            return
         # Items that share a fate share one outcome: settle each group at once.
         groups: dict[int, tuple[Outcome, list[OutboxRow]]] = {}
         for outcome, (_, item_rows) in zip(step.outcomes, items, strict=True):
             groups.setdefault(id(outcome), (outcome, []))[1].extend(item_rows)
         for outcome, group_rows in groups.values():
             result.add(self._settle(group_rows, outcome))
-        return result
 
     def _run_job(self, job: BulkJob, created: Outcome) -> JobStep:
         """Drive ``job`` to its end: poll when it asks (the heartbeat keeps the lease)."""
@@ -589,7 +706,40 @@ class OutboxDrainer:
         return DrainResult(retried=len(rows))
 
 
-def _row_map(pairs: list[tuple[OutboxRow, Event]]) -> dict[str, deque[OutboxRow]]:
+def _lines(pairs: list[tuple[OutboxRow, Event | StoredOrder]]) -> list[list[_Item]]:
+    """Each customer's requests in the order its rows were stored, customers by first row.
+
+    An order is a request of its own; the events between two orders of a customer are
+    coalesced among themselves (those before its first order with every customer's,
+    in one pass: a claim without orders is coalesced as a whole).
+    """
+    segment: dict[str, int] = {}  # customer -> orders of it met so far
+    runs: dict[int, list[tuple[OutboxRow, Event]]] = {}  # segment -> its events
+    orders: dict[tuple[str, int], _Item] = {}  # (customer, n) -> its n-th order
+    for row, item in pairs:
+        customer = item.customer_id
+        seen = segment.setdefault(customer, 0)
+        if isinstance(item, StoredOrder):
+            segment[customer] = seen + 1
+            orders[(customer, seen + 1)] = (item, [row])
+        else:
+            runs.setdefault(seen, []).append((row, item))
+    parts: dict[tuple[str, int], list[_Item]] = {}
+    for seen, run in runs.items():
+        owners = _row_map(run)
+        for batch in coalesce(event for _, event in run):
+            parts.setdefault((batch.customer_id, seen), []).append((batch, _take(owners, batch)))
+    lines: list[list[_Item]] = []
+    for customer, count in segment.items():
+        line = list(parts.get((customer, 0), ()))
+        for n in range(1, count + 1):
+            line.append(orders[(customer, n)])
+            line += parts.get((customer, n), ())
+        lines.append(line)
+    return lines
+
+
+def _row_map(pairs: Sequence[tuple[OutboxRow, Event]]) -> dict[str, deque[OutboxRow]]:
     owners: dict[str, deque[OutboxRow]] = {}
     for row, event in pairs:
         owners.setdefault(event.event_id, deque()).append(row)
@@ -600,11 +750,12 @@ def _take(owners: dict[str, deque[OutboxRow]], batch: EventBatch) -> list[Outbox
     return [owners[event.event_id].popleft() for event in batch.events]
 
 
-def _regroup(rows: Sequence[OutboxRow]) -> list[tuple[EventBatch, list[OutboxRow]]]:
-    """One customer's rows as batches again (after some of them were fenced off)."""
-    pairs = [(row, row.event()) for row in rows]
-    owners = _row_map(pairs)
-    return [(batch, _take(owners, batch)) for batch in coalesce(e for _, e in pairs)]
+def _regroup(rows: Sequence[OutboxRow]) -> list[_Item]:
+    """One customer's rows as requests again (after some of them were fenced off)."""
+    pairs: list[tuple[OutboxRow, Event | StoredOrder]] = [
+        (row, row.order() if row.kind == "order" else row.event()) for row in rows
+    ]
+    return [item for line in _lines(pairs) for item in line]
 
 
 def _by_token(rows: Sequence[OutboxRow]) -> dict[str | None, list[int]]:
@@ -620,8 +771,9 @@ def _by_token(rows: Sequence[OutboxRow]) -> dict[str | None, list[int]]:
 class OutboxSender(BaseSender):
     """A durable sender: events go to a SQLite outbox first, then to Gameball.
 
-    Also a :class:`~gbtrack.senders.Spill`: a ``BackgroundSender`` can hand it events it
-    would otherwise drop; they are written at once and delivered by this worker.
+    Also a :class:`~gbtrack.senders.Spill`: a ``BackgroundSender`` can hand it events
+    (and orders: :meth:`spill_orders`) it would otherwise drop; they are written at once
+    and delivered by this worker.
 
     Args:
         client: The Gameball client; ``None`` keeps events on disk only (deliver later
@@ -650,6 +802,8 @@ class OutboxSender(BaseSender):
             the event is dropped as ``outbox_full``.
         retry: The retry policy.
         rate_limiter: The client-side rate limiter.
+        order_rate_limiter: The orders bucket's limiter, for spilled orders (default: a
+            local one at Gameball's order limits).
         lease: Seconds a worker holds claimed rows (must exceed the client timeout).
         claim_size: Rows per delivery round.
         concurrency: Requests in flight at once.
@@ -684,6 +838,7 @@ class OutboxSender(BaseSender):
         block_timeout: float = 5.0,
         retry: RetryPolicy | None = None,
         rate_limiter: Limiter | None = None,
+        order_rate_limiter: Limiter | None = None,
         lease: float = 60.0,
         claim_size: int = 100,
         concurrency: int = 4,
@@ -731,6 +886,7 @@ class OutboxSender(BaseSender):
                 client,
                 retry=retry,
                 limiter=rate_limiter,
+                order_limiter=order_rate_limiter,
                 lease=lease,
                 claim_size=claim_size,
                 concurrency=concurrency,
@@ -766,6 +922,7 @@ class OutboxSender(BaseSender):
         if self.drainer is not None:
             self.drainer.after_fork(self._stop)
             self.drainer.limiter._after_fork()
+            self.drainer.order_limiter._after_fork()
         if self.deliver and not self._closed:
             self._start_worker()
 
@@ -838,6 +995,27 @@ class OutboxSender(BaseSender):
             stored = self.store.append(events)
         except Exception as exc:
             logger.warning("gbtrack outbox: spill of %d event(s) failed: %s", len(events), exc)
+            return 0
+        self.reporter.count("spilled", stored)
+        self.reporter.count(f"spilled:{reason}", stored)
+        self._wake_worker.set()
+        return stored
+
+    def spill_orders(self, orders: Sequence[StoredOrder], reason: str) -> int:
+        """Write ``orders`` durably now: :meth:`spill` for orders (checked bodies).
+
+        A ``BackgroundSender`` spills the orders it would otherwise drop here; this
+        sender's worker delivers them (orders endpoint, orders bucket).
+
+        Returns:
+            How many were stored; the caller counts the rest as dropped. Never raises.
+        """
+        if not orders or self._closed:
+            return 0
+        try:
+            stored = self.store.append(orders)
+        except Exception as exc:
+            logger.warning("gbtrack outbox: spill of %d order(s) failed: %s", len(orders), exc)
             return 0
         self.reporter.count("spilled", stored)
         self.reporter.count(f"spilled:{reason}", stored)

@@ -4,15 +4,18 @@ Two tables in one :class:`sqlalchemy.MetaData` (:data:`metadata`)::
 
     gbtrack_outbox(id, event_id, name, customer_id, payload, size, created_at,
                    enqueued_at, attempts, next_attempt_at, claimed_by, lease_until,
-                   last_error, claim_token)
+                   last_error, claim_token, kind, ambiguous)
     gbtrack_outbox_dead(id, event_id, name, customer_id, payload, size, created_at,
-                        enqueued_at, attempts, status, code, message, failed_at)
+                        enqueued_at, attempts, status, code, message, failed_at,
+                        kind, ambiguous)
 
-Columns and meanings are the SQLite outbox's (times are epoch seconds, ``payload`` the
-stored body of :func:`~gbtrack.outbox._store.encode_event`), so rows read the same
-through :class:`~gbtrack.outbox.OutboxRow`. Because the table lives in the
-application's database, an event can be inserted *in the business transaction*
-(:func:`insert_events`, used by :func:`gbtrack.transaction`): it commits or rolls back
+Columns and meanings are the SQLite outbox's (times are epoch seconds; ``kind`` is
+``'event'`` or ``'order'``; ``payload`` the stored body of
+:func:`~gbtrack.outbox._store.encode_event` or
+:func:`~gbtrack.outbox._store.encode_order`), so rows read the same through
+:class:`~gbtrack.outbox.OutboxRow`. Because the table lives in the application's
+database, an event or an order can be inserted *in the business transaction*
+(:func:`insert_items`, used by :func:`gbtrack.transaction`): it commits or rolls back
 with the business data.
 
 Claims run ``SELECT ... FOR UPDATE SKIP LOCKED`` on PostgreSQL and MySQL 8, so several
@@ -27,7 +30,9 @@ neither renew nor settle rows another relay has claimed since. Lease and retry t
 come from the database's clock (``clock_timestamp()`` on PostgreSQL, ``NOW(6)`` on
 MySQL), so relays on machines whose clocks disagree still agree on when a lease ends;
 SQLite has no server: its clock is the one machine's clock. Tables made by gbtrack
-0.1.0 (without ``claim_token``) get the column when a store opens them.
+0.1.0 (without ``claim_token``, ``kind``, ``ambiguous``) get the columns when a store
+opens them (:meth:`SqlOutboxStore.upgrade`), each nullable or with a constant default:
+a change of the catalogue only on PostgreSQL 11+ and MySQL 8, whatever the table's size.
 """
 
 # SQL below is built by SQLAlchemy Core from constant tables, never from input.
@@ -50,11 +55,14 @@ from gbtrack._event import Event
 from gbtrack._fork import reset_after_fork
 from gbtrack.outbox._store import (
     ROW_OVERHEAD,
+    Kind,
     OutboxBacklog,
     OutboxRow,
     OutboxStats,
+    StoredOrder,
     Table,
-    encode_event,
+    kind_of,
+    row_values,
 )
 
 __all__ = [
@@ -66,6 +74,7 @@ __all__ = [
     "ddl",
     "event_values",
     "insert_events",
+    "insert_items",
     "metadata",
     "pending_table",
 ]
@@ -96,6 +105,15 @@ def _common(table: str) -> list[sa.Column[Any]]:
     ]
 
 
+def _kind_columns() -> list[sa.Column[Any]]:
+    # Added after gbtrack 0.1.0: NOT NULL with constant defaults, so adding them to an
+    # existing table rewrites nothing (see SqlOutboxStore.upgrade).
+    return [
+        sa.Column("kind", sa.String(16), nullable=False, server_default="event"),
+        sa.Column("ambiguous", sa.Integer(), nullable=False, server_default="0"),
+    ]
+
+
 pending_table = sa.Table(
     PENDING_TABLE,
     metadata,
@@ -106,10 +124,11 @@ pending_table = sa.Table(
     sa.Column("lease_until", _TIME),
     sa.Column("last_error", sa.Text()),
     sa.Column("claim_token", sa.String(64)),
+    *_kind_columns(),
     sa.Index(f"ix_{PENDING_TABLE}_ready", "next_attempt_at"),
     sa.Index(f"ix_{PENDING_TABLE}_claimed_by", "claimed_by"),
 )
-"""Events waiting for delivery."""
+"""Events and orders waiting for delivery."""
 
 dead_table = sa.Table(
     DEAD_TABLE,
@@ -120,8 +139,9 @@ dead_table = sa.Table(
     sa.Column("code", sa.Integer()),
     sa.Column("message", sa.Text()),
     sa.Column("failed_at", _TIME, nullable=False),
+    *_kind_columns(),
 )
-"""Dead letters: events Gameball refused for good, or whose retries ran out."""
+"""Dead letters: items Gameball refused for good, or whose retries ran out."""
 
 _COMMON = ("id", "event_id", "name", "customer_id", "payload", "size", "created_at",
            "enqueued_at", "attempts")  # fmt: skip
@@ -131,13 +151,25 @@ _PENDING_COLS = [pending_table.c[n] for n in _COMMON] + [
     pending_table.c.lease_until,
     pending_table.c.last_error,
     pending_table.c.claim_token,
+    pending_table.c.kind,
+    pending_table.c.ambiguous,
 ]
 _DEAD_COLS = [dead_table.c[n] for n in _COMMON] + [
     dead_table.c.status,
     dead_table.c.code,
     dead_table.c.message,
     dead_table.c.failed_at,
+    dead_table.c.kind,
+    dead_table.c.ambiguous,
 ]
+# Columns added since gbtrack 0.1.0 (table, column), added by SqlOutboxStore.upgrade().
+_ADDED = (
+    (pending_table, "claim_token"),
+    (pending_table, "kind"),
+    (pending_table, "ambiguous"),
+    (dead_table, "kind"),
+    (dead_table, "ambiguous"),
+)
 _CHUNK = 500  # ids per IN (...) clause: well under every driver's parameter limit
 GAUGE_CAP = 10_000
 """Pending rows counted exactly by :meth:`SqlOutboxStore.backlog`; above, an estimate."""
@@ -177,33 +209,26 @@ def ddl(dialect: str | sa.engine.Dialect) -> str:
     return "\n\n".join(parts) + "\n"
 
 
-def event_values(event: Event, stamp: float) -> dict[str, Any]:
-    """The pending row for ``event`` (without id), enqueued at ``stamp``."""
-    payload = encode_event(event)
-    return {
-        "event_id": event.event_id,
-        "name": event.name,
-        "customer_id": event.customer_id,
-        "payload": payload,
-        "size": len(payload.encode()) + ROW_OVERHEAD,
-        "created_at": event.timestamp.timestamp(),
-        "enqueued_at": stamp,
-        "attempts": 0,
-        "next_attempt_at": 0.0,
-    }
+def event_values(item: Event | StoredOrder, stamp: float) -> dict[str, Any]:
+    """The pending row for an event or an order (without id), enqueued at ``stamp``."""
+    return row_values(item, stamp)
 
 
-def insert_events(connection: Connection, events: Sequence[Event]) -> None:
-    """INSERT ``events`` as pending rows on ``connection``, in its current transaction.
+def insert_items(connection: Connection, items: Sequence[Event | StoredOrder]) -> None:
+    """INSERT events and orders as pending rows on ``connection``, in its transaction.
 
     The caller owns the transaction: the rows commit or roll back with it. No cap is
     applied (the rows are the caller's data).
     """
-    if events:
+    if items:
         stamp = time.time()
-        rows = [event_values(e, stamp) for e in events]
+        rows = [row_values(item, stamp) for item in items]
         # One row: a plain INSERT (a list would take the executemany path).
         connection.execute(pending_table.insert(), rows[0] if len(rows) == 1 else rows)
+
+
+insert_events = insert_items
+"""INSERT events as pending rows in the caller's transaction (:func:`insert_items`)."""
 
 
 def _failure(location: str, exc: SQLAlchemyError) -> OutboxError:
@@ -232,7 +257,8 @@ def _chunks(ids: Sequence[int]) -> Iterator[list[int]]:
 
 def _carried(source: sa.Table) -> dict[str, Any]:
     """The columns a row keeps when it moves between the pending and dead tables."""
-    names = ("event_id", "name", "customer_id", "payload", "size", "created_at", "enqueued_at")
+    names = ("event_id", "name", "customer_id", "payload", "size", "created_at", "enqueued_at",
+             "kind", "ambiguous")  # fmt: skip
     return {name: source.c[name] for name in names}
 
 
@@ -373,31 +399,52 @@ class SqlOutboxStore:
                         f"{self.location}: create them with `gbtrack outbox init --url URL`, "
                         "or with the DDL in docs/scaling.md"
                     )
-            self._migrate()
+            self.upgrade()
         except SQLAlchemyError as exc:
             if self._owns_engine:
                 self.engine.dispose()
             raise ConfigurationError(f"cannot open the outbox {self.location}: {exc}") from exc
         reset_after_fork(self)
 
-    def _migrate(self) -> None:
-        """Bring a table of an older layout up to date: gbtrack 0.1.0 had no ``claim_token``."""
-        columns = {c["name"] for c in sa.inspect(self.engine).get_columns(PENDING_TABLE)}
-        if "claim_token" in columns:
-            return
-        column = pending_table.c.claim_token.type.compile(dialect=self.engine.dialect)
+    def _missing(self) -> list[sa.Column[Any]]:
+        inspector = sa.inspect(self.engine)
+        present = {
+            table.name: {c["name"] for c in inspector.get_columns(table.name)}
+            for table in (pending_table, dead_table)
+        }
+        return [table.c[name] for table, name in _ADDED if name not in present[table.name]]
+
+    def upgrade(self) -> list[str]:
+        """Add the columns a table of an older gbtrack lacks; return them (``table.column``).
+
+        gbtrack 0.1.0's tables have no ``claim_token``, ``kind`` or ``ambiguous``. Each
+        is added by one ``ALTER TABLE ... ADD COLUMN``, nullable or ``NOT NULL`` with a
+        constant default (existing rows are events, never ambiguous): PostgreSQL 11+
+        and MySQL 8 change the catalogue only, whatever the table's size. Run when a
+        store opens the tables; idempotent, and safe when several processes open them
+        at once.
+        """
+        added: list[str] = []
         exists = "IF NOT EXISTS " if self.dialect == "postgresql" else ""
-        try:
-            with self.engine.begin() as conn:
-                # Nullable, no default: a change of the catalogue only, instant on a big table.
-                conn.exec_driver_sql(
-                    f"ALTER TABLE {PENDING_TABLE} ADD COLUMN {exists}claim_token {column}"
-                )
-        except SQLAlchemyError:
-            # Another process opening the table at the same time added it first.
-            columns = {c["name"] for c in sa.inspect(self.engine).get_columns(PENDING_TABLE)}
-            if "claim_token" not in columns:
-                raise
+        for column in self._missing():
+            declared = column.type.compile(dialect=self.engine.dialect)
+            if column.server_default is not None:
+                default = column.server_default.arg  # type: ignore[attr-defined]
+                quoted = default if str(default).isdigit() else f"'{default}'"
+                declared += f" NOT NULL DEFAULT {quoted}"
+            table = column.table.name
+            try:
+                with self.engine.begin() as conn:
+                    conn.exec_driver_sql(
+                        f"ALTER TABLE {table} ADD COLUMN {exists}{column.name} {declared}"
+                    )
+            except SQLAlchemyError:
+                # Another process opening the table at the same time added it first.
+                if any(c is column for c in self._missing()):
+                    raise
+                continue
+            added.append(f"{table}.{column.name}")
+        return added
 
     def _clock(self, conn: Connection) -> float:
         """Now, in epoch seconds, on the database's clock (SQLite: this machine's)."""
@@ -451,14 +498,14 @@ class SqlOutboxStore:
         return _translating(self, self.engine.connect)
 
     # --- writing ------------------------------------------------------------------------
-    def append(self, events: Iterable[Event], *, now: float | None = None) -> int:
-        """Insert events in one transaction, in order, as many as the caps allow.
+    def append(self, items: Iterable[Event | StoredOrder], *, now: float | None = None) -> int:
+        """Insert events and orders in one transaction, in order, as the caps allow.
 
         Returns:
-            How many events were stored: the first ``n``; the rest did not fit.
+            How many items were stored: the first ``n``; the rest did not fit.
         """
         stamp = time.time() if now is None else now
-        rows = [event_values(event, stamp) for event in events]
+        rows = [row_values(item, stamp) for item in items]
         if not rows:
             return 0
         with self._begin() as conn:
@@ -536,7 +583,7 @@ class SqlOutboxStore:
                     .where(t.c.id.in_(part))
                     .values(claimed_by=owner, lease_until=until, claim_token=token)
                 )
-        return [_pending_row((*r[:10], owner, until, r[12], token)) for r in found]
+        return [_pending_row((*r[:10], owner, until, r[12], token, *r[14:])) for r in found]
 
     def extend(
         self, owner: str, ids: Sequence[int], *, lease: float, token: str | None = None
@@ -599,10 +646,12 @@ class SqlOutboxStore:
         error: str | None = None,
         count_attempt: bool = True,
         token: str | None = None,
+        ambiguous: bool = False,
     ) -> None:
         """Give ``owner``'s rows back: ready again after ``delay`` seconds.
 
-        With ``token``, only rows still under that claim (fencing).
+        With ``token``, only rows still under that claim (fencing). ``ambiguous``
+        marks the rows' latest attempt as answered by nothing (kept for good).
         """
         t = pending_table
         values: dict[str, Any] = {
@@ -613,6 +662,8 @@ class SqlOutboxStore:
         }
         if error is not None:
             values["last_error"] = error
+        if ambiguous:
+            values["ambiguous"] = 1
         fence = [] if token is None else [t.c.claim_token == token]
         with self._begin() as conn:
             values["next_attempt_at"] = self._clock(conn) + delay
@@ -632,14 +683,17 @@ class SqlOutboxStore:
         message: str,
         count_attempt: bool = True,
         token: str | None = None,
+        ambiguous: bool = False,
     ) -> int:
         """Move pending rows to the dead letter with the final failure; return how many.
 
-        With ``token``, only rows still under that claim (fencing).
+        With ``token``, only rows still under that claim (fencing). A row keeps its
+        kind; ``ambiguous`` marks its last attempt as unanswered.
         """
         p = pending_table
         fence = [] if token is None else [p.c.claim_token == token]
         columns = _carried(p) | {
+            "ambiguous": sa.literal(1, sa.Integer()) if ambiguous else p.c.ambiguous,
             "attempts": p.c.attempts + (1 if count_attempt else 0),
             "status": sa.literal(status, sa.Integer()),
             "code": sa.literal(code, sa.Integer()),
@@ -657,17 +711,23 @@ class SqlOutboxStore:
         name: str | None = None,
         since: float | None = None,
         ids: Sequence[int] | None = None,
+        kind: Kind | None = None,
     ) -> int:
         """Move dead letters back to pending (attempts reset); return how many.
 
+        A requeued row keeps its kind, and whether an attempt of it was ambiguous.
+
         Args:
             code: Only those whose Gameball code is ``code``.
-            name: Only events with this name.
+            name: Only events with this name (orders: this order id).
             since: Only those that failed at or after this time (epoch seconds).
             ids: Only these dead-letter ids.
+            kind: Only rows of this kind (``"event"`` or ``"order"``).
         """
         d = dead_table
         where: list[Any] = []
+        if kind is not None:
+            where.append(d.c.kind == kind)
         if code is not None:
             where.append(d.c.code == code)
         if name is not None:
@@ -715,10 +775,10 @@ class SqlOutboxStore:
         with self._connect() as conn:
             now = self._clock(conn)
             claimed = sa.func.coalesce(sa.func.sum(sa.case((t.c.lease_until > now, 1), else_=0)), 0)
-            pending, held, oldest = conn.execute(
-                sa.select(sa.func.count(), claimed, sa.func.min(t.c.created_at))
+            pending, held, oldest, pending_orders = conn.execute(
+                sa.select(sa.func.count(), claimed, sa.func.min(t.c.created_at), _orders(t))
             ).one()
-            dead = conn.execute(sa.select(sa.func.count()).select_from(dead_table)).scalar_one()
+            dead, dead_orders = conn.execute(sa.select(sa.func.count(), _orders(dead_table))).one()
             rows, size = self._totals(conn)
             on_disk = 0
             if self.dialect == "postgresql":
@@ -735,6 +795,8 @@ class SqlOutboxStore:
             rows=rows,
             bytes=size,
             file_bytes=int(on_disk),
+            pending_orders=int(pending_orders),
+            dead_orders=int(dead_orders),
         )
 
     def count(
@@ -859,6 +921,11 @@ class SqlOutboxStore:
             return list(conn.execute(query).all())
 
 
+def _orders(table: sa.Table) -> Any:
+    """``SUM`` of the order rows of ``table`` (0 when empty)."""
+    return sa.func.coalesce(sa.func.sum(sa.case((table.c.kind == "order", 1), else_=0)), 0)
+
+
 def _table(table: str) -> sa.Table:
     if table == "pending":
         return pending_table
@@ -872,7 +939,7 @@ def _pending_row(r: Sequence[Any]) -> OutboxRow:
         "pending", int(r[0]), r[1], r[2], r[3], r[4], int(r[5]), float(r[6]), float(r[7]),
         int(r[8]), next_attempt_at=float(r[9]), claimed_by=r[10],
         lease_until=None if r[11] is None else float(r[11]), last_error=r[12],
-        claim_token=r[13],
+        claim_token=r[13], kind=kind_of(r[14]), ambiguous=bool(r[15]),
     )  # fmt: skip
 
 
@@ -880,4 +947,5 @@ def _dead_row(r: Sequence[Any]) -> OutboxRow:
     return OutboxRow(
         "dead", int(r[0]), r[1], r[2], r[3], r[4], int(r[5]), float(r[6]), float(r[7]),
         int(r[8]), status=r[9], code=r[10], message=r[11], failed_at=float(r[12]),
+        kind=kind_of(r[13]), ambiguous=bool(r[14]),
     )  # fmt: skip

@@ -3,15 +3,21 @@
 Schema (``PRAGMA user_version`` = 1)::
 
     pending(id, event_id, name, customer_id, payload, size, created_at, enqueued_at,
-            attempts, next_attempt_at, claimed_by, lease_until, last_error, claim_token)
+            attempts, next_attempt_at, claimed_by, lease_until, last_error, claim_token,
+            kind, ambiguous)
     dead(id, event_id, name, customer_id, payload, size, created_at, enqueued_at,
-         attempts, status, code, message, failed_at)
+         attempts, status, code, message, failed_at, kind, ambiguous)
     totals(rows, bytes)        kept by triggers: both tables together, for the size cap
 
-``payload`` is the event's Gameball wire body plus its id and time, as JSON
+A row holds one event (``kind = 'event'``) or one order (``kind = 'order'``).
+An event's ``payload`` is its Gameball wire body plus its id and time, as JSON
 (``{"customerId", "events": {name: metadata}, "email"?, "mobile"?, "eventId",
 "timestamp"}``, see :func:`encode_event`); rows of the older flat form (``name``,
-``metadata``, ...) are still read. Session tokens are never written: an event is
+``metadata``, ...) are still read. An order's is its checked wire body plus when it
+was taken (``{"order": {...}, "timestamp", "function"?}``, see :func:`encode_order`);
+its ``name`` column holds the order id. ``ambiguous`` is 1 once an attempt's answer
+was lost (a timeout after sending): a duplicate-order answer on a later attempt, by
+any process, then means delivered. Session tokens are never written: an item is
 stored without its token.
 
 Several processes may open one file: a worker claims rows inside ``BEGIN IMMEDIATE``
@@ -20,8 +26,10 @@ whose lease expired (its worker died) is claimed again. Each claim writes a fres
 ``claim_token``: renewing, deleting, releasing and burying can be fenced by it, so a
 worker whose lease ran out (a frozen process) cannot touch rows claimed again since.
 Lease times are this machine's clock, the one clock every process on the file shares.
-A file of gbtrack 0.1.0 (no ``claim_token``) gets the column when it is opened; the
-change is additive, so ``user_version`` stays 1 and an older gbtrack still opens it.
+A file of gbtrack 0.1.0 (no ``claim_token``, ``kind``, ``ambiguous``) gets the columns
+when it is opened (its rows are events); the change is additive, so ``user_version``
+stays 1 and an older gbtrack still opens it (it cannot read order rows: it moves them
+to the dead letter, from which a newer gbtrack requeues them).
 """
 
 # SQL text below is built only from constant names and "?" placeholders, never from input.
@@ -33,11 +41,13 @@ import contextlib
 import datetime as _dt
 import functools
 import json
+import operator
 import os
 import secrets
 import sqlite3
 import threading
 import time
+import uuid
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -46,22 +56,32 @@ from typing import Any, Literal, ParamSpec, TypeVar
 from gbtrack._errors import ConfigurationError, OutboxError
 from gbtrack._event import Event, EventDraft, check_drafts, event_of, masked
 from gbtrack._fork import reset_after_fork
+from gbtrack._order import StoredOrder
 from gbtrack._protocol import stored_body
 from gbtrack.outbox._paths import resolve_outbox_path
 
 __all__ = [
     "ROW_OVERHEAD",
+    "Kind",
     "OutboxBacklog",
     "OutboxRow",
     "OutboxStats",
     "OutboxStore",
+    "StoredOrder",
     "Table",
     "decode_event",
+    "decode_order",
     "encode_event",
+    "encode_order",
+    "kind_of",
+    "row_values",
 ]
 
 Table = Literal["pending", "dead"]
-"""The two tables: events waiting for delivery, and dead letters."""
+"""The two tables: items waiting for delivery, and dead letters."""
+
+Kind = Literal["event", "order"]
+"""What a row holds: an event (the default, and every row of gbtrack 0.1.0) or an order."""
 
 ROW_OVERHEAD = 96
 """Bytes counted per row on top of its JSON payload (columns, index entries)."""
@@ -82,7 +102,9 @@ CREATE TABLE IF NOT EXISTS pending (
     claimed_by      TEXT,
     lease_until     REAL,
     last_error      TEXT,
-    claim_token     TEXT
+    claim_token     TEXT,
+    kind            TEXT    NOT NULL DEFAULT 'event',
+    ambiguous       INTEGER NOT NULL DEFAULT 0
 );
 CREATE INDEX IF NOT EXISTS pending_ready ON pending (next_attempt_at);
 CREATE TABLE IF NOT EXISTS dead (
@@ -98,7 +120,9 @@ CREATE TABLE IF NOT EXISTS dead (
     status      INTEGER,
     code        INTEGER,
     message     TEXT,
-    failed_at   REAL    NOT NULL
+    failed_at   REAL    NOT NULL,
+    kind        TEXT    NOT NULL DEFAULT 'event',
+    ambiguous   INTEGER NOT NULL DEFAULT 0
 );
 CREATE TABLE IF NOT EXISTS totals (
     one   INTEGER PRIMARY KEY CHECK (one = 1),
@@ -117,8 +141,23 @@ CREATE TRIGGER IF NOT EXISTS dead_del AFTER DELETE ON dead BEGIN
 """
 
 _COMMON = "id, event_id, name, customer_id, payload, size, created_at, enqueued_at, attempts"
-_PENDING_COLS = f"{_COMMON}, next_attempt_at, claimed_by, lease_until, last_error, claim_token"
-_DEAD_COLS = f"{_COMMON}, status, code, message, failed_at"
+_PENDING_COLS = (
+    f"{_COMMON}, next_attempt_at, claimed_by, lease_until, last_error, claim_token, kind, ambiguous"
+)
+_DEAD_COLS = f"{_COMMON}, status, code, message, failed_at, kind, ambiguous"
+# The columns append() writes, and what a row keeps when it moves between the tables.
+_INSERTED = ("event_id", "name", "customer_id", "payload", "size", "created_at", "enqueued_at",
+             "kind")  # fmt: skip
+_CARRIED = "event_id, name, customer_id, payload, size, created_at, enqueued_at, kind, ambiguous"
+_pick = operator.itemgetter(*_INSERTED)  # a row's values in _INSERTED's order, as a tuple
+# Columns added since gbtrack 0.1.0, added to an older file when it is opened.
+_ADDED = (
+    ("pending", "claim_token", "TEXT"),
+    ("pending", "kind", "TEXT NOT NULL DEFAULT 'event'"),
+    ("pending", "ambiguous", "INTEGER NOT NULL DEFAULT 0"),
+    ("dead", "kind", "TEXT NOT NULL DEFAULT 'event'"),
+    ("dead", "ambiguous", "INTEGER NOT NULL DEFAULT 0"),
+)
 _MAX_PARAMS = 500  # ids per IN (...) clause, well under SQLite's variable limit
 
 
@@ -183,17 +222,78 @@ def decode_event(payload: str | dict[str, Any]) -> Event:
     )
 
 
+_ORDER_KEYS = ("customerId", "orderId", "orderDate")
+
+
+def encode_order(order: StoredOrder) -> str:
+    """Return the JSON stored for ``order``: ``{"order": body, "timestamp", "function"?}``."""
+    data: dict[str, Any] = {"order": order.body, "timestamp": order.timestamp}
+    if order.function is not None:
+        data["function"] = order.function
+    return _encode(data)
+
+
+def decode_order(payload: str | dict[str, Any]) -> StoredOrder:
+    """Rebuild a :class:`StoredOrder` from its stored JSON (see :func:`encode_order`).
+
+    Raises:
+        ValueError: For a payload that is not a stored order (a broken or newer writer).
+    """
+    data = json.loads(payload) if isinstance(payload, str) else payload
+    body = data.get("order") if isinstance(data, dict) else None
+    if not isinstance(body, dict):
+        raise ValueError("not a stored order (no 'order' object)")
+    for key in _ORDER_KEYS:
+        if type(body.get(key)) is not str:
+            raise ValueError(f"stored order without a valid {key!r}")
+    if type(body.get("totalPaid")) not in (int, float):
+        raise ValueError("stored order without a numeric 'totalPaid'")
+    stamp = data.get("timestamp")
+    if not isinstance(stamp, (int, float)) or isinstance(stamp, bool):
+        raise ValueError("stored order without a 'timestamp'")
+    function = data.get("function")
+    return StoredOrder(body, float(stamp), function if isinstance(function, str) else None)
+
+
+def row_values(item: Event | StoredOrder, stamp: float) -> dict[str, Any]:
+    """The pending row of an event or an order (without id), enqueued at ``stamp``.
+
+    An order's row gets a fresh ``event_id`` (the row's own id) and its order id as
+    ``name``, so that listings and ``requeue --name`` find it.
+    """
+    if isinstance(item, StoredOrder):
+        payload = encode_order(item)
+        event_id, name, customer_id = uuid.uuid4().hex, item.order_id[:255], item.customer_id
+        created, kind = item.timestamp, "order"
+    else:
+        payload = encode_event(item)
+        event_id, name, customer_id = item.event_id, item.name, item.customer_id
+        created, kind = item.timestamp.timestamp(), "event"
+    return {
+        "event_id": event_id,
+        "name": name,
+        "customer_id": customer_id,
+        "payload": payload,
+        "size": len(payload.encode()) + ROW_OVERHEAD,
+        "created_at": created,
+        "enqueued_at": stamp,
+        "attempts": 0,
+        "next_attempt_at": 0.0,
+        "kind": kind,
+    }
+
+
 @dataclass(frozen=True)
 class OutboxRow:
-    """One stored event, pending or dead.
+    """One stored event or order, pending or dead.
 
     Attributes:
         table: ``"pending"`` or ``"dead"``.
         id: The row id (unique within its table).
-        event_id: The event's id.
-        name: The event name.
+        event_id: The event's id (an order's row: an id of the row's own).
+        name: The event name (an order's row: the order id).
         customer_id: The customer id.
-        payload: The stored JSON text (see :func:`encode_event`).
+        payload: The stored JSON text (see :func:`encode_event`, :func:`encode_order`).
         size: Bytes counted against ``max_bytes``.
         created_at: The event's timestamp (epoch seconds).
         enqueued_at: When the row was written (epoch seconds).
@@ -208,6 +308,10 @@ class OutboxRow:
         code: Dead rows: Gameball's error code, if there was one.
         message: Dead rows: why the event is dead.
         failed_at: Dead rows: when it was moved to the dead letter (epoch seconds).
+        kind: What the row holds: ``"event"`` or ``"order"`` (:meth:`event`,
+            :meth:`order`).
+        ambiguous: An earlier attempt's answer was lost (it may have been processed):
+            for an order, a duplicate answer then means delivered.
     """
 
     table: Table
@@ -229,18 +333,45 @@ class OutboxRow:
     message: str | None = None
     failed_at: float | None = None
     claim_token: str | None = None
+    kind: Kind = "event"
+    ambiguous: bool = False
 
     def event(self) -> Event:
-        """Return the stored event."""
+        """Return the stored event.
+
+        Raises:
+            ValueError: If the row holds an order.
+        """
+        if self.kind != "event":
+            raise ValueError(f"outbox row {self.id} holds an {self.kind}, not an event")
         return decode_event(self.payload)
 
+    def order(self) -> StoredOrder:
+        """Return the stored order.
+
+        Raises:
+            ValueError: If the row holds an event, or an unreadable order.
+        """
+        if self.kind != "order":
+            raise ValueError(f"outbox row {self.id} holds an {self.kind}, not an order")
+        return decode_order(self.payload)
+
     def to_dict(self, *, mask: bool = True) -> dict[str, Any]:
-        """Return the row as a JSON-ready dict; email and mobile masked unless ``mask=False``."""
+        """Return the row as a JSON-ready dict; email and mobile masked unless ``mask=False``.
+
+        An event's stored body is under ``"event"``, an order's wire body under
+        ``"order"``, beside ``"kind"``.
+        """
         data = json.loads(self.payload)
-        if mask:
-            data = masked(data)
-        out: dict[str, Any] = {"table": self.table, "id": self.id, "event": data}
+        out: dict[str, Any] = {"table": self.table, "id": self.id, "kind": self.kind}
+        if self.kind == "order":
+            body = data.get("order", {}) if isinstance(data, dict) else {}
+            out["order"] = masked(body) if mask else body
+        else:
+            out["event"] = masked(data) if mask else data
         out["attempts"] = self.attempts
+        if self.ambiguous:
+            out["ambiguous"] = True
         out["enqueued_at"] = self.enqueued_at
         if self.table == "pending":
             out.update(
@@ -268,6 +399,8 @@ class OutboxStats:
         rows: ``pending + dead``, the number the ``max_rows`` cap counts.
         bytes: The bytes the ``max_bytes`` cap counts.
         file_bytes: The size on disk of the database and its WAL.
+        pending_orders: How many of the pending rows are orders.
+        dead_orders: How many of the dead letters are orders.
     """
 
     pending: int
@@ -277,6 +410,8 @@ class OutboxStats:
     rows: int
     bytes: int
     file_bytes: int
+    pending_orders: int = 0
+    dead_orders: int = 0
 
     def oldest_age(self, now: float | None = None) -> float | None:
         """Seconds since the oldest pending event was created, or ``None`` when empty."""
@@ -412,7 +547,7 @@ class OutboxStore:
             conn.executescript(
                 f"BEGIN IMMEDIATE;{_SCHEMA}PRAGMA user_version={_SCHEMA_VERSION};COMMIT;"
             )
-            _add_claim_token(conn)
+            _upgrade(conn)
         except sqlite3.Error as exc:
             conn.close()
             raise ConfigurationError(f"cannot use the outbox {str(self.path)!r}: {exc}") from exc
@@ -491,27 +626,14 @@ class OutboxStore:
         return n
 
     @_translated
-    def append(self, events: Iterable[Event], *, now: float | None = None) -> int:
-        """Write events durably in one transaction, in order, as many as the caps allow.
+    def append(self, items: Iterable[Event | StoredOrder], *, now: float | None = None) -> int:
+        """Write events and orders durably in one transaction, in order, as the caps allow.
 
         Returns:
-            How many events were stored: the first ``n``; the rest did not fit.
+            How many items were stored: the first ``n``; the rest did not fit.
         """
         stamp = time.time() if now is None else now
-        rows = []
-        for event in events:
-            payload = encode_event(event)
-            rows.append(
-                (
-                    event.event_id,
-                    event.name,
-                    event.customer_id,
-                    payload,
-                    len(payload.encode()) + ROW_OVERHEAD,
-                    event.timestamp.timestamp(),
-                    stamp,
-                )
-            )
+        rows = [_pick(row_values(item, stamp)) for item in items]
         if not rows:
             return 0
         with self._write() as db:
@@ -519,8 +641,8 @@ class OutboxStore:
             n = self._fit(total_rows, total_bytes, [r[4] for r in rows])
             if n:
                 db.executemany(
-                    "INSERT INTO pending (event_id, name, customer_id, payload, size, created_at,"
-                    " enqueued_at) VALUES (?, ?, ?, ?, ?, ?, ?)",
+                    f"INSERT INTO pending ({', '.join(_INSERTED)})"
+                    f" VALUES ({_marks(len(_INSERTED))})",
                     rows[:n],
                 )
         return n
@@ -550,7 +672,7 @@ class OutboxStore:
                     f" WHERE id IN ({_marks(len(part))})",
                     (owner, stamp + lease, token, *part),
                 )
-        return [_pending_row((*r[:10], owner, stamp + lease, r[12], token)) for r in found]
+        return [_pending_row((*r[:10], owner, stamp + lease, r[12], token, *r[14:])) for r in found]
 
     @_translated
     def extend(
@@ -624,10 +746,12 @@ class OutboxStore:
         error: str | None = None,
         count_attempt: bool = True,
         token: str | None = None,
+        ambiguous: bool = False,
     ) -> None:
         """Give ``owner``'s rows back: ready again after ``delay`` seconds.
 
-        With ``token``, only rows still under that claim (fencing).
+        With ``token``, only rows still under that claim (fencing). ``ambiguous``
+        marks the rows' latest attempt as answered by nothing (kept for good).
         """
         ready = time.time() + delay
         bump = 1 if count_attempt else 0
@@ -637,9 +761,9 @@ class OutboxStore:
                 db.execute(
                     "UPDATE pending SET claimed_by = NULL, lease_until = NULL, claim_token = NULL,"
                     " attempts = attempts + ?, next_attempt_at = ?,"
-                    " last_error = COALESCE(?, last_error)"
+                    " last_error = COALESCE(?, last_error), ambiguous = MAX(ambiguous, ?)"
                     f" WHERE claimed_by = ? AND id IN ({_marks(len(part))}){fence}",
-                    (bump, ready, error, owner, *part, *extra),
+                    (bump, ready, error, int(ambiguous), owner, *part, *extra),
                 )
 
     @_translated
@@ -652,10 +776,12 @@ class OutboxStore:
         message: str,
         count_attempt: bool = True,
         token: str | None = None,
+        ambiguous: bool = False,
     ) -> int:
         """Move pending rows to the dead letter with the final failure; return how many.
 
-        With ``token``, only rows still under that claim (fencing).
+        With ``token``, only rows still under that claim (fencing). A row keeps its
+        kind; ``ambiguous`` marks its last attempt as unanswered.
         """
         moved = 0
         stamp = time.time()
@@ -665,11 +791,11 @@ class OutboxStore:
             for part in _chunks(ids):
                 where = f"id IN ({_marks(len(part))}){fence}"
                 cur = db.execute(
-                    "INSERT INTO dead (event_id, name, customer_id, payload, size, created_at,"
-                    " enqueued_at, attempts, status, code, message, failed_at)"
+                    f"INSERT INTO dead ({_CARRIED}, attempts, status, code, message, failed_at)"
                     " SELECT event_id, name, customer_id, payload, size, created_at, enqueued_at,"
+                    " kind, MAX(ambiguous, ?),"
                     f" attempts + ?, ?, ?, ?, ? FROM pending WHERE {where} ORDER BY id",
-                    (bump, status, code, message, stamp, *part, *extra),
+                    (int(ambiguous), bump, status, code, message, stamp, *part, *extra),
                 )
                 moved += cur.rowcount
                 db.execute(f"DELETE FROM pending WHERE {where}", (*part, *extra))
@@ -684,17 +810,24 @@ class OutboxStore:
         name: str | None = None,
         since: float | None = None,
         ids: Sequence[int] | None = None,
+        kind: Kind | None = None,
     ) -> int:
         """Move dead letters back to pending (attempts reset); return how many.
 
+        A requeued row keeps its kind, and whether an attempt of it was ambiguous.
+
         Args:
             code: Only those whose Gameball code is ``code``.
-            name: Only events with this name.
+            name: Only events with this name (orders: this order id).
             since: Only those that failed at or after this time (epoch seconds).
             ids: Only these dead-letter ids.
+            kind: Only rows of this kind (``"event"`` or ``"order"``).
         """
         where: list[str] = ["1 = 1"]
         params: list[object] = []
+        if kind is not None:
+            where.append("kind = ?")
+            params.append(kind)
         if code is not None:
             where.append("code = ?")
             params.append(code)
@@ -712,9 +845,8 @@ class OutboxStore:
         cond = " AND ".join(where)
         with self._write() as db:
             cur = db.execute(
-                "INSERT INTO pending (event_id, name, customer_id, payload, size, created_at,"
-                " enqueued_at) SELECT event_id, name, customer_id, payload, size, created_at,"
-                f" ? FROM dead WHERE {cond} ORDER BY id",
+                f"INSERT INTO pending ({_CARRIED}) SELECT event_id, name, customer_id, payload,"
+                f" size, created_at, ?, kind, ambiguous FROM dead WHERE {cond} ORDER BY id",
                 (time.time(), *params),
             )
             moved = cur.rowcount
@@ -747,11 +879,14 @@ class OutboxStore:
         now = time.time()
         with self._lock:
             db = self._db()
-            pending, claimed, oldest = db.execute(
-                "SELECT COUNT(*), COALESCE(SUM(lease_until > ?), 0), MIN(created_at) FROM pending",
+            pending, claimed, oldest, pending_orders = db.execute(
+                "SELECT COUNT(*), COALESCE(SUM(lease_until > ?), 0), MIN(created_at),"
+                " COALESCE(SUM(kind = 'order'), 0) FROM pending",
                 (now,),
             ).fetchone()
-            dead = db.execute("SELECT COUNT(*) FROM dead").fetchone()[0]
+            dead, dead_orders = db.execute(
+                "SELECT COUNT(*), COALESCE(SUM(kind = 'order'), 0) FROM dead"
+            ).fetchone()
             rows, size = db.execute("SELECT rows, bytes FROM totals").fetchone()
         file_bytes = 0
         for suffix in ("", "-wal"):
@@ -765,6 +900,8 @@ class OutboxStore:
             rows=rows,
             bytes=size,
             file_bytes=file_bytes,
+            pending_orders=pending_orders,
+            dead_orders=dead_orders,
         )
 
     @_translated
@@ -880,16 +1017,28 @@ class OutboxStore:
             last = found[-1][0]
 
 
-def _add_claim_token(conn: sqlite3.Connection) -> None:
-    """A file of gbtrack 0.1.0 has no ``claim_token`` column: add it (once, under the lock)."""
-    columns = {row[1] for row in conn.execute("PRAGMA table_info(pending)")}
-    if "claim_token" in columns:
+def _missing(conn: sqlite3.Connection) -> list[tuple[str, str, str]]:
+    present = {
+        (table, row[1])
+        for table in ("pending", "dead")
+        for row in conn.execute(f"PRAGMA table_info({table})")
+    }
+    return [added for added in _ADDED if added[:2] not in present]
+
+
+def _upgrade(conn: sqlite3.Connection) -> None:
+    """Add the columns a file of an older gbtrack lacks (once, under the write lock).
+
+    gbtrack 0.1.0 had no ``claim_token``, ``kind`` or ``ambiguous``: each is added with
+    its default (existing rows are events, never ambiguous), a change of the schema
+    only (SQLite does not rewrite the rows).
+    """
+    if not _missing(conn):
         return
     conn.execute("BEGIN IMMEDIATE")
     try:
-        columns = {row[1] for row in conn.execute("PRAGMA table_info(pending)")}
-        if "claim_token" not in columns:  # another process may have added it meanwhile
-            conn.execute("ALTER TABLE pending ADD COLUMN claim_token TEXT")
+        for table, column, declared in _missing(conn):  # another process may have added some
+            conn.execute(f"ALTER TABLE {table} ADD COLUMN {column} {declared}")
         conn.execute("COMMIT")
     except BaseException:
         conn.execute("ROLLBACK")
@@ -970,7 +1119,7 @@ def _pending_row(r: Sequence[Any]) -> OutboxRow:
     return OutboxRow(
         "pending", r[0], r[1], r[2], r[3], r[4], r[5], r[6], r[7], r[8],
         next_attempt_at=r[9], claimed_by=r[10], lease_until=r[11], last_error=r[12],
-        claim_token=r[13],
+        claim_token=r[13], kind=kind_of(r[14]), ambiguous=bool(r[15]),
     )  # fmt: skip
 
 
@@ -978,4 +1127,13 @@ def _dead_row(r: Sequence[Any]) -> OutboxRow:
     return OutboxRow(
         "dead", r[0], r[1], r[2], r[3], r[4], r[5], r[6], r[7], r[8],
         status=r[9], code=r[10], message=r[11], failed_at=r[12],
+        kind=kind_of(r[13]), ambiguous=bool(r[14]),
     )  # fmt: skip
+
+
+def kind_of(value: object) -> Kind:
+    """A ``kind`` column's value as a :data:`Kind`: anything but ``"order"`` is an event.
+
+    Every row of gbtrack 0.1.0 is an event.
+    """
+    return "order" if value == "order" else "event"

@@ -30,7 +30,7 @@ from pydantic import SecretStr
 from gbtrack._errors import ConfigurationError, InvalidEventError
 from gbtrack._event import Event, EventDraft, Record, check_drafts, events_of, record_of
 from gbtrack._fork import reset_after_fork
-from gbtrack._order import OrderDraft
+from gbtrack._order import OrderDraft, StoredOrder
 from gbtrack._outcomes import (
     EVENT_HOOKS,
     Status,
@@ -141,8 +141,10 @@ class BackgroundSender(BaseSender):
     (``/batch/orders``, up to 1,000 each, polled like events'). An ambiguous order
     request is retried (``RetryPolicy.retry_ambiguous_orders``), and a duplicate
     answer after an ambiguous attempt counts as delivered; otherwise a duplicate is
-    dropped as ``duplicate``. The outbox stores events only: an order that would be
-    spilled is dropped as ``outbox_orders_unsupported``.
+    dropped as ``duplicate``. An order that would be dropped for a reason that spills
+    (``queue_overflow``, ``retries_exhausted``, ...) is spilled like an event when the
+    spill stores orders (:class:`~gbtrack.outbox.OutboxSender` does: its
+    ``spill_orders``); its outcome is then ``persisted``.
 
     **Outcomes.** With the tracker's ``on_outcome`` hook (or an order's own), each item
     settled here is reported once as a :class:`~gbtrack.DeliveryOutcome`, on the
@@ -258,7 +260,7 @@ class BackgroundSender(BaseSender):
         *,
         client: DeliveryClient | None = None,
         on_error: ErrorHandler | None = None,
-        open_outbox: Callable[[str | os.PathLike[str], DeliveryClient, Limiter], Spill]
+        open_outbox: Callable[[str | os.PathLike[str], DeliveryClient, Limiter, Limiter], Spill]
         | None = None,
     ) -> BackgroundSender:
         """Build a sender from a :class:`~gbtrack.senders.DeliveryConfig`.
@@ -272,7 +274,8 @@ class BackgroundSender(BaseSender):
             client: The Gameball client; ``None`` builds one from ``config``.
             on_error: Called with a :class:`~gbtrack.TrackingError` for each drop.
             open_outbox: With ``config.outbox``: called once with that path, the
-                sender's client and its rate limiter (the spill shares both). What it
+                sender's client, its rate limiter and its orders' rate limiter (the
+                spill shares all three: spilled orders keep to the orders bucket). What it
                 returns becomes the sender's ``spill``; the sender owns it and closes it
                 before its client.
 
@@ -300,7 +303,9 @@ class BackgroundSender(BaseSender):
             sender._owned.append(lambda left: close_orders())
         if path is not None and open_outbox is not None:
             try:
-                outbox = open_outbox(path, sender.client, sender.rate_limiter)
+                outbox = open_outbox(
+                    path, sender.client, sender.rate_limiter, sender.order_rate_limiter
+                )
             except BaseException:
                 sender.close(timeout=0)
                 raise
@@ -578,10 +583,10 @@ class BackgroundSender(BaseSender):
         message: str,
         exc: BaseException | None = None,
     ) -> None:
-        """Hand over or drop ``orders``, each counted and reported.
+        """Hand over, spill (when the reason allows it) or drop ``orders``, each reported.
 
-        The spill (the outbox) stores events only: an order that would be spilled is
-        dropped as ``outbox_orders_unsupported``, never lost silently.
+        Spilled orders are ``persisted`` (the outbox delivers them); a spill that
+        stores events only (no ``spill_orders``) leaves them dropped with ``reason``.
         """
         successor = self._successor
         if (
@@ -593,11 +598,12 @@ class BackgroundSender(BaseSender):
                 successor.send(draft)  # type: ignore[arg-type]
             self.reporter.count("handed_over", len(drafts))
             return
-        if reason in _SPILLABLE and self.spill is not None:
-            reason = "outbox_orders_unsupported"
-            message = f"the outbox cannot store orders; {message}"
+        stored = self._spill_orders(drafts, reason) if reason in _SPILLABLE else 0
         outcomes = self.outcomes
-        for draft in drafts:
+        for draft in drafts[:stored]:
+            if outcomes.wants(draft.on_outcome):
+                outcomes.emit(order_outcome(draft, "persisted", reason), draft.on_outcome)
+        for draft in drafts[stored:]:
             self.reporter.drop(
                 reason,
                 f"order {draft.order_id!r} for customer {draft.customer_id!r}: {message}",
@@ -648,6 +654,35 @@ class BackgroundSender(BaseSender):
         self._spilled += stored
         return stored
 
+    def _spill_orders(self, drafts: Sequence[OrderDraft], reason: str) -> int:
+        """Store the first orders of ``drafts`` in the spill; how many (the rest: none).
+
+        Only a spill with ``spill_orders`` stores orders. Each order's body is checked
+        first (``OrderDraft.to_body``): orders from the first one that fails on are not
+        spilled (the caller drops them with its reason; the worker names the field).
+        """
+        spill_orders = getattr(self.spill, "spill_orders", None)
+        if spill_orders is None or not drafts:
+            return 0
+        orders = []
+        for draft in drafts:
+            try:
+                orders.append(StoredOrder.of(draft, self.limits))
+            except InvalidEventError:
+                break
+        if not orders:
+            return 0
+        try:
+            stored = int(spill_orders(orders, reason))
+        except Exception as exc:
+            _log.warning(
+                "gbtrack: spill of orders failed (%s); dropping instead", type(exc).__name__
+            )
+            return 0
+        stored = max(0, min(stored, len(orders)))
+        self._spilled += stored
+        return stored
+
     def _spill_overflow(self, event: Event | EventDraft | OrderDraft) -> bool:
         """Spill one event that found the queue full; False to count it dropped.
 
@@ -656,24 +691,13 @@ class BackgroundSender(BaseSender):
         outcomes = self.outcomes
         if isinstance(event, OrderDraft):
             hook = event.on_outcome
-            if self.spill is None:
-                if outcomes.wants(hook):
-                    outcome = order_outcome(event, "dropped", "queue_overflow", "queue full")
-                    outcomes.defer(outcome, hook)
-                    self._wake.set()
-                return False
-            message = "the queue is full and the outbox cannot store orders"
-            self.reporter.drop(
-                "outbox_orders_unsupported",
-                f"order {event.order_id!r} for customer {event.customer_id!r}: {message}",
-                function=event.function,
-            )
+            spilled = self._spill_orders((event,), "queue_overflow") == 1
             if outcomes.wants(hook):
-                outcomes.defer(
-                    order_outcome(event, "dropped", "outbox_orders_unsupported", message), hook
-                )
+                status: Status = "persisted" if spilled else "dropped"
+                error = None if spilled else "queue full"
+                outcomes.defer(order_outcome(event, status, "queue_overflow", error), hook)
                 self._wake.set()
-            return True  # settled here, with its own reason
+            return spilled
         if self.spill is None:
             if outcomes.defer_event(event, "dropped", "queue_overflow", "queue full"):
                 self._wake.set()
@@ -684,7 +708,7 @@ class BackgroundSender(BaseSender):
         if not valid:  # validated() counted and reported it
             told = outcomes.defer_event(event, "dropped", "invalid_event", "invalid event")
         else:
-            status: Status = "persisted" if stored else "dropped"
+            status = "persisted" if stored else "dropped"
             told = outcomes.defer_event(event, status, "queue_overflow", "queue full")
         if told:
             self._wake.set()
