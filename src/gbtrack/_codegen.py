@@ -220,7 +220,7 @@ class _Source:
         return self.put(f"_{prefix}{len(self.ns)}", value, derive)
 
     def wrapper(self, shape: Shape, fixed: bool, send_ok: bool, send_err: bool) -> str:
-        lookup = "_fixed or _active.tracker" if fixed else "_active.tracker"
+        lookup = "_fixed" if fixed else "_active.tracker"  # a Tracker is always truthy
         head = [
             "def wrapper(wrapped, instance, args, kwargs):",
             f"    tracker = {lookup}",
