@@ -65,6 +65,20 @@ def _noop() -> None:
     pass
 
 
+def _weakly(sender: BackgroundSender) -> Callable[[Inlet], None]:
+    """``sender._over``, holding the sender weakly: its inlets' gates keep no cycle."""
+    ref = weakref.ref(sender)
+
+    def over(inlet: Inlet) -> None:
+        alive = ref()
+        if alive is not None:
+            alive._over(inlet)
+        else:  # cannot happen while a tracker holds the sender; stay bounded anyway
+            inlet.items.clear()
+
+    return over
+
+
 # ``weakref.finalize`` runs its finalizers from one ``atexit`` hook, registered when the
 # first finalizer is made; the client's connection pools close through such finalizers.
 # ``atexit`` runs hooks last registered first, so registering that hook now, before any
@@ -400,7 +414,7 @@ class BackgroundSender(BaseSender):
             for inlet in self._inlets:
                 if inlet.count_sent is link.count_sent:  # the same tracker, attached again
                     return inlet.gate
-            inlet = Inlet(link.count_sent, self._over)
+            inlet = Inlet(link.count_sent, _weakly(self))
             if self._closed:
                 inlet.set_limit(0)
             self._inlets.append(inlet)
