@@ -136,3 +136,39 @@ def test_a_forked_child_starts_its_own_worker_from_the_gate() -> None:
         assert sorted(e.name for e in client.delivered_events) == ["parent"] * 3
     finally:
         sender.close(5)
+
+
+def test_two_trackers_on_a_stalled_sender_stay_bounded_and_count_their_own() -> None:
+    entered, release = threading.Event(), threading.Event()
+
+    def stall(events: Event) -> Event:
+        entered.set()
+        assert release.wait(30)
+        return events
+
+    client = ScriptedClient()
+    sender = BackgroundSender(
+        client, max_queue_size=20, max_batch_size=5, flush_interval=0.01, bulk=False
+    )
+    first, second = Tracker(sender, before_send=stall), Tracker(sender, before_send=stall)
+    try:
+        first.emit("e", customer_id="first")
+        assert entered.wait(10)
+        longest = 0
+        for i in range(200):
+            (first if i % 3 else second).emit("e", customer_id=f"c-{i}")
+            held = sum(len(inlet.items) for inlet in sender._inlets)
+            longest = max(longest, held + len(sender._queue) + sender._queue.held)
+        assert longest < 2 * 20  # each gate's share of the room: less than twice the bound
+        first_stats = first.stats  # gathers: what is past the capacity is trimmed
+        assert len(sender._queue) + sender._queue.held <= 20
+        release.set()
+        sender.flush(10)
+        assert (first.stats.sent, second.stats.sent) == (1 + 133, 67)
+        stats = sender.stats()
+        assert stats.delivered == 20
+        assert stats.delivered + stats.total_dropped == 201
+        assert first_stats.sent == 134
+    finally:
+        release.set()
+        sender.close(5)

@@ -447,12 +447,10 @@ class BackgroundSender(BaseSender):
     def _refuse(self, inlet: Inlet) -> None:
         """The sender is closed: what the inlet holds is counted sent, then dropped (``closed``)."""
         items = inlet.items
-        while items:
-            try:
-                item = items.popleft()
-            except IndexError:  # taken meanwhile
-                return
-            inlet.count(1)
+        with self._queue.lock:  # as gather() takes them: one taker at a time
+            refused = [items.popleft() for _ in range(len(items))]  # later ones: their own call
+        inlet.count(len(refused))
+        for item in refused:
             self._drop_closed(item)
 
     def _drop_closed(self, event: Event | EventDraft | OrderDraft) -> None:

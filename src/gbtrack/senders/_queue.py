@@ -193,9 +193,10 @@ class EventQueue:
     def gather(self) -> None:
         """Move the inlets' drafts into the queue, in order, counting them as sent.
 
-        Then trim what exceeds the capacity (newest first, as ``drop_newest``): the
-        gates' slow path keeps the bound, this catches a limit given out before another
-        tracker's inlet took a share of the room.
+        Then trim what exceeds the capacity (newest first, as ``drop_newest``). With one
+        inlet its gate keeps the bound exactly; with several, each limit is the inlet's
+        share of the room when it was set, and the others may fill theirs meanwhile:
+        the queue may pass the capacity (by less than the capacity) until this trim.
         """
         inlets = self.inlets
         if not inlets:
