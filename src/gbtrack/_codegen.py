@@ -72,6 +72,9 @@ path ends with); for the tests, whose in-memory senders keep the gate closed.
 """
 
 _PLAIN: Final = frozenset({str, int, float, bool, type(None)})  # metadata kept as it is
+# The call of the wrapped function: `**kwargs` builds a new dict on every call (~40 ns,
+# a tenth of wrapt's own cost), so an empty one is left out.
+_CALL: Final = "wrapped(*args, **kwargs) if kwargs else wrapped(*args)"
 _counter = itertools.count(1)
 
 
@@ -223,19 +226,19 @@ class _Source:
         return self.put(f"_{prefix}{len(self.ns)}", value, derive)
 
     def wrapper(self, shape: Shape, fixed: bool, send_ok: bool, send_err: bool) -> str:
-        lookup = "_fixed or _active.tracker" if fixed else "_active.tracker"
+        lookup = "_fixed" if fixed else "_active.tracker"  # a Tracker is always truthy
         head = [
             "def wrapper(wrapped, instance, args, kwargs):",
             f"    tracker = {lookup}",
             "    if not tracker.enabled:",
-            "        return wrapped(*args, **kwargs)",
+            f"        return {_CALL}",
         ]
         if shape == "sync":
-            return "\n".join([*head, *self.body("result = wrapped(*args, **kwargs)", send_ok,
+            return "\n".join([*head, *self.body(f"result = {_CALL}", send_ok,
                                                  send_err, "return result")]) + "\n"  # fmt: skip
         if shape == "coroutine":
             run = "async def run(tracker, wrapped, instance, args, kwargs):"
-            call = "result = await wrapped(*args, **kwargs)"
+            call = f"result = await ({_CALL})"
             tail = "return result"
             head.append("    return run(tracker, wrapped, instance, args, kwargs)")
         elif shape == "generator":
@@ -244,12 +247,12 @@ class _Source:
             run = "def run(tracker, gen, instance, args, kwargs):"
             call = "result = yield from gen"
             tail = "return result"
-            head.append("    return run(tracker, wrapped(*args, **kwargs), instance, args, kwargs)")
+            head.append(f"    return run(tracker, {_CALL}, instance, args, kwargs)")
         else:
             run = "async def run(tracker, agen, instance, args, kwargs):"
             call = "result = None\n" + _ASYNC_GEN_LOOP
             tail = "return"
-            head.append("    return run(tracker, wrapped(*args, **kwargs), instance, args, kwargs)")
+            head.append(f"    return run(tracker, {_CALL}, instance, args, kwargs)")
         body = self.body(call, send_ok, send_err, tail)
         return "\n".join([*head, "", "", run, *body]) + "\n"
 

@@ -797,14 +797,14 @@ class Tracker:
         through the link's ``count_sent``); the sender's ``sent``, if it keeps one, is
         left out so that nothing is counted twice.
         """
+        stats_of = self._traits.stats
+        # The sender's first: a sender that counts its gate's drafts late does so there.
+        theirs = None if stats_of is None else dataclasses.replace(stats_of(), sent=0)
         mine = self._reporter.snapshot()
         filtered = self._books.filtered()
         if filtered is not None:
             mine = mine.merge(filtered)
-        stats_of = self._traits.stats
-        if stats_of is None:
-            return mine
-        return mine.merge(dataclasses.replace(stats_of(), sent=0))
+        return mine if theirs is None else mine.merge(theirs)
 
     def __repr__(self) -> str:
         state = "enabled" if self.enabled else "disabled"

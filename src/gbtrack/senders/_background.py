@@ -46,7 +46,7 @@ from gbtrack.senders._base import BaseSender, BatchHook, Sender, TrackerLink
 from gbtrack.senders._config import LIMITER_OPTIONS, DeliveryConfig
 from gbtrack.senders._dispatch import ORDER_BULK_THRESHOLD, Dispatcher
 from gbtrack.senders._policy import DeliveryClient, Limiter, RateLimiter, RetryPolicy, Spill
-from gbtrack.senders._queue import EventQueue, Overflow
+from gbtrack.senders._queue import EventQueue, Inlet, Overflow
 from gbtrack.senders._requests import OrderRequest, time_left
 
 __all__ = ["BackgroundSender"]
@@ -70,6 +70,20 @@ def _close_at_exit(ref: weakref.ReferenceType[BackgroundSender], timeout: float)
 
 def _noop() -> None:
     pass
+
+
+def _weakly(sender: BackgroundSender) -> Callable[[Inlet], None]:
+    """``sender._over``, holding the sender weakly: its inlets' gates keep no cycle."""
+    ref = weakref.ref(sender)
+
+    def over(inlet: Inlet) -> None:
+        alive = ref()
+        if alive is not None:
+            alive._over(inlet)
+        else:  # cannot happen while a tracker holds the sender; stay bounded anyway
+            inlet.items.clear()
+
+    return over
 
 
 # ``weakref.finalize`` runs its finalizers from one ``atexit`` hook, registered when the
@@ -248,6 +262,8 @@ class BackgroundSender(BaseSender):
         self.exit_timeout = exit_timeout
         self.auth_probe_interval = auth_probe_interval
         self._successor: Sender | None = None  # see hand_over()
+        # The trackers' inlets (fast_entry): kept across a fork, which replaces the queue.
+        self._inlets: list[Inlet] = []
         self._init_state()
         reset_after_fork(self)
         self._atexit_hook = functools.partial(_close_at_exit, weakref.ref(self), exit_timeout)
@@ -344,6 +360,7 @@ class BackgroundSender(BaseSender):
             self.block_timeout,
             self.reporter,
             self._spill_overflow,
+            self._inlets,
         )
         self._items = self._queue.items  # send() appends here directly
         self._dispatcher = Dispatcher(self, self._queue, self._wake)
@@ -357,6 +374,10 @@ class BackgroundSender(BaseSender):
         self.outcomes.reporter = self.reporter
         self.outcomes.pending.clear()  # the parent's items stay the parent's
         self._lost_at_flush = 0
+        for inlet in self._inlets:  # the parent's drafts: sent (as counted on the call) there
+            inlet.count(len(inlet.items))
+            inlet.items.clear()
+            inlet.set_limit(1)  # the child's first draft starts its worker
         if self._client_options is not None:
             # The parent's connections are shared sockets: abandon them, do not close them.
             self.client = self._new_client()
@@ -386,6 +407,8 @@ class BackgroundSender(BaseSender):
             self._drop_closed(event)
             return
         q = self._items
+        if self._inlets:  # after what the trackers' gates took: one line, in order
+            self._queue.gather()
         if len(q) >= self._queue.full_at and not self._make_room(event):
             return
         q.append(event)
@@ -398,36 +421,64 @@ class BackgroundSender(BaseSender):
             self._wake.set()
 
     def fast_entry(self, link: TrackerLink) -> Gate:
-        """The tracker's gate: :meth:`_accept` with the tracker's counter (no wrapper frame).
+        """The tracker's gate: an append to the tracker's own :class:`Inlet`, one length test.
 
-        ``send()`` never raises, so there is nothing to fence; the method stays right
-        after a fork, which replaces the queue and the worker, not the sender. A
-        subclass that overrides ``send()`` gets the general entry, which calls it.
+        Everything else happens off the caller's thread, or once in a while: the worker
+        (and ``flush()``, ``stats()``, ``send()``) gathers the inlet into the queue,
+        counting the drafts with ``link.count_sent`` there; the gate's slow path
+        (:meth:`_over`) runs when the inlet's length reaches its limit: the first draft
+        while the worker is idle, a full batch, the capacity. One inlet per tracker (by
+        its counter): two trackers may share one sender, and each counts its own. The
+        gate stays right after a fork, which empties the inlet, and after ``close()``,
+        whose limit sends every draft to the slow path, which drops it as ``closed``.
+
+        A subclass that overrides ``send()``, and ``overflow="block"`` (whose ``send()``
+        waits on the caller's thread), get the general entry, which calls ``send()``.
         """
-        if type(self).send is not BackgroundSender.send:  # a subclass's send() must run
+        if type(self).send is not BackgroundSender.send or self.overflow == "block":
             return super().fast_entry(link)
-        # Bound per link, not kept on the sender: two trackers may share one sender.
-        return functools.partial(self._accept, link.count_sent)
+        with self._start_lock:
+            for inlet in self._inlets:
+                if inlet.count_sent is link.count_sent:  # the same tracker, attached again
+                    return inlet.gate
+            inlet = Inlet(link.count_sent, _weakly(self))
+            if self._closed:
+                inlet.set_limit(0)
+            self._inlets.append(inlet)
+        return inlet.gate
 
-    def _accept(self, count_sent: Callable[[], object], draft: EventDraft) -> bool:
-        """``send(draft)`` and the tracker's count, in one call: the caller's hot path.
+    def _over(self, inlet: Inlet) -> None:
+        """A gate's slow path: wake (and start) the worker, or drop what exceeds the capacity.
 
-        The body is :meth:`send`'s, written out because one Python call less is a tenth
-        of the caller's cost (benchmarks/README.md); tests hold the two to one behaviour.
+        On the caller's thread, when the inlet's length reached its limit; the limit
+        moves to where the next decision is due (:meth:`EventQueue.limit_for`).
         """
         if self._closed:
-            self._drop_closed(draft)
-        else:
-            q = self._items
-            if len(q) < self._queue.full_at or self._make_room(draft):
-                q.append(draft)
-                if self._worker is None:
-                    self._start_worker()
-                n = len(q)
-                if n == 1 or n == self.max_batch_size:
-                    self._wake.set()
-        count_sent()
-        return True
+            self._refuse(inlet)
+            return
+        if self._worker is None:
+            self._start_worker()
+        q = self._queue
+        with q.lock:
+            full = q.pending() + q.held > q.capacity
+            item = inlet.items.pop() if full and inlet.items else None
+            inlet.set_limit(q.limit_for(inlet))
+        if item is None:
+            self._wake.set()  # the first draft, or a full batch
+            return
+        # One too many: the newest is spilled or dropped, as send() does; counted as sent
+        # here, since no gather will count it.
+        inlet.count(1)
+        self._make_room(item)
+
+    def _refuse(self, inlet: Inlet) -> None:
+        """The sender is closed: what the inlet holds is counted sent, then dropped (``closed``)."""
+        items = inlet.items
+        with self._queue.lock:  # as gather() takes them: one taker at a time
+            refused = [items.popleft() for _ in range(len(items))]  # later ones: their own call
+        inlet.count(len(refused))
+        for item in refused:
+            self._drop_closed(item)
 
     def _drop_closed(self, event: Event | EventDraft | OrderDraft) -> None:
         if isinstance(event, OrderDraft):
@@ -786,6 +837,8 @@ class BackgroundSender(BaseSender):
             if self._closed:
                 return True
             self._closed = True
+            for inlet in self._inlets:  # every later draft takes the slow path: closed
+                inlet.set_limit(0)
         deadline = None if timeout is None else time.monotonic() + timeout
         ok = self.flush(timeout)
         self._stop_worker(deadline)
@@ -847,8 +900,13 @@ class BackgroundSender(BaseSender):
 
     # --- stats ---------------------------------------------------------------------------
     def stats(self) -> Stats:
-        """Return delivered, retried, dropped (by reason), in queue, in flight, last error."""
+        """Return delivered, retried, dropped (by reason), in queue, in flight, last error.
+
+        The trackers' inlets are gathered first, so that each tracker's ``sent`` counts
+        every draft its gate took before the call.
+        """
         q = self._queue
+        q.gather()
         in_flight = self._dispatcher.in_flight
         snap = self.reporter.snapshot(
             in_queue=len(q) + max(0, q.held - in_flight), in_flight=in_flight

@@ -126,10 +126,12 @@ class SenderTraits:
             tracker warns once when it is called on a running event loop.
         gate: The sender's fast entry, the tracker's ``gate`` whenever nothing else is
             configured (only with ``takes_drafts``): ``gate(draft)`` takes one draft,
-            counts it with the link's ``count_sent``, never raises, and returns a truthy
-            value when it accepted it. ``None``: the tracker calls ``send()``.
+            counts it with the link's ``count_sent`` (at once, or later but before
+            ``stats`` answers), never raises, and returns a truthy value when it
+            accepted it. ``None``: the tracker calls ``send()``.
         stats: Returns the sender's :class:`~gbtrack.Stats`, merged into
-            ``tracker.stats`` (all but ``sent``, which the tracker counts).
+            ``tracker.stats`` (all but ``sent``, which the tracker counts); called
+            before the tracker reads its own counters.
         hand_over: ``hand_over(successor, timeout)``: when the tracker replaces this
             sender, send what it still holds to ``successor``, then close; without it
             the tracker closes the old sender.

@@ -148,6 +148,7 @@ class Dispatcher:
         pending = self.outcomes.pending
         while True:
             now = time.monotonic()
+            q.gather()  # what the trackers' gates took (counted as sent there)
             if pending:  # outcomes decided on a caller's thread (overflow): run them here
                 self.outcomes.run_pending()
             self._collect()
@@ -162,8 +163,11 @@ class Dispatcher:
                 q.wake_blocked()
             if q.overflow_pending:
                 q.report_overflow(force=False)
-            # A floor, so that no timer arithmetic can ever make the worker spin.
-            wake.wait(max(self._sleep(now, limit_wait), 0.0005))
+            # The gates' limits set for the sleep (a first draft or a full batch wakes it);
+            # drafts that came meanwhile are gathered at once.
+            if q.arm():
+                # A floor, so that no timer arithmetic can ever make the worker spin.
+                wake.wait(max(self._sleep(now, limit_wait), 0.0005))
             wake.clear()
 
     def _retries_due(self, now: float) -> None:

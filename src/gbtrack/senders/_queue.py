@@ -7,14 +7,24 @@ only, on the caller's thread) plus the books the caller's thread, the worker and
 (``drop_newest`` or ``block``, spilling what overflows when a spill is configured),
 throttled overflow reports, and the flush marks (the send ordinal of each drain's
 first event, so that ``flush()`` waits for exactly the events queued before it).
+
+A tracker's gate does less still: it appends to its own :class:`Inlet` and compares the
+inlet's length with a limit. Whoever looks next (the worker on each turn, ``flush()``,
+``stats()``, ``send()``) moves the inlets' drafts into the queue in order
+(:meth:`EventQueue.gather`) and counts them as the tracker's ``sent`` there; the limit
+is where the gate's slow path takes over: the first draft while the worker is idle
+(the wake-up that arms its timer), a batch's worth (the wake-up of a full batch), or
+the capacity (the overflow), so that the bound holds on the caller's thread.
 """
 
 from __future__ import annotations
 
+import functools
 import threading
 import time
 from collections import deque
 from collections.abc import Callable, Iterable
+from itertools import islice
 from typing import TYPE_CHECKING, Literal
 
 from gbtrack._event import Event, EventDraft
@@ -22,8 +32,9 @@ from gbtrack._order import OrderDraft
 
 if TYPE_CHECKING:
     from gbtrack._report import Reporter
+    from gbtrack._state import Gate
 
-__all__ = ["EventQueue", "Queued", "Overflow"]
+__all__ = ["EventQueue", "Inlet", "Queued", "Overflow"]
 
 Queued = Event | EventDraft | OrderDraft
 """What the queue holds: events, event drafts and order drafts, in the order accepted."""
@@ -32,6 +43,54 @@ Overflow = Literal["drop_newest", "block"]
 """What ``send()`` does when the queue is full: drop (and count) the event, or wait."""
 
 _OVERFLOW_LOG_INTERVAL = 5.0  # seconds between two overflow log lines during an outage
+_END = object()  # iter(f, _END) calls f forever: islice(..., n) calls it n times, in C
+
+
+def _gate(items: deque[Queued], over: Callable[[], object]) -> tuple[Gate, Callable[[int], None]]:
+    """A gate appending to ``items``, calling ``over()`` once ``items`` reach the limit.
+
+    The limit lives in a closure cell (the cheapest read there is); ``set_limit`` sets it.
+    """
+    append = items.append
+    limit = 1  # the first draft wakes (and starts) the worker
+
+    def gate(draft: EventDraft) -> bool:
+        append(draft)
+        if len(items) >= limit:
+            over()
+        return True
+
+    def set_limit(n: int) -> None:
+        nonlocal limit
+        limit = n
+
+    return gate, set_limit
+
+
+class Inlet:
+    """One tracker's way into a sender's queue: a deque its gate appends to.
+
+    The gate (:attr:`gate`) is an append and one length test against a limit; the
+    ``sent`` count (``count_sent`` per draft), the capacity and the worker's wake-up
+    are the business of whoever gathers the inlet (:meth:`EventQueue.gather`) or of
+    ``over(inlet)``, the gate's slow path, called once the inlet's length reaches the
+    limit (:attr:`set_limit`; the sender keeps it where the next decision is due).
+
+    Args:
+        count_sent: Counts one draft in the tracker's ``stats.sent``.
+        over: The slow path, called with this inlet.
+    """
+
+    __slots__ = ("count_sent", "gate", "items", "set_limit")
+
+    def __init__(self, count_sent: Callable[[], object], over: Callable[[Inlet], None]) -> None:
+        self.items: deque[Queued] = deque()
+        self.count_sent = count_sent
+        self.gate, self.set_limit = _gate(self.items, functools.partial(over, self))
+
+    def count(self, n: int) -> None:
+        """Count ``n`` drafts as sent by the tracker (C calls only)."""
+        deque(islice(iter(self.count_sent, _END), n), 0)
 
 
 def _what(item: object) -> str:
@@ -59,6 +118,8 @@ class EventQueue:
         reporter: Where overflow drops are counted and reported.
         spill_overflow: Stores one event that found the queue full; ``True`` when it
             was stored (or settled otherwise), ``False`` to count it as dropped.
+        inlets: The trackers' inlets (the sender's list: it outlives a queue replaced
+            after a fork).
     """
 
     __slots__ = (
@@ -73,6 +134,7 @@ class EventQueue:
         "flush_waiters",
         "full_at",
         "held",
+        "inlets",
         "items",
         "live",
         "lock",
@@ -94,8 +156,10 @@ class EventQueue:
         block_timeout: float,
         reporter: Reporter,
         spill_overflow: Callable[[Queued], bool],
+        inlets: list[Inlet] | None = None,
     ) -> None:
         self.items: deque[Queued] = deque()
+        self.inlets: list[Inlet] = inlets if inlets is not None else []
         self.capacity = capacity
         self.batch_size = batch_size
         self.overflow: Overflow = overflow
@@ -121,6 +185,66 @@ class EventQueue:
     def __len__(self) -> int:
         return len(self.items)
 
+    # --- the trackers' inlets -----------------------------------------------------------
+    def pending(self) -> int:
+        """Events queued, the inlets' included (not yet held by the worker)."""
+        return len(self.items) + sum(len(inlet.items) for inlet in self.inlets)
+
+    def gather(self) -> None:
+        """Move the inlets' drafts into the queue, in order, counting them as sent.
+
+        Then trim what exceeds the capacity (newest first, as ``drop_newest``). With one
+        inlet its gate keeps the bound exactly; with several, each limit is the inlet's
+        share of the room when it was set, and the others may fill theirs meanwhile:
+        the queue may pass the capacity (by less than the capacity) until this trim.
+        """
+        inlets = self.inlets
+        if not inlets:
+            return
+        with self.lock:
+            extend = self.items.extend
+            for inlet in inlets:
+                n = len(inlet.items)
+                if n:
+                    extend(islice(iter(inlet.items.popleft, _END), n))
+                    inlet.count(n)
+            excess = len(self.items) + self.held - self.capacity
+            trimmed = [self.items.pop() for _ in range(excess)] if excess > 0 else []
+        for item in reversed(trimmed):
+            self.overflowed(item)
+
+    def limit_for(self, inlet: Inlet) -> int:
+        """The length at which ``inlet``'s gate next takes its slow path (under :attr:`lock`).
+
+        An idle queue: its first draft (the worker's wake-up). Else a full batch (the
+        next one when a batch is queued already), or the inlet's share of the room left
+        (its gate keeps the capacity), whichever is first.
+        """
+        queued = len(self.items)
+        n = len(inlet.items)
+        if not queued and not n:
+            return 1
+        room = self.capacity - self.held - self.pending()
+        if room <= 0:
+            return n + 1
+        batch = self.batch_size
+        to_batch = batch - queued if queued < batch else batch
+        return n + max(1, min(to_batch, room // len(self.inlets)))
+
+    def arm(self) -> bool:
+        """Set every inlet's limit before the worker sleeps; ``False`` if drafts came meanwhile.
+
+        The limit is set before the inlets are looked at: a gate that appended before
+        sees the old limit, and its draft is seen here.
+        """
+        inlets = self.inlets
+        if not inlets:
+            return True
+        with self.lock:
+            for inlet in inlets:
+                inlet.set_limit(self.limit_for(inlet))
+            return bool(self.items) or not any(inlet.items for inlet in inlets)
+
     # --- overflow (the caller's thread) ---------------------------------------------------
     def make_room(
         self, event: Queued, closed: Callable[[], bool], nudge: Callable[[], None]
@@ -135,12 +259,16 @@ class EventQueue:
             and self._wait_for_room(closed, nudge)
         ):
             return True
+        self.overflowed(event)
+        return False
+
+    def overflowed(self, event: Queued) -> None:
+        """``event`` found the queue full: spill it, or count (and report) it dropped."""
         if not self.spill_overflow(event):
             with self._overflow_lock:
                 self.overflow_pending += 1
                 self._overflow_event = event
             self.report_overflow(force=False)
-        return False
 
     def _wait_for_room(self, closed: Callable[[], bool], nudge: Callable[[], None]) -> bool:
         deadline = time.monotonic() + self.block_timeout
@@ -202,6 +330,7 @@ class EventQueue:
 
     def take_all(self) -> list[Queued]:
         """Take every queued event (the sender is stopping); they count as held."""
+        self.gather()
         with self.lock:
             items = list(self.items)
             self.items.clear()
@@ -244,6 +373,7 @@ class EventQueue:
 
     def flush_target(self) -> int | None:
         """The ordinal ``flush()`` waits for, registered as a waiter; None: settled already."""
+        self.gather()
         with self.lock:
             target = self.taken + len(self.items)
             if self.flushed(target):
