@@ -167,6 +167,43 @@ def test_close_holds_its_timeout_against_a_server_that_never_answers(
     gc.collect()
 
 
+def test_close_waits_for_the_count_of_a_worker_descheduled_while_abandoning(
+    emulator: GameballEmulator, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # The race behind a rare failure of the test above under load: the worker claimed
+    # the abandonment (so close() does not count) and was descheduled before counting;
+    # close() returned with dropped == {} and a closing line saying "0 dropped".
+    import time
+
+    from gbtrack import Event
+    from gbtrack.senders import BackgroundSender
+    from gbtrack.senders._dispatch import Dispatcher
+
+    give_up = Dispatcher._give_up
+
+    def descheduled(self: Dispatcher, *args: Any, **kwargs: Any) -> None:
+        time.sleep(0.3)  # between the worker's claim and its count
+        give_up(self, *args, **kwargs)
+
+    monkeypatch.setattr(Dispatcher, "_give_up", descheduled)
+    emulator.faults.set_latency(30)
+    sender = BackgroundSender(
+        api_key=API_KEY, base_url=emulator.url, flush_interval=0.01, timeout=30, concurrency=4
+    )
+    for i in range(10):
+        sender.send(Event(name="purchase", customer_id=f"c-{i}"))
+    deadline = time.monotonic() + 10
+    while sender.stats().in_flight < 4 and time.monotonic() < deadline:
+        time.sleep(0.005)
+    assert not sender.close(0.1)
+    assert sender.stats().dropped == {"closed": 10}  # counted before close() returned
+    emulator.stop()
+    for thread in threading.enumerate():
+        if thread.name.startswith("gbtrack-sender-io"):
+            thread.join(10)
+    gc.collect()
+
+
 CHILD_SCRIPT = """
 import multiprocessing, sys
 from gbtrack import Event

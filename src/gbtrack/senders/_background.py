@@ -55,6 +55,9 @@ _log = logging.getLogger("gbtrack")
 
 _CHILD_EXIT_PRIORITY = 10  # multiprocessing runs finalizers of priority >= 0 at exit
 _STOP_GRACE = 0.05  # seconds close() gives the worker past its deadline to stop
+# Seconds close() waits for a worker that began counting what it holds (a fraction of a
+# millisecond, unless the worker is descheduled or an on_error hook is slow).
+_ABANDON_WAIT = 1.0
 _SPILLABLE = frozenset({"queue_overflow", "retries_exhausted", "expired", "closed", "unauthorized"})
 
 
@@ -809,7 +812,10 @@ class BackgroundSender(BaseSender):
         Events still unsettled after ``timeout`` are spilled or dropped with reason
         ``closed``; later sends are dropped with reason ``closed``. When anything was
         dropped or spilled, one WARNING line gives this sender's true totals (the
-        per-reason drop lines are throttled).
+        per-reason drop lines are throttled). Those totals, and :meth:`stats`, include
+        what the worker gave up: a worker that began counting it is waited for (up to
+        a second past ``timeout``; a fraction of a millisecond unless it is descheduled
+        or an ``on_error`` hook is slow).
 
         Returns:
             What the final :meth:`flush` answered: ``True`` if everything was
@@ -859,15 +865,20 @@ class BackgroundSender(BaseSender):
         if worker is not None and worker is not threading.current_thread():
             # A little grace past the deadline: a free worker stops in a millisecond.
             worker.join(None if deadline is None else max(time_left(deadline) or 0.0, _STOP_GRACE))
-            if worker.is_alive() and q.claim_abandon():
-                # Busy (an on_error hook, a huge batch): count what it holds here, once.
-                held = q.held
-                if held:
-                    self.reporter.drop(
-                        "closed",
-                        f"{held} event(s) held by a busy worker when the sender closed",
-                        n=held,
-                    )
+            if worker.is_alive():
+                if q.claim_abandon():
+                    # Busy (an on_error hook, a huge batch): count what it holds here, once.
+                    held = q.held
+                    if held:
+                        self.reporter.drop(
+                            "closed",
+                            f"{held} event(s) held by a busy worker when the sender closed",
+                            n=held,
+                        )
+                else:
+                    # The worker is counting what it holds (claimed first): wait for its
+                    # count, so that stats() and the closing line include it.
+                    q.abandon_done.wait(_ABANDON_WAIT)
         # Sends that raced with close() after the worker's last sweep.
         self._dispatcher.abandon_queue()
 

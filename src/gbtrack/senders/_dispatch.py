@@ -141,7 +141,10 @@ class Dispatcher:
             _log.exception("gbtrack: sender worker crashed")
             self.owner.reporter.note_error("sender worker crashed")
         finally:
-            self.abandon_all()
+            try:
+                self.abandon_all()
+            finally:
+                self.queue.abandon_done.set()  # close() may be waiting for the count
 
     def _loop(self) -> None:
         wake, q = self.wake, self.queue

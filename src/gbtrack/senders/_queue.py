@@ -127,6 +127,7 @@ class EventQueue:
         "_overflow_event",
         "_overflow_lock",
         "_overflow_reported_at",
+        "abandon_done",
         "batch_size",
         "block_timeout",
         "blocked",
@@ -177,6 +178,7 @@ class EventQueue:
         self.full_at = capacity  # capacity - held: one comparison on the hot path
         self.live: dict[int, int] = {}  # unfinished jobs by their drain's mark
         self._abandoned = False  # whoever sets it (worker or close) reports what is held
+        self.abandon_done = threading.Event()  # the worker has reported what it held
         self._overflow_lock = threading.Lock()
         self.overflow_pending = 0  # overflow drops counted but not yet reported
         self._overflow_event: Queued | None = None
