@@ -450,7 +450,7 @@ class OrderPlan:
                 token = UNSET  # a path that found None: the ambient token, as @track
             identity = complete_identity(cid, email, mobile, token)
             if identity is None:
-                sink.no_customer("order", self.qualname)
+                sink.no_customer("order", self.qualname, about=("order", None, self.on_outcome))
                 return
             found.role = "the order"
             draft = order_draft(
@@ -471,6 +471,7 @@ class OrderPlan:
                 f"order from {self.qualname}: {exc}",
                 function=self.qualname,
                 exc=exc,
+                about=("order", None, self.on_outcome),
             )
             return
         except Exception as exc:
@@ -483,6 +484,7 @@ class OrderPlan:
                 + f" raised {type(exc).__name__}",
                 function=self.qualname,
                 exc=exc,
+                about=("order", None, self.on_outcome),
             )
             return
         sink.submit_order(draft)

@@ -23,13 +23,13 @@ from collections import deque
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from types import MappingProxyType
-from typing import TYPE_CHECKING, Any, Literal
+from typing import TYPE_CHECKING, Any, Literal, cast
 
 from gbtrack._event import EVENT_HOOKS, attach_hook, item_hook
+from gbtrack._order import OrderDraft
 
 if TYPE_CHECKING:
     from gbtrack._event import Event, EventDraft
-    from gbtrack._order import OrderDraft
     from gbtrack._report import Reporter
 
 __all__ = [
@@ -37,10 +37,13 @@ __all__ = [
     "DeliveryOutcome",
     "OutcomeHook",
     "OutcomeHooks",
+    "Unsent",
     "attach_hook",
+    "dropped_outcome",
     "event_outcome",
     "item_hook",
     "order_outcome",
+    "own_hook",
 ]
 
 Status = Literal["delivered", "dropped", "persisted"]
@@ -130,6 +133,40 @@ def order_outcome(
 
 OutcomeHook = Callable[[DeliveryOutcome], object]
 """``hook(outcome)``: called once per item with its final outcome; its return is ignored."""
+
+Unsent = tuple[Literal["event", "order"], "str | None", "OutcomeHook | None"]
+"""What a drop before any draft existed is about: the resource, its reference (an
+event's name; ``None`` for an order whose id was not read) and the item's own hook."""
+
+
+def own_hook(about: Event | EventDraft | OrderDraft | Unsent) -> OutcomeHook | None:
+    """The item's own outcome hook, if it has one."""
+    if type(about) is tuple:  # Unsent (drafts are tuples of their own types)
+        return cast("Unsent", about)[2]
+    if isinstance(about, OrderDraft):
+        return about.on_outcome
+    return item_hook(about)
+
+
+def dropped_outcome(
+    about: Event | EventDraft | OrderDraft | Unsent,
+    reason: str,
+    message: str,
+    function: str | None,
+) -> DeliveryOutcome:
+    """The outcome of an item the tracker dropped before its sender.
+
+    ``about`` is the draft, the event or the order when there is one; otherwise an
+    :data:`Unsent` triple (the customer is then unknown: ``""``).
+    """
+    if type(about) is tuple:
+        resource, reference, _ = cast("Unsent", about)
+        return DeliveryOutcome(
+            resource, "dropped", "", reference, reason=reason, error=message, function=function
+        )
+    if isinstance(about, OrderDraft):
+        return order_outcome(about, "dropped", reason, message)
+    return event_outcome(cast("Event | EventDraft", about), "dropped", reason, message)
 
 
 class OutcomeHooks:

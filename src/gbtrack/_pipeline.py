@@ -27,6 +27,8 @@ from typing import Union
 from gbtrack._delivery import sender_from_config
 from gbtrack._errors import InvalidEventError, TrackingError
 from gbtrack._event import Event, EventDraft, Limits, mask_email, mask_mobile
+from gbtrack._order import OrderDraft
+from gbtrack._outcomes import Unsent, dropped_outcome, own_hook
 from gbtrack._report import Reporter, Stats, logger, warn_user
 from gbtrack._schema import check_planned
 from gbtrack._settings import BeforeSend, TrackerSettings
@@ -34,7 +36,7 @@ from gbtrack._state import Gate
 from gbtrack._state import _open as _bindings
 from gbtrack._state import bound_transaction as _bound_transaction
 from gbtrack._transaction import TransactionBinding
-from gbtrack.senders._base import BatchHook, LoggingSender, Sender, SenderTraits
+from gbtrack.senders._base import BatchHook, LoggingSender, Sender, SenderTraits, Tell
 
 __all__ = [
     "Books",
@@ -70,12 +72,16 @@ class Books:
     (``sampled_out``, ``before_send``) are counted here and are not errors.
     """
 
-    __slots__ = ("_filtered", "_lock", "debug", "reporter", "strict")
+    __slots__ = ("_filtered", "_lock", "debug", "hooked", "reporter", "strict", "tell")
 
     def __init__(self, reporter: Reporter) -> None:
         self.reporter = reporter
         self.strict = False
         self.debug = False
+        # Outcomes of drops made here: the sender's way to run the hooks (None: it runs
+        # none), and whether the tracker has an on_outcome hook (an item may have its own).
+        self.tell: Tell | None = None
+        self.hooked = False
         self._filtered: dict[str, int] = {}
         self._lock = threading.Lock()
 
@@ -86,13 +92,22 @@ class Books:
         *,
         function: str | None = None,
         exc: BaseException | None = None,
+        about: Event | EventDraft | OrderDraft | Unsent | None = None,
     ) -> None:
         """Count, log and report a dropped event; raise it under ``strict``.
+
+        With ``about`` (the item, or what it would have been), its outcome goes to the
+        ``on_outcome`` hooks too, through the sender (on its thread), before the raise.
 
         Raises:
             TrackingError: Under ``strict``.
         """
         error = self.reporter.drop(reason, message, function=function, exc_info=exc)
+        tell = self.tell
+        if tell is not None and about is not None:
+            hook = own_hook(about)
+            if hook is not None or self.hooked:  # no hook: no outcome built
+                tell(dropped_outcome(about, reason, message, function), hook)
         if self.strict:
             raise error
 
@@ -122,6 +137,7 @@ class Books:
             ),
             function=draft.function,
             exc=exc,
+            about=draft,
         )
 
 
@@ -289,6 +305,7 @@ def _plan_check(books: Books) -> DraftStep:
             "unplanned_event",
             f"event {draft.name!r}{where(draft.function)}: {problem}",
             function=draft.function,
+            about=draft,
         )
         return False
 
@@ -314,7 +331,7 @@ def _validator(limits: Limits, books: Books, *, keep_draft: bool) -> ItemStep:
             event = draft.to_event(limits)
         except InvalidEventError as exc:
             # to_event's message already names the event and the function
-            books.drop("invalid_event", str(exc), function=draft.function, exc=exc)
+            books.drop("invalid_event", str(exc), function=draft.function, exc=exc, about=draft)
             return None
         return draft if keep_draft else event
 
@@ -378,6 +395,7 @@ def _binding_leg(
                 "the business transaction goes on without it",
                 function=draft.function,
                 exc=exc,
+                about=draft,
             )
             return False
         if event.session_token is not None:
@@ -407,7 +425,7 @@ def run_before_send(
 
     def failed(reason: str, message: str, exc: Exception | None) -> None:
         if inline:
-            books.drop(reason, message, function=function, exc=exc)  # strict raises
+            books.drop(reason, message, function=function, exc=exc, about=event)  # strict raises
         else:
             books.reporter.drop(reason, message, function=function, exc_info=exc)
 

@@ -494,7 +494,7 @@ class ConstantPlan:
         except TrackingError:
             raise
         except Exception as exc:
-            _failed(tracker, self.name, self.qualname, "the identity", exc)
+            _failed(tracker, self.name, self.qualname, "the identity", exc, self.on_outcome)
             return
         _submit(tracker, self, identity, self.values)
 
@@ -510,7 +510,7 @@ def _submit(
     A plan with its own outcome hook puts it on the draft, as a tenth element.
     """
     if identity is None:
-        tracker.no_customer(plan.name, plan.qualname)
+        tracker.no_customer(plan.name, plan.qualname, ("event", plan.name, plan.on_outcome))
         return
     fields = (plan.name, *identity, plan.keys, values, plan.qualname, _now())
     hook = plan.on_outcome
@@ -719,7 +719,7 @@ class Plan:
         except TrackingError:
             raise
         except Exception as exc:
-            _failed(tracker, self.name, self.qualname, "the event", exc)
+            _failed(tracker, self.name, self.qualname, "the event", exc, self.on_outcome)
             return
         _submit(tracker, self, identity, values)
 
@@ -767,7 +767,8 @@ class Plan:
         if not isinstance(exc, InvalidEventError):
             role = self._culprit(instance, args, kwargs, result, error)
         what = self.described.get(role)
-        _failed(tracker, self.name, self.qualname, f"{role} ({what})" if what else role, exc)
+        role = f"{role} ({what})" if what else role
+        _failed(tracker, self.name, self.qualname, role, exc, self.on_outcome)
 
     def _culprit(
         self,
@@ -968,7 +969,14 @@ def _one(reader: SlotReader | None, name: str) -> SlotReader:
     return read
 
 
-def _failed(tracker: Tracker, name: str, qualname: str, role: str, exc: Exception) -> None:
+def _failed(
+    tracker: Tracker,
+    name: str,
+    qualname: str,
+    role: str,
+    exc: Exception,
+    hook: OutcomeHook | None,
+) -> None:
     invalid = isinstance(exc, InvalidEventError)
     tracker.drop(
         "invalid_event" if invalid else "resolver_error",
@@ -976,6 +984,7 @@ def _failed(tracker: Tracker, name: str, qualname: str, role: str, exc: Exceptio
         + (str(exc) if invalid else f"resolving {role} raised {type(exc).__name__}"),
         function=qualname,
         exc=exc,
+        about=("event", name, hook),
     )
 
 

@@ -249,6 +249,7 @@ class Span:
                 "resolver_error",
                 f"span {self.name!r}: reading its metadata raised {type(self._broken).__name__}",
                 exc=self._broken,
+                about=("event", self.name, None),
             )
         else:
             self.event = tracker.record(

@@ -77,13 +77,14 @@ class CallSink(Protocol):
         *,
         function: str | None = None,
         exc: BaseException | None = None,
+        about: Any = None,
     ) -> None:
-        """Count, log and report a dropped event; raise it when strict."""
+        """Count, log and report a dropped event (``about``: the item); raise when strict."""
 
     def count(self, key: str) -> None:
         """Add one to counter ``key``."""
 
-    def no_customer(self, name: str, function: str | None) -> None:
+    def no_customer(self, name: str, function: str | None, about: Any = None) -> None:
         """Drop an event that has no customer id."""
 
     def missing(self, event: str, field: str, message: str) -> None:

@@ -26,10 +26,10 @@ from gbtrack._context import complete_identity
 from gbtrack._decorator import track as _track
 from gbtrack._delivery import sender_from_config
 from gbtrack._errors import ConfigurationError, GbtrackError, InvalidEventError, TrackingError
-from gbtrack._event import DEFAULT_LIMITS, EventDraft, Limits
+from gbtrack._event import DEFAULT_LIMITS, Event, EventDraft, Limits
 from gbtrack._order import OrderDraft, StoredOrder, order_draft
 from gbtrack._order_decorator import ORDERS_FIX, sender_takes_orders
-from gbtrack._outcomes import OutcomeHook
+from gbtrack._outcomes import OutcomeHook, Unsent
 from gbtrack._pipeline import (
     Books,
     LoopWarnings,
@@ -214,6 +214,7 @@ class Tracker:
             ):
                 self._sender = sender
                 self._traits = self._attach(sender) if sender is not None else _NO_TRAITS
+            self._books.tell, self._books.hooked = self._traits.tell, bool(settings.on_outcome)
             self._compile()
         return previous
 
@@ -585,7 +586,12 @@ class Tracker:
             else:
                 keys = values = ()
         except InvalidEventError as exc:
-            self.drop("invalid_event", f"event {name!r}{where(function)}: {exc}", exc=exc)
+            self.drop(
+                "invalid_event",
+                f"event {name!r}{where(function)}: {exc}",
+                exc=exc,
+                about=("event", name, on_outcome),
+            )
             return None
         except Exception as exc:
             self.drop(
@@ -593,10 +599,11 @@ class Tracker:
                 f"event {name!r}{where(function)}: reading a value raised {type(exc).__name__}",
                 function=function,
                 exc=exc,
+                about=("event", name, on_outcome),
             )
             return None
         if identity is None:
-            self.no_customer(name, function)
+            self.no_customer(name, function, about=("event", name, on_outcome))
             return None
         fields = (name, *identity, keys, values, function, _now())
         draft: EventDraft = _new_draft(
@@ -645,7 +652,7 @@ class Tracker:
         try:
             identity = complete_identity(customer_id, email, mobile, session_token)
             if identity is None:
-                self.no_customer("order", None)
+                self.no_customer("order", None, about=("order", None, on_outcome))
                 return None
             draft = order_draft(
                 customer_id=identity[0],
@@ -671,13 +678,16 @@ class Tracker:
                 on_outcome=on_outcome,
             )
         except InvalidEventError as exc:
-            self.drop("invalid_event", f"order: {exc}", exc=exc)
+            self.drop("invalid_event", f"order: {exc}", exc=exc, about=("order", None, on_outcome))
             return None
         except TrackingError:
             raise
         except Exception as exc:
             self.drop(
-                "resolver_error", f"order: reading a value raised {type(exc).__name__}", exc=exc
+                "resolver_error",
+                f"order: reading a value raised {type(exc).__name__}",
+                exc=exc,
+                about=("order", None, on_outcome),
             )
             return None
         return draft if self.submit_order(draft) else None
@@ -708,7 +718,13 @@ class Tracker:
             try:
                 draft.to_body(self.limits)
             except InvalidEventError as exc:
-                self.drop("invalid_event", f"{where_from}: {exc}", function=draft.function, exc=exc)
+                self.drop(
+                    "invalid_event",
+                    f"{where_from}: {exc}",
+                    function=draft.function,
+                    exc=exc,
+                    about=draft,
+                )
                 return False
         try:
             sender = self.sender
@@ -718,6 +734,7 @@ class Tracker:
                 f"{where_from}: creating the default sender raised {type(exc).__name__}: {exc}",
                 function=draft.function,
                 exc=exc,
+                about=draft,
             )
             return False
         if not sender_takes_orders(self._traits):
@@ -725,6 +742,7 @@ class Tracker:
                 "orders_unsupported",
                 f"{where_from}: {type(sender).__name__} does not take orders; {ORDERS_FIX}",
                 function=draft.function,
+                about=draft,
             )
             return False
         try:
@@ -735,6 +753,7 @@ class Tracker:
                 f"{where_from}: {type(sender).__name__}.send raised {type(exc).__name__}",
                 function=draft.function,
                 exc=exc,
+                about=draft,
             )
             return False
         self._reporter.count_sent()
@@ -745,7 +764,13 @@ class Tracker:
         try:
             order = StoredOrder.of(draft, self.limits)
         except InvalidEventError as exc:
-            self.drop("invalid_event", f"{where_from}: {exc}", function=draft.function, exc=exc)
+            self.drop(
+                "invalid_event",
+                f"{where_from}: {exc}",
+                function=draft.function,
+                exc=exc,
+                about=draft,
+            )
             return False
         try:
             bound.insert_order(order)
@@ -756,6 +781,7 @@ class Tracker:
                 f"({type(exc).__name__}); the business transaction goes on without it",
                 function=draft.function,
                 exc=exc,
+                about=draft,
             )
             return False
         if draft.session_token is not None:
@@ -842,6 +868,7 @@ class Tracker:
         *,
         function: str | None = None,
         exc: BaseException | None = None,
+        about: Event | EventDraft | OrderDraft | Unsent | None = None,
     ) -> None:
         """Count, log and report a dropped event; raise it when ``strict``.
 
@@ -850,22 +877,29 @@ class Tracker:
             message: What happened, without values, keys or unmasked PII.
             function: The tracked function's qualified name, when there is one.
             exc: The underlying exception, chained as ``__cause__``.
+            about: The dropped item (a draft, an event or an order), or what it would
+                have been (``("event", name)``, ``("order", None)``): its outcome goes
+                to the ``on_outcome`` hooks, on the sender's thread.
 
         Raises:
             TrackingError: When ``strict``.
         """
-        self._books.drop(reason, message, function=function, exc=exc)
+        self._books.drop(reason, message, function=function, exc=exc, about=about)
 
     def count(self, key: str) -> None:
         """Add one to counter ``key`` (e.g. ``skipped`` when ``when=`` is false)."""
         self._reporter.count(key)
 
-    def no_customer(self, name: str, function: str | None) -> None:
-        """Drop an event that has no customer id (reason ``no_customer_id``)."""
+    def no_customer(self, name: str, function: str | None, about: Unsent | None = None) -> None:
+        """Drop an event (or an order) that has no customer id (reason ``no_customer_id``).
+
+        ``about`` names the item for the outcome hooks (default: the event ``name``).
+        """
         self.drop(
             "no_customer_id",
             f"event {name!r}{where(function)} has no customer_id and no identify() is active",
             function=function,
+            about=("event", name, None) if about is None else about,
         )
 
     def missing(self, event: str, field: str, message: str) -> None:

@@ -266,7 +266,8 @@ def test_direct_sender_tells_the_own_hook(emulator: GameballEmulator) -> None:
     assert [(o.reference, o.status, o.reason) for o in own.items] == [
         ("purchase", "dropped", "rejected"),
         ("purchase", "delivered", None),
-    ]  # the invalid one is dropped by the tracker, before the sender, as for its hook
+        ("bad", "dropped", "invalid_event"),  # dropped by the tracker, told all the same
+    ]
     assert emulator.event_count == 2
 
 

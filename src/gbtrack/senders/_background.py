@@ -33,6 +33,8 @@ from gbtrack._fork import reset_after_fork
 from gbtrack._order import OrderDraft, StoredOrder
 from gbtrack._outcomes import (
     EVENT_HOOKS,
+    DeliveryOutcome,
+    OutcomeHook,
     Status,
     attach_hook,
     event_outcome,
@@ -506,6 +508,17 @@ class BackgroundSender(BaseSender):
             _log.exception("gbtrack: overflow handling failed")
         return False
 
+    def tell_outcome(self, outcome: DeliveryOutcome, item_hook: OutcomeHook | None) -> None:
+        """Run the hooks of an item the tracker dropped, on the worker (never the caller's).
+
+        Once the sender is closed (no worker to run them) they run at once.
+        """
+        if self._closed:
+            self.outcomes.emit(outcome, item_hook)
+            return
+        self.outcomes.defer(outcome, item_hook)
+        self._nudge()
+
     def _nudge(self) -> None:
         """Wake the worker, starting it first when needed."""
         if self._worker is None:
@@ -848,6 +861,7 @@ class BackgroundSender(BaseSender):
         deadline = None if timeout is None else time.monotonic() + timeout
         ok = self.flush(timeout)
         self._stop_worker(deadline)
+        self.outcomes.run_pending()  # told while no worker ran (or after it stopped)
         self._dispatcher.pool.shutdown(time_left(deadline))
         self._queue.report_overflow(force=True)
         self._close_owned(deadline)

@@ -23,7 +23,7 @@ from gbtrack._errors import InvalidEventError
 from gbtrack._event import DEFAULT_LIMITS, Event, EventDraft, Limits, masked
 from gbtrack._event import validate_drafts as _validate_drafts
 from gbtrack._order import OrderDraft
-from gbtrack._outcomes import OutcomeHook, OutcomeHooks
+from gbtrack._outcomes import DeliveryOutcome, OutcomeHook, OutcomeHooks
 from gbtrack._report import ErrorHandler, Reporter, Stats
 from gbtrack._state import Gate
 
@@ -35,12 +35,17 @@ __all__ = [
     "LoggingSender",
     "Sender",
     "SenderTraits",
+    "Tell",
     "TrackerLink",
 ]
 
 BatchHook = Callable[[list[Event]], list[Event]]
 """A tracker's ``before_send`` as a sender applies it: the events validated from drafts
 in, the events to deliver out (in order; a dropped one is already counted)."""
+
+Tell = Callable[[DeliveryOutcome, "OutcomeHook | None"], None]
+"""``tell(outcome, item_hook)``: a sender runs the outcome hooks of an item the tracker
+dropped before handing it on (its own hook, then the tracker's), on its own thread."""
 
 
 @runtime_checkable
@@ -141,6 +146,10 @@ class SenderTraits:
             orders loudly then, at configure or decoration time.
         reports_outcomes: The sender calls the link's ``on_outcome`` (and each
             order's own hook) once per item with its final outcome.
+        tell: With ``reports_outcomes``: how the tracker hands the sender the outcome
+            of an item it dropped itself (no customer, invalid under ``strict``, not in
+            the plan, ...), so that the hooks hear every item once and never on the
+            caller's thread (:class:`BaseSender` defers it to its worker, if it has one).
     """
 
     takes_drafts: bool = False
@@ -151,6 +160,7 @@ class SenderTraits:
     hand_over: Callable[[Sender, float | None], bool] | None = None
     takes_orders: bool = False
     reports_outcomes: bool = False
+    tell: Tell | None = None
 
 
 @runtime_checkable
@@ -234,7 +244,16 @@ class BaseSender:
             hand_over=self.hand_over,
             takes_orders=bool(self.accepts_orders),
             reports_outcomes=self.reports_outcomes,
+            tell=self.tell_outcome if self.reports_outcomes else None,
         )
+
+    def tell_outcome(self, outcome: DeliveryOutcome, item_hook: OutcomeHook | None) -> None:
+        """Run the hooks for an item the tracker dropped (``SenderTraits.tell``).
+
+        This one runs them at once, as a blocking sender runs its others; a sender with a
+        worker defers them to it (:meth:`~gbtrack.senders.BackgroundSender.tell_outcome`).
+        """
+        self.outcomes.emit(outcome, item_hook)
 
     def fast_entry(self, link: TrackerLink) -> Gate:
         """The tracker's gate while nothing else is configured: one draft to :meth:`send`.

@@ -143,6 +143,7 @@ class Dispatcher:
         finally:
             try:
                 self.abandon_all()
+                self.outcomes.run_pending()  # outcomes told before the stop, not yet run
             finally:
                 self.queue.abandon_done.set()  # close() may be waiting for the count
 
