@@ -139,6 +139,34 @@ def utc_timestamp(value: object, field: str = "order_date") -> str:
     )
 
 
+class _Second:
+    """The last whole second :func:`now_timestamp` formatted (one entry: calls are recent)."""
+
+    whole: float = math.nan
+    prefix: str = ""
+
+
+def now_timestamp(now: float) -> str:
+    """``utc_timestamp(now)`` for a ``time.time()`` float, formatting each second once.
+
+    The milliseconds are cut from the microseconds as :meth:`datetime.fromtimestamp`
+    rounds them (half to even), so the text is the same as :func:`utc_timestamp`'s.
+    """
+    frac, whole = math.modf(now)
+    micro = round(frac * 1e6)
+    if micro >= 1_000_000:
+        micro -= 1_000_000
+        whole += 1.0
+    elif micro < 0:
+        micro += 1_000_000
+        whole -= 1.0
+    last = _Second
+    if whole != last.whole:
+        prefix = utc_timestamp(whole)[:-5]  # "...SS.000Z" without ".000Z"
+        last.whole, last.prefix = whole, prefix
+    return f"{last.prefix}.{micro // 1000:03d}Z"
+
+
 def _amount(value: object, field: str) -> int | float:
     """A non-negative, finite amount as an exact ``int`` or ``float`` (Decimal converted)."""
     cls = type(value)

@@ -18,6 +18,8 @@ from __future__ import annotations
 import dataclasses
 import functools
 import inspect
+import math
+import operator
 import time
 from collections.abc import Callable, Mapping
 from typing import Any, Final, Protocol, cast
@@ -25,20 +27,38 @@ from typing import Any, Final, Protocol, cast
 import wrapt
 from pydantic import SecretStr
 
+from gbtrack import _codegen
 from gbtrack._call import Call
 from gbtrack._checks import OrderSite, TypedPath, first_call
 from gbtrack._codegen import build_wrapper, shape_of
 from gbtrack._context import complete_identity
 from gbtrack._decorator import On, _call_site, _Decorator, _target
 from gbtrack._errors import ConfigurationError, ExpressionError, InvalidEventError, TrackingError
-from gbtrack._expr import ABSENT, MISSING, NAME, compile_steps, literal, parse
+from gbtrack._expr import (
+    _KIND_CACHE,
+    _OTHER,
+    _SEQUENCE,
+    ABSENT,
+    MISSING,
+    NAME,
+    Step,
+    _kind_of,
+    compile_steps,
+    literal,
+    parse,
+)
 from gbtrack._order import (
+    LINE_ITEM_FIELDS,
     OrderDraft,
     _amount,
+    _convert,
+    _text,
     check_channel,
     check_return_window,
     each,
+    now_timestamp,
     order_draft,
+    utc_timestamp,
 )
 from gbtrack._plan import (
     SlotReader,
@@ -125,6 +145,7 @@ class _OrderCompiler(_Compiler):
         super().__init__("order", func, on, is_async_gen)
         self.globalns = getattr(inspect.unwrap(func), "__globals__", None)
         self.callables: dict[str, Callable[..., Any]] = {}
+        self.needs_call_each = False  # an each() field is a callable of the element
 
     def error(self, message: str, **fields: Any) -> ExpressionError:
         return ExpressionError(
@@ -196,26 +217,34 @@ class _OrderCompiler(_Compiler):
         self.typed[-1] = dataclasses.replace(typed, leaf="iterable")
         element = functools.partial(_element_root, typed.root_type, typed.steps, self.globalns)
         fields: list[tuple[str, Callable[[object], object] | None, object]] = []
+        # Each field's steps from the element (None: a constant; ... a callable).
+        paths: list[tuple[Step, ...] | None] = []
         for name, inner in spec.fields.items():
             role = f"line_items.{name}"
             if isinstance(inner, literal):
                 self.sources[role] = f"literal({str(inner)!r})"
                 fields.append((name, None, str(inner)))
+                paths.append(None)
             elif isinstance(inner, str):
-                fields.append((name, self.inner_path(inner, role, element, name), None))
+                steps = self.inner_path(inner, role, element, name)
+                fields.append((name, compile_steps(steps), None))
+                paths.append(steps)
             elif callable(inner):
                 self.sources[role] = f"callable of the element {_qualname(inner)}"
                 fields.append((name, _present_call(inner), None))
+                self.needs_call_each = True
+                paths.append(None)
             elif inner is None:
                 continue
             else:
                 self.sources[role] = repr(inner)
                 fields.append((name, None, inner))
-        return _Lines(outer.read, tuple(fields))
+                paths.append(None)
+        return _Lines(outer, tuple(fields), tuple(paths))
 
     def inner_path(
         self, text: str, role: str, element: Callable[[], Any], name: str
-    ) -> Callable[[object], object]:
+    ) -> tuple[Step, ...]:
         """A path rooted at one element of the list: ``"product.id"`` reads ``line.product.id``."""
         try:
             path = parse(text)
@@ -228,7 +257,7 @@ class _OrderCompiler(_Compiler):
             "identity" if name in _TEXT_FIELDS else "amount" if name in _LINE_AMOUNTS else "any"
         )
         self.typed.append(TypedPath(role, None, text, element, steps, leaf))
-        return compile_steps(steps)
+        return steps
 
 
 def _check_guest(value: object) -> None:
@@ -275,15 +304,18 @@ class _Tree:
 class _Lines:
     """``each()`` compiled: the list's reader and each field's reader of one element."""
 
-    __slots__ = ("fields", "read")
+    __slots__ = ("fields", "outer", "paths", "read")
 
     def __init__(
         self,
-        read: SlotReader,
+        outer: _PathSlot,
         fields: tuple[tuple[str, Callable[[object], object] | None, object], ...],
+        paths: tuple[tuple[Step, ...] | None, ...],
     ) -> None:
-        self.read = read
+        self.outer = outer
+        self.read = outer.read
         self.fields = fields
+        self.paths = paths  # each field's steps from the element (None: not a path)
 
 
 class _Found:
@@ -403,6 +435,10 @@ class OrderPlan:
         self.when = when
         self.on_outcome = on_outcome
         self.emitter = self.emit
+        if _codegen.mode != "general" and not self.needs_call:
+            fast = _FastOrder.of(self, compiler)
+            if fast is not None:
+                self.emitter = fast.emit
 
     def missing(self, tracker: OrderSink, role: str) -> None:
         tracker.missing(
@@ -489,6 +525,355 @@ class OrderPlan:
 
 
 _IDENTITY_ROLES: Final = ("customer_id", "email", "mobile", "session_token")
+
+
+# --- the fast path ------------------------------------------------------------------------
+class _Bail(Exception):
+    """Something only the general path handles: it reads the call again and reports."""
+
+
+class _Ineligible(Exception):
+    """A plan the fast path does not take (decoration time)."""
+
+
+Out = list[object]
+TreeReader = Callable[[object, Out], None]
+_PLAIN_KINDS: Final = (_OTHER, _SEQUENCE)  # what read_name reads attributes of
+
+
+def _tree_reader(
+    paths: list[tuple[int, tuple[Step, ...]]], index: dict[int, int], start: int
+) -> tuple[TreeReader, int]:
+    """Read several paths from one value by appending to a list: one C call per level.
+
+    A level's names are read with one :func:`operator.attrgetter` (or ``itemgetter``
+    on a ``dict``) when :func:`~gbtrack._expr.read_name` would read them as attributes
+    (or keys); each path's value lands at ``index[path id]``, from ``start`` on (the
+    next free index is returned). ``None`` stands for ``MISSING``. Anything else
+    (a name not found, a mapping or a refused type on the way) raises: the general
+    path reads again and reports.
+    """
+    groups: dict[str, list[tuple[int, tuple[Step, ...]]]] = {}
+    direct: list[int] = []
+    other: list[tuple[int, tuple[Step, ...]]] = []
+    for pid, steps in paths:
+        if not steps:
+            direct.append(pid)
+        elif steps[0][0] == NAME:
+            groups.setdefault(cast(str, steps[0][1]), []).append((pid, steps[1:]))
+        else:
+            other.append((pid, steps))
+    names = tuple(groups)
+    for j, name in enumerate(names):
+        for pid, rest in groups[name]:
+            if not rest:
+                index[pid] = start + j
+    at = start + len(names)
+    for pid in direct:
+        index[pid], at = at, at + 1
+    others: list[Callable[[object], object]] = []
+    for pid, steps in other:
+        index[pid], at = at, at + 1
+        others.append(compile_steps(steps))
+    deeper: list[tuple[int, TreeReader]] = []
+    for j, name in enumerate(names):
+        below = [(pid, rest) for pid, rest in groups[name] if rest]
+        if below:
+            child, at = _tree_reader(below, index, at)
+            deeper.append((j, child))
+    attrs = operator.attrgetter(*names) if names else None
+    items = operator.itemgetter(*names) if names else None
+    single = len(names) == 1
+    kinds = _KIND_CACHE
+
+    def read(value: object, out: Out) -> None:
+        got: Any = ()
+        if attrs is not None:
+            cls = type(value)
+            if cls is dict:
+                got = items(value)  # type: ignore[misc,arg-type]  # KeyError: absent
+            else:
+                kind = kinds.get(cls)
+                if kind is None:
+                    kind = _kind_of(cls)
+                if kind not in _PLAIN_KINDS:
+                    raise _Bail
+                got = attrs(value)  # AttributeError: absent
+            if single:
+                got = (got,)
+            out += got
+        for _ in direct:
+            out.append(value)
+        for reader in others:
+            found = reader(value)
+            if found is ABSENT:
+                raise _Bail
+            out.append(found)
+        for j, child in deeper:
+            child(got[j], out)
+
+    return read, at
+
+
+class _Layout:
+    """Where each value of a call goes in one flat list, and the readers that fill it.
+
+    Constants come first (set once); the paths' values follow, appended root by root.
+    """
+
+    def __init__(self, params: Mapping[str, Any]) -> None:
+        self.params = params
+        self.slots: list[object] = []
+        self.groups: dict[str, list[tuple[int, tuple[Step, ...]]]] = {}
+
+    def place(self, slot: object, root: str | None = None) -> int:
+        """Give ``slot`` an id: a constant, or a path from a parameter or ``result``."""
+        pid = len(self.slots)
+        self.slots.append(slot)
+        if isinstance(slot, _PathSlot):
+            if slot.root != "result" and slot.root not in self.params:
+                raise _Ineligible
+            self.groups.setdefault(slot.root, []).append((pid, slot.steps))
+        elif slot is not None and not isinstance(slot, _Constant):
+            raise _Ineligible
+        return pid
+
+    def finish(self) -> tuple[Out, list[tuple[str, TreeReader]], dict[int, int]]:
+        """The constants' list, each root's reader and each id's index."""
+        index: dict[int, int] = {}
+        constants: Out = []
+        for pid, slot in enumerate(self.slots):
+            if not isinstance(slot, _PathSlot):
+                index[pid] = len(constants)
+                constants.append(slot.value if isinstance(slot, _Constant) else None)
+        readers = []
+        at = len(constants)
+        for root, paths in self.groups.items():
+            reader, at = _tree_reader(paths, index, at)
+            readers.append((root, reader))
+        return constants, readers, index
+
+
+def _guest(value: object) -> bool:
+    if type(value) is not bool:
+        raise _Bail
+    return value
+
+
+def _cashback(value: object) -> dict[str, int]:
+    return {"returnWindow": check_return_window(value)}
+
+
+# The optional simple arguments: role -> (wire key, conversion, placed after the lines).
+_OPTIONAL: Final[dict[str, tuple[str, Callable[[object], object], bool]]] = {
+    **{
+        role: (key, functools.partial(_amount, field=role), False)
+        for role, key in (
+            ("total_price", "totalPrice"),
+            ("total_discount", "totalDiscount"),
+            ("total_shipping", "totalShipping"),
+            ("total_tax", "totalTax"),
+        )
+    },
+    "guest": ("guest", _guest, True),
+    "channel": ("channel", check_channel, True),
+    "cart_id": ("cartId", functools.partial(_text, field="cart_id"), True),
+    "return_window_days": ("cashbackConfigurations", _cashback, True),
+}
+_INF: Final = math.inf
+_new = tuple.__new__
+
+
+class _FastOrder:
+    """A plan's straight-line emitter for the plain shapes, beside its general path.
+
+    Taken when every argument is a constant or a path from a parameter or ``result``
+    (no callable, resolver or reserved root but ``result``), ``line_items`` is absent
+    or an ``each()`` of paths and constants, and ``extra``/``merchant``/``redemption``
+    and ``session_token`` are left out. Each root is read once, each level of names in
+    one C call, into one flat list; plain values (exact ``str`` texts, finite
+    non-negative ``int``/``float`` amounts) are kept as they are, others converted
+    by the same functions :func:`~gbtrack._order.order_draft` uses. Anything else (a
+    path found nothing or met ``None`` on the way, a conversion failed, no customer,
+    ``when`` false, a list that is not a ``list``/``tuple``) runs the plan's general
+    path from the start, which reads again and reports exactly as it always has (a
+    property read on the way runs once more), as ``@track``'s generated path does.
+    """
+
+    __slots__ = (
+        "at",
+        "constants",
+        "date_at",
+        "line_constants",
+        "line_fields",
+        "line_read",
+        "lines_at",
+        "optional",
+        "plan",
+        "roots",
+        "when_at",
+    )
+
+    def __init__(self, plan: OrderPlan) -> None:
+        self.plan = plan
+        self.roots: tuple[tuple[Callable[..., object] | None, TreeReader], ...] = ()
+        self.constants: Out = []
+        self.at: tuple[int, int, int, int, int] = (0, 0, 0, 0, 0)
+        self.when_at: int | None = None
+        self.date_at: int | None = None
+        self.lines_at: int | None = None
+        self.optional: tuple[tuple[int, str, Callable[[object], object], bool], ...] = ()
+        self.line_constants: Out = []
+        self.line_read: TreeReader | None = None
+        self.line_fields: tuple[tuple[str, str, str, int], ...] = ()
+
+    @classmethod
+    def of(cls, plan: OrderPlan, compiler: _OrderCompiler) -> _FastOrder | None:
+        """The fast emitter of ``plan``, or ``None`` when it takes the general path only."""
+        lines = plan.lines
+        if (
+            plan.nested
+            or compiler.needs_call_each
+            or plan.identity[3] is not None
+            or not (lines is None or isinstance(lines, _Lines))
+        ):
+            return None
+        fast = cls(plan)
+        layout = _Layout(compiler.binder.params)
+        simple = dict(plan.simple)
+        try:
+            ids = [layout.place(slot) for slot in plan.identity[:3]]
+            ids += [layout.place(simple["order_id"]), layout.place(simple["total_paid"])]
+            when = None if plan.when is None else layout.place(plan.when)
+            date = layout.place(simple["order_date"]) if "order_date" in simple else None
+            optional = [
+                (layout.place(slot), *_OPTIONAL[role])
+                for role, slot in plan.simple
+                if role in _OPTIONAL
+            ]
+            outer = layout.place(lines.outer) if isinstance(lines, _Lines) else None
+        except _Ineligible:
+            return None
+        fast.constants, readers, index = layout.finish()
+        fast.roots = tuple(
+            (None if root == "result" else compiler.binder.reader(root), reader)
+            for root, reader in readers
+        )
+        fast.at = cast(Any, tuple(index[pid] for pid in ids))
+        fast.when_at = None if when is None else index[when]
+        fast.date_at = None if date is None else index[date]
+        fast.optional = tuple((index[pid], *rest) for pid, *rest in optional)  # type: ignore[misc]
+        if isinstance(lines, _Lines) and outer is not None:
+            fast.lines_at = index[outer]
+            inner = _Layout({})
+            fields = []
+            for (name, _read, constant), steps in zip(lines.fields, lines.paths, strict=True):
+                if steps is None:
+                    pid = inner.place(_Constant(constant))
+                else:
+                    pid = len(inner.slots)
+                    inner.slots.append(_PathSlot("", None, steps, cast(SlotReader, None)))
+                    inner.groups.setdefault("", []).append((pid, steps))
+                key, kind = LINE_ITEM_FIELDS[name]
+                fields.append((key, kind, name, pid))
+            fast.line_constants, line_readers, line_index = inner.finish()
+            fast.line_fields = tuple((k, kd, n, line_index[pid]) for k, kd, n, pid in fields)
+            fast.line_read = line_readers[0][1] if line_readers else None
+        return fast
+
+    def emit(
+        self,
+        tracker: Any,
+        instance: object,
+        args: tuple[Any, ...],
+        kwargs: dict[str, Any],
+        result: object,
+        error: BaseException | None,
+    ) -> None:
+        """Read, convert and submit one order; the general path for anything unusual."""
+        plan = self.plan
+        if plan.pending is not None:
+            plan.emit(tracker, instance, args, kwargs, result, error)
+            return
+        try:
+            out = self.constants.copy()
+            for param, read in self.roots:
+                read(result if param is None else param(instance, args, kwargs), out)
+            if self.when_at is not None:
+                flag = out[self.when_at]
+                if flag is None or flag is MISSING or not flag:
+                    raise _Bail  # the general path counts the skip
+            cid, email, mobile, oid_at, paid_at = self.at
+            identity = complete_identity(out[cid], out[email], out[mobile], UNSET)
+            if identity is None:
+                raise _Bail
+            value = out[oid_at]
+            oid = value if type(value) is str and value.strip() else _text(value, "order_id")
+            if oid is None:
+                raise _Bail
+            value = out[paid_at]
+            paid = (
+                value
+                if (type(value) is float or type(value) is int) and 0 <= value < _INF
+                else _amount(value, "total_paid")
+            )
+            now = _now()
+            value = None if self.date_at is None else out[self.date_at]
+            date = now_timestamp(now) if value is None or value is MISSING else utc_timestamp(value)
+            fields: list[tuple[str, object]] = []
+            after: list[tuple[str, object]] = []
+            for at, key, convert, late in self.optional:
+                value = out[at]
+                if value is not None and value is not MISSING:
+                    converted = convert(value)
+                    if converted is not None:
+                        (after if late else fields).append((key, converted))
+            if self.lines_at is not None:
+                elements = out[self.lines_at]
+                if elements is not None and elements is not MISSING:
+                    fields.append(("lineItems", self.line_items(elements)))
+            if after:
+                fields += after
+        except Exception:
+            plan.emit(tracker, instance, args, kwargs, result, error)
+            return
+        cast(OrderSink, tracker).submit_order(
+            _new(
+                OrderDraft,
+                (*identity, oid, paid, date, tuple(fields), plan.qualname, now, plan.on_outcome),
+            )
+        )
+
+    def line_items(self, elements: object) -> list[dict[str, object]]:
+        """The wire line items of ``each()``'s list (a ``list`` or ``tuple`` only)."""
+        if type(elements) is not list and type(elements) is not tuple:
+            raise _Bail
+        read = self.line_read
+        constants = self.line_constants
+        fields = self.line_fields
+        items: list[dict[str, object]] = []
+        for element in elements:
+            row = constants.copy()
+            if read is not None:
+                read(element, row)
+            item: dict[str, object] = {}
+            for key, kind, name, at in fields:
+                value = row[at]
+                if value is None or value is MISSING:
+                    continue
+                cls = type(value)
+                if cls is str and kind == "text":
+                    if value.strip():  # type: ignore[attr-defined]
+                        item[key] = value
+                elif (cls is int or cls is float) and kind == "amount" and 0 <= value < _INF:  # type: ignore[operator]
+                    item[key] = value
+                else:
+                    where = f"line_items[{len(items)}].{name}"
+                    converted = _convert(value, kind, where)
+                    if converted is not None:
+                        item[key] = converted
+            items.append(item)
+        return items
 
 
 def track_order(
