@@ -15,7 +15,7 @@ import math
 import random
 from collections.abc import Callable
 from decimal import Decimal
-from typing import Any, Final
+from typing import Any, Final, NamedTuple
 
 import pytest
 from tests._paths import call_path  # noqa: F401 - runs every test on both call paths
@@ -38,6 +38,12 @@ class _Product:
 
 @dataclasses.dataclass
 class _Line:
+    product: Any
+    quantity: Any
+    price: Any
+
+
+class _Line2(NamedTuple):
     product: Any
     quantity: Any
     price: Any
@@ -141,6 +147,13 @@ _CASES: dict[str, tuple[Any, Any]] = {
     "blank order id": (_Buyer("c-1"), _Order(" ", 1.0, [])),
     "lines is a string": (_Buyer("c-1"), _Order("A-1", 1.0, "abc")),
     "a str subclass": (_Buyer("c-1"), _Order(type("S", (str,), {})("A-1"), 1.0, [])),
+    "mixed classes of lines": (
+        _Buyer("c-1"),
+        _Order(
+            "A-1", 1.0, [_line(1), _Line(_Product("p", "n"), 1, 1), _Line2(_Product(1, "n"), 2, 3)]
+        ),
+    ),
+    "a line missing a key": (_Buyer("c-1"), _Order("A-1", 1.0, [{"product": {"id": "p"}}])),
 }
 
 
@@ -155,6 +168,7 @@ _FAST: Final = frozenset(
         "no lines",
         "empty lines",
         "a str subclass",
+        "mixed classes of lines",
     }
 )
 
@@ -204,6 +218,7 @@ def test_the_plain_shape_takes_the_fast_path() -> None:
         {"line_items": "result.lines"},
         {"order_id": lambda call: "A-1"},
         {"line_items": each("result.lines", sku=lambda line: "s")},
+        {"line_items": each("result.lines", title="product.name[0]")},
     ],
 )
 def test_other_shapes_take_the_general_path(extra: dict[str, Any]) -> None:

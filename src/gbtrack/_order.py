@@ -164,7 +164,10 @@ def now_timestamp(now: float) -> str:
     if whole != last.whole:
         prefix = utc_timestamp(whole)[:-5]  # "...SS.000Z" without ".000Z"
         last.whole, last.prefix = whole, prefix
-    return f"{last.prefix}.{micro // 1000:03d}Z"
+    return last.prefix + _MILLIS[micro // 1000]
+
+
+_MILLIS: Final = tuple(f".{ms:03d}Z" for ms in range(1000))
 
 
 def _amount(value: object, field: str) -> int | float:

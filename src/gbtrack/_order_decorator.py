@@ -18,11 +18,12 @@ from __future__ import annotations
 import dataclasses
 import functools
 import inspect
+import keyword
 import math
 import operator
 import time
 from collections.abc import Callable, Mapping
-from typing import Any, Final, Protocol, cast
+from typing import Any, Final, Literal, Protocol, cast
 
 import wrapt
 from pydantic import SecretStr
@@ -30,7 +31,7 @@ from pydantic import SecretStr
 from gbtrack import _codegen
 from gbtrack._call import Call
 from gbtrack._checks import OrderSite, TypedPath, first_call
-from gbtrack._codegen import build_wrapper, shape_of
+from gbtrack._codegen import RowField, build_rows, build_wrapper, shape_of
 from gbtrack._context import complete_identity
 from gbtrack._decorator import On, _call_site, _Decorator, _target
 from gbtrack._errors import ConfigurationError, ExpressionError, InvalidEventError, TrackingError
@@ -704,13 +705,11 @@ class _FastOrder:
         "at",
         "constants",
         "date_at",
-        "line_constants",
-        "line_fields",
-        "line_read",
         "lines_at",
         "optional",
         "plan",
         "roots",
+        "rows",
         "when_at",
     )
 
@@ -723,9 +722,7 @@ class _FastOrder:
         self.date_at: int | None = None
         self.lines_at: int | None = None
         self.optional: tuple[tuple[int, str, Callable[[object], object], bool], ...] = ()
-        self.line_constants: Out = []
-        self.line_read: TreeReader | None = None
-        self.line_fields: tuple[tuple[str, str, str, int], ...] = ()
+        self.rows: Callable[[Any], list[dict[str, object]]] | None = None
 
     @classmethod
     def of(cls, plan: OrderPlan, compiler: _OrderCompiler) -> _FastOrder | None:
@@ -765,20 +762,9 @@ class _FastOrder:
         fast.optional = tuple((index[pid], *rest) for pid, *rest in optional)  # type: ignore[misc]
         if isinstance(lines, _Lines) and outer is not None:
             fast.lines_at = index[outer]
-            inner = _Layout({})
-            fields = []
-            for (name, _read, constant), steps in zip(lines.fields, lines.paths, strict=True):
-                if steps is None:
-                    pid = inner.place(_Constant(constant))
-                else:
-                    pid = len(inner.slots)
-                    inner.slots.append(_PathSlot("", None, steps, cast(SlotReader, None)))
-                    inner.groups.setdefault("", []).append((pid, steps))
-                key, kind = LINE_ITEM_FIELDS[name]
-                fields.append((key, kind, name, pid))
-            fast.line_constants, line_readers, line_index = inner.finish()
-            fast.line_fields = tuple((k, kd, n, line_index[pid]) for k, kd, n, pid in fields)
-            fast.line_read = line_readers[0][1] if line_readers else None
+            fast.rows = _rows(lines)
+            if fast.rows is None:
+                return None
         return fast
 
     def emit(
@@ -848,32 +834,53 @@ class _FastOrder:
         """The wire line items of ``each()``'s list (a ``list`` or ``tuple`` only)."""
         if type(elements) is not list and type(elements) is not tuple:
             raise _Bail
-        read = self.line_read
-        constants = self.line_constants
-        fields = self.line_fields
-        items: list[dict[str, object]] = []
-        for element in elements:
-            row = constants.copy()
-            if read is not None:
-                read(element, row)
-            item: dict[str, object] = {}
-            for key, kind, name, at in fields:
-                value = row[at]
-                if value is None or value is MISSING:
-                    continue
-                cls = type(value)
-                if cls is str and kind == "text":
-                    if value.strip():  # type: ignore[attr-defined]
-                        item[key] = value
-                elif (cls is int or cls is float) and kind == "amount" and 0 <= value < _INF:  # type: ignore[operator]
-                    item[key] = value
-                else:
-                    where = f"line_items[{len(items)}].{name}"
-                    converted = _convert(value, kind, where)
-                    if converted is not None:
-                        item[key] = converted
-            items.append(item)
-        return items
+        return self.rows(elements)  # type: ignore[misc]
+
+
+def _rows(lines: _Lines) -> Callable[[Any], list[dict[str, object]]] | None:
+    """``each()``'s generated loop (:func:`gbtrack._codegen.build_rows`), or ``None``.
+
+    ``None`` when a field's path steps by index or key, or names something that is not
+    an identifier: those take the general path.
+    """
+    fields: list[RowField] = []
+    kinds: list[tuple[str, str, str]] = []
+    for (name, _read, constant), steps in zip(lines.fields, lines.paths, strict=True):
+        key, kind = LINE_ITEM_FIELDS[name]
+        kinds.append((key, kind, name))
+        check: Literal["text", "amount"] | None = (
+            "text" if kind == "text" else "amount" if kind == "amount" else None
+        )
+        if steps is None:  # a constant: kept as it is when plain, or converted per element
+            plain = (
+                (type(constant) is str and constant.strip())
+                if kind == "text"
+                else (
+                    type(constant) in (int, float) and 0 <= constant < _INF  # type: ignore[operator]
+                )
+            )
+            fields.append((key, None, constant, check if plain else None))
+            continue
+        names = tuple(arg for step_kind, arg in steps if step_kind == NAME)
+        if len(names) != len(steps) or not all(
+            isinstance(n, str) and n.isidentifier() and not keyword.iskeyword(n) for n in names
+        ):
+            return None
+        fields.append((key, cast(tuple[str, ...], names), None, check))
+    return build_rows(tuple(fields), functools.partial(_line_item, tuple(kinds)), _Bail)
+
+
+def _line_item(
+    kinds: tuple[tuple[str, str, str], ...], index: int, values: tuple[object, ...]
+) -> dict[str, object]:
+    """One line item whose values are not all plain: converted as ``line_item()`` does."""
+    item: dict[str, object] = {}
+    for (key, kind, name), value in zip(kinds, values, strict=True):
+        if value is not None and value is not MISSING:
+            converted = _convert(value, kind, f"line_items[{index}].{name}")
+            if converted is not None:
+                item[key] = converted
+    return item
 
 
 def track_order(
