@@ -21,6 +21,9 @@ a plan without one is written as before). Everything else (the gate
 closed, a guard failed, a read raised) takes the plan's general path, which reads again
 and reports exactly as it always has (a property read on the way runs once more).
 
+:func:`build_rows` writes one more, smaller function the same way: ``@track_order``'s
+loop from ``each()``'s elements to wire line items (type guards per level of names).
+
 The source stays in :mod:`linecache` for the life of the process, as attrs' does: a
 few kilobytes per distinct source.
 """
@@ -45,7 +48,7 @@ from gbtrack._state import active
 if TYPE_CHECKING:
     from gbtrack._state import CallSink
 
-__all__ = ["Mode", "Shape", "Wrapper", "build_wrapper", "mode"]
+__all__ = ["Mode", "RowField", "Shape", "Wrapper", "build_rows", "build_wrapper", "mode"]
 
 Shape = Literal["sync", "coroutine", "generator", "async_generator"]
 

@@ -11,6 +11,13 @@ completes the identity from :func:`gbtrack.identify`, converts them with
 :func:`gbtrack._order.order_draft` on the caller's thread and hands the
 :class:`~gbtrack.OrderDraft` to ``tracker.submit_order``; a failure is a counted drop
 (``resolver_error``, ``invalid_event``), raised only when the tracker is ``strict``.
+
+A plan of the plain shapes emits through :class:`_FastOrder` instead (not under
+``_codegen.mode == "general"``): each root read once, each level of names in one C
+call, ``each()``'s elements by a loop :func:`gbtrack._codegen.build_rows` generates,
+plain values kept as they are; the very draft the general path builds. Anything it
+does not handle runs the general path from the start (tests/test_track_order_paths.py
+holds the two to one behaviour).
 """
 
 from __future__ import annotations
@@ -808,33 +815,32 @@ class _FastOrder:
             date = now_timestamp(now) if value is None or value is MISSING else utc_timestamp(value)
             fields: list[tuple[str, object]] = []
             after: list[tuple[str, object]] = []
-            for at, key, convert, late in self.optional:
-                value = out[at]
-                if value is not None and value is not MISSING:
-                    converted = convert(value)
-                    if converted is not None:
-                        (after if late else fields).append((key, converted))
-            if self.lines_at is not None:
-                elements = out[self.lines_at]
+            if self.optional:
+                for at, key, convert, late in self.optional:
+                    value = out[at]
+                    if value is not None and value is not MISSING:
+                        converted = convert(value)
+                        if converted is not None:
+                            (after if late else fields).append((key, converted))
+            rows = self.rows
+            if rows is not None:
+                elements = out[self.lines_at]  # type: ignore[index]
                 if elements is not None and elements is not MISSING:
-                    fields.append(("lineItems", self.line_items(elements)))
+                    if type(elements) is not list and type(elements) is not tuple:
+                        raise _Bail  # another iterable: read once, by the general path
+                    fields.append(("lineItems", rows(elements)))
             if after:
                 fields += after
         except Exception:
             plan.emit(tracker, instance, args, kwargs, result, error)
             return
-        cast(OrderSink, tracker).submit_order(
+        sink: OrderSink = tracker
+        sink.submit_order(
             _new(
                 OrderDraft,
                 (*identity, oid, paid, date, tuple(fields), plan.qualname, now, plan.on_outcome),
             )
         )
-
-    def line_items(self, elements: object) -> list[dict[str, object]]:
-        """The wire line items of ``each()``'s list (a ``list`` or ``tuple`` only)."""
-        if type(elements) is not list and type(elements) is not tuple:
-            raise _Bail
-        return self.rows(elements)  # type: ignore[misc]
 
 
 def _rows(lines: _Lines) -> Callable[[Any], list[dict[str, object]]] | None:
