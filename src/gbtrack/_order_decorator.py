@@ -594,6 +594,22 @@ def _tree_reader(
     single = len(names) == 1
     kinds = _KIND_CACHE
 
+    def read_names(value: object, out: Out) -> None:  # the common level: names only
+        cls = type(value)
+        if cls is dict:
+            got = items(value)  # type: ignore[misc,arg-type]  # KeyError: absent
+        else:
+            kind = kinds.get(cls)
+            if kind is None:
+                kind = _kind_of(cls)
+            if kind not in _PLAIN_KINDS:
+                raise _Bail
+            got = attrs(value)  # type: ignore[misc]  # AttributeError: absent
+        out += (got,) if single else got
+
+    if attrs is not None and not (direct or others or deeper):
+        return read_names, at
+
     def read(value: object, out: Out) -> None:
         got: Any = ()
         if attrs is not None:
