@@ -35,7 +35,7 @@ from typing import Any, Final, Literal, Protocol, cast
 import wrapt
 from pydantic import SecretStr
 
-from gbtrack import _codegen
+import gbtrack._codegen as _codegen
 from gbtrack._call import Call
 from gbtrack._checks import OrderSite, TypedPath, first_call
 from gbtrack._codegen import RowField, build_rows, build_wrapper, shape_of
