@@ -203,9 +203,7 @@ def test_the_plain_shape_takes_the_fast_path(monkeypatch: pytest.MonkeyPatch) ->
 @pytest.mark.parametrize(
     "extra",
     [
-        {"extra": {"a": "result.id"}},
         {"session_token": None},
-        {"line_items": "result.lines"},
         {"order_id": lambda call: "A-1"},
         {"line_items": each("result.lines", sku=lambda line: "s")},
         {"line_items": each("result.lines", title="product.name[0]")},
@@ -226,6 +224,36 @@ def test_other_shapes_take_the_general_path(extra: dict[str, Any]) -> None:
     finally:
         od._FastOrder.of = original  # type: ignore[method-assign]
     assert compiled in ([], [None])
+
+
+_NESTED: Final = {
+    "extra": {"extra": {"source": "result.channel", "n": 3, "none": "buyer.email"}},
+    "extra as one path (an index step)": {"extra": "result.lines[0]"},
+    "merchant and redemption": {
+        "merchant": {"unique_id": "result.id", "branch": {"name": "result.channel"}},
+        "redemption": {"coupon_codes": "result.channel"},
+    },
+    "lines as a path to mappings": {},
+}
+
+
+@pytest.mark.parametrize("shape", list(_NESTED))
+@pytest.mark.parametrize(
+    "lines", [[{"sku": "s", "price": 1}], [{"sku": "s", "pirce": 1}], [{"a": 1.5}], ({"b": "x"},)]
+)
+def test_nested_arguments_and_mapped_lines_on_the_fast_path(
+    shape: str, lines: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(od, "_now", lambda: 1765000000.25)
+    runs = _general_runs(monkeypatch)
+    placed = _Order("A-1", 5, lines)
+    options = {"line_items": "result.lines", **_NESTED[shape]}
+    fast = _outcome("gate", _Buyer("c-1"), placed, **options)
+    general = _outcome("general", _Buyer("c-1"), placed, **options)
+    assert fast == general
+    if fast[1] == {}:  # handed on: by the fast path alone
+        assert len(runs) == 1
+        assert fast[0]  # type: ignore[truthy-bool]
 
 
 def test_a_property_that_raises_is_the_general_paths_drop() -> None:

@@ -60,10 +60,14 @@ from gbtrack._order import (
     OrderDraft,
     _amount,
     _convert,
+    _extra,
+    _merchant,
+    _redemption,
     _text,
     check_channel,
     check_return_window,
     each,
+    line_item,
     now_timestamp,
     order_draft,
     utc_timestamp,
@@ -711,10 +715,10 @@ _new = tuple.__new__
 class _FastOrder:
     """A plan's straight-line emitter for the plain shapes, beside its general path.
 
-    Taken when every argument is a constant or a path from a parameter or ``result``
-    (no callable, resolver or reserved root but ``result``), ``line_items`` is absent
-    or an ``each()`` of paths and constants, and ``extra``/``merchant``/``redemption``
-    and ``session_token`` are left out. Each root is read once, each level of names in
+    Taken when every argument (``extra``/``merchant``/``redemption``'s values
+    included) is a constant or a path from a parameter or ``result`` (no callable,
+    resolver or reserved root but ``result``), ``each()``'s fields are name paths or
+    constants, and ``session_token`` is left out. Each root is read once, each level of names in
     one C call, into one flat list; plain values (exact ``str`` texts, finite
     non-negative ``int``/``float`` amounts) are kept as they are, others converted
     by the same functions :func:`~gbtrack._order.order_draft` uses. Anything else (a
@@ -729,6 +733,7 @@ class _FastOrder:
         "constants",
         "date_at",
         "lines_at",
+        "nested",
         "optional",
         "plan",
         "roots",
@@ -746,17 +751,14 @@ class _FastOrder:
         self.lines_at: int | None = None
         self.optional: tuple[tuple[int, str, Callable[[object], object], bool], ...] = ()
         self.rows: Callable[[Any], list[dict[str, object]]] | None = None
+        # extra, merchant, redemption: (wire key, conversion, the tree of value indices)
+        self.nested: tuple[tuple[str, Callable[[object], object], _Node], ...] = ()
 
     @classmethod
     def of(cls, plan: OrderPlan, compiler: _OrderCompiler) -> _FastOrder | None:
         """The fast emitter of ``plan``, or ``None`` when it takes the general path only."""
         lines = plan.lines
-        if (
-            plan.nested
-            or compiler.needs_call_each
-            or plan.identity[3] is not None
-            or not (lines is None or isinstance(lines, _Lines))
-        ):
+        if compiler.needs_call_each or plan.identity[3] is not None:
             return None
         fast = cls(plan)
         layout = _Layout(compiler.binder.params)
@@ -771,7 +773,8 @@ class _FastOrder:
                 for role, slot in plan.simple
                 if role in _OPTIONAL
             ]
-            outer = layout.place(lines.outer) if isinstance(lines, _Lines) else None
+            outer = layout.place(lines.outer if isinstance(lines, _Lines) else lines)
+            nested = [(role, _place_tree(layout, tree)) for role, tree in plan.nested]
         except _Ineligible:
             return None
         fast.constants, readers, index = layout.finish()
@@ -783,9 +786,12 @@ class _FastOrder:
         fast.when_at = None if when is None else index[when]
         fast.date_at = None if date is None else index[date]
         fast.optional = tuple((index[pid], *rest) for pid, *rest in optional)  # type: ignore[misc]
-        if isinstance(lines, _Lines) and outer is not None:
+        fast.nested = tuple(
+            (role, _NESTED_CONVERT[role], _indexed(node, index)) for role, node in nested
+        )
+        if lines is not None:
             fast.lines_at = index[outer]
-            fast.rows = _rows(lines)
+            fast.rows = _rows(lines) if isinstance(lines, _Lines) else _mapped_rows
             if fast.rows is None:
                 return None
         return fast
@@ -845,6 +851,12 @@ class _FastOrder:
                     if type(elements) is not list and type(elements) is not tuple:
                         raise _Bail  # another iterable: read once, by the general path
                     fields.append(("lineItems", rows(elements)))
+            for key, convert, node in self.nested:
+                value = _tree_value(node, out)
+                if value is not None:
+                    converted = convert(value)
+                    if converted is not None:
+                        fields.append((key, converted))
             if after:
                 fields += after
         except Exception:
@@ -857,6 +869,50 @@ class _FastOrder:
                 (*identity, oid, paid, date, tuple(fields), plan.qualname, now, plan.on_outcome),
             )
         )
+
+
+_Node = int | tuple[tuple[str, "_Node"], ...]
+"""A nested argument laid out: a value's id (or index), or named sub-trees."""
+
+# The nested arguments' conversions, as order_draft() applies them.
+_NESTED_CONVERT: Final[dict[str, Callable[[object], object]]] = {
+    "extra": functools.partial(_extra, field="extra"),
+    "merchant": _merchant,
+    "redemption": _redemption,
+}
+
+
+def _place_tree(layout: _Layout, tree: _Tree | None) -> _Node:
+    """Give each value of a nested argument an id (``_Found.tree``'s shape)."""
+    if tree is None:
+        raise _Ineligible  # not given: the plan holds no such tree
+    if tree.items is None:
+        return layout.place(tree.slot)
+    return tuple((key, _place_tree(layout, sub)) for key, sub in tree.items.items() if sub)
+
+
+def _indexed(node: _Node, index: dict[int, int]) -> _Node:
+    if isinstance(node, int):
+        return index[node]
+    return tuple((key, _indexed(sub, index)) for key, sub in node)
+
+
+def _tree_value(node: _Node, out: Out) -> object:
+    """A nested argument's value as ``_Found.tree`` gives it (``None`` entries left out)."""
+    if type(node) is int:
+        value = out[node]
+        return None if value is MISSING else value
+    found = {}
+    for key, sub in node:  # type: ignore[union-attr]
+        value = _tree_value(sub, out)
+        if value is not None:
+            found[key] = value
+    return found
+
+
+def _mapped_rows(elements: list[object] | tuple[object, ...]) -> list[dict[str, object]]:
+    """``line_items`` as a path to mappings: each converted as ``order_draft`` does."""
+    return [line_item(item, index) for index, item in enumerate(elements)]
 
 
 def _rows(lines: _Lines) -> Callable[[Any], list[dict[str, object]]] | None:
