@@ -139,11 +139,9 @@ def utc_timestamp(value: object, field: str = "order_date") -> str:
     )
 
 
-class _Second:
-    """The last whole second :func:`now_timestamp` formatted (one entry: calls are recent)."""
-
-    whole: float = math.nan
-    prefix: str = ""
+# The last whole second now_timestamp() formatted, and its text: one tuple, replaced
+# whole, so that threads never see one second's text under another's number.
+_last_second: tuple[float, str] = (math.nan, "")
 
 
 def now_timestamp(now: float) -> str:
@@ -152,6 +150,7 @@ def now_timestamp(now: float) -> str:
     The milliseconds are cut from the microseconds as :meth:`datetime.fromtimestamp`
     rounds them (half to even), so the text is the same as :func:`utc_timestamp`'s.
     """
+    global _last_second
     frac, whole = math.modf(now)
     micro = round(frac * 1e6)
     if micro >= 1_000_000:
@@ -160,11 +159,10 @@ def now_timestamp(now: float) -> str:
     elif micro < 0:
         micro += 1_000_000
         whole -= 1.0
-    last = _Second
-    if whole != last.whole:
-        prefix = utc_timestamp(whole)[:-5]  # "...SS.000Z" without ".000Z"
-        last.whole, last.prefix = whole, prefix
-    return last.prefix + _MILLIS[micro // 1000]
+    last = _last_second
+    if whole != last[0]:
+        last = _last_second = (whole, utc_timestamp(whole)[:-5])  # without ".000Z"
+    return last[1] + _MILLIS[micro // 1000]
 
 
 _MILLIS: Final = tuple(f".{ms:03d}Z" for ms in range(1000))
