@@ -21,6 +21,9 @@ a plan without one is written as before). Everything else (the gate
 closed, a guard failed, a read raised) takes the plan's general path, which reads again
 and reports exactly as it always has (a property read on the way runs once more).
 
+:func:`build_rows` writes one more, smaller function the same way: ``@track_order``'s
+loop from ``each()``'s elements to wire line items (type guards per level of names).
+
 The source stays in :mod:`linecache` for the life of the process, as attrs' does: a
 few kilobytes per distinct source.
 """
@@ -45,7 +48,7 @@ from gbtrack._state import active
 if TYPE_CHECKING:
     from gbtrack._state import CallSink
 
-__all__ = ["Mode", "Shape", "Wrapper", "build_wrapper", "mode"]
+__all__ = ["Mode", "RowField", "Shape", "Wrapper", "build_rows", "build_wrapper", "mode"]
 
 Shape = Literal["sync", "coroutine", "generator", "async_generator"]
 
@@ -443,3 +446,98 @@ try:
             value = await agen.asend(sent)
 except StopAsyncIteration:
     pass"""
+
+
+# --- @track_order's line items --------------------------------------------------------------
+RowField = tuple[str, "tuple[str, ...] | None", object, "Literal['text', 'amount'] | None"]
+"""One line item field: its wire key, its names from the element (``None``: the constant),
+the constant, and what the straight line keeps as it is (``None``: nothing)."""
+
+
+def build_rows(
+    fields: tuple[RowField, ...],
+    slow: Callable[[int, tuple[object, ...]], dict[str, object]],
+    bail: type[Exception],
+) -> Callable[[Any], list[dict[str, object]]]:
+    """Generate the loop that maps ``each()``'s elements to wire line items.
+
+    Each level of names is read behind one type guard, as :meth:`_Source.fast` reads a
+    root (the first class seen that reads names as attributes; ``dict`` by key; any
+    other class that reads attributes at the cost of one call; anything else raises
+    ``bail``, as does a name not found). An element whose values are all plain (what
+    each field's kind keeps as it is: a non-blank exact ``str`` for ``"text"``, a
+    finite non-negative ``int``/``float`` for ``"amount"``) becomes its dict here;
+    any other goes to ``slow(index, row)`` with its values in field order.
+    """
+    ns: dict[str, Any] = {
+        "__name__": __name__,
+        "_reads_attributes": reads_attributes,
+        "_Unseen": _Unseen,
+        "_slow": slow,
+        "_Bail": bail,
+        "_INF": float("inf"),
+    }
+    var: dict[tuple[str, ...], str] = {(): "e"}
+    children: dict[tuple[str, ...], list[str]] = {}
+    for _key, names, _constant, _check in fields:
+        for depth in range(len(names or ())):
+            parent, name = tuple(names[:depth]), names[depth]  # type: ignore[index]
+            siblings = children.setdefault(parent, [])
+            if name not in siblings:
+                siblings.append(name)
+                path = (*parent, name)
+                var[path] = f"v{len(var)}"
+    body: list[str] = []
+    for guard, (parent, level) in enumerate(children.items()):
+        obj = var[parent]
+        into = [var[path] for path in ((*parent, n) for n in level)]
+        attrs = [f"{v} = {obj}.{n}" for v, n in zip(into, level, strict=True)]
+        ns[f"_T{guard}"] = _Unseen  # each builder learns its own
+        body += [f"if type({obj}) is _T{guard}:", *(f"    {a}" for a in attrs)]
+        body += [f"elif type({obj}) is dict:"]
+        body += [f"    {v} = {obj}[{n!r}]" for v, n in zip(into, level, strict=True)]
+        body += [f"elif _learn(type({obj}), '_T{guard}'):", *(f"    {a}" for a in attrs)]
+        body += ["else:", "    raise _Bail"]
+    values: list[str] = []
+    checks: list[str] = []
+    for at, (_key, names, constant, check) in enumerate(fields):
+        if names is None:  # checked once, by the caller: kept as it is, or always slow
+            value = f"_K{at}"
+            ns[value] = constant
+            values.append(value)
+            if check is None:
+                checks.append("False")
+            continue
+        value = var[names]
+        values.append(value)
+        if check == "text":
+            checks.append(f"type({value}) is str and {value}.strip()")
+        elif check == "amount":
+            checks.append(
+                f"(type({value}) is int or type({value}) is float) and 0 <= {value} < _INF"
+            )
+        else:
+            checks.append("False")
+    pairs = ", ".join(f"{key!r}: {v}" for (key, *_), v in zip(fields, values, strict=True))
+    body += [
+        "if (",
+        *(f"    {'and ' if i else ''}({c})" for i, c in enumerate(checks or ["True"])),
+        "):",
+        f"    out.append({{{pairs}}})",
+        "else:",
+        f"    out.append(_slow(len(out), ({', '.join(values)},)))",
+    ]
+    lines = [
+        *_LEARN,
+        "def rows(elements):",
+        "    out = []",
+        "    for e in elements:",
+        *(f"        {line}" for line in body),
+        "    return out",
+        "",
+        "return rows",
+    ]
+    source = "def make():\n" + "".join(f"    {line}\n" if line else "\n" for line in lines)
+    exec(_compiled(source, "each"), ns)  # type: ignore[arg-type]  # noqa: S102 - our own source
+    rows: Callable[[Any], list[dict[str, object]]] = ns.pop("make")()
+    return rows

@@ -139,6 +139,35 @@ def utc_timestamp(value: object, field: str = "order_date") -> str:
     )
 
 
+# The last whole second now_timestamp() formatted, and its text: one tuple, replaced
+# whole, so that threads never see one second's text under another's number.
+_last_second: tuple[float, str] = (math.nan, "")
+
+
+def now_timestamp(now: float) -> str:
+    """``utc_timestamp(now)`` for a ``time.time()`` float, formatting each second once.
+
+    The milliseconds are cut from the microseconds as :meth:`datetime.fromtimestamp`
+    rounds them (half to even), so the text is the same as :func:`utc_timestamp`'s.
+    """
+    global _last_second
+    frac, whole = math.modf(now)
+    micro = round(frac * 1e6)
+    if micro >= 1_000_000:
+        micro -= 1_000_000
+        whole += 1.0
+    elif micro < 0:
+        micro += 1_000_000
+        whole -= 1.0
+    last = _last_second
+    if whole != last[0]:
+        last = _last_second = (whole, utc_timestamp(whole)[:-5])  # without ".000Z"
+    return last[1] + _MILLIS[micro // 1000]
+
+
+_MILLIS: Final = tuple(f".{ms:03d}Z" for ms in range(1000))
+
+
 def _amount(value: object, field: str) -> int | float:
     """A non-negative, finite amount as an exact ``int`` or ``float`` (Decimal converted)."""
     cls = type(value)

@@ -11,6 +11,13 @@ completes the identity from :func:`gbtrack.identify`, converts them with
 :func:`gbtrack._order.order_draft` on the caller's thread and hands the
 :class:`~gbtrack.OrderDraft` to ``tracker.submit_order``; a failure is a counted drop
 (``resolver_error``, ``invalid_event``), raised only when the tracker is ``strict``.
+
+A plan of the plain shapes emits through :class:`_FastOrder` instead (not under
+``_codegen.mode == "general"``): each root read once, each level of names in one C
+call, ``each()``'s elements by a loop :func:`gbtrack._codegen.build_rows` generates,
+plain values kept as they are; the very draft the general path builds. Anything it
+does not handle runs the general path from the start (tests/test_track_order_paths.py
+holds the two to one behaviour).
 """
 
 from __future__ import annotations
@@ -18,27 +25,52 @@ from __future__ import annotations
 import dataclasses
 import functools
 import inspect
+import keyword
+import math
+import operator
 import time
 from collections.abc import Callable, Mapping
-from typing import Any, Final, Protocol, cast
+from typing import Any, Final, Literal, Protocol, cast
 
 import wrapt
 from pydantic import SecretStr
 
+import gbtrack._codegen as _codegen
 from gbtrack._call import Call
 from gbtrack._checks import OrderSite, TypedPath, first_call
-from gbtrack._codegen import build_wrapper, shape_of
+from gbtrack._codegen import RowField, build_rows, build_wrapper, shape_of
 from gbtrack._context import complete_identity
 from gbtrack._decorator import On, _call_site, _Decorator, _target
 from gbtrack._errors import ConfigurationError, ExpressionError, InvalidEventError, TrackingError
-from gbtrack._expr import ABSENT, MISSING, NAME, compile_steps, literal, parse
+from gbtrack._expr import (
+    _KIND_CACHE,
+    _OTHER,
+    _SEQUENCE,
+    ABSENT,
+    MISSING,
+    NAME,
+    Step,
+    _kind_of,
+    compile_steps,
+    literal,
+    parse,
+)
 from gbtrack._order import (
+    LINE_ITEM_FIELDS,
     OrderDraft,
     _amount,
+    _convert,
+    _extra,
+    _merchant,
+    _redemption,
+    _text,
     check_channel,
     check_return_window,
     each,
+    line_item,
+    now_timestamp,
     order_draft,
+    utc_timestamp,
 )
 from gbtrack._plan import (
     SlotReader,
@@ -125,6 +157,7 @@ class _OrderCompiler(_Compiler):
         super().__init__("order", func, on, is_async_gen)
         self.globalns = getattr(inspect.unwrap(func), "__globals__", None)
         self.callables: dict[str, Callable[..., Any]] = {}
+        self.needs_call_each = False  # an each() field is a callable of the element
 
     def error(self, message: str, **fields: Any) -> ExpressionError:
         return ExpressionError(
@@ -196,26 +229,34 @@ class _OrderCompiler(_Compiler):
         self.typed[-1] = dataclasses.replace(typed, leaf="iterable")
         element = functools.partial(_element_root, typed.root_type, typed.steps, self.globalns)
         fields: list[tuple[str, Callable[[object], object] | None, object]] = []
+        # Each field's steps from the element (None: a constant; ... a callable).
+        paths: list[tuple[Step, ...] | None] = []
         for name, inner in spec.fields.items():
             role = f"line_items.{name}"
             if isinstance(inner, literal):
                 self.sources[role] = f"literal({str(inner)!r})"
                 fields.append((name, None, str(inner)))
+                paths.append(None)
             elif isinstance(inner, str):
-                fields.append((name, self.inner_path(inner, role, element, name), None))
+                steps = self.inner_path(inner, role, element, name)
+                fields.append((name, compile_steps(steps), None))
+                paths.append(steps)
             elif callable(inner):
                 self.sources[role] = f"callable of the element {_qualname(inner)}"
                 fields.append((name, _present_call(inner), None))
+                self.needs_call_each = True
+                paths.append(None)
             elif inner is None:
                 continue
             else:
                 self.sources[role] = repr(inner)
                 fields.append((name, None, inner))
-        return _Lines(outer.read, tuple(fields))
+                paths.append(None)
+        return _Lines(outer, tuple(fields), tuple(paths))
 
     def inner_path(
         self, text: str, role: str, element: Callable[[], Any], name: str
-    ) -> Callable[[object], object]:
+    ) -> tuple[Step, ...]:
         """A path rooted at one element of the list: ``"product.id"`` reads ``line.product.id``."""
         try:
             path = parse(text)
@@ -228,7 +269,7 @@ class _OrderCompiler(_Compiler):
             "identity" if name in _TEXT_FIELDS else "amount" if name in _LINE_AMOUNTS else "any"
         )
         self.typed.append(TypedPath(role, None, text, element, steps, leaf))
-        return compile_steps(steps)
+        return steps
 
 
 def _check_guest(value: object) -> None:
@@ -275,15 +316,18 @@ class _Tree:
 class _Lines:
     """``each()`` compiled: the list's reader and each field's reader of one element."""
 
-    __slots__ = ("fields", "read")
+    __slots__ = ("fields", "outer", "paths", "read")
 
     def __init__(
         self,
-        read: SlotReader,
+        outer: _PathSlot,
         fields: tuple[tuple[str, Callable[[object], object] | None, object], ...],
+        paths: tuple[tuple[Step, ...] | None, ...],
     ) -> None:
-        self.read = read
+        self.outer = outer
+        self.read = outer.read
         self.fields = fields
+        self.paths = paths  # each field's steps from the element (None: not a path)
 
 
 class _Found:
@@ -403,6 +447,10 @@ class OrderPlan:
         self.when = when
         self.on_outcome = on_outcome
         self.emitter = self.emit
+        if _codegen.mode != "general" and not self.needs_call:
+            fast = _FastOrder.of(self, compiler)
+            if fast is not None:
+                self.emitter = fast.emit
 
     def missing(self, tracker: OrderSink, role: str) -> None:
         tracker.missing(
@@ -491,6 +539,428 @@ class OrderPlan:
 
 
 _IDENTITY_ROLES: Final = ("customer_id", "email", "mobile", "session_token")
+
+
+# --- the fast path ------------------------------------------------------------------------
+class _Bail(Exception):
+    """Something only the general path handles: it reads the call again and reports."""
+
+
+class _Ineligible(Exception):
+    """A plan the fast path does not take (decoration time)."""
+
+
+Out = list[object]
+TreeReader = Callable[[object, Out], None]
+_PLAIN_KINDS: Final = (_OTHER, _SEQUENCE)  # what read_name reads attributes of
+
+
+def _tree_reader(
+    paths: list[tuple[int, tuple[Step, ...]]], index: dict[int, int], start: int
+) -> tuple[TreeReader, int]:
+    """Read several paths from one value by appending to a list: one C call per level.
+
+    A level's names are read with one :func:`operator.attrgetter` (or ``itemgetter``
+    on a ``dict``) when :func:`~gbtrack._expr.read_name` would read them as attributes
+    (or keys); each path's value lands at ``index[path id]``, from ``start`` on (the
+    next free index is returned). ``None`` stands for ``MISSING``. Anything else
+    (a name not found, a mapping or a refused type on the way) raises: the general
+    path reads again and reports.
+    """
+    groups: dict[str, list[tuple[int, tuple[Step, ...]]]] = {}
+    direct: list[int] = []
+    other: list[tuple[int, tuple[Step, ...]]] = []
+    for pid, steps in paths:
+        if not steps:
+            direct.append(pid)
+        elif steps[0][0] == NAME:
+            groups.setdefault(cast(str, steps[0][1]), []).append((pid, steps[1:]))
+        else:
+            other.append((pid, steps))
+    names = tuple(groups)
+    for j, name in enumerate(names):
+        for pid, rest in groups[name]:
+            if not rest:
+                index[pid] = start + j
+    at = start + len(names)
+    for pid in direct:
+        index[pid], at = at, at + 1
+    others: list[Callable[[object], object]] = []
+    for pid, steps in other:
+        index[pid], at = at, at + 1
+        others.append(compile_steps(steps))
+    deeper: list[tuple[int, TreeReader]] = []
+    for j, name in enumerate(names):
+        below = [(pid, rest) for pid, rest in groups[name] if rest]
+        if below:
+            child, at = _tree_reader(below, index, at)
+            deeper.append((j, child))
+    attrs = operator.attrgetter(*names) if names else None
+    items = operator.itemgetter(*names) if names else None
+    single = len(names) == 1
+    kinds = _KIND_CACHE
+
+    def read_names(value: object, out: Out) -> None:  # the common level: names only
+        cls = type(value)
+        if cls is dict:
+            got = items(value)  # type: ignore[misc,arg-type]  # KeyError: absent
+        else:
+            kind = kinds.get(cls)
+            if kind is None:
+                kind = _kind_of(cls)
+            if kind not in _PLAIN_KINDS:
+                raise _Bail
+            got = attrs(value)  # type: ignore[misc]  # AttributeError: absent
+        out += (got,) if single else got
+
+    if attrs is not None and not (direct or others or deeper):
+        return read_names, at
+
+    def read(value: object, out: Out) -> None:
+        got: Any = ()
+        if attrs is not None:
+            cls = type(value)
+            if cls is dict:
+                got = items(value)  # type: ignore[misc,arg-type]  # KeyError: absent
+            else:
+                kind = kinds.get(cls)
+                if kind is None:
+                    kind = _kind_of(cls)
+                if kind not in _PLAIN_KINDS:
+                    raise _Bail
+                got = attrs(value)  # AttributeError: absent
+            if single:
+                got = (got,)
+            out += got
+        for _ in direct:
+            out.append(value)
+        for reader in others:
+            found = reader(value)
+            if found is ABSENT:
+                raise _Bail
+            out.append(found)
+        for j, child in deeper:
+            child(got[j], out)
+
+    return read, at
+
+
+class _Layout:
+    """Where each value of a call goes in one flat list, and the readers that fill it.
+
+    Constants come first (set once); the paths' values follow, appended root by root.
+    """
+
+    def __init__(self, params: Mapping[str, Any]) -> None:
+        self.params = params
+        self.slots: list[object] = []
+        self.groups: dict[str, list[tuple[int, tuple[Step, ...]]]] = {}
+
+    def place(self, slot: object, root: str | None = None) -> int:
+        """Give ``slot`` an id: a constant, or a path from a parameter or ``result``."""
+        pid = len(self.slots)
+        self.slots.append(slot)
+        if isinstance(slot, _PathSlot):
+            if slot.root != "result" and slot.root not in self.params:
+                raise _Ineligible
+            self.groups.setdefault(slot.root, []).append((pid, slot.steps))
+        elif slot is not None and not isinstance(slot, _Constant):
+            raise _Ineligible
+        return pid
+
+    def finish(self) -> tuple[Out, list[tuple[str, TreeReader]], dict[int, int]]:
+        """The constants' list, each root's reader and each id's index."""
+        index: dict[int, int] = {}
+        constants: Out = []
+        for pid, slot in enumerate(self.slots):
+            if not isinstance(slot, _PathSlot):
+                index[pid] = len(constants)
+                constants.append(slot.value if isinstance(slot, _Constant) else None)
+        readers = []
+        at = len(constants)
+        for root, paths in self.groups.items():
+            reader, at = _tree_reader(paths, index, at)
+            readers.append((root, reader))
+        return constants, readers, index
+
+
+def _guest(value: object) -> bool:
+    if type(value) is not bool:
+        raise _Bail
+    return value
+
+
+def _cashback(value: object) -> dict[str, int]:
+    return {"returnWindow": check_return_window(value)}
+
+
+# The optional simple arguments: role -> (wire key, conversion, placed after the lines).
+_OPTIONAL: Final[dict[str, tuple[str, Callable[[object], object], bool]]] = {
+    **{
+        role: (key, functools.partial(_amount, field=role), False)
+        for role, key in (
+            ("total_price", "totalPrice"),
+            ("total_discount", "totalDiscount"),
+            ("total_shipping", "totalShipping"),
+            ("total_tax", "totalTax"),
+        )
+    },
+    "guest": ("guest", _guest, True),
+    "channel": ("channel", check_channel, True),
+    "cart_id": ("cartId", functools.partial(_text, field="cart_id"), True),
+    "return_window_days": ("cashbackConfigurations", _cashback, True),
+}
+_INF: Final = math.inf
+_new = tuple.__new__
+
+
+class _FastOrder:
+    """A plan's straight-line emitter for the plain shapes, beside its general path.
+
+    Taken when every argument (``extra``/``merchant``/``redemption``'s values
+    included) is a constant or a path from a parameter or ``result`` (no callable,
+    resolver or reserved root but ``result``), ``each()``'s fields are name paths or
+    constants, and ``session_token`` is left out. Each root is read once, each level of names in
+    one C call, into one flat list; plain values (exact ``str`` texts, finite
+    non-negative ``int``/``float`` amounts) are kept as they are, others converted
+    by the same functions :func:`~gbtrack._order.order_draft` uses. Anything else (a
+    path found nothing or met ``None`` on the way, a conversion failed, no customer,
+    ``when`` false, a list that is not a ``list``/``tuple``) runs the plan's general
+    path from the start, which reads again and reports exactly as it always has (a
+    property read on the way runs once more), as ``@track``'s generated path does.
+    """
+
+    __slots__ = (
+        "at",
+        "constants",
+        "date_at",
+        "lines_at",
+        "nested",
+        "optional",
+        "plan",
+        "roots",
+        "rows",
+        "when_at",
+    )
+
+    def __init__(self, plan: OrderPlan) -> None:
+        self.plan = plan
+        self.roots: tuple[tuple[Callable[..., object] | None, TreeReader], ...] = ()
+        self.constants: Out = []
+        self.at: tuple[int, int, int, int, int] = (0, 0, 0, 0, 0)
+        self.when_at: int | None = None
+        self.date_at: int | None = None
+        self.lines_at: int | None = None
+        self.optional: tuple[tuple[int, str, Callable[[object], object], bool], ...] = ()
+        self.rows: Callable[[Any], list[dict[str, object]]] | None = None
+        # extra, merchant, redemption: (wire key, conversion, the tree of value indices)
+        self.nested: tuple[tuple[str, Callable[[object], object], _Node], ...] = ()
+
+    @classmethod
+    def of(cls, plan: OrderPlan, compiler: _OrderCompiler) -> _FastOrder | None:
+        """The fast emitter of ``plan``, or ``None`` when it takes the general path only."""
+        lines = plan.lines
+        if compiler.needs_call_each or plan.identity[3] is not None:
+            return None
+        fast = cls(plan)
+        layout = _Layout(compiler.binder.params)
+        simple = dict(plan.simple)
+        try:
+            ids = [layout.place(slot) for slot in plan.identity[:3]]
+            ids += [layout.place(simple["order_id"]), layout.place(simple["total_paid"])]
+            when = None if plan.when is None else layout.place(plan.when)
+            date = layout.place(simple["order_date"]) if "order_date" in simple else None
+            optional = [
+                (layout.place(slot), *_OPTIONAL[role])
+                for role, slot in plan.simple
+                if role in _OPTIONAL
+            ]
+            outer = layout.place(lines.outer if isinstance(lines, _Lines) else lines)
+            nested = [(role, _place_tree(layout, tree)) for role, tree in plan.nested]
+        except _Ineligible:
+            return None
+        fast.constants, readers, index = layout.finish()
+        fast.roots = tuple(
+            (None if root == "result" else compiler.binder.reader(root), reader)
+            for root, reader in readers
+        )
+        fast.at = cast(Any, tuple(index[pid] for pid in ids))
+        fast.when_at = None if when is None else index[when]
+        fast.date_at = None if date is None else index[date]
+        fast.optional = tuple((index[pid], *rest) for pid, *rest in optional)  # type: ignore[misc]
+        fast.nested = tuple(
+            (role, _NESTED_CONVERT[role], _indexed(node, index)) for role, node in nested
+        )
+        if lines is not None:
+            fast.lines_at = index[outer]
+            fast.rows = _rows(lines) if isinstance(lines, _Lines) else _mapped_rows
+            if fast.rows is None:
+                return None
+        return fast
+
+    def emit(
+        self,
+        tracker: Any,
+        instance: object,
+        args: tuple[Any, ...],
+        kwargs: dict[str, Any],
+        result: object,
+        error: BaseException | None,
+    ) -> None:
+        """Read, convert and submit one order; the general path for anything unusual."""
+        plan = self.plan
+        if plan.pending is not None:
+            plan.emit(tracker, instance, args, kwargs, result, error)
+            return
+        try:
+            out = self.constants.copy()
+            for param, read in self.roots:
+                read(result if param is None else param(instance, args, kwargs), out)
+            if self.when_at is not None:
+                flag = out[self.when_at]
+                if flag is None or flag is MISSING or not flag:
+                    raise _Bail  # the general path counts the skip
+            cid, email, mobile, oid_at, paid_at = self.at
+            identity = complete_identity(out[cid], out[email], out[mobile], UNSET)
+            if identity is None:
+                raise _Bail
+            value = out[oid_at]
+            oid = value if type(value) is str and value.strip() else _text(value, "order_id")
+            if oid is None:
+                raise _Bail
+            value = out[paid_at]
+            paid = (
+                value
+                if (type(value) is float or type(value) is int) and 0 <= value < _INF
+                else _amount(value, "total_paid")
+            )
+            now = _now()
+            value = None if self.date_at is None else out[self.date_at]
+            date = now_timestamp(now) if value is None or value is MISSING else utc_timestamp(value)
+            fields: list[tuple[str, object]] = []
+            after: list[tuple[str, object]] = []
+            if self.optional:
+                for at, key, convert, late in self.optional:
+                    value = out[at]
+                    if value is not None and value is not MISSING:
+                        converted = convert(value)
+                        if converted is not None:
+                            (after if late else fields).append((key, converted))
+            rows = self.rows
+            if rows is not None:
+                elements = out[self.lines_at]  # type: ignore[index]
+                if elements is not None and elements is not MISSING:
+                    if type(elements) is not list and type(elements) is not tuple:
+                        raise _Bail  # another iterable: read once, by the general path
+                    fields.append(("lineItems", rows(elements)))
+            for key, convert, node in self.nested:
+                value = _tree_value(node, out)
+                if value is not None:
+                    converted = convert(value)
+                    if converted is not None:
+                        fields.append((key, converted))
+            if after:
+                fields += after
+        except Exception:
+            plan.emit(tracker, instance, args, kwargs, result, error)
+            return
+        sink: OrderSink = tracker
+        sink.submit_order(
+            _new(
+                OrderDraft,
+                (*identity, oid, paid, date, tuple(fields), plan.qualname, now, plan.on_outcome),
+            )
+        )
+
+
+_Node = int | tuple[tuple[str, "_Node"], ...]
+"""A nested argument laid out: a value's id (or index), or named sub-trees."""
+
+# The nested arguments' conversions, as order_draft() applies them.
+_NESTED_CONVERT: Final[dict[str, Callable[[object], object]]] = {
+    "extra": functools.partial(_extra, field="extra"),
+    "merchant": _merchant,
+    "redemption": _redemption,
+}
+
+
+def _place_tree(layout: _Layout, tree: _Tree | None) -> _Node:
+    """Give each value of a nested argument an id (``_Found.tree``'s shape)."""
+    if tree is None:
+        raise _Ineligible  # not given: the plan holds no such tree
+    if tree.items is None:
+        return layout.place(tree.slot)
+    return tuple((key, _place_tree(layout, sub)) for key, sub in tree.items.items() if sub)
+
+
+def _indexed(node: _Node, index: dict[int, int]) -> _Node:
+    if isinstance(node, int):
+        return index[node]
+    return tuple((key, _indexed(sub, index)) for key, sub in node)
+
+
+def _tree_value(node: _Node, out: Out) -> object:
+    """A nested argument's value as ``_Found.tree`` gives it (``None`` entries left out)."""
+    if type(node) is int:
+        value = out[node]
+        return None if value is MISSING else value
+    found = {}
+    for key, sub in node:  # type: ignore[union-attr]
+        value = _tree_value(sub, out)
+        if value is not None:
+            found[key] = value
+    return found
+
+
+def _mapped_rows(elements: list[object] | tuple[object, ...]) -> list[dict[str, object]]:
+    """``line_items`` as a path to mappings: each converted as ``order_draft`` does."""
+    return [line_item(item, index) for index, item in enumerate(elements)]
+
+
+def _rows(lines: _Lines) -> Callable[[Any], list[dict[str, object]]] | None:
+    """``each()``'s generated loop (:func:`gbtrack._codegen.build_rows`), or ``None``.
+
+    ``None`` when a field's path steps by index or key, or names something that is not
+    an identifier: those take the general path.
+    """
+    fields: list[RowField] = []
+    kinds: list[tuple[str, str, str]] = []
+    for (name, _read, constant), steps in zip(lines.fields, lines.paths, strict=True):
+        key, kind = LINE_ITEM_FIELDS[name]
+        kinds.append((key, kind, name))
+        check: Literal["text", "amount"] | None = (
+            "text" if kind == "text" else "amount" if kind == "amount" else None
+        )
+        if steps is None:  # a constant: kept as it is when plain, or converted per element
+            plain = (
+                (type(constant) is str and constant.strip())
+                if kind == "text"
+                else (
+                    type(constant) in (int, float) and 0 <= constant < _INF  # type: ignore[operator]
+                )
+            )
+            fields.append((key, None, constant, check if plain else None))
+            continue
+        names = tuple(arg for step_kind, arg in steps if step_kind == NAME)
+        if len(names) != len(steps) or not all(
+            isinstance(n, str) and n.isidentifier() and not keyword.iskeyword(n) for n in names
+        ):
+            return None
+        fields.append((key, cast(tuple[str, ...], names), None, check))
+    return build_rows(tuple(fields), functools.partial(_line_item, tuple(kinds)), _Bail)
+
+
+def _line_item(
+    kinds: tuple[tuple[str, str, str], ...], index: int, values: tuple[object, ...]
+) -> dict[str, object]:
+    """One line item whose values are not all plain: converted as ``line_item()`` does."""
+    item: dict[str, object] = {}
+    for (key, kind, name), value in zip(kinds, values, strict=True):
+        if value is not None and value is not MISSING:
+            converted = _convert(value, kind, f"line_items[{index}].{name}")
+            if converted is not None:
+                item[key] = converted
+    return item
 
 
 def track_order(
