@@ -35,7 +35,7 @@ from gbtrack._settings import BeforeSend, TrackerSettings
 from gbtrack._state import Gate
 from gbtrack._state import _open as _bindings
 from gbtrack._state import bound_transaction as _bound_transaction
-from gbtrack._transaction import TransactionBinding
+from gbtrack._transaction import TransactionBinding, insert_failed
 from gbtrack.senders._base import BatchHook, LoggingSender, Sender, SenderTraits, Tell
 
 __all__ = [
@@ -391,8 +391,7 @@ def _binding_leg(
                 "outbox_error",
                 f"event {draft.name!r}"
                 + (f" in {draft.function}" if draft.function else "")
-                + f": the INSERT into the outbox table failed ({type(exc).__name__}); "
-                "the business transaction goes on without it",
+                + f": {insert_failed(exc)}",
                 function=draft.function,
                 exc=exc,
                 about=draft,

@@ -46,6 +46,7 @@ from gbtrack._settings import BeforeSend, TrackerSettings, settings_changes
 from gbtrack._settings import env_disabled as _env_disabled
 from gbtrack._span import tracker_span
 from gbtrack._state import Gate, active, bound_transaction, on_bindings_change
+from gbtrack._transaction import insert_failed
 from gbtrack._types import UNSET, Unset
 from gbtrack.senders._base import AttachableSender, Sender, SenderTraits, TrackerLink
 from gbtrack.senders._policy import Limiter, RetryPolicy, Spill
@@ -710,80 +711,48 @@ class Tracker:
         """
         if not self.enabled:
             return False
-        where_from = f"order {draft.order_id!r}{where(draft.function)}"
         bound = bound_transaction.get()
         if bound is not None and bound.binds(self):
-            return self._order_to_binding(draft, bound, where_from)
+            return self._order_to_binding(draft, bound)
         if self.strict:
             try:
                 draft.to_body(self.limits)
             except InvalidEventError as exc:
-                self.drop(
-                    "invalid_event",
-                    f"{where_from}: {exc}",
-                    function=draft.function,
-                    exc=exc,
-                    about=draft,
-                )
-                return False
+                return self._drop_order(draft, "invalid_event", str(exc), exc)
         try:
             sender = self.sender
         except Exception as exc:
-            self.drop(
-                "sender_error",
-                f"{where_from}: creating the default sender raised {type(exc).__name__}: {exc}",
-                function=draft.function,
-                exc=exc,
-                about=draft,
-            )
-            return False
+            said = f"creating the default sender raised {type(exc).__name__}: {exc}"
+            return self._drop_order(draft, "sender_error", said, exc)
         if not sender_takes_orders(self._traits):
-            self.drop(
-                "orders_unsupported",
-                f"{where_from}: {type(sender).__name__} does not take orders; {ORDERS_FIX}",
-                function=draft.function,
-                about=draft,
-            )
-            return False
+            said = f"{type(sender).__name__} does not take orders; {ORDERS_FIX}"
+            return self._drop_order(draft, "orders_unsupported", said)
         try:
             sender.send(draft)
         except Exception as exc:
-            self.drop(
-                "sender_error",
-                f"{where_from}: {type(sender).__name__}.send raised {type(exc).__name__}",
-                function=draft.function,
-                exc=exc,
-                about=draft,
-            )
-            return False
+            said = f"{type(sender).__name__}.send raised {type(exc).__name__}"
+            return self._drop_order(draft, "sender_error", said, exc)
         self._reporter.count_sent()
         return True
 
-    def _order_to_binding(self, draft: OrderDraft, bound: Any, where_from: str) -> bool:
+    def _drop_order(
+        self, draft: OrderDraft, reason: str, said: str, exc: BaseException | None = None
+    ) -> bool:
+        """Drop ``draft`` (counted, reported, told; raised when strict); ``False``."""
+        where_from = f"order {draft.order_id!r}{where(draft.function)}"
+        self.drop(reason, f"{where_from}: {said}", function=draft.function, exc=exc, about=draft)
+        return False
+
+    def _order_to_binding(self, draft: OrderDraft, bound: Any) -> bool:
         """Check ``draft`` and INSERT it in the transaction ``gbtrack.transaction()`` bound."""
         try:
             order = StoredOrder.of(draft, self.limits)
         except InvalidEventError as exc:
-            self.drop(
-                "invalid_event",
-                f"{where_from}: {exc}",
-                function=draft.function,
-                exc=exc,
-                about=draft,
-            )
-            return False
+            return self._drop_order(draft, "invalid_event", str(exc), exc)
         try:
             bound.insert_order(order)
         except Exception as exc:
-            self.drop(
-                "outbox_error",
-                f"{where_from}: the INSERT into the outbox table failed "
-                f"({type(exc).__name__}); the business transaction goes on without it",
-                function=draft.function,
-                exc=exc,
-                about=draft,
-            )
-            return False
+            return self._drop_order(draft, "outbox_error", insert_failed(exc), exc)
         if draft.session_token is not None:
             self._reporter.count("session_token_stripped")  # tokens are never stored
         self._reporter.count_sent()

@@ -36,7 +36,15 @@ if TYPE_CHECKING:
 
 _Rows = Callable[[list["Event | StoredOrder"]], None]
 
-__all__ = ["TransactionBinding", "transaction"]
+__all__ = ["TransactionBinding", "insert_failed", "transaction"]
+
+
+def insert_failed(exc: BaseException) -> str:
+    """What a drop says when the outbox INSERT failed in the caller's transaction."""
+    return (
+        f"the INSERT into the outbox table failed ({type(exc).__name__}); "
+        "the business transaction goes on without it"
+    )
 
 
 class TransactionBinding:

@@ -194,6 +194,7 @@ class RecordingSpill:
 
 
 API_KEY = "gb-api-KEY-4242-abcdef"
+SECRET_KEY = "gb-secret-KEY-4242-ghijkl"
 
 
 def bounded(call: Callable[[], Any], bound: float = 10.0) -> tuple[Any, float]:

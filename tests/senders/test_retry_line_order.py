@@ -12,6 +12,7 @@ import time
 from collections.abc import Iterator
 
 import pytest
+from tests.senders import API_KEY, SECRET_KEY
 
 from gbtrack import Event
 from gbtrack._order import OrderDraft, order_draft
@@ -19,24 +20,12 @@ from gbtrack.emulator import GameballEmulator
 from gbtrack.gameball import Outcome
 from gbtrack.senders import BackgroundSender, RetryPolicy
 
-API_KEY = "gb-api-KEY-4242-abcdef"
-SECRET_KEY = "gb-secret-KEY-4242-ghijkl"
-
 
 class FixedBackoff(RetryPolicy):
     """Every backoff 0.6 s, no jitter: long enough for a later request to overtake."""
 
     def delay(self, attempts: int, outcome: Outcome | None = None) -> float:
         return 0.6
-
-
-@pytest.fixture
-def emulator() -> Iterator[GameballEmulator]:
-    emu = GameballEmulator(api_key=API_KEY, secret_key=SECRET_KEY).start()
-    try:
-        yield emu
-    finally:
-        emu.stop()
 
 
 @pytest.fixture
