@@ -171,6 +171,7 @@ ENGINE_MUTANTS = {
     "_pipeline": "gbtrack._pipeline.*",
     "_settings": "gbtrack._settings.*",
     "_order": "gbtrack._order.*",
+    "_outcomes": "gbtrack._outcomes.*",
 }
 
 
