@@ -399,3 +399,76 @@ def test_two_blocked_senders_are_both_counted_until_each_leaves() -> None:
         thread.join(10)
         assert not thread.is_alive()
     assert q.blocked == 0
+
+
+# --- the inlets: the gate's limit, its count, the item named in messages ------------------
+def _inlet(q: EventQueue, overs: list[object] | None = None) -> _queue.Inlet:
+    inlet = _queue.Inlet(lambda: None, (overs if overs is not None else []).append)
+    q.inlets.append(inlet)
+    return inlet
+
+
+def test_the_gate_appends_and_takes_its_slow_path_at_the_limit() -> None:
+    overs: list[object] = []
+    inlet = _inlet(make(), overs)
+    assert inlet.gate(event("a")) is True  # the first draft reaches the first limit, 1
+    assert overs == [inlet]
+    inlet.set_limit(3)
+    assert inlet.gate(event("b")) is True
+    assert overs == [inlet]  # 2 < 3
+    inlet.gate(event("c"))
+    assert overs == [inlet, inlet]  # 3 reached
+    assert [e.name for e in inlet.items] == ["a", "b", "c"]
+
+
+def test_an_inlet_counts_each_draft_once() -> None:
+    counted: list[None] = []
+    inlet = _queue.Inlet(lambda: counted.append(None), lambda _: None)
+    inlet.count(0)
+    assert counted == []
+    inlet.count(3)
+    assert len(counted) == 3
+
+
+def test_limit_for_an_idle_queue_is_its_first_draft() -> None:
+    q = make(100)  # batch_size 5
+    inlet = _inlet(q)
+    assert q.limit_for(inlet) == 1
+    inlet.items.append(event("a"))
+    assert q.limit_for(inlet) == 1 + 5  # then a full batch
+
+
+def test_limit_for_completes_the_batch_queued_or_waits_for_the_next() -> None:
+    q = make(100)
+    inlet = _inlet(q)
+    fill(q, 2)
+    assert q.limit_for(inlet) == 3  # 2 queued: 3 more make a batch of 5
+    fill(q, 5, start=2)
+    assert q.limit_for(inlet) == 5  # a batch is queued already: the next one
+
+
+def test_limit_for_keeps_each_inlet_to_its_share_of_the_room() -> None:
+    q = make(100)
+    inlets = [_inlet(q) for _ in range(4)]
+    inlets[0].items.append(event("a"))
+    q.held = 90  # room: 100 - 90 - 1 = 9, a share of 9 // 4 = 2
+    assert q.limit_for(inlets[0]) == 1 + 2
+    q.held = 97  # room 2, a share of 0: at least the next draft
+    assert q.limit_for(inlets[0]) == 1 + 1
+
+
+def test_limit_for_a_full_queue_is_the_next_draft() -> None:
+    q = make(10)
+    inlet = _inlet(q)
+    fill(q, 4)
+    inlet.items.append(event("a"))
+    q.held = 5  # room 10 - 5 - 5 = 0
+    assert q.limit_for(inlet) == 2
+    q.held = 7  # room below zero
+    assert q.limit_for(inlet) == 2
+
+
+def test_an_item_is_named_by_its_event_name_or_its_order_id() -> None:
+    assert _queue._what(event("purchase")) == "'purchase'"
+    assert _queue._what(SimpleNamespace(order_id="o-1")) == "order 'o-1'"
+    assert _queue._what(object()) == "order '?'"
