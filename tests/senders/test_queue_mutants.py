@@ -472,3 +472,68 @@ def test_an_item_is_named_by_its_event_name_or_its_order_id() -> None:
     assert _queue._what(event("purchase")) == "'purchase'"
     assert _queue._what(SimpleNamespace(order_id="o-1")) == "order 'o-1'"
     assert _queue._what(object()) == "order '?'"
+
+
+def test_limit_for_with_exactly_a_batch_queued_waits_for_the_next_batch() -> None:
+    q = make(100)  # batch_size 5
+    inlet = _inlet(q)
+    fill(q, 5)
+    assert q.limit_for(inlet) == 5  # not 1: a batch is ready, the next one is due
+
+
+def test_gather_moves_every_inlet_in_order_and_counts_each_draft() -> None:
+    q = make(100)
+    counted: list[int] = []
+    first = _queue.Inlet(lambda: counted.append(1), lambda _: None)
+    second = _queue.Inlet(lambda: counted.append(2), lambda _: None)
+    q.inlets.extend([first, second])
+    fill(q, 1)
+    first.items.extend([event("a"), event("b")])
+    second.items.append(event("c"))
+    q.gather()
+    assert [e.name for e in q.items] == ["e0", "a", "b", "c"]
+    assert counted == [1, 1, 2]
+    assert not first.items
+    assert not second.items
+
+
+def test_gather_trims_what_exceeds_the_capacity_counting_what_is_held() -> None:
+    spilled: list[Event | EventDraft] = []
+    q = make(10, spill=lambda e: spilled.append(e) or True)
+    inlet = _inlet(q)
+    fill(q, 3)
+    q.held = 2
+    inlet.items.extend([event(f"d{i}") for i in range(6)])  # 3 + 6 + 2 held: 1 too many
+    q.gather()
+    assert [e.name for e in spilled] == ["d5"]  # the newest
+    assert len(q.items) == 8
+    inlet.items.append(event("d6"))  # 8 + 1 + 2 held = 11
+    q.held = 1  # 8 + 1 + 1 = 10: exactly full, nothing trimmed
+    q.gather()
+    assert [e.name for e in spilled] == ["d5"]
+    assert len(q.items) == 9
+
+
+def test_gather_trims_the_newest_in_their_order() -> None:
+    spilled: list[Event | EventDraft] = []
+    q = make(3, spill=lambda e: spilled.append(e) or True)
+    inlet = _inlet(q)
+    inlet.items.extend([event(f"d{i}") for i in range(6)])
+    q.gather()
+    assert [e.name for e in q.items] == ["d0", "d1", "d2"]
+    assert [e.name for e in spilled] == ["d3", "d4", "d5"]  # reported oldest first
+
+
+def test_arm_sets_each_limit_and_says_whether_the_worker_may_sleep() -> None:
+    q = make(100)
+    assert q.arm() is True  # no inlets: nothing can arrive unseen
+    overs: list[object] = []
+    inlet = _inlet(q, overs)
+    inlet.set_limit(50)
+    assert q.arm() is True  # idle: the limit is the first draft again
+    inlet.gate(event("a"))
+    assert overs == [inlet]
+    assert q.arm() is False  # a draft came meanwhile: look again before sleeping
+    q.gather()
+    # Queued (not dispatched: rate limit, busy customer): the worker's own timers wake it.
+    assert q.arm() is True
