@@ -113,7 +113,7 @@ def browser(_chromium: Browser) -> Iterator[Browser]:
 def pytest_configure(config: pytest.Config) -> None:
     """Under pytest-xdist, hand out one test at a time unless ``--maxschedchunk`` says.
 
-    ``pytest -n 2`` then runs as ``./nox -s tests`` does (see the hook below): by default
+    ``pytest -n 4`` on 2 cores then runs as ``./nox -s tests`` does (see the hook below): by default
     a worker gets its first quarter of the tests in one chunk, the slow ones together.
     """
     if config.pluginmanager.hasplugin("xdist") and config.getoption("maxschedchunk") is None:
