@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -18,7 +19,7 @@ from gbtrack.emulator.pytest_plugin import (  # noqa: F401
     gameball_emulator,
     gameball_emulator_factory,
 )
-from gbtrack.outbox._sql import SqlOutboxStore, metadata
+from gbtrack.outbox._sql import SqlOutboxStore, _sqlite_immediate, metadata
 
 
 @pytest.fixture(scope="session")
@@ -60,3 +61,21 @@ def sql_store(sql_url: str) -> Iterator[SqlOutboxStore]:
     """A :class:`SqlOutboxStore` on :func:`sql_url`."""
     with SqlOutboxStore(sql_url) as store:
         yield store
+
+
+@contextlib.contextmanager
+def app_engine(url: str, table: sa.Table) -> Iterator[sa.Engine]:
+    """An application's engine on ``url`` with its own ``table`` made fresh.
+
+    On SQLite with explicit BEGIN, so that SAVEPOINTs work (pysqlite's own transaction
+    handling breaks them), as an application using ``gbtrack.transaction()`` would set it.
+    """
+    engine = sa.create_engine(url)
+    if engine.dialect.name == "sqlite":
+        _sqlite_immediate(engine)
+    table.drop(engine, checkfirst=True)
+    table.create(engine)
+    try:
+        yield engine
+    finally:
+        engine.dispose()

@@ -1,7 +1,9 @@
-"""Outboxes made by gbtrack 0.1.0 (no ``claim_token`` column) still open, and get it.
+"""Outboxes of gbtrack 0.1.0 as first released (no ``claim_token`` column) open, and get it.
 
-The layouts below are verbatim what 0.1.0 created: ``gbtrack outbox ddl`` for the SQL
-outbox (SQLite and PostgreSQL), and the outbox file's schema (``user_version`` 1).
+The layouts below are verbatim what 0.1.0 first created: ``gbtrack outbox ddl`` for the
+SQL outbox (SQLite and PostgreSQL), and the outbox file's schema (``user_version`` 1).
+``tests/data`` holds a later layout, still versioned 0.1.0 (``claim_token``, no orders),
+for ``test_upgrade_0_1_0.py``: the two share most of their lines on purpose.
 """
 
 from __future__ import annotations

@@ -18,13 +18,14 @@ from pathlib import Path
 import pytest
 import sqlalchemy as sa
 from sqlalchemy.orm import Session
+from tests.sql.conftest import app_engine
 
 import gbtrack
 from gbtrack import InMemorySender, Tracker, TrackingError
 from gbtrack.emulator import GameballEmulator
 from gbtrack.gameball import GameballClient
 from gbtrack.outbox import OutboxDrainer
-from gbtrack.outbox._sql import SqlOutboxStore, _sqlite_immediate, pending_table
+from gbtrack.outbox._sql import SqlOutboxStore, pending_table
 
 orders = sa.Table(
     "orders",
@@ -36,16 +37,9 @@ orders = sa.Table(
 
 @pytest.fixture
 def engine(sql_url: str) -> Iterator[sa.Engine]:
-    """The application's engine; on SQLite with explicit BEGIN, so SAVEPOINTs work."""
-    eng = sa.create_engine(sql_url)
-    if eng.dialect.name == "sqlite":
-        _sqlite_immediate(eng)  # pysqlite's own transaction handling breaks SAVEPOINT
-    orders.drop(eng, checkfirst=True)
-    orders.create(eng)
-    try:
+    """The application's engine, its ``orders`` table fresh."""
+    with app_engine(sql_url, orders) as eng:
         yield eng
-    finally:
-        eng.dispose()
 
 
 @pytest.fixture

@@ -19,11 +19,12 @@ import pytest
 import sqlalchemy as sa
 from sqlalchemy.orm import Session
 from tests.sql._relays import RelayProcess, wait_until
+from tests.sql.conftest import app_engine
 
 import gbtrack
 from gbtrack import InMemorySender, Tracker, track_order
 from gbtrack.emulator import GameballEmulator
-from gbtrack.outbox._sql import SqlOutboxStore, _sqlite_immediate
+from gbtrack.outbox._sql import SqlOutboxStore
 
 API_KEY = "gb-api-KEY-4242-abcdef"
 SECRET_KEY = "gb-secret-KEY-4242-ghijkl"
@@ -39,16 +40,9 @@ purchases = sa.Table(
 
 @pytest.fixture
 def engine(sql_url: str) -> Iterator[sa.Engine]:
-    """The application's engine; on SQLite with explicit BEGIN, so SAVEPOINTs work."""
-    eng = sa.create_engine(sql_url)
-    if eng.dialect.name == "sqlite":
-        _sqlite_immediate(eng)  # pysqlite's own transaction handling breaks SAVEPOINT
-    purchases.drop(eng, checkfirst=True)
-    purchases.create(eng)
-    try:
+    """The application's engine, its ``purchases`` table fresh."""
+    with app_engine(sql_url, purchases) as eng:
         yield eng
-    finally:
-        eng.dispose()
 
 
 @pytest.fixture
