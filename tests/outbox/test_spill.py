@@ -2,10 +2,16 @@
 
 from __future__ import annotations
 
+import logging
+import time
 from pathlib import Path
 
+import pytest
+
+from gbtrack._order import order_draft
 from gbtrack.gameball import GameballClient
 from gbtrack.outbox import OutboxSender, OutboxStore
+from gbtrack.outbox._store import StoredOrder
 from gbtrack.senders._background import BackgroundSender
 from gbtrack.senders._policy import RetryPolicy, Spill
 
@@ -24,6 +30,35 @@ def test_outbox_is_a_spill(outbox_path: Path) -> None:
 def test_spill_respects_the_cap(outbox_path: Path) -> None:
     with OutboxSender(path=outbox_path, max_rows=2) as outbox:
         assert outbox.spill(make_events(5), "queue_overflow") == 2
+
+
+def test_orders_spill_as_events_do_and_a_failed_spill_says_what_it_held(
+    outbox_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    orders = [
+        StoredOrder.of(
+            order_draft(customer_id="c-1", order_id=f"ORD-{i}", total_paid=10, now=time.time())
+        )
+        for i in range(2)
+    ]
+    outbox = OutboxSender(path=outbox_path)
+    assert outbox.spill_orders(orders, "retries_exhausted") == 2
+    assert outbox.reporter.get("spilled") == 2
+    assert outbox.reporter.get("spilled:retries_exhausted") == 2
+    assert outbox.store.count() == 2
+    assert outbox.spill_orders([], "closed") == 0
+    outbox.store.close()  # the store fails under the sender: nothing stored, nothing raised
+    with caplog.at_level(logging.WARNING, logger="gbtrack"):
+        assert outbox.spill_orders(orders, "queue_overflow") == 0
+        assert outbox.spill(make_events(3), "queue_overflow") == 0
+    failed = [r.getMessage() for r in caplog.records if "spill of" in r.getMessage()]
+    assert failed[0].startswith("gbtrack outbox: spill of 2 order(s) failed: ")
+    assert failed[1].startswith("gbtrack outbox: spill of 3 event(s) failed: ")
+    assert outbox.reporter.get("spilled") == 2
+    outbox.close()
+    with OutboxSender(path=outbox_path) as closed:
+        closed.close()
+        assert closed.spill_orders(orders, "closed") == 0  # after close: not stored
 
 
 def test_outage_spills_then_drains_with_nothing_lost(

@@ -989,17 +989,7 @@ class OutboxSender(BaseSender):
         Returns:
             How many were stored; the caller counts the rest as dropped. Never raises.
         """
-        if not events or self._closed:
-            return 0
-        try:
-            stored = self.store.append(events)
-        except Exception as exc:
-            logger.warning("gbtrack outbox: spill of %d event(s) failed: %s", len(events), exc)
-            return 0
-        self.reporter.count("spilled", stored)
-        self.reporter.count(f"spilled:{reason}", stored)
-        self._wake_worker.set()
-        return stored
+        return self._spill(events, reason, "event")
 
     def spill_orders(self, orders: Sequence[StoredOrder], reason: str) -> int:
         """Write ``orders`` durably now: :meth:`spill` for orders (checked bodies).
@@ -1010,12 +1000,16 @@ class OutboxSender(BaseSender):
         Returns:
             How many were stored; the caller counts the rest as dropped. Never raises.
         """
-        if not orders or self._closed:
+        return self._spill(orders, reason, "order")
+
+    def _spill(self, items: Sequence[Event] | Sequence[StoredOrder], reason: str, what: str) -> int:
+        """Store ``items`` (all events or all orders, ``what`` in the log line); count them."""
+        if not items or self._closed:
             return 0
         try:
-            stored = self.store.append(orders)
+            stored = self.store.append(items)
         except Exception as exc:
-            logger.warning("gbtrack outbox: spill of %d order(s) failed: %s", len(orders), exc)
+            logger.warning("gbtrack outbox: spill of %d %s(s) failed: %s", len(items), what, exc)
             return 0
         self.reporter.count("spilled", stored)
         self.reporter.count(f"spilled:{reason}", stored)
