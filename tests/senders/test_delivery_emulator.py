@@ -3,9 +3,11 @@
 from __future__ import annotations
 
 import asyncio
+import functools
 import logging
 import threading
 from collections import Counter
+from collections.abc import Callable
 
 import pytest
 from tests.senders import API_KEY, SECRET_KEY
@@ -19,22 +21,9 @@ FAST = RetryPolicy(base_delay=0.01, max_delay=0.05)
 
 
 @pytest.fixture
-def make(emulator: GameballEmulator):
-    senders: list[BackgroundSender] = []
-
-    def factory(**options):
-        options.setdefault("api_key", API_KEY)
-        options.setdefault("base_url", emulator.url)
-        options.setdefault("retry", FAST)
-        options.setdefault("flush_interval", 0.05)
-        options.setdefault("timeout", 5.0)
-        sender = BackgroundSender(**options)
-        senders.append(sender)
-        return sender
-
-    yield factory
-    for sender in senders:
-        sender.close(timeout=10)
+def make(emulator: GameballEmulator, make_sender: Callable[..., BackgroundSender]):
+    """``make(**options)``: a sender to ``emulator``, per-event (no secret key) by default."""
+    return functools.partial(make_sender, emulator, retry=FAST, flush_interval=0.05)
 
 
 def ev(seq: int, customer: str | None = None, name: str = "purchase", **kw) -> Event:

@@ -7,6 +7,7 @@ and a :class:`~gbtrack.DeliveryOutcome` per item for the tracker's and the order
 
 from __future__ import annotations
 
+import functools
 import threading
 import time
 from collections.abc import Callable, Iterator, Sequence
@@ -14,6 +15,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from tests.senders import API_KEY, SECRET_KEY
 
 from gbtrack import DeliveryOutcome, Event, Tracker
 from gbtrack._order import OrderDraft, order_draft
@@ -22,8 +24,6 @@ from gbtrack.gameball import GameballClient
 from gbtrack.outbox import OutboxSender
 from gbtrack.senders import BackgroundSender, DirectSender, RateLimiter, RetryPolicy
 
-API_KEY = "gb-api-KEY-4242-abcdef"
-SECRET_KEY = "gb-secret-KEY-4242-ghijkl"
 FAST = RetryPolicy(base_delay=0.01, max_delay=0.05)
 
 
@@ -81,23 +81,9 @@ def emulators() -> Iterator[Callable[..., GameballEmulator]]:
 
 
 @pytest.fixture
-def make() -> Iterator[Callable[..., BackgroundSender]]:
-    senders: list[BackgroundSender] = []
-
-    def factory(emulator: GameballEmulator, **options: Any) -> BackgroundSender:
-        options.setdefault("api_key", API_KEY)
-        options.setdefault("secret_key", SECRET_KEY)
-        options.setdefault("base_url", emulator.url)
-        options.setdefault("retry", FAST)
-        options.setdefault("flush_interval", 0.02)
-        options.setdefault("timeout", 5.0)
-        sender = BackgroundSender(**options)
-        senders.append(sender)
-        return sender
-
-    yield factory
-    for sender in senders:
-        sender.close(timeout=10)
+def make(make_sender: Callable[..., BackgroundSender]) -> Callable[..., BackgroundSender]:
+    """``make(emulator, **options)``: a sender with both keys (orders), quick to retry."""
+    return functools.partial(make_sender, secret_key=SECRET_KEY, retry=FAST, flush_interval=0.02)
 
 
 def tracked(sender: Any, hook: Outcomes | None) -> Tracker:

@@ -9,10 +9,11 @@ generated source it always was.
 
 from __future__ import annotations
 
+import functools
 import gc
 import linecache
 import threading
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -58,23 +59,13 @@ class Order:
 
 
 @pytest.fixture
-def make(emulator: GameballEmulator) -> Iterator[Callable[..., BackgroundSender]]:
-    senders: list[BackgroundSender] = []
-
-    def factory(**options: Any) -> BackgroundSender:
-        options.setdefault("api_key", API_KEY)
-        options.setdefault("secret_key", SECRET_KEY)
-        options.setdefault("base_url", emulator.url)
-        options.setdefault("retry", FAST)
-        options.setdefault("flush_interval", 0.02)
-        options.setdefault("timeout", 5.0)
-        sender = BackgroundSender(**options)
-        senders.append(sender)
-        return sender
-
-    yield factory
-    for sender in senders:
-        sender.close(timeout=10)
+def make(
+    emulator: GameballEmulator, make_sender: Callable[..., BackgroundSender]
+) -> Callable[..., BackgroundSender]:
+    """``make(**options)``: a sender to ``emulator`` with both keys, quick to give up."""
+    return functools.partial(
+        make_sender, emulator, secret_key=SECRET_KEY, retry=FAST, flush_interval=0.02
+    )
 
 
 def checkout_pair(
