@@ -8,7 +8,7 @@ import time
 from collections.abc import Callable, Sequence
 from typing import Any
 
-from gbtrack import Event
+from gbtrack import DeliveryOutcome, Event
 from gbtrack._errors import PayloadError, RateLimitError, ServerError, TransportError
 from gbtrack.gameball import EventBatch, Outcome, OutcomeKind
 
@@ -209,3 +209,25 @@ def bounded(call: Callable[[], Any], bound: float = 10.0) -> tuple[Any, float]:
     thread.join(bound)
     assert not thread.is_alive(), f"still blocked after {bound} s"
     return result[0], time.monotonic() - began
+
+
+class Outcomes:
+    """An ``on_outcome`` hook that records each outcome and the thread it ran on."""
+
+    def __init__(self) -> None:
+        self.items: list[DeliveryOutcome] = []
+        self.threads: set[str] = set()
+        self.lock = threading.Lock()
+
+    def __call__(self, outcome: DeliveryOutcome) -> None:
+        with self.lock:
+            self.items.append(outcome)
+            self.threads.add(threading.current_thread().name)
+
+    def of(self, reference: str) -> list[DeliveryOutcome]:
+        """The outcomes told about one event or order (its reference)."""
+        return [o for o in self.items if o.reference == reference]
+
+    def seen(self) -> set[tuple[str | None, str, str | None]]:
+        """Every ``(reference, status, reason)`` told."""
+        return {(o.reference, o.status, o.reason) for o in self.items}

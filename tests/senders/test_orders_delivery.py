@@ -15,7 +15,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from tests.senders import API_KEY, SECRET_KEY
+from tests.senders import API_KEY, SECRET_KEY, Outcomes
 
 from gbtrack import DeliveryOutcome, Event, Tracker
 from gbtrack._order import OrderDraft, order_draft
@@ -43,23 +43,6 @@ def order(
         now=time.time(),
         on_outcome=hook,
     )
-
-
-class Outcomes:
-    """A hook that records each outcome and the thread it ran on."""
-
-    def __init__(self) -> None:
-        self.items: list[DeliveryOutcome] = []
-        self.threads: set[str] = set()
-        self.lock = threading.Lock()
-
-    def __call__(self, outcome: DeliveryOutcome) -> None:
-        with self.lock:
-            self.items.append(outcome)
-            self.threads.add(threading.current_thread().name)
-
-    def of(self, reference: str) -> list[DeliveryOutcome]:
-        return [o for o in self.items if o.reference == reference]
 
 
 def emulator_with(**options: Any) -> GameballEmulator:

@@ -19,7 +19,7 @@ from typing import Any
 
 import pytest
 from tests._drafts import DraftSender
-from tests.senders import API_KEY, SECRET_KEY
+from tests.senders import API_KEY, SECRET_KEY, Outcomes
 
 from gbtrack import ConfigurationError, DeliveryOutcome, Event, EventDraft, Tracker
 from gbtrack._outcomes import EVENT_HOOKS, item_hook
@@ -27,23 +27,6 @@ from gbtrack.emulator import GameballEmulator
 from gbtrack.senders import BackgroundSender, DirectSender, RetryPolicy
 
 FAST = RetryPolicy(base_delay=0.01, max_delay=0.05, max_attempts=2)
-
-
-class Outcomes:
-    """A hook that records each outcome and the thread it ran on."""
-
-    def __init__(self) -> None:
-        self.items: list[DeliveryOutcome] = []
-        self.threads: set[str] = set()
-        self.lock = threading.Lock()
-
-    def __call__(self, outcome: DeliveryOutcome) -> None:
-        with self.lock:
-            self.items.append(outcome)
-            self.threads.add(threading.current_thread().name)
-
-    def seen(self) -> set[tuple[str | None, str, str | None]]:
-        return {(o.reference, o.status, o.reason) for o in self.items}
 
 
 @dataclass
