@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import contextlib
+import subprocess
+import sys
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -13,6 +15,8 @@ pytest.importorskip("sqlalchemy", reason="the sql extra (SQLAlchemy) is not inst
 
 import sqlalchemy as sa
 from tests.sql._postgres import binaries, postgres_server
+
+import gbtrack
 
 # The emulator's fixtures, for the tests that deliver to a server.
 from gbtrack.emulator.pytest_plugin import (  # noqa: F401
@@ -79,3 +83,46 @@ def app_engine(url: str, table: sa.Table) -> Iterator[sa.Engine]:
         yield engine
     finally:
         engine.dispose()
+
+
+DJANGO_OUTBOX = """\
+import sys
+import django
+from django.conf import settings
+
+settings.configure(
+    DATABASES={"default": {"ENGINE": "django.db.backends.sqlite3", "NAME": sys.argv[1]}},
+    INSTALLED_APPS=[], USE_TZ=True,
+)
+django.setup()
+from django.db import connection, transaction
+
+import gbtrack
+from gbtrack import InMemorySender, Tracker
+from gbtrack.outbox._sql import ddl
+
+with connection.cursor() as cursor:
+    for statement in ddl("sqlite").split(";"):
+        if statement.strip():
+            cursor.execute(statement)
+"""
+"""A Django project's start, in a script: SQLite at ``argv[1]``, the outbox tables made."""
+
+
+def run_django(tmp_path: Path, body: str) -> list[str]:
+    """Run :data:`DJANGO_OUTBOX` then ``body`` in a fresh interpreter; its output lines.
+
+    Django configures itself once per process, so each script runs in its own.
+    """
+    pytest.importorskip("django")
+    script = tmp_path / "django_script.py"
+    script.write_text(DJANGO_OUTBOX + body)
+    done = subprocess.run(
+        [sys.executable, str(script), str(tmp_path / "django.sqlite3")],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        env={"PYTHONPATH": str(Path(gbtrack.__file__).parent.parent), "PATH": "/usr/bin:/bin"},
+    )
+    assert done.returncode == 0, done.stderr
+    return done.stdout.splitlines()

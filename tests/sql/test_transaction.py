@@ -9,16 +9,13 @@ emulator counting what a drainer delivers from committed rows only.
 from __future__ import annotations
 
 import asyncio
-import subprocess
-import sys
-import textwrap
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 import sqlalchemy as sa
 from sqlalchemy.orm import Session
-from tests.sql.conftest import app_engine
+from tests.sql.conftest import app_engine, run_django
 
 import gbtrack
 from gbtrack import InMemorySender, Tracker, TrackingError
@@ -218,25 +215,7 @@ def test_commit_delivers_exactly_one_rollback_none(
 
 
 DJANGO_SCRIPT = """
-import sys
-import django
-from django.conf import settings
-
-settings.configure(
-    DATABASES={"default": {"ENGINE": "django.db.backends.sqlite3", "NAME": sys.argv[1]}},
-    INSTALLED_APPS=[], USE_TZ=True,
-)
-django.setup()
-from django.db import connection, transaction
-
-import gbtrack
-from gbtrack import InMemorySender, Tracker
-from gbtrack.outbox._sql import ddl
-
 with connection.cursor() as cursor:
-    for statement in ddl("sqlite").split(";"):
-        if statement.strip():
-            cursor.execute(statement)
     cursor.execute("CREATE TABLE orders (id INTEGER PRIMARY KEY, total INTEGER)")
 
 tracker = Tracker(InMemorySender())
@@ -273,18 +252,7 @@ print(tracker.stats.dropped.get("outbox_error"), tracker.sender.events)
 
 
 def test_django_atomic(tmp_path: Path) -> None:
-    pytest.importorskip("django")
-    script = tmp_path / "django_outbox.py"
-    script.write_text(textwrap.dedent(DJANGO_SCRIPT))
-    done = subprocess.run(
-        [sys.executable, str(script), str(tmp_path / "django.sqlite3")],
-        capture_output=True,
-        text=True,
-        timeout=60,
-        env={"PYTHONPATH": str(Path(gbtrack.__file__).parent.parent), "PATH": "/usr/bin:/bin"},
-    )
-    assert done.returncode == 0, done.stderr
-    assert done.stdout.splitlines() == [
+    assert run_django(tmp_path, DJANGO_SCRIPT) == [
         "['committed', 'helper']",
         "[10, 30]",
         "1 []",

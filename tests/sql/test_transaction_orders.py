@@ -8,9 +8,6 @@ delivering the committed order to the emulator, which awards its points.
 
 from __future__ import annotations
 
-import subprocess
-import sys
-import textwrap
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -19,7 +16,7 @@ import pytest
 import sqlalchemy as sa
 from sqlalchemy.orm import Session
 from tests.sql._relays import RelayProcess, wait_until
-from tests.sql.conftest import app_engine
+from tests.sql.conftest import app_engine, run_django
 
 import gbtrack
 from gbtrack import InMemorySender, Tracker, track_order
@@ -134,27 +131,6 @@ def test_a_failed_insert_drops_the_order_and_the_business_commits(
 
 
 DJANGO_SCRIPT = """
-import sys
-import time
-import django
-from django.conf import settings
-
-settings.configure(
-    DATABASES={"default": {"ENGINE": "django.db.backends.sqlite3", "NAME": sys.argv[1]}},
-    INSTALLED_APPS=[], USE_TZ=True,
-)
-django.setup()
-from django.db import connection, transaction
-
-import gbtrack
-from gbtrack import InMemorySender, Tracker
-from gbtrack.outbox._sql import ddl
-
-with connection.cursor() as cursor:
-    for statement in ddl("sqlite").split(";"):
-        if statement.strip():
-            cursor.execute(statement)
-
 tracker = Tracker(InMemorySender())
 with transaction.atomic(), gbtrack.transaction(connection):
     tracker.order(customer_id="c-1", order_id="DJ-1", total_paid=10)
@@ -173,18 +149,7 @@ print(tracker.sender.orders)
 
 
 def test_django_atomic_carries_orders(tmp_path: Path) -> None:
-    pytest.importorskip("django")
-    script = tmp_path / "django_orders.py"
-    script.write_text(textwrap.dedent(DJANGO_SCRIPT))
-    done = subprocess.run(
-        [sys.executable, str(script), str(tmp_path / "django.sqlite3")],
-        capture_output=True,
-        text=True,
-        timeout=60,
-        env={"PYTHONPATH": str(Path(gbtrack.__file__).parent.parent), "PATH": "/usr/bin:/bin"},
-    )
-    assert done.returncode == 0, done.stderr
-    assert done.stdout.splitlines() == ["order DJ-1 True", "[]"]
+    assert run_django(tmp_path, DJANGO_SCRIPT) == ["order DJ-1 True", "[]"]
 
 
 # --- end to end: a checkout, committed or not, then the relay -----------------------------------
