@@ -9,10 +9,10 @@ instead of a few jobs). Items that failed together now share one backoff.
 from __future__ import annotations
 
 import time
-from collections.abc import Iterator
+from collections.abc import Callable
 
 import pytest
-from tests.senders import API_KEY, SECRET_KEY
+from tests.senders import SECRET_KEY
 
 from gbtrack import Event
 from gbtrack._order import order_draft
@@ -23,19 +23,17 @@ BACKLOG = 300  # customers: past both bulk thresholds (200 event requests, 60 or
 
 
 @pytest.fixture
-def sender(emulator: GameballEmulator) -> Iterator[BackgroundSender]:
-    sender = BackgroundSender(
-        api_key=API_KEY,
+def sender(
+    emulator: GameballEmulator, make_sender: Callable[..., BackgroundSender]
+) -> BackgroundSender:
+    return make_sender(
+        emulator,
         secret_key=SECRET_KEY,
-        base_url=emulator.url,
         # Jitter over up to 0.4 s: time enough for items to trickle back one by one.
         retry=RetryPolicy(base_delay=0.2, max_delay=0.4),
         flush_interval=0.3,  # the whole backlog is queued before the first drain
+        timeout=10.0,  # the sender's default
     )
-    try:
-        yield sender
-    finally:
-        sender.close(timeout=10)
 
 
 def test_a_failed_job_of_orders_is_retried_as_one_job(

@@ -9,10 +9,10 @@ its customer's later events and orders wait, and other customers' requests go on
 from __future__ import annotations
 
 import time
-from collections.abc import Iterator
+from collections.abc import Callable
 
 import pytest
-from tests.senders import API_KEY, SECRET_KEY
+from tests.senders import SECRET_KEY
 
 from gbtrack import Event
 from gbtrack._order import OrderDraft, order_draft
@@ -29,19 +29,17 @@ class FixedBackoff(RetryPolicy):
 
 
 @pytest.fixture
-def sender(emulator: GameballEmulator) -> Iterator[BackgroundSender]:
-    sender = BackgroundSender(
-        api_key=API_KEY,
+def sender(
+    emulator: GameballEmulator, make_sender: Callable[..., BackgroundSender]
+) -> BackgroundSender:
+    return make_sender(
+        emulator,
         secret_key=SECRET_KEY,
-        base_url=emulator.url,
         retry=FixedBackoff(),
         flush_interval=0.02,
         bulk=False,
+        timeout=10.0,  # the sender's default
     )
-    try:
-        yield sender
-    finally:
-        sender.close(timeout=10)
 
 
 def order(order_id: str, customer: str) -> OrderDraft:
