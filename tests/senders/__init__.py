@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import itertools
+import json
+import os
 import threading
 import time
 from collections.abc import Callable, Sequence
@@ -231,3 +233,14 @@ class Outcomes:
     def seen(self) -> set[tuple[str | None, str, str | None]]:
         """Every ``(reference, status, reason)`` told."""
         return {(o.reference, o.status, o.reason) for o in self.items}
+
+
+def child_report(pid: int, read_fd: int, write_fd: int) -> dict[str, Any]:
+    """The JSON a forked child wrote to its pipe (``write_fd``), once it has exited 0."""
+    os.close(write_fd)
+    with os.fdopen(read_fd, "rb") as pipe:
+        data = pipe.read()
+    _, status = os.waitpid(pid, 0)
+    assert os.waitstatus_to_exitcode(status) == 0, data
+    report: dict[str, Any] = json.loads(data)
+    return report

@@ -5,7 +5,7 @@ import os
 import threading
 
 import pytest
-from tests.senders import ScriptedClient, event
+from tests.senders import ScriptedClient, child_report, event
 
 from gbtrack.senders import BackgroundSender, RetryPolicy
 
@@ -58,12 +58,7 @@ def test_child_starts_empty_and_never_resends_the_parents_queue() -> None:
         if pid == 0:  # pragma: no cover - runs in the child
             os.close(read_fd)
             _run_child(sender, client, write_fd)
-        os.close(write_fd)
-        with os.fdopen(read_fd, "rb") as pipe:
-            data = pipe.read()
-        _, status = os.waitpid(pid, 0)
-        assert os.waitstatus_to_exitcode(status) == 0, data
-        report = json.loads(data)
+        report = child_report(pid, read_fd, write_fd)
         assert report["in_queue"] == 0
         assert report["in_flight"] == 0
         assert report["ok"] is True

@@ -14,7 +14,7 @@ import threading
 import time
 
 import pytest
-from tests.senders import ScriptedClient
+from tests.senders import ScriptedClient, child_report
 
 from gbtrack import Event, Tracker
 from gbtrack.senders import BackgroundSender
@@ -57,18 +57,29 @@ def test_the_first_draft_wakes_an_idle_worker_and_arms_its_timer() -> None:
         sender.close(5)
 
 
-def test_the_capacity_holds_on_the_callers_thread_while_the_worker_is_stalled() -> None:
-    entered, release = threading.Event(), threading.Event()
+class Stall:
+    """A ``before_send`` hook that holds the worker (it runs there, batch-wise) until released."""
 
-    def stall(events: Event) -> Event:  # before_send runs in the worker, batch-wise
-        entered.set()
-        assert release.wait(30)
+    def __init__(self) -> None:
+        self.entered, self.release = threading.Event(), threading.Event()
+
+    def __call__(self, events: Event) -> Event:
+        self.entered.set()
+        assert self.release.wait(30)
         return events
 
-    client = ScriptedClient()
-    sender = BackgroundSender(
-        client, max_queue_size=20, max_batch_size=5, flush_interval=0.01, bulk=False
+
+def _small_sender() -> BackgroundSender:
+    """Room for 20 events, batches of 5, one request per event."""
+    return BackgroundSender(
+        ScriptedClient(), max_queue_size=20, max_batch_size=5, flush_interval=0.01, bulk=False
     )
+
+
+def test_the_capacity_holds_on_the_callers_thread_while_the_worker_is_stalled() -> None:
+    stall = Stall()
+    entered, release = stall.entered, stall.release
+    sender = _small_sender()
     tracker = Tracker(sender, before_send=stall)
     try:
         assert tracker.gate is not None  # the sender applies the hook: the gate stays open
@@ -122,12 +133,7 @@ def test_a_forked_child_starts_its_own_worker_from_the_gate() -> None:
                 code = 0
             finally:
                 os._exit(code)
-        os.close(write_fd)
-        with os.fdopen(read_fd, "rb") as pipe:
-            data = pipe.read()
-        _, status = os.waitpid(pid, 0)
-        assert os.waitstatus_to_exitcode(status) == 0, data
-        report = json.loads(data)
+        report = child_report(pid, read_fd, write_fd)
         assert report["ok"] is True
         assert report["names"] == ["child"]  # never the parent's drafts
         assert report["sent"] == 4  # the parent's three (the child's copy) and its own
@@ -139,17 +145,9 @@ def test_a_forked_child_starts_its_own_worker_from_the_gate() -> None:
 
 
 def test_two_trackers_on_a_stalled_sender_stay_bounded_and_count_their_own() -> None:
-    entered, release = threading.Event(), threading.Event()
-
-    def stall(events: Event) -> Event:
-        entered.set()
-        assert release.wait(30)
-        return events
-
-    client = ScriptedClient()
-    sender = BackgroundSender(
-        client, max_queue_size=20, max_batch_size=5, flush_interval=0.01, bulk=False
-    )
+    stall = Stall()
+    entered, release = stall.entered, stall.release
+    sender = _small_sender()
     first, second = Tracker(sender, before_send=stall), Tracker(sender, before_send=stall)
     try:
         first.emit("e", customer_id="first")
