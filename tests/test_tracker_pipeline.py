@@ -257,6 +257,45 @@ def test_the_gate_is_the_senders_own_entry_and_sent_is_counted_once() -> None:
     assert [type(item) for item in sender.items] == [EventDraft] * 3
 
 
+class Customer:
+    def __init__(self, cid: str) -> None:
+        self.id = cid
+
+
+def test_the_wrappers_hand_a_gate_drafts_unless_it_takes_fields() -> None:
+    """``fields_gate``: the generated wrappers' entry. A sender's gate that says it takes a
+    draft's fields gets the plain tuple (it makes the draft later); any other gate gets
+    the ``EventDraft`` the tracker makes, through the one entry in between."""
+    sender = DraftSender()
+    tracker = Tracker(sender)
+
+    @tracker.track("e", customer_id="customer.id")
+    def f(customer: Customer) -> None: ...
+
+    assert tracker.fields_gate is not None
+    assert tracker.fields_gate is not tracker.gate  # it makes the draft, then the gate
+    f(Customer("c-1"))
+    assert [type(item) for item in sender.items] == [EventDraft]
+    assert sender.items[0].customer_id == "c-1"
+
+    class FieldsSender(DraftSender):
+        def fields_entry(self, gate: Any) -> Any:
+            return gate  # accept() keeps whatever it is given
+
+    fields = FieldsSender()
+    tracker.sender = fields
+    assert tracker.fields_gate == fields.accept
+    f(Customer("c-2"))
+    (item,) = fields.items
+    assert type(item) is tuple
+    assert EventDraft._make(item).customer_id == "c-2"  # the nine fields, in order
+    assert tracker.stats.sent == 2  # one through each sender's gate
+    tracker.configure(strict=True)  # something to do on the way: no gate at all
+    assert (tracker.gate, tracker.fields_gate) == (None, None)
+    f(Customer("c-3"))  # the general path: validated, then the draft to send()
+    assert type(fields.items[-1]) is EventDraft
+
+
 def test_the_gate_closes_while_a_binding_is_open_and_opens_again() -> None:
     inserted: list[Event] = []
 

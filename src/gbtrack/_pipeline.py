@@ -32,7 +32,7 @@ from gbtrack._outcomes import Unsent, dropped_outcome, own_hook
 from gbtrack._report import Reporter, Stats, logger, warn_user
 from gbtrack._schema import check_planned
 from gbtrack._settings import BeforeSend, TrackerSettings
-from gbtrack._state import Gate
+from gbtrack._state import FieldsGate, Gate
 from gbtrack._state import _open as _bindings
 from gbtrack._state import bound_transaction as _bound_transaction
 from gbtrack._transaction import TransactionBinding, insert_failed
@@ -153,6 +153,9 @@ class Route:
         owner: The tracker a binding must bind.
         gate: The fast entry when there is nothing to do but hand the draft on (then
             ``to_sender`` is the gate too); ``None`` otherwise.
+        fields_gate: ``gate`` for a draft's fields as a plain tuple: the sender's own
+            (``SenderTraits.fields_gate``), else one that makes the draft, then calls
+            ``gate``; ``None`` with ``gate``.
         names: The names of every step of the way to the sender, for tests and debugging.
         run: The whole way, one function: ``run(draft)`` is ``False`` when the draft was
             dropped (counted).
@@ -164,6 +167,7 @@ class Route:
     owner: object
     gate: Gate | None
     names: tuple[str, ...]
+    fields_gate: FieldsGate | None = None
     run: Callable[[EventDraft], bool] = field(init=False, repr=False, compare=False)
 
     def __post_init__(self) -> None:
@@ -245,8 +249,20 @@ def compile_route(
     # The pass-through rule, in one place: nothing to do but hand the draft on.
     if steps or item_steps or _bindings[0]:
         return Route(tuple(steps), leg, to_binding, owner, None, names)
+    if traits.gate is not None and traits.fields_gate is not None:
+        return Route((), traits.gate, to_binding, owner, traits.gate, names, traits.fields_gate)
     gate = traits.gate if traits.gate is not None else leg
-    return Route((), gate, to_binding, owner, gate, names)
+    return Route((), gate, to_binding, owner, gate, names, _drafting(gate))
+
+
+def _drafting(gate: Gate) -> FieldsGate:
+    """``gate`` for a draft's fields: makes the ``EventDraft`` (one C call), then calls it."""
+    new, draft = tuple.__new__, EventDraft
+
+    def fields_gate(fields: tuple[object, ...]) -> object:
+        return gate(new(draft, fields))
+
+    return fields_gate
 
 
 def _names(steps: list[DraftStep] | list[ItemStep]) -> tuple[str, ...]:

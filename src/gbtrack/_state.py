@@ -18,6 +18,7 @@ if TYPE_CHECKING:
 
 __all__ = [
     "CallSink",
+    "FieldsGate",
     "Gate",
     "active",
     "bind_transaction",
@@ -29,6 +30,11 @@ __all__ = [
 
 Gate = Callable[["EventDraft"], object]
 """A tracker's fast entry: ``gate(draft)`` is the whole of ``submit(draft)``; never raises."""
+
+FieldsGate = Callable[[tuple[Any, ...]], object]
+"""The same entry for a draft's fields as a plain tuple (``tuple(draft)``: nine, or ten
+with the draft's own outcome hook); the ``EventDraft`` is made by whoever takes it, off
+the caller's thread where the sender can (the generated wrappers' way in)."""
 
 
 class CallSink(Protocol):
@@ -42,6 +48,7 @@ class CallSink(Protocol):
 
     enabled: bool  # call sites test it first: a disabled tracker calls straight through
     gate: Gate | None
+    fields_gate: FieldsGate | None  # ``gate`` for a draft's fields; ``None`` with it
 
     @property
     def strict(self) -> bool:

@@ -45,7 +45,7 @@ from gbtrack._report import ErrorHandler, Reporter, Stats
 from gbtrack._settings import BeforeSend, TrackerSettings, settings_changes
 from gbtrack._settings import env_disabled as _env_disabled
 from gbtrack._span import tracker_span
-from gbtrack._state import Gate, active, bound_transaction, on_bindings_change
+from gbtrack._state import FieldsGate, Gate, active, bound_transaction, on_bindings_change
 from gbtrack._transaction import insert_failed
 from gbtrack._types import UNSET, Unset
 from gbtrack.senders._base import AttachableSender, Sender, SenderTraits, TrackerLink
@@ -111,6 +111,9 @@ class Tracker:
             whenever anything but "hand the draft to the sender" is configured;
             otherwise ``gate(draft)`` is the whole of :meth:`submit`, usually the sender's
             own fast entry.
+        fields_gate: ``gate`` for a draft's fields as a plain tuple (``tuple(draft)``),
+            what the generated wrappers call: the sender makes the draft off the
+            caller's thread where it can; ``None`` with ``gate``.
 
     Examples:
         >>> from gbtrack import Tracker, InMemorySender
@@ -124,6 +127,7 @@ class Tracker:
 
     enabled: bool
     gate: Gate | None
+    fields_gate: FieldsGate | None
 
     def __init__(
         self,
@@ -249,7 +253,8 @@ class Tracker:
                 warnings=self._warnings,
             )
             self._route, self._run = route, route.run
-            self.gate = route.gate
+            # The generated wrappers read fields_gate alone: each is whole when read.
+            self.gate, self.fields_gate = route.gate, route.fields_gate
 
     def _first_use(self, draft: EventDraft) -> bool:
         """The way to the sender while there is none: create the default one, go on."""

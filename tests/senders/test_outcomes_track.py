@@ -271,8 +271,8 @@ def test_the_draft_carries_the_hook_and_the_plain_path_is_unchanged() -> None:
     # The plain wrapper's source has no trace of the hook; the hooked one differs by it.
     assert "_hook" not in _source(plain)
     hooked_source = _source(hooked)
-    assert "_now(), _hook)))" in hooked_source
-    assert "_now())))" in _source(plain)
+    assert "_now(), _hook))" in hooked_source
+    assert "_now()))" in _source(plain)
     # Laid out alike, another hook: the same source, each wrapper its own hook.
 
     def other(outcome: DeliveryOutcome) -> None: ...

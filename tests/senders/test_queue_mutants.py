@@ -402,6 +402,15 @@ def test_two_blocked_senders_are_both_counted_until_each_leaves() -> None:
 
 
 # --- the inlets: the gate's limit, its count, the item named in messages ------------------
+def draft(name: str) -> EventDraft:
+    return EventDraft(name, "c-1", None, None, None, (), (), None, 1.7e9)
+
+
+def fields(name: str) -> tuple[object, ...]:
+    """A draft's fields as a plain tuple: what the generated wrappers hand the gate."""
+    return tuple(draft(name))
+
+
 def _inlet(q: EventQueue, overs: list[object] | None = None) -> _queue.Inlet:
     inlet = _queue.Inlet(lambda: None, (overs if overs is not None else []).append)
     q.inlets.append(inlet)
@@ -411,14 +420,14 @@ def _inlet(q: EventQueue, overs: list[object] | None = None) -> _queue.Inlet:
 def test_the_gate_appends_and_takes_its_slow_path_at_the_limit() -> None:
     overs: list[object] = []
     inlet = _inlet(make(), overs)
-    assert inlet.gate(event("a")) is True  # the first draft reaches the first limit, 1
+    assert inlet.gate(fields("a")) is True  # the first draft reaches the first limit, 1
     assert overs == [inlet]
     inlet.set_limit(3)
-    assert inlet.gate(event("b")) is True
+    assert inlet.gate(fields("b")) is True
     assert overs == [inlet]  # 2 < 3
-    inlet.gate(event("c"))
+    inlet.gate(fields("c"))
     assert overs == [inlet, inlet]  # 3 reached
-    assert [e.name for e in inlet.items] == ["a", "b", "c"]
+    assert [_queue.as_draft(e).name for e in inlet.items] == ["a", "b", "c"]
 
 
 def test_an_inlet_counts_each_draft_once() -> None:
@@ -434,7 +443,7 @@ def test_limit_for_an_idle_queue_is_its_first_draft() -> None:
     q = make(100)  # batch_size 5
     inlet = _inlet(q)
     assert q.limit_for(inlet) == 1
-    inlet.items.append(event("a"))
+    inlet.items.append(fields("a"))
     assert q.limit_for(inlet) == 1 + 5  # then a full batch
 
 
@@ -450,7 +459,7 @@ def test_limit_for_completes_the_batch_queued_or_waits_for_the_next() -> None:
 def test_limit_for_keeps_each_inlet_to_its_share_of_the_room() -> None:
     q = make(100)
     inlets = [_inlet(q) for _ in range(4)]
-    inlets[0].items.append(event("a"))
+    inlets[0].items.append(fields("a"))
     q.held = 90  # room: 100 - 90 - 1 = 9, a share of 9 // 4 = 2
     assert q.limit_for(inlets[0]) == 1 + 2
     q.held = 97  # room 2, a share of 0: at least the next draft
@@ -461,7 +470,7 @@ def test_limit_for_a_full_queue_is_the_next_draft() -> None:
     q = make(10)
     inlet = _inlet(q)
     fill(q, 4)
-    inlet.items.append(event("a"))
+    inlet.items.append(fields("a"))
     q.held = 5  # room 10 - 5 - 5 = 0
     assert q.limit_for(inlet) == 2
     q.held = 7  # room below zero
@@ -488,10 +497,11 @@ def test_gather_moves_every_inlet_in_order_and_counts_each_draft() -> None:
     second = _queue.Inlet(lambda: counted.append(2), lambda _: None)
     q.inlets.extend([first, second])
     fill(q, 1)
-    first.items.extend([event("a"), event("b")])
-    second.items.append(event("c"))
+    first.items.extend([fields("a"), draft("b")])  # both forms
+    second.items.append(fields("c"))
     q.gather()
     assert [e.name for e in q.items] == ["e0", "a", "b", "c"]
+    assert [type(e) for e in list(q.items)[1:]] == [EventDraft] * 3  # made on gathering
     assert counted == [1, 1, 2]
     assert not first.items
     assert not second.items
@@ -503,11 +513,11 @@ def test_gather_trims_what_exceeds_the_capacity_counting_what_is_held() -> None:
     inlet = _inlet(q)
     fill(q, 3)
     q.held = 2
-    inlet.items.extend([event(f"d{i}") for i in range(6)])  # 3 + 6 + 2 held: 1 too many
+    inlet.items.extend([fields(f"d{i}") for i in range(6)])  # 3 + 6 + 2 held: 1 too many
     q.gather()
     assert [e.name for e in spilled] == ["d5"]  # the newest
     assert len(q.items) == 8
-    inlet.items.append(event("d6"))  # 8 + 1 + 2 held = 11
+    inlet.items.append(fields("d6"))  # 8 + 1 + 2 held = 11
     q.held = 1  # 8 + 1 + 1 = 10: exactly full, nothing trimmed
     q.gather()
     assert [e.name for e in spilled] == ["d5"]
@@ -518,7 +528,7 @@ def test_gather_trims_the_newest_in_their_order() -> None:
     spilled: list[Event | EventDraft] = []
     q = make(3, spill=lambda e: spilled.append(e) or True)
     inlet = _inlet(q)
-    inlet.items.extend([event(f"d{i}") for i in range(6)])
+    inlet.items.extend([fields(f"d{i}") for i in range(6)])
     q.gather()
     assert [e.name for e in q.items] == ["d0", "d1", "d2"]
     assert [e.name for e in spilled] == ["d3", "d4", "d5"]  # reported oldest first
@@ -531,9 +541,12 @@ def test_arm_sets_each_limit_and_says_whether_the_worker_may_sleep() -> None:
     inlet = _inlet(q, overs)
     inlet.set_limit(50)
     assert q.arm() is True  # idle: the limit is the first draft again
-    inlet.gate(event("a"))
+    inlet.gate(fields("a"))
     assert overs == [inlet]
     assert q.arm() is False  # a draft came meanwhile: look again before sleeping
     q.gather()
-    # Queued (not dispatched: rate limit, busy customer): the worker's own timers wake it.
+    # Queued (not dispatched: rate limit, busy customer): the worker's own timers wake it,
+    # even with drafts in an inlet (their gate's limit is set: a batch's worth wakes it).
+    assert q.arm() is True
+    inlet.gate(fields("b"))
     assert q.arm() is True

@@ -43,12 +43,12 @@ from gbtrack._outcomes import (
 )
 from gbtrack._protocol import DEFAULT_BASE_URL, ORDERS, Outcome
 from gbtrack._report import ErrorHandler, Reporter, Stats
-from gbtrack._state import Gate
+from gbtrack._state import FieldsGate, Gate
 from gbtrack.senders._base import BaseSender, BatchHook, Sender, TrackerLink
 from gbtrack.senders._config import LIMITER_OPTIONS, DeliveryConfig
 from gbtrack.senders._dispatch import ORDER_BULK_THRESHOLD, Dispatcher
 from gbtrack.senders._policy import DeliveryClient, Limiter, RateLimiter, RetryPolicy, Spill
-from gbtrack.senders._queue import EventQueue, Inlet, Overflow
+from gbtrack.senders._queue import EventQueue, Inlet, Overflow, as_draft
 from gbtrack.senders._requests import OrderRequest, time_left
 
 __all__ = ["BackgroundSender"]
@@ -452,6 +452,19 @@ class BackgroundSender(BaseSender):
             self._inlets.append(inlet)
         return inlet.gate
 
+    def fields_entry(self, gate: Gate) -> FieldsGate | None:
+        """An inlet's gate also takes a draft's fields: the worker makes the draft.
+
+        Whoever gathers the inlet makes each item an :class:`~gbtrack.EventDraft` (one C
+        call per item, :func:`~gbtrack.senders._queue.as_draft`); the general entry does
+        not.
+        """
+        with self._start_lock:
+            for inlet in self._inlets:
+                if inlet.gate is gate:
+                    return inlet.gate
+        return None
+
     def _over(self, inlet: Inlet) -> None:
         """A gate's slow path: wake (and start) the worker, or drop what exceeds the capacity.
 
@@ -466,7 +479,7 @@ class BackgroundSender(BaseSender):
         q = self._queue
         with q.lock:
             full = q.pending() + q.held > q.capacity
-            item = inlet.items.pop() if full and inlet.items else None
+            item = as_draft(inlet.items.pop()) if full and inlet.items else None
             inlet.set_limit(q.limit_for(inlet))
         if item is None:
             self._wake.set()  # the first draft, or a full batch
@@ -480,7 +493,7 @@ class BackgroundSender(BaseSender):
         """The sender is closed: what the inlet holds is counted sent, then dropped (``closed``)."""
         items = inlet.items
         with self._queue.lock:  # as gather() takes them: one taker at a time
-            refused = [items.popleft() for _ in range(len(items))]  # later ones: their own call
+            refused = [as_draft(items.popleft()) for _ in range(len(items))]  # later: own call
         inlet.count(len(refused))
         for item in refused:
             self._drop_closed(item)

@@ -25,7 +25,7 @@ from gbtrack._event import validate_drafts as _validate_drafts
 from gbtrack._order import OrderDraft
 from gbtrack._outcomes import DeliveryOutcome, OutcomeHook, OutcomeHooks
 from gbtrack._report import ErrorHandler, Reporter, Stats
-from gbtrack._state import Gate
+from gbtrack._state import FieldsGate, Gate
 
 __all__ = [
     "AttachableSender",
@@ -134,6 +134,11 @@ class SenderTraits:
             counts it with the link's ``count_sent`` (at once, or later but before
             ``stats`` answers), never raises, and returns a truthy value when it
             accepted it. ``None``: the tracker calls ``send()``.
+        fields_gate: ``gate`` again, when it also takes a draft's fields as a plain
+            tuple (``tuple(draft)``) and makes the :class:`~gbtrack.EventDraft` itself,
+            off the caller's thread (as :class:`BackgroundSender`'s worker does): the
+            generated wrappers then skip making it. ``None``: the tracker makes the
+            draft before calling ``gate``.
         stats: Returns the sender's :class:`~gbtrack.Stats`, merged into
             ``tracker.stats`` (all but ``sent``, which the tracker counts); called
             before the tracker reads its own counters.
@@ -156,6 +161,7 @@ class SenderTraits:
     applies_before_send: bool = False
     blocking: bool = False
     gate: Gate | None = None
+    fields_gate: FieldsGate | None = None
     stats: Callable[[], Stats] | None = None
     hand_over: Callable[[Sender, float | None], bool] | None = None
     takes_orders: bool = False
@@ -233,13 +239,16 @@ class BaseSender:
         self.limits = link.limits
         self.outcomes.tracker_hook = link.on_outcome
         takes_drafts = self.accepts_drafts
+        gate = None
         if takes_drafts:
             self.before_send = link.before_send
+            gate = self.fast_entry(link)
         return SenderTraits(
             takes_drafts=takes_drafts,
             applies_before_send=takes_drafts,
             blocking=self.blocking,
-            gate=self.fast_entry(link) if takes_drafts else None,
+            gate=gate,
+            fields_gate=None if gate is None else self.fields_entry(gate),
             stats=self.stats,
             hand_over=self.hand_over,
             takes_orders=bool(self.accepts_orders),
@@ -277,6 +286,14 @@ class BaseSender:
             return True
 
         return gate
+
+    def fields_entry(self, gate: Gate) -> FieldsGate | None:
+        """``gate`` (from :meth:`fast_entry`) if it also takes a draft's fields as a tuple.
+
+        ``SenderTraits.fields_gate``: a gate that makes the ``EventDraft`` off the
+        caller's thread returns itself here. This one: ``None`` (the tracker makes it).
+        """
+        return None
 
     def hand_over(self, successor: Sender, timeout: float | None = None) -> bool:
         """Replaced by ``successor``: nothing is held here, so this only closes.

@@ -15,6 +15,10 @@ inlet's length with a limit. Whoever looks next (the worker on each turn, ``flus
 is where the gate's slow path takes over: the first draft while the worker is idle
 (the wake-up that arms its timer), a batch's worth (the wake-up of a full batch), or
 the capacity (the overflow), so that the bound holds on the caller's thread.
+
+A gate takes a draft's fields as a plain tuple too (``SenderTraits.fields_gate``): the
+generated wrappers hand it the tuple, and whoever takes an item out of an inlet makes
+it an ``EventDraft`` there (:data:`as_draft`, one C call), off the caller's thread.
 """
 
 from __future__ import annotations
@@ -25,19 +29,22 @@ import time
 from collections import deque
 from collections.abc import Callable, Iterable
 from itertools import islice
-from typing import TYPE_CHECKING, Literal
+from typing import TYPE_CHECKING, Any, Literal
 
 from gbtrack._event import Event, EventDraft
 from gbtrack._order import OrderDraft
 
 if TYPE_CHECKING:
     from gbtrack._report import Reporter
-    from gbtrack._state import Gate
+    from gbtrack._state import FieldsGate
 
-__all__ = ["EventQueue", "Inlet", "Queued", "Overflow"]
+__all__ = ["EventQueue", "Inlet", "Overflow", "Queued", "as_draft"]
 
 Queued = Event | EventDraft | OrderDraft
 """What the queue holds: events, event drafts and order drafts, in the order accepted."""
+
+as_draft: Callable[[tuple[Any, ...]], EventDraft] = functools.partial(tuple.__new__, EventDraft)
+"""A draft's fields (or a draft) as an :class:`~gbtrack.EventDraft`: one C call."""
 
 Overflow = Literal["drop_newest", "block"]
 """What ``send()`` does when the queue is full: drop (and count) the event, or wait."""
@@ -46,15 +53,18 @@ _OVERFLOW_LOG_INTERVAL = 5.0  # seconds between two overflow log lines during an
 _END = object()  # iter(f, _END) calls f forever: islice(..., n) calls it n times, in C
 
 
-def _gate(items: deque[Queued], over: Callable[[], object]) -> tuple[Gate, Callable[[int], None]]:
+def _gate(
+    items: deque[tuple[Any, ...]], over: Callable[[], object]
+) -> tuple[FieldsGate, Callable[[int], None]]:
     """A gate appending to ``items``, calling ``over()`` once ``items`` reach the limit.
 
     The limit lives in a closure cell (the cheapest read there is); ``set_limit`` sets it.
+    It takes an ``EventDraft`` or a draft's fields as a plain tuple alike.
     """
     append = items.append
     limit = 1  # the first draft wakes (and starts) the worker
 
-    def gate(draft: EventDraft) -> bool:
+    def gate(draft: tuple[Any, ...]) -> bool:
         append(draft)
         if len(items) >= limit:
             over()
@@ -84,7 +94,7 @@ class Inlet:
     __slots__ = ("count_sent", "gate", "items", "set_limit")
 
     def __init__(self, count_sent: Callable[[], object], over: Callable[[Inlet], None]) -> None:
-        self.items: deque[Queued] = deque()
+        self.items: deque[tuple[Any, ...]] = deque()  # drafts, or drafts' fields
         self.count_sent = count_sent
         self.gate, self.set_limit = _gate(self.items, functools.partial(over, self))
 
@@ -208,7 +218,7 @@ class EventQueue:
             for inlet in inlets:
                 n = len(inlet.items)
                 if n:
-                    extend(islice(iter(inlet.items.popleft, _END), n))
+                    extend(map(as_draft, islice(iter(inlet.items.popleft, _END), n)))
                     inlet.count(n)
             excess = len(self.items) + self.held - self.capacity
             trimmed = [self.items.pop() for _ in range(excess)] if excess > 0 else []
