@@ -8,6 +8,7 @@ import sys
 import threading
 import time
 from collections.abc import Iterator
+from typing import Any
 
 import pytest
 from tests._redis import RedisServer
@@ -276,6 +277,82 @@ def test_redis_down_falls_back_logs_once_and_recovers(
     limiter.reserve()
     limiter.reserve()
     assert len([r for r in caplog.records if r.levelno == logging.WARNING]) == 2
+
+
+def test_an_answer_older_than_the_outage_does_not_end_it(
+    redis_server: RedisServer,
+    limiters: list[RedisRateLimiter],
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    """A call answered before Redis died, seen after another call found it gone, must not
+    switch the limiter back (it flapped: "unreachable", "reachable again", "unreachable")."""
+    caplog.set_level(logging.INFO, logger=LOGGER)
+    limiter = make(redis_server, limiters, ((1000, 1.0),), retry_interval=0.2)
+    real = limiter._reserve
+    answered_early, outage_seen = threading.Event(), threading.Event()
+
+    def late(**kw: Any) -> Any:
+        reply = real(**kw)  # answered while Redis is up...
+        answered_early.set()
+        assert outage_seen.wait(10)  # ...and returned after the outage was seen
+        return reply
+
+    limiter._reserve = late  # type: ignore[method-assign]
+    early: list[tuple[float, float | None]] = []
+    caller = threading.Thread(target=lambda: early.append(limiter.reserve()))
+    caller.start()
+    assert answered_early.wait(10)
+    limiter._reserve = real  # type: ignore[method-assign]
+    redis_server.stop(kill=True)
+    limiter.reserve()  # finds Redis gone: local now (after the window Redis held)
+    assert not limiter.available
+    outage_seen.set()
+    caller.join(10)
+    assert early[0][1] is not None
+    assert early[0][1] < 0
+    assert not limiter.available  # still limiting locally
+    messages = [r.getMessage() for r in caplog.records]
+    assert sum("unreachable" in m for m in messages) == 1
+    assert not [m for m in messages if "reachable again" in m]
+
+
+def test_a_failure_older_than_the_return_does_not_end_it(
+    redis_server: RedisServer,
+    limiters: list[RedisRateLimiter],
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    """A call that tried Redis during the outage and failed after another call found it
+    back must not switch the limiter down again."""
+    caplog.set_level(logging.INFO, logger=LOGGER)
+    limiter = make(redis_server, limiters, ((1000, 0.2),), retry_interval=0.2)
+    redis_server.stop(kill=True)
+    limiter.reserve()
+    assert not limiter.available
+    time.sleep(0.3)  # a retry is due, and the window Redis held is over
+    real = limiter._reserve
+    trying, back = threading.Event(), threading.Event()
+
+    def stale(**kw: Any) -> Any:
+        trying.set()
+        assert back.wait(10)
+        raise ConnectionError("refused while Redis was down")  # seen after the return
+
+    limiter._reserve = stale  # type: ignore[method-assign]
+    caller = threading.Thread(target=limiter.reserve)
+    caller.start()
+    assert trying.wait(10)
+    limiter._reserve = real  # type: ignore[method-assign]
+    redis_server.start()
+    stamp = limiter.take(3.0)
+    assert stamp is not None
+    assert stamp < 0
+    assert limiter.available
+    back.set()
+    caller.join(10)
+    assert limiter.available  # the late failure is not a new outage
+    messages = [r.getMessage() for r in caplog.records]
+    assert sum("unreachable" in m for m in messages) == 1
+    assert sum("reachable again" in m for m in messages) == 1
 
 
 def test_unreachable_from_the_start_never_raises(caplog: pytest.LogCaptureFixture) -> None:

@@ -309,6 +309,11 @@ class RedisRateLimiter:
         self._pid = os.getpid()
         self._state_lock = threading.Lock()
         self._down = False
+        # Bumped at each switch (down, back): a call's answer switches only when the call
+        # started after the last switch. A call that started before Redis died may
+        # succeed after another's failure, and one that started during the outage may
+        # fail after another's success: either would flap the state (and the log).
+        self._epoch = 0
         self._retry_at = 0.0
         self._guarded_until = 0.0
         self._guards: dict[int, float] = {}  # Redis slot -> its local guard slot
@@ -335,12 +340,17 @@ class RedisRateLimiter:
         """Whether to try Redis now: it is up, or a retry is due."""
         return not self._down or time.monotonic() >= self._retry_at
 
-    def _failed(self, exc: BaseException) -> None:
+    def _failed(self, exc: BaseException, epoch: int) -> None:
+        """A call started at ``epoch`` could not reach Redis: limit locally, unless stale."""
         with self._state_lock:
             self._retry_at = time.monotonic() + self.retry_interval
-            if self._down:
+            if self._down or epoch != self._epoch:
                 return
             self._down = True
+            self._epoch += 1
+        # The idle connections in the pool may be to a server that died: a call that took
+        # one after Redis came back would fail and mark it unreachable again.
+        self._drop_idle_connections()
         # The slots Redis holds are unknown now: wait out the shortest window before
         # the local share starts, rather than add a full share on top of them.
         self.fallback.defer(self._shortest)
@@ -352,31 +362,42 @@ class RedisRateLimiter:
             self.fallback_share,
         )
 
-    def _succeeded(self) -> None:
-        if self._down and self._recover():
+    def _succeeded(self, epoch: int) -> None:
+        """A call started at ``epoch`` reached Redis: share the limits again, unless stale."""
+        if self._down and epoch == self._epoch and self._recover(epoch):
             self._adopt_local_slots()
 
-    def _recover(self) -> bool:
+    def _recover(self, epoch: int) -> bool:
         """Mark Redis reachable; whether this thread is the one that switched back."""
         with self._state_lock:
-            was_down, self._down = self._down, False
-            if was_down:
-                # Every process retries within retry_interval: after that and one
-                # shortest window, none holds slots Redis does not know.
-                self._guarded_until = time.monotonic() + self.retry_interval + self._shortest
-        return was_down
+            if not self._down or epoch != self._epoch:
+                return False
+            self._down = False
+            self._epoch += 1
+            # Every process retries within retry_interval: after that and one shortest
+            # window, none holds slots Redis does not know.
+            self._guarded_until = time.monotonic() + self.retry_interval + self._shortest
+        # A connection returned to the pool after the failure is to the old server.
+        self._drop_idle_connections()
+        return True
+
+    def _drop_idle_connections(self) -> None:
+        """Close the pool's idle connections (in-use ones close themselves on an error)."""
+        with contextlib.suppress(*self._errors):
+            self._client.connection_pool.disconnect(inuse_connections=False)
 
     def _adopt_local_slots(self) -> None:
         # The slots taken locally meanwhile count in Redis too (a Redis that restarted
         # empty, or one that was only out of reach, knows nothing of them).
         ages = self.fallback.ages()
+        epoch = self._epoch
         if ages:
             try:
                 self._adopt(
                     keys=[self._keys[0], self._keys[2]], args=[self._log_ttl, _SEQ_TTL_MS, *ages]
                 )
             except self._errors as exc:
-                self._failed(exc)
+                self._failed(exc, epoch)
                 return
         _log.info(
             "gbtrack: Redis rate limiter at %s reachable again; sharing the limits",
@@ -394,6 +415,7 @@ class RedisRateLimiter:
         """
         if not self._usable():
             return self.fallback.reserve()
+        epoch = self._epoch
         guard = None
         if self._down or (self._guarded_until and time.monotonic() < self._guarded_until):
             # Trying Redis again, or just back: other processes may still be limiting
@@ -408,9 +430,9 @@ class RedisRateLimiter:
                 args=[self.margin, DEFAULT_HOLD, self._log_ttl, _SEQ_TTL_MS, *self._windows],
             )
         except self._errors as exc:
-            self._failed(exc)
+            self._failed(exc, epoch)
             return (0.0, guard) if guard is not None else self.fallback.reserve()
-        self._succeeded()
+        self._succeeded(epoch)
         if len(reply) == 1:
             if guard is not None:
                 self.fallback.restamp(guard)  # never sent: it ends now
@@ -448,12 +470,13 @@ class RedisRateLimiter:
                 self.fallback.restamp(guard)
         if not self._usable():
             return
+        epoch = self._epoch
         try:
             self._restamp(keys=self._keys[:1], args=[int(-stamp), self._log_ttl])
         except self._errors as exc:
-            self._failed(exc)
+            self._failed(exc, epoch)
         else:
-            self._succeeded()
+            self._succeeded(epoch)
 
     def take(
         self, timeout: float | None = None, *, stop: threading.Event | None = None
@@ -482,12 +505,13 @@ class RedisRateLimiter:
         self.fallback.defer(seconds)
         if seconds <= 0 or not self._usable():
             return
+        epoch = self._epoch
         try:
             self._defer(keys=self._keys[1:2], args=[float(seconds)])
         except self._errors as exc:
-            self._failed(exc)
+            self._failed(exc, epoch)
         else:
-            self._succeeded()
+            self._succeeded(epoch)
 
     def note(self, outcome: Outcome) -> None:
         """Apply an answer's back-pressure to every process: a 429 or a ``Retry-After``.
