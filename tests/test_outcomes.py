@@ -110,6 +110,18 @@ def test_hooks_run_the_items_then_the_trackers_each_once() -> None:
     assert calls == [("alone", outcome)]  # the tracker's hook is not told
 
 
+def test_the_trackers_hook_alone_hears_each_outcome_with_its_message() -> None:
+    told: Outcomes = []
+    hooks = OutcomeHooks(told.append, Reporter())
+    hooks.settle_event(_draft(), "dropped", "rejected", "refused: 4001")  # no hook of its own
+    (outcome,) = told
+    assert (outcome.status, outcome.reason) == ("dropped", "rejected")
+    assert outcome.error == "refused: 4001"
+    assert hooks.defer_event(_draft(), "dropped", "queue_overflow", "full")
+    hooks.run_pending()
+    assert [(o.reason, o.error) for o in told[1:]] == [("queue_overflow", "full")]  # later
+
+
 def test_without_a_hook_nothing_is_made_or_kept() -> None:
     hooks = OutcomeHooks(None, Reporter())
     assert not hooks.wants(None)
