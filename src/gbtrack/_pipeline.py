@@ -26,7 +26,7 @@ from typing import Union
 
 from gbtrack._delivery import sender_from_config
 from gbtrack._errors import InvalidEventError, TrackingError
-from gbtrack._event import Event, EventDraft, Limits, mask_email, mask_mobile
+from gbtrack._event import Event, EventDraft, Limits, as_draft, mask_email, mask_mobile
 from gbtrack._order import OrderDraft
 from gbtrack._outcomes import Unsent, dropped_outcome, own_hook
 from gbtrack._report import Reporter, Stats, logger, warn_user
@@ -257,10 +257,9 @@ def compile_route(
 
 def _drafting(gate: Gate) -> FieldsGate:
     """``gate`` for a draft's fields: makes the ``EventDraft`` (one C call), then calls it."""
-    new, draft = tuple.__new__, EventDraft
 
     def fields_gate(fields: tuple[object, ...]) -> object:
-        return gate(new(draft, fields))
+        return gate(as_draft(fields))
 
     return fields_gate
 

@@ -19,7 +19,7 @@ import pytest
 from tests.senders import bounded, event
 
 from gbtrack import TrackingError
-from gbtrack._event import Event, EventDraft
+from gbtrack._event import Event, EventDraft, as_draft
 from gbtrack._report import Reporter
 from gbtrack.senders import _queue
 from gbtrack.senders._queue import EventQueue
@@ -427,7 +427,7 @@ def test_the_gate_appends_and_takes_its_slow_path_at_the_limit() -> None:
     assert overs == [inlet]  # 2 < 3
     inlet.gate(fields("c"))
     assert overs == [inlet, inlet]  # 3 reached
-    assert [_queue.as_draft(e).name for e in inlet.items] == ["a", "b", "c"]
+    assert [as_draft(e).name for e in inlet.items] == ["a", "b", "c"]
 
 
 def test_an_inlet_counts_each_draft_once() -> None:

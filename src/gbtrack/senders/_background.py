@@ -28,7 +28,7 @@ from typing import Any
 from pydantic import SecretStr
 
 from gbtrack._errors import ConfigurationError, InvalidEventError
-from gbtrack._event import Event, EventDraft, Record, check_drafts, events_of, record_of
+from gbtrack._event import Event, EventDraft, Record, as_draft, check_drafts, events_of, record_of
 from gbtrack._fork import reset_after_fork
 from gbtrack._order import OrderDraft, StoredOrder
 from gbtrack._outcomes import (
@@ -48,7 +48,7 @@ from gbtrack.senders._base import BaseSender, BatchHook, Sender, TrackerLink
 from gbtrack.senders._config import LIMITER_OPTIONS, DeliveryConfig
 from gbtrack.senders._dispatch import ORDER_BULK_THRESHOLD, Dispatcher
 from gbtrack.senders._policy import DeliveryClient, Limiter, RateLimiter, RetryPolicy, Spill
-from gbtrack.senders._queue import EventQueue, Inlet, Overflow, as_draft
+from gbtrack.senders._queue import EventQueue, Inlet, Overflow
 from gbtrack.senders._requests import OrderRequest, time_left
 
 __all__ = ["BackgroundSender"]
@@ -456,7 +456,7 @@ class BackgroundSender(BaseSender):
         """An inlet's gate also takes a draft's fields: the worker makes the draft.
 
         Whoever gathers the inlet makes each item an :class:`~gbtrack.EventDraft` (one C
-        call per item, :func:`~gbtrack.senders._queue.as_draft`); the general entry does
+        call per item, :data:`~gbtrack._event.as_draft`); the general entry does
         not.
         """
         with self._start_lock:

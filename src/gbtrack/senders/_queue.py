@@ -18,7 +18,8 @@ the capacity (the overflow), so that the bound holds on the caller's thread.
 
 A gate takes a draft's fields as a plain tuple too (``SenderTraits.fields_gate``): the
 generated wrappers hand it the tuple, and whoever takes an item out of an inlet makes
-it an ``EventDraft`` there (:data:`as_draft`, one C call), off the caller's thread.
+it an ``EventDraft`` there (:data:`gbtrack._event.as_draft`, one C call), off the caller's
+thread.
 """
 
 from __future__ import annotations
@@ -31,20 +32,17 @@ from collections.abc import Callable, Iterable
 from itertools import islice
 from typing import TYPE_CHECKING, Any, Literal
 
-from gbtrack._event import Event, EventDraft
+from gbtrack._event import Event, EventDraft, as_draft
 from gbtrack._order import OrderDraft
 
 if TYPE_CHECKING:
     from gbtrack._report import Reporter
     from gbtrack._state import FieldsGate
 
-__all__ = ["EventQueue", "Inlet", "Overflow", "Queued", "as_draft"]
+__all__ = ["EventQueue", "Inlet", "Overflow", "Queued"]
 
 Queued = Event | EventDraft | OrderDraft
 """What the queue holds: events, event drafts and order drafts, in the order accepted."""
-
-as_draft: Callable[[tuple[Any, ...]], EventDraft] = functools.partial(tuple.__new__, EventDraft)
-"""A draft's fields (or a draft) as an :class:`~gbtrack.EventDraft`: one C call."""
 
 Overflow = Literal["drop_newest", "block"]
 """What ``send()`` does when the queue is full: drop (and count) the event, or wait."""

@@ -364,7 +364,7 @@ class RedisRateLimiter:
 
     def _succeeded(self, epoch: int) -> None:
         """A call started at ``epoch`` reached Redis: share the limits again, unless stale."""
-        if self._down and epoch == self._epoch and self._recover(epoch):
+        if self._down and self._recover(epoch):
             self._adopt_local_slots()
 
     def _recover(self, epoch: int) -> bool:
